@@ -1,0 +1,54 @@
+"""Encode and decode the one schema: msgpack on the wire and in the journal,
+JSON for files and people. Decoders are strict: unknown tags, unknown fields
+and wrong types raise `msgspec.ValidationError` at the edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from exchange.commands import AnyCommand, Envelope
+from exchange.events import AnyEvent
+
+_encoder = msgspec.msgpack.Encoder()
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_command_decoder = msgspec.msgpack.Decoder(AnyCommand)
+_event_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_events_decoder = msgspec.msgpack.Decoder(list[AnyEvent])
+_json_encoder = msgspec.json.Encoder()
+
+DecodeError = (msgspec.DecodeError, msgspec.ValidationError)
+
+
+def encode(obj: Any) -> bytes:
+    """Encode any schema value (command, envelope, event or list) as msgpack."""
+    return _encoder.encode(obj)
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    return _envelope_decoder.decode(data)
+
+
+def decode_command(data: bytes) -> Any:
+    return _command_decoder.decode(data)
+
+
+def decode_event(data: bytes) -> Any:
+    return _event_decoder.decode(data)
+
+
+def decode_events(data: bytes) -> list[Any]:
+    return _events_decoder.decode(data)
+
+
+def to_json(obj: Any) -> bytes:
+    return _json_encoder.encode(obj)
+
+
+def command_from_json(data: bytes | str) -> Any:
+    return msgspec.json.decode(data, type=AnyCommand)
+
+
+def event_from_json(data: bytes | str) -> Any:
+    return msgspec.json.decode(data, type=AnyEvent)

@@ -1,0 +1,170 @@
+"""The engine: ``state + envelope -> events``, with no I/O.
+
+One `Engine` owns one `State`. `Engine.apply` takes a sequenced `Envelope`,
+first fires every scheduled action due at or before the envelope's time
+(closings, soft-close ends, Dutch steps, expiries, due dates), then runs the
+command's handler. A handler validates everything before it changes
+anything and raises `Reject` to refuse; the engine then emits a
+`CommandRejected` to the sender alone and keeps the state unchanged.
+
+Mechanism modules register handlers with `@handles(CommandType)` and timer
+actions with `@on_timer("kind")`; `exchange/__init__.py` imports them all.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Callable
+
+from sortedcontainers import SortedList
+
+from exchange.commands import Command, Envelope, Tick
+from exchange.errors import Reject
+from exchange.events import CommandRejected, Event, OPERATORS
+
+Handler = Callable[["State", "Ctx", Any], None]
+TimerAction = Callable[["State", "Ctx", str, int], None]
+
+HANDLERS: dict[type[Command], Handler] = {}
+TIMER_ACTIONS: dict[str, TimerAction] = {}
+
+
+def handles(command_type: type[Command]) -> Callable[[Handler], Handler]:
+    """Register the handler of a command type; one handler per type."""
+    def register(fn: Handler) -> Handler:
+        if command_type in HANDLERS:
+            raise KeyError(f"{command_type.__name__} has a handler already")
+        HANDLERS[command_type] = fn
+        return fn
+    return register
+
+
+def on_timer(kind: str) -> Callable[[TimerAction], TimerAction]:
+    """Register the action fired for timers of ``kind``."""
+    def register(fn: TimerAction) -> TimerAction:
+        if kind in TIMER_ACTIONS:
+            raise KeyError(f"timer kind {kind!r} has an action already")
+        TIMER_ACTIONS[kind] = fn
+        return fn
+    return register
+
+
+class State:
+    """Everything the engine knows. Plain containers, iterated in insertion
+    or sorted order only, so that replay is byte-for-byte deterministic."""
+
+    def __init__(self) -> None:
+        self.now = 0                       # ns UTC of the last applied envelope
+        self.last_seq = 0                  # sequence of the last applied envelope
+        self.parties: dict[int, Any] = {}  # party id -> participants.Party
+        self.sessions: dict[str, Any] = {} # session id -> participants.Session
+        self.rates: dict[tuple[str, str], tuple[int, int]] = {}
+        self.exposure: dict[tuple[str, int], Any] = {}  # (session, party) -> credit.Exposure
+        self.lots: dict[str, Any] = {}     # serial -> auction lot (issue 2)
+        self.books: dict[str, Any] = {}    # instrument -> book (issue 3)
+        self.settlements: dict[int, Any] = {}  # settlement id -> settlement (issue 7)
+        self.extra: dict[str, Any] = {}    # per-module state that needs no field of its own
+        # (when, order, kind, ref, arg): fired in time order, then in the order set
+        self.timers: SortedList = SortedList()
+        self._timer_order = 0
+
+    def schedule(self, when: int, kind: str, ref: str, arg: int = 0) -> None:
+        """Schedule timer ``kind`` for ``ref`` at ``when``. O(log n).
+
+        Timers are never cancelled: an action checks that it is still
+        relevant (the lot still open, the close time unchanged) and otherwise
+        does nothing.
+        """
+        self._timer_order += 1
+        self.timers.add((when, self._timer_order, kind, ref, arg))
+
+
+class Ctx:
+    """What a handler knows of the command at hand, and where its events go."""
+
+    __slots__ = ("seq", "ts", "actor", "role", "client_id", "out")
+
+    def __init__(self, env: Envelope, out: list[Event]) -> None:
+        self.seq = env.seq
+        self.ts = env.ts
+        self.actor = env.actor
+        self.role = env.role
+        self.client_id = env.client_id
+        self.out = out
+
+    def emit(self, event: Event) -> None:
+        self.out.append(event)
+
+    def require_role(self, *roles: str) -> None:
+        if self.role not in roles:
+            raise Reject("not_permitted",
+                         f"role {self.role!r} may not send this command; it needs {' or '.join(roles)}")
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator" or self.role == "system"
+
+
+class Engine:
+    """Apply sequenced commands to a state and return the events they cause."""
+
+    def __init__(self, state: State | None = None) -> None:
+        self.state = state if state is not None else State()
+        self.check_invariants = False
+
+    def apply(self, env: Envelope) -> list[Event]:
+        """Apply one envelope: fire due timers, then the command. Never raises on
+        a bad command; a refused command leaves the state unchanged."""
+        state = self.state
+        out: list[Event] = []
+        ctx = Ctx(env, out)
+        if env.ts > state.now:
+            state.now = env.ts
+        state.last_seq = env.seq
+        self._fire_due(ctx)
+        cmd = env.cmd
+        handler = HANDLERS.get(type(cmd))
+        if type(cmd) is Tick:
+            pass
+        elif handler is None:
+            out.append(CommandRejected(to=(env.actor,), ref=env.seq, code="unknown_command",
+                                       text=f"no handler for {type(cmd).__name__}"))
+        else:
+            mark = len(out)
+            try:
+                handler(state, ctx, cmd)
+            except Reject as refusal:
+                del out[mark:]
+                out.append(CommandRejected(to=(env.actor,), ref=env.seq,
+                                           code=refusal.code, text=refusal.text))
+        if self.check_invariants:
+            from exchange.invariants import check
+            check(state)
+        return out
+
+    def _fire_due(self, ctx: Ctx) -> None:
+        timers = self.state.timers
+        now = self.state.now
+        while timers and timers[0][0] <= now:
+            when, _, kind, ref, arg = timers.pop(0)
+            TIMER_ACTIONS[kind](self.state, ctx, ref, arg)
+
+    def snapshot(self) -> bytes:
+        """Serialise the whole state (covers ``state.last_seq``)."""
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, data: bytes) -> "Engine":
+        """Rebuild an engine from `snapshot` bytes written by this engine."""
+        return cls(pickle.loads(data))
+
+
+def private(*users: str) -> tuple[str, ...]:
+    """Return an audience of the given users plus every operator, without repeats."""
+    seen: list[str] = []
+    for user in users:
+        if user and user not in seen:
+            seen.append(user)
+    if OPERATORS not in seen:
+        seen.append(OPERATORS)
+    return tuple(seen)

@@ -1,0 +1,84 @@
+"""Reason codes for refused commands, each with a sentence for people.
+
+A handler raises `Reject` before it changes any state; the engine turns it
+into a `CommandRejected` event for the sender. Codes are stable API: clients
+switch on them, so add new ones but never rename one.
+"""
+
+from __future__ import annotations
+
+# Largest amount, quantity or time the engine accepts: 10**15 minor units is a
+# quadrillion cents, far above any patent deal, and keeps every product of two
+# such numbers well inside an int64 / float-free range for clients.
+MAX_INT = 10**15
+MAX_TIME = 2**63 - 1
+
+REASONS: dict[str, str] = {
+    # generic input
+    "non_positive": "the amount or quantity must be greater than zero",
+    "negative": "the value must not be negative",
+    "out_of_range": "an integer is larger than the engine accepts",
+    "bad_field": "a field has a value the engine does not accept",
+    "not_permitted": "the sender's role may not send this command",
+    "unknown_command": "the engine does not know this command",
+    # participants
+    "unknown_party": "no such party",
+    "party_not_approved": "the party has not passed the credit review",
+    "party_frozen": "the party's credit is frozen",
+    "not_your_party": "the party is not one of the sender's clients",
+    "unknown_session": "no such session",
+    "session_exists": "a session with this id exists already",
+    "session_closed": "the session is closed",
+    "paddle_exists": "the party holds a paddle in this session already",
+    "unknown_paddle": "no such paddle in this session",
+    "not_your_paddle": "the paddle belongs to another broker's client",
+    "over_credit_limit": "the commitment would exceed the bidder's credit limit",
+    "wrong_currency": "the amount's currency is not the lot's currency",
+    "bad_rate": "a display rate must have a positive numerator and denominator",
+}
+
+
+class Reject(Exception):
+    """Refuse the command at hand with a reason code and a sentence."""
+
+    __slots__ = ("code", "text")
+
+    def __init__(self, code: str, text: str | None = None) -> None:
+        if code not in REASONS:
+            raise KeyError(f"unregistered reason code {code!r}")
+        self.code = code
+        self.text = text if text is not None else REASONS[code]
+        super().__init__(code, self.text)
+
+
+def register_reasons(reasons: dict[str, str]) -> None:
+    """Add reason codes of a mechanism module; a code may be registered once."""
+    for code, text in reasons.items():
+        if code in REASONS and REASONS[code] != text:
+            raise KeyError(f"reason code {code!r} registered twice")
+        REASONS[code] = text
+
+
+def positive(value: int, what: str = "amount") -> int:
+    """Return `value` if it is a positive engine integer, else reject."""
+    if value <= 0:
+        raise Reject("non_positive", f"{what} must be greater than zero, got {value}")
+    if value > MAX_INT:
+        raise Reject("out_of_range", f"{what} {value} is above the maximum {MAX_INT}")
+    return value
+
+
+def non_negative(value: int, what: str = "value") -> int:
+    """Return `value` if it is zero or a positive engine integer, else reject."""
+    if value < 0:
+        raise Reject("negative", f"{what} must not be negative, got {value}")
+    if value > MAX_INT:
+        raise Reject("out_of_range", f"{what} {value} is above the maximum {MAX_INT}")
+    return value
+
+
+def a_time(value: int, what: str = "time") -> int:
+    """Return `value` if it is a valid ns-UTC timestamp, else reject."""
+    if value < 0 or value > MAX_TIME:
+        raise Reject("out_of_range", f"{what} {value} is not a valid ns UTC timestamp")
+    return value

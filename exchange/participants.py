@@ -1,0 +1,208 @@
+"""Participants: parties, credit reviews, sessions, paddles, display rates.
+
+A broker registers its clients (parties); an operator reviews each party's
+credit and records its limit and the agreement version signed; only then can
+an operator issue the party a paddle in a session. Paddle numbers are issued
+per session in order from 101 and reveal nothing of the party. Identities
+appear only in events private to the party's broker and the operators.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from exchange.commands import (CloseSession, CreateSession, IssuePaddle, RegisterParty,
+                               ReviewCredit, SetDisplayRate)
+from exchange.engine import Ctx, State, handles, private
+from exchange.errors import Reject, a_time, non_negative, positive
+from exchange.events import (DisplayRateSet, PaddleIssued, PartyRegistered, CreditReviewed,
+                             SessionClosed, SessionCreated)
+
+FIRST_PADDLE = 101
+
+
+class Party(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+    country: str
+    broker: str
+    approved: bool = False
+    reviewed: bool = False
+    credit_limit: int = 0
+    currency: str = "USD"
+    agreement_version: str = ""
+    score: int = 0
+    frozen: bool = False
+
+
+class Session(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    currency: str
+    starts_at: int
+    ends_at: int
+    open: bool = True
+    next_paddle: int = FIRST_PADDLE
+    paddles: dict[int, int] = {}       # paddle -> party id
+    by_party: dict[int, int] = {}      # party id -> paddle
+    lots: list[str] = []               # serials, in the order added
+
+
+def valid_currency(code: str) -> str:
+    """Return an ISO-4217-shaped code (three capital letters) or reject."""
+    if len(code) != 3 or not code.isascii() or not code.isalpha() or not code.isupper():
+        raise Reject("bad_field", f"currency {code!r} is not a three-letter ISO 4217 code")
+    return code
+
+
+def get_party(state: State, party_id: int) -> Party:
+    party = state.parties.get(party_id)
+    if party is None:
+        raise Reject("unknown_party", f"no party {party_id}")
+    return party
+
+
+def get_session(state: State, session_id: str) -> Session:
+    session = state.sessions.get(session_id)
+    if session is None:
+        raise Reject("unknown_session", f"no session {session_id!r}")
+    return session
+
+
+def own_party(state: State, ctx: Ctx, party_id: int) -> Party:
+    """Return the party if the sender may act for it: its broker or an operator."""
+    party = get_party(state, party_id)
+    if not ctx.is_operator and party.broker != ctx.actor:
+        raise Reject("not_your_party", f"party {party_id} is not a client of {ctx.actor!r}")
+    return party
+
+
+def paddle_party(state: State, ctx: Ctx, session_id: str, paddle: int) -> Party:
+    """Return the party behind ``paddle`` if the sender may bid with it and the
+    party may bid: approved and not frozen."""
+    session = get_session(state, session_id)
+    party_id = session.paddles.get(paddle)
+    if party_id is None:
+        raise Reject("unknown_paddle", f"no paddle {paddle} in session {session_id!r}")
+    party = state.parties[party_id]
+    if not ctx.is_operator and party.broker != ctx.actor:
+        raise Reject("not_your_paddle", f"paddle {paddle} is not one of {ctx.actor!r}'s")
+    if party.frozen:
+        raise Reject("party_frozen", f"the credit of paddle {paddle} is frozen")
+    if not party.approved:
+        raise Reject("party_not_approved", f"paddle {paddle}'s party is not approved")
+    return party
+
+
+def audience(state: State, party_id: int) -> tuple[str, ...]:
+    """Return the audience of an event private to a party: its broker and the operators."""
+    return private(state.parties[party_id].broker)
+
+
+@handles(RegisterParty)
+def register_party(state: State, ctx: Ctx, cmd: RegisterParty) -> None:
+    ctx.require_role("broker", "operator")
+    if not cmd.name.strip():
+        raise Reject("bad_field", "a party needs a name")
+    broker = ctx.actor
+    if cmd.broker:
+        if ctx.role != "operator":
+            raise Reject("not_permitted", "only an operator registers a party for another broker")
+        broker = cmd.broker
+    party = Party(id=ctx.seq, name=cmd.name, country=cmd.country, broker=broker)
+    state.parties[party.id] = party
+    ctx.emit(PartyRegistered(to=private(broker), party=party.id, name=party.name,
+                             country=party.country, broker=broker))
+
+
+@handles(ReviewCredit)
+def review_credit(state: State, ctx: Ctx, cmd: ReviewCredit) -> None:
+    ctx.require_role("operator")
+    party = get_party(state, cmd.party)
+    non_negative(cmd.credit_limit, "credit limit")
+    valid_currency(cmd.currency)
+    if cmd.approved and not cmd.agreement_version:
+        raise Reject("bad_field", "an approval needs the version of the agreement the party signed")
+    party.reviewed = True
+    party.approved = cmd.approved
+    party.credit_limit = cmd.credit_limit if cmd.approved else 0
+    party.currency = cmd.currency
+    party.agreement_version = cmd.agreement_version
+    party.score = cmd.score
+    ctx.emit(CreditReviewed(to=private(party.broker), party=party.id, approved=party.approved,
+                            credit_limit=party.credit_limit, currency=party.currency,
+                            agreement_version=party.agreement_version, score=party.score))
+
+
+@handles(CreateSession)
+def create_session(state: State, ctx: Ctx, cmd: CreateSession) -> None:
+    ctx.require_role("operator")
+    if not cmd.session:
+        raise Reject("bad_field", "a session needs an id")
+    if cmd.session in state.sessions:
+        raise Reject("session_exists", f"session {cmd.session!r} exists already")
+    valid_currency(cmd.currency)
+    a_time(cmd.starts_at, "starts_at")
+    a_time(cmd.ends_at, "ends_at")
+    if cmd.ends_at and cmd.ends_at < cmd.starts_at:
+        raise Reject("bad_field", "a session cannot end before it starts")
+    state.sessions[cmd.session] = Session(id=cmd.session, name=cmd.name, currency=cmd.currency,
+                                          starts_at=cmd.starts_at, ends_at=cmd.ends_at)
+    ctx.emit(SessionCreated(session=cmd.session, name=cmd.name, currency=cmd.currency,
+                            starts_at=cmd.starts_at, ends_at=cmd.ends_at))
+
+
+@handles(CloseSession)
+def close_session(state: State, ctx: Ctx, cmd: CloseSession) -> None:
+    ctx.require_role("operator")
+    session = get_session(state, cmd.session)
+    if not session.open:
+        raise Reject("session_closed", f"session {cmd.session!r} is closed already")
+    session.open = False
+    ctx.emit(SessionClosed(session=cmd.session))
+
+
+@handles(IssuePaddle)
+def issue_paddle(state: State, ctx: Ctx, cmd: IssuePaddle) -> None:
+    ctx.require_role("operator")
+    session = get_session(state, cmd.session)
+    if not session.open:
+        raise Reject("session_closed", f"session {cmd.session!r} is closed")
+    party = get_party(state, cmd.party)
+    if not party.approved:
+        raise Reject("party_not_approved", f"party {party.id} has not passed the credit review")
+    if party.frozen:
+        raise Reject("party_frozen", f"party {party.id}'s credit is frozen")
+    if party.id in session.by_party:
+        raise Reject("paddle_exists", f"party {party.id} holds paddle "
+                                      f"{session.by_party[party.id]} in {session.id!r} already")
+    paddle = session.next_paddle
+    session.next_paddle += 1
+    session.paddles[paddle] = party.id
+    session.by_party[party.id] = paddle
+    ctx.emit(PaddleIssued(to=private(party.broker), session=session.id, paddle=paddle,
+                          party=party.id))
+
+
+@handles(SetDisplayRate)
+def set_display_rate(state: State, ctx: Ctx, cmd: SetDisplayRate) -> None:
+    ctx.require_role("operator")
+    valid_currency(cmd.base)
+    valid_currency(cmd.quote)
+    if cmd.num <= 0 or cmd.den <= 0:
+        raise Reject("bad_rate", f"rate {cmd.num}/{cmd.den} must have positive terms")
+    positive(cmd.num, "rate numerator")
+    positive(cmd.den, "rate denominator")
+    state.rates[(cmd.base, cmd.quote)] = (cmd.num, cmd.den)
+    ctx.emit(DisplayRateSet(base=cmd.base, quote=cmd.quote, num=cmd.num, den=cmd.den))
+
+
+def display_amount(state: State, amount: int, base: str, quote: str) -> int | None:
+    """Return ``amount`` (minor units of ``base``) in minor units of ``quote`` at the
+    operator's display rate, rounded half up, or None when no rate is set.
+    Both currencies are taken to have two decimal places of minor units."""
+    rate = state.rates.get((base, quote))
+    if rate is None:
+        return None
+    num, den = rate
+    return (amount * num * 2 + den) // (2 * den)
