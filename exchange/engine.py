@@ -7,8 +7,9 @@ command's handler. A handler validates everything before it changes
 anything and raises `Reject` to refuse; the engine then emits a
 `CommandRejected` to the sender alone and keeps the state unchanged.
 
-Mechanism modules register handlers with `@handles(CommandType)` and timer
-actions with `@on_timer("kind")`; `exchange/__init__.py` imports them all.
+Mechanism modules register handlers with `@handles(CommandType)`, timer
+actions with `@on_timer("kind")` and reactions to events with
+`@reacts_to(EventType)`; `exchange/__init__.py` imports them all.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from exchange.events import CommandRejected, Event, OPERATORS
 Handler = Callable[["State", "Ctx", Any], None]
 TimerAction = Callable[["State", "Ctx", str, int], None]
 
+Reaction = Callable[["State", "Ctx", Any], None]
+
 HANDLERS: dict[type[Command], Handler] = {}
 TIMER_ACTIONS: dict[str, TimerAction] = {}
+REACTIONS: dict[type[Event], list[Reaction]] = {}
 
 
 def handles(command_type: type[Command]) -> Callable[[Handler], Handler]:
@@ -45,6 +49,17 @@ def on_timer(kind: str) -> Callable[[TimerAction], TimerAction]:
         if kind in TIMER_ACTIONS:
             raise KeyError(f"timer kind {kind!r} has an action already")
         TIMER_ACTIONS[kind] = fn
+        return fn
+    return register
+
+
+def reacts_to(event_type: type[Event]) -> Callable[[Reaction], Reaction]:
+    """Register a reaction to an event type: it runs, in registration order,
+    after each such event is emitted within the same envelope (for example
+    settlement opening on an award). A reaction must not refuse; the events it
+    emits are reacted to in turn."""
+    def register(fn: Reaction) -> Reaction:
+        REACTIONS.setdefault(event_type, []).append(fn)
         return fn
     return register
 
@@ -137,6 +152,8 @@ class Engine:
                 del out[mark:]
                 out.append(CommandRejected(to=(env.actor,), ref=env.seq,
                                            code=refusal.code, text=refusal.text))
+        if REACTIONS:
+            self._react(ctx)
         if self.check_invariants:
             from exchange.invariants import check
             check(state)
@@ -148,6 +165,16 @@ class Engine:
         while timers and timers[0][0] <= now:
             when, _, kind, ref, arg = timers.pop(0)
             TIMER_ACTIONS[kind](self.state, ctx, ref, arg)
+
+    def _react(self, ctx: Ctx) -> None:
+        out = ctx.out
+        index = 0
+        while index < len(out):
+            reactions = REACTIONS.get(type(out[index]))
+            if reactions:
+                for reaction in reactions:
+                    reaction(self.state, ctx, out[index])
+            index += 1
 
     def snapshot(self) -> bytes:
         """Serialise the whole state (covers ``state.last_seq``)."""
