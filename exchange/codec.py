@@ -18,6 +18,17 @@ _event_decoder = msgspec.msgpack.Decoder(AnyEvent)
 _events_decoder = msgspec.msgpack.Decoder(list[AnyEvent])
 _json_encoder = msgspec.json.Encoder()
 
+
+class Entry(msgspec.Struct, frozen=True):
+    """One journal record (kind ENTRY): a sequenced command and every event
+    the engine produced for it, in order. The record's seq equals ``env.seq``."""
+
+    env: Envelope
+    events: list[AnyEvent]  # type: ignore[valid-type]
+
+
+_entry_decoder = msgspec.msgpack.Decoder(Entry)
+
 DecodeError = (msgspec.DecodeError, msgspec.ValidationError)
 
 
@@ -40,6 +51,16 @@ def decode_event(data: bytes) -> Any:
 
 def decode_events(data: bytes) -> list[Any]:
     return _events_decoder.decode(data)
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """Encode a journal `Entry` as msgpack."""
+    return _encoder.encode(entry)
+
+
+def decode_entry(data: bytes) -> Entry:
+    """Decode a journal `Entry`; strict like every decoder here."""
+    return _entry_decoder.decode(data)
 
 
 def to_json(obj: Any) -> bytes:
