@@ -98,6 +98,198 @@ class SetDisplayRate(Command, frozen=True):
 # auctions (issue 2)
 # --------------------------------------------------------------------------
 
+Mechanism = Literal["english", "sealed_first", "sealed_second", "dutch", "reverse", "bid_ask"]
+TieBreak = Literal["earliest", "lottery"]
+
+
+class Patent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One patent or application in a lot's catalogue entry (dates: int ns UTC)."""
+
+    number: str
+    title: str
+    family_id: str = ""
+    jurisdiction: str = "US"
+    status: Literal["granted", "pending"] = "granted"
+    field: str = ""
+    priority_date: int = 0
+    expiry_date: int = 0
+
+
+class LotTerms(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A lot's public catalogue entry and rules. Everything here is public once
+    the lot is scheduled; the reserve is NOT here (see `CreateLot.reserve`).
+
+    Money in minor units of ``currency``; times int ns UTC; rates in basis
+    points (1 bp = 0.01 %). ``increments`` names a table of
+    `exchange.increments` ("otba", "ebay2003", "custom" = ``custom_increments``,
+    pairs of (band floor, increment) ascending from 0). ``hard_end`` 0 means
+    ``closes_at``. Soft close: a bid in the last ``soft_window`` ns extends the
+    close by ``soft_extend`` ns, never past ``hard_end``. Dutch: the clock
+    starts at ``dutch_start`` and steps down by ``dutch_step`` every
+    ``dutch_interval`` ns. Reverse: ``starting_bid`` is the public budget;
+    ``reverse_choice`` "lowest" awards the lowest acceptable offer at the close,
+    "buyer" lets the buyer choose within ``choice_window`` ns.
+    ``negotiation_window`` ns after a pass: private offers to the seller.
+    ``display_currency``: events also show amounts in it at the operator rate.
+    """
+
+    title: str
+    patents: tuple[Patent, ...] = ()
+    currency: str = "USD"
+    mechanism: Mechanism = "english"
+    starting_bid: int = 0
+    ask: int = 0
+    increments: str = "otba"
+    custom_increments: tuple[tuple[int, int], ...] = ()
+    opens_at: int = 0
+    closes_at: int = 0
+    hard_end: int = 0
+    soft_window: int = 0
+    soft_extend: int = 0
+    buyer_premium_bp: int = 0
+    seller_commission_bp: int = 0
+    tie_break: TieBreak = "earliest"
+    dutch_start: int = 0
+    dutch_step: int = 0
+    dutch_interval: int = 0
+    reverse_choice: Literal["lowest", "buyer"] = "lowest"
+    choice_window: int = 0
+    negotiation_window: int = 0
+    display_currency: str = ""
+
+
+class CreateLot(Command, frozen=True):
+    """Submit a lot as a draft (the seller's broker or an operator). For a
+    reverse tender ``seller`` is the party that buys (the seeker) and
+    ``reserve`` its secret ceiling. ``reserve`` 0 means no reserve."""
+
+    serial: str
+    session: str
+    seller: int
+    terms: LotTerms
+    reserve: int = 0
+
+
+class VetLot(Command, frozen=True):
+    """Record the experts' score and approve or reject a draft (operator only)."""
+
+    serial: str
+    score: int
+    approved: bool
+    note: str = ""
+
+
+class ScheduleLot(Command, frozen=True):
+    """Publish a vetted lot in the catalogue and schedule it (operator only).
+    Non-zero times override the terms' schedule."""
+
+    serial: str
+    opens_at: int = 0
+    closes_at: int = 0
+    hard_end: int = 0
+
+
+class PlaceBid(Command, frozen=True):
+    """Bid on a lot with a paddle. English: ``amount`` is the proxy maximum.
+    Sealed: the one live bid of the paddle (replaces an earlier one). Dutch:
+    accepts the clock at its current price if ``amount`` is at least that.
+    Reverse: a sealed offer to sell at ``amount``. ``currency`` "" means the
+    lot's; any other value must equal it."""
+
+    serial: str
+    paddle: int
+    amount: int
+    currency: str = ""
+
+
+class WithdrawBid(Command, frozen=True):
+    """Withdraw the paddle's live sealed bid or reverse offer before the close."""
+
+    serial: str
+    paddle: int
+
+
+class BuyAtAsk(Command, frozen=True):
+    """Buy a scheduled or open lot at once at its Ask."""
+
+    serial: str
+    paddle: int
+
+
+class ChooseOffer(Command, frozen=True):
+    """The buyer of a reverse tender chooses an acceptable offer (its broker or
+    an operator), within the choice window."""
+
+    serial: str
+    paddle: int
+
+
+class MakeOffer(Command, frozen=True):
+    """Make (or replace) a private offer for a passed lot in its negotiation window."""
+
+    serial: str
+    paddle: int
+    amount: int
+
+
+class WithdrawOffer(Command, frozen=True):
+    """Withdraw the paddle's private offer for a passed lot."""
+
+    serial: str
+    paddle: int
+
+
+class AnswerOffer(Command, frozen=True):
+    """The seller (its broker or an operator) accepts, declines or counters a
+    private offer. A counter needs ``amount`` above the offer."""
+
+    serial: str
+    paddle: int
+    action: Literal["accept", "decline", "counter"]
+    amount: int = 0
+
+
+class AcceptCounter(Command, frozen=True):
+    """The bidder accepts the seller's counter to its offer: a sale at the counter."""
+
+    serial: str
+    paddle: int
+
+
+class LowerReserve(Command, frozen=True):
+    """The seller lowers the reserve of a passed lot in its negotiation window;
+    the best live offer at or above the new reserve sells at once."""
+
+    serial: str
+    reserve: int
+
+
+class RecordNegotiatedSale(Command, frozen=True):
+    """Record a sale of a passed lot agreed off the floor (operator only)."""
+
+    serial: str
+    paddle: int
+    amount: int
+
+
+class RelistLot(Command, frozen=True):
+    """Put a passed lot up again with a new schedule (operator only); ``reserve``
+    None keeps the current one."""
+
+    serial: str
+    opens_at: int
+    closes_at: int
+    hard_end: int = 0
+    reserve: int | None = None
+
+
+class WithdrawLot(Command, frozen=True):
+    """Withdraw a lot that is not sold (the seller's broker before it opens, or an
+    operator at any time before a sale); every commitment on it is released."""
+
+    serial: str
+    reason: str = ""
+
 
 # --------------------------------------------------------------------------
 # continuous book and call auction (issue 3)

@@ -91,6 +91,284 @@ class CreditChanged(Event, frozen=True):
 # --------------------------------------------------------------------------
 # auctions (issue 2)
 # --------------------------------------------------------------------------
+# Audiences: catalogue, bidding and results are public with paddle numbers
+# only; reserves, proxy maxima, sealed amounts before the close, offers in a
+# negotiation and party ids are private (the party's broker and operators).
+# Money is in minor units of ``currency``; ``display_*`` fields repeat an
+# amount in ``display_currency`` at the operator's rate (0 and "" when unset).
+
+from exchange.commands import LotTerms  # noqa: E402  (catalogue terms are shared)
+
+
+class LotCreated(Event, frozen=True):
+    """A draft lot was submitted (private: the seller's broker and operators)."""
+
+    serial: str
+    session: str
+    seller: int
+    terms: LotTerms
+    reserve: int
+
+
+class LotVetted(Event, frozen=True):
+    """The experts scored the lot and approved or rejected it (private)."""
+
+    serial: str
+    session: str
+    score: int
+    approved: bool
+    note: str
+
+
+class LotScheduled(Event, frozen=True):
+    """The lot is in the public catalogue with its final schedule (public; no reserve)."""
+
+    serial: str
+    session: str
+    terms: LotTerms
+
+
+class LotOpened(Event, frozen=True):
+    """Bidding opened (public). ``price``: the Dutch clock's start, else the starting bid."""
+
+    serial: str
+    session: str
+    mechanism: str
+    opens_at: int
+    closes_at: int
+    hard_end: int
+    price: int
+
+
+class BidAccepted(Event, frozen=True):
+    """An open bid was accepted (public, English): the standing price after it,
+    the leading paddle and whether the hidden reserve is met. Never the
+    bidder's proxy maximum."""
+
+    serial: str
+    session: str
+    paddle: int
+    price: int
+    leader: int
+    reserve_met: bool
+    bids: int
+    closes_at: int
+    display_currency: str = ""
+    display_price: int = 0
+
+
+class BidConfirmed(Event, frozen=True):
+    """The bidder's own bid as recorded (private): its proxy maximum, sealed bid
+    or offer, and whether it leads now (English; False for sealed)."""
+
+    serial: str
+    session: str
+    paddle: int
+    amount: int
+    leading: bool
+
+
+class SealedBidCounted(Event, frozen=True):
+    """The number of live sealed bids or offers changed (public; no amounts)."""
+
+    serial: str
+    session: str
+    bids: int
+
+
+class BidWithdrawn(Event, frozen=True):
+    """The paddle's live sealed bid or offer was withdrawn (private)."""
+
+    serial: str
+    session: str
+    paddle: int
+
+
+class LotExtended(Event, frozen=True):
+    """A late bid moved the close (soft close), never past the hard end (public)."""
+
+    serial: str
+    session: str
+    closes_at: int
+    hard_end: int
+
+
+class DutchPriceChanged(Event, frozen=True):
+    """The Dutch clock stepped down (public). ``at_floor``: it will go no lower."""
+
+    serial: str
+    session: str
+    price: int
+    at_floor: bool
+    display_currency: str = ""
+    display_price: int = 0
+
+
+class RevealedBid(msgspec.Struct, frozen=True, kw_only=True):
+    """One sealed bid or offer, revealed at the close."""
+
+    paddle: int
+    amount: int
+
+
+class LotClosed(Event, frozen=True):
+    """Bidding ended (public). ``outcome``: "sold", "passed" or "choosing" (a
+    reverse tender waiting for the buyer's choice until ``decision_by``)."""
+
+    serial: str
+    session: str
+    outcome: str
+    bids: int
+    decision_by: int = 0
+
+
+class SealedBidsRevealed(Event, frozen=True):
+    """Every live sealed bid or offer at the close, best first (public, after the close)."""
+
+    serial: str
+    session: str
+    bids: tuple[RevealedBid, ...]
+
+
+class LotAwarded(Event, frozen=True):
+    """A sale (public, paddle only). ``how``: "auction", "ask", "negotiated",
+    "reaward" or "book". Reverse tender: ``paddle`` is the winning seller and
+    the lot's owner pays. ``tie_break``: "none" if no tie decided the winner,
+    else the policy applied ("earliest" or "lottery"). total = hammer +
+    premium (due from the buyer); net = hammer - commission (to the seller)."""
+
+    serial: str
+    session: str
+    mechanism: str
+    how: str
+    paddle: int
+    hammer: int
+    premium: int
+    total: int
+    commission: int
+    net: int
+    currency: str
+    buyer_premium_bp: int
+    seller_commission_bp: int
+    tie_break: str
+    display_currency: str = ""
+    display_hammer: int = 0
+    display_total: int = 0
+
+
+class LotSold(Event, frozen=True):
+    """The same sale with the parties, for operators and settlement (private to
+    operators only). ``buyer`` pays ``total``; ``seller`` receives ``net``."""
+
+    serial: str
+    session: str
+    mechanism: str
+    how: str
+    paddle: int
+    buyer: int
+    seller: int
+    hammer: int
+    premium: int
+    total: int
+    commission: int
+    net: int
+    currency: str
+    buyer_premium_bp: int
+    seller_commission_bp: int
+    tie_break: str
+
+
+class LotPassed(Event, frozen=True):
+    """The lot did not sell (public). ``reason``: "no_bids", "reserve_not_met",
+    "no_acceptable_offer", "no_choice" or "expired". No amounts."""
+
+    serial: str
+    session: str
+    mechanism: str
+    reason: str
+    bids: int
+    negotiation_ends: int
+
+
+class LotPassedDetail(Event, frozen=True):
+    """The highest bid and the reserve of a passed lot (private: the seller's
+    broker and operators). ``highest_paddle`` 0 when there was no bid."""
+
+    serial: str
+    session: str
+    highest_bid: int
+    highest_paddle: int
+    reserve: int
+
+
+class OfferMade(Event, frozen=True):
+    """A private offer for a passed lot (to the bidder's and seller's brokers
+    and operators; paddle only)."""
+
+    serial: str
+    session: str
+    paddle: int
+    amount: int
+
+
+class OfferAnswered(Event, frozen=True):
+    """The seller declined or countered an offer (same audience as `OfferMade`)."""
+
+    serial: str
+    session: str
+    paddle: int
+    action: str
+    amount: int
+
+
+class OfferWithdrawn(Event, frozen=True):
+    """An offer ended without a sale: "withdrawn", "declined", "expired" or
+    "superseded" (same audience as `OfferMade`)."""
+
+    serial: str
+    session: str
+    paddle: int
+    reason: str
+
+
+class ReserveLowered(Event, frozen=True):
+    """The seller lowered the reserve of a passed lot (private: seller and operators)."""
+
+    serial: str
+    session: str
+    reserve: int
+
+
+class NegotiationEnded(Event, frozen=True):
+    """The negotiation window of a passed lot closed without a sale (public)."""
+
+    serial: str
+    session: str
+
+
+class LotRelisted(Event, frozen=True):
+    """A passed lot goes up again; a `LotScheduled` with its new schedule follows (public)."""
+
+    serial: str
+    session: str
+    opens_at: int
+    closes_at: int
+    hard_end: int
+
+
+class LotWithdrawn(Event, frozen=True):
+    """The lot was withdrawn from sale (public)."""
+
+    serial: str
+    session: str
+    reason: str
+
+
+class LotSettled(Event, frozen=True):
+    """The lot's sale settled (public; emitted through `exchange.lots.mark_settled`)."""
+
+    serial: str
+    session: str
 
 
 # --------------------------------------------------------------------------
