@@ -1,0 +1,715 @@
+"""The journal: an append-only, checksummed, hash-chained log in segment files.
+
+One writer appends records (`Journal.append`), makes them durable in one
+write and one fdatasync per batch (`Journal.commit`, durability ``group``),
+and only then may the caller acknowledge them. Readers iterate records from
+a sequence number or a time (`Journal.read`, `read_journal`). The bytes are
+described in `recorder.format`.
+
+Costs: append O(len(payload)) (CRC-32 and one SHA-256); commit one write
+and at most one fdatasync; opening reads the headers and footers of closed
+segments and scans the live one, O(live segment); read seeks with a sparse
+index, O(1024 records) to start, then O(bytes read).
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import fcntl
+import mmap
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+from recorder import format as fmt
+from recorder.format import Record
+
+__all__ = ["Journal", "JournalCorrupt", "JournalFailed", "JournalLocked", "Record",
+           "RecordTooLarge", "VerifyReport", "read_journal", "verify_journal", "verify_segment",
+           "DURABILITY_MODES"]
+
+DURABILITY_MODES = ("group", "every", "none")
+INDEX_EVERY = 1024          # records between sparse index entries
+READ_BATCH = 4096           # records decoded per scan call while reading
+SEGMENT_SUFFIX = ".seg"
+INDEX_SUFFIX = ".idx"
+
+
+class JournalCorrupt(Exception):
+    """Damage the journal may not repair by itself: anything in a closed
+    segment, a bad header, or segments that do not link up."""
+
+    def __init__(self, segment: str, what: str, reason: str, offset: int | None = None) -> None:
+        self.segment = segment
+        self.what = what          # "record 57", "header", "footer", ...
+        self.reason = reason
+        self.offset = offset
+        at = f" at offset {offset}" if offset is not None else ""
+        super().__init__(f"segment {segment}: {what}{at}: {reason}")
+
+
+class JournalFailed(Exception):
+    """A write or sync failed; the journal accepts and acknowledges nothing more."""
+
+
+class JournalLocked(Exception):
+    """Another writer holds the journal directory."""
+
+
+class RecordTooLarge(ValueError):
+    """The payload exceeds the journal's max_record."""
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{SEGMENT_SUFFIX}"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (created, renamed, removed files) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _read_file(path: Path, offset: int = 0, end: int | None = None) -> bytes:
+    """Read ``path[offset:end]`` (to the end of file if ``end`` is None) in one go."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if end is None:
+            end = os.fstat(fd).st_size
+        size = max(0, end - offset)
+        parts = []
+        while size > 0:
+            chunk = os.pread(fd, min(size, 1 << 26), offset)
+            if not chunk:
+                break
+            parts.append(chunk)
+            offset += len(chunk)
+            size -= len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _whole_file(path: Path, mapped: bool) -> Iterator[bytes]:
+    """Yield the file's bytes: memory-mapped when ``mapped`` (only for files
+    that cannot shrink while we look: closed segments, or the live one under
+    the writer's lock), else read in one go."""
+    if not mapped:
+        yield _read_file(path)
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        mm = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else None
+    finally:
+        os.close(fd)
+    if mm is None:
+        yield b""
+        return
+    try:
+        yield mm  # type: ignore[misc]
+    finally:
+        try:
+            mm.close()
+        except BufferError:
+            pass  # a view is still alive somewhere; the map closes when it dies
+
+
+class Segment:
+    """What the journal knows of one segment file."""
+
+    __slots__ = ("path", "name", "first_seq", "prev_chain", "max_record", "closed",
+                 "last_seq", "chain", "size", "index")
+
+    def __init__(self, path: Path, first_seq: int, prev_chain: bytes, max_record: int) -> None:
+        self.path = path
+        self.name = path.name
+        self.first_seq = first_seq
+        self.prev_chain = prev_chain
+        self.max_record = max_record
+        self.closed = False
+        self.last_seq = first_seq - 1
+        self.chain = prev_chain
+        self.size = fmt.HEADER_SIZE     # bytes of header + good records (+ footer if closed)
+        self.index: fmt.SegmentIndex | None = None
+
+    @property
+    def records_end(self) -> int:
+        return self.size - fmt.FOOTER_SIZE if self.closed else self.size
+
+
+def _list_segments(path: Path) -> list[tuple[int, Path]]:
+    found = []
+    for entry in os.listdir(path):
+        stem, dot, suffix = entry.partition(".")
+        if "." + suffix == SEGMENT_SUFFIX and len(stem) == 20 and stem.isdigit():
+            found.append((int(stem), path / entry))
+    found.sort()
+    return found
+
+
+def _check_closed(path: Path, first_seq: int, prev_chain: bytes) -> Segment:
+    """Check a closed segment's header and footer (not its records). O(1)."""
+    name = path.name
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, fmt.HEADER_SIZE, 0)
+        tail = os.pread(fd, fmt.FOOTER_SIZE, max(0, size - fmt.FOOTER_SIZE))
+    finally:
+        os.close(fd)
+    header = fmt.decode_header(head)
+    if isinstance(header, str):
+        raise JournalCorrupt(name, "header", header, 0)
+    if header.first_seq != first_seq:
+        raise JournalCorrupt(name, "header", f"first seq {header.first_seq}, expected {first_seq}", 0)
+    if header.prev_chain != prev_chain:
+        raise JournalCorrupt(name, "header", "previous chain hash does not match the previous segment", 0)
+    if size < fmt.HEADER_SIZE + fmt.FOOTER_SIZE:
+        raise JournalCorrupt(name, "footer", "footer missing", size)
+    footer = fmt.decode_footer(tail)
+    if isinstance(footer, str):
+        raise JournalCorrupt(name, "footer", footer, size - fmt.FOOTER_SIZE)
+    if footer.count != footer.last_seq - first_seq + 1 or footer.count < 0:
+        raise JournalCorrupt(name, "footer", f"count {footer.count} does not match last seq {footer.last_seq}",
+                             size - fmt.FOOTER_SIZE)
+    seg = Segment(path, first_seq, prev_chain, header.max_record)
+    seg.closed = True
+    seg.last_seq = footer.last_seq
+    seg.chain = footer.chain
+    seg.size = size
+    return seg
+
+
+class Journal:
+    """A directory of segment files with one writer (or a read-only view).
+
+    Use `Journal.open(path)` to write and `Journal.open_readonly(path)` or
+    `read_journal(path)` to read. Not thread-safe: one thread appends and
+    commits; readers use their own instance.
+    """
+
+    def __init__(self, path: Path, durability: str, segment_bytes: int, max_record: int,
+                 readonly: bool) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
+        if not 0 <= max_record <= fmt.HARD_MAX_RECORD:
+            raise ValueError(f"max_record must be within 0..{fmt.HARD_MAX_RECORD}")
+        if segment_bytes < fmt.HEADER_SIZE + fmt.FOOTER_SIZE:
+            raise ValueError("segment_bytes too small")
+        self.path = path
+        self.durability = durability
+        self.segment_bytes = segment_bytes
+        self.max_record = max_record
+        self.readonly = readonly
+        self._segments: list[Segment] = []     # closed ones, then the live one
+        self._fd = -1
+        self._lock_fd = -1
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._buf: list[bytes] = []
+        self._buf_bytes = 0
+        self._last_seq = 0
+        self._written_seq = 0
+        self._durable_seq = 0
+        self._head = fmt.GENESIS
+        self._live_index: list[tuple[int, int, int]] = []
+        self._live_max_ts = -(1 << 63)
+
+    # ---------------------------------------------------------------- open
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, durability: str = "group",
+             segment_bytes: int = 64 << 20, max_record: int = 1 << 20) -> "Journal":
+        """Open (creating if needed) the journal at ``path`` for writing.
+
+        Recovers the live segment: keeps the longest valid prefix, moves the
+        rest aside to ``NAME.seg.OFFSET.cut``, truncates and syncs. Raises
+        `JournalCorrupt` for damage in a closed segment's header or footer
+        and `JournalLocked` if another writer has the directory.
+        """
+        journal = cls(Path(path), durability, segment_bytes, max_record, readonly=False)
+        try:
+            journal._open_writer()
+        except BaseException:
+            journal._release()
+            raise
+        return journal
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike) -> "Journal":
+        """Open the journal at ``path`` for reading only; never changes a byte.
+
+        The live segment's valid prefix is read as it is; an unfinished
+        record at its end is left alone (the writer truncates it on open).
+        """
+        journal = cls(Path(path), "none", 64 << 20, fmt.HARD_MAX_RECORD, readonly=True)
+        if not journal.path.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "no journal directory", str(path))
+        journal._load()
+        return journal
+
+    def _open_writer(self) -> None:
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        if created:
+            fsync_dir(self.path.parent)
+        self._lock_fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JournalLocked(f"{self.path} is open for writing by another process") from None
+        self._load()
+        live = self._segments[-1] if self._segments else None
+        if live is None:
+            self._create_segment(1, fmt.GENESIS)
+        elif live.closed:
+            self._write_index(live)
+            self._create_segment(live.last_seq + 1, live.chain)
+        else:
+            if live.max_record != self.max_record:
+                if live.last_seq >= live.first_seq:
+                    self._fd = os.open(live.path, os.O_WRONLY | os.O_APPEND)
+                    self._roll()
+                else:
+                    self._segments.pop()
+                    self._create_segment(live.first_seq, live.prev_chain)
+            else:
+                self._fd = os.open(live.path, os.O_WRONLY | os.O_APPEND)
+        self._written_seq = self._durable_seq = self._last_seq
+
+    def _load(self) -> None:
+        """Read the segment list; check closed segments' headers and footers;
+        scan the live one (and, when writing, repair its tail)."""
+        listed = _list_segments(self.path)
+        segments: list[Segment] = []
+        next_seq, chain = 1, fmt.GENESIS
+        for i, (first, seg_path) in enumerate(listed):
+            if first != next_seq:
+                raise JournalCorrupt(seg_path.name, "header",
+                                     f"segment starts at seq {first}, expected {next_seq}", 0)
+            if i < len(listed) - 1:
+                seg = _check_closed(seg_path, first, chain)
+            else:
+                seg = self._recover_live(seg_path, first, chain)
+            segments.append(seg)
+            next_seq, chain = seg.last_seq + 1, seg.chain
+        self._segments = segments
+        self._last_seq = next_seq - 1
+        self._head = chain
+
+    def _recover_live(self, path: Path, first_seq: int, prev_chain: bytes) -> Segment:
+        with _whole_file(path, mapped=not self.readonly) as data:
+            seg, tail = self._scan_live(data, path, first_seq, prev_chain)
+        if tail is not None:
+            self._cut_tail(path, tail, seg.size)
+        return seg
+
+    def _scan_live(self, data: bytes, path: Path, first_seq: int,
+                   prev_chain: bytes) -> tuple[Segment, bytes | None]:
+        """Find the live segment's valid prefix; return it and, when writing,
+        the bytes to cut after it (None if nothing to cut)."""
+        header = fmt.decode_header(data)
+        if isinstance(header, str):
+            if len(data) <= fmt.HEADER_SIZE:
+                # Torn while being created: the header is synced before any record.
+                seg = Segment(path, first_seq, prev_chain, self.max_record)
+                if not self.readonly:
+                    self._rewrite_header(seg)
+                return seg, None
+            raise JournalCorrupt(path.name, "header", header, 0)
+        if header.first_seq != first_seq:
+            raise JournalCorrupt(path.name, "header", f"first seq {header.first_seq}, expected {first_seq}", 0)
+        if header.prev_chain != prev_chain:
+            raise JournalCorrupt(path.name, "header", "previous chain hash does not match the previous segment", 0)
+        seg = Segment(path, first_seq, prev_chain, header.max_record)
+        index: list[tuple[int, int, int]] = []
+        scan = fmt.scan(data, fmt.HEADER_SIZE, len(data), first_seq, prev_chain, header.max_record,
+                        index=index, index_every=INDEX_EVERY, first_seq=first_seq)
+        seg.last_seq = scan.next_seq - 1
+        seg.chain = scan.chain
+        seg.size = scan.pos
+        if scan.reason == fmt.BAD_LENGTH and len(data) - scan.pos == fmt.FOOTER_SIZE:
+            footer = fmt.decode_footer(data[scan.pos:])
+            if (not isinstance(footer, str) and footer.last_seq == seg.last_seq
+                    and footer.count == scan.count and footer.chain == scan.chain):
+                # Closed just before the crash; the next segment was never made.
+                seg.closed = True
+                seg.size = len(data)
+                seg.index = fmt.SegmentIndex(index, scan.max_ts, seg.size)
+                return seg, None
+        seg.index = fmt.SegmentIndex(index, scan.max_ts, seg.size)
+        if self.readonly:
+            return seg, None
+        self._live_index = index
+        self._live_max_ts = scan.max_ts
+        return seg, (data[scan.pos:] if scan.pos < len(data) else None)
+
+    def _cut_tail(self, path: Path, tail: bytes, keep: int) -> None:
+        """Move the bytes after the valid prefix aside and truncate. O(tail)."""
+        aside = path.with_name(f"{path.name}.{keep}.cut")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, tail)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.path)
+
+    def _rewrite_header(self, seg: Segment) -> None:
+        fd = os.open(seg.path, os.O_WRONLY | os.O_TRUNC)
+        try:
+            _write_all(fd, fmt.encode_header(seg.first_seq, seg.prev_chain, self.max_record))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        seg.max_record = self.max_record
+
+    # ---------------------------------------------------------------- write
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the last record appended (0 if none)."""
+        return self._last_seq
+
+    @property
+    def durable_seq(self) -> int:
+        """Sequence number of the last record made durable per the mode."""
+        return self._durable_seq
+
+    @property
+    def head_hash(self) -> str:
+        """Hex SHA-256 chain hash after the last record appended."""
+        return self._head.hex()
+
+    def append(self, ts: int, kind: int, payload: bytes) -> int:
+        """Frame a record and buffer it; return its seq. Not durable until
+        `commit` (in ``every`` mode it is written and synced here). O(len(payload))."""
+        if self._failed is not None:
+            raise JournalFailed(f"journal failed earlier: {self._failed}") from self._failed
+        if self._closed or self.readonly:
+            raise ValueError("journal is closed" if self._closed else "journal is read-only")
+        if len(payload) > self.max_record:
+            raise RecordTooLarge(f"record of {len(payload)} bytes exceeds max_record {self.max_record}")
+        seq = self._last_seq + 1
+        record, chain = fmt.encode_record(seq, ts, kind, payload, self._head)
+        live = self._segments[-1]
+        if (seq - live.first_seq) % INDEX_EVERY == 0:
+            self._live_index.append((seq, live.size + self._buf_bytes, self._live_max_ts))
+        if ts > self._live_max_ts:
+            self._live_max_ts = ts
+        self._buf.append(record)
+        self._buf_bytes += len(record)
+        self._last_seq = seq
+        self._head = chain
+        if self.durability == "every":
+            self._flush(sync=True)
+        return seq
+
+    def commit(self) -> int:
+        """Write everything buffered in one write and make it durable per the
+        mode (group: one fdatasync); return the last durable seq.
+        A failed write or sync raises `JournalFailed`, now and ever after."""
+        if self._failed is not None:
+            raise JournalFailed(f"journal failed earlier: {self._failed}") from self._failed
+        if self._buf:
+            self._flush(sync=self.durability != "none")
+        return self._durable_seq
+
+    def _flush(self, sync: bool) -> None:
+        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+        self._buf.clear()
+        self._buf_bytes = 0
+        try:
+            _write_all(self._fd, data)
+            if sync:
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+        live = self._segments[-1]
+        live.size += len(data)
+        live.last_seq = self._last_seq
+        live.chain = self._head
+        self._written_seq = self._durable_seq = self._last_seq
+        if live.size >= self.segment_bytes:
+            self._roll()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failed = exc
+        raise JournalFailed(f"journal write or sync failed; nothing more is accepted: {exc}") from exc
+
+    def _roll(self) -> None:
+        """Close the live segment with a footer and start the next one."""
+        live = self._segments[-1]
+        try:
+            _write_all(self._fd, fmt.encode_footer(live.last_seq, live.last_seq - live.first_seq + 1, live.chain))
+            os.fdatasync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            fsync_dir(self.path)
+        except OSError as exc:
+            self._fail(exc)
+        live.closed = True
+        live.size += fmt.FOOTER_SIZE
+        live.index = fmt.SegmentIndex(self._live_index, self._live_max_ts, live.size)
+        self._write_index(live)
+        self._create_segment(live.last_seq + 1, live.chain)
+
+    def _create_segment(self, first_seq: int, prev_chain: bytes) -> None:
+        seg = Segment(self.path / segment_name(first_seq), first_seq, prev_chain, self.max_record)
+        try:
+            fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+            self._fd = fd
+            _write_all(fd, fmt.encode_header(first_seq, prev_chain, self.max_record))
+            os.fdatasync(fd)
+            fsync_dir(self.path)
+        except OSError as exc:
+            self._fail(exc)
+        seg.index = None
+        self._segments.append(seg)
+        self._live_index = []
+        self._live_max_ts = -(1 << 63)
+
+    def _write_index(self, seg: Segment) -> None:
+        """Write a closed segment's index beside it. Best effort: the index is
+        rebuilt from the log whenever it is missing or does not match."""
+        if seg.index is None:
+            return
+        target = seg.path.with_suffix(INDEX_SUFFIX)
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            tmp.write_bytes(fmt.encode_index(seg.first_seq, seg.last_seq, seg.index))
+            os.replace(tmp, target)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Commit what is buffered (unless failed) and release the directory."""
+        if self._closed:
+            return
+        try:
+            if self._buf and self._failed is None:
+                self.commit()
+        finally:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- read
+
+    def segments(self) -> list[Segment]:
+        """The segments known, oldest first (the last one is live unless closed)."""
+        return list(self._segments)
+
+    def read(self, from_seq: int = 1, *, from_ts: int | None = None,
+             verify_chain: bool = False) -> Iterator[Record]:
+        """Yield records in order from seq ``from_seq`` and, if ``from_ts`` is
+        given, from the first record at or after that time on (every record
+        after it too). Checks every CRC and sequence number; with
+        ``verify_chain`` also every chain hash (reads from a segment start).
+        Damage in a closed segment raises `JournalCorrupt`; a read-only view
+        stops at the end of the live segment's valid prefix."""
+        from_seq = max(1, from_seq)
+        segments = list(self._segments)
+        waiting_ts = from_ts is not None
+        for n, seg in enumerate(segments):
+            live = n == len(segments) - 1 and not seg.closed
+            if seg.closed and seg.last_seq < from_seq:
+                continue
+            index = self._index_of(seg, live)
+            if waiting_ts and index is not None and index.max_ts < from_ts:
+                continue
+            start_seq, start_pos = seg.first_seq, fmt.HEADER_SIZE
+            if not verify_chain and index is not None and index.entries:
+                start_seq, start_pos = _seek(index, from_seq, from_ts if waiting_ts else None)
+            for batch in self._read_segment(seg, live, start_seq, start_pos, from_seq, verify_chain):
+                if waiting_ts:
+                    for i, rec in enumerate(batch):
+                        if rec.ts >= from_ts:
+                            waiting_ts = False
+                            yield from batch[i:]
+                            break
+                else:
+                    yield from batch
+
+    def _index_of(self, seg: Segment, live: bool) -> fmt.SegmentIndex | None:
+        if live:
+            if self.readonly:
+                return seg.index
+            return fmt.SegmentIndex(self._live_index, self._live_max_ts, seg.size)
+        if seg.index is None:
+            seg.index = self._load_index(seg)
+        return seg.index
+
+    def _load_index(self, seg: Segment) -> fmt.SegmentIndex:
+        """Return the segment's index from its file, or rebuild it from the log."""
+        try:
+            data = (seg.path.with_suffix(INDEX_SUFFIX)).read_bytes()
+            index = fmt.decode_index(data, seg.first_seq, seg.last_seq, seg.size)
+            if index is not None:
+                return index
+        except OSError:
+            pass
+        return self.rebuild_index(seg)
+
+    def rebuild_index(self, seg: Segment) -> fmt.SegmentIndex:
+        """Scan a closed segment and write its index anew (the log wins). O(segment)."""
+        entries: list[tuple[int, int, int]] = []
+        with _whole_file(seg.path, mapped=True) as data:
+            scan = fmt.scan(data, fmt.HEADER_SIZE, seg.size - fmt.FOOTER_SIZE, seg.first_seq, seg.prev_chain,
+                            seg.max_record, index=entries, index_every=INDEX_EVERY, first_seq=seg.first_seq)
+        if scan.reason != fmt.CLEAN or scan.next_seq != seg.last_seq + 1:
+            raise JournalCorrupt(seg.name, f"record {scan.next_seq}", scan.reason, scan.pos)
+        seg.index = fmt.SegmentIndex(entries, scan.max_ts, seg.size)
+        if not self.readonly:
+            self._write_index(seg)
+        return seg.index
+
+    def _read_segment(self, seg: Segment, live: bool, start_seq: int, start_pos: int, from_seq: int,
+                      verify_chain: bool) -> Iterator[list[Record]]:
+        """Yield batches of good records of one segment from ``start_pos``
+        (a record boundary holding ``start_seq``). O(bytes read)."""
+        shrinkable = live and self.readonly     # a writer may yet truncate its tail
+        with _whole_file(seg.path, mapped=not shrinkable) as data:
+            if not live:
+                end = seg.size - fmt.FOOTER_SIZE
+            elif self.readonly:
+                end = len(data)                 # follow the writer's appends
+            else:
+                end = seg.size
+            pos, next_seq, chain = start_pos, start_seq, seg.prev_chain
+            while True:
+                out: list[Record] = []
+                scan = fmt.scan(data, pos, end, next_seq, chain, seg.max_record, verify_chain=verify_chain,
+                                out=out, skip_below=from_seq, limit=READ_BATCH)
+                if scan.count == 0 and scan.reason != fmt.CLEAN and pos == start_pos != fmt.HEADER_SIZE:
+                    # The index pointed where the log does not agree: the log wins.
+                    if not live:
+                        self.rebuild_index(seg)
+                    pos = start_pos = fmt.HEADER_SIZE
+                    next_seq = seg.first_seq
+                    continue
+                if out:
+                    yield out
+                pos, next_seq, chain = scan.pos, scan.next_seq, scan.chain
+                if scan.reason != fmt.LIMIT:
+                    break
+        if live and self.readonly:
+            return                          # the valid prefix is all there is
+        if scan.reason != fmt.CLEAN or (not live and next_seq != seg.last_seq + 1):
+            raise JournalCorrupt(seg.name, f"record {next_seq}",
+                                 scan.reason if scan.reason != fmt.CLEAN else "records missing", pos)
+        if verify_chain and chain != seg.chain:
+            raise JournalCorrupt(seg.name, "footer", "chain hash does not match the records",
+                                 seg.size - fmt.FOOTER_SIZE)
+
+
+def _seek(index: fmt.SegmentIndex, from_seq: int, from_ts: int | None) -> tuple[int, int]:
+    """Return (seq, offset) of the index entry to start reading from. O(log n)."""
+    entries = index.entries
+    i = bisect.bisect_right(entries, from_seq, key=lambda e: e[0]) - 1
+    if from_ts is not None:
+        # entries' "largest ts before" is non-decreasing: find the last below from_ts
+        j = bisect.bisect_left(entries, from_ts, key=lambda e: e[2]) - 1
+        i = max(i, j)
+    i = max(i, 0)
+    return entries[i][0], entries[i][1]
+
+
+def read_journal(path: str | os.PathLike, from_seq: int = 1, *, from_ts: int | None = None,
+                 verify_chain: bool = False) -> Iterator[Record]:
+    """Iterate the records of the journal at ``path`` without changing it."""
+    return Journal.open_readonly(path).read(from_seq, from_ts=from_ts, verify_chain=verify_chain)
+
+
+class VerifyReport(NamedTuple):
+    """What `verify_journal` found: all good."""
+
+    count: int
+    last_seq: int
+    head_hash: str
+    segments: int
+
+
+def verify_segment(data: bytes, name: str, first_seq: int, prev_chain: bytes, *,
+                   last: bool) -> tuple[int, bytes, int]:
+    """Check every byte of one segment: header, each record's CRC, sequence
+    and chain hash, and the footer (required unless ``last``; an unfinished
+    record at the end is damage too). Return (next seq, chain, record count)
+    or raise `JournalCorrupt` naming the first bad part. O(len(data))."""
+    header = fmt.decode_header(data)
+    if isinstance(header, str):
+        raise JournalCorrupt(name, "header", header, 0)
+    if header.first_seq != first_seq:
+        raise JournalCorrupt(name, "header", f"first seq {header.first_seq}, expected {first_seq}", 0)
+    if header.prev_chain != prev_chain:
+        raise JournalCorrupt(name, "header", "previous chain hash does not match the previous segment", 0)
+    scan = fmt.scan(data, fmt.HEADER_SIZE, len(data), first_seq, prev_chain, header.max_record,
+                    verify_chain=True)
+    if scan.reason == fmt.BAD_LENGTH and len(data) - scan.pos == fmt.FOOTER_SIZE:
+        footer = fmt.decode_footer(memoryview(data)[scan.pos:])
+        if isinstance(footer, str):
+            raise JournalCorrupt(name, "footer", footer, scan.pos)
+        if footer.last_seq != scan.next_seq - 1 or footer.count != scan.count:
+            raise JournalCorrupt(name, "footer", f"says last seq {footer.last_seq} and {footer.count} records; "
+                                 f"the segment holds {scan.count} records to seq {scan.next_seq - 1}", scan.pos)
+        if footer.chain != scan.chain:
+            raise JournalCorrupt(name, "footer", "chain hash does not match the records", scan.pos)
+        return scan.next_seq, scan.chain, scan.count
+    if scan.reason == fmt.CLEAN and last:
+        return scan.next_seq, scan.chain, scan.count
+    reason = scan.reason if scan.reason != fmt.CLEAN else "footer missing"
+    if scan.reason == fmt.INCOMPLETE:
+        reason = "incomplete (an unfinished write; opening the journal for writing truncates it)"
+    raise JournalCorrupt(name, f"record {scan.next_seq}", reason, scan.pos)
+
+
+def verify_journal(path: str | os.PathLike) -> VerifyReport:
+    """Check every checksum, sequence number and chain hash of the journal
+    at ``path``, without changing it. Raise `JournalCorrupt` naming the
+    first bad segment and record. O(journal size), one segment in memory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no journal directory", str(path))
+    listed = _list_segments(path)
+    next_seq, chain, count = 1, fmt.GENESIS, 0
+    for i, (first, seg_path) in enumerate(listed):
+        if first != next_seq:
+            raise JournalCorrupt(seg_path.name, "header", f"segment starts at seq {first}, expected {next_seq}", 0)
+        last = i == len(listed) - 1
+        with _whole_file(seg_path, mapped=not last) as data:
+            next_seq, chain, n = verify_segment(data, seg_path.name, first, chain, last=last)
+        count += n
+    return VerifyReport(count, next_seq - 1, chain.hex(), len(listed))
