@@ -1,0 +1,128 @@
+"""Sealed-bid auctions: first-price and second-price (Vickrey).
+
+Each paddle has at most one live bid, which it may replace (the replacement
+takes the time of its own placement) or withdraw until the close. Public
+events carry only the number of live bids (`SealedBidCounted`); the bidder
+alone sees its amount (`BidConfirmed`). At the close every live bid is
+revealed (`SealedBidsRevealed`, best first).
+
+The highest bid at or above both the starting bid and the secret reserve
+wins; equal highest bids go by the lot's tie-break policy ("earliest": the
+earlier live bid; "lottery": a hash draw, see `lots.lottery_rank`).
+First-price: the winner pays its bid. Vickrey: the winner pays
+``max(second-highest live bid, reserve, starting bid)``; with a single
+bidder that is ``max(reserve, starting bid)`` (the starting bid acts as a
+public reserve), and with a tie at the top it is the tied amount.
+
+A bid at or above the Ask buys the lot at once at the Ask. Credit: each
+live bid holds its amount with the buyer's premium. Placing, replacing and
+withdrawing are O(1); the close sorts the live bids, O(n log n).
+"""
+
+from __future__ import annotations
+
+from exchange.engine import Ctx, State
+from exchange.errors import Reject, positive
+from exchange.events import (BidConfirmed, BidWithdrawn, RevealedBid, SealedBidCounted,
+                             SealedBidsRevealed)
+from exchange.lots import (Bid, Lot, Mechanism, award_to_bidder, break_tie, check_credit, close,
+                           hold, pass_lot, register_mechanism, sell_at_ask, total_due)
+from exchange.participants import audience
+
+
+def reveal(ctx: Ctx, lot: Lot, ranked: list[Bid]) -> None:
+    ctx.emit(SealedBidsRevealed(serial=lot.serial, session=lot.session,
+                                bids=tuple(RevealedBid(paddle=bid.paddle, amount=bid.amount)
+                                           for bid in ranked)))
+
+
+def record_live(state: State, ctx: Ctx, lot: Lot, paddle: int, party: int, amount: int) -> Bid:
+    """Make ``amount`` the paddle's one live bid and publish the new count."""
+    bid = Bid(seq=ctx.seq, ts=ctx.ts, paddle=paddle, party=party, amount=amount)
+    lot.live.pop(paddle, None)
+    lot.live[paddle] = bid
+    lot.history.append(bid)
+    lot.bids += 1
+    ctx.emit(BidConfirmed(to=audience(state, party), serial=lot.serial, session=lot.session,
+                          paddle=paddle, amount=amount, leading=False))
+    ctx.emit(SealedBidCounted(serial=lot.serial, session=lot.session, bids=len(lot.live)))
+    return bid
+
+
+def withdraw_live(state: State, ctx: Ctx, lot: Lot, paddle: int, party: int) -> None:
+    if paddle not in lot.live:
+        raise Reject("no_live_bid", f"paddle {paddle} has no live bid on lot {lot.serial}")
+    del lot.live[paddle]
+    ctx.emit(BidWithdrawn(to=audience(state, party), serial=lot.serial, session=lot.session,
+                          paddle=paddle))
+    ctx.emit(SealedBidCounted(serial=lot.serial, session=lot.session, bids=len(lot.live)))
+
+
+class Sealed(Mechanism):
+    ask_allowed = True
+
+    def __init__(self, name: str, second_price: bool) -> None:
+        self.name = name
+        self.second_price = second_price
+
+    def validate_terms(self, terms, reserve: int) -> None:
+        positive(terms.starting_bid, "starting bid")
+
+    def place_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int,
+                  amount: int) -> None:
+        if amount < lot.terms.starting_bid:
+            raise Reject("below_minimum", f"the least bid on lot {lot.serial} is "
+                                          f"{lot.terms.starting_bid}")
+        ask = lot.terms.ask
+        if ask and amount >= ask:
+            check_credit(state, lot, party, total_due(lot, ask))
+            record_live(state, ctx, lot, paddle, party, amount)
+            sell_at_ask(state, ctx, lot, paddle, party)
+            return
+        check_credit(state, lot, party, total_due(lot, amount))
+        record_live(state, ctx, lot, paddle, party, amount)
+        hold(state, ctx, lot, party, total_due(lot, amount))
+
+    def withdraw_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int) -> None:
+        withdraw_live(state, ctx, lot, paddle, party)
+        hold(state, ctx, lot, party, 0)
+
+    def on_close(self, state: State, ctx: Ctx, lot: Lot, when: int) -> None:
+        ranked = self.ranked(lot)
+        minimum = max(lot.reserve, lot.terms.starting_bid)
+        if not ranked or ranked[0].amount < minimum:
+            close(ctx, lot, "passed")
+            reveal(ctx, lot, ranked)
+            best = ranked[0] if ranked else None
+            pass_lot(state, ctx, lot, "reserve_not_met" if ranked else "no_bids", when,
+                     highest_bid=best.amount if best else 0,
+                     highest_paddle=best.paddle if best else 0)
+            return
+        top = ranked[0].amount
+        winner, rule = break_tie(lot, [bid for bid in ranked if bid.amount == top])
+        if self.second_price:
+            second = max((bid.amount for bid in ranked if bid is not winner), default=0)
+            hammer = max(second, minimum)
+        else:
+            hammer = winner.amount
+        close(ctx, lot, "sold")
+        reveal(ctx, lot, ranked)
+        award_to_bidder(state, ctx, lot, paddle=winner.paddle, party=winner.party,
+                        hammer=hammer, how="auction", tie_break=rule)
+
+    def holds(self, lot: Lot) -> dict[int, int]:
+        return {bid.party: total_due(lot, bid.amount) for bid in lot.live.values()}
+
+    def ranked(self, lot: Lot) -> list[Bid]:
+        return sorted(lot.live.values(), key=lambda bid: (-bid.amount, bid.seq))
+
+    def check(self, state: State, lot: Lot) -> None:
+        if lot.status not in ("open", "scheduled"):
+            return
+        for paddle, bid in lot.live.items():
+            assert bid.paddle == paddle and bid.amount >= lot.terms.starting_bid, lot.serial
+            assert not lot.terms.ask or bid.amount < lot.terms.ask, lot.serial
+
+
+FIRST_PRICE = register_mechanism(Sealed("sealed_first", second_price=False))
+SECOND_PRICE = register_mechanism(Sealed("sealed_second", second_price=True))
