@@ -295,6 +295,128 @@ class WithdrawLot(Command, frozen=True):
 # continuous book and call auction (issue 3)
 # --------------------------------------------------------------------------
 
+BookSide = Literal["buy", "sell"]
+TimeInForce = Literal["gtc", "gtd", "ioc", "fok", "market"]
+SelfTradePrevention = Literal["cancel_newest", "cancel_oldest", "cancel_both"]
+
+
+class CreateInstrument(Command, frozen=True):
+    """Open a continuous book in a session (operator only). ``kind`` "units":
+    fungible unit licence rights, any quantity. "patent": the patent lot
+    ``lot`` (a ``bid_ask`` lot of the same session), quantity 1, sold by the
+    lot's seller. ``currency`` "" means the session's (a patent's is its lot's).
+    ``call`` True starts in a call period (a primary offering or an opening
+    cross). ``reference`` is the call auction's reference price (0: none; the
+    last trade price once there is one)."""
+
+    session: str
+    instrument: str
+    kind: Literal["units", "patent"] = "units"
+    lot: str = ""
+    currency: str = ""
+    stp: SelfTradePrevention = "cancel_newest"
+    call: bool = False
+    reference: int = 0
+
+
+class IssueUnits(Command, frozen=True):
+    """Credit ``qty`` newly issued units of a units instrument to a paddle's
+    party, e.g. the issuer before its primary offering (operator only)."""
+
+    session: str
+    instrument: str
+    paddle: int
+    qty: int
+
+
+class PlaceOrder(Command, frozen=True):
+    """Place an order with a paddle. ``order`` is the client's id, unique among
+    the paddle's live orders on the instrument and reusable once the order is
+    gone. ``tif``: "gtc" rests until cancelled, "gtd" until ``expires`` (int
+    ns UTC), "ioc" cancels its unfilled rest, "fok" fills completely at once
+    or is cancelled, "market" is an IOC without a price (``price`` 0).
+    ``post_only`` (gtc/gtd): refused if it would trade on arrival."""
+
+    session: str
+    instrument: str
+    paddle: int
+    order: int
+    side: BookSide
+    qty: int
+    price: int = 0
+    tif: TimeInForce = "gtc"
+    post_only: bool = False
+    expires: int = 0
+
+
+class CancelOrder(Command, frozen=True):
+    """Cancel a resting order of the paddle."""
+
+    session: str
+    instrument: str
+    paddle: int
+    order: int
+
+
+class ModifyOrder(Command, frozen=True):
+    """Change a resting order's price and open quantity (``qty`` is what it is
+    to have left). A reduction at the same price keeps time priority; a
+    price change or an increase re-queues it, and it trades at once at the
+    resting orders' prices if it crosses."""
+
+    session: str
+    instrument: str
+    paddle: int
+    order: int
+    price: int
+    qty: int
+
+
+class MassCancel(Command, frozen=True):
+    """Cancel many resting orders at once: of one ``paddle``, or of every
+    paddle of a ``broker`` ("" with a broker role: the sender's own), on one
+    ``instrument`` or ("") every book of the session. An operator naming
+    neither paddle nor broker cancels every order."""
+
+    session: str
+    instrument: str = ""
+    paddle: int = 0
+    broker: str = ""
+
+
+class StartCall(Command, frozen=True):
+    """Begin a call period: orders collect without trading until `Uncross`
+    (operator only)."""
+
+    session: str
+    instrument: str
+
+
+class Uncross(Command, frozen=True):
+    """End the call period: trade at the single price of maximum volume, then
+    trade continuously (operator only). ``reference`` 0 uses the instrument's."""
+
+    session: str
+    instrument: str
+    reference: int = 0
+
+
+class CloseInstrument(Command, frozen=True):
+    """Stop trading an instrument and cancel its resting orders (operator only)."""
+
+    session: str
+    instrument: str
+
+
+class ConsumeUnits(Command, frozen=True):
+    """Record that the paddle's party used ``qty`` units: they leave its holding."""
+
+    session: str
+    instrument: str
+    paddle: int
+    qty: int
+
+
 
 # --------------------------------------------------------------------------
 # settlement (issue 7)

@@ -375,6 +375,188 @@ class LotSettled(Event, frozen=True):
 # continuous book and call auction (issue 3)
 # --------------------------------------------------------------------------
 
+# Public: market data with paddle numbers only. Private (``to`` = the party's
+# broker and the operators): the order's own life, with the party id.
+
+class InstrumentCreated(Event, frozen=True):
+    session: str
+    instrument: str
+    kind: str
+    lot: str
+    currency: str
+    stp: str
+    phase: str
+    reference: int
+
+
+class PhaseChanged(Event, frozen=True):
+    """The instrument entered ``phase``: "call", "continuous" or "closed"."""
+
+    session: str
+    instrument: str
+    phase: str
+
+
+class OrderAccepted(Event, frozen=True):
+    """The order was accepted (private). ``price`` 0 for a market order."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    order: int
+    side: str
+    price: int
+    qty: int
+    tif: str
+    post_only: bool
+    expires: int
+
+
+class OrderFilled(Event, frozen=True):
+    """Part or all of the order traded (private). ``leaves`` is what it has
+    left resting; ``role`` is "maker", "taker" or "auction"."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    order: int
+    trade: int
+    side: str
+    price: int
+    qty: int
+    leaves: int
+    role: str
+    currency: str
+
+
+class OrderCancelled(Event, frozen=True):
+    """The order's open ``qty`` was cancelled (private). ``reason``:
+    "requested", "mass_cancel", "expired", "ioc" (unfilled rest of an IOC or
+    market order), "fok" (could not fill completely), "self_trade",
+    "auction_ioc" (IOC rest after an uncross), "closed" (instrument closed)."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    order: int
+    qty: int
+    reason: str
+
+
+class OrderModified(Event, frozen=True):
+    """The order now rests at ``price`` with ``qty`` open (private), before any
+    trade the modify causes. ``priority_kept`` False: it went to the back."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    order: int
+    price: int
+    qty: int
+    priority_kept: bool
+
+
+class TradeExecuted(Event, frozen=True):
+    """A trade (public): paddles only. ``aggressor`` is the taker's side, ""
+    in a call auction uncross. ``trade`` numbers the instrument's trades."""
+
+    session: str
+    instrument: str
+    trade: int
+    price: int
+    qty: int
+    currency: str
+    buy_paddle: int
+    sell_paddle: int
+    aggressor: str
+
+
+class TradeRecorded(Event, frozen=True):
+    """The trade with both parties, for settlement (operators only)."""
+
+    session: str
+    instrument: str
+    trade: int
+    price: int
+    qty: int
+    currency: str
+    buyer: int
+    seller: int
+    buy_paddle: int
+    sell_paddle: int
+    buy_order: int
+    sell_order: int
+
+
+class QuoteChanged(Event, frozen=True):
+    """Best bid and ask with their quantities (public); 0 means none."""
+
+    session: str
+    instrument: str
+    bid: int
+    bid_qty: int
+    ask: int
+    ask_qty: int
+
+
+class DepthChanged(Event, frozen=True):
+    """The level of ``side`` at ``price`` now holds ``qty`` in ``orders``
+    orders (public); ``qty`` 0: the level is gone."""
+
+    session: str
+    instrument: str
+    side: str
+    price: int
+    qty: int
+    orders: int
+
+
+class IndicativePrice(Event, frozen=True):
+    """During a call period: the price and volume an uncross would have now,
+    and the unmatched quantity at that price (public; 0 0 0: no match)."""
+
+    session: str
+    instrument: str
+    price: int
+    volume: int
+    imbalance: int
+
+
+class CallUncrossed(Event, frozen=True):
+    """The call auction cleared ``volume`` at ``price`` (public)."""
+
+    session: str
+    instrument: str
+    price: int
+    volume: int
+
+
+class UnitsIssued(Event, frozen=True):
+    """Units credited to a holding (private); ``holding`` is the new total."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    qty: int
+    holding: int
+
+
+class UnitsConsumed(Event, frozen=True):
+    """The holder used ``qty`` units (private); ``holding`` is what is left."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    qty: int
+    holding: int
+
+
 
 # --------------------------------------------------------------------------
 # settlement (issue 7)
