@@ -1,0 +1,742 @@
+"""The client library: brokers and operators over the gateway, and the
+market-data feed with snapshot and gap recovery. Synchronous (`Client`,
+`FeedClient`) and asyncio (`AsyncClient`, `AsyncFeedClient`).
+
+    from gateway.client import Client
+    with Client.from_data_dir("lotex-data", "b1") as c:
+        result = c.request(RegisterParty(name="Acme Research"))
+        print(result.accepted, result.events)
+
+Every command goes out as a `Request` with a client id (automatic, unique per
+user and day, or your own); the client keeps every request without a result
+and resends it, with the same id, whenever it logs on again or waits too
+long, so a command acts once however often it travels. Results come back
+as `protocol.Result` (``accepted``, ``code``, ``text``, ``events``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from gateway import protocol as p
+from gateway.keys import ClientKey
+
+CLIENT_MAX_MESSAGE = 64 << 20
+
+
+class ClientError(Exception):
+    """The gateway refused a message or could not be reached in time."""
+
+
+class SessionRejectedError(ClientError):
+    """A `SessionRejected` answer: ``code`` (see protocol.SESSION_REJECTS) and ``text``."""
+
+    def __init__(self, code: str, text: str, client_id: str = "") -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+        self.client_id = client_id
+
+
+class BusinessReject(ClientError):
+    """The engine refused the command (raised by `ok`): its reason code and sentence."""
+
+    def __init__(self, result: p.Result) -> None:
+        super().__init__(f"{result.code}: {result.text}")
+        self.result = result
+        self.code = result.code
+        self.text = result.text
+
+
+@dataclass
+class Endpoints:
+    broker: str
+    operator: str
+    feed: str
+    data: str
+    server_public_key: str = ""
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike) -> "Endpoints":
+        """Read ``endpoints.json`` that `lotex serve` writes in its data directory."""
+        raw = json.loads((Path(data_dir) / "endpoints.json").read_text())
+        return cls(broker=raw["broker"], operator=raw["operator"], feed=raw["feed"],
+                   data=raw["data"], server_public_key=raw.get("server_public_key", ""))
+
+
+class ClientIds:
+    """Automatic client ids: ``YYYYMMDD-<random>-<n>``, unique per user and day."""
+
+    def __init__(self, prefix: str | None = None) -> None:
+        day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+        self.prefix = prefix or f"{day}-{secrets.token_hex(4)}"
+        self.counter = 0
+
+    def next(self) -> str:
+        self.counter += 1
+        return f"{self.prefix}-{self.counter}"
+
+
+def _curve_socket(context: zmq.Context, kind: int, key: ClientKey) -> zmq.Socket:
+    sock = context.socket(kind)
+    sock.linger = 0
+    sock.curve_serverkey = key.server_public_key.encode()
+    sock.curve_publickey = key.public_key.encode()
+    sock.curve_secretkey = key.secret_key.encode()
+    sock.maxmsgsize = CLIENT_MAX_MESSAGE
+    sock.sndhwm = 100000
+    sock.rcvhwm = 100000
+    return sock
+
+
+def _port_of(key: ClientKey) -> str:
+    if key.role not in ("broker", "operator"):
+        raise ClientError(f"a {key.role} key cannot send commands; use FeedClient")
+    return key.role
+
+
+class _Session:
+    """What both clients share: pending requests, results, notices, timers.
+    Pure bookkeeping; the drivers do the I/O."""
+
+    def __init__(self, key: ClientKey, heartbeat_ms: int, cancel_on_disconnect: bool | None,
+                 notices: bool, ids: ClientIds | None) -> None:
+        self.key = key
+        self.heartbeat_ms = heartbeat_ms
+        self.cod = cancel_on_disconnect
+        self.want_notices = notices
+        self.ids = ids or ClientIds()
+        self.pending: dict[str, tuple[Any, float]] = {}   # cid -> (command, last sent)
+        self.results: dict[str, p.Result] = {}
+        self.errors: dict[str, SessionRejectedError] = {}
+        self.notices: deque[p.Notice] = deque()
+        self.logged_on: p.LogonAccepted | None = None
+        self.logon_error: SessionRejectedError | None = None
+        self.last_in = time.monotonic()
+        self.last_out = 0.0
+        self.logged_out: str | None = None
+        self.fatal: SessionRejectedError | None = None
+
+    def logon_message(self) -> bytes:
+        return p.encode(p.Logon(heartbeat_ms=self.heartbeat_ms,
+                                cancel_on_disconnect=self.cod, notices=self.want_notices))
+
+    def handle(self, data: bytes) -> str:
+        """Absorb one server message; return what the driver must do:
+        "" nothing, "relogon" (log on again and resend everything pending)."""
+        self.last_in = time.monotonic()
+        msg = p.server_decoder.decode(data)
+        kind = type(msg)
+        if kind is p.Result:
+            if msg.client_id in self.pending:      # later copies (resends) are dropped
+                del self.pending[msg.client_id]
+                self.results[msg.client_id] = msg
+        elif kind is p.Notice:
+            self.notices.append(msg)
+        elif kind is p.LogonAccepted:
+            self.logged_on = msg
+            self.logged_out = None
+            return "resend"
+        elif kind is p.SessionRejected:
+            error = SessionRejectedError(msg.code, msg.text, msg.client_id)
+            if msg.code == "revoked":
+                self.fatal = error
+                self.logged_on = None
+                return ""
+            if msg.code == "not_logged_on":
+                self.logged_on = None
+                return "relogon"
+            if msg.client_id:
+                self.pending.pop(msg.client_id, None)
+                self.errors[msg.client_id] = error
+            elif self.logged_on is None:
+                self.logon_error = error
+            else:
+                self.errors[""] = error
+        elif kind is p.LoggedOut:
+            self.logged_on = None
+            self.logged_out = msg.reason
+            if msg.reason not in ("logout", "not logged on", "revoked"):
+                return "relogon"
+        return ""
+
+    def take(self, cid: str) -> p.Result | None:
+        if self.fatal is not None:
+            raise self.fatal
+        error = self.errors.pop(cid, None)
+        if error is not None:
+            raise error
+        return self.results.pop(cid, None)
+
+
+class Client:
+    """A synchronous broker or operator client on one DEALER socket.
+
+    Not thread-safe. Heartbeats go out whenever the client is used; a client
+    left idle longer than three heartbeat intervals is logged out by the
+    server and logs on again by itself at its next call (resending what was
+    pending). Use `AsyncClient` to keep a session alive while idle."""
+
+    def __init__(self, key: ClientKey | str | os.PathLike, endpoint: str, *,
+                 heartbeat_ms: int = 1000, cancel_on_disconnect: bool | None = None,
+                 notices: bool = True, timeout: float = 10.0, resend_after: float = 2.0,
+                 ids: ClientIds | None = None, context: zmq.Context | None = None) -> None:
+        self.key = key if isinstance(key, ClientKey) else ClientKey.load(key)
+        self.port = _port_of(self.key)
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.resend_after = resend_after
+        self.session = _Session(self.key, heartbeat_ms, cancel_on_disconnect, notices, ids)
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        self.socket: zmq.Socket | None = None
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any) -> "Client":
+        """Connect as ``user`` with ``<data>/clients/<user>.json`` and ``endpoints.json``."""
+        key = ClientKey.load(Path(data_dir) / "clients" / f"{user}.json")
+        endpoints = Endpoints.load(data_dir)
+        client = cls(key, getattr(endpoints, _port_of(key)), **kw)
+        client.connect()
+        return client
+
+    # -- connection ---------------------------------------------------------------
+
+    def connect(self) -> p.LogonAccepted:
+        """Open the socket and log on; return the server's LogonAccepted."""
+        if self.socket is None:
+            self.socket = _curve_socket(self.context, zmq.DEALER, self.key)
+            self.socket.connect(self.endpoint)
+        return self.logon()
+
+    def logon(self) -> p.LogonAccepted:
+        session = self.session
+        session.logged_on = None
+        session.logon_error = None
+        self._send(session.logon_message())
+        deadline = time.monotonic() + self.timeout
+        while session.logged_on is None:
+            if session.fatal is not None:
+                raise session.fatal
+            if session.logon_error is not None:
+                raise session.logon_error
+            if not self._pump(deadline):
+                raise ClientError(f"no answer to Logon from {self.endpoint} in {self.timeout} s")
+        return session.logged_on
+
+    def close(self) -> None:
+        """Log out (best effort) and close the socket."""
+        if self.socket is not None:
+            try:
+                if self.session.logged_on is not None:
+                    self.socket.send(p.encode(p.Logout()), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            self.socket.close(linger=0)
+            self.socket = None
+        if self._own_context:
+            self.context.term()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands -----------------------------------------------------------------
+
+    def send(self, cmd: Any, client_id: str | None = None) -> str:
+        """Send a command without waiting; return its client id."""
+        cid = client_id or self.session.ids.next()
+        self.session.pending[cid] = (cmd, time.monotonic())
+        self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
+        return cid
+
+    def result(self, cid: str, timeout: float | None = None) -> p.Result:
+        """Wait for the result of ``cid``, resending it while it is pending."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            found = self.session.take(cid)
+            if found is not None:
+                return found
+            if not self._pump(deadline):
+                raise ClientError(f"no result for client id {cid!r} in time")
+
+    def request(self, cmd: Any, client_id: str | None = None,
+                timeout: float | None = None) -> p.Result:
+        """Send a command and wait for its result (accepted or business reject)."""
+        return self.result(self.send(cmd, client_id), timeout)
+
+    def ok(self, cmd: Any, client_id: str | None = None, timeout: float | None = None
+           ) -> p.Result:
+        """Like `request`, but raise `BusinessReject` if the engine refused it."""
+        found = self.request(cmd, client_id, timeout)
+        if not found.accepted:
+            raise BusinessReject(found)
+        return found
+
+    def notices(self) -> list[p.Notice]:
+        """Return (and forget) the private notices received so far."""
+        self.poll(0)
+        out = list(self.session.notices)
+        self.session.notices.clear()
+        return out
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Handle what arrives within ``timeout`` seconds (and keep the session)."""
+        deadline = time.monotonic() + timeout
+        while self._pump(deadline, once=True):
+            pass
+
+    # -- I/O ------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        assert self.socket is not None, "connect() first"
+        self.socket.send(data)
+        self.session.last_out = time.monotonic()
+
+    def _pump(self, deadline: float, once: bool = False) -> bool:
+        """Receive one message (or time out at ``deadline``); keep heartbeats and
+        resends going. Return False at the deadline."""
+        session = self.session
+        sock = self.socket
+        assert sock is not None
+        hb = session.heartbeat_ms / 1000
+        while True:
+            now = time.monotonic()
+            if now >= deadline and not once:
+                return False
+            if sock.poll(max(0, int(min(deadline - now, hb) * 1000)), zmq.POLLIN):
+                action = session.handle(sock.recv())
+                if action == "relogon":
+                    self._send(session.logon_message())
+                elif action == "resend":
+                    self._resend_all()
+                return True
+            now = time.monotonic()
+            if now - session.last_out >= hb:
+                self._send(p.encode(p.Heartbeat()))
+            if now - session.last_in > 3 * hb:
+                session.last_in = now              # the server went quiet: log on again
+                self._send(session.logon_message())
+            elif session.pending:
+                stale = [cid for cid, (_, sent) in session.pending.items()
+                         if now - sent >= self.resend_after]
+                for cid in stale:
+                    self._resend(cid)
+            if once or now >= deadline:
+                return False
+
+    def _resend(self, cid: str) -> None:
+        cmd, _ = self.session.pending[cid]
+        self.session.pending[cid] = (cmd, time.monotonic())
+        self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
+
+    def _resend_all(self) -> None:
+        for cid in list(self.session.pending):
+            self._resend(cid)
+
+
+class AsyncClient:
+    """An asyncio broker or operator client; a background task reads and keeps
+    the session alive (heartbeats, logon again, resends)."""
+
+    def __init__(self, key: ClientKey | str | os.PathLike, endpoint: str, *,
+                 heartbeat_ms: int = 1000, cancel_on_disconnect: bool | None = None,
+                 notices: bool = True, timeout: float = 10.0, resend_after: float = 2.0,
+                 ids: ClientIds | None = None) -> None:
+        self.key = key if isinstance(key, ClientKey) else ClientKey.load(key)
+        self.port = _port_of(self.key)
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.resend_after = resend_after
+        self.session = _Session(self.key, heartbeat_ms, cancel_on_disconnect, notices, ids)
+        self.context = zmq.asyncio.Context()
+        self.socket: zmq.asyncio.Socket | None = None
+        self._waiters: dict[str, asyncio.Future] = {}
+        self._logon_waiter: asyncio.Future | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._notice_event = asyncio.Event()
+
+    @classmethod
+    async def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any
+                            ) -> "AsyncClient":
+        key = ClientKey.load(Path(data_dir) / "clients" / f"{user}.json")
+        endpoints = Endpoints.load(data_dir)
+        client = cls(key, getattr(endpoints, _port_of(key)), **kw)
+        await client.connect()
+        return client
+
+    async def connect(self) -> p.LogonAccepted:
+        self.socket = _curve_socket(self.context, zmq.DEALER, self.key)  # type: ignore[assignment]
+        self.socket.connect(self.endpoint)
+        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._keeper())]
+        return await self.logon()
+
+    async def logon(self) -> p.LogonAccepted:
+        loop = asyncio.get_running_loop()
+        self._logon_waiter = loop.create_future()
+        self.session.logged_on = None
+        await self._send(self.session.logon_message())
+        return await asyncio.wait_for(self._logon_waiter, self.timeout)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        if self.socket is not None:
+            try:
+                if self.session.logged_on is not None:
+                    await self.socket.send(p.encode(p.Logout()), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            self.socket.close(linger=0)
+            self.socket = None
+        self.context.term()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def send(self, cmd: Any, client_id: str | None = None) -> asyncio.Future:
+        """Send a command; return a future of its `Result`."""
+        cid = client_id or self.session.ids.next()
+        future = self._waiters.get(cid)
+        if future is None:
+            future = self._waiters[cid] = asyncio.get_running_loop().create_future()
+        self.session.pending[cid] = (cmd, time.monotonic())
+        await self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
+        self._settle()
+        return future
+
+    async def request(self, cmd: Any, client_id: str | None = None,
+                      timeout: float | None = None) -> p.Result:
+        future = await self.send(cmd, client_id)
+        return await asyncio.wait_for(future, self.timeout if timeout is None else timeout)
+
+    async def ok(self, cmd: Any, client_id: str | None = None,
+                 timeout: float | None = None) -> p.Result:
+        found = await self.request(cmd, client_id, timeout)
+        if not found.accepted:
+            raise BusinessReject(found)
+        return found
+
+    async def notices(self) -> AsyncIterator[p.Notice]:
+        """Yield private notices as they come."""
+        while True:
+            while self.session.notices:
+                yield self.session.notices.popleft()
+            self._notice_event.clear()
+            await self._notice_event.wait()
+
+    async def _send(self, data: bytes) -> None:
+        assert self.socket is not None
+        await self.socket.send(data)
+        self.session.last_out = time.monotonic()
+
+    def _settle(self) -> None:
+        session = self.session
+        if session.fatal is not None:
+            for future in self._waiters.values():
+                if not future.done():
+                    future.set_exception(session.fatal)
+            self._waiters.clear()
+            return
+        for cid in list(self._waiters):
+            future = self._waiters[cid]
+            if future.done():
+                del self._waiters[cid]
+                continue
+            if cid in session.errors:
+                future.set_exception(session.errors.pop(cid))
+                del self._waiters[cid]
+            elif cid in session.results:
+                future.set_result(session.results.pop(cid))
+                del self._waiters[cid]
+
+    async def _reader(self) -> None:
+        assert self.socket is not None
+        session = self.session
+        while True:
+            data = await self.socket.recv()
+            action = session.handle(data)
+            if session.logged_on is not None and self._logon_waiter is not None \
+                    and not self._logon_waiter.done():
+                self._logon_waiter.set_result(session.logged_on)
+            if session.logon_error is not None and self._logon_waiter is not None \
+                    and not self._logon_waiter.done():
+                self._logon_waiter.set_exception(session.logon_error)
+                session.logon_error = None
+            if action == "relogon":
+                await self._send(session.logon_message())
+            elif action == "resend":
+                for cid in list(session.pending):
+                    await self._resend(cid)
+            if session.notices:
+                self._notice_event.set()
+            self._settle()
+
+    async def _resend(self, cid: str) -> None:
+        cmd, _ = self.session.pending[cid]
+        self.session.pending[cid] = (cmd, time.monotonic())
+        await self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
+
+    async def _keeper(self) -> None:
+        session = self.session
+        hb = session.heartbeat_ms / 1000
+        while True:
+            await asyncio.sleep(min(hb / 2, self.resend_after / 2))
+            now = time.monotonic()
+            if now - session.last_out >= hb:
+                await self._send(p.encode(p.Heartbeat()))
+            if now - session.last_in > 3 * hb:
+                session.last_in = now
+                await self._send(session.logon_message())
+            else:
+                for cid, (_, sent) in list(session.pending.items()):
+                    if now - sent >= self.resend_after and cid in session.pending:
+                        await self._resend(cid)
+
+
+# ---------------------------------------------------------------------------------
+# market data
+# ---------------------------------------------------------------------------------
+
+class _FeedState:
+    """Exactly-once ordering of Market messages from a snapshot, the live feed
+    and replays. ``covered``: every Market message at or below it is applied."""
+
+    def __init__(self) -> None:
+        self.covered = -1          # -1: no snapshot yet
+        self.buffer: list[p.Market] = []
+
+    def gap(self, msg: p.Market | p.FeedHeartbeat) -> tuple[int, int] | None:
+        """Return the (from, to) range to replay before ``msg``, if any."""
+        if type(msg) is p.FeedHeartbeat:
+            return (self.covered + 1, msg.seq) if msg.seq > self.covered else None
+        if msg.prev > self.covered:
+            return (self.covered + 1, msg.prev)
+        return None
+
+
+class FeedClient:
+    """The market-data feed with exact recovery: subscribe, take a snapshot,
+    drop what it covers, ask a replay for every gap. Synchronous.
+
+        feed = FeedClient.from_data_dir("lotex-data", "viewer")
+        events = feed.start(session="S1")          # the snapshot's events
+        for market in feed.updates(timeout=1.0):   # Market messages, in order, once
+            ...
+    """
+
+    def __init__(self, key: ClientKey | str | os.PathLike, feed_endpoint: str,
+                 data_endpoint: str, *, timeout: float = 10.0,
+                 context: zmq.Context | None = None) -> None:
+        self.key = key if isinstance(key, ClientKey) else ClientKey.load(key)
+        self.timeout = timeout
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        self.sub = self.context.socket(zmq.SUB)
+        self.sub.linger = 0
+        self.sub.maxmsgsize = CLIENT_MAX_MESSAGE
+        self.sub.rcvhwm = 1_000_000
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(feed_endpoint)
+        self.data = _curve_socket(self.context, zmq.DEALER, self.key)
+        self.data.connect(data_endpoint)
+        self.state = _FeedState()
+        self.gaps_recovered = 0
+        self.last_heartbeat = 0.0
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any) -> "FeedClient":
+        key = ClientKey.load(Path(data_dir) / "clients" / f"{user}.json")
+        endpoints = Endpoints.load(data_dir)
+        return cls(key, endpoints.feed, endpoints.data, **kw)
+
+    def close(self) -> None:
+        self.sub.close(linger=0)
+        self.data.close(linger=0)
+        if self._own_context:
+            self.context.term()
+
+    def __enter__(self) -> "FeedClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ask(self, request: Any) -> Any:
+        self.data.send(p.encode(request))
+        if not self.data.poll(int(self.timeout * 1000), zmq.POLLIN):
+            raise ClientError("no answer from the snapshot service in time")
+        reply = p.data_reply_decoder.decode(self.data.recv())
+        if type(reply) is p.SessionRejected:
+            raise SessionRejectedError(reply.code, reply.text)
+        return reply
+
+    def snapshot(self, session: str = "", key: str = "") -> p.Snapshot:
+        return self._ask(p.SnapshotRequest(session=session, key=key))
+
+    def replay(self, from_seq: int, to_seq: int = 0, limit: int = 1000) -> list[p.Market]:
+        """Every Market message with from_seq <= seq <= to_seq (0: latest)."""
+        out: list[p.Market] = []
+        while True:
+            reply = self._ask(p.ReplayRequest(from_seq=from_seq, to_seq=to_seq, limit=limit))
+            out.extend(reply.messages)
+            if not reply.more:
+                return out
+            from_seq = reply.through + 1
+
+    def start(self, session: str = "", key: str = "", settle: float = 0.2) -> p.Snapshot:
+        """Subscribe (already done), wait ``settle`` s for the subscription to
+        take, then take the snapshot; updates continue above its seq."""
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            if self.sub.poll(int((deadline - time.monotonic()) * 1000) + 1, zmq.POLLIN):
+                self.state.buffer.append(p.feed_decoder.decode(self.sub.recv()))
+        snap = self.snapshot(session, key)
+        self.state.covered = snap.seq
+        return snap
+
+    def updates(self, timeout: float | None = None, max_messages: int | None = None
+                ) -> Iterator[p.Market]:
+        """Yield Market messages above the snapshot, in order, each once,
+        recovering gaps by replay; stop after ``timeout`` s without one."""
+        state = self.state
+        if state.covered < 0:
+            raise ClientError("call start() first")
+        wait = self.timeout if timeout is None else timeout
+        sent = 0
+        while max_messages is None or sent < max_messages:
+            if state.buffer:
+                msg = state.buffer.pop(0)
+            elif self.sub.poll(int(wait * 1000), zmq.POLLIN):
+                msg = p.feed_decoder.decode(self.sub.recv())
+            else:
+                return
+            gap = state.gap(msg)
+            if gap is not None:
+                self.gaps_recovered += 1
+                for old in self.replay(gap[0], gap[1]):
+                    if old.seq > state.covered:
+                        state.covered = old.seq
+                        sent += 1
+                        yield old
+                state.covered = max(state.covered, gap[1])
+            if type(msg) is p.FeedHeartbeat:
+                self.last_heartbeat = time.monotonic()
+                continue
+            if msg.seq <= state.covered:
+                continue
+            state.covered = msg.seq
+            sent += 1
+            yield msg
+
+
+class AsyncFeedClient:
+    """`FeedClient` for asyncio."""
+
+    def __init__(self, key: ClientKey | str | os.PathLike, feed_endpoint: str,
+                 data_endpoint: str, *, timeout: float = 10.0) -> None:
+        self.key = key if isinstance(key, ClientKey) else ClientKey.load(key)
+        self.timeout = timeout
+        self.context = zmq.asyncio.Context()
+        self.sub = self.context.socket(zmq.SUB)
+        self.sub.linger = 0
+        self.sub.maxmsgsize = CLIENT_MAX_MESSAGE
+        self.sub.rcvhwm = 1_000_000
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(feed_endpoint)
+        self.data = _curve_socket(self.context, zmq.DEALER, self.key)
+        self.data.connect(data_endpoint)
+        self.state = _FeedState()
+        self.gaps_recovered = 0
+
+    def close(self) -> None:
+        self.sub.close(linger=0)
+        self.data.close(linger=0)
+        self.context.term()
+
+    async def _ask(self, request: Any) -> Any:
+        await self.data.send(p.encode(request))
+        data = await asyncio.wait_for(self.data.recv(), self.timeout)
+        reply = p.data_reply_decoder.decode(data)
+        if type(reply) is p.SessionRejected:
+            raise SessionRejectedError(reply.code, reply.text)
+        return reply
+
+    async def snapshot(self, session: str = "", key: str = "") -> p.Snapshot:
+        return await self._ask(p.SnapshotRequest(session=session, key=key))
+
+    async def replay(self, from_seq: int, to_seq: int = 0, limit: int = 1000) -> list[p.Market]:
+        out: list[p.Market] = []
+        while True:
+            reply = await self._ask(p.ReplayRequest(from_seq=from_seq, to_seq=to_seq,
+                                                    limit=limit))
+            out.extend(reply.messages)
+            if not reply.more:
+                return out
+            from_seq = reply.through + 1
+
+    async def start(self, session: str = "", key: str = "", settle: float = 0.2) -> p.Snapshot:
+        try:
+            while True:
+                data = await asyncio.wait_for(self.sub.recv(), settle)
+                self.state.buffer.append(p.feed_decoder.decode(data))
+        except asyncio.TimeoutError:
+            pass
+        snap = await self.snapshot(session, key)
+        self.state.covered = snap.seq
+        return snap
+
+    async def updates(self, timeout: float | None = None) -> AsyncIterator[p.Market]:
+        state = self.state
+        wait = self.timeout if timeout is None else timeout
+        while True:
+            if state.buffer:
+                msg = state.buffer.pop(0)
+            else:
+                try:
+                    msg = p.feed_decoder.decode(await asyncio.wait_for(self.sub.recv(), wait))
+                except asyncio.TimeoutError:
+                    return
+            gap = state.gap(msg)
+            if gap is not None:
+                self.gaps_recovered += 1
+                for old in await self.replay(gap[0], gap[1]):
+                    if old.seq > state.covered:
+                        state.covered = old.seq
+                        yield old
+                state.covered = max(state.covered, gap[1])
+            if type(msg) is p.FeedHeartbeat or msg.seq <= state.covered:
+                continue
+            state.covered = msg.seq
+            yield msg
+
+
+def decode_json_commands(text: str | bytes) -> list[Any]:
+    """Decode a JSON list of commands (or one command) in the engine's schema."""
+    from exchange.commands import AnyCommand
+    data = msgspec.json.decode(text)
+    items = data if isinstance(data, list) else [data]
+    return [msgspec.convert(item, AnyCommand) for item in items]

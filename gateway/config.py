@@ -1,0 +1,88 @@
+"""The server's configuration: ``<data>/config.toml``, written with defaults on
+first start, read with `tomllib` afterwards. Unknown keys are refused so a
+typo cannot silently fall back to a default."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+DURABILITIES = ("group", "every", "none")
+
+
+@dataclass
+class Config:
+    """Every setting of `lotex serve`. Ports 0 mean "any free port" (tests)."""
+
+    host: str = "127.0.0.1"
+    broker_port: int = 7801
+    operator_port: int = 7802
+    feed_port: int = 7803
+    data_port: int = 7804
+    durability: str = "group"            # journal: group | every | none
+    heartbeat_ms: int = 1000              # feed heartbeat and default session heartbeat
+    max_message_bytes: int = 65536        # larger inbound frames drop the connection
+    send_hwm: int = 10000                 # per connection; beyond it messages are dropped
+    recv_hwm: int = 10000
+    feed_hwm: int = 100000
+    max_batch: int = 2048                 # commands per group commit at most
+    tick_ms: int = 10                     # clock resolution for timers when idle
+    snapshot_every: int = 100000          # journal entries between snapshots
+    snapshot_seconds: int = 300           # and at most this long between snapshots
+    feed_ring: int = 65536                # Market messages kept in memory for replay
+    keys_check_ms: int = 500              # how often the key store is checked for changes
+
+    def validate(self) -> "Config":
+        if self.durability not in DURABILITIES:
+            raise ValueError(f"durability must be one of {DURABILITIES}, not {self.durability!r}")
+        for name in ("broker_port", "operator_port", "feed_port", "data_port"):
+            port = getattr(self, name)
+            if not 0 <= port < 65536:
+                raise ValueError(f"{name} {port} is not a TCP port")
+        for name in ("heartbeat_ms", "max_message_bytes", "send_hwm", "recv_hwm", "feed_hwm",
+                     "max_batch", "tick_ms", "snapshot_every", "snapshot_seconds", "feed_ring",
+                     "keys_check_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        return self
+
+    def to_toml(self) -> str:
+        lines = ["# lotex server configuration (lotex serve). Ports 0 = any free port.", ""]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lines.append(f"{f.name} = {json.dumps(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def load(path: str | os.PathLike) -> Config:
+    """Read a config file (TOML, or JSON if it ends in .json)."""
+    path = Path(path)
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {', '.join(unknown)}")
+    return Config(**data).validate()
+
+
+def load_or_create(data_dir: str | os.PathLike) -> tuple[Config, Path, bool]:
+    """Return the config of ``data_dir``, creating ``config.toml`` with the
+    defaults if there is none; also its path and whether it was created."""
+    data_dir = Path(data_dir)
+    for name in ("config.toml", "config.json"):
+        path = data_dir / name
+        if path.exists():
+            return load(path), path, False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    path = data_dir / "config.toml"
+    path.write_text(config.to_toml())
+    return config, path, True
+
+
+def as_dict(config: Config) -> dict:
+    return asdict(config)

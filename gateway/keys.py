@@ -1,0 +1,207 @@
+"""The key store: the server's CURVE key pair and every user's public key,
+role and standing.
+
+Layout under a data directory::
+
+    keys/server.json       the server's key pair (secret; mode 0600)
+    keys/users.json        user id -> role, public key, clients, revoked
+    clients/<user>.json    a user's own key file: its key pair and the
+                           server's public key (secret; mode 0600); hand it
+                           to the user and delete it here
+
+Every write replaces the file atomically (write, fsync, rename), so the server
+can reload ``users.json`` whenever its modification stamp changes: that is how
+a revocation takes effect without a restart. Keys are Z85 text, as ZeroMQ
+prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import zmq
+
+ROLES = ("broker", "operator", "viewer")
+USER_ID = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+RESERVED_USERS = ("clock", "system", "gateway")
+
+
+class KeyStoreError(Exception):
+    """A key-store operation that cannot be done (unknown user, bad id, ...)."""
+
+
+@dataclass
+class User:
+    """One user of the exchange as the key store records it."""
+
+    id: str
+    role: str
+    public_key: str                       # Z85, 40 characters
+    clients: list[str] = field(default_factory=list)  # brokers: clients acted for
+    cancel_on_disconnect: bool = False    # brokers: cancel book orders on disconnect
+    revoked: bool = False
+    created_ns: int = 0
+    revoked_ns: int = 0
+
+
+@dataclass
+class ClientKey:
+    """What a client needs to connect: its key pair and the server's public key."""
+
+    user: str
+    role: str
+    public_key: str
+    secret_key: str
+    server_public_key: str
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ClientKey":
+        data = json.loads(Path(path).read_text())
+        return cls(**{k: data[k] for k in ("user", "role", "public_key", "secret_key",
+                                          "server_public_key")})
+
+
+def _write_atomic(path: Path, text: str, *, secret: bool = False) -> None:
+    """Replace ``path`` with ``text`` atomically (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(tmp, flags, 0o600 if secret else 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class KeyStore:
+    """Server keys and users under ``data_dir``. Reading is cheap; every change
+    rewrites ``users.json`` atomically."""
+
+    def __init__(self, data_dir: str | os.PathLike) -> None:
+        self.data_dir = Path(data_dir)
+        self.keys_dir = self.data_dir / "keys"
+        self.clients_dir = self.data_dir / "clients"
+        self.server_file = self.keys_dir / "server.json"
+        self.users_file = self.keys_dir / "users.json"
+
+    # -- server keys -------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.server_file.exists()
+
+    def create_server_keys(self, *, replace: bool = False) -> str:
+        """Create the server key pair; return its public key. Refuses to replace
+        an existing pair unless ``replace`` (every client key file then needs
+        the new server key)."""
+        if self.server_file.exists() and not replace:
+            raise KeyStoreError(f"server keys exist already in {self.server_file}")
+        public, secret = zmq.curve_keypair()
+        _write_atomic(self.server_file, json.dumps(
+            {"public_key": public.decode(), "secret_key": secret.decode()}, indent=2) + "\n",
+            secret=True)
+        if not self.users_file.exists():
+            self._save({})
+        return public.decode()
+
+    def server_keys(self) -> tuple[bytes, bytes]:
+        """Return the server's (public, secret) key pair as Z85 bytes."""
+        data = json.loads(self.server_file.read_text())
+        return data["public_key"].encode(), data["secret_key"].encode()
+
+    # -- users ---------------------------------------------------------------
+
+    def users(self) -> dict[str, User]:
+        """Return every user, revoked ones included, by id."""
+        if not self.users_file.exists():
+            return {}
+        data = json.loads(self.users_file.read_text())
+        return {uid: User(id=uid, **fields) for uid, fields in data["users"].items()}
+
+    def stamp(self) -> tuple[int, int]:
+        """Return (mtime ns, size) of ``users.json``: it changes on every write."""
+        try:
+            st = os.stat(self.users_file)
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
+
+    def _save(self, users: dict[str, User]) -> None:
+        body = {"version": 1, "users": {}}
+        for uid, user in users.items():
+            fields = asdict(user)
+            del fields["id"]
+            body["users"][uid] = fields
+        _write_atomic(self.users_file, json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+    def add_user(self, user_id: str, role: str, *, clients: list[str] | tuple[str, ...] = (),
+                 cancel_on_disconnect: bool = False) -> Path:
+        """Create a key pair for a new user, record its public key and role, and
+        write its client key file; return that file's path."""
+        if not USER_ID.match(user_id) or user_id in RESERVED_USERS:
+            raise KeyStoreError(f"user id {user_id!r} must be 1-32 of a-z 0-9 _ . - starting "
+                                f"with a letter, and not one of {', '.join(RESERVED_USERS)}")
+        if role not in ROLES:
+            raise KeyStoreError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if clients and role != "broker":
+            raise KeyStoreError("only a broker acts for clients")
+        if cancel_on_disconnect and role != "broker":
+            raise KeyStoreError("cancel-on-disconnect applies to brokers only")
+        users = self.users()
+        if user_id in users:
+            raise KeyStoreError(f"user {user_id!r} exists already"
+                                + (" (revoked)" if users[user_id].revoked else ""))
+        server_public, _ = self.server_keys()
+        public, secret = zmq.curve_keypair()
+        users[user_id] = User(id=user_id, role=role, public_key=public.decode(),
+                              clients=list(clients), cancel_on_disconnect=cancel_on_disconnect,
+                              created_ns=time.time_ns())
+        path = self.client_key_path(user_id)
+        _write_atomic(path, json.dumps({
+            "user": user_id, "role": role, "public_key": public.decode(),
+            "secret_key": secret.decode(), "server_public_key": server_public.decode(),
+        }, indent=2) + "\n", secret=True)
+        self._save(users)
+        return path
+
+    def revoke(self, user_id: str) -> User:
+        """Revoke a user: its key is refused from now on, by a running server too."""
+        users = self.users()
+        user = users.get(user_id)
+        if user is None:
+            raise KeyStoreError(f"no user {user_id!r}")
+        if user.revoked:
+            raise KeyStoreError(f"user {user_id!r} is revoked already")
+        user.revoked = True
+        user.revoked_ns = time.time_ns()
+        self._save(users)
+        return user
+
+    def client_key_path(self, user_id: str) -> Path:
+        return self.clients_dir / f"{user_id}.json"
+
+
+DEFAULT_USERS = (
+    ("op", "operator", ()),
+    ("b1", "broker", ()),
+    ("b2", "broker", ()),
+    ("viewer", "viewer", ()),
+)
+
+
+def initialise(data_dir: str | os.PathLike) -> tuple[KeyStore, bool]:
+    """Create server keys and the default users if the store is new; return the
+    store and whether it was created now."""
+    store = KeyStore(data_dir)
+    if store.exists():
+        return store, False
+    store.create_server_keys()
+    for user_id, role, clients in DEFAULT_USERS:
+        store.add_user(user_id, role, clients=clients)
+    return store, True

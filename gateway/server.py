@@ -1,0 +1,861 @@
+"""The exchange server: engine, journal and ZeroMQ sockets in one thread.
+
+One thread (the engine thread) owns the `Engine`, the `Journal` and every
+socket but the ZAP handler's. Each turn of its loop:
+
+1. drains up to ``max_batch`` messages from the broker and operator sockets;
+   each is decoded with strict decoders, checked (logged-on connection,
+   client id, permitted), wrapped in an `Envelope` whose ``actor`` and
+   ``role`` come from the CURVE-authenticated connection, applied to the
+   engine and appended to the journal (buffered);
+2. fires a `Tick` if timers are due and nothing else advanced the clock;
+3. commits the journal once for the whole batch (group commit: one write,
+   one fdatasync);
+4. only then sends the replies, the private notices and the market data;
+5. answers snapshot and replay requests, heartbeats, expiries, key-store
+   reloads and periodic snapshots.
+
+No send ever blocks: a connection whose queue is full loses that message
+(and is told why in the log); it resends its request and gets the original
+result back. A journal failure stops the server: nothing more is
+acknowledged.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+import datetime
+import json
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+import exchange  # noqa: F401  (registers every handler)
+from exchange.codec import Entry, decode_entry, encode_entry
+from exchange.commands import COMMAND_TYPES, Envelope, RegisterParty, Tick
+from exchange.engine import Engine
+from exchange.events import CommandRejected, OPERATORS
+from gateway import logs
+from gateway import protocol as p
+from gateway.config import Config, load_or_create
+from gateway.keys import KeyStore, User
+from gateway.view import MarketView
+from gateway.zap import ZapHandler
+from recorder.format import KIND_ENTRY
+
+NS_PER_MS = 1_000_000
+NS_PER_DAY = 86_400 * 10**9
+RECENT_RESULTS = 65536          # entries whose events are kept to answer resends
+PORTS = ("broker", "operator", "feed", "data")
+MASS_CANCEL = next((t for t in COMMAND_TYPES if t.__name__ == "MassCancel"), None)
+
+
+def trading_day(ts: int) -> int:
+    """Return the trading day (days since the epoch, UTC) of ``ts``."""
+    return ts // NS_PER_DAY
+
+
+def day_text(day: int) -> str:
+    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
+
+
+def valid_client_id(cid: str) -> bool:
+    return 0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable() \
+        and " " not in cid
+
+
+class Conn:
+    """A logged-on connection on the broker or operator socket."""
+
+    __slots__ = ("port", "rid", "user", "role", "hb_ns", "last_in", "last_out", "cod",
+                 "notices", "dropped")
+
+    def __init__(self, port: str, rid: bytes, user: str, role: str, hb_ns: int, now: int,
+                 cod: bool, notices: bool) -> None:
+        self.port = port
+        self.rid = rid
+        self.user = user
+        self.role = role
+        self.hb_ns = hb_ns
+        self.last_in = now
+        self.last_out = now
+        self.cod = cod
+        self.notices = notices
+        self.dropped = 0
+
+
+class ServerStopped(Exception):
+    """The server stopped because its journal failed."""
+
+
+class _ReplayOut(msgspec.Struct, tag="Replay", tag_field="type", kw_only=True):
+    """Encode-only twin of `protocol.Replay` that embeds pre-encoded Market messages."""
+
+    messages: list[msgspec.Raw]
+    through: int
+    more: bool
+
+
+class Server:
+    """The whole exchange on one data directory. `start()` recovers and binds;
+    `run()` serves until `stop()`; `close()` releases everything."""
+
+    def __init__(self, data_dir: str | os.PathLike, config: Config | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        if config is None:
+            config, _, _ = load_or_create(self.data_dir)
+        self.config = config.validate()
+        self.keystore = KeyStore(self.data_dir)
+        self.log = logs.get(component="server")
+        self.context: zmq.Context | None = None
+        self.endpoints: dict[str, str] = {}
+        self._stop = threading.Event()
+        self.failed: BaseException | None = None
+        self.ready = threading.Event()
+
+    # ------------------------------------------------------------------ start-up
+
+    def start(self) -> dict[str, str]:
+        """Recover the engine from snapshot + journal, start the ZAP handler,
+        bind the sockets; return the endpoints."""
+        from recorder import recovery  # the one recovery path
+        from recorder.journal import Journal
+
+        cfg = self.config
+        self.journal_dir = self.data_dir / "journal"
+        self.snapshot_dir = self.data_dir / "snapshots"
+        started = time.monotonic()
+        self.engine: Engine = recovery.rebuild(self.data_dir)
+        self.journal = Journal.open(self.journal_dir, durability=cfg.durability)
+        if self.engine.state.last_seq != self.journal.last_seq:
+            raise RuntimeError(f"recovered engine at seq {self.engine.state.last_seq} but the "
+                               f"journal ends at {self.journal.last_seq}")
+        self.next_seq = self.journal.last_seq + 1
+        self.last_ts = self.engine.state.now
+        self.durable_seq = self.journal.last_seq
+
+        # gateway state rebuilt from the journal: feed, view, client ids, recent results
+        self.view = MarketView()
+        self.public_seqs = array("q")     # seq of every Market message, in order
+        self.ring_msgs: list[bytes] = []  # the last ones, encoded (same order)
+        self.last_public = 0
+        self.ids_today: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.ids_yesterday: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.today = trading_day(max(time.time_ns(), self.last_ts))
+        self.recent: dict[int, list[Any]] = {}
+        self.recent_order: deque[int] = deque()
+        self._scan_journal()
+
+        self.users: dict[str, User] = self.keystore.users()
+        self.keys_stamp = self.keystore.stamp()
+        self.sessions: dict[str, dict[bytes, Conn]] = {"broker": {}, "operator": {}}
+        self.user_conns: dict[str, list[Conn]] = {}
+        self.outbox: list[tuple[zmq.Socket, bytes, bytes]] = []
+        self.pub_out: list[bytes] = []
+        self.entries_since_snapshot = 0
+        self.last_snapshot_wall = time.monotonic()
+        self._snapshot_thread: threading.Thread | None = None
+        self.last_tick_ns = 0
+        self.last_env_ns = 0
+        self.last_feed_out = time.monotonic_ns()
+        self.last_housekeeping = 0
+        self.last_keys_check = 0
+
+        self.context = zmq.Context()
+        self.zap = ZapHandler(self.context, self.users)
+        self.zap.start()
+        server_public, server_secret = self.keystore.server_keys()
+        self.sockets: dict[str, zmq.Socket] = {}
+        self.monitors: dict[zmq.Socket, str] = {}
+        for name in PORTS:
+            sock = self.context.socket(zmq.PUB if name == "feed" else zmq.ROUTER)
+            sock.linger = 0
+            if name == "feed":
+                sock.sndhwm = cfg.feed_hwm
+            else:
+                sock.curve_server = True
+                sock.curve_publickey = server_public
+                sock.curve_secretkey = server_secret
+                sock.zap_domain = name.encode()
+                sock.router_mandatory = 1
+                sock.sndhwm = cfg.send_hwm
+                sock.rcvhwm = cfg.recv_hwm
+                sock.maxmsgsize = cfg.max_message_bytes
+                sock.heartbeat_ivl = max(cfg.heartbeat_ms, 100)
+                sock.heartbeat_timeout = 3 * max(cfg.heartbeat_ms, 100)
+                monitor = sock.get_monitor_socket(
+                    zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                self.monitors[monitor] = name
+            port = getattr(cfg, f"{name}_port")
+            if port == 0:
+                port = sock.bind_to_random_port(f"tcp://{cfg.host}")
+            else:
+                sock.bind(f"tcp://{cfg.host}:{port}")
+            self.sockets[name] = sock
+            self.endpoints[name] = f"tcp://{cfg.host}:{port}"
+        self.broker = self.sockets["broker"]
+        self.operator = self.sockets["operator"]
+        self.feed = self.sockets["feed"]
+        self.data = self.sockets["data"]
+        self.poller = zmq.Poller()
+        for name in ("broker", "operator", "data"):
+            self.poller.register(self.sockets[name], zmq.POLLIN)
+        for monitor in self.monitors:
+            self.poller.register(monitor, zmq.POLLIN)
+        self._write_endpoints(server_public.decode())
+        self.log.info("started", data_dir=str(self.data_dir), last_seq=self.durable_seq,
+                      recovered_in_ms=int((time.monotonic() - started) * 1000),
+                      durability=cfg.durability,
+                      **{f"{name}_endpoint": ep for name, ep in self.endpoints.items()})
+        self.ready.set()
+        return dict(self.endpoints)
+
+    def _write_endpoints(self, server_public: str) -> None:
+        path = self.data_dir / "endpoints.json"
+        tmp = path.with_name(f".endpoints.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**self.endpoints, "server_public_key": server_public,
+                                   "pid": os.getpid()}, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    def _scan_journal(self) -> None:
+        """Rebuild the feed ring, the public view, the client ids of today and
+        yesterday and the recent results from the journal. O(journal)."""
+        first_day = self.today - 1
+        for record in self.journal.read(1):
+            if record.kind != KIND_ENTRY:
+                continue
+            entry = decode_entry(record.payload)
+            env = entry.env
+            public = [e for e in entry.events if not e.to]
+            if public:
+                self._record_public(env.seq, env.ts, public)
+            if env.client_id and trading_day(env.ts) >= first_day:
+                ids = self.ids_today if trading_day(env.ts) >= self.today else self.ids_yesterday
+                ids[(env.actor, env.client_id)] = (env.seq, env.cmd)
+            if record.seq > self.journal.last_seq - RECENT_RESULTS:
+                self._remember(env.seq, entry.events)
+
+    # ------------------------------------------------------------------ the loop
+
+    def stop(self) -> None:
+        """Ask the loop to stop (thread-safe); it finishes the turn it is in."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Serve until `stop()`. Raises `ServerStopped` after a journal failure."""
+        poll = self.poller.poll
+        broker, operator, data = self.broker, self.operator, self.data
+        while not self._stop.is_set():
+            ready = dict(poll(self._poll_timeout_ms()))
+            applied = 0
+            if broker in ready:
+                applied += self._drain(broker, "broker")
+            if operator in ready:
+                applied += self._drain(operator, "operator")
+            if self._tick_due():
+                self._apply(Tick(), "clock", "system", "", None)
+                applied += 1
+            if applied or self.outbox or self.pub_out:
+                self._commit_and_flush()
+            if data in ready:
+                self._serve_data()
+            for monitor in self.monitors:
+                if monitor in ready:
+                    self._log_monitor(monitor)
+            self._housekeeping()
+            if self.failed is not None:
+                raise ServerStopped(str(self.failed)) from self.failed
+
+    def _poll_timeout_ms(self) -> int:
+        """Sleep until the next timer is due, a heartbeat or housekeeping is due."""
+        timeout = 100
+        timers = self.engine.state.timers
+        if timers:
+            wait = (max(timers[0][0], self.last_env_ns + self.config.tick_ms * NS_PER_MS)
+                    - time.time_ns()) // NS_PER_MS
+            timeout = max(0, min(timeout, wait + 1))
+        return timeout
+
+    def _tick_due(self) -> bool:
+        timers = self.engine.state.timers
+        if not timers:
+            return False
+        now = time.time_ns()
+        return timers[0][0] <= now and now - self.last_env_ns >= self.config.tick_ms * NS_PER_MS
+
+    def _drain(self, sock: zmq.Socket, port: str) -> int:
+        """Receive and handle what is queued on ``sock``, up to the batch size."""
+        applied = 0
+        limit = self.config.max_batch
+        recv = sock.recv_multipart
+        for _ in range(limit):
+            try:
+                frames = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            applied += self._on_message(sock, port, frames)
+        return applied
+
+    # ------------------------------------------------------------------ one message
+
+    def _reject(self, sock: zmq.Socket, rid: bytes, code: str, user: str, port: str,
+                client_id: str = "", detail: str = "") -> None:
+        text = detail or p.SESSION_REJECTS[code]
+        self.outbox.append((sock, rid, p.encode(p.SessionRejected(code=code, text=text,
+                                                                  client_id=client_id))))
+        self.log.warning("refused", code=code, user=user, port=port, client_id=client_id,
+                         detail=text[:200])
+
+    def _on_message(self, sock: zmq.Socket, port: str, frames: list[zmq.Frame]) -> int:
+        """Handle one inbound message; return 1 if it was applied to the engine."""
+        rid = frames[0].bytes
+        last = frames[-1]
+        user_id = last.get("User-Id")
+        user = self.users.get(user_id)
+        if user is None or user.revoked:
+            self._end_session(port, rid, "revoked")
+            self._reject(sock, rid, "revoked", user_id, port)
+            return 0
+        if len(frames) != 2:
+            self._reject(sock, rid, "undecodable", user_id, port,
+                         detail=f"expected one frame per message, got {len(frames) - 1}")
+            return 0
+        try:
+            msg = p.client_decoder.decode(last.buffer)
+        except msgspec.ValidationError as exc:
+            self._reject(sock, rid, "invalid_message", user_id, port, detail=str(exc))
+            return 0
+        except msgspec.DecodeError as exc:
+            self._reject(sock, rid, "undecodable", user_id, port, detail=str(exc))
+            return 0
+        conn = self.sessions[port].get(rid)
+        now = time.monotonic_ns()
+        if conn is not None:
+            if conn.user != user_id:      # cannot happen with CURVE; refuse anyway
+                self._reject(sock, rid, "not_permitted", user_id, port,
+                             detail="the connection is bound to another user")
+                return 0
+            conn.last_in = now
+        kind = type(msg)
+        if kind is p.Request:
+            if conn is None:
+                self._reject(sock, rid, "not_logged_on", user_id, port, client_id=msg.client_id)
+                return 0
+            return self._on_request(sock, conn, user, msg)
+        if kind is p.Heartbeat:
+            if conn is None:
+                self._reject(sock, rid, "not_logged_on", user_id, port)
+            return 0
+        if kind is p.Logon:
+            self._logon(sock, port, rid, user, msg, now)
+            return 0
+        if kind is p.Logout:
+            if conn is not None:
+                applied = self._end_session(port, rid, "logout")
+                self.outbox.append((sock, rid, p.encode(p.LoggedOut(reason="logout"))))
+                return applied
+            self.outbox.append((sock, rid, p.encode(p.LoggedOut(reason="not logged on"))))
+            return 0
+        if kind is p.Reload:
+            if conn is None:
+                self._reject(sock, rid, "not_logged_on", user_id, port)
+            elif conn.role != "operator":
+                self._reject(sock, rid, "not_permitted", user_id, port,
+                             detail="only an operator reloads the key store")
+            else:
+                self._reload_keys(force=True)
+                active = sum(1 for u in self.users.values() if not u.revoked)
+                self.outbox.append((sock, rid, p.encode(p.Reloaded(users=active))))
+            return 0
+        self._reject(sock, rid, "invalid_message", user_id, port)
+        return 0
+
+    def _logon(self, sock: zmq.Socket, port: str, rid: bytes, user: User, msg: p.Logon,
+               now: int) -> None:
+        if not 100 <= msg.heartbeat_ms <= 60000:
+            self._reject(sock, rid, "bad_heartbeat", user.id, port)
+            return
+        if msg.cancel_on_disconnect and user.role != "broker":
+            self._reject(sock, rid, "not_permitted", user.id, port,
+                         detail="cancel-on-disconnect applies to brokers only")
+            return
+        old = self.sessions[port].get(rid)
+        if old is not None:
+            self._forget(old)
+        cod = user.cancel_on_disconnect if msg.cancel_on_disconnect is None \
+            else msg.cancel_on_disconnect
+        conn = Conn(port, rid, user.id, user.role, msg.heartbeat_ms * NS_PER_MS, now, cod,
+                    msg.notices)
+        self.sessions[port][rid] = conn
+        self.user_conns.setdefault(user.id, []).append(conn)
+        self.outbox.append((sock, rid, p.encode(p.LogonAccepted(
+            user=user.id, role=user.role, heartbeat_ms=msg.heartbeat_ms,
+            cancel_on_disconnect=cod, trading_day=day_text(self.today),
+            last_seq=self.durable_seq))))
+        self.log.info("logon", user=user.id, role=user.role, port=port, rid=rid.hex(),
+                      heartbeat_ms=msg.heartbeat_ms, cancel_on_disconnect=cod)
+
+    def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> int:
+        cid = msg.client_id
+        port = conn.port
+        if not valid_client_id(cid):
+            self._reject(sock, conn.rid, "bad_client_id", user.id, port,
+                         client_id=cid[:p.MAX_CLIENT_ID])
+            return 0
+        cmd = msg.cmd
+        if type(cmd) is Tick:
+            self._reject(sock, conn.rid, "not_permitted", user.id, port, client_id=cid,
+                         detail="Tick is sent by the exchange clock only")
+            return 0
+        if type(cmd) is RegisterParty and user.clients and cmd.name not in user.clients:
+            self._reject(sock, conn.rid, "not_your_client", user.id, port, client_id=cid,
+                         detail=f"{cmd.name!r} is not among the clients of {user.id!r} "
+                                f"in the key store")
+            return 0
+        key = (user.id, cid)
+        known = self.ids_today.get(key) or self.ids_yesterday.get(key)
+        if known is not None:
+            seq, original = known
+            if original != cmd:
+                self._reject(sock, conn.rid, "duplicate_client_id", user.id, port, client_id=cid,
+                             detail=f"client id {cid!r} was used for journal entry {seq} "
+                                    f"with a different command")
+                return 0
+            events = self._events_of(seq)
+            self.outbox.append((sock, conn.rid, self._result(cid, seq, events, conn.user,
+                                                             conn.role, resent=True)))
+            return 0
+        self._apply(cmd, user.id, conn.role, cid, conn)
+        return 1
+
+    # ------------------------------------------------------------------ apply
+
+    def _apply(self, cmd: Any, actor: str, role: str, cid: str, origin: Conn | None) -> None:
+        """Sequence, apply and journal one command (buffered); queue its
+        reply, notices and market data for after the commit."""
+        now = time.time_ns()
+        ts = now if now > self.last_ts else self.last_ts
+        day = trading_day(ts)
+        if day != self.today:
+            self._roll_day(day)
+        seq = self.next_seq
+        env = Envelope(seq=seq, ts=ts, actor=actor, role=role, cmd=cmd, client_id=cid)
+        try:
+            events = self.engine.apply(env)
+        except Exception as exc:   # a bug in a handler: the state may be damaged
+            self._engine_failed(env, exc, origin)
+            return
+        written = self.journal.append(ts, KIND_ENTRY, encode_entry(Entry(env, events)))
+        if written != seq:
+            raise RuntimeError(f"journal gave seq {written} to envelope {seq}")
+        self.next_seq = seq + 1
+        self.last_ts = ts
+        self.last_env_ns = now
+        self.entries_since_snapshot += 1
+        if cid:
+            self.ids_today[(actor, cid)] = (seq, cmd)
+        self._remember(seq, events)
+        if origin is not None:
+            self.outbox.append((self.sockets[origin.port], origin.rid,
+                                self._result(cid, seq, events, actor, role)))
+        public: list[Any] = []
+        private_to: dict[Conn, list[Any]] | None = None
+        for event in events:
+            audience = event.to
+            if not audience:
+                public.append(event)
+                continue
+            for target in audience:
+                conns = self._audience_conns(target)
+                for conn in conns:
+                    if conn is origin or not conn.notices:
+                        continue
+                    if private_to is None:
+                        private_to = {}
+                    bucket = private_to.setdefault(conn, [])
+                    if not bucket or bucket[-1] is not event:
+                        bucket.append(event)
+        if private_to:
+            for conn, evs in private_to.items():
+                self.outbox.append((self.sockets[conn.port], conn.rid,
+                                    p.encode(p.Notice(seq=seq, ts=ts, events=evs))))
+        if public:
+            self.pub_out.append(self._record_public(seq, ts, public))
+
+    def _audience_conns(self, target: str) -> list[Conn]:
+        if target == OPERATORS:
+            return list(self.sessions["operator"].values())
+        return self.user_conns.get(target, [])
+
+    def _record_public(self, seq: int, ts: int, public: list[Any]) -> bytes:
+        """Make the Market message of entry ``seq``; keep it in the ring and view."""
+        data = p.encode(p.Market(seq=seq, prev=self.last_public, ts=ts, events=public))
+        self.last_public = seq
+        self.view.fold(seq, public)
+        self.public_seqs.append(seq)
+        self.ring_msgs.append(data)
+        if len(self.ring_msgs) > 2 * self.config.feed_ring:
+            del self.ring_msgs[:len(self.ring_msgs) - self.config.feed_ring]
+        return data
+
+    def _remember(self, seq: int, events: list[Any]) -> None:
+        self.recent[seq] = events
+        self.recent_order.append(seq)
+        if len(self.recent_order) > RECENT_RESULTS:
+            self.recent.pop(self.recent_order.popleft(), None)
+
+    def _events_of(self, seq: int) -> list[Any]:
+        """Return the events of journal entry ``seq`` (recent ones from memory)."""
+        events = self.recent.get(seq)
+        if events is not None:
+            return events
+        for record in self.journal.read(seq):
+            return decode_entry(record.payload).events
+        return []
+
+    @staticmethod
+    def _visible(events: list[Any], user: str, role: str) -> list[Any]:
+        out = []
+        for event in events:
+            to = event.to
+            if not to or user in to or (role == "operator" and OPERATORS in to):
+                out.append(event)
+        return out
+
+    def _result(self, cid: str, seq: int, events: list[Any], user: str, role: str, *,
+                resent: bool = False) -> bytes:
+        code = text = ""
+        for event in events:
+            if type(event) is CommandRejected and event.ref == seq:
+                code, text = event.code, event.text
+                break
+        return p.encode(p.Result(client_id=cid, seq=seq, accepted=not code, code=code,
+                                 text=text, events=self._visible(events, user, role),
+                                 resent=resent))
+
+    def _roll_day(self, day: int) -> None:
+        self.ids_yesterday = self.ids_today if day == self.today + 1 else {}
+        self.ids_today = {}
+        self.today = day
+
+    def _engine_failed(self, env: Envelope, exc: Exception, origin: Conn | None) -> None:
+        """A handler raised: keep what is journaled, rebuild the engine from it,
+        and refuse the command (nothing of it was recorded)."""
+        from recorder import recovery
+        self.log.error("engine_error", seq=env.seq, command=type(env.cmd).__name__,
+                       actor=env.actor, error=repr(exc), exc_info=exc)
+        self.durable_seq = self.journal.commit()
+        self.engine = recovery.rebuild(self.data_dir)
+        if origin is not None:
+            self.outbox.append((self.sockets[origin.port], origin.rid, p.encode(
+                p.SessionRejected(code="internal_error", text=p.SESSION_REJECTS["internal_error"],
+                                  client_id=env.client_id))))
+
+    # ------------------------------------------------------------------ commit, send
+
+    def _commit_and_flush(self) -> None:
+        from recorder.journal import JournalFailed
+        try:
+            self.durable_seq = self.journal.commit()
+        except JournalFailed as exc:
+            self.failed = exc
+            self.outbox.clear()
+            self.pub_out.clear()
+            self.log.critical("journal_failed", error=str(exc))
+            return
+        now = time.monotonic_ns()
+        for sock, rid, data in self.outbox:
+            self._send(sock, rid, data, now)
+        self.outbox.clear()
+        if self.pub_out:
+            send = self.feed.send
+            for data in self.pub_out:
+                send(data, zmq.NOBLOCK)
+            self.pub_out.clear()
+            self.last_feed_out = now
+
+    def _send(self, sock: zmq.Socket, rid: bytes, data: bytes, now: int) -> None:
+        port = "broker" if sock is self.broker else "operator" if sock is self.operator else "data"
+        conn = self.sessions[port].get(rid) if port != "data" else None
+        try:
+            sock.send_multipart((rid, data), zmq.NOBLOCK)
+        except zmq.Again:
+            if conn is not None:
+                conn.dropped += 1
+                if conn.dropped == 1 or conn.dropped % 1000 == 0:
+                    self.log.warning("slow_client_dropped", user=conn.user, port=port,
+                                     rid=rid.hex(), dropped=conn.dropped)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                if conn is not None:
+                    self.log.info("peer_gone", user=conn.user, port=port, rid=rid.hex())
+                    self._end_session(port, rid, "peer gone")
+                return
+            raise
+        if conn is not None:
+            conn.last_out = now
+
+    # ------------------------------------------------------------------ sessions
+
+    def _forget(self, conn: Conn) -> None:
+        self.sessions[conn.port].pop(conn.rid, None)
+        conns = self.user_conns.get(conn.user)
+        if conns and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self.user_conns[conn.user]
+
+    def _end_session(self, port: str, rid: bytes, reason: str) -> int:
+        """End a session; apply cancel-on-disconnect. Return 1 if a command was applied."""
+        if port not in self.sessions:
+            return 0
+        conn = self.sessions[port].get(rid)
+        if conn is None:
+            return 0
+        self._forget(conn)
+        self.log.info("session_ended", user=conn.user, port=port, rid=rid.hex(), reason=reason)
+        if conn.cod and MASS_CANCEL is not None and self.failed is None:
+            if any(c.cod for c in self.user_conns.get(conn.user, [])):
+                return 0   # another connection of the user still wants its orders kept
+            self._apply(MASS_CANCEL(), conn.user, conn.role, "", None)
+            self.log.info("cancel_on_disconnect", user=conn.user, reason=reason)
+            return 1
+        return 0
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic_ns()
+        if now - self.last_housekeeping < 50 * NS_PER_MS:
+            return
+        self.last_housekeeping = now
+        applied = 0
+        for port in ("broker", "operator"):
+            sock = self.sockets[port]
+            for conn in list(self.sessions[port].values()):
+                if now - conn.last_in > 3 * conn.hb_ns:
+                    applied += self._end_session(port, conn.rid, "heartbeat timeout")
+                    self.outbox.append((sock, conn.rid,
+                                        p.encode(p.LoggedOut(reason="heartbeat timeout"))))
+                elif now - conn.last_out >= conn.hb_ns:
+                    self.outbox.append((sock, conn.rid, p.encode(p.Heartbeat())))
+        if now - self.last_feed_out >= self.config.heartbeat_ms * NS_PER_MS:
+            self.pub_out.append(p.encode(p.FeedHeartbeat(seq=self.last_public,
+                                                         ts=time.time_ns())))
+        if applied or self.outbox or self.pub_out:
+            self._commit_and_flush()
+        if now - self.last_keys_check >= self.config.keys_check_ms * NS_PER_MS:
+            self.last_keys_check = now
+            self._reload_keys()
+        self._maybe_snapshot()
+
+    def _reload_keys(self, force: bool = False) -> None:
+        stamp = self.keystore.stamp()
+        if stamp == self.keys_stamp and not force:
+            return
+        try:
+            users = self.keystore.users()
+        except (OSError, ValueError, TypeError) as exc:
+            self.log.error("keys_reload_failed", error=str(exc))
+            return
+        self.keys_stamp = stamp
+        self.users = users
+        self.zap.set_users(users)
+        ended = 0
+        for port in ("broker", "operator"):
+            sock = self.sockets[port]
+            for conn in list(self.sessions[port].values()):
+                user = users.get(conn.user)
+                if user is None or user.revoked:
+                    ended += self._end_session(port, conn.rid, "revoked")
+                    self.outbox.append((sock, conn.rid, p.encode(p.LoggedOut(reason="revoked"))))
+        self.log.info("keys_reloaded", users=sum(1 for u in users.values() if not u.revoked))
+        if ended or self.outbox:
+            self._commit_and_flush()
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _maybe_snapshot(self, force: bool = False) -> None:
+        if self.entries_since_snapshot == 0:
+            return
+        due = (force or self.entries_since_snapshot >= self.config.snapshot_every
+               or time.monotonic() - self.last_snapshot_wall >= self.config.snapshot_seconds)
+        if not due:
+            return
+        if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
+            if not force:
+                return
+            self._snapshot_thread.join()
+        from recorder.snapshots import write_snapshot
+        seq = self.engine.state.last_seq
+        data = self.engine.snapshot()        # in this thread: consistent with the journal
+        self.entries_since_snapshot = 0
+        self.last_snapshot_wall = time.monotonic()
+        log = self.log
+
+        def write() -> None:
+            try:
+                write_snapshot(self.snapshot_dir, seq, data)
+                log.info("snapshot_written", seq=seq, bytes=len(data))
+            except OSError as exc:
+                log.error("snapshot_failed", seq=seq, error=str(exc))
+
+        self._snapshot_thread = threading.Thread(target=write, name="lotex-snapshot")
+        self._snapshot_thread.start()
+        if force:
+            self._snapshot_thread.join()
+
+    # ------------------------------------------------------------------ data socket
+
+    def _serve_data(self) -> None:
+        sock = self.data
+        for _ in range(64):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            rid = frames[0].bytes
+            user_id = frames[-1].get("User-Id")
+            user = self.users.get(user_id)
+            if user is None or user.revoked:
+                self._reject(sock, rid, "revoked", user_id, "data")
+            elif len(frames) != 2:
+                self._reject(sock, rid, "undecodable", user_id, "data",
+                             detail="expected one frame per message")
+            else:
+                try:
+                    request = p.data_request_decoder.decode(frames[1].buffer)
+                except msgspec.ValidationError as exc:
+                    self._reject(sock, rid, "invalid_message", user_id, "data", detail=str(exc))
+                except msgspec.DecodeError as exc:
+                    self._reject(sock, rid, "undecodable", user_id, "data", detail=str(exc))
+                else:
+                    if type(request) is p.SnapshotRequest:
+                        self.outbox.append((sock, rid, p.encode(p.Snapshot(
+                            seq=self.durable_seq, session=request.session, key=request.key,
+                            events=self.view.snapshot(request.session, request.key)))))
+                    else:
+                        self._replay(sock, rid, user_id, request)
+            now = time.monotonic_ns()
+            for out_sock, out_rid, out_data in self.outbox:
+                self._send(out_sock, out_rid, out_data, now)
+            self.outbox.clear()
+
+    def _replay(self, sock: zmq.Socket, rid: bytes, user_id: str, req: p.ReplayRequest) -> None:
+        """Answer with the Market messages in [from_seq, to_seq]: from the ring
+        in memory, or from the journal when older. O(messages + entries read)."""
+        if req.from_seq < 1 or req.to_seq < 0 or not 1 <= req.limit <= 10000 \
+                or (req.to_seq and req.to_seq < req.from_seq):
+            self._reject(sock, rid, "bad_request", user_id, "data",
+                         detail="from_seq >= 1, to_seq 0 or >= from_seq, 1 <= limit <= 10000")
+            return
+        upto = min(req.to_seq or self.durable_seq, self.durable_seq)
+        budget = self.config.max_message_bytes * 16
+        messages: list[msgspec.Raw] = []
+        size = 0
+        through = req.from_seq - 1
+        seqs = self.public_seqs
+        i = bisect.bisect_left(seqs, req.from_seq)
+        ring_first = len(seqs) - len(self.ring_msgs)    # index in seqs of ring_msgs[0]
+        full = False
+        while i < len(seqs) and seqs[i] <= upto:
+            if len(messages) >= req.limit or size >= budget:
+                full = True
+                break
+            if i >= ring_first:
+                data = self.ring_msgs[i - ring_first]
+            else:
+                data = self._market_from_journal(seqs[i], seqs[i - 1] if i else 0)
+            messages.append(msgspec.Raw(data))
+            size += len(data)
+            through = seqs[i]
+            i += 1
+        if not full:
+            through = max(upto, through)
+        self.outbox.append((sock, rid, p.encode(_ReplayOut(
+            messages=messages, through=through, more=through < upto))))
+
+    def _market_from_journal(self, seq: int, prev: int) -> bytes:
+        """Rebuild the Market message of an entry older than the ring."""
+        for record in self.journal.read(seq):
+            entry = decode_entry(record.payload)
+            return p.encode(p.Market(seq=seq, prev=prev, ts=entry.env.ts,
+                                     events=[e for e in entry.events if not e.to]))
+        raise LookupError(f"journal entry {seq} not found")
+
+    def _log_monitor(self, monitor: zmq.Socket) -> None:
+        port = self.monitors[monitor]
+        while True:
+            try:
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = parse_monitor_message(frames)
+            name = zmq.Event(event["event"]).name.lower()
+            self.log.info("connection", port=port, what=name, fd=event["value"],
+                          endpoint=event["endpoint"].decode(errors="replace"))
+
+    # ------------------------------------------------------------------ shutdown
+
+    def close(self) -> None:
+        """Commit, snapshot, close the sockets (linger 0) and the journal."""
+        try:
+            if self.failed is None and getattr(self, "journal", None) is not None:
+                try:
+                    self.durable_seq = self.journal.commit()
+                    self._maybe_snapshot(force=True)
+                except Exception as exc:  # noqa: BLE001  (shutting down: log and go on)
+                    self.log.error("close_failed", error=str(exc))
+        finally:
+            if self.context is not None:
+                for monitor in self.monitors:
+                    monitor.close(linger=0)
+                for sock in self.sockets.values():
+                    sock.disable_monitor() if sock.type == zmq.ROUTER else None
+                    sock.close(linger=0)
+                self.zap.stop()
+                self.zap.join(timeout=2)
+                self.context.term()
+                self.context = None
+            if getattr(self, "journal", None) is not None:
+                self.journal.close()
+            self.log.info("stopped", last_seq=getattr(self, "durable_seq", 0))
+
+
+def serve_in_thread(data_dir: str | os.PathLike, config: Config | None = None
+                    ) -> tuple[Server, threading.Thread]:
+    """Start a server and run it in a daemon thread (tests, demo); return both.
+    Stop with ``server.stop(); thread.join(); server.close()``... or `stop_thread`."""
+    server = Server(data_dir, config)
+    server.start()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # noqa: BLE001  (reported by stop_thread)
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="lotex-engine", daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return server, thread
+
+
+def stop_thread(server: Server, thread: threading.Thread) -> None:
+    """Stop a server started by `serve_in_thread` and close it."""
+    server.stop()
+    thread.join(timeout=10)
+    server.close()
+    errors = getattr(thread, "errors", [])
+    if errors:
+        raise errors[0]

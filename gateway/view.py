@@ -1,0 +1,124 @@
+"""The public market view behind the snapshot service.
+
+It folds every public event (``to == ()``), in journal order, into buckets:
+one per session (events with a ``session`` field, or about a lot or
+instrument first seen with one) and one for the whole market (events with
+neither, such as display rates). Inside a bucket an event whose type has a
+*last-value key* replaces the earlier event with the same key (a lot's
+standing price, a Dutch clock, a book level): the bucket holds the current
+state, not the whole history, so a snapshot stays as small as the state it
+describes. Every other public event is kept (catalogue entries, openings,
+closings, awards: a handful per lot).
+
+A snapshot of a session is its bucket plus the market bucket; of a lot or
+instrument (``key``), the events of the bucket about that key, plus the
+market bucket. Applying a snapshot's events in order and then every Market
+message above its ``seq`` gives exactly what a subscriber that saw the whole
+feed would hold. Only public events enter the view, so nothing private can
+leave through it. Each fold is O(1); a snapshot is O(events in the bucket).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+# Fields that name the thing an event is about, in order of preference.
+KEY_FIELDS = ("serial", "instrument", "book")
+
+# Event type -> fields that, with the type and the key, identify the value it
+# replaces. An empty tuple: one value per (type, key). Types not listed are kept.
+LAST_VALUE: dict[str, tuple[str, ...]] = {
+    # auctions: the standing state of a lot, repeated by every bid or step
+    "BidAccepted": (),
+    "DutchPriceChanged": (),
+    "SealedBidCounted": (),
+    "LotExtended": (),
+    # continuous book: one value per level, per instrument state, last trade
+    "BookLevelChanged": ("side", "price"),
+    "LevelChanged": ("side", "price"),
+    "DepthChanged": ("side", "price"),
+    "BestPricesChanged": (),
+    "QuoteChanged": (),
+    "TradeReported": (),
+    "Traded": (),
+    "InstrumentStateChanged": (),
+    "IndicativePrice": (),
+    "IndicativePriceChanged": (),
+}
+
+# Event types whose last-value entry is removed when this field is zero
+# (an emptied book level).
+DROP_WHEN_ZERO: dict[str, str] = {
+    "BookLevelChanged": "qty",
+    "LevelChanged": "qty",
+    "DepthChanged": "qty",
+}
+
+
+def key_of(event: Any) -> str:
+    """Return what the event is about (lot serial, instrument), or ""."""
+    for name in KEY_FIELDS:
+        value = getattr(event, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+class MarketView:
+    """Public state by session, as the public events that make it."""
+
+    def __init__(self) -> None:
+        # bucket (session id, "" for the market) -> slot -> (seq, event)
+        self.buckets: dict[str, dict[Any, tuple[int, Any]]] = {"": {}}
+        self.session_of: dict[str, str] = {}     # lot serial / instrument -> session
+        self._counter = 0
+        self.seq = 0                              # last journal seq folded in
+
+    def fold(self, seq: int, events: Iterable[Any]) -> None:
+        """Fold the public events of journal entry ``seq``. O(events)."""
+        self.seq = seq
+        for event in events:
+            if event.to:
+                continue
+            name = type(event).__name__
+            key = key_of(event)
+            session = getattr(event, "session", None)
+            if isinstance(session, str) and session:
+                if key and key not in self.session_of:
+                    self.session_of[key] = session
+            else:
+                session = self.session_of.get(key, "") if key else ""
+            bucket = self.buckets.get(session)
+            if bucket is None:
+                bucket = self.buckets[session] = {}
+            identity = LAST_VALUE.get(name)
+            if identity is None:
+                self._counter += 1
+                bucket[self._counter] = (seq, event)
+                continue
+            slot = (name, key) + tuple(getattr(event, f, None) for f in identity)
+            if slot in bucket:
+                del bucket[slot]           # re-inserted last: keeps the fold order
+            zero_field = DROP_WHEN_ZERO.get(name)
+            if zero_field is not None and getattr(event, zero_field, None) == 0:
+                continue
+            bucket[slot] = (seq, event)
+
+    def snapshot(self, session: str = "", key: str = "") -> list[Any]:
+        """Return the events of a session (all sessions if ""), restricted to
+        ``key`` if given, after the market-wide ones, in fold order."""
+        chosen: list[tuple[int, Any]] = list(self.buckets[""].values())
+        if session:
+            buckets = [self.buckets.get(session, {})]
+        elif key and key in self.session_of:
+            buckets = [self.buckets.get(self.session_of[key], {})]
+        else:
+            buckets = [b for s, b in self.buckets.items() if s]
+        for bucket in buckets:
+            if key:
+                chosen.extend(item for item in bucket.values()
+                              if key_of(item[1]) in (key, ""))
+            else:
+                chosen.extend(bucket.values())
+        chosen.sort(key=lambda item: item[0])
+        return [event for _, event in chosen]

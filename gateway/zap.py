@@ -1,0 +1,89 @@
+"""The ZAP handler: the server side of CURVE authentication.
+
+ZeroMQ asks this handler, over ``inproc://zeromq.zap.01``, whether a client's
+public key may connect to a socket (identified by its ZAP domain). Without a
+running handler CURVE accepts any client key, so the server starts this thread
+before it binds a single socket. A known, unrevoked key whose role the domain
+admits is accepted and the connection's ``User-Id`` is set to the user id;
+every message from it carries that id (``zmq.Frame.get("User-Id")``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zmq
+from zmq.utils import z85
+
+from gateway import logs
+from gateway.keys import User
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+
+# ZAP domain of each server socket -> roles it admits.
+DOMAIN_ROLES: dict[str, tuple[str, ...]] = {
+    "broker": ("broker",),
+    "operator": ("operator",),
+    "data": ("broker", "operator", "viewer"),
+}
+
+
+class ZapHandler(threading.Thread):
+    """Answer ZAP requests from ``users`` (replaced atomically by `set_users`)."""
+
+    def __init__(self, context: zmq.Context, users: dict[str, User]) -> None:
+        super().__init__(name="lotex-zap", daemon=True)
+        self.context = context
+        self._stop_event = threading.Event()
+        self.set_users(users)
+        self.socket = context.socket(zmq.REP)
+        self.socket.linger = 0
+        self.socket.bind(ZAP_ENDPOINT)
+        self.log = logs.get(component="zap")
+
+    def set_users(self, users: dict[str, User]) -> None:
+        """Replace the key map (safe from another thread: one reference swap)."""
+        by_key: dict[bytes, User] = {}
+        for user in users.values():
+            if not user.revoked:
+                by_key[z85.decode(user.public_key.encode())] = user
+        self._by_key = by_key
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while not self._stop_event.is_set():
+                if not poller.poll(100):
+                    continue
+                self._answer(self.socket.recv_multipart())
+        finally:
+            self.socket.close(linger=0)
+
+    def _answer(self, frames: list[bytes]) -> None:
+        if len(frames) < 6:
+            self.log.warning("zap_malformed", frames=len(frames))
+            return
+        version, request_id, domain, address, _identity, mechanism = frames[:6]
+        domain_s = domain.decode(errors="replace")
+        user = None
+        if mechanism == b"CURVE" and len(frames) >= 7 and len(frames[6]) == 32:
+            user = self._by_key.get(frames[6])
+        roles = DOMAIN_ROLES.get(domain_s, ())
+        if user is not None and user.role in roles:
+            self.socket.send_multipart([version, request_id, b"200", b"OK",
+                                        user.id.encode(), b""])
+            self.log.info("auth_accepted", domain=domain_s, address=address.decode(),
+                          user=user.id, role=user.role)
+            return
+        reason = ("unknown or revoked key" if user is None
+                  else f"role {user.role} not admitted on {domain_s}")
+        if mechanism != b"CURVE":
+            reason = f"mechanism {mechanism.decode(errors='replace')} not allowed"
+        self.socket.send_multipart([version, request_id, b"400", reason.encode(), b"", b""])
+        self.log.warning("auth_refused", domain=domain_s, address=address.decode(),
+                         reason=reason, key=z85.encode(frames[6]).decode()
+                         if len(frames) >= 7 and len(frames[6]) == 32 else "")
