@@ -28,6 +28,7 @@ from recorder.format import Record
 
 __all__ = ["Journal", "JournalCorrupt", "JournalFailed", "JournalLocked", "Record",
            "RecordTooLarge", "VerifyReport", "read_journal", "verify_journal", "verify_segment",
+           "scan_live", "check_closed", "segment_records",
            "DURABILITY_MODES"]
 
 DURABILITY_MODES = ("group", "every", "none")
@@ -161,16 +162,11 @@ def _list_segments(path: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def _check_closed(path: Path, first_seq: int, prev_chain: bytes) -> Segment:
-    """Check a closed segment's header and footer (not its records). O(1)."""
+def check_closed(path: Path, head: bytes, tail: bytes, size: int, first_seq: int,
+                 prev_chain: bytes) -> Segment:
+    """Check a closed segment's header and footer, given its first and last
+    64 bytes and its size (not its records: `segment_records` does). O(1)."""
     name = path.name
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        head = os.pread(fd, fmt.HEADER_SIZE, 0)
-        tail = os.pread(fd, fmt.FOOTER_SIZE, max(0, size - fmt.FOOTER_SIZE))
-    finally:
-        os.close(fd)
     header = fmt.decode_header(head)
     if isinstance(header, str):
         raise JournalCorrupt(name, "header", header, 0)
@@ -192,6 +188,93 @@ def _check_closed(path: Path, first_seq: int, prev_chain: bytes) -> Segment:
     seg.chain = footer.chain
     seg.size = size
     return seg
+
+
+def _check_closed_file(path: Path, first_seq: int, prev_chain: bytes) -> Segment:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, fmt.HEADER_SIZE, 0)
+        tail = os.pread(fd, fmt.FOOTER_SIZE, max(0, size - fmt.FOOTER_SIZE))
+    finally:
+        os.close(fd)
+    return check_closed(path, head, tail, size, first_seq, prev_chain)
+
+
+class LiveScan(NamedTuple):
+    """What recovery found in the live segment."""
+
+    segment: Segment          # its valid prefix (closed if a valid footer ends it)
+    cut: int | None           # offset to truncate at, or None if nothing follows the prefix
+    header_torn: bool         # the header never got written whole (no records can follow)
+
+
+def scan_live(data: bytes, path: Path, first_seq: int, prev_chain: bytes, max_record: int) -> LiveScan:
+    """Find the longest valid prefix of the live segment's bytes: stop at the
+    first bad length, bad checksum, sequence gap or unfinished record. A
+    valid footer right after the prefix means the segment was closed.
+    Raises `JournalCorrupt` if the header is bad while records follow it.
+    Pure; O(len(data))."""
+    header = fmt.decode_header(data)
+    if isinstance(header, str):
+        if len(data) <= fmt.HEADER_SIZE:
+            # Torn while being created: the header is synced before any record.
+            return LiveScan(Segment(path, first_seq, prev_chain, max_record), None, True)
+        raise JournalCorrupt(path.name, "header", header, 0)
+    if header.first_seq != first_seq:
+        raise JournalCorrupt(path.name, "header", f"first seq {header.first_seq}, expected {first_seq}", 0)
+    if header.prev_chain != prev_chain:
+        raise JournalCorrupt(path.name, "header", "previous chain hash does not match the previous segment", 0)
+    seg = Segment(path, first_seq, prev_chain, header.max_record)
+    index: list[tuple[int, int, int]] = []
+    scan = fmt.scan(data, fmt.HEADER_SIZE, len(data), first_seq, prev_chain, header.max_record,
+                    index=index, index_every=INDEX_EVERY, first_seq=first_seq)
+    seg.last_seq = scan.next_seq - 1
+    seg.chain = scan.chain
+    seg.size = scan.pos
+    if scan.reason == fmt.BAD_LENGTH and len(data) - scan.pos == fmt.FOOTER_SIZE:
+        footer = fmt.decode_footer(data[scan.pos:])
+        if (not isinstance(footer, str) and footer.last_seq == seg.last_seq
+                and footer.count == scan.count and footer.chain == scan.chain):
+            # Closed just before a crash; the next segment was never made.
+            seg.closed = True
+            seg.size = len(data)
+    seg.index = fmt.SegmentIndex(index, scan.max_ts, seg.size)
+    return LiveScan(seg, scan.pos if scan.pos < len(data) and not seg.closed else None, False)
+
+
+class _IndexMiss(Exception):
+    """The index pointed at bytes that are not the record it promised."""
+
+
+def segment_records(data: bytes, seg: Segment, *, end: int, start_seq: int, start_pos: int,
+                    from_seq: int, verify_chain: bool, to_the_end: bool) -> Iterator[list[Record]]:
+    """Yield batches of the good records of one segment's bytes between
+    ``start_pos`` (a record boundary holding ``start_seq``) and ``end``.
+    With ``to_the_end`` every byte up to ``end`` must be good records (and,
+    for a closed segment, exactly up to its last seq), else `JournalCorrupt`
+    names the first bad record; without it reading stops quietly at the
+    first bad one (a live segment seen by a reader). Pure; O(bytes read)."""
+    pos, next_seq, chain = start_pos, start_seq, seg.prev_chain
+    while True:
+        out: list[Record] = []
+        scan = fmt.scan(data, pos, end, next_seq, chain, seg.max_record, verify_chain=verify_chain,
+                        out=out, skip_below=from_seq, limit=READ_BATCH)
+        if scan.count == 0 and scan.reason != fmt.CLEAN and pos == start_pos != fmt.HEADER_SIZE:
+            raise _IndexMiss(seg.name)
+        if out:
+            yield out
+        pos, next_seq, chain = scan.pos, scan.next_seq, scan.chain
+        if scan.reason != fmt.LIMIT:
+            break
+    if not to_the_end:
+        return
+    if scan.reason != fmt.CLEAN or (seg.closed and next_seq != seg.last_seq + 1):
+        raise JournalCorrupt(seg.name, f"record {next_seq}",
+                             scan.reason if scan.reason != fmt.CLEAN else "records missing", pos)
+    if verify_chain and chain != seg.chain:
+        raise JournalCorrupt(seg.name, "footer" if seg.closed else f"record {next_seq - 1}",
+                             "chain hash does not match the records", pos)
 
 
 class Journal:
@@ -302,7 +385,7 @@ class Journal:
                 raise JournalCorrupt(seg_path.name, "header",
                                      f"segment starts at seq {first}, expected {next_seq}", 0)
             if i < len(listed) - 1:
-                seg = _check_closed(seg_path, first, chain)
+                seg = _check_closed_file(seg_path, first, chain)
             else:
                 seg = self._recover_live(seg_path, first, chain)
             segments.append(seg)
@@ -313,50 +396,20 @@ class Journal:
 
     def _recover_live(self, path: Path, first_seq: int, prev_chain: bytes) -> Segment:
         with _whole_file(path, mapped=not self.readonly) as data:
-            seg, tail = self._scan_live(data, path, first_seq, prev_chain)
+            found = scan_live(data, path, first_seq, prev_chain, self.max_record)
+            tail = data[found.cut:] if found.cut is not None and not self.readonly else None
+        seg = found.segment
+        if self.readonly:
+            return seg
+        if found.header_torn:
+            self._rewrite_header(seg)
+        elif not seg.closed:
+            assert seg.index is not None
+            self._live_index = seg.index.entries
+            self._live_max_ts = seg.index.max_ts
         if tail is not None:
             self._cut_tail(path, tail, seg.size)
         return seg
-
-    def _scan_live(self, data: bytes, path: Path, first_seq: int,
-                   prev_chain: bytes) -> tuple[Segment, bytes | None]:
-        """Find the live segment's valid prefix; return it and, when writing,
-        the bytes to cut after it (None if nothing to cut)."""
-        header = fmt.decode_header(data)
-        if isinstance(header, str):
-            if len(data) <= fmt.HEADER_SIZE:
-                # Torn while being created: the header is synced before any record.
-                seg = Segment(path, first_seq, prev_chain, self.max_record)
-                if not self.readonly:
-                    self._rewrite_header(seg)
-                return seg, None
-            raise JournalCorrupt(path.name, "header", header, 0)
-        if header.first_seq != first_seq:
-            raise JournalCorrupt(path.name, "header", f"first seq {header.first_seq}, expected {first_seq}", 0)
-        if header.prev_chain != prev_chain:
-            raise JournalCorrupt(path.name, "header", "previous chain hash does not match the previous segment", 0)
-        seg = Segment(path, first_seq, prev_chain, header.max_record)
-        index: list[tuple[int, int, int]] = []
-        scan = fmt.scan(data, fmt.HEADER_SIZE, len(data), first_seq, prev_chain, header.max_record,
-                        index=index, index_every=INDEX_EVERY, first_seq=first_seq)
-        seg.last_seq = scan.next_seq - 1
-        seg.chain = scan.chain
-        seg.size = scan.pos
-        if scan.reason == fmt.BAD_LENGTH and len(data) - scan.pos == fmt.FOOTER_SIZE:
-            footer = fmt.decode_footer(data[scan.pos:])
-            if (not isinstance(footer, str) and footer.last_seq == seg.last_seq
-                    and footer.count == scan.count and footer.chain == scan.chain):
-                # Closed just before the crash; the next segment was never made.
-                seg.closed = True
-                seg.size = len(data)
-                seg.index = fmt.SegmentIndex(index, scan.max_ts, seg.size)
-                return seg, None
-        seg.index = fmt.SegmentIndex(index, scan.max_ts, seg.size)
-        if self.readonly:
-            return seg, None
-        self._live_index = index
-        self._live_max_ts = scan.max_ts
-        return seg, (data[scan.pos:] if scan.pos < len(data) else None)
 
     def _cut_tail(self, path: Path, tail: bytes, keep: int) -> None:
         """Move the bytes after the valid prefix aside and truncate. O(tail)."""
@@ -599,8 +652,6 @@ class Journal:
 
     def _read_segment(self, seg: Segment, live: bool, start_seq: int, start_pos: int, from_seq: int,
                       verify_chain: bool) -> Iterator[list[Record]]:
-        """Yield batches of good records of one segment from ``start_pos``
-        (a record boundary holding ``start_seq``). O(bytes read)."""
         shrinkable = live and self.readonly     # a writer may yet truncate its tail
         with _whole_file(seg.path, mapped=not shrinkable) as data:
             if not live:
@@ -609,31 +660,17 @@ class Journal:
                 end = len(data)                 # follow the writer's appends
             else:
                 end = seg.size
-            pos, next_seq, chain = start_pos, start_seq, seg.prev_chain
-            while True:
-                out: list[Record] = []
-                scan = fmt.scan(data, pos, end, next_seq, chain, seg.max_record, verify_chain=verify_chain,
-                                out=out, skip_below=from_seq, limit=READ_BATCH)
-                if scan.count == 0 and scan.reason != fmt.CLEAN and pos == start_pos != fmt.HEADER_SIZE:
-                    # The index pointed where the log does not agree: the log wins.
-                    if not live:
-                        self.rebuild_index(seg)
-                    pos = start_pos = fmt.HEADER_SIZE
-                    next_seq = seg.first_seq
-                    continue
-                if out:
-                    yield out
-                pos, next_seq, chain = scan.pos, scan.next_seq, scan.chain
-                if scan.reason != fmt.LIMIT:
-                    break
-        if live and self.readonly:
-            return                          # the valid prefix is all there is
-        if scan.reason != fmt.CLEAN or (not live and next_seq != seg.last_seq + 1):
-            raise JournalCorrupt(seg.name, f"record {next_seq}",
-                                 scan.reason if scan.reason != fmt.CLEAN else "records missing", pos)
-        if verify_chain and chain != seg.chain:
-            raise JournalCorrupt(seg.name, "footer", "chain hash does not match the records",
-                                 seg.size - fmt.FOOTER_SIZE)
+            try:
+                yield from segment_records(data, seg, end=end, start_seq=start_seq, start_pos=start_pos,
+                                           from_seq=from_seq, verify_chain=verify_chain,
+                                           to_the_end=not shrinkable)
+            except _IndexMiss:
+                # The index pointed where the log does not agree: the log wins.
+                if not live:
+                    self.rebuild_index(seg)
+                yield from segment_records(data, seg, end=end, start_seq=seg.first_seq,
+                                           start_pos=fmt.HEADER_SIZE, from_seq=from_seq,
+                                           verify_chain=verify_chain, to_the_end=not shrinkable)
 
 
 def _seek(index: fmt.SegmentIndex, from_seq: int, from_ts: int | None) -> tuple[int, int]:

@@ -1,0 +1,243 @@
+"""The file journal: segments, footers, index, recovery and its refusals."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from recorder import format as fmt
+from recorder.journal import (Journal, JournalCorrupt, JournalLocked, read_journal, segment_name,
+                              verify_journal)
+
+
+def fill(journal: Journal, n: int, *, batch: int = 10, start_ts: int = 0) -> None:
+    for i in range(n):
+        journal.append(start_ts + i, 1, b"rec-%06d" % (journal.last_seq + 1) + b"." * (i % 30))
+        if i % batch == batch - 1:
+            journal.commit()
+    journal.commit()
+
+
+def seg_files(path) -> list[str]:
+    return sorted(name for name in os.listdir(path) if name.endswith(".seg"))
+
+
+def test_segments_roll_by_size_and_are_named_by_first_seq(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=4096)
+    fill(journal, 500)
+    names = seg_files(tmp_path / "j")
+    assert len(names) > 5
+    firsts = [int(name[:20]) for name in names]
+    assert firsts[0] == 1 and firsts == sorted(firsts)
+    for seg in journal.segments()[:-1]:
+        data = (tmp_path / "j" / seg.name).read_bytes()
+        footer = fmt.decode_footer(data[-fmt.FOOTER_SIZE:])
+        assert footer == fmt.Footer(seg.last_seq, seg.last_seq - seg.first_seq + 1, seg.chain)
+        assert seg.name == segment_name(seg.first_seq)
+    assert [r.seq for r in journal.read()] == list(range(1, 501))
+    journal.close()
+    assert verify_journal(tmp_path / "j").count == 500
+
+
+def test_read_seeks_across_segments_by_seq_and_time(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=1 << 16)
+    fill(journal, 5000, batch=100, start_ts=1_000)
+    for seq in (1, 2, 1023, 1024, 1025, 2049, 4999, 5000):
+        assert next(iter(journal.read(seq))).seq == seq
+    for ts in (1_000, 1_001, 3_500, 5_999):
+        assert next(iter(journal.read(from_ts=ts))).ts == ts
+    journal.close()
+    view = Journal.open_readonly(tmp_path / "j")
+    assert [r.seq for r in view.read(4990)] == list(range(4990, 5001))
+    assert next(iter(view.read(from_ts=4_321))).seq == 3322
+
+
+def test_index_is_rebuilt_when_missing_or_wrong(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=1 << 15)
+    fill(journal, 3000, batch=50)
+    journal.close()
+    index_files = sorted(p for p in (tmp_path / "j").iterdir() if p.suffix == ".idx")
+    assert index_files
+    index_files[0].unlink()
+    # a well-formed index that lies about offsets: the log must win
+    seg = Journal.open_readonly(tmp_path / "j").segments()[1]
+    lie = fmt.SegmentIndex([(seg.first_seq + 1, fmt.HEADER_SIZE + 7, 0)], 1 << 40, seg.size)
+    index_files[1].write_bytes(fmt.encode_index(seg.first_seq, seg.last_seq, lie))
+    index_files[2].write_bytes(b"garbage")
+    expected = list(range(1, 3001))
+    assert [r.seq for r in read_journal(tmp_path / "j")] == expected
+    assert [r.seq for r in read_journal(tmp_path / "j", seg.first_seq + 3)][0] == seg.first_seq + 3
+    journal = Journal.open(tmp_path / "j", segment_bytes=1 << 15)
+    assert [r.seq for r in journal.read()] == expected
+    assert next(iter(journal.read(seg.first_seq + 1))).seq == seg.first_seq + 1
+    journal.close()
+    assert index_files[0].exists()          # written anew from the log
+
+
+def test_recovery_cuts_an_unfinished_record_and_keeps_it_aside(tmp_path):
+    journal = Journal.open(tmp_path / "j")
+    fill(journal, 100)
+    head = journal.head_hash
+    journal.close()
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    good_size = live.stat().st_size
+    record, _ = fmt.encode_record(101, 5, 1, b"unfinished", bytes(32))
+    with open(live, "ab") as f:
+        f.write(record[:-9])
+    journal = Journal.open(tmp_path / "j")
+    assert journal.last_seq == 100 and journal.head_hash == head
+    assert live.stat().st_size == good_size
+    aside = tmp_path / "j" / f"{live.name}.{good_size}.cut"
+    assert aside.read_bytes() == record[:-9]
+    assert journal.append(7, 1, b"next") == 101
+    journal.commit()
+    journal.close()
+    assert verify_journal(tmp_path / "j").count == 101
+
+
+def test_read_only_view_never_truncates(tmp_path):
+    journal = Journal.open(tmp_path / "j")
+    fill(journal, 20)
+    journal.close()
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    with open(live, "ab") as f:
+        f.write(b"\x01torn")
+    size = live.stat().st_size
+    assert [r.seq for r in read_journal(tmp_path / "j")] == list(range(1, 21))
+    assert Journal.open_readonly(tmp_path / "j").last_seq == 20
+    assert live.stat().st_size == size
+    with pytest.raises(JournalCorrupt, match="record 21"):
+        verify_journal(tmp_path / "j")
+
+
+def test_crash_after_footer_before_the_next_segment(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=2048)
+    fill(journal, 100)
+    journal.close()
+    names = seg_files(tmp_path / "j")
+    (tmp_path / "j" / names[-1]).unlink()        # the new live segment never got made
+    journal = Journal.open(tmp_path / "j", segment_bytes=2048)
+    assert journal.last_seq == int(names[-1][:20]) - 1
+    assert seg_files(tmp_path / "j") == names
+    fill(journal, 10)
+    journal.close()
+    assert verify_journal(tmp_path / "j").count == journal.last_seq
+
+
+@pytest.mark.parametrize("keep", [0, 1, 40, 63, 64])
+def test_torn_header_of_a_new_segment_is_rewritten(tmp_path, keep):
+    journal = Journal.open(tmp_path / "j", segment_bytes=2048)
+    fill(journal, 50)
+    while journal.segments()[-1].last_seq >= journal.segments()[-1].first_seq:
+        fill(journal, 1)                          # until a roll leaves an empty live segment
+    last = journal.last_seq
+    journal.close()
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    data = live.read_bytes()
+    assert len(data) == fmt.HEADER_SIZE
+    live.write_bytes(data[:keep] if keep < 64 else bytes(64))
+    assert Journal.open_readonly(tmp_path / "j").last_seq == last
+    journal = Journal.open(tmp_path / "j", segment_bytes=2048)
+    assert journal.last_seq == last
+    assert live.read_bytes() == data
+    journal.close()
+
+
+def test_damage_in_a_closed_segment_names_segment_and_record(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=4096)
+    fill(journal, 300)
+    journal.close()
+    seg = Journal.open_readonly(tmp_path / "j").segments()[2]
+    path = tmp_path / "j" / seg.name
+    data = bytearray(path.read_bytes())
+    # payload byte of the third record of that segment
+    pos = fmt.HEADER_SIZE
+    for _ in range(2):
+        pos += fmt.RECORD_OVERHEAD + fmt.RECORD_HEAD.unpack_from(data, pos)[1]
+    data[pos + 40] ^= 0x10
+    path.write_bytes(bytes(data))
+    journal = Journal.open(tmp_path / "j", segment_bytes=4096)   # open checks headers and footers only
+    with pytest.raises(JournalCorrupt) as bad:
+        list(journal.read())
+    assert bad.value.segment == seg.name and bad.value.what == f"record {seg.first_seq + 2}"
+    assert "bad checksum" in str(bad.value)
+    with pytest.raises(JournalCorrupt, match=f"{seg.name}: record {seg.first_seq + 2}"):
+        verify_journal(tmp_path / "j")
+    journal.close()
+
+
+def test_damaged_footer_or_broken_links_refuse_to_open(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=4096)
+    fill(journal, 300)
+    journal.close()
+    names = seg_files(tmp_path / "j")
+    first = tmp_path / "j" / names[0]
+    data = bytearray(first.read_bytes())
+    data[-10] ^= 1
+    first.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match=f"segment {names[0]}: footer"):
+        Journal.open(tmp_path / "j")
+    data[-10] ^= 1
+    first.write_bytes(bytes(data))
+    (tmp_path / "j" / names[1]).unlink()
+    with pytest.raises(JournalCorrupt, match="expected"):
+        Journal.open(tmp_path / "j")
+
+
+def test_one_writer_at_a_time(tmp_path):
+    journal = Journal.open(tmp_path / "j")
+    with pytest.raises(JournalLocked):
+        Journal.open(tmp_path / "j")
+    assert Journal.open_readonly(tmp_path / "j").last_seq == 0
+    journal.close()
+    Journal.open(tmp_path / "j").close()
+
+
+def test_max_record_is_enforced_on_read(tmp_path):
+    journal = Journal.open(tmp_path / "j", max_record=64)
+    journal.append(1, 1, b"a" * 64)
+    journal.commit()
+    journal.close()
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    record, _ = fmt.encode_record(2, 2, 1, b"b" * 65, bytes.fromhex(Journal.open_readonly(tmp_path / "j").head_hash))
+    with open(live, "ab") as f:
+        f.write(record)
+    with pytest.raises(JournalCorrupt, match="record 2.*bad length"):
+        verify_journal(tmp_path / "j")
+    assert Journal.open(tmp_path / "j", max_record=64).last_seq == 1
+
+
+def test_a_new_max_record_starts_a_new_segment(tmp_path):
+    journal = Journal.open(tmp_path / "j", max_record=100)
+    fill(journal, 5)
+    journal.close()
+    journal = Journal.open(tmp_path / "j", max_record=5000)
+    journal.append(9, 1, b"z" * 4000)
+    journal.commit()
+    journal.close()
+    assert len(seg_files(tmp_path / "j")) == 2
+    assert verify_journal(tmp_path / "j").count == 6
+    assert [len(r.payload) for r in read_journal(tmp_path / "j")][-1] == 4000
+
+
+def test_verify_reports_count_and_head(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=4096)
+    fill(journal, 250)
+    head = journal.head_hash
+    journal.close()
+    report = verify_journal(tmp_path / "j")
+    assert (report.count, report.last_seq, report.head_hash) == (250, 250, head)
+    assert report.segments == len(seg_files(tmp_path / "j"))
+
+
+@pytest.mark.parametrize("mode", ["group", "every", "none"])
+def test_modes_write_the_same_bytes(tmp_path, mode):
+    journal = Journal.open(tmp_path / mode, durability=mode)
+    fill(journal, 200, batch=7)
+    journal.close()
+    reference = Journal.open(tmp_path / "ref")
+    fill(reference, 200, batch=7)
+    reference.close()
+    for name in seg_files(tmp_path / "ref"):
+        assert (tmp_path / mode / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
