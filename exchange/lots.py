@@ -441,6 +441,7 @@ def unsell(state: State, ctx: Ctx, serial: str) -> None:
         raise Reject("bad_status", f"lot {serial} is {lot.status}, not sold")
     release_sale_credit(state, ctx, serial)
     lot.status = "passed"
+    lot.sale = None
     lot.negotiation_ends = 0
 
 
@@ -467,9 +468,15 @@ def _validate_terms(terms: LotTerms, reserve: int) -> tuple[tuple[int, int], ...
         valid_currency(terms.display_currency)
     if terms.mechanism not in MECHANISMS:
         raise Reject("bad_field", f"unknown mechanism {terms.mechanism!r}")
+    if terms.tie_break not in ("earliest", "lottery"):
+        raise Reject("bad_field", f"unknown tie-break policy {terms.tie_break!r}")
+    if terms.reverse_choice not in ("lowest", "buyer"):
+        raise Reject("bad_field", f"unknown reverse choice {terms.reverse_choice!r}")
     for patent in terms.patents:
         if not patent.number.strip():
             raise Reject("bad_field", "every patent needs a number")
+        if patent.status not in ("granted", "pending"):
+            raise Reject("bad_field", f"patent status {patent.status!r} is not granted or pending")
         a_time(patent.priority_date, "priority date")
         a_time(patent.expiry_date, "expiry date")
     for value, what in ((terms.starting_bid, "starting bid"), (terms.ask, "Ask"),
