@@ -1,0 +1,845 @@
+"""The continuous bid-ask book and the call auction, as engine handlers.
+
+An operator creates an instrument in a session (`CreateInstrument`): fungible
+unit licence rights ("units", any quantity) or one patent lot of mechanism
+``bid_ask`` ("patent", quantity 1, sold by the lot's seller and awarded
+through `exchange.lots.award` on its first trade). Brokers place orders with
+their clients' paddles; the book (`exchange.book.Book`, keyed by
+``(paddle, order id)``, owner = paddle) matches them in price-time priority
+at the resting order's price.
+
+Rules kept here, around the pure book:
+
+- Credit: a resting or incoming buy commits ``price * qty`` (a patent: with
+  the lot's buyer's premium) under ``("order", instrument, order id)`` in the
+  party's session exposure; a market buy is checked against the cost of
+  sweeping the asks. Units bought stay committed under ``("bought",
+  instrument)`` until settlement calls `release_bought`. A patent sale
+  commits the buyer's total due through `lots.award` instead.
+- Holdings: a sell needs units held and not offered already (no short
+  sales); trades move units; `ConsumeUnits` uses them up. Issued units =
+  held + consumed, always.
+- Self-trade prevention per instrument, on the paddle (one party per paddle
+  in a session). In a call period it applies on entry: an order that would
+  cross one of its own is handled by the instrument's policy there, so the
+  uncross never matches a party with itself.
+- Market data after each command: `DepthChanged` for each level touched,
+  `QuoteChanged` when the best bid or ask changed, `IndicativePrice` during
+  a call period; trades in public with paddles only, parties in private.
+- A cancel or modify of an order that is not resting is refused: "order_filled"
+  or "order_cancelled" while the id is among the instrument's most recent
+  `GONE_MEMORY` gone orders, else "unknown_order".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+import msgspec
+
+from exchange import credit, lots
+from exchange.book import (BUY, CANCEL_BOTH, CANCEL_NEWEST, CANCEL_OLDEST, FOK, GTC, IOC,
+                           MAX_PRICE, POST_ONLY, SELL, Book, Order)
+from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, CreateInstrument,
+                               IssueUnits, MassCancel, ModifyOrder, PlaceOrder, StartCall, Uncross)
+from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
+from exchange.errors import MAX_INT, Reject, a_time, non_negative, positive, register_reasons
+from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, IndicativePrice,
+                             InstrumentCreated, LotAwarded, LotPassed, LotWithdrawn,
+                             OrderAccepted, OrderCancelled, OrderFilled, OrderModified,
+                             PhaseChanged, QuoteChanged, TradeExecuted, TradeRecorded,
+                             UnitsConsumed, UnitsIssued)
+from exchange.invariants import invariant
+from exchange.participants import audience, get_session, paddle_party, valid_currency
+
+register_reasons({
+    "unknown_instrument": "no such instrument in this session",
+    "instrument_exists": "an instrument with this id (or on this lot) exists already",
+    "instrument_closed": "the instrument no longer trades",
+    "lot_not_trading": "the patent lot is not open for trading",
+    "wrong_phase": "the instrument's phase does not allow this",
+    "wrong_kind": "the instrument's kind does not allow this",
+    "duplicate_order": "the paddle has a live order with this id on the instrument",
+    "unknown_order": "the paddle has no resting order with this id on the instrument",
+    "order_filled": "the order has traded in full and no longer rests",
+    "order_cancelled": "the order was cancelled or expired and no longer rests",
+    "would_trade": "a post-only order would trade on arrival",
+    "bad_quantity": "a patent trades in a quantity of exactly 1",
+    "bad_expiry": "a good-till-date order needs an expiry after now",
+    "insufficient_units": "the party does not hold enough units that are not already offered",
+    "seller_only": "only the lot's seller may sell a patent",
+    "own_patent": "the seller of a patent cannot buy it",
+})
+
+SIDES = ("buy", "sell")
+STP_MODES = {"cancel_newest": CANCEL_NEWEST, "cancel_oldest": CANCEL_OLDEST,
+             "cancel_both": CANCEL_BOTH}
+TIF_NAMES = {GTC: "gtc", IOC: "ioc", FOK: "fok", POST_ONLY: "gtc"}
+GONE_MEMORY = 65_536
+"""How many gone order ids an instrument remembers to say why a cancel failed."""
+
+
+class Instrument(msgspec.Struct, kw_only=True):
+    """A book and what goes with it, in ``state.books[instrument]``."""
+
+    id: str
+    session: str
+    kind: str
+    lot: str
+    currency: str
+    stp: str
+    phase: str                   # "continuous" | "call" | "closed"
+    reference: int = 0
+    last_price: int = 0
+    trades: int = 0
+    issued: int = 0
+    consumed: int = 0
+    book: Any = None             # exchange.book.Book
+    holdings: dict = {}          # party -> units held
+    offered: dict = {}           # party -> units in resting sells
+    expiring: dict = {}          # book seq of a GTD order -> its key
+    gone: dict = {}              # key -> "filled" | "cancelled", most recent last
+    quote: tuple = (0, 0, 0, 0)
+    indicative: tuple = (0, 0, 0)
+
+
+# --------------------------------------------------------------------------
+# queries (read-only; any moment)
+# --------------------------------------------------------------------------
+
+def best_bid(state: State, instrument: str) -> int | None:
+    """Return the instrument's best bid, None if there is none. O(1)."""
+    return state.books[instrument].book.best_bid()
+
+
+def best_ask(state: State, instrument: str) -> int | None:
+    """Return the instrument's best ask, None if there is none. O(1)."""
+    return state.books[instrument].book.best_ask()
+
+
+def qty_at(state: State, instrument: str, side: str, price: int) -> int:
+    """Return the quantity resting on ``side`` ("buy"/"sell") at ``price``. O(1)."""
+    return state.books[instrument].book.qty_at(SIDES.index(side), price)
+
+
+def depth(state: State, instrument: str, side: str, levels: int | None = None) -> list[tuple[int, int, int]]:
+    """Return ``(price, qty, orders)`` for the best ``levels`` of a side. O(levels)."""
+    return state.books[instrument].book.depth(SIDES.index(side), levels)
+
+
+def holding(state: State, instrument: str, party: int) -> int:
+    """Return the units ``party`` holds in ``instrument``. O(1)."""
+    return state.books[instrument].holdings.get(party, 0)
+
+
+def release_bought(state: State, ctx: Ctx, session: str, party: int, instrument: str,
+                   amount: int) -> None:
+    """Release ``amount`` of what ``party`` owes for units bought on
+    ``instrument`` (settlement's entry point). Never refuses."""
+    key = ("bought", instrument)
+    left = credit.committed(state, session, party, key) - amount
+    credit.commit(state, session, party, key, left if left > 0 else 0)
+    _credit_changed(state, ctx, session, party)
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+def _instrument(state: State, session: str, instrument: str) -> Instrument:
+    inst = state.books.get(instrument)
+    if inst is None or inst.session != session:
+        raise Reject("unknown_instrument", f"no instrument {instrument!r} in session {session!r}")
+    return inst
+
+
+def _require_trading(state: State, inst: Instrument) -> None:
+    if inst.phase == "closed":
+        raise Reject("instrument_closed", f"instrument {inst.id!r} is closed")
+    if inst.kind == "patent":
+        status = state.lots[inst.lot].status
+        if status != "open":
+            raise Reject("lot_not_trading", f"lot {inst.lot} is {status}, not open")
+
+
+def _paddle_owner(state: State, ctx: Ctx, session_id: str, paddle: int) -> int:
+    """Return the party behind ``paddle`` if the sender may act for it (its broker
+    or an operator); unlike `paddle_party`, a frozen party may still cancel."""
+    session = get_session(state, session_id)
+    party_id = session.paddles.get(paddle)
+    if party_id is None:
+        raise Reject("unknown_paddle", f"no paddle {paddle} in session {session_id!r}")
+    if not ctx.is_operator and state.parties[party_id].broker != ctx.actor:
+        raise Reject("not_your_paddle", f"paddle {paddle} is not one of {ctx.actor!r}'s")
+    return party_id
+
+
+def _live_order(inst: Instrument, key: tuple[int, int]) -> Order:
+    order = inst.book.orders.get(key)
+    if order is None:
+        paddle, oid = key
+        gone = inst.gone.get(key)
+        if gone == "filled":
+            raise Reject("order_filled", f"order {oid} of paddle {paddle} has traded in full")
+        if gone == "cancelled":
+            raise Reject("order_cancelled", f"order {oid} of paddle {paddle} was cancelled")
+        raise Reject("unknown_order", f"paddle {paddle} has no resting order {oid} on {inst.id!r}")
+    return order
+
+
+def _buy_commitment(state: State, inst: Instrument, price: int, qty: int) -> int:
+    if inst.kind == "patent":
+        return lots.total_due(state.lots[inst.lot], price) * qty
+    return price * qty
+
+
+class _Run:
+    """What one command changes on one instrument: levels touched (for depth),
+    parties whose exposure changed, and the audiences looked up so far."""
+
+    __slots__ = ("state", "ctx", "inst", "touched", "credit", "parties", "audiences", "sold")
+
+    def __init__(self, state: State, ctx: Ctx, inst: Instrument) -> None:
+        self.state = state
+        self.ctx = ctx
+        self.inst = inst
+        self.touched: dict[tuple[int, int], None] = {}
+        self.credit: dict[int, None] = {}
+        self.parties = state.sessions[inst.session].paddles
+        self.audiences: dict[int, tuple[str, ...]] = {}
+        self.sold: tuple | None = None
+
+    def to(self, party: int) -> tuple[str, ...]:
+        found = self.audiences.get(party)
+        if found is None:
+            found = self.audiences[party] = audience(self.state, party)
+        return found
+
+    # ---- bookkeeping of orders that rest, change or leave
+
+    def rested(self, order: Order) -> None:
+        """Account for ``order`` resting with its current quantity."""
+        inst = self.inst
+        self.touched[(order.side, order.price)] = None
+        paddle, oid = order.key
+        party = self.parties[paddle]
+        inst.gone.pop(order.key, None)
+        if order.side == BUY:
+            credit.commit(self.state, inst.session, party, ("order", inst.id, oid),
+                          _buy_commitment(self.state, inst, order.price, order.qty))
+            self.credit[party] = None
+        else:
+            inst.offered[party] = inst.offered.get(party, 0) + order.qty
+        if order.expires:
+            inst.expiring[order.seq] = order.key
+            self.state.schedule(order.expires, "book_expire", inst.id, order.seq)
+
+    def unrest(self, order: Order, qty: int) -> None:
+        """Undo `rested` for ``qty`` units of an order that left or shrank;
+        ``order.qty`` is what stays."""
+        inst = self.inst
+        self.touched[(order.side, order.price)] = None
+        paddle, oid = order.key
+        party = self.parties[paddle]
+        if order.side == BUY:
+            credit.commit(self.state, inst.session, party, ("order", inst.id, oid),
+                          _buy_commitment(self.state, inst, order.price, order.qty)
+                          if order.qty else 0)
+            self.credit[party] = None
+        else:
+            left = inst.offered[party] - qty
+            if left:
+                inst.offered[party] = left
+            else:
+                del inst.offered[party]
+
+    def forget(self, key: tuple[int, int], how: str) -> None:
+        gone = self.inst.gone
+        gone.pop(key, None)
+        gone[key] = how
+        if len(gone) > GONE_MEMORY:
+            del gone[next(iter(gone))]
+
+    def cancelled(self, order: Order, qty: int, reason: str) -> None:
+        """Report a resting order the book has already removed."""
+        self.unrest(order, qty)
+        self.forget(order.key, "cancelled")
+        paddle, oid = order.key
+        party = self.parties[paddle]
+        inst = self.inst
+        self.ctx.emit(OrderCancelled(to=self.to(party), session=inst.session, instrument=inst.id,
+                                     paddle=paddle, party=party, order=oid, qty=qty, reason=reason))
+
+    def cancel(self, key: Hashable, reason: str) -> None:
+        """Remove a resting order and report it."""
+        order = self.inst.book.orders[key]
+        qty = self.inst.book.cancel(key)
+        self.cancelled(order, qty, reason)
+
+    def cancel_incoming(self, paddle: int, oid: int, qty: int, reason: str) -> None:
+        """Report the part of an incoming order that will not rest."""
+        inst = self.inst
+        party = self.parties[paddle]
+        self.ctx.emit(OrderCancelled(to=self.to(party), session=inst.session, instrument=inst.id,
+                                     paddle=paddle, party=party, order=oid, qty=qty, reason=reason))
+
+    # ---- trades
+
+    def trade(self, buy_key: tuple[int, int], sell_key: tuple[int, int], qty: int, price: int,
+              aggressor: str, buy_leaves: int, sell_leaves: int, resting_buy: Order | None,
+              resting_sell: Order | None) -> None:
+        """Record one trade: public print, both fills, holdings, credit. A
+        ``resting_*`` order is one that was in the book (its ``qty`` is what it
+        has left now); the other side is the incoming order."""
+        state, inst, ctx = self.state, self.inst, self.ctx
+        inst.trades += 1
+        trade = inst.trades
+        inst.last_price = price
+        buy_paddle, buy_oid = buy_key
+        sell_paddle, sell_oid = sell_key
+        buyer = self.parties[buy_paddle]
+        seller = self.parties[sell_paddle]
+        currency = inst.currency
+        ctx.emit(TradeExecuted(session=inst.session, instrument=inst.id, trade=trade, price=price,
+                               qty=qty, currency=currency, buy_paddle=buy_paddle,
+                               sell_paddle=sell_paddle, aggressor=aggressor))
+        buy_role = "auction" if not aggressor else ("taker" if aggressor == "buy" else "maker")
+        sell_role = "auction" if not aggressor else ("taker" if aggressor == "sell" else "maker")
+        ctx.emit(OrderFilled(to=self.to(buyer), session=inst.session, instrument=inst.id,
+                             paddle=buy_paddle, party=buyer, order=buy_oid, trade=trade,
+                             side="buy", price=price, qty=qty, leaves=buy_leaves, role=buy_role,
+                             currency=currency))
+        ctx.emit(OrderFilled(to=self.to(seller), session=inst.session, instrument=inst.id,
+                             paddle=sell_paddle, party=seller, order=sell_oid, trade=trade,
+                             side="sell", price=price, qty=qty, leaves=sell_leaves,
+                             role=sell_role, currency=currency))
+        ctx.emit(TradeRecorded(to=_OPERATORS_ONLY, session=inst.session, instrument=inst.id,
+                               trade=trade, price=price, qty=qty, currency=currency, buyer=buyer,
+                               seller=seller, buy_paddle=buy_paddle, sell_paddle=sell_paddle,
+                               buy_order=buy_oid, sell_order=sell_oid))
+        holdings = inst.holdings
+        holdings[buyer] = holdings.get(buyer, 0) + qty
+        left = holdings[seller] - qty
+        if left:
+            holdings[seller] = left
+        else:
+            del holdings[seller]
+        if resting_buy is not None:
+            self.unrest(resting_buy, qty)
+            if not resting_buy.qty:
+                self.forget(buy_key, "filled")
+        if resting_sell is not None:
+            self.unrest(resting_sell, qty)
+            if not resting_sell.qty:
+                self.forget(sell_key, "filled")
+        if inst.kind == "patent":
+            self.sold = (buy_paddle, buyer, seller, price)
+        else:
+            key = ("bought", inst.id)
+            credit.commit(state, inst.session, buyer, key,
+                          credit.committed(state, inst.session, buyer, key) + price * qty)
+            self.credit[buyer] = None
+
+    def matched(self, key: tuple[int, int], side: int, qty: int, tif: int) -> None:
+        """Report the outcome of `Book.place`/`Book.modify` for the incoming
+        order ``key`` of ``qty`` open, whose fills and removals are in the
+        book's outboxes."""
+        book = self.inst.book
+        aggressor = SIDES[side]
+        left = qty
+        for maker, q in book.fills:
+            left -= q
+            if side == BUY:
+                self.trade(key, maker.key, q, maker.price, aggressor, left, maker.qty, None, maker)
+            else:
+                self.trade(maker.key, key, q, maker.price, aggressor, maker.qty, left, maker, None)
+        for order, q in book.cancelled:
+            self.cancelled(order, q, "self_trade")
+        resting = book.orders.get(key)
+        if resting is not None:
+            self.rested(resting)
+            left -= resting.qty
+        elif left:
+            self.forget(key, "cancelled")
+        else:
+            self.forget(key, "filled")
+        if left:
+            reason = ("self_trade" if book.stp_stopped else
+                      "fok" if tif == FOK else "ioc")
+            paddle, oid = key
+            self.cancel_incoming(paddle, oid, left, reason)
+
+    # ---- the end of every command
+
+    def publish(self) -> None:
+        """Emit depth for touched levels, the quote or indicative price if it
+        changed, the credit of parties whose exposure changed; sell a patent."""
+        state, inst, ctx = self.state, self.inst, self.ctx
+        if self.sold is not None:
+            self._sell_patent()
+        book = inst.book
+        for side, price in self.touched:
+            level = book.level(side, price)
+            ctx.emit(DepthChanged(session=inst.session, instrument=inst.id, side=SIDES[side],
+                                  price=price, qty=level.qty if level else 0,
+                                  orders=level.n if level else 0))
+        if inst.phase == "call":
+            indicative = book.equilibrium(_reference(inst))
+            if indicative != inst.indicative:
+                inst.indicative = indicative
+                ctx.emit(IndicativePrice(session=inst.session, instrument=inst.id,
+                                         price=indicative[0], volume=indicative[1],
+                                         imbalance=indicative[2]))
+        else:
+            bid_keys, ask_keys = book.keys
+            quote = (0, 0, 0, 0)
+            if bid_keys or ask_keys:
+                bid = bid_keys[-1] if bid_keys else 0
+                ask = -ask_keys[-1] if ask_keys else 0
+                quote = (bid, book.levels[BUY][bid].qty if bid_keys else 0,
+                         ask, book.levels[SELL][-ask].qty if ask_keys else 0)
+            if quote != inst.quote:
+                inst.quote = quote
+                ctx.emit(QuoteChanged(session=inst.session, instrument=inst.id, bid=quote[0],
+                                      bid_qty=quote[1], ask=quote[2], ask_qty=quote[3]))
+        for party in self.credit:
+            _credit_changed(state, ctx, inst.session, party)
+
+    def _sell_patent(self) -> None:
+        """The patent traded: award the lot, cancel every other order, close."""
+        paddle, buyer, seller, price = self.sold
+        self.sold = None
+        lot = self.state.lots[self.inst.lot]
+        lots.close(self.ctx, lot, "sold")
+        lots.award(self.state, self.ctx, lot, paddle=paddle, buyer=buyer, seller=seller,
+                   hammer=price, how="book")
+        self.close("closed")
+
+    def close(self, reason: str) -> None:
+        inst = self.inst
+        for key in list(inst.book.orders):
+            self.cancel(key, reason)
+        inst.phase = "closed"
+        self.ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="closed"))
+
+
+def _credit_changed(state: State, ctx: Ctx, session: str, party: int) -> None:
+    ctx.emit(CreditChanged(to=audience(state, party), session=session, party=party,
+                           exposure=credit.exposure(state, session, party).total,
+                           credit_limit=state.parties[party].credit_limit))
+
+
+_OPERATORS_ONLY = private()
+
+
+def _reference(inst: Instrument) -> int:
+    return inst.reference or inst.last_price
+
+
+def _own_crossing(book: Book, side: int, price: int, paddle: int) -> list[Order]:
+    """Return the paddle's own orders on the other side that ``price`` crosses.
+    O(orders at crossing prices)."""
+    opposite = 1 - side
+    limit = -price if side == BUY else price
+    levels = book.levels[opposite]
+    found = []
+    for k in reversed(book.keys[opposite]):
+        if k < limit:
+            break
+        for order in levels[k].queue:
+            if order.qty and order.owner == paddle:
+                found.append(order)
+    return found
+
+
+def _enter_call(run: _Run, key: tuple[int, int], side: int, price: int, qty: int, tif: int,
+                expires: int) -> None:
+    """Rest an order in a call period, applying self-trade prevention on entry."""
+    inst = run.inst
+    paddle, oid = key
+    own = _own_crossing(inst.book, side, price, paddle)
+    if own:
+        mode = STP_MODES[inst.stp]
+        if mode != CANCEL_NEWEST:
+            for order in own:
+                run.cancel(order.key, "self_trade")
+        if mode != CANCEL_OLDEST:
+            run.cancel_incoming(paddle, oid, qty, "self_trade")
+            return
+    run.rested(inst.book.add(key, side, price, qty, paddle, tif, expires))
+
+
+# --------------------------------------------------------------------------
+# handlers
+# --------------------------------------------------------------------------
+
+@handles(CreateInstrument)
+def create_instrument(state: State, ctx: Ctx, cmd: CreateInstrument) -> None:
+    ctx.require_role("operator")
+    session = get_session(state, cmd.session)
+    if not session.open:
+        raise Reject("session_closed", f"session {cmd.session!r} is closed")
+    if not cmd.instrument:
+        raise Reject("bad_field", "an instrument needs an id")
+    if cmd.instrument in state.books:
+        raise Reject("instrument_exists", f"instrument {cmd.instrument!r} exists already")
+    non_negative(cmd.reference, "reference price")
+    holdings: dict[int, int] = {}
+    issued = 0
+    if cmd.kind == "patent":
+        lot = lots.get_lot(state, cmd.lot)
+        if lot.session != cmd.session:
+            raise Reject("unknown_lot", f"lot {cmd.lot} is not in session {cmd.session!r}")
+        if lot.mechanism != "bid_ask":
+            raise Reject("wrong_mechanism", f"lot {cmd.lot} is sold by {lot.mechanism}, not bid_ask")
+        if lot.status in ("sold", "settled", "withdrawn", "rejected"):
+            raise Reject("bad_status", f"lot {cmd.lot} is {lot.status}")
+        for other in state.books.values():
+            if other.lot == cmd.lot:
+                raise Reject("instrument_exists", f"lot {cmd.lot} trades as {other.id!r} already")
+        if cmd.currency and cmd.currency != lot.currency:
+            raise Reject("wrong_currency", f"lot {cmd.lot} is in {lot.currency}")
+        currency = lot.currency
+        holdings[lot.seller] = 1
+        issued = 1
+    else:
+        if cmd.lot:
+            raise Reject("bad_field", "a units instrument names no lot")
+        currency = valid_currency(cmd.currency or session.currency)
+    inst = Instrument(id=cmd.instrument, session=cmd.session, kind=cmd.kind, lot=cmd.lot,
+                      currency=currency, stp=cmd.stp, phase="call" if cmd.call else "continuous",
+                      reference=cmd.reference, issued=issued, book=Book(), holdings=holdings)
+    state.books[inst.id] = inst
+    ctx.emit(InstrumentCreated(session=inst.session, instrument=inst.id, kind=inst.kind,
+                               lot=inst.lot, currency=currency, stp=inst.stp, phase=inst.phase,
+                               reference=inst.reference))
+
+
+@handles(IssueUnits)
+def issue_units(state: State, ctx: Ctx, cmd: IssueUnits) -> None:
+    ctx.require_role("operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    if inst.kind != "units":
+        raise Reject("wrong_kind", "only a units instrument issues units")
+    if inst.phase == "closed":
+        raise Reject("instrument_closed", f"instrument {inst.id!r} is closed")
+    party = _paddle_owner(state, ctx, cmd.session, cmd.paddle)
+    positive(cmd.qty, "quantity")
+    held = inst.holdings.get(party, 0) + cmd.qty
+    if held > MAX_INT:
+        raise Reject("out_of_range", f"a holding of {held} units is above {MAX_INT}")
+    inst.holdings[party] = held
+    inst.issued += cmd.qty
+    ctx.emit(UnitsIssued(to=audience(state, party), session=inst.session, instrument=inst.id,
+                         paddle=cmd.paddle, party=party, qty=cmd.qty, holding=held))
+
+
+@handles(ConsumeUnits)
+def consume_units(state: State, ctx: Ctx, cmd: ConsumeUnits) -> None:
+    ctx.require_role("broker", "operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    if inst.kind != "units":
+        raise Reject("wrong_kind", "only unit licence rights are consumed")
+    party = _paddle_owner(state, ctx, cmd.session, cmd.paddle)
+    positive(cmd.qty, "quantity")
+    free = inst.holdings.get(party, 0) - inst.offered.get(party, 0)
+    if cmd.qty > free:
+        raise Reject("insufficient_units", f"paddle {cmd.paddle} holds {free} units not offered "
+                                           f"for sale, fewer than {cmd.qty}")
+    left = inst.holdings[party] - cmd.qty
+    if left:
+        inst.holdings[party] = left
+    else:
+        del inst.holdings[party]
+    inst.consumed += cmd.qty
+    ctx.emit(UnitsConsumed(to=audience(state, party), session=inst.session, instrument=inst.id,
+                           paddle=cmd.paddle, party=party, qty=cmd.qty, holding=left))
+
+
+def _check_buy_credit(state: State, inst: Instrument, party: int, oid: int, amount: int) -> None:
+    credit.check(state, inst.session, party, ("order", inst.id, oid), amount, inst.currency)
+
+
+@handles(PlaceOrder)
+def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
+    ctx.require_role("broker", "operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    _require_trading(state, inst)
+    if not state.sessions[cmd.session].open:
+        raise Reject("session_closed", f"session {cmd.session!r} is closed")
+    party = paddle_party(state, ctx, cmd.session, cmd.paddle).id
+    positive(cmd.qty, "quantity")
+    non_negative(cmd.order, "order id")
+    side = BUY if cmd.side == "buy" else SELL
+    tif = cmd.tif
+    if tif == "market":
+        if cmd.price:
+            raise Reject("bad_field", "a market order has no price")
+        price = MAX_PRICE if side == BUY else 0
+        book_tif = IOC
+    else:
+        price = positive(cmd.price, "price")
+        book_tif = IOC if tif == "ioc" else FOK if tif == "fok" else GTC
+    if cmd.post_only:
+        if tif not in ("gtc", "gtd"):
+            raise Reject("bad_field", "only a gtc or gtd order can be post-only")
+        book_tif = POST_ONLY
+    expires = 0
+    if tif == "gtd":
+        expires = a_time(cmd.expires, "expires")
+        if expires <= ctx.ts:
+            raise Reject("bad_expiry", f"expiry {expires} is not after now ({ctx.ts})")
+    elif cmd.expires:
+        raise Reject("bad_field", "only a gtd order has an expiry")
+    if inst.kind == "patent":
+        if cmd.qty != 1:
+            raise Reject("bad_quantity", f"a patent trades in a quantity of 1, not {cmd.qty}")
+        seller = state.lots[inst.lot].seller
+        if side == SELL and party != seller:
+            raise Reject("seller_only", f"only the seller of lot {inst.lot} may sell it")
+        if side == BUY and party == seller:
+            raise Reject("own_patent", f"paddle {cmd.paddle} is the seller of lot {inst.lot}")
+    book = inst.book
+    key = (cmd.paddle, cmd.order)
+    if key in book.orders:
+        raise Reject("duplicate_order", f"paddle {cmd.paddle} has a live order {cmd.order}")
+    if inst.phase == "call" and (tif in ("fok", "market") or cmd.post_only):
+        raise Reject("wrong_phase", f"a {'post-only' if cmd.post_only else tif} order cannot "
+                                    f"enter a call period")
+    if side == SELL:
+        free = inst.holdings.get(party, 0) - inst.offered.get(party, 0)
+        if cmd.qty > free:
+            raise Reject("insufficient_units", f"paddle {cmd.paddle} holds {free} units not "
+                                               f"offered for sale, fewer than {cmd.qty}")
+    else:
+        if tif == "market":
+            cost = book.buy_cost(cmd.qty)
+            amount = lots.total_due(state.lots[inst.lot], cost) if inst.kind == "patent" else cost
+        else:
+            amount = _buy_commitment(state, inst, price, cmd.qty)
+        _check_buy_credit(state, inst, party, cmd.order, amount)
+    if book_tif == POST_ONLY and inst.phase == "continuous" and book.crosses(side, price):
+        raise Reject("would_trade", f"a post-only {cmd.side} at {price} would trade")
+    # -- validated: change things
+    run = _Run(state, ctx, inst)
+    ctx.emit(OrderAccepted(to=run.to(party), session=inst.session, instrument=inst.id,
+                           paddle=cmd.paddle, party=party, order=cmd.order, side=cmd.side,
+                           price=cmd.price, qty=cmd.qty, tif=tif, post_only=cmd.post_only,
+                           expires=expires))
+    inst.gone.pop(key, None)
+    if inst.phase == "call":
+        _enter_call(run, key, side, price, cmd.qty, book_tif, expires)
+    else:
+        book.place(key, side, price, cmd.qty, cmd.paddle, book_tif, STP_MODES[inst.stp], expires)
+        run.matched(key, side, cmd.qty, book_tif)
+    run.publish()
+
+
+@handles(CancelOrder)
+def cancel_order(state: State, ctx: Ctx, cmd: CancelOrder) -> None:
+    ctx.require_role("broker", "operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    _paddle_owner(state, ctx, cmd.session, cmd.paddle)
+    key = (cmd.paddle, cmd.order)
+    _live_order(inst, key)
+    run = _Run(state, ctx, inst)
+    run.cancel(key, "requested")
+    run.publish()
+
+
+@handles(ModifyOrder)
+def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
+    ctx.require_role("broker", "operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    _require_trading(state, inst)
+    party = paddle_party(state, ctx, cmd.session, cmd.paddle).id
+    key = (cmd.paddle, cmd.order)
+    order = _live_order(inst, key)
+    price = positive(cmd.price, "price")
+    qty = positive(cmd.qty, "quantity")
+    if inst.kind == "patent" and qty != 1:
+        raise Reject("bad_quantity", f"a patent trades in a quantity of 1, not {qty}")
+    keeps = price == order.price and qty <= order.qty
+    side = order.side
+    if side == SELL:
+        free = inst.holdings.get(party, 0) - inst.offered.get(party, 0) + order.qty
+        if qty > free:
+            raise Reject("insufficient_units", f"paddle {cmd.paddle} holds {free} units not "
+                                               f"offered elsewhere, fewer than {qty}")
+    else:
+        _check_buy_credit(state, inst, party, cmd.order, _buy_commitment(state, inst, price, qty))
+    book = inst.book
+    if (order.tif == POST_ONLY and inst.phase == "continuous" and not keeps
+            and book.crosses(side, price)):
+        raise Reject("would_trade", f"post-only order {cmd.order} at {price} would trade")
+    # -- validated
+    run = _Run(state, ctx, inst)
+    ctx.emit(OrderModified(to=run.to(party), session=inst.session, instrument=inst.id,
+                           paddle=cmd.paddle, party=party, order=cmd.order, price=price, qty=qty,
+                           priority_kept=keeps))
+    old_qty = order.qty
+    if keeps:
+        if qty < old_qty:
+            book.reduce(key, qty)
+        run.unrest(order, old_qty - qty)
+    elif inst.phase == "call":
+        book.cancel(key)
+        run.unrest(order, old_qty)
+        _enter_call(run, key, side, price, qty, order.tif, order.expires)
+    else:
+        book.modify(key, price, qty, STP_MODES[inst.stp])  # cancels `order`, places anew
+        run.unrest(order, old_qty)
+        run.matched(key, side, qty, order.tif)
+    run.publish()
+
+
+@handles(MassCancel)
+def mass_cancel(state: State, ctx: Ctx, cmd: MassCancel) -> None:
+    ctx.require_role("broker", "operator")
+    session = get_session(state, cmd.session)
+    if cmd.paddle:
+        _paddle_owner(state, ctx, cmd.session, cmd.paddle)
+        paddles: dict[int, None] | None = {cmd.paddle: None}
+    elif cmd.broker or not ctx.is_operator:
+        broker = cmd.broker or ctx.actor
+        if not ctx.is_operator and broker != ctx.actor:
+            raise Reject("not_permitted", f"{ctx.actor!r} may not cancel {broker!r}'s orders")
+        paddles = {paddle: None for paddle, party in session.paddles.items()
+                   if state.parties[party].broker == broker}
+    else:
+        paddles = None
+    if cmd.instrument:
+        targets = [_instrument(state, cmd.session, cmd.instrument)]
+    else:
+        targets = [inst for inst in state.books.values() if inst.session == cmd.session]
+    for inst in targets:
+        run = _Run(state, ctx, inst)
+        for key, order in list(inst.book.orders.items()):
+            if paddles is None or order.owner in paddles:
+                run.cancel(key, "mass_cancel")
+        run.publish()
+
+
+@handles(StartCall)
+def start_call(state: State, ctx: Ctx, cmd: StartCall) -> None:
+    ctx.require_role("operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    _require_trading(state, inst)
+    if inst.phase != "continuous":
+        raise Reject("wrong_phase", f"instrument {inst.id!r} is in its {inst.phase} phase")
+    inst.phase = "call"
+    inst.indicative = (0, 0, 0)
+    ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="call"))
+    _Run(state, ctx, inst).publish()
+
+
+@handles(Uncross)
+def uncross(state: State, ctx: Ctx, cmd: Uncross) -> None:
+    ctx.require_role("operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    _require_trading(state, inst)
+    if inst.phase != "call":
+        raise Reject("wrong_phase", f"instrument {inst.id!r} is not in a call period")
+    non_negative(cmd.reference, "reference price")
+    run = _Run(state, ctx, inst)
+    book = inst.book
+    price, volume = book.uncross(cmd.reference or _reference(inst))
+    fills = book.fills
+    for i in range(0, len(fills), 2):
+        (buy, q), (sell, _) = fills[i], fills[i + 1]
+        run.trade(buy.key, sell.key, q, price, "", buy.qty, sell.qty, buy, sell)
+    for order, q in book.cancelled:
+        run.cancelled(order, q, "auction_ioc")
+    ctx.emit(CallUncrossed(session=inst.session, instrument=inst.id, price=price, volume=volume))
+    inst.phase = "continuous"
+    inst.indicative = (0, 0, 0)
+    ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="continuous"))
+    run.publish()
+
+
+@handles(CloseInstrument)
+def close_instrument(state: State, ctx: Ctx, cmd: CloseInstrument) -> None:
+    ctx.require_role("operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    if inst.phase == "closed":
+        raise Reject("instrument_closed", f"instrument {inst.id!r} is closed already")
+    run = _Run(state, ctx, inst)
+    run.close("closed")
+    run.publish()
+
+
+@on_timer("book_expire")
+def _expire(state: State, ctx: Ctx, instrument: str, seq: int) -> None:
+    inst = state.books.get(instrument)
+    if inst is None:
+        return
+    key = inst.expiring.pop(seq, None)
+    order = inst.book.orders.get(key) if key is not None else None
+    if order is None or order.seq != seq:
+        return
+    run = _Run(state, ctx, inst)
+    run.cancel(key, "expired")
+    run.publish()
+
+
+def _close_lot_instrument(state: State, ctx: Ctx, serial: str) -> None:
+    for inst in state.books.values():
+        if inst.lot == serial and inst.phase != "closed":
+            run = _Run(state, ctx, inst)
+            run.close("closed")
+            run.publish()
+
+
+@reacts_to(LotPassed)
+def _on_lot_passed(state: State, ctx: Ctx, event: LotPassed) -> None:
+    _close_lot_instrument(state, ctx, event.serial)
+
+
+@reacts_to(LotWithdrawn)
+def _on_lot_withdrawn(state: State, ctx: Ctx, event: LotWithdrawn) -> None:
+    _close_lot_instrument(state, ctx, event.serial)
+
+
+@reacts_to(LotAwarded)
+def _on_lot_awarded(state: State, ctx: Ctx, event: LotAwarded) -> None:
+    _close_lot_instrument(state, ctx, event.serial)
+
+
+# --------------------------------------------------------------------------
+# invariants
+# --------------------------------------------------------------------------
+
+@invariant
+def _books_check(state: State) -> None:
+    """Each book sound (never crossed outside a call period, no empty level,
+    positive quantities, FIFO per level, totals agreeing); offered units and
+    buy commitments equal to the resting orders; units conserved."""
+    committed: dict[tuple[str, str, int, int], int] = {}
+    for (session, party), found in state.exposure.items():
+        for key, amount in found.items.items():
+            if isinstance(key, tuple) and len(key) == 3 and key[0] == "order":
+                committed[(session, key[1], party, key[2])] = amount
+    expected: dict[tuple[str, str, int, int], int] = {}
+    for inst in state.books.values():
+        book = inst.book
+        book.check(allow_crossed=inst.phase == "call")
+        paddles = state.sessions[inst.session].paddles
+        offered: dict[int, int] = {}
+        for (paddle, oid), order in book.orders.items():
+            party = paddles[paddle]
+            assert order.owner == paddle, (inst.id, paddle, oid)
+            if order.side == SELL:
+                offered[party] = offered.get(party, 0) + order.qty
+            else:
+                expected[(inst.session, inst.id, party, oid)] = _buy_commitment(
+                    state, inst, order.price, order.qty)
+            assert (paddle, oid) not in inst.gone, (inst.id, paddle, oid)
+            assert order.tif in (GTC, POST_ONLY) or inst.phase == "call", (inst.id, oid)
+        assert offered == inst.offered, (inst.id, offered, inst.offered)
+        for party, units in inst.holdings.items():
+            assert units > 0, (inst.id, party, units)
+            assert units >= offered.get(party, 0), (inst.id, party, units, offered)
+        assert sum(inst.holdings.values()) + inst.consumed == inst.issued, inst.id
+        if inst.phase == "closed":
+            assert not book.orders, inst.id
+    assert committed == expected, (committed, expected)
