@@ -129,6 +129,7 @@ class _Session:
         self.last_out = 0.0
         self.logged_out: str | None = None
         self.fatal: SessionRejectedError | None = None
+        self.reloaded: int | None = None
 
     def logon_message(self) -> bytes:
         return p.encode(p.Logon(heartbeat_ms=self.heartbeat_ms,
@@ -166,6 +167,8 @@ class _Session:
                 self.logon_error = error
             else:
                 self.errors[""] = error
+        elif kind is p.Reloaded:
+            self.reloaded = msg.users
         elif kind is p.LoggedOut:
             self.logged_on = None
             self.logged_out = msg.reason
@@ -287,6 +290,23 @@ class Client:
         if not found.accepted:
             raise BusinessReject(found)
         return found
+
+    def reload_keys(self) -> int:
+        """Make the server reload its key store now (operators); return the
+        number of active users."""
+        session = self.session
+        session.reloaded = None
+        self._send(p.encode(p.Reload()))
+        deadline = time.monotonic() + self.timeout
+        while session.reloaded is None:
+            error = session.errors.pop("", None)
+            if error is not None:
+                raise error
+            if session.fatal is not None:
+                raise session.fatal
+            if not self._pump(deadline):
+                raise ClientError("no answer to Reload in time")
+        return session.reloaded
 
     def notices(self) -> list[p.Notice]:
         """Return (and forget) the private notices received so far."""

@@ -40,7 +40,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 import exchange  # noqa: F401  (registers every handler)
 from exchange.codec import Entry, decode_entry, encode_entry
-from exchange.commands import COMMAND_TYPES, Envelope, RegisterParty, Tick
+from exchange.commands import Envelope, MassCancel, RegisterParty, Tick
 from exchange.engine import Engine
 from exchange.events import CommandRejected, OPERATORS
 from gateway import logs
@@ -49,13 +49,13 @@ from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
 from gateway.view import MarketView
 from gateway.zap import ZapHandler
+from recorder import layout
 from recorder.format import KIND_ENTRY
 
 NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 10**9
 RECENT_RESULTS = 65536          # entries whose events are kept to answer resends
 PORTS = ("broker", "operator", "feed", "data")
-MASS_CANCEL = next((t for t in COMMAND_TYPES if t.__name__ == "MassCancel"), None)
 
 
 def trading_day(ts: int) -> int:
@@ -130,11 +130,11 @@ class Server:
         from recorder.journal import Journal
 
         cfg = self.config
-        self.journal_dir = self.data_dir / "journal"
-        self.snapshot_dir = self.data_dir / "snapshots"
+        self.journal_dir = layout.journal_dir(self.data_dir)
+        self.snapshot_dir = layout.snapshot_dir(self.data_dir)
         started = time.monotonic()
-        self.engine: Engine = recovery.rebuild(self.data_dir)
         self.journal = Journal.open(self.journal_dir, durability=cfg.durability)
+        self.engine: Engine = recovery.rebuild(self.data_dir, journal=self.journal)
         if self.engine.state.last_seq != self.journal.last_seq:
             raise RuntimeError(f"recovered engine at seq {self.engine.state.last_seq} but the "
                                f"journal ends at {self.journal.last_seq}")
@@ -555,7 +555,7 @@ class Server:
         self.log.error("engine_error", seq=env.seq, command=type(env.cmd).__name__,
                        actor=env.actor, error=repr(exc), exc_info=exc)
         self.durable_seq = self.journal.commit()
-        self.engine = recovery.rebuild(self.data_dir)
+        self.engine = recovery.rebuild(self.data_dir, journal=self.journal)
         if origin is not None:
             self.outbox.append((self.sockets[origin.port], origin.rid, p.encode(
                 p.SessionRejected(code="internal_error", text=p.SESSION_REJECTS["internal_error"],
@@ -625,12 +625,19 @@ class Server:
             return 0
         self._forget(conn)
         self.log.info("session_ended", user=conn.user, port=port, rid=rid.hex(), reason=reason)
-        if conn.cod and MASS_CANCEL is not None and self.failed is None:
+        if conn.cod and self.failed is None:
             if any(c.cod for c in self.user_conns.get(conn.user, [])):
                 return 0   # another connection of the user still wants its orders kept
-            self._apply(MASS_CANCEL(), conn.user, conn.role, "", None)
-            self.log.info("cancel_on_disconnect", user=conn.user, reason=reason)
-            return 1
+            sessions = dict.fromkeys(getattr(inst, "session", "")
+                                     for inst in self.engine.state.books.values())
+            applied = 0
+            for session in sessions:
+                if session:
+                    self._apply(MassCancel(session=session), conn.user, conn.role, "", None)
+                    applied += 1
+            self.log.info("cancel_on_disconnect", user=conn.user, reason=reason,
+                          sessions=len(sessions))
+            return applied
         return 0
 
     def _housekeeping(self) -> None:
@@ -697,6 +704,9 @@ class Server:
             self._snapshot_thread.join()
         from recorder.snapshots import write_snapshot
         seq = self.engine.state.last_seq
+        ts = self.engine.state.now
+        chain = bytes.fromhex(self.journal.head_hash) if seq == self.journal.last_seq \
+            else bytes(32)
         data = self.engine.snapshot()        # in this thread: consistent with the journal
         self.entries_since_snapshot = 0
         self.last_snapshot_wall = time.monotonic()
@@ -704,7 +714,7 @@ class Server:
 
         def write() -> None:
             try:
-                write_snapshot(self.snapshot_dir, seq, data)
+                write_snapshot(self.snapshot_dir, seq, data, ts=ts, chain=chain)
                 log.info("snapshot_written", seq=seq, bytes=len(data))
             except OSError as exc:
                 log.error("snapshot_failed", seq=seq, error=str(exc))

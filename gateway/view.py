@@ -33,24 +33,17 @@ LAST_VALUE: dict[str, tuple[str, ...]] = {
     "DutchPriceChanged": (),
     "SealedBidCounted": (),
     "LotExtended": (),
-    # continuous book: one value per level, per instrument state, last trade
-    "BookLevelChanged": ("side", "price"),
-    "LevelChanged": ("side", "price"),
+    # continuous book: one value per level, the quote, the last trade, the phase
     "DepthChanged": ("side", "price"),
-    "BestPricesChanged": (),
     "QuoteChanged": (),
-    "TradeReported": (),
-    "Traded": (),
-    "InstrumentStateChanged": (),
+    "TradeExecuted": (),
     "IndicativePrice": (),
-    "IndicativePriceChanged": (),
+    "PhaseChanged": (),
 }
 
 # Event types whose last-value entry is removed when this field is zero
 # (an emptied book level).
 DROP_WHEN_ZERO: dict[str, str] = {
-    "BookLevelChanged": "qty",
-    "LevelChanged": "qty",
     "DepthChanged": "qty",
 }
 
