@@ -79,3 +79,9 @@ class Ladder:
 
     def __reduce__(self):  # pickled as its table
         return (Ladder, (tuple(zip(self.floors, self.steps)),))
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Ladder) and self.floors == other.floors
+                and self.steps == other.steps)
+
+    __hash__ = None  # type: ignore[assignment]

@@ -904,15 +904,18 @@ def _lots_check(state: State) -> None:
         for key, amount in found.items.items():
             if isinstance(key, tuple) and len(key) == 2 and key[0] == "lot":
                 held.setdefault(key[1], {})[party] = amount
+    listed = {serial: session.id for session in state.sessions.values() for serial in session.lots}
+    nothing: dict[int, int] = {}
     for serial, lot in state.lots.items():
         assert lot.serial == serial, serial
         assert lot.status in STATUSES, (serial, lot.status)
-        assert serial in state.sessions[lot.session].lots, serial
+        assert listed.get(serial) == lot.session, serial
         expected = expected_holds(lot)
-        actual = held.get(serial, {})
+        actual = held.get(serial, nothing)
         if lot.status in ("sold", "settled"):
             # settlement may have released the buyer's commitment already
-            assert all(expected.get(p) == a for p, a in actual.items()), (serial, expected, actual)
+            for party, amount in actual.items():
+                assert expected.get(party) == amount, (serial, expected, actual)
         else:
             assert actual == expected, (serial, lot.status, expected, actual)
         if lot.status in ("sold", "settled"):

@@ -31,8 +31,8 @@ def one(events: list, kind: type) -> Any:
 class Market:
     """One engine with session "S1" (USD) and helpers to add parties and lots."""
 
-    def __init__(self, *, check: bool = True, session: str = "S1") -> None:
-        self.d = Driver(start_ts=T0)
+    def __init__(self, *, check: bool = True, session: str = "S1", log: bool = False) -> None:
+        self.d = Driver(start_ts=T0, keep_log=log)
         self.d.engine.check_invariants = check
         self.session = session
         self.brokers: dict[int, str] = {}   # paddle -> broker
