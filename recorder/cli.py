@@ -1,0 +1,129 @@
+"""``lotex journal ...``: verify, head, dump and project the journal.
+
+DIR may be a data directory (with DIR/journal/) or a journal directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import msgspec
+
+from recorder import layout
+from recorder.format import KIND_ENTRY
+from recorder.journal import Journal, JournalCorrupt, verify_journal
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("journal", help="verify, inspect and project the journal",
+                                   description="Verify, inspect and project a lotex journal.")
+    actions = parser.add_subparsers(dest="journal_action", metavar="ACTION")
+    parser.set_defaults(run=lambda args: _usage(parser))
+
+    verify = actions.add_parser("verify", help="check every checksum, sequence number and chain hash")
+    verify.add_argument("dir", help="data directory or journal directory")
+    verify.set_defaults(run=run_verify)
+
+    head = actions.add_parser("head", help="print the head hash (to publish it)")
+    head.add_argument("dir", help="data directory or journal directory")
+    head.add_argument("--json", action="store_true", help="print seq and head as JSON")
+    head.set_defaults(run=run_head)
+
+    dump = actions.add_parser("dump", help="print records as JSON lines")
+    dump.add_argument("dir", help="data directory or journal directory")
+    dump.add_argument("--from-seq", type=int, default=1)
+    dump.add_argument("--from-ts", type=int, default=None, help="ns UTC")
+    dump.add_argument("--limit", type=int, default=None)
+    dump.set_defaults(run=run_dump)
+
+    project = actions.add_parser("project", help="bring the SQLite analyst store up to date")
+    project.add_argument("dir", help="data directory or journal directory")
+    project.add_argument("--db", default=None, help=f"store file (default: DATA/{layout.STORE})")
+    project.add_argument("--rebuild", action="store_true", help="drop the store and project from scratch")
+    project.add_argument("--public", action="store_true",
+                         help="public market data only: no private events, no commands or actors")
+    project.set_defaults(run=run_project)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    path = layout.find_journal(args.dir)
+    try:
+        report = verify_journal(path)
+    except FileNotFoundError:
+        print(f"lotex journal verify: no journal at {path}", file=sys.stderr)
+        return 2
+    except JournalCorrupt as bad:
+        print(f"BAD {bad}", file=sys.stderr)
+        return 1
+    print(f"ok {report.count} records in {report.segments} segments, last seq {report.last_seq}, "
+          f"head {report.head_hash}")
+    return 0
+
+
+def run_head(args: argparse.Namespace) -> int:
+    path = layout.find_journal(args.dir)
+    try:
+        journal = Journal.open_readonly(path)
+    except FileNotFoundError:
+        print(f"lotex journal head: no journal at {path}", file=sys.stderr)
+        return 2
+    except JournalCorrupt as bad:
+        print(f"BAD {bad}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"seq": journal.last_seq, "head": journal.head_hash}))
+    else:
+        print(journal.head_hash)
+    return 0
+
+
+def run_dump(args: argparse.Namespace) -> int:
+    from exchange.codec import decode_entry
+
+    path = layout.find_journal(args.dir)
+    out = sys.stdout
+    try:
+        for n, rec in enumerate(Journal.open_readonly(path).read(args.from_seq, from_ts=args.from_ts)):
+            if args.limit is not None and n >= args.limit:
+                break
+            line: dict[str, Any] = {"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, "chain": rec.chain.hex()}
+            if rec.kind == KIND_ENTRY:
+                line["entry"] = msgspec.to_builtins(decode_entry(rec.payload))
+            else:
+                line["payload"] = rec.payload.hex()
+            out.write(json.dumps(line, separators=(",", ":")) + "\n")
+    except FileNotFoundError:
+        print(f"lotex journal dump: no journal at {path}", file=sys.stderr)
+        return 2
+    except JournalCorrupt as bad:
+        print(f"BAD {bad}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        pass
+    return 0
+
+
+def run_project(args: argparse.Namespace) -> int:
+    from recorder.store import Store
+
+    path = layout.find_journal(args.dir)
+    db = args.db or path.parent / layout.STORE
+    try:
+        with Store.open(db, public=args.public) as store:
+            added = store.rebuild(path) if args.rebuild else store.update(path)
+            print(f"projected {added} entries into {db} (up to seq {store.last_seq})")
+    except FileNotFoundError:
+        print(f"lotex journal project: no journal at {path}", file=sys.stderr)
+        return 2
+    except JournalCorrupt as bad:
+        print(f"BAD {bad}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,543 @@
+"""The analyst store: the journal projected into SQLite (schema: README.md,
+"Analyst store (SQLite)").
+
+Two layers. Generic: one table ``ev_<snake_name>`` per event type with a
+column per msgspec field, plus ``events`` (every event, by type),
+``commands`` and ``rejections``. Curated: ``sessions``, ``lots``,
+``patents``, ``paddles`` (numbers only), ``bids``, ``orders``, ``trades``,
+``awards``, ``passed_lots``, ``settlements``, filled from the event types
+they name. The store remembers the last projected seq and its chain hash:
+`Store.update` adds only what is new (and refuses a journal that is not the
+one it projected), `Store.rebuild` starts from scratch; both give the same
+rows. With ``public=True`` only public events are projected and there are
+no ``commands`` or ``rejections``: a store to share.
+
+Cost: O(events) per update, one transaction per batch of entries.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import msgspec
+import sqlite_utils
+
+from exchange.codec import decode_entry
+from exchange.events import EVENT_TYPES, CommandRejected
+from recorder.format import KIND_ENTRY, Record
+from recorder.journal import Journal
+
+SCHEMA_VERSION = 1
+BATCH = 5000     # entries per transaction
+
+_json = msgspec.json.Encoder()
+RESERVED = {"seq", "n", "ts", "audience"}
+
+
+class StoreMismatch(Exception):
+    """The store was projected from another journal (or a rewritten one)."""
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def table_of(event_type: type) -> str:
+    """The generic table of an event type, e.g. BidAccepted -> ev_bid_accepted."""
+    return "ev_" + snake(event_type.__name__)
+
+
+def _sql_type(t: Any) -> tuple[type, bool]:
+    """Return (sqlite-utils column type, stored as JSON?) for a msgspec type."""
+    inspect = msgspec.inspect
+    if isinstance(t, (inspect.IntType, inspect.BoolType)):
+        return int, False
+    if isinstance(t, (inspect.StrType, inspect.EnumType)):
+        return str, False
+    if isinstance(t, inspect.BytesType):
+        return bytes, False
+    if isinstance(t, inspect.FloatType):
+        return float, False
+    if isinstance(t, inspect.LiteralType):
+        kinds = {type(v) for v in t.values}
+        if kinds == {str}:
+            return str, False
+        if kinds <= {int, bool}:
+            return int, False
+    if isinstance(t, inspect.UnionType):
+        others = [x for x in t.types if not isinstance(x, inspect.NoneType)]
+        if len(others) == 1:
+            return _sql_type(others[0])
+    return str, True
+
+
+class EventTable:
+    """How one event type maps to its generic table."""
+
+    def __init__(self, event_type: type) -> None:
+        self.name = table_of(event_type)
+        info = {f.name: f.type for f in msgspec.inspect.type_info(event_type).fields}
+        self.fields = [f for f in event_type.__struct_fields__ if f != "to"]
+        self.columns: dict[str, type] = {"seq": int, "n": int, "ts": int, "audience": str}
+        self.json_fields: list[int] = []
+        for i, field in enumerate(self.fields):
+            kind, as_json = _sql_type(info[field])
+            self.columns[field + "_" if field in RESERVED else field] = kind
+            if as_json:
+                self.json_fields.append(i)
+        names = ", ".join(f'"{c}"' for c in self.columns)
+        self.insert = f'INSERT INTO "{self.name}" ({names}) VALUES ({", ".join("?" * len(self.columns))})'
+
+    def row(self, seq: int, n: int, ts: int, audience: str, event: Any) -> tuple:
+        values = [getattr(event, f) for f in self.fields]
+        for i in self.json_fields:
+            values[i] = _json.encode(values[i]).decode()
+        return (seq, n, ts, audience, *values)
+
+
+# --------------------------------------------------------------------------
+# curated tables
+# --------------------------------------------------------------------------
+
+CURATED: dict[str, dict[str, Any]] = {
+    "sessions": dict(columns={"session": str, "title": str, "currency": str, "starts_at": int, "ends_at": int,
+                              "closed": int, "created_seq": int, "closed_seq": int}, pk="session"),
+    "lots": dict(columns={"serial": str, "session": str, "title": str, "mechanism": str, "currency": str,
+                          "starting_bid": int, "ask": int, "opens_at": int, "closes_at": int, "hard_end": int,
+                          "buyer_premium_bp": int, "seller_commission_bp": int, "patent_count": int,
+                          "status": str, "outcome": str, "bids": int, "winner_paddle": int, "hammer": int,
+                          "total": int, "scheduled_seq": int, "last_seq": int}, pk="serial"),
+    "patents": dict(columns={"serial": str, "number": str, "title": str, "family_id": str,
+                             "jurisdiction": str, "status": str, "field": str, "priority_date": int,
+                             "expiry_date": int}, pk=("serial", "number")),
+    "paddles": dict(columns={"session": str, "paddle": int, "first_seq": int, "first_ts": int},
+                    pk=("session", "paddle")),
+    "bids": dict(columns={"seq": int, "n": int, "ts": int, "session": str, "serial": str, "paddle": int,
+                          "amount": int, "kind": str, "leader": int}, pk=("seq", "n", "paddle")),
+    "orders": dict(columns={"session": str, "instrument": str, "order_id": int, "paddle": int, "side": str,
+                            "price": int, "qty": int, "filled": int, "remaining": int, "tif": str,
+                            "post_only": int, "status": str, "reason": str, "accepted_seq": int,
+                            "accepted_ts": int, "last_seq": int}, pk=("instrument", "order_id")),
+    "trades": dict(columns={"seq": int, "n": int, "ts": int, "session": str, "instrument": str, "trade": int,
+                            "price": int, "qty": int, "currency": str, "buy_paddle": int, "sell_paddle": int,
+                            "aggressor": str}, pk=("seq", "n")),
+    "awards": dict(columns={"seq": int, "n": int, "ts": int, "session": str, "serial": str, "mechanism": str,
+                            "how": str, "paddle": int, "hammer": int, "premium": int, "total": int,
+                            "commission": int, "net": int, "currency": str, "tie_break": str},
+                   pk=("seq", "n")),
+    "passed_lots": dict(columns={"seq": int, "n": int, "ts": int, "session": str, "serial": str,
+                                 "mechanism": str, "reason": str, "bids": int, "negotiation_ends": int},
+                        pk=("seq", "n")),
+    "settlements": dict(columns={"seq": int, "n": int, "ts": int, "serial": str, "session": str,
+                                 "settlement": str, "event": str, "paddle": int, "amount": int,
+                                 "currency": str, "status": str}, pk=("seq", "n")),
+}
+
+Op = tuple[str, str, tuple]     # (table, sql, parameters)
+Curator = Callable[[int, int, int, Any], list[Op]]
+CURATORS: dict[str, Curator] = {}
+
+
+def curates(*type_names: str) -> Callable[[Curator], Curator]:
+    """Register the curated rows made from events of the named types."""
+    def register(fn: Curator) -> Curator:
+        for name in type_names:
+            CURATORS[name] = fn
+        return fn
+    return register
+
+
+def _get(event: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        value = getattr(event, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _upsert(table: str, values: dict[str, Any], key: tuple[str, ...]) -> Op:
+    cols = ", ".join(f'"{c}"' for c in values)
+    sets = ", ".join(f'"{c}" = excluded."{c}"' for c in values if c not in key) or f'"{key[0]}" = "{key[0]}"'
+    return (table, f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(values))}) '
+            f'ON CONFLICT ({", ".join(key)}) DO UPDATE SET {sets}', tuple(values.values()))
+
+
+def _insert(table: str, values: dict[str, Any], *, ignore: bool = False) -> Op:
+    cols = ", ".join(f'"{c}"' for c in values)
+    verb = "INSERT OR IGNORE" if ignore else "INSERT"
+    return table, f'{verb} INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(values))})', tuple(values.values())
+
+
+def _update_lot(serial: str, seq: int, **values: Any) -> Op:
+    values["last_seq"] = seq
+    sets = ", ".join(f'"{c}" = ?' for c in values)
+    return "lots", f'UPDATE lots SET {sets} WHERE serial = ?', (*values.values(), serial)
+
+
+def _paddle(session: str, paddle: int, seq: int, ts: int) -> Op:
+    return _insert("paddles", dict(session=session, paddle=paddle, first_seq=seq, first_ts=ts), ignore=True)
+
+
+@curates("SessionCreated")
+def _session_created(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_upsert("sessions", dict(session=ev.session, title=ev.name, currency=ev.currency,
+                                     starts_at=ev.starts_at, ends_at=ev.ends_at, closed=0, created_seq=seq),
+                    ("session",))]
+
+
+@curates("SessionClosed")
+def _session_closed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [("sessions", "UPDATE sessions SET closed = 1, closed_seq = ? WHERE session = ?", (seq, ev.session))]
+
+
+@curates("PaddleIssued")
+def _paddle_issued(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_paddle(ev.session, ev.paddle, seq, ts)]          # the paddle number only, never the party
+
+
+@curates("LotScheduled")
+def _lot_scheduled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    terms = ev.terms
+    patents = tuple(getattr(terms, "patents", ()))
+    ops = [_upsert("lots", dict(serial=ev.serial, session=ev.session, title=terms.title,
+                                mechanism=terms.mechanism, currency=terms.currency,
+                                starting_bid=terms.starting_bid, ask=terms.ask, opens_at=terms.opens_at,
+                                closes_at=terms.closes_at, hard_end=terms.hard_end,
+                                buyer_premium_bp=terms.buyer_premium_bp,
+                                seller_commission_bp=terms.seller_commission_bp, patent_count=len(patents),
+                                status="scheduled", scheduled_seq=seq, last_seq=seq), ("serial",)),
+           ("patents", "DELETE FROM patents WHERE serial = ?", (ev.serial,))]
+    for p in patents:
+        ops.append(_insert("patents", dict(serial=ev.serial, number=p.number, title=p.title, family_id=p.family_id,
+                                           jurisdiction=p.jurisdiction, status=p.status, field=p.field,
+                                           priority_date=p.priority_date, expiry_date=p.expiry_date),
+                           ignore=True))
+    return ops
+
+
+@curates("LotOpened")
+def _lot_opened(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_lot(ev.serial, seq, status="open", opens_at=ev.opens_at, closes_at=ev.closes_at,
+                        hard_end=ev.hard_end)]
+
+
+@curates("LotExtended")
+def _lot_extended(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_lot(ev.serial, seq, closes_at=ev.closes_at, hard_end=ev.hard_end)]
+
+
+@curates("LotClosed")
+def _lot_closed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_lot(ev.serial, seq, status="closed", outcome=ev.outcome, bids=ev.bids)]
+
+
+@curates("LotAwarded")
+def _lot_awarded(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_insert("awards", dict(seq=seq, n=n, ts=ts, session=ev.session, serial=ev.serial,
+                                   mechanism=ev.mechanism, how=ev.how, paddle=ev.paddle, hammer=ev.hammer,
+                                   premium=ev.premium, total=ev.total, commission=ev.commission, net=ev.net,
+                                   currency=ev.currency, tie_break=ev.tie_break)),
+            _update_lot(ev.serial, seq, status="sold", outcome="sold", winner_paddle=ev.paddle,
+                        hammer=ev.hammer, total=ev.total),
+            _paddle(ev.session, ev.paddle, seq, ts)]
+
+
+@curates("LotPassed")
+def _lot_passed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_insert("passed_lots", dict(seq=seq, n=n, ts=ts, session=ev.session, serial=ev.serial,
+                                        mechanism=ev.mechanism, reason=ev.reason, bids=ev.bids,
+                                        negotiation_ends=ev.negotiation_ends)),
+            _update_lot(ev.serial, seq, status="passed", outcome="passed")]
+
+
+@curates("LotWithdrawn", "LotSettled", "LotRelisted")
+def _lot_status(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    status = {"LotWithdrawn": "withdrawn", "LotSettled": "settled", "LotRelisted": "relisted"}[type(ev).__name__]
+    ops = [_update_lot(ev.serial, seq, status=status)]
+    if status == "settled":
+        ops.append(_insert("settlements", dict(seq=seq, n=n, ts=ts, serial=ev.serial, session=ev.session,
+                                               settlement="", event=type(ev).__name__, status="settled")))
+    return ops
+
+
+def _bid(seq: int, n: int, ts: int, ev: Any, paddle: int, amount: int | None, kind: str,
+         leader: int | None = None) -> list[Op]:
+    return [_insert("bids", dict(seq=seq, n=n, ts=ts, session=ev.session, serial=ev.serial, paddle=paddle,
+                                 amount=amount, kind=kind, leader=leader)),
+            _paddle(ev.session, paddle, seq, ts)]
+
+
+@curates("BidAccepted")
+def _bid_accepted(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return _bid(seq, n, ts, ev, ev.paddle, ev.price, "standing", ev.leader)   # the standing price, public
+
+
+@curates("BidConfirmed")
+def _bid_confirmed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return _bid(seq, n, ts, ev, ev.paddle, ev.amount, "bid")                  # the bid as made (private)
+
+
+@curates("BidWithdrawn")
+def _bid_withdrawn(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return _bid(seq, n, ts, ev, ev.paddle, None, "withdrawn")
+
+
+@curates("OfferMade")
+def _offer_made(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return _bid(seq, n, ts, ev, ev.paddle, ev.amount, "offer")
+
+
+@curates("SealedBidsRevealed")
+def _sealed_revealed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    ops: list[Op] = []
+    for bid in ev.bids:
+        ops.extend(_bid(seq, n, ts, ev, bid.paddle, bid.amount, "revealed"))
+    return ops
+
+
+@curates("OrderAccepted")
+def _order_accepted(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_upsert("orders", dict(session=ev.session, instrument=ev.instrument, order_id=ev.order,
+                                   paddle=ev.paddle, side=ev.side, price=ev.price, qty=ev.qty, filled=0,
+                                   remaining=ev.qty, tif=ev.tif, post_only=int(ev.post_only), status="open",
+                                   reason="", accepted_seq=seq, accepted_ts=ts, last_seq=seq),
+                    ("instrument", "order_id")),
+            _paddle(ev.session, ev.paddle, seq, ts)]
+
+
+def _update_order(ev: Any, seq: int, sets: str, params: tuple) -> Op:
+    return ("orders", f"UPDATE orders SET {sets}, last_seq = ? WHERE instrument = ? AND order_id = ?",
+            (*params, seq, ev.instrument, ev.order))
+
+
+@curates("OrderFilled")
+def _order_filled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_order(ev, seq, "filled = filled + ?, remaining = ?, status = ?",
+                          (ev.qty, ev.leaves, "filled" if ev.leaves == 0 else "partial"))]
+
+
+@curates("OrderCancelled")
+def _order_cancelled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_order(ev, seq, "remaining = MAX(remaining - ?, 0), status = ?, reason = ?",
+                          (ev.qty, "cancelled", ev.reason))]
+
+
+@curates("OrderModified")
+def _order_modified(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_order(ev, seq, "price = ?, remaining = ?", (ev.price, ev.qty))]
+
+
+@curates("TradeExecuted")
+def _trade(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_insert("trades", dict(seq=seq, n=n, ts=ts, session=ev.session, instrument=ev.instrument,
+                                   trade=ev.trade, price=ev.price, qty=ev.qty, currency=ev.currency,
+                                   buy_paddle=ev.buy_paddle, sell_paddle=ev.sell_paddle,
+                                   aggressor=ev.aggressor)),
+            _paddle(ev.session, ev.buy_paddle, seq, ts),
+            _paddle(ev.session, ev.sell_paddle, seq, ts)]
+
+
+# --------------------------------------------------------------------------
+# the store
+# --------------------------------------------------------------------------
+
+class Store:
+    """A SQLite projection of one journal."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path, public: bool) -> None:
+        self.db = db
+        self.path = path
+        self.public = public
+        self.tables = {t.__name__: EventTable(t) for t in EVENT_TYPES}
+        self.by_table = {t.name: t for t in self.tables.values()}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, public: bool = False) -> "Store":
+        """Open (creating) the store at ``path``. A store keeps the scope
+        (public or full) it was created with."""
+        path = Path(path)
+        db = sqlite_utils.Database(path)
+        db.execute("PRAGMA synchronous = NORMAL")
+        store = cls(db, path, public)
+        meta = store._meta()
+        if meta:
+            if int(meta.get("public", "0")) != int(public):
+                db.close()
+                raise StoreMismatch(f"{path} is a {'public' if meta.get('public') == '1' else 'full'} store")
+            if int(meta.get("schema_version", "0")) != SCHEMA_VERSION:
+                store._drop_all()
+        store._create()
+        return store
+
+    # schema ---------------------------------------------------------------
+
+    def _meta(self) -> dict[str, str]:
+        if "_meta" not in self.db.table_names():
+            return {}
+        return {row["key"]: row["value"] for row in self.db["_meta"].rows}
+
+    def _set_meta(self, **values: Any) -> None:
+        self.db.conn.executemany('INSERT OR REPLACE INTO _meta (key, value) VALUES (?, ?)',
+                                 [(k, str(v)) for k, v in values.items()])
+
+    def _create(self) -> None:
+        db = self.db
+        with db.conn:
+            if "_meta" not in db.table_names():
+                db["_meta"].create({"key": str, "value": str}, pk="key")
+                self._set_meta(schema_version=SCHEMA_VERSION, public=int(self.public), last_seq=0, chain="")
+            existing = set(db.table_names())
+            for table in self.tables.values():
+                self._ensure(table.name, table.columns, ("seq", "n"), existing)
+            self._ensure("events", {"seq": int, "n": int, "ts": int, "type": str, "public": int},
+                         ("seq", "n"), existing)
+            if not self.public:
+                self._ensure("commands", {"seq": int, "ts": int, "actor": str, "role": str, "client_id": str,
+                                          "type": str, "body": str, "rejected": int}, ("seq",), existing)
+                self._ensure("rejections", {"seq": int, "n": int, "ts": int, "actor": str, "command": str,
+                                            "code": str, "text": str}, ("seq", "n"), existing)
+            for name, spec in CURATED.items():
+                pk = spec["pk"] if isinstance(spec["pk"], tuple) else (spec["pk"],)
+                self._ensure(name, spec["columns"], pk, existing)
+            for name, column in (("events", "type"), ("bids", "serial"), ("awards", "serial"),
+                                 ("lots", "session"), ("orders", "instrument"), ("trades", "instrument")):
+                db[name].create_index([column], if_not_exists=True)
+
+    def _ensure(self, name: str, columns: dict[str, type], pk: tuple[str, ...], existing: set[str]) -> None:
+        """Create the table, or add the columns a newer schema has."""
+        table = self.db[name]
+        if name not in existing:
+            table.create(columns, pk=pk if len(pk) > 1 else pk[0])
+            return
+        have = set(table.columns_dict)
+        for column, kind in columns.items():
+            if column not in have:
+                table.add_column(column, kind)
+
+    def _drop_all(self) -> None:
+        with self.db.conn:
+            for name in self.db.table_names():
+                self.db[name].drop()
+
+    # projection -------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return int(self._meta().get("last_seq", "0"))
+
+    def update(self, journal: str | os.PathLike | Any) -> int:
+        """Project the entries the store has not seen yet; return how many."""
+        reader = Journal.open_readonly(journal) if isinstance(journal, (str, os.PathLike)) else journal
+        meta = self._meta()
+        last = int(meta.get("last_seq", "0"))
+        chain = meta.get("chain", "")
+        records = iter(reader.read(last if last else 1))
+        if last:
+            covered = next(records, None)
+            if covered is None or covered.seq != last or covered.chain.hex() != chain:
+                raise StoreMismatch(f"{self.path} was projected from another journal (record {last} differs); "
+                                    "rebuild it")
+        return self._project(records)
+
+    def rebuild(self, journal: str | os.PathLike | Any) -> int:
+        """Drop everything and project the whole journal again."""
+        self._drop_all()
+        self._create()
+        return self.update(journal)
+
+    def _project(self, records: Iterator[Record]) -> int:
+        total = 0
+        batch: list[Record] = []
+        for rec in records:
+            batch.append(rec)
+            if len(batch) >= BATCH:
+                total += self._write(batch)
+                batch = []
+        if batch:
+            total += self._write(batch)
+        return total
+
+    def _write(self, batch: list[Record]) -> int:
+        """Project one batch of records in one transaction."""
+        public_only = self.public
+        rows: dict[str, list[tuple]] = {}
+        curated: dict[str, list[tuple[str, tuple]]] = {}   # table -> ops in journal order
+        events_rows = rows.setdefault("events", [])
+        commands: list[tuple] = []
+        rejections: list[tuple] = []
+        tables = self.tables
+        entries = 0
+        for rec in batch:
+            if rec.kind != KIND_ENTRY:
+                continue
+            entries += 1
+            entry = decode_entry(rec.payload)
+            env = entry.env
+            seq, ts = env.seq, env.ts
+            rejected = 0
+            for n, ev in enumerate(entry.events):
+                public = not ev.to
+                if public_only and not public:
+                    continue
+                name = type(ev).__name__
+                table = tables[name]
+                rows.setdefault(table.name, []).append(
+                    table.row(seq, n, ts, "[]" if public else _json.encode(ev.to).decode(), ev))
+                events_rows.append((seq, n, ts, name, int(public)))
+                if type(ev) is CommandRejected and ev.ref == seq:
+                    rejected = 1
+                    rejections.append((seq, n, ts, env.actor, type(env.cmd).__name__, ev.code, ev.text))
+                curator = CURATORS.get(name)
+                if curator is not None:
+                    for table_name, sql, params in curator(seq, n, ts, ev):
+                        curated.setdefault(table_name, []).append((sql, params))
+            if not public_only:
+                cmd = env.cmd
+                body = msgspec.to_builtins(cmd)
+                body.pop("type", None)
+                commands.append((seq, ts, env.actor, env.role, env.client_id, type(cmd).__name__,
+                                 _json.encode(body).decode(), rejected))
+        conn = self.db.conn
+        with conn:
+            for table_name, table_rows in rows.items():
+                if table_name == "events":
+                    sql = 'INSERT INTO events (seq, n, ts, type, public) VALUES (?, ?, ?, ?, ?)'
+                else:
+                    sql = self.by_table[table_name].insert
+                conn.executemany(sql, table_rows)
+            if commands:
+                conn.executemany('INSERT INTO commands (seq, ts, actor, role, client_id, type, body, rejected) '
+                                 'VALUES (?, ?, ?, ?, ?, ?, ?, ?)', commands)
+            if rejections:
+                conn.executemany('INSERT INTO rejections (seq, n, ts, actor, command, code, text) '
+                                 'VALUES (?, ?, ?, ?, ?, ?, ?)', rejections)
+            for ops in curated.values():
+                _run_in_order(conn, ops)
+            last = batch[-1]
+            self._set_meta(last_seq=last.seq, chain=last.chain.hex())
+        return entries
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _run_in_order(conn: Any, ops: Iterable[tuple[str, tuple]]) -> None:
+    """Execute ops in order, each run of one statement as one executemany."""
+    run_sql, run = None, []
+    for sql, params in ops:
+        if sql != run_sql:
+            if run:
+                conn.executemany(run_sql, run)
+            run_sql, run = sql, []
+        run.append(params)
+    if run:
+        conn.executemany(run_sql, run)

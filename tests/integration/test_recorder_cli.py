@@ -1,0 +1,68 @@
+"""``lotex journal verify|head|dump|project``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from gateway.cli import main
+from recorder import layout
+from recorder.journal import Journal
+
+from tests.integration.journaled import JournaledDriver, core_session
+
+
+def make_data_dir(tmp_path):
+    journal = Journal.open(layout.journal_dir(tmp_path), segment_bytes=2048)
+    d = JournaledDriver(journal)
+    core_session(d, parties=5)
+    head = journal.head_hash
+    journal.close()
+    return d, head
+
+
+def test_verify_and_head_of_a_good_journal(tmp_path, capsys):
+    d, head = make_data_dir(tmp_path)
+    assert main(["journal", "verify", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"ok {d.seq} records" in out and head in out
+    assert main(["journal", "head", str(layout.journal_dir(tmp_path))]) == 0
+    assert capsys.readouterr().out.strip() == head
+    assert main(["journal", "head", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"seq": d.seq, "head": head}
+
+
+def test_verify_names_the_first_bad_record(tmp_path, capsys):
+    d, _ = make_data_dir(tmp_path)
+    first = sorted(layout.journal_dir(tmp_path).glob("*.seg"))[0]
+    data = bytearray(first.read_bytes())
+    data[64 + 40] ^= 0x01            # inside record 1's payload
+    first.write_bytes(bytes(data))
+    assert main(["journal", "verify", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{first.name}: record 1 " in err and "bad checksum" in err
+
+
+def test_verify_of_a_missing_journal(tmp_path, capsys):
+    assert main(["journal", "verify", str(tmp_path / "nothing")]) == 2
+    assert "no journal" in capsys.readouterr().err
+
+
+def test_dump_prints_entries_as_json_lines(tmp_path, capsys):
+    d, _ = make_data_dir(tmp_path)
+    assert main(["journal", "dump", str(tmp_path), "--from-seq", "3", "--limit", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["seq"] for line in lines] == [3, 4]
+    assert lines[0]["entry"]["env"]["seq"] == 3 and "events" in lines[0]["entry"]
+
+
+def test_project_builds_and_updates_the_store(tmp_path, capsys):
+    d, _ = make_data_dir(tmp_path)
+    assert main(["journal", "project", str(tmp_path)]) == 0
+    assert f"projected {d.seq} entries" in capsys.readouterr().out
+    db = sqlite3.connect(layout.store_path(tmp_path))
+    assert db.execute("SELECT count(*) FROM commands").fetchone()[0] == d.seq
+    assert main(["journal", "project", str(tmp_path)]) == 0
+    assert "projected 0 entries" in capsys.readouterr().out
+    assert main(["journal", "project", str(tmp_path), "--rebuild", "--db", str(tmp_path / "x.sqlite")]) == 0
+    assert f"projected {d.seq} entries" in capsys.readouterr().out

@@ -1,0 +1,162 @@
+"""The analyst store: the journal projected into SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from exchange.events import EVENT_TYPES
+from recorder.journal import Journal
+from recorder.store import CURATED, Store, StoreMismatch, table_of
+
+from tests.integration.journaled import DAY, T0, JournaledDriver, core_session, market_day
+
+
+@pytest.fixture(scope="module")
+def journaled(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "journal"
+    journal = Journal.open(path, segment_bytes=1 << 16)
+    d = JournaledDriver(journal)
+    market_day(d, seed=11)
+    core_session(d, parties=4, start=T0 + 2 * DAY, session="S2")
+    market_day(d, seed=12, start=T0 + 3 * DAY, session="S3")
+    journal.close()
+    return path, d.log
+
+
+def count(db, sql: str, *params) -> int:
+    return db.execute(sql, params).fetchone()[0]
+
+
+def dump(path) -> dict[str, list]:
+    db = sqlite3.connect(path)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    return {t: sorted(db.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
+
+
+def test_row_counts_equal_event_counts(journaled, tmp_path):
+    path, log = journaled
+    with Store.open(tmp_path / "a.sqlite") as store:
+        assert store.update(path) == len(log)
+        assert store.last_seq == log[-1][0].seq
+    db = sqlite3.connect(tmp_path / "a.sqlite")
+    types = Counter(type(e).__name__ for _, events in log for e in events)
+    for event_type in EVENT_TYPES:
+        assert count(db, f'SELECT count(*) FROM "{table_of(event_type)}"') == types[event_type.__name__], event_type
+    assert count(db, "SELECT count(*) FROM events") == sum(types.values())
+    assert count(db, "SELECT count(*) FROM commands") == len(log)
+    assert count(db, "SELECT count(*) FROM rejections") == types["CommandRejected"] > 0
+    assert count(db, "SELECT sum(rejected) FROM commands") == len({e.ref for _, ev in log for e in ev
+                                                                  if type(e).__name__ == "CommandRejected"})
+    assert count(db, "SELECT count(*) FROM awards") == types["LotAwarded"] > 0
+    assert count(db, "SELECT count(*) FROM passed_lots") == types["LotPassed"] > 0
+    assert count(db, "SELECT count(*) FROM trades") == types["TradeExecuted"] > 0
+    assert count(db, "SELECT count(*) FROM orders") == types["OrderAccepted"]
+    assert count(db, "SELECT count(*) FROM lots") == types["LotScheduled"]
+    assert count(db, "SELECT count(*) FROM sessions") == types["SessionCreated"] == 3
+    assert count(db, "SELECT count(*) FROM paddles") == types["PaddleIssued"]
+    scheduled = [e for _, ev in log for e in ev if type(e).__name__ == "LotScheduled"]
+    assert count(db, "SELECT count(*) FROM patents") == sum(len(e.terms.patents) for e in scheduled)
+    revealed = sum(len(e.bids) for _, ev in log for e in ev if type(e).__name__ == "SealedBidsRevealed")
+    assert count(db, "SELECT count(*) FROM bids") == (types["BidAccepted"] + types["BidConfirmed"] + revealed
+                                                      + types["BidWithdrawn"] + types["OfferMade"])
+
+
+def test_curated_rows_agree_with_the_events(journaled, tmp_path):
+    path, log = journaled
+    with Store.open(tmp_path / "a.sqlite") as store:
+        store.update(path)
+    db = sqlite3.connect(tmp_path / "a.sqlite")
+    events = [(env.seq, e) for env, ev in log for e in ev]
+    for seq, award in ((s, e) for s, e in events if type(e).__name__ == "LotAwarded"):
+        assert db.execute("SELECT status, winner_paddle, hammer, total FROM lots WHERE serial = ?",
+                          (award.serial,)).fetchone() == ("sold", award.paddle, award.hammer, award.total)
+    for passed in (e for _, e in events if type(e).__name__ == "LotPassed"):
+        assert db.execute("SELECT status FROM lots WHERE serial = ?", (passed.serial,)).fetchone() == ("passed",)
+    filled: Counter = Counter()
+    for fill in (e for _, e in events if type(e).__name__ == "OrderFilled"):
+        filled[(fill.instrument, fill.order)] += fill.qty
+    for instrument, order, got, remaining, qty, status in db.execute(
+            "SELECT instrument, order_id, filled, remaining, qty, status FROM orders"):
+        assert got == filled[(instrument, order)]
+        assert 0 <= remaining <= qty - got
+        assert status in ("open", "partial", "filled", "cancelled")
+    body = json.loads(db.execute("SELECT terms FROM ev_lot_scheduled LIMIT 1").fetchone()[0])
+    assert body["mechanism"] in ("english", "sealed_second") and body["patents"]
+
+
+def test_curated_tables_hold_paddle_numbers_never_identities(journaled, tmp_path):
+    path, _ = journaled
+    with Store.open(tmp_path / "a.sqlite") as store:
+        store.update(path)
+    db = sqlite3.connect(tmp_path / "a.sqlite")
+    for table in CURATED:
+        columns = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
+        assert not columns & {"party", "buyer", "seller", "name", "actor", "broker", "reserve"}, table
+
+
+def test_incremental_projection_equals_a_rebuild(tmp_path):
+    journal = Journal.open(tmp_path / "journal", segment_bytes=1 << 15)
+    d = JournaledDriver(journal)
+    with Store.open(tmp_path / "inc.sqlite") as store:
+        assert store.update(tmp_path / "journal") == 0
+        market_day(d, seed=3, bids=60, orders=80)
+        journal.commit()
+        first = store.update(tmp_path / "journal")
+        assert first == d.seq
+        core_session(d, parties=3, start=T0 + 2 * DAY, session="S2")
+        market_day(d, seed=4, bids=60, orders=80, start=T0 + 3 * DAY, session="S3")
+        assert store.update(journal) == d.seq - first      # an open journal works too
+        assert store.update(journal) == 0
+    journal.close()
+    with Store.open(tmp_path / "full.sqlite") as store:
+        store.rebuild(tmp_path / "journal")
+    with Store.open(tmp_path / "inc.sqlite") as store:   # rebuilding in place gives the same too
+        store.rebuild(tmp_path / "journal")
+    assert dump(tmp_path / "inc.sqlite") == dump(tmp_path / "full.sqlite")
+
+
+def test_incremental_in_many_small_steps_equals_one_pass(journaled, tmp_path, monkeypatch):
+    path, _ = journaled
+    with Store.open(tmp_path / "one.sqlite") as store:
+        store.update(path)
+    import recorder.store as store_module
+    monkeypatch.setattr(store_module, "BATCH", 7)
+    with Store.open(tmp_path / "small.sqlite") as store:
+        store.update(path)
+    assert dump(tmp_path / "one.sqlite") == dump(tmp_path / "small.sqlite")
+
+
+def test_public_store_holds_public_events_only(journaled, tmp_path):
+    path, log = journaled
+    with Store.open(tmp_path / "pub.sqlite", public=True) as store:
+        store.update(path)
+    db = sqlite3.connect(tmp_path / "pub.sqlite")
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "commands" not in names and "rejections" not in names
+    public = Counter(type(e).__name__ for _, ev in log for e in ev if not e.to)
+    assert count(db, "SELECT count(*) FROM events") == sum(public.values())
+    assert count(db, "SELECT count(*) FROM ev_party_registered") == 0
+    assert count(db, "SELECT count(*) FROM ev_bid_confirmed") == 0
+    assert count(db, "SELECT count(*) FROM ev_trade_executed") == public["TradeExecuted"] > 0
+    assert count(db, "SELECT count(*) FROM bids WHERE kind = 'bid'") == 0     # bids as made are private
+    assert count(db, "SELECT count(*) FROM paddles") > 0                     # seen in public events
+    with pytest.raises(StoreMismatch):
+        Store.open(tmp_path / "pub.sqlite", public=False)
+
+
+def test_a_store_refuses_another_journal(journaled, tmp_path):
+    path, _ = journaled
+    with Store.open(tmp_path / "a.sqlite") as store:
+        store.update(path)
+    other = Journal.open(tmp_path / "other")
+    d = JournaledDriver(other)
+    market_day(d, seed=99, bids=300, orders=400)
+    other.close()
+    with Store.open(tmp_path / "a.sqlite") as store:
+        with pytest.raises(StoreMismatch):
+            store.update(tmp_path / "other")
+        assert store.rebuild(tmp_path / "other") == d.seq
