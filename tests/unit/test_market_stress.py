@@ -1,0 +1,79 @@
+"""Seeded random stress of the whole book through the engine, every invariant
+checked after every envelope: orders of every kind, cancels, modifies, GTD
+expiries, mass cancels, call periods and uncrosses, unit consumption, with
+tight credit limits and holdings so that refusals happen too.
+
+Seed: ``MARKET_STRESS_SEED`` (default 7); a failure names its seed and step.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+from exchange.commands import (CancelOrder, ConsumeUnits, MassCancel, ModifyOrder, PlaceOrder,
+                               StartCall, Uncross)
+from exchange.events import CommandRejected, TradeExecuted
+from tests.unit.test_market import SECOND, Market
+
+SEED = int(os.environ.get("MARKET_STRESS_SEED", "7"))
+
+
+def test_random_stress_keeps_every_invariant():
+    for seed in range(SEED, SEED + 3):
+        rnd = random.Random(seed)
+        mk = Market(parties=4, limit=60_000, stp=rnd.choice(["cancel_newest", "cancel_oldest",
+                                                            "cancel_both"]), units=200)
+        brokers = list(mk.paddle)
+        trades = refusals = 0
+        for step in range(1500):
+            try:
+                got = _step(mk, rnd, brokers)
+            except AssertionError as broken:
+                raise AssertionError(f"seed {seed} step {step}: {broken}") from broken
+            trades += got[0]
+            refusals += got[1]
+        assert trades > 50 and refusals > 50, f"seed {seed}: {trades} trades, {refusals} refusals"
+
+
+def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]:
+    """Send one random command; return (trades, refusals) it caused."""
+    broker = rnd.choice(brokers)
+    paddle = mk.paddle[broker]
+    oid = rnd.randint(1, 15)
+    roll = rnd.random()
+    phase = mk.state.books["U"].phase
+    if roll < 0.5:
+        tif = rnd.choice(["gtc", "gtc", "gtd", "ioc", "fok", "market"])
+        kw = {}
+        if tif == "gtd":
+            kw["expires"] = mk.d.ts + rnd.randint(1, 20) * SECOND
+        cmd = PlaceOrder(session="S", instrument="U", paddle=paddle, order=oid,
+                         side=rnd.choice(["buy", "sell"]), qty=rnd.randint(1, 30),
+                         price=0 if tif == "market" else rnd.randint(90, 110), tif=tif,
+                         post_only=tif in ("gtc", "gtd") and rnd.random() < 0.1, **kw)
+    elif roll < 0.7:
+        cmd = CancelOrder(session="S", instrument="U", paddle=paddle, order=oid)
+    elif roll < 0.85:
+        cmd = ModifyOrder(session="S", instrument="U", paddle=paddle, order=oid,
+                          price=rnd.randint(90, 110), qty=rnd.randint(1, 30))
+    elif roll < 0.88:
+        cmd = MassCancel(session="S", paddle=paddle if rnd.random() < 0.5 else 0)
+    elif roll < 0.91:
+        cmd = ConsumeUnits(session="S", instrument="U", paddle=paddle,
+                           qty=rnd.randint(1, 10))
+    elif roll < 0.95:
+        events = mk.d.send(StartCall(session="S", instrument="U") if phase == "continuous"
+                           else Uncross(session="S", instrument="U",
+                                        reference=rnd.choice([0, 100])),
+                           ts=mk.d.ts + SECOND)
+        return sum(isinstance(e, TradeExecuted) for e in events), 0
+    else:
+        mk.d.tick(mk.d.ts + rnd.randint(1, 5) * SECOND)
+        return 0, 0
+    try:
+        events = mk.d.send(cmd, actor=broker, role="broker", ts=mk.d.ts + 1000)
+    except AssertionError as broken:
+        raise AssertionError(f"{cmd}: {broken}") from broken
+    return (sum(isinstance(e, TradeExecuted) for e in events),
+            sum(isinstance(e, CommandRejected) for e in events))
