@@ -1,0 +1,39 @@
+"""The demo session, run in-process on simulated time: every mechanism ends
+the way the story says, and the catalogue is the one promised."""
+
+from collections import Counter
+
+from gateway.demo import PLAN, DemoSession, InProcessVenue
+from gateway.demo_catalogue import FIELDS, build_catalogue
+
+
+def test_catalogue_is_1070_patents_in_45_lots_across_12_fields():
+    catalogue = build_catalogue()
+    assert len(catalogue) == 45
+    assert sum(len(lot.patents) for lot in catalogue) == 1070
+    assert {lot.field for lot in catalogue} == set(FIELDS)
+    assert len({p.number for lot in catalogue for p in lot.patents}) == 1070
+
+
+def test_demo_session_uses_every_mechanism_and_ends_each_lot():
+    venue = InProcessVenue()
+    report = DemoSession(venue).run()
+    outcomes = Counter(row["outcome"] for row in report.lots)
+    mechanisms = {row["mechanism"] for row in report.lots}
+    assert mechanisms == set(PLAN) | {"reverse"}
+    assert outcomes["sold (auction)"] > 20
+    assert outcomes["sold in negotiation"] >= 1
+    assert outcomes["passed"] >= 1
+    assert outcomes["sold (ask)"] >= 1 and outcomes["sold (book)"] >= 1
+    assert "unsold" not in outcomes
+    assert report.units_traded > 0
+    for row in report.lots:
+        if "hammer" in row:
+            assert row["total"] == row["hammer"] + row["premium"]
+            assert row["display_currency"] == "CNY" and row["display_total"] > row["total"]
+
+
+def test_demo_is_deterministic_in_process():
+    first = DemoSession(InProcessVenue()).run()
+    second = DemoSession(InProcessVenue()).run()
+    assert first.lots == second.lots
