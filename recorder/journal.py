@@ -17,8 +17,10 @@ from __future__ import annotations
 import bisect
 import errno
 import fcntl
+import hashlib
 import mmap
 import os
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -32,6 +34,10 @@ __all__ = ["Journal", "JournalCorrupt", "JournalFailed", "JournalLocked", "Recor
            "DURABILITY_MODES"]
 
 DURABILITY_MODES = ("group", "every", "none")
+_pack_body = fmt.RECORD_BODY_HEAD.pack
+_pack_u32 = fmt.U32.pack
+_sha256 = hashlib.sha256
+_crc32 = zlib.crc32
 INDEX_EVERY = 1024          # records between sparse index entries
 READ_BATCH = 4096           # records decoded per scan call while reading
 SEGMENT_SUFFIX = ".seg"
@@ -92,7 +98,7 @@ def _read_file(path: Path, offset: int = 0, end: int | None = None) -> bytes:
         size = max(0, end - offset)
         parts = []
         while size > 0:
-            chunk = os.pread(fd, min(size, 1 << 26), offset)
+            chunk = os.pread(fd, min(size, 1 << 30), offset)
             if not chunk:
                 break
             parts.append(chunk)
@@ -209,25 +215,34 @@ class LiveScan(NamedTuple):
     header_torn: bool         # the header never got written whole (no records can follow)
 
 
+def live_header(head: bytes, size: int, path: Path, first_seq: int, prev_chain: bytes) -> Segment | None:
+    """Check the live segment's header, given its first bytes and the file
+    size; return the (not yet scanned) segment, or None if the header was
+    torn while being created (it is synced before any record, so nothing
+    follows it). Raises `JournalCorrupt` for a bad header with data after it."""
+    header = fmt.decode_header(head)
+    if isinstance(header, str):
+        if size <= fmt.HEADER_SIZE:
+            return None
+        raise JournalCorrupt(path.name, "header", header, 0)
+    if header.first_seq != first_seq:
+        raise JournalCorrupt(path.name, "header", f"first seq {header.first_seq}, expected {first_seq}", 0)
+    if header.prev_chain != prev_chain:
+        raise JournalCorrupt(path.name, "header", "previous chain hash does not match the previous segment", 0)
+    return Segment(path, first_seq, prev_chain, header.max_record)
+
+
 def scan_live(data: bytes, path: Path, first_seq: int, prev_chain: bytes, max_record: int) -> LiveScan:
     """Find the longest valid prefix of the live segment's bytes: stop at the
     first bad length, bad checksum, sequence gap or unfinished record. A
     valid footer right after the prefix means the segment was closed.
     Raises `JournalCorrupt` if the header is bad while records follow it.
     Pure; O(len(data))."""
-    header = fmt.decode_header(data)
-    if isinstance(header, str):
-        if len(data) <= fmt.HEADER_SIZE:
-            # Torn while being created: the header is synced before any record.
-            return LiveScan(Segment(path, first_seq, prev_chain, max_record), None, True)
-        raise JournalCorrupt(path.name, "header", header, 0)
-    if header.first_seq != first_seq:
-        raise JournalCorrupt(path.name, "header", f"first seq {header.first_seq}, expected {first_seq}", 0)
-    if header.prev_chain != prev_chain:
-        raise JournalCorrupt(path.name, "header", "previous chain hash does not match the previous segment", 0)
-    seg = Segment(path, first_seq, prev_chain, header.max_record)
+    seg = live_header(data[:fmt.HEADER_SIZE], len(data), path, first_seq, prev_chain)
+    if seg is None:
+        return LiveScan(Segment(path, first_seq, prev_chain, max_record), None, True)
     index: list[tuple[int, int, int]] = []
-    scan = fmt.scan(data, fmt.HEADER_SIZE, len(data), first_seq, prev_chain, header.max_record,
+    scan = fmt.scan(data, fmt.HEADER_SIZE, len(data), first_seq, prev_chain, seg.max_record,
                     index=index, index_every=INDEX_EVERY, first_seq=first_seq)
     seg.last_seq = scan.next_seq - 1
     seg.chain = scan.chain
@@ -310,7 +325,9 @@ class Journal:
         self._durable_seq = 0
         self._head = fmt.GENESIS
         self._live_index: list[tuple[int, int, int]] = []
+        self._live_first = 1
         self._live_max_ts = -(1 << 63)
+        self._unscanned: Segment | None = None    # read-only: live segment not scanned yet
 
     # ---------------------------------------------------------------- open
 
@@ -386,6 +403,8 @@ class Journal:
                                      f"segment starts at seq {first}, expected {next_seq}", 0)
             if i < len(listed) - 1:
                 seg = _check_closed_file(seg_path, first, chain)
+            elif self.readonly:
+                seg = self._live_unscanned(seg_path, first, chain)
             else:
                 seg = self._recover_live(seg_path, first, chain)
             segments.append(seg)
@@ -394,6 +413,32 @@ class Journal:
         self._last_seq = next_seq - 1
         self._head = chain
 
+    def _live_unscanned(self, path: Path, first_seq: int, prev_chain: bytes) -> Segment:
+        """A read-only view checks the live header now and scans the records
+        only when asked where they end (`_settle`); `read` scans them anyway."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, fmt.HEADER_SIZE, 0)
+        finally:
+            os.close(fd)
+        seg = live_header(head, size, path, first_seq, prev_chain)
+        if seg is None:
+            seg = Segment(path, first_seq, prev_chain, self.max_record)
+        self._unscanned = seg
+        return seg
+
+    def _settle(self) -> None:
+        """Scan the live segment of a read-only view if not done yet."""
+        seg = self._unscanned
+        if seg is None:
+            return
+        self._unscanned = None
+        scanned = self._recover_live(seg.path, seg.first_seq, seg.prev_chain)
+        self._segments[-1] = scanned
+        self._last_seq = scanned.last_seq
+        self._head = scanned.chain
+
     def _recover_live(self, path: Path, first_seq: int, prev_chain: bytes) -> Segment:
         with _whole_file(path, mapped=not self.readonly) as data:
             found = scan_live(data, path, first_seq, prev_chain, self.max_record)
@@ -401,6 +446,7 @@ class Journal:
         seg = found.segment
         if self.readonly:
             return seg
+        self._live_first = seg.first_seq
         if found.header_torn:
             self._rewrite_header(seg)
         elif not seg.closed:
@@ -442,6 +488,7 @@ class Journal:
     @property
     def last_seq(self) -> int:
         """Sequence number of the last record appended (0 if none)."""
+        self._settle()
         return self._last_seq
 
     @property
@@ -452,26 +499,32 @@ class Journal:
     @property
     def head_hash(self) -> str:
         """Hex SHA-256 chain hash after the last record appended."""
+        self._settle()
         return self._head.hex()
 
     def append(self, ts: int, kind: int, payload: bytes) -> int:
         """Frame a record and buffer it; return its seq. Not durable until
-        `commit` (in ``every`` mode it is written and synced here). O(len(payload))."""
-        if self._failed is not None:
-            raise JournalFailed(f"journal failed earlier: {self._failed}") from self._failed
-        if self._closed or self.readonly:
+        `commit` (in ``every`` mode it is written and synced here). O(len(payload)):
+        one CRC-32 and one SHA-256 over it (`recorder.format.encode_record`, inlined)."""
+        if self._failed is not None or self._closed or self.readonly:
+            if self._failed is not None:
+                raise JournalFailed(f"journal failed earlier: {self._failed}") from self._failed
             raise ValueError("journal is closed" if self._closed else "journal is read-only")
-        if len(payload) > self.max_record:
-            raise RecordTooLarge(f"record of {len(payload)} bytes exceeds max_record {self.max_record}")
+        size = len(payload)
+        if size > self.max_record:
+            raise RecordTooLarge(f"record of {size} bytes exceeds max_record {self.max_record}")
         seq = self._last_seq + 1
-        record, chain = fmt.encode_record(seq, ts, kind, payload, self._head)
-        live = self._segments[-1]
-        if (seq - live.first_seq) % INDEX_EVERY == 0:
-            self._live_index.append((seq, live.size + self._buf_bytes, self._live_max_ts))
+        body = _pack_body(size, seq, ts, kind, 0) + payload
+        chain = _sha256(self._head + body).digest()
+        if (seq - self._live_first) % INDEX_EVERY == 0:
+            self._live_index.append((seq, self._segments[-1].size + self._buf_bytes, self._live_max_ts))
         if ts > self._live_max_ts:
             self._live_max_ts = ts
-        self._buf.append(record)
-        self._buf_bytes += len(record)
+        buf = self._buf
+        buf.append(_pack_u32(_crc32(chain, _crc32(body))))
+        buf.append(body)
+        buf.append(chain)
+        self._buf_bytes += size + fmt.RECORD_OVERHEAD
         self._last_seq = seq
         self._head = chain
         if self.durability == "every":
@@ -489,7 +542,7 @@ class Journal:
         return self._durable_seq
 
     def _flush(self, sync: bool) -> None:
-        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+        data = b"".join(self._buf)
         self._buf.clear()
         self._buf_bytes = 0
         try:
@@ -540,6 +593,7 @@ class Journal:
         seg.index = None
         self._segments.append(seg)
         self._live_index = []
+        self._live_first = first_seq
         self._live_max_ts = -(1 << 63)
 
     def _write_index(self, seg: Segment) -> None:
@@ -584,6 +638,7 @@ class Journal:
 
     def segments(self) -> list[Segment]:
         """The segments known, oldest first (the last one is live unless closed)."""
+        self._settle()
         return list(self._segments)
 
     def read(self, from_seq: int = 1, *, from_ts: int | None = None,
