@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -34,6 +35,7 @@ SCHEMA_VERSION = 1
 BATCH = 5000     # entries per transaction
 
 _json = msgspec.json.Encoder()
+_astuple = msgspec.structs.astuple
 RESERVED = {"seq", "n", "ts", "audience"}
 
 
@@ -80,7 +82,9 @@ class EventTable:
     def __init__(self, event_type: type) -> None:
         self.name = table_of(event_type)
         info = {f.name: f.type for f in msgspec.inspect.type_info(event_type).fields}
-        self.fields = [f for f in event_type.__struct_fields__ if f != "to"]
+        order = event_type.__struct_fields__
+        self.to_index = order.index("to")
+        self.fields = [f for f in order if f != "to"]
         self.columns: dict[str, type] = {"seq": int, "n": int, "ts": int, "audience": str}
         self.json_fields: list[int] = []
         for i, field in enumerate(self.fields):
@@ -92,9 +96,13 @@ class EventTable:
         self.insert = f'INSERT INTO "{self.name}" ({names}) VALUES ({", ".join("?" * len(self.columns))})'
 
     def row(self, seq: int, n: int, ts: int, audience: str, event: Any) -> tuple:
-        values = [getattr(event, f) for f in self.fields]
-        for i in self.json_fields:
-            values[i] = _json.encode(values[i]).decode()
+        values = _astuple(event)
+        i = self.to_index
+        values = values[:i] + values[i + 1:]
+        if self.json_fields:
+            values = list(values)
+            for i in self.json_fields:
+                values[i] = _json.encode(values[i]).decode()
         return (seq, n, ts, audience, *values)
 
 
@@ -158,23 +166,38 @@ def _get(event: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
+@lru_cache(maxsize=None)
+def _upsert_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    cols = ", ".join(f'"{c}"' for c in columns)
+    sets = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in key) or f'"{key[0]}" = "{key[0]}"'
+    return (f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(columns))}) '
+            f'ON CONFLICT ({", ".join(key)}) DO UPDATE SET {sets}')
+
+
+@lru_cache(maxsize=None)
+def _insert_sql(table: str, columns: tuple[str, ...], ignore: bool) -> str:
+    cols = ", ".join(f'"{c}"' for c in columns)
+    verb = "INSERT OR IGNORE" if ignore else "INSERT"
+    return f'{verb} INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(columns))})'
+
+
+@lru_cache(maxsize=None)
+def _update_lot_sql(columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f'"{c}" = ?' for c in columns)
+    return f"UPDATE lots SET {sets} WHERE serial = ?"
+
+
 def _upsert(table: str, values: dict[str, Any], key: tuple[str, ...]) -> Op:
-    cols = ", ".join(f'"{c}"' for c in values)
-    sets = ", ".join(f'"{c}" = excluded."{c}"' for c in values if c not in key) or f'"{key[0]}" = "{key[0]}"'
-    return (table, f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(values))}) '
-            f'ON CONFLICT ({", ".join(key)}) DO UPDATE SET {sets}', tuple(values.values()))
+    return table, _upsert_sql(table, tuple(values), key), tuple(values.values())
 
 
 def _insert(table: str, values: dict[str, Any], *, ignore: bool = False) -> Op:
-    cols = ", ".join(f'"{c}"' for c in values)
-    verb = "INSERT OR IGNORE" if ignore else "INSERT"
-    return table, f'{verb} INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(values))})', tuple(values.values())
+    return table, _insert_sql(table, tuple(values), ignore), tuple(values.values())
 
 
 def _update_lot(serial: str, seq: int, **values: Any) -> Op:
     values["last_seq"] = seq
-    sets = ", ".join(f'"{c}" = ?' for c in values)
-    return "lots", f'UPDATE lots SET {sets} WHERE serial = ?', (*values.values(), serial)
+    return "lots", _update_lot_sql(tuple(values)), (*values.values(), serial)
 
 
 def _paddle(session: str, paddle: int, seq: int, ts: int) -> Op:
