@@ -139,9 +139,13 @@ CURATED: dict[str, dict[str, Any]] = {
     "passed_lots": dict(columns={"seq": int, "n": int, "ts": int, "session": str, "serial": str,
                                  "mechanism": str, "reason": str, "bids": int, "negotiation_ends": int},
                         pk=("seq", "n")),
-    "settlements": dict(columns={"seq": int, "n": int, "ts": int, "serial": str, "session": str,
-                                 "settlement": str, "event": str, "paddle": int, "amount": int,
-                                 "currency": str, "status": str}, pk=("seq", "n")),
+    "settlements": dict(columns={"settlement": int, "session": str, "serial": str, "instrument": str,
+                                 "how": str, "mechanism": str, "buyer_paddle": int, "seller_paddle": int,
+                                 "price": int, "premium": int, "total": int, "commission": int, "net": int,
+                                 "currency": str, "opened_seq": int, "opened_at": int, "due_at": int,
+                                 "paid": int, "outstanding": int, "to_seller": int, "to_venue": int,
+                                 "refunded": int, "status": str, "reason": str, "completed_at": int,
+                                 "last_seq": int}, pk="settlement"),
 }
 
 Op = tuple[str, str, tuple]     # (table, sql, parameters)
@@ -279,11 +283,78 @@ def _lot_passed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
 @curates("LotWithdrawn", "LotSettled", "LotRelisted")
 def _lot_status(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
     status = {"LotWithdrawn": "withdrawn", "LotSettled": "settled", "LotRelisted": "relisted"}[type(ev).__name__]
-    ops = [_update_lot(ev.serial, seq, status=status)]
-    if status == "settled":
-        ops.append(_insert("settlements", dict(seq=seq, n=n, ts=ts, serial=ev.serial, session=ev.session,
-                                               settlement="", event=type(ev).__name__, status="settled")))
+    return [_update_lot(ev.serial, seq, status=status)]
+
+
+@curates("SettlementOpened")
+def _settlement_opened(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    ops = [_upsert("settlements", dict(
+        settlement=ev.settlement, session=ev.session, serial=ev.serial, instrument=_get(ev, "instrument"),
+        how=ev.how, mechanism=_get(ev, "mechanism"), buyer_paddle=ev.buyer_paddle,
+        seller_paddle=ev.seller_paddle, price=ev.price, premium=ev.premium, total=ev.total,
+        commission=ev.commission, net=ev.net, currency=ev.currency, opened_seq=seq,
+        opened_at=_get(ev, "opened_at", default=ts), due_at=ev.due_at, paid=0, outstanding=ev.total,
+        to_seller=0, to_venue=0, refunded=0, status="open", reason="", completed_at=0, last_seq=seq),
+        ("settlement",))]
+    for paddle in (ev.buyer_paddle, ev.seller_paddle):
+        if paddle:
+            ops.append(_paddle(ev.session, paddle, seq, ts))
     return ops
+
+
+def _update_settlement(ev: Any, seq: int, **values: Any) -> Op:
+    values["last_seq"] = seq
+    return "settlements", _update_settlement_sql(tuple(values)), (*values.values(), ev.settlement)
+
+
+@lru_cache(maxsize=None)
+def _update_settlement_sql(columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f'"{c}" = ?' for c in columns)
+    return f"UPDATE settlements SET {sets} WHERE settlement = ?"
+
+
+@curates("PaymentRecorded")
+def _payment(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_settlement(ev, seq, paid=ev.paid, outstanding=ev.outstanding)]
+
+
+@curates("DueDateExtended")
+def _due_extended(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_settlement(ev, seq, due_at=ev.due_at)]
+
+
+@curates("SettlementOverdue", "DeliveryRecorded", "ReceiptConfirmed", "DisputeRaised", "DisputeResolved")
+def _settlement_step(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    status = {"SettlementOverdue": "overdue", "DeliveryRecorded": "delivered", "ReceiptConfirmed": "received",
+              "DisputeRaised": "disputed", "DisputeResolved": "resolved"}[type(ev).__name__]
+    return [_update_settlement(ev, seq, status=status)]
+
+
+@curates("FundsReleased")
+def _released(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_settlement(ev, seq, to_seller=ev.to_seller, to_venue=ev.to_venue, refunded=ev.refunded,
+                               status="released")]
+
+
+@curates("FundsRefunded")
+def _refunded(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [("settlements", "UPDATE settlements SET refunded = refunded + ?, last_seq = ? WHERE settlement = ?",
+             (ev.amount, seq, ev.settlement))]
+
+
+@curates("SettlementCompleted")
+def _completed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_settlement(ev, seq, status="completed", completed_at=_get(ev, "completed_at", default=ts))]
+
+
+@curates("SettlementCancelled")
+def _cancelled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_settlement(ev, seq, status="cancelled", reason=ev.reason)]
+
+
+@curates("BuyerDefaulted")
+def _defaulted(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_settlement(ev, seq, status="defaulted", reason=ev.reason)]
 
 
 def _bid(seq: int, n: int, ts: int, ev: Any, paddle: int, amount: int | None, kind: str,

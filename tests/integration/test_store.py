@@ -58,6 +58,7 @@ def test_row_counts_equal_event_counts(journaled, tmp_path):
     assert count(db, "SELECT count(*) FROM lots") == types["LotScheduled"]
     assert count(db, "SELECT count(*) FROM sessions") == types["SessionCreated"] == 3
     assert count(db, "SELECT count(*) FROM paddles") == types["PaddleIssued"]
+    assert count(db, "SELECT count(*) FROM settlements") == types["SettlementOpened"]
     scheduled = [e for _, ev in log for e in ev if type(e).__name__ == "LotScheduled"]
     assert count(db, "SELECT count(*) FROM patents") == sum(len(e.terms.patents) for e in scheduled)
     revealed = sum(len(e.bids) for _, ev in log for e in ev if type(e).__name__ == "SealedBidsRevealed")
@@ -84,6 +85,10 @@ def test_curated_rows_agree_with_the_events(journaled, tmp_path):
         assert got == filled[(instrument, order)]
         assert 0 <= remaining <= qty - got
         assert status in ("open", "partial", "filled", "cancelled")
+    for opened in (e for _, e in events if type(e).__name__ == "SettlementOpened"):
+        assert db.execute("SELECT serial, buyer_paddle, total, net, currency FROM settlements WHERE settlement = ?",
+                          (opened.settlement,)).fetchone() == (opened.serial, opened.buyer_paddle, opened.total,
+                                                                opened.net, opened.currency)
     body = json.loads(db.execute("SELECT terms FROM ev_lot_scheduled LIMIT 1").fetchone()[0])
     assert body["mechanism"] in ("english", "sealed_second") and body["patents"]
 
