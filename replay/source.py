@@ -1,0 +1,198 @@
+"""Where replay reads from, and the moments and money it prints.
+
+A replay DIR is a lotex data directory (DIR/journal/, DIR/snapshots/,
+DIR/keys/) or a bare journal directory. `Source` finds the parts, rebuilds
+the engine through the one recovery path (`recorder.recovery.rebuild`) and
+iterates the journal's entries, with a progress bar on a terminal.
+
+Times are int ns UTC everywhere; `parse_time` reads what a person types
+(ISO 8601, a date, or int ns) and `format_time` prints in the viewer's zone
+(`zoneinfo`). Money is int minor units; `money` prints it with two decimals
+(every currency lotex displays has two decimal places of minor units, as
+`exchange.participants.display_amount` assumes).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from exchange.codec import Entry, decode_entry
+from exchange.commands import Tick
+from exchange.engine import Engine
+from recorder import layout
+from recorder.format import KIND_ENTRY, Record
+from recorder.journal import Journal
+from recorder.recovery import OnEntry, rebuild
+from replay.progress import Progress
+
+NS = 10**9
+UTC = datetime.timezone.utc
+
+
+class ReplayError(Exception):
+    """A replay request that cannot be answered (no journal, unknown lot, bad time)."""
+
+
+@dataclass
+class Source:
+    """One recorded exchange: its journal, snapshots and key store (if any)."""
+
+    root: Path
+    journal_dir: Path
+    snapshot_dir: Path | None
+    keys_dir: Path | None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Source":
+        """Accept a data directory or a journal directory."""
+        root = Path(path)
+        journal_dir = layout.find_journal(root)
+        if not journal_dir.is_dir() or not any(journal_dir.glob("*.seg")):
+            raise ReplayError(f"no lotex journal in {root}")
+        data_dir = journal_dir.parent if journal_dir != root else None
+        snapshots = layout.snapshot_dir(data_dir) if data_dir is not None else None
+        keys = data_dir / "keys" if data_dir is not None and (data_dir / "keys").is_dir() else None
+        return cls(root=root, journal_dir=journal_dir,
+                   snapshot_dir=snapshots if snapshots is not None and snapshots.is_dir() else None,
+                   keys_dir=keys)
+
+    def journal(self) -> Journal:
+        return Journal.open_readonly(self.journal_dir)
+
+    @property
+    def last_seq(self) -> int:
+        return self.journal().last_seq
+
+    def records(self, from_seq: int = 1, *, label: str = "reading", verify_chain: bool = False,
+                journal: Journal | None = None) -> Iterator[Record]:
+        """Every record from ``from_seq`` on, with a progress bar on a terminal."""
+        journal = journal or self.journal()
+        bar = Progress(label, max(0, journal.last_seq - from_seq + 1))
+        try:
+            for rec in journal.read(from_seq, verify_chain=verify_chain):
+                yield rec
+                bar.advance()
+        finally:
+            bar.close()
+
+    def entries(self, from_seq: int = 1, *, label: str = "reading") -> Iterator[tuple[Record, Entry]]:
+        """Every ENTRY record decoded, in journal order. O(journal)."""
+        for rec in self.records(from_seq, label=label):
+            if rec.kind == KIND_ENTRY:
+                yield rec, decode_entry(rec.payload)
+
+    def rebuild(self, *, upto_seq: int | None = None, upto_ts: int | None = None,
+                use_snapshot: bool = True, on_entry: OnEntry | None = None,
+                label: str = "rebuilding") -> Engine:
+        """The engine as of ``upto_seq`` / ``upto_ts`` through the one recovery path."""
+        journal = _CountingJournal(self.journal(), label)
+        try:
+            return rebuild(journal=journal, snapshot_dir=self.snapshot_dir, upto_seq=upto_seq,
+                           upto_ts=upto_ts, use_snapshot=use_snapshot, on_entry=on_entry)
+        finally:
+            journal.finish()
+
+
+class _CountingJournal:
+    """A read-only journal that drives a progress bar while `rebuild` reads it."""
+
+    def __init__(self, journal: Journal, label: str) -> None:
+        self._journal = journal
+        self._label = label
+        self._bar: Progress | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self._journal.last_seq
+
+    def read(self, from_seq: int = 1, *, from_ts: int | None = None) -> Iterator[Record]:
+        self._bar = bar = Progress(self._label, max(0, self._journal.last_seq - from_seq + 1))
+        for rec in self._journal.read(from_seq, from_ts=from_ts):
+            yield rec
+            bar.advance()
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def advance_clock(engine: Engine, ts: int) -> list[Any]:
+    """Fire what the engine had scheduled up to ``ts`` (closes, Dutch steps,
+    expiries), as the next envelope at ``ts`` would, and return those events.
+    The state is then the state *as of* ``ts``; nothing is journaled."""
+    state = engine.state
+    if ts <= state.now or not state.timers or state.timers[0][0] > ts:
+        return []
+    from exchange.commands import Envelope
+    return engine.apply(Envelope(seq=state.last_seq + 1, ts=ts, actor="replay", role="system",
+                                 cmd=Tick()))
+
+
+# --------------------------------------------------------------------------
+# moments
+# --------------------------------------------------------------------------
+
+def zone(name: str | None) -> datetime.tzinfo:
+    """The viewer's time zone ("UTC" or an IANA name such as Asia/Shanghai)."""
+    if not name or name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ReplayError(f"unknown time zone {name!r}; use an IANA name such as "
+                          f"Europe/Zurich or Asia/Shanghai") from None
+
+
+def parse_time(text: str, tz: datetime.tzinfo = UTC) -> int:
+    """Return int ns UTC for an ISO 8601 time ("2026-03-02T01:30:00+08:00";
+    without an offset it is in ``tz``), a date ("2026-03-02", midnight in
+    ``tz``) or a plain integer of ns since the epoch. Exact: no floats."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ReplayError(f"cannot read the time {text!r}; give ISO 8601 "
+                          f"(2026-03-02T09:30:00+08:00) or ns since the epoch") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * NS + delta.microseconds * 1_000
+
+
+def format_time(ts: int, tz: datetime.tzinfo = UTC) -> str:
+    """ISO 8601 in ``tz`` to the second, with the offset (ns kept only if non-zero)."""
+    seconds, ns = divmod(ts, NS)
+    moment = datetime.datetime.fromtimestamp(seconds, tz)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if ns:
+        text += f".{ns:09d}".rstrip("0")
+    offset = moment.strftime("%z")
+    return text + ("Z" if offset == "+0000" and tz is UTC else f"{offset[:3]}:{offset[3:]}")
+
+
+def money(amount: int | None, currency: str = "") -> str:
+    """1234567 -> "12,345.67" (with the currency code after it if given)."""
+    if amount is None:
+        return ""
+    sign = "-" if amount < 0 else ""
+    whole, cents = divmod(abs(amount), 100)
+    text = f"{sign}{whole:,}.{cents:02d}"
+    return f"{text} {currency}" if currency else text
+
+
+def display_amount(rates: dict[tuple[str, str], tuple[int, int]], amount: int, base: str,
+                   quote: str) -> int | None:
+    """``amount`` in ``quote`` at the display rate, the engine's rounding
+    (`exchange.participants.display_amount`), or None without a rate."""
+    from types import SimpleNamespace
+
+    from exchange.participants import display_amount as engine_display
+    return engine_display(SimpleNamespace(rates=rates), amount, base, quote)  # type: ignore[arg-type]
