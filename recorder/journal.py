@@ -153,10 +153,6 @@ class Segment:
         self.size = fmt.HEADER_SIZE     # bytes of header + good records (+ footer if closed)
         self.index: fmt.SegmentIndex | None = None
 
-    @property
-    def records_end(self) -> int:
-        return self.size - fmt.FOOTER_SIZE if self.closed else self.size
-
 
 def _list_segments(path: Path) -> list[tuple[int, Path]]:
     found = []
@@ -270,6 +266,7 @@ def segment_records(data: bytes, seg: Segment, *, end: int, start_seq: int, star
     for a closed segment, exactly up to its last seq), else `JournalCorrupt`
     names the first bad record; without it reading stops quietly at the
     first bad one (a live segment seen by a reader). Pure; O(bytes read)."""
+    closed, last_seq, end_chain = seg.closed, seg.last_seq, seg.chain   # as they are now, not after a roll
     pos, next_seq, chain = start_pos, start_seq, seg.prev_chain
     while True:
         out: list[Record] = []
@@ -284,11 +281,11 @@ def segment_records(data: bytes, seg: Segment, *, end: int, start_seq: int, star
             break
     if not to_the_end:
         return
-    if scan.reason != fmt.CLEAN or (seg.closed and next_seq != seg.last_seq + 1):
+    if scan.reason != fmt.CLEAN or (closed and next_seq != last_seq + 1):
         raise JournalCorrupt(seg.name, f"record {next_seq}",
                              scan.reason if scan.reason != fmt.CLEAN else "records missing", pos)
-    if verify_chain and chain != seg.chain:
-        raise JournalCorrupt(seg.name, "footer" if seg.closed else f"record {next_seq - 1}",
+    if verify_chain and chain != end_chain:
+        raise JournalCorrupt(seg.name, "footer" if closed else f"record {next_seq - 1}",
                              "chain hash does not match the records", pos)
 
 
@@ -648,21 +645,29 @@ class Journal:
         after it too). Checks every CRC and sequence number; with
         ``verify_chain`` also every chain hash (reads from a segment start).
         Damage in a closed segment raises `JournalCorrupt`; a read-only view
-        stops at the end of the live segment's valid prefix."""
+        stops at the end of the live segment's valid prefix. The writer's own
+        view holds what `commit` wrote, not what is still buffered.
+        O(log segments + 1,024 records) to start, then O(bytes read)."""
         from_seq = max(1, from_seq)
-        segments = list(self._segments)
         waiting_ts = from_ts is not None
-        for n, seg in enumerate(segments):
+        segments = self._segments          # a roll while we read appends to it: we follow
+        n = max(0, bisect.bisect_right(segments, from_seq, key=lambda s: s.first_seq) - 1)
+        while n < len(segments):
+            seg = segments[n]
             live = n == len(segments) - 1 and not seg.closed
+            size_seen = seg.size
             if seg.closed and seg.last_seq < from_seq:
+                n += 1
                 continue
             index = self._index_of(seg, live)
             if waiting_ts and index is not None and index.max_ts < from_ts:
+                n += 1
                 continue
             start_seq, start_pos = seg.first_seq, fmt.HEADER_SIZE
             if not verify_chain and index is not None and index.entries:
                 start_seq, start_pos = _seek(index, from_seq, from_ts if waiting_ts else None)
             for batch in self._read_segment(seg, live, start_seq, start_pos, from_seq, verify_chain):
+                from_seq = batch[-1].seq + 1
                 if waiting_ts:
                     for i, rec in enumerate(batch):
                         if rec.ts >= from_ts:
@@ -671,6 +676,9 @@ class Journal:
                             break
                 else:
                     yield from batch
+            if live and not self.readonly and (seg.closed or seg.size != size_seen):
+                continue        # the writer added to this segment while we read: read on from from_seq
+            n += 1
 
     def _index_of(self, seg: Segment, live: bool) -> fmt.SegmentIndex | None:
         if live:

@@ -241,3 +241,31 @@ def test_modes_write_the_same_bytes(tmp_path, mode):
     reference.close()
     for name in seg_files(tmp_path / "ref"):
         assert (tmp_path / mode / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+
+
+def test_a_read_follows_the_writer_across_rolls(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=2048)
+    fill(journal, 50)
+    reader = journal.read()
+    assert [next(reader).seq for _ in range(10)] == list(range(1, 11))
+    fill(journal, 200)                      # several rolls while the reader waits
+    assert [r.seq for r in reader] == list(range(11, 251))
+    assert [r.seq for r in journal.read(249)] == [249, 250]
+    journal.close()
+
+
+def test_a_read_in_the_live_segment_sees_later_commits_before_a_roll(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=1 << 20)
+    fill(journal, 30)
+    reader = journal.read()
+    assert [next(reader).seq for _ in range(30)] == list(range(1, 31))
+    fill(journal, 5)                            # same live segment, no roll
+    assert [next(reader).seq for _ in range(5)] == list(range(31, 36))
+    journal.close()
+    small = Journal.open(tmp_path / "k", segment_bytes=4096)
+    fill(small, 10)
+    reader = small.read()
+    assert next(reader).seq == 1                # reading the live segment ...
+    fill(small, 200)                            # ... which grows, then rolls, several times
+    assert [r.seq for r in reader] == list(range(2, 211))
+    small.close()
