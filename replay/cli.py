@@ -130,6 +130,13 @@ def register(subparsers: Any) -> None:
     feed.add_argument("--wait", type=float, default=2.0,
                       help="seconds to wait for a first subscriber (default 2; 0: none)")
     feed.add_argument("--limit", type=int, default=0, help="stop after N messages (0: all)")
+    feed.add_argument("--data-endpoint", default="tcp://127.0.0.1:0",
+                      help="where the snapshot/replay service binds when DIR has the server's "
+                           "keys (default a free port)")
+    feed.add_argument("--endpoints-out", metavar="OUTDIR",
+                      help="write OUTDIR/endpoints.json for `lotex watch --data OUTDIR`")
+    feed.add_argument("--linger", type=float, default=0.0,
+                      help="seconds to keep answering snapshot/replay requests after the end")
     feed.set_defaults(run=run_feed)
 
     sample = actions.add_parser("sample", help="write the recorded demo session into DIR",
@@ -397,17 +404,31 @@ def _feed(args: argparse.Namespace) -> int:
     if not args.fast and args.speed <= 0:
         return _fail("replay feed", "--speed must be above 0 (or use --fast)")
     publisher = feed.Publisher(args.endpoint)
+    data = None
     try:
         print(f"publishing on {publisher.endpoint}", flush=True)
+        if source.keys_dir is not None and (source.keys_dir / "server.json").is_file():
+            data = feed.DataService(source.keys_dir, args.data_endpoint, publisher.context)
+            print(f"snapshot and replay service on {data.endpoint}", flush=True)
+            if args.endpoints_out:
+                path = feed.write_endpoints(args.endpoints_out, publisher.endpoint, data.endpoint,
+                                            data.public_key)
+                print(f"wrote {path}", flush=True)
+        elif args.endpoints_out:
+            return _fail("replay feed", "--endpoints-out needs the server's keys in DIR/keys")
         if args.wait > 0 and not publisher.wait_for_subscriber(args.wait):
             print("no subscriber yet; publishing anyway", file=sys.stderr)
         sent = feed.replay(source, publisher, speed=None if args.fast else args.speed,
                            from_seq=args.from_seq, to_seq=args.to_seq, max_gap=args.max_gap,
-                           limit=args.limit)
+                           limit=args.limit, data=data)
+        print(f"published {sent.messages} messages ({sent.events} public events) up to seq "
+              f"{sent.last_seq}", flush=True)
+        if data is not None and args.linger > 0:
+            data.serve(args.linger)
     finally:
+        if data is not None:
+            data.close()
         publisher.close()
-    print(f"published {sent.messages} messages ({sent.events} public events) up to seq "
-          f"{sent.last_seq}")
     return 0
 
 

@@ -308,7 +308,7 @@ def _trade_recorded(ev, env, cx) -> Row:
 
 def _quote(ev, env, cx) -> Row:
     spread = ev.ask - ev.bid if ev.bid and ev.ask else None
-    return dict(event="quote", detail=f"bid {_m(ev.bid)} x {ev.bid_qty}, ask {_m(ev.ask)} x "
+    return dict(event="quote", bid=ev.bid, ask=ev.ask, detail=f"bid {_m(ev.bid)} x {ev.bid_qty}, ask {_m(ev.ask)} x "
                 f"{ev.ask_qty}" + (f", spread {_m(spread)}" if spread is not None else ""))
 
 

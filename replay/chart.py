@@ -1,0 +1,127 @@
+"""A picture of a lot's price over time (matplotlib, Agg backend, PNG).
+
+Auction lots: the public price as a step line (starting bid or Dutch start
+at the opening, each standing price after a bid, each Dutch step), every
+accepted bid marked and labelled with its paddle, sealed bids marked where
+they were revealed at the close, the award as a star. With an operator's
+view, each bid as made (proxy maximum, sealed amount) is marked as well.
+Continuous lots and units instruments: best bid and best ask as step lines
+with the spread shaded between them, each trade marked. Times in the
+viewer's zone. Amounts in major units on the axis (display only; the
+figures in the data stay integers). O(history of the lot).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
+
+from replay.access import PUBLIC, Viewer
+from replay.history import history
+from replay.source import UTC, NS, Source
+
+
+def _when(ts: int, tz: datetime.tzinfo) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ts // NS, tz).replace(tzinfo=None)
+
+
+def _major(amount: int) -> float:
+    return amount / 100          # chart axis only
+
+
+def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer = PUBLIC,
+         tz: datetime.tzinfo = UTC) -> int:
+    """Draw ``serial``'s price history into the PNG ``out``; return the points drawn."""
+    _, rows = history(source, serial, viewer=viewer, tz=tz)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    price_t: list[Any] = []
+    price_v: list[float] = []
+    bids: list[tuple[Any, float, Any]] = []
+    made: list[tuple[Any, float]] = []
+    revealed: list[tuple[Any, float, Any]] = []
+    awards: list[tuple[Any, float, Any]] = []
+    trades: list[tuple[Any, float]] = []
+    quote_t: list[Any] = []
+    quote_bid: list[float] = []
+    quote_ask: list[float] = []
+    currency = ""
+    for row in rows:
+        when = _when(row["ts"], tz)
+        event = row["event"]
+        amount = row.get("amount")
+        currency = currency or (row.get("currency") or "")
+        if event in ("opened", "clock", "bid") and amount is not None:
+            price_t.append(when)
+            price_v.append(_major(amount))
+            if event == "bid":
+                bids.append((when, _major(amount), row.get("paddle")))
+        elif event == "bid as made (private)" and amount is not None:
+            made.append((when, _major(amount)))
+        elif event == "sealed bid revealed":
+            revealed.append((when, _major(amount), row.get("paddle")))
+        elif event == "awarded":
+            awards.append((when, _major(amount), row.get("paddle")))
+            price_t.append(when)
+            price_v.append(_major(amount))
+        elif event == "trade":
+            trades.append((when, _major(amount)))
+        elif event == "quote":
+            bid, ask = row["bid"], row["ask"]
+            quote_t.append(when)
+            quote_bid.append(_major(bid) if bid else float("nan"))
+            quote_ask.append(_major(ask) if ask else float("nan"))
+
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    points = 0
+    if price_t:
+        ax.step(price_t, price_v, where="post", color="tab:blue", label="price")
+        points += len(price_t)
+    if bids:
+        ax.scatter([b[0] for b in bids], [b[1] for b in bids], color="tab:blue", zorder=3,
+                   label="bid (standing price)")
+        for when, value, paddle in bids:
+            ax.annotate(str(paddle), (when, value), textcoords="offset points", xytext=(3, 5),
+                        fontsize=7)
+        points += len(bids)
+    if made:
+        ax.scatter([m[0] for m in made], [m[1] for m in made], facecolors="none",
+                   edgecolors="tab:gray", zorder=3, label="bid as made (operator)")
+        points += len(made)
+    if revealed:
+        ax.scatter([r[0] for r in revealed], [r[1] for r in revealed], marker="s",
+                   color="tab:purple", zorder=3, label="sealed bid (revealed)")
+        for when, value, paddle in revealed:
+            ax.annotate(str(paddle), (when, value), textcoords="offset points", xytext=(3, 5),
+                        fontsize=7)
+        points += len(revealed)
+    if quote_t:
+        ax.step(quote_t, quote_bid, where="post", color="tab:green", label="best bid")
+        ax.step(quote_t, quote_ask, where="post", color="tab:red", label="best ask")
+        ax.fill_between(quote_t, quote_bid, quote_ask, step="post", color="tab:orange",
+                        alpha=0.2, label="spread")
+        points += len(quote_t)
+    if trades:
+        ax.scatter([t[0] for t in trades], [t[1] for t in trades], marker="x", color="black",
+                   zorder=4, label="trade")
+        points += len(trades)
+    if awards:
+        ax.scatter([a[0] for a in awards], [a[1] for a in awards], marker="*", s=160,
+                   color="tab:olive", zorder=5, label="award (hammer)")
+        points += len(awards)
+    ax.set_title(f"{serial}: price over time ({viewer.label})")
+    ax.set_ylabel(f"price ({currency})" if currency else "price")
+    ax.set_xlabel(f"time ({getattr(tz, 'key', None) or 'UTC'})")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+    ax.grid(True, alpha=0.3)
+    if points:
+        ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return points

@@ -1,0 +1,225 @@
+"""Re-publish a recorded session as if it were live.
+
+The live gateway publishes, for every journal entry with public events, one
+`gateway.protocol.Market` message (``seq``, ``prev``, ``ts``, the public
+events) as one MessagePack frame on a PUB socket, and a `FeedHeartbeat`
+when idle. `replay` sends exactly those messages, built from the journal,
+on an XPUB socket (a PUB that also sees subscriptions, so it can wait for
+the first subscriber instead of losing the opening messages), spaced as
+recorded divided by ``speed`` (each pause at most ``max_gap`` seconds), or
+as fast as possible. A `FeedHeartbeat` follows the last message.
+
+With the server's key store in the data directory, `DataService` also
+answers the snapshot and replay requests of `gateway.client.FeedClient`
+(CURVE, the server's own keys, on a ROUTER) from what has been re-published
+so far, and `write_endpoints` writes an ``endpoints.json`` for it, so that
+``lotex watch --data OUT --key DIR/clients/viewer.json`` watches history as
+if live. Bounded: ``to_seq``, ``limit`` and ``max_gap`` bound the run;
+nothing else is kept than the messages sent. O(entries read).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from gateway import protocol as p
+from gateway.view import MarketView
+from replay.source import Source
+
+NS = 10**9
+
+
+@dataclass
+class Sent:
+    messages: int = 0
+    events: int = 0
+    last_seq: int = 0
+
+
+class Publisher:
+    """An XPUB socket bound to ``endpoint`` (``tcp://127.0.0.1:0`` for a free port)."""
+
+    def __init__(self, endpoint: str, context: zmq.Context | None = None) -> None:
+        self._own = context is None
+        self.context = context or zmq.Context()
+        self.sock = self.context.socket(zmq.XPUB)
+        self.sock.linger = 0
+        self.sock.sndhwm = 1_000_000
+        host, _, port = endpoint.rpartition(":")
+        if port in ("0", "*"):
+            chosen = self.sock.bind_to_random_port(host)
+            self.endpoint = f"{host}:{chosen}"
+        else:
+            self.sock.bind(endpoint)
+            self.endpoint = endpoint
+        self.subscribers = 0
+
+    def wait_for_subscriber(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a subscription; True if one came."""
+        deadline = time.monotonic() + seconds
+        while self.subscribers == 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+                self._drain()
+        return True
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                frame = self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if frame[:1] == b"\x01":
+                self.subscribers += 1
+            elif frame[:1] == b"\x00":
+                self.subscribers = max(0, self.subscribers - 1)
+
+    def send(self, data: bytes) -> None:
+        self._drain()
+        self.sock.send(data)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        if self._own:
+            self.context.term()
+
+
+class DataService:
+    """The snapshot and replay service of the live gateway, for a replayed feed."""
+
+    def __init__(self, keys_dir: Path, endpoint: str, context: zmq.Context) -> None:
+        data = json.loads((keys_dir / "server.json").read_text())
+        self.public_key = data["public_key"]
+        self.sock = context.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.curve_server = True
+        self.sock.curve_publickey = data["public_key"].encode()
+        self.sock.curve_secretkey = data["secret_key"].encode()
+        host, _, port = endpoint.rpartition(":")
+        if port in ("0", "*"):
+            self.endpoint = f"{host}:{self.sock.bind_to_random_port(host)}"
+        else:
+            self.sock.bind(endpoint)
+            self.endpoint = endpoint
+        self.view = MarketView()
+        self.seqs: list[int] = []
+        self.messages: list[p.Market] = []
+        self.answered = 0
+
+    def published(self, market: p.Market) -> None:
+        self.view.fold(market.seq, market.events)
+        self.seqs.append(market.seq)
+        self.messages.append(market)
+
+    def serve(self, timeout_s: float) -> None:
+        """Answer requests for up to ``timeout_s`` seconds (returns at once on 0)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if not self.sock.poll(max(0, int(left * 1000)), zmq.POLLIN):
+                if left <= 0:
+                    return
+                continue
+            rid, data = self.sock.recv_multipart()[:2]
+            self.sock.send_multipart((rid, self._answer(data)))
+            self.answered += 1
+
+    def _answer(self, data: bytes) -> bytes:
+        try:
+            request = p.data_request_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return p.encode(p.SessionRejected(code="invalid_message",
+                                              text=p.SESSION_REJECTS["invalid_message"]))
+        last = self.seqs[-1] if self.seqs else 0
+        if type(request) is p.SnapshotRequest:
+            return p.encode(p.Snapshot(seq=last, session=request.session, key=request.key,
+                                       events=self.view.snapshot(request.session, request.key)))
+        if request.from_seq < 1 or not 1 <= request.limit <= 10000 \
+                or (request.to_seq and request.to_seq < request.from_seq):
+            return p.encode(p.SessionRejected(code="bad_request",
+                                              text=p.SESSION_REJECTS["bad_request"]))
+        upto = min(request.to_seq or last, last)
+        i = bisect.bisect_left(self.seqs, request.from_seq)
+        j = bisect.bisect_right(self.seqs, upto)
+        chosen = self.messages[i:min(j, i + request.limit)]
+        more = i + request.limit < j
+        through = chosen[-1].seq if more else max(upto, request.from_seq - 1)
+        return p.encode(p.Replay(messages=chosen, through=through, more=more))
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+def write_endpoints(path: str | os.PathLike, feed: str, data: str, server_public_key: str) -> Path:
+    """Write ``endpoints.json`` (as `lotex serve` does) for `lotex watch --data`."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "endpoints.json"
+    target.write_text(json.dumps({"broker": "", "operator": "", "feed": feed, "data": data,
+                                  "server_public_key": server_public_key,
+                                  "pid": os.getpid()}, indent=2) + "\n")
+    return target
+
+
+def replay(source: Source, publisher: Publisher, *, speed: float | None = 1.0,
+           from_seq: int = 1, to_seq: int = 0, max_gap: float = 5.0, limit: int = 0,
+           data: DataService | None = None, sleep: Any = None) -> Sent:
+    """Publish the public events of entries ``from_seq..to_seq`` as Market messages.
+
+    ``speed`` None: as fast as possible; else recorded gaps / speed, each at
+    most ``max_gap`` s. ``limit`` > 0 stops after that many messages."""
+    sent = Sent()
+    prev = 0
+    last_ts: int | None = None
+    due = time.monotonic()
+    wait = sleep or _wait(data)
+    for _, entry in source.entries(from_seq, label="publishing"):
+        env = entry.env
+        if to_seq and env.seq > to_seq:
+            break
+        public = [event for event in entry.events if not event.to]
+        if not public:
+            continue
+        if speed is not None and last_ts is not None:
+            gap = max(0, env.ts - last_ts) / NS / speed
+            due += min(gap, max_gap)
+            wait(due - time.monotonic())
+        elif data is not None:
+            data.serve(0)
+        last_ts = env.ts
+        market = p.Market(seq=env.seq, prev=prev, ts=env.ts, events=public)
+        publisher.send(p.encode(market))
+        if data is not None:
+            data.published(market)
+        prev = env.seq
+        sent.messages += 1
+        sent.events += len(public)
+        sent.last_seq = env.seq
+        if limit and sent.messages >= limit:
+            break
+    publisher.send(p.encode(p.FeedHeartbeat(seq=prev, ts=last_ts or 0)))
+    return sent
+
+
+def _wait(data: DataService | None) -> Any:
+    def wait(seconds: float) -> None:
+        if seconds <= 0:
+            if data is not None:
+                data.serve(0)
+            return
+        if data is not None:
+            data.serve(seconds)
+        else:
+            time.sleep(seconds)
+    return wait
