@@ -155,11 +155,13 @@ def register(subparsers: Any) -> None:
     whatif.add_argument("bids", metavar="BIDS.csv|DIR", help="a bid CSV or a lotex journal")
     whatif.add_argument("--rules", default="english",
                         choices=("english", "english-soft-close", "vickrey", "first-price"))
-    whatif.add_argument("--increments", default="ebay2003",
+    whatif.add_argument("--increments", default=None,
                         help="increment table: ebay2003, otba, or 'lot' (a journal lot's own; "
                              "default ebay2003 for a CSV, lot for a journal)")
-    whatif.add_argument("--soft-window", type=int, default=5, help="minutes (default 5)")
-    whatif.add_argument("--soft-extend", type=int, default=5, help="minutes (default 5)")
+    whatif.add_argument("--soft-window", type=int, default=None,
+                        help="soft-close window, minutes (default: a journal lot's own, else 5)")
+    whatif.add_argument("--soft-extend", type=int, default=None,
+                        help="soft-close extension, minutes (default: a journal lot's own, else 5)")
     whatif.add_argument("--limit", type=int, default=0, help="only the first N auctions")
     _format(whatif)
     whatif.set_defaults(run=run_whatif)

@@ -1,0 +1,235 @@
+"""What if the auctions had run under other rules? Re-run them through the real engine.
+
+Two inputs:
+
+- a bid CSV in the layout of the eBay data set (``auctionid, bid, bidtime,
+  bidder, bidderrate, openbid, price, item, auction_type``; see
+  tests/data/ebay-auctions/README.md): each auction goes through
+  `exchange.ebay` (its own fresh engine, the recorded bids at their times);
+- a lotex journal: every English or sealed-bid lot of the recorded sessions
+  is set up again in a fresh engine with its own terms (starting bid,
+  reserve, Ask, schedule, increments unless others are asked for) under the
+  chosen rules, and the bids that were placed on it (accepted or not) are
+  sent again at their recorded times (sealed withdrawals too). The recorded
+  price is the one the lot's auction gave (hammer at the close or at the
+  Ask); a lot that passed has none. Dutch, reverse and bid-ask lots have no
+  bids that another rule could read and are listed as skipped.
+
+For each auction: the recorded price and the price under the rules
+(empty: no sale), and whether they agree to the cent. The last line reads
+``reproduced N of M closing prices``. O(bids) per auction.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from exchange import ebay
+from exchange.commands import (CreateLot, CreateSession, IssuePaddle, PlaceBid, RegisterParty,
+                               ReviewCredit, ScheduleLot, VetLot, WithdrawBid)
+from exchange.driver import Driver
+from exchange.errors import MAX_INT
+from exchange.events import CommandRejected
+from exchange.increments import TABLES
+from replay.source import ReplayError, Source
+
+COLUMNS = ["auction", "item", "bids", "recorded", "price", "difference", "reproduced",
+           "refused", "note"]
+MONEY = ("recorded", "price", "difference")
+MINUTE = 60 * 10**9
+RERUNNABLE = ("english", "sealed_first", "sealed_second")
+
+
+@dataclass
+class Report:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    reproduced: int = 0
+    total: int = 0
+
+    @property
+    def summary(self) -> str:
+        return f"reproduced {self.reproduced} of {self.total} closing prices"
+
+    def add(self, auction: str, item: str, bids: int, recorded: int | None, price: int | None,
+            refused: int, note: str = "") -> None:
+        same = recorded == price
+        self.rows.append(dict(auction=auction, item=item, bids=bids, recorded=recorded,
+                              price=price, reproduced=same, refused=refused, note=note or None,
+                              difference=price - recorded if price is not None
+                              and recorded is not None else None))
+        self.total += 1
+        self.reproduced += same
+
+
+def run_path(path: str | os.PathLike, *, rules: str = "english", increments: str | None = None,
+             soft_window_min: int | None = None, soft_extend_min: int | None = None,
+             limit: int = 0) -> Report:
+    """Re-run a bid CSV or a lotex journal (a directory) under ``rules``. Soft
+    close (english-soft-close): the given window and extension in minutes; by
+    default a journal lot's own, else 5 and 5."""
+    if rules not in ebay.RULES:
+        raise ReplayError(f"unknown rules {rules!r}; choose from {', '.join(ebay.RULES)}")
+    if Path(path).is_dir():
+        return run_journal(Source.open(path), rules=rules, increments=increments or "lot",
+                           limit=limit,
+                           soft_window=None if soft_window_min is None else soft_window_min * MINUTE,
+                           soft_extend=None if soft_extend_min is None else soft_extend_min * MINUTE)
+    options = dict(soft_window=(5 if soft_window_min is None else soft_window_min) * MINUTE,
+                   soft_extend=(5 if soft_extend_min is None else soft_extend_min) * MINUTE)
+    increments = increments or "ebay2003"
+    if increments not in TABLES:
+        raise ReplayError(f"unknown increment table {increments!r}; known: "
+                          f"{', '.join(sorted(TABLES))}")
+    return run_csv(path, rules=rules, increments=increments, limit=limit, **options)
+
+
+def run_csv(path: str | os.PathLike, *, rules: str, increments: str, limit: int = 0,
+            **options: int) -> Report:
+    """Re-run every auction of an eBay-layout CSV through `exchange.ebay`."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise ReplayError(f"cannot read {path}: {exc}") from None
+    try:
+        auctions = ebay.auctions_from_rows(rows)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ReplayError(f"{path} is not in the eBay bid layout (auctionid, bid, bidtime, "
+                          f"bidder, openbid, price, item, auction_type): {exc}") from None
+    if limit:
+        auctions = auctions[:limit]
+    report = Report()
+    for auction in auctions:
+        outcome = ebay.run(auction, rules, increments, **options)
+        report.add(auction.auction_id, auction.item, len(auction.bids), outcome.recorded,
+                   outcome.price, outcome.bids_refused)
+    return report
+
+
+# --------------------------------------------------------------------------
+# a lotex journal
+# --------------------------------------------------------------------------
+
+@dataclass
+class _Lot:
+    serial: str
+    terms: Any = None
+    reserve: int = 0
+    opened: Any = None              # the first LotOpened
+    recorded: int | None = None
+    how: str = ""
+    bids: list[tuple[int, str, int, int]] = field(default_factory=list)  # (ts, kind, paddle, amount)
+
+
+def _collect(source: Source) -> dict[str, _Lot]:
+    lots: dict[str, _Lot] = {}
+    for _, entry in source.entries(label="reading bids"):
+        env = entry.env
+        cmd = env.cmd
+        for event in entry.events:
+            name = type(event).__name__
+            if name == "LotCreated":
+                lot = lots.setdefault(event.serial, _Lot(event.serial))
+                lot.terms, lot.reserve = event.terms, event.reserve
+            elif name == "LotScheduled" and event.serial in lots:
+                lots[event.serial].terms = event.terms
+            elif name == "LotOpened" and event.serial in lots and lots[event.serial].opened is None:
+                lots[event.serial].opened = event
+            elif name == "LotAwarded" and event.serial in lots:
+                lot = lots[event.serial]
+                if not lot.how:
+                    lot.how = event.how
+                    if event.how in ("auction", "ask"):
+                        lot.recorded = event.hammer
+        serial = getattr(cmd, "serial", None)
+        if serial in lots:
+            lot = lots[serial]
+            if type(cmd) is PlaceBid and lot.opened is not None:
+                lot.bids.append((env.ts, "bid", cmd.paddle, cmd.amount))
+            elif type(cmd) is WithdrawBid and lot.opened is not None:
+                lot.bids.append((env.ts, "withdraw", cmd.paddle, 0))
+    return lots
+
+
+def run_journal(source: Source, *, rules: str, increments: str = "lot", limit: int = 0,
+                soft_window: int | None = None, soft_extend: int | None = None,
+                hard_extra: int = 60 * MINUTE) -> Report:
+    """Re-run the English and sealed-bid lots of a journal under ``rules``."""
+    if increments not in TABLES and increments != "lot":
+        raise ReplayError(f"unknown increment table {increments!r}; known: "
+                          f"{', '.join(sorted(TABLES))}, lot")
+    report = Report()
+    done = 0
+    for lot in _collect(source).values():
+        if lot.terms is None or lot.opened is None:
+            continue
+        if limit and done >= limit:
+            break
+        done += 1
+        if lot.terms.mechanism not in RERUNNABLE:
+            report.rows.append(dict(auction=lot.serial, item=lot.terms.title, bids=len(lot.bids),
+                                    recorded=lot.recorded,
+                                    note=f"skipped: {lot.terms.mechanism} bids do not carry over"))
+            continue
+        price, refused = _rerun(lot, rules, increments, soft_window, soft_extend, hard_extra)
+        report.add(lot.serial, lot.terms.title,
+                   sum(1 for bid in lot.bids if bid[1] == "bid"), lot.recorded, price, refused,
+                   note=f"recorded {lot.terms.mechanism}"
+                        + (f", sold by {lot.how}" if lot.how and lot.recorded is None else ""))
+    return report
+
+
+def _rerun(lot: _Lot, rules: str, increments: str, soft_window: int | None,
+           soft_extend: int | None, hard_extra: int) -> tuple[int | None, int]:
+    """Run one lot again in a fresh engine; return (hammer or None, bids refused)."""
+    opened = lot.opened
+    soft = rules == "english-soft-close"
+    own = lot.terms.soft_window and lot.terms.soft_extend
+    if soft_window is None:
+        soft_window = lot.terms.soft_window if own else 5 * MINUTE
+    if soft_extend is None:
+        soft_extend = lot.terms.soft_extend if own else 5 * MINUTE
+    closes = lot.terms.closes_at
+    hard_end = max(lot.terms.hard_end, closes + hard_extra) if soft else closes
+    terms = msgspec.structs.replace(
+        lot.terms, mechanism=ebay.MECHANISM[rules],
+        increments=lot.terms.increments if increments == "lot" else increments,
+        opens_at=opened.opens_at, closes_at=closes, hard_end=hard_end,
+        soft_window=soft_window if soft else 0, soft_extend=soft_extend if soft else 0,
+        negotiation_window=0)
+    setup = opened.opens_at - MINUTE
+    d = Driver(start_ts=setup)
+    d.ok(CreateSession(session="whatif", name=f"what if: {lot.serial}",
+                       currency=terms.currency), ts=setup)
+    seller = d.ok(RegisterParty(name="(seller)"), actor="whatif", role="broker")[0].party
+    d.ok(ReviewCredit(party=seller, approved=True, credit_limit=MAX_INT, currency=terms.currency,
+                      agreement_version="whatif"))
+    paddles: dict[int, int] = {}
+    for _, _, paddle, _ in lot.bids:
+        if paddle in paddles:
+            continue
+        party = d.ok(RegisterParty(name=f"paddle {paddle}"), actor="whatif", role="broker")[0].party
+        d.ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
+                          currency=terms.currency, agreement_version="whatif"))
+        paddles[paddle] = d.ok(IssuePaddle(session="whatif", party=party))[0].paddle
+    d.ok(CreateLot(serial=lot.serial, session="whatif", seller=seller, terms=terms,
+                   reserve=lot.reserve), actor="whatif", role="broker")
+    d.ok(VetLot(serial=lot.serial, score=0, approved=True))
+    d.ok(ScheduleLot(serial=lot.serial))
+    refused = 0
+    for ts, kind, paddle, amount in lot.bids:
+        cmd = (PlaceBid(serial=lot.serial, paddle=paddles[paddle], amount=amount) if kind == "bid"
+               else WithdrawBid(serial=lot.serial, paddle=paddles[paddle]))
+        events = d.send(cmd, actor="whatif", role="broker", ts=max(ts, setup))
+        refused += any(type(event) is CommandRejected for event in events)
+    d.tick(hard_end)
+    sale = d.engine.state.lots[lot.serial].sale
+    if sale is None:
+        return None, refused
+    return sale.hammer, refused
