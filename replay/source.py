@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -156,6 +157,14 @@ def parse_time(text: str, tz: datetime.tzinfo = UTC) -> int:
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
+    fraction_ns = 0
+    match = _FRACTION.search(text)
+    if match:                                    # keep every digit, up to ns, exactly
+        digits = match.group(1)
+        if len(digits) > 9:
+            raise ReplayError(f"{text!r} has more than nine decimals of a second")
+        fraction_ns = int(digits.ljust(9, "0"))
+        text = text[:match.start()] + text[match.end():]
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -164,7 +173,10 @@ def parse_time(text: str, tz: datetime.tzinfo = UTC) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     delta = moment - datetime.datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * NS + delta.microseconds * 1_000
+    return (delta.days * 86_400 + delta.seconds) * NS + fraction_ns
+
+
+_FRACTION = re.compile(r"(?<=:\d\d)\.(\d+)")
 
 
 def format_time(ts: int, tz: datetime.tzinfo = UTC) -> str:
