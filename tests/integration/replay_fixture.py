@@ -49,8 +49,8 @@ def record_random(data_dir: Path, seed: int, commands: int, *, snapshot_every: i
         for n in range(12):
             serial = f"R-{n}"
             mechanism = MECHANISMS[n % len(MECHANISMS)]
-            opens = T0 + rng.randrange(1, 30) * MINUTE
-            closes = opens + rng.randrange(20, 240) * MINUTE
+            opens = T0 + rng.randrange(1, 600) * MINUTE
+            closes = opens + rng.randrange(120, 3_000) * MINUTE
             terms = LotTerms(title=f"lot {n}", mechanism=mechanism, starting_bid=10_000,
                              increments="ebay2003", opens_at=opens, closes_at=closes,
                              hard_end=closes + 30 * MINUTE,

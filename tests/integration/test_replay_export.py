@@ -1,0 +1,172 @@
+"""`lotex replay export`: SQLite and CSV round trips (rows = events), LOBSTER files."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from exchange import market
+from exchange.codec import decode_entry
+from gateway.cli import main
+from recorder import layout
+from recorder.journal import read_journal
+from recorder.store import table_of
+from exchange.events import EVENT_TYPES
+from replay.lobster import BookMismatch, OrderBookRebuilder
+from replay.sample import record_sample
+from replay.source import Source
+from tests.integration.replay_fixture import record_random
+
+SEED = int(os.environ.get("LOTEX_REPLAY_SEED", "20260302"))
+TABLE = {t.__name__: table_of(t) for t in EVENT_TYPES}
+
+
+def journal_counts(data_dir, public: bool = False) -> tuple[int, Counter]:
+    entries = 0
+    counts: Counter = Counter()
+    for rec in read_journal(layout.journal_dir(data_dir)):
+        entries += 1
+        for event in decode_entry(rec.payload).events:
+            if public and event.to:
+                continue
+            counts[type(event).__name__] += 1
+    return entries, counts
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("sample")
+    record_sample(data)
+    return data
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_sqlite_round_trip_has_a_row_per_event(sample_dir, tmp_path, public, capsys):
+    db = tmp_path / "out.sqlite"
+    args = ["replay", "export", str(sample_dir), "--sqlite", str(db)] + (["--public"] if public else [])
+    assert main(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    entries, counts = journal_counts(sample_dir, public)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == sum(counts.values())
+        by_type = dict(conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type").fetchall())
+        assert by_type == dict(counts)
+        for name in TABLE:      # one table per kind of event, one row per event of that kind
+            assert conn.execute(f'SELECT COUNT(*) FROM "{TABLE[name]}"').fetchone()[0] == \
+                counts.get(name, 0), name
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if public:
+            assert "commands" not in names
+            assert counts["LotSold"] == 0 and counts["BidConfirmed"] == 0
+        else:
+            assert conn.execute("SELECT COUNT(*) FROM commands").fetchone()[0] == entries
+            assert conn.execute("SELECT COUNT(*) FROM rejections").fetchone()[0] == 1
+        # the LOBSTER tables: ULR-1 has 8 book messages (see the CSV test)
+        assert conn.execute("SELECT COUNT(*) FROM lobster_message WHERE instrument = 'ULR-1'"
+                            ).fetchone()[0] == 8
+        assert conn.execute("SELECT COUNT(*) FROM lobster_orderbook WHERE instrument = 'ULR-1'"
+                            ).fetchone()[0] == 8
+    finally:
+        conn.close()
+
+
+def test_export_refuses_to_overwrite_another_database(sample_dir, tmp_path, capsys):
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE precious (x)")
+    conn.commit()
+    conn.close()
+    assert main(["replay", "export", str(sample_dir), "--sqlite", str(other)]) == 2
+    assert "not a lotex analyst store" in capsys.readouterr().err
+    # re-exporting over an analyst store replaces it
+    db = tmp_path / "store.sqlite"
+    assert main(["replay", "export", str(sample_dir), "--sqlite", str(db)]) == 0
+    assert main(["replay", "export", str(sample_dir), "--sqlite", str(db)]) == 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM commands").fetchone()[0] == 77
+    conn.close()
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_csv_round_trip_and_the_lobster_pair(sample_dir, tmp_path):
+    out = tmp_path / "csv"
+    assert main(["replay", "export", str(sample_dir), "--csv", str(out), "--levels", "2"]) == 0
+    entries, counts = journal_counts(sample_dir)
+    events = read_csv(out / "events.csv")
+    assert events[0][:2] == ["seq", "n"] and len(events) - 1 == sum(counts.values())
+    for name, table in TABLE.items():
+        assert len(read_csv(out / f"{table}.csv")) - 1 == counts.get(name, 0), name
+    assert len(read_csv(out / "commands.csv")) - 1 == entries
+    # The units book by hand (OPEN = 3600 s after midnight; prices x 100):
+    #  +40m 101 sells 300@5.00 (order of seq 59), +41m 200@5.20 (60), +42m 102 buys
+    #  100@4.80 (61), +43m 103 buys 150@5.00: executes 150 of 59, +44m 104 buys 250@5.20:
+    #  executes 150 of 59 and 100 of 60, +45m 105 buys 50@4.90 (64), +50m 61 deleted.
+    messages = read_csv(out / "lobster" / "ULR-1_message_2.csv")
+    assert messages == [
+        ["6000.000000000", "1", "59", "300", "50000", "-1"],
+        ["6060.000000000", "1", "60", "200", "52000", "-1"],
+        ["6120.000000000", "1", "61", "100", "48000", "1"],
+        ["6180.000000000", "4", "59", "150", "50000", "-1"],
+        ["6240.000000000", "4", "59", "150", "50000", "-1"],
+        ["6240.000000000", "4", "60", "100", "52000", "-1"],
+        ["6300.000000000", "1", "64", "50", "49000", "1"],
+        ["6600.000000000", "3", "61", "100", "48000", "1"],
+    ]
+    books = read_csv(out / "lobster" / "ULR-1_orderbook_2.csv")
+    assert len(books) == len(messages)
+    assert books[3] == ["50000", "150", "48000", "100", "52000", "200", "-9999999999", "0"]
+    assert books[-1] == ["52000", "100", "49000", "50", "9999999999", "0", "-9999999999", "0"]
+    patent = read_csv(out / "lobster" / "PAT-BA_message_2.csv")
+    assert [row[1] for row in patent] == ["1", "1", "1", "4", "3", "3", "7"]   # sold, then closed
+
+
+def test_public_lobster_has_the_same_books_without_order_ids(sample_dir, tmp_path):
+    out = tmp_path / "public"
+    assert main(["replay", "export", str(sample_dir), "--csv", str(out), "--levels", "2",
+                 "--public"]) == 0
+    full = tmp_path / "full"
+    assert main(["replay", "export", str(sample_dir), "--csv", str(full), "--levels", "2"]) == 0
+    name = "ULR-1_orderbook_2.csv"
+    assert read_csv(out / "lobster" / name) == read_csv(full / "lobster" / name)
+    messages = read_csv(out / "lobster" / "ULR-1_message_2.csv")
+    assert {row[2] for row in messages} == {"0"}
+    assert not (out / "commands.csv").exists()
+    assert len(read_csv(out / "ev_lot_sold.csv")) == 1          # the header only: private
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_lobster_books_follow_random_streams(tmp_path, offset):
+    """Every entry's rebuilt levels agree with the engine's DepthChanged (checked
+    inside the rebuilder), and the last book row is the engine's final book."""
+    seed = SEED + offset
+    record_random(tmp_path, seed, 3_000)
+    source = Source.open(tmp_path)
+    full, public = OrderBookRebuilder(5), OrderBookRebuilder(5, private=False)
+    for _, entry in source.entries():
+        try:
+            full.fold(entry)
+            public.fold(entry)
+        except BookMismatch as exc:
+            raise AssertionError(f"seed {seed}: {exc}") from None
+    engine = source.rebuild()
+    state = engine.state
+    asks = market.depth(state, "U", "sell", 5)
+    bids = market.depth(state, "U", "buy", 5)
+    expected = []
+    for i in range(5):
+        expected += [asks[i][0] * 100, asks[i][1]] if i < len(asks) else [9_999_999_999, 0]
+        expected += [bids[i][0] * 100, bids[i][1]] if i < len(bids) else [-9_999_999_999, 0]
+    for rebuilder in (full, public):
+        assert list(rebuilder.instruments["U"].books[-1]) == expected, f"seed {seed}"
+    assert len(full.instruments["U"].messages) > 500, f"seed {seed}"
+    kinds = Counter(row[1] for row in full.instruments["U"].messages)
+    assert kinds[1] and kinds[3] and kinds[4] and kinds[7], (seed, kinds)
