@@ -174,15 +174,19 @@ def write_endpoints(path: str | os.PathLike, feed: str, data: str, server_public
 
 def replay(source: Source, publisher: Publisher, *, speed: float | None = 1.0,
            from_seq: int = 1, to_seq: int = 0, max_gap: float = 5.0, limit: int = 0,
-           data: DataService | None = None, sleep: Any = None) -> Sent:
+           data: DataService | None = None, sleep: Any = None,
+           clock: Any = time.monotonic) -> Sent:
     """Publish the public events of entries ``from_seq..to_seq`` as Market messages.
 
     ``speed`` None: as fast as possible; else recorded gaps / speed, each at
-    most ``max_gap`` s. ``limit`` > 0 stops after that many messages."""
+    most ``max_gap`` s, kept on a schedule from the start (no drift).
+    ``limit`` > 0 stops after that many messages. ``sleep(seconds)`` and
+    ``clock()`` may be given (tests); by default the data service is served
+    while waiting."""
     sent = Sent()
     prev = 0
     last_ts: int | None = None
-    due = time.monotonic()
+    due = clock()
     wait = sleep or _wait(data)
     for _, entry in source.entries(from_seq, label="publishing"):
         env = entry.env
@@ -194,7 +198,7 @@ def replay(source: Source, publisher: Publisher, *, speed: float | None = 1.0,
         if speed is not None and last_ts is not None:
             gap = max(0, env.ts - last_ts) / NS / speed
             due += min(gap, max_gap)
-            wait(due - time.monotonic())
+            wait(due - clock())
         elif data is not None:
             data.serve(0)
         last_ts = env.ts

@@ -1,0 +1,140 @@
+"""`lotex replay feed`: the recorded public events re-published in the live framing."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+
+from exchange.codec import decode_entry
+from gateway import protocol as p
+from gateway.cli import main
+from gateway.client import FeedClient
+from gateway.keys import ClientKey, initialise
+from recorder import layout
+from recorder.journal import read_journal
+from replay import feed
+from replay.sample import record_sample
+from replay.source import Source
+
+NS = 10**9
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("sample")
+    record_sample(data)
+    initialise(data)
+    return data
+
+
+def public_entries(data_dir):
+    out = []
+    for rec in read_journal(layout.journal_dir(data_dir)):
+        entry = decode_entry(rec.payload)
+        public = [event for event in entry.events if not event.to]
+        if public:
+            out.append((entry.env.seq, entry.env.ts, public))
+    return out
+
+
+def receive_all(sub, timeout_ms=5_000):
+    got = []
+    while sub.poll(timeout_ms, zmq.POLLIN):
+        message = p.feed_decoder.decode(sub.recv())
+        got.append(message)
+        if type(message) is p.FeedHeartbeat:
+            break
+    return got
+
+
+def test_the_feed_repeats_every_public_event_as_the_live_feed_would(sample_dir):
+    publisher = feed.Publisher("tcp://127.0.0.1:0")
+    sub = publisher.context.socket(zmq.SUB)
+    sub.linger = 0
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(publisher.endpoint)
+    try:
+        assert publisher.wait_for_subscriber(10)
+        sent = feed.replay(Source.open(sample_dir), publisher, speed=None)
+        got = receive_all(sub)
+    finally:
+        sub.close(linger=0)
+        publisher.close()
+    expected = public_entries(sample_dir)
+    markets = [m for m in got if type(m) is p.Market]
+    assert [(m.seq, m.ts, m.events) for m in markets] == expected
+    assert [m.prev for m in markets] == [0] + [m.seq for m in markets[:-1]]
+    assert type(got[-1]) is p.FeedHeartbeat and got[-1].seq == expected[-1][0]
+    assert (sent.messages, sent.events, sent.last_seq) == (
+        len(expected), sum(len(e) for _, _, e in expected), expected[-1][0])
+    assert not any(event.to for m in markets for event in m.events)
+
+
+def test_pacing_follows_the_recorded_gaps_divided_by_the_speed(sample_dir):
+    """Waits are on a schedule from the start: cumulative min(gap / speed, max_gap)."""
+    waits: list[float] = []
+
+    class Sink:
+        def send(self, data):
+            pass
+
+    sent = feed.replay(Source.open(sample_dir), Sink(), speed=10, max_gap=30.0,
+                       sleep=waits.append, clock=lambda: 0.0, from_seq=41, to_seq=48)
+    expected = [(seq, ts) for seq, ts, _ in public_entries(sample_dir) if 41 <= seq <= 48]
+    assert sent.messages == len(expected)
+    due, schedule = 0.0, []
+    for (_, before), (_, after) in zip(expected, expected[1:]):
+        due += min((after - before) / NS / 10, 30.0)
+        schedule.append(due)
+    assert waits == pytest.approx(schedule)
+    assert waits[:3] == pytest.approx([0.0, 30.0, 36.0])   # same time, 5 min / 10, 1 min / 10
+    waits.clear()
+    feed.replay(Source.open(sample_dir), Sink(), speed=1, max_gap=2.0, sleep=waits.append,
+                clock=lambda: 0.0, from_seq=55, limit=4)
+    assert waits == pytest.approx([2.0, 4.0, 6.0])          # 10, 5 and 5 minutes, capped at 2 s
+
+
+def test_lotex_watch_clients_get_snapshots_and_replays(sample_dir, tmp_path):
+    """FeedClient (what `lotex watch` uses) against the replayed feed and its data service."""
+    publisher = feed.Publisher("tcp://127.0.0.1:0")
+    data = feed.DataService(sample_dir / "keys", "tcp://127.0.0.1:0", publisher.context)
+    endpoints = feed.write_endpoints(tmp_path, publisher.endpoint, data.endpoint, data.public_key)
+    assert endpoints.exists()
+    result: dict = {}
+
+    def serve():
+        try:
+            if publisher.wait_for_subscriber(10):
+                result["sent"] = feed.replay(Source.open(sample_dir), publisher, speed=1_000,
+                                             max_gap=0.02, data=data)
+            data.serve(3.0)
+        except BaseException as exc:  # noqa: BLE001  (reported to the test thread)
+            result["error"] = exc
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    key = ClientKey.load(sample_dir / "clients" / "viewer.json")
+    seqs: list[int] = []
+    try:
+        with FeedClient(key, publisher.endpoint, data.endpoint, timeout=5) as client:
+            snap = client.start(settle=0.3)
+            for market in client.updates(timeout=2.0):
+                seqs.append(market.seq)
+    finally:
+        thread.join(15)
+        data.close()
+        publisher.close()
+    assert "error" not in result, result.get("error")
+    expected = [seq for seq, _, _ in public_entries(sample_dir)]
+    assert snap.seq in [0] + expected
+    assert seqs == [seq for seq in expected if seq > snap.seq]
+    assert data.answered >= 1
+
+
+def test_feed_cli_is_bounded(sample_dir, capsys):
+    assert main(["replay", "feed", str(sample_dir), "--fast", "--wait", "0", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "published 5 messages" in out and "snapshot and replay service on tcp://127.0.0.1:" in out
+    assert main(["replay", "feed", str(sample_dir), "--speed", "0"]) == 2

@@ -1,0 +1,92 @@
+"""`lotex whatif`: bid histories re-run under other rules through the real engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from replay import whatif
+from replay.sample import record_sample
+
+EBAY = Path(__file__).resolve().parent.parent / "data" / "ebay-auctions" / "auction.csv"
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("sample")
+    record_sample(data)
+    return data
+
+
+def test_english_with_ebay_increments_reproduces_at_least_94_percent(capsys):
+    assert main(["whatif", str(EBAY), "--rules", "english", "--increments", "ebay2003"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    last = lines[-1].split()
+    assert last[0] == "reproduced" and last[2:] == ["of", "628", "closing", "prices"], lines[-1]
+    reproduced = int(last[1])
+    assert reproduced * 100 >= 94 * 628, lines[-1]
+    assert len(lines) == 1 + 628 + 1                     # header, one row per auction, summary
+    first = lines[1].split()
+    assert first[:6] == ["1638893549", "Cartier", "wristwatch", "5", "177.50", "177.50"], lines[1]
+
+
+def test_other_rules_on_the_csv(capsys):
+    report = whatif.run_path(EBAY, rules="vickrey", increments="ebay2003", limit=40)
+    first = whatif.run_path(EBAY, rules="first-price", increments="ebay2003", limit=40)
+    assert report.total == first.total == 40
+    for second_row, first_row in zip(report.rows, first.rows):
+        if second_row["price"] is not None:
+            assert second_row["price"] <= first_row["price"], second_row["auction"]
+    assert main(["whatif", str(EBAY), "--rules", "english-soft-close", "--limit", "3",
+                 "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("auction,item,bids,recorded,price") and len(out) == 5
+    assert out[-1].startswith("reproduced ") and out[-1].endswith(" of 3 closing prices")
+
+
+def test_whatif_on_a_lotex_journal(sample_dir):
+    """The demo session's English and sealed lots under each rule, by hand:
+    OTBA increments ($30,000) make most sealed amounts too close to bid openly."""
+    def prices(rules):
+        report = whatif.run_path(sample_dir, rules=rules)
+        return {row["auction"]: (row.get("price"), row.get("refused")) for row in report.rows
+                if "skipped" not in (row.get("note") or "")}, report
+
+    english, report = prices("english")
+    # L-ENG hard close at +2h: 104's 150k comes after it; 102 leads at 120k (103 tied later)
+    assert english["L-ENG"] == (12_000_000, 2)
+    # L-SF: 102 25k (price 10k); 103 31k and 105 28k are below 10k + 30k; 102 raises to 30k
+    assert english["L-SF"] == (1_000_000, 2)
+    # L-SS: 104 50k, 105 42k (>= 40k) -> price min(50k, 72k) = 50k; 103 refused, withdraw refused
+    assert english["L-SS"] == (5_000_000, 2)
+    assert english["L-PASS"] == (None, 0) and english["L-NOBID"] == (None, 0)
+    assert report.summary == "reproduced 2 of 5 closing prices"
+    skipped = [row["auction"] for row in report.rows if "skipped" in (row.get("note") or "")]
+    assert skipped == ["L-DUT", "L-BA"]
+    vickrey, _ = prices("vickrey")
+    assert vickrey["L-SF"] == (3_000_000, 0) and vickrey["L-SS"] == (4_200_000, 0)
+    assert vickrey["L-ENG"] == (12_000_000, 1)       # 102 and 103 tie at 120k; 104 too late
+    first, _ = prices("first-price")
+    assert first["L-SF"][0] == 3_100_000 and first["L-SS"][0] == 5_000_000
+    soft, soft_report = prices("english-soft-close")  # the lot's own 10-minute soft close
+    assert soft["L-ENG"] == (15_000_000, 1)
+    short, _ = prices_with(sample_dir, "english-soft-close", soft_window_min=5, soft_extend_min=5)
+    assert short["L-ENG"] == (12_000_000, 2)         # 5 minutes: closed at +2h05 before 104
+
+
+def prices_with(sample_dir, rules, **options):
+    report = whatif.run_path(sample_dir, rules=rules, **options)
+    return {row["auction"]: (row.get("price"), row.get("refused")) for row in report.rows}, report
+
+
+def test_whatif_cli_errors(sample_dir, tmp_path, capsys):
+    assert main(["whatif", str(EBAY), "--increments", "nope"]) == 2
+    assert "unknown increment table" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["whatif", str(bad)]) == 2
+    assert "eBay bid layout" in capsys.readouterr().err
+    assert main(["whatif", str(sample_dir), "--rules", "vickrey"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "reproduced 3 of 5 closing prices"
