@@ -399,3 +399,58 @@ def test_times_parse_and_print_exactly():
     assert parse_time(str(T0)) == T0
     assert format_time(T0 + 1) == "2026-03-02T00:00:00.000000001Z"
     assert format_time(T0, zone("America/New_York")) == "2026-03-01T19:00:00-05:00"
+
+
+# --------------------------------------------------------------------------
+# progress bar: on a terminal only
+# --------------------------------------------------------------------------
+
+class FakeTerminal:
+    """A stderr that says it is a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.parts = []
+
+    def write(self, text):
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+    @property
+    def text(self):
+        return "".join(self.parts)
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    from replay import progress
+    monkeypatch.delenv("LOTEX_PROGRESS", raising=False)
+    assert not progress.wanted(10**6)                  # pytest's stderr is not a terminal
+    terminal = FakeTerminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert progress.wanted(10**6) and not progress.wanted(10)
+    bar = progress.Progress("replaying", 100_000)
+    for _ in range(100_000):
+        bar.advance()
+    bar.close()
+    assert "replaying" in terminal.text
+    monkeypatch.setenv("LOTEX_PROGRESS", "0")
+    assert not progress.wanted(10**6)
+
+
+def test_piped_output_is_only_the_report(sample, capsys):
+    assert main(["replay", "check", sample.data_dir]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.count("\n") == 1
+
+
+def test_replay_without_an_action_prints_usage(capsys):
+    assert main(["replay"]) == 2
+    out = capsys.readouterr().out
+    for action in ("state", "history", "results", "check", "export", "comparables", "chart",
+                   "feed"):
+        assert action in out
