@@ -56,7 +56,7 @@ def test_the_sample_session_replays_byte_identical(sample_dir, capsys):
 @pytest.mark.parametrize("offset", [0, 1, 2])
 def test_random_streams_replay_byte_identical(tmp_path, offset):
     seed = SEED + offset
-    counts = record_random(tmp_path, seed, 4_000, snapshot_every=900, segment_bytes=256 << 10)
+    counts = record_random(tmp_path, seed, 10_000, snapshot_every=2_500, segment_bytes=512 << 10)
     source = Source.open(tmp_path)
     assert len(list(layout.journal_dir(tmp_path).glob("*.seg"))) > 1, "several segments"
     audit = check(source)

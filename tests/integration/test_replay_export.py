@@ -148,7 +148,7 @@ def test_lobster_books_follow_random_streams(tmp_path, offset):
     """Every entry's rebuilt levels agree with the engine's DepthChanged (checked
     inside the rebuilder), and the last book row is the engine's final book."""
     seed = SEED + offset
-    record_random(tmp_path, seed, 3_000)
+    record_random(tmp_path, seed, 8_000)
     source = Source.open(tmp_path)
     full, public = OrderBookRebuilder(5), OrderBookRebuilder(5, private=False)
     for _, entry in source.entries():
