@@ -324,8 +324,13 @@ class Client:
     # -- I/O ------------------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
+        """Send without blocking; when the gateway is unreachable the message is
+        dropped here and pending requests go again at the next resend."""
         assert self.socket is not None, "connect() first"
-        self.socket.send(data)
+        try:
+            self.socket.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            return
         self.session.last_out = time.monotonic()
 
     def _pump(self, deadline: float, once: bool = False) -> bool:
@@ -470,7 +475,10 @@ class AsyncClient:
 
     async def _send(self, data: bytes) -> None:
         assert self.socket is not None
-        await self.socket.send(data)
+        try:
+            await self.socket.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            return
         self.session.last_out = time.monotonic()
 
     def _settle(self) -> None:
@@ -606,7 +614,10 @@ class FeedClient:
         self.close()
 
     def _ask(self, request: Any) -> Any:
-        self.data.send(p.encode(request))
+        try:
+            self.data.send(p.encode(request), zmq.NOBLOCK)
+        except zmq.Again:
+            raise ClientError("the snapshot service is not reachable") from None
         if not self.data.poll(int(self.timeout * 1000), zmq.POLLIN):
             raise ClientError("no answer from the snapshot service in time")
         reply = p.data_reply_decoder.decode(self.data.recv())
@@ -646,11 +657,12 @@ class FeedClient:
         if state.covered < 0:
             raise ClientError("call start() first")
         wait = self.timeout if timeout is None else timeout
+        idle_until = time.monotonic() + wait
         sent = 0
         while max_messages is None or sent < max_messages:
             if state.buffer:
                 msg = state.buffer.pop(0)
-            elif self.sub.poll(int(wait * 1000), zmq.POLLIN):
+            elif self.sub.poll(max(0, int((idle_until - time.monotonic()) * 1000)), zmq.POLLIN):
                 msg = p.feed_decoder.decode(self.sub.recv())
             else:
                 return
@@ -671,6 +683,7 @@ class FeedClient:
             state.covered = msg.seq
             sent += 1
             yield msg
+            idle_until = time.monotonic() + wait
 
 
 class AsyncFeedClient:
@@ -698,7 +711,10 @@ class AsyncFeedClient:
         self.context.term()
 
     async def _ask(self, request: Any) -> Any:
-        await self.data.send(p.encode(request))
+        try:
+            await self.data.send(p.encode(request), zmq.NOBLOCK)
+        except zmq.Again:
+            raise ClientError("the snapshot service is not reachable") from None
         data = await asyncio.wait_for(self.data.recv(), self.timeout)
         reply = p.data_reply_decoder.decode(data)
         if type(reply) is p.SessionRejected:
@@ -732,14 +748,18 @@ class AsyncFeedClient:
     async def updates(self, timeout: float | None = None) -> AsyncIterator[p.Market]:
         state = self.state
         wait = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        idle_until = loop.time() + wait
         while True:
             if state.buffer:
                 msg = state.buffer.pop(0)
             else:
                 try:
-                    msg = p.feed_decoder.decode(await asyncio.wait_for(self.sub.recv(), wait))
+                    data = await asyncio.wait_for(self.sub.recv(),
+                                                  max(0.0, idle_until - loop.time()))
                 except asyncio.TimeoutError:
                     return
+                msg = p.feed_decoder.decode(data)
             gap = state.gap(msg)
             if gap is not None:
                 self.gaps_recovered += 1
@@ -752,6 +772,7 @@ class AsyncFeedClient:
                 continue
             state.covered = msg.seq
             yield msg
+            idle_until = loop.time() + wait
 
 
 def decode_json_commands(text: str | bytes) -> list[Any]:

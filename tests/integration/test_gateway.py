@@ -1,0 +1,354 @@
+"""The gateway end to end over 127.0.0.1 with CURVE and ZAP: logon, requests
+and results, business and session rejects, notices, idempotency, heartbeats,
+cancel-on-disconnect, the feed with snapshot and gap recovery, the asyncio
+client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import zmq
+
+from exchange.commands import (CreateSession, MassCancel, PlaceBid, PlaceOrder, RegisterParty,
+                               ReviewCredit)
+from gateway import protocol as p
+from gateway.board import Board
+from gateway.client import (AsyncClient, Client, ClientError, Endpoints, FeedClient,
+                            SessionRejectedError)
+from gateway.keys import ClientKey, KeyStore
+from tests.integration.gateway_harness import (build_market, client, gather_notices, raw_dealer,
+                                               recv_message, recv_until, running, wait_for)
+
+
+@pytest.fixture
+def exchange(tmp_path):
+    with running(tmp_path) as server:
+        yield tmp_path, server
+
+
+def test_logon_binds_the_connection_to_the_key_user(exchange):
+    data, _ = exchange
+    with client(data, "b1") as b1:
+        assert b1.session.logged_on.user == "b1"
+        assert b1.session.logged_on.role == "broker"
+        result = b1.ok(RegisterParty(name="Acme Research"))
+        assert result.events[0].broker == "b1"          # from the connection
+        # a body that names another broker does not make the sender that broker
+        refused = b1.request(RegisterParty(name="Mallory", broker="b2"))
+        assert not refused.accepted and refused.code == "not_permitted"
+
+
+def test_request_before_logon_is_refused(exchange):
+    data, _ = exchange
+    context = zmq.Context()
+    try:
+        sock = raw_dealer(data, "b1", "broker", context)
+        sock.send(p.encode(p.Request(client_id="x-1", cmd=RegisterParty(name="A"))))
+        reply = recv_message(sock)
+        assert isinstance(reply, p.SessionRejected)
+        assert reply.code == "not_logged_on" and reply.client_id == "x-1"
+        sock.close()
+    finally:
+        context.term()
+
+
+def test_operator_commands_are_refused_for_broker_keys(exchange):
+    data, _ = exchange
+    with client(data, "b1") as b1:
+        result = b1.request(CreateSession(session="S9", name="not mine"))
+        assert not result.accepted and result.code == "not_permitted"
+        assert "operator" in result.text
+    # and a broker key cannot even connect to the operator socket
+    key = ClientKey.load(data / "clients" / "b1.json")
+    endpoints = Endpoints.load(data)
+    intruder = Client(key, endpoints.operator, timeout=1.0)
+    with pytest.raises(ClientError):
+        intruder.connect()
+    intruder.close()
+
+
+def test_keys_outside_their_socket_or_unknown_are_refused(exchange, tmp_path_factory):
+    data, _ = exchange
+    endpoints = Endpoints.load(data)
+    viewer = ClientKey.load(data / "clients" / "viewer.json")
+    # a viewer has no order socket at all: it may only read market data
+    with pytest.raises(ClientError):
+        Client(viewer, endpoints.broker)
+    operator = ClientKey.load(data / "clients" / "op.json")
+    wrong = Client(operator, endpoints.broker, timeout=1.0)
+    with pytest.raises(ClientError):
+        wrong.connect()
+    wrong.close()
+    # a key pair the server never issued: refused on every socket
+    stranger_dir = tmp_path_factory.mktemp("stranger")
+    store = KeyStore(stranger_dir)
+    store.create_server_keys()
+    path = store.add_user("b1", "broker")
+    stranger = ClientKey.load(path)
+    stranger.server_public_key = operator.server_public_key
+    unknown = Client(stranger, endpoints.broker, timeout=1.0)
+    with pytest.raises(ClientError):
+        unknown.connect()
+    unknown.close()
+    with FeedClient(stranger, endpoints.feed, endpoints.data, timeout=1.0) as feed:
+        with pytest.raises(ClientError):
+            feed.snapshot()
+
+
+def test_business_reject_carries_the_engine_reason(exchange):
+    data, _ = exchange
+    with client(data, "op") as op:
+        result = op.request(ReviewCredit(party=424242, approved=True, credit_limit=1,
+                                         agreement_version="v1"))
+        assert not result.accepted
+        assert result.code == "unknown_party"
+        assert result.text == "no party 424242"
+        assert [type(e).__name__ for e in result.events] == ["CommandRejected"]
+
+
+def test_resend_returns_the_original_result_and_reuse_is_a_duplicate(exchange):
+    data, _ = exchange
+    with client(data, "b1") as b1, client(data, "b2") as b2:
+        first = b1.ok(RegisterParty(name="Acme Research"), client_id="order-7")
+        again = b1.request(RegisterParty(name="Acme Research"), client_id="order-7")
+        assert again.resent and again.seq == first.seq and again.events == first.events
+        with pytest.raises(SessionRejectedError) as refused:
+            b1.request(RegisterParty(name="Something else"), client_id="order-7")
+        assert refused.value.code == "duplicate_client_id"
+        # the same id from another user is that user's own
+        other = b2.ok(RegisterParty(name="Borealis"), client_id="order-7")
+        assert other.seq != first.seq and not other.resent
+        # a rejected command keeps its id too: resent, it is not run again
+        bad = b1.request(ReviewCredit(party=first.seq, approved=True), client_id="order-8")
+        assert not bad.accepted
+        bad_again = b1.request(ReviewCredit(party=first.seq, approved=True),
+                               client_id="order-8")
+        assert bad_again.resent and bad_again.seq == bad.seq and bad_again.code == bad.code
+
+
+@pytest.mark.parametrize("cid", ["", "x" * 65, "has space", "caf\u00e9", "tab\there"])
+def test_bad_client_ids_are_refused(exchange, cid):
+    data, _ = exchange
+    context = zmq.Context()
+    try:
+        sock = raw_dealer(data, "b1", "broker", context)
+        sock.send(p.encode(p.Logon()))
+        assert isinstance(recv_message(sock), p.LogonAccepted)
+        sock.send(p.encode(p.Request(client_id=cid, cmd=RegisterParty(name="A"))))
+        reply = recv_until(sock, p.SessionRejected)
+        assert reply is not None and reply.code == "bad_client_id"
+        sock.close()
+    finally:
+        context.term()
+
+
+def test_private_events_reach_their_owner_and_operators_only(exchange):
+    data, _ = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2, \
+            client(data, "b1") as b1_second:
+        market = build_market(op, b1, b2)
+        for c in (op, b1, b2, b1_second):
+            c.notices()
+        b1.ok(PlaceBid(serial=market.english, paddle=market.paddles["Acme"],
+                       amount=6_000_000))
+        b2.ok(PlaceBid(serial=market.english, paddle=market.paddles["Borealis"],
+                       amount=9_000_000))
+        # b1 hears, privately, that its client's credit hold was released (outbid)
+        acme = market.parties["Acme"]
+        b1_events = gather_notices(b1, lambda evs: any(
+            type(e).__name__ == "CreditChanged" and e.party == acme for e in evs))
+        assert any(type(e).__name__ == "CreditChanged" and e.party == acme
+                   and e.exposure == 0 for e in b1_events)
+        assert all("b1" in e.to for e in b1_events)
+        # b1's second connection hears what b1's first connection caused
+        second = gather_notices(b1_second, lambda evs: any(
+            type(e).__name__ == "BidConfirmed" and e.leading for e in evs))
+        assert any(type(e).__name__ == "BidConfirmed" and e.leading for e in second)
+        assert all("b1" in e.to for e in second)
+        # b2 never hears anything not addressed to b2
+        b2_events = gather_notices(b2, lambda evs: False, timeout=0.5)
+        assert all("b2" in e.to for e in b2_events)
+        # operators hear every private event
+        op_events = gather_notices(op, lambda evs: sum(
+            type(e).__name__ == "BidConfirmed" for e in evs) >= 3)
+        assert {e.paddle for e in op_events if type(e).__name__ == "BidConfirmed"} == \
+            {market.paddles["Acme"], market.paddles["Borealis"]}
+
+
+def test_session_heartbeats_and_expiry(exchange):
+    data, _ = exchange
+    context = zmq.Context()
+    try:
+        sock = raw_dealer(data, "b1", "broker", context)
+        sock.send(p.encode(p.Logon(heartbeat_ms=100)))
+        assert isinstance(recv_message(sock), p.LogonAccepted)
+        # silent client: the server heartbeats, then ends the session after 3 intervals
+        assert recv_until(sock, p.Heartbeat, timeout=5) is not None
+        ended = recv_until(sock, p.LoggedOut, timeout=5)
+        assert ended is not None and ended.reason == "heartbeat timeout"
+        sock.send(p.encode(p.Request(client_id="late-1", cmd=RegisterParty(name="A"))))
+        reply = recv_until(sock, p.SessionRejected, timeout=5)
+        assert reply is not None and reply.code == "not_logged_on"
+        # a heartbeat interval out of range is refused
+        sock.send(p.encode(p.Logon(heartbeat_ms=5)))
+        reply = recv_until(sock, p.SessionRejected, timeout=5)
+        assert reply is not None and reply.code == "bad_heartbeat"
+        sock.close()
+    finally:
+        context.term()
+
+
+def test_logout_ends_the_session(exchange):
+    data, _ = exchange
+    with client(data, "b1") as b1:
+        b1._send(p.encode(p.Logout()))
+        wait_for(lambda: b1.poll(0.05) or b1.session.logged_out is not None, timeout=5)
+        assert b1.session.logged_out == "logout"
+
+
+def test_cancel_on_disconnect_cancels_book_orders_not_auction_bids(exchange):
+    data, _ = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        market = build_market(op, b1, b2)
+        b2_cod = client(data, "b2", cancel_on_disconnect=True, heartbeat_ms=100)
+        assert b2_cod.session.logged_on.cancel_on_disconnect
+        b2_cod.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                             paddle=market.paddles["Borealis"], order=1, side="buy", qty=5,
+                             price=700))
+        b2_cod.ok(PlaceBid(serial=market.english, paddle=market.paddles["Borealis"],
+                           amount=9_000_000))
+        op.notices()
+        b2_cod.socket.close(linger=0)       # vanish without a Logout
+        b2_cod.socket = None
+        b2_cod.close()
+
+        cancelled: list = []
+        wait_for(lambda: cancelled.extend(
+            e for n in op.notices() for e in n.events
+            if type(e).__name__ == "OrderCancelled") or cancelled, timeout=10)
+        assert [(e.paddle, e.order, e.reason) for e in cancelled] == \
+            [(market.paddles["Borealis"], 1, "mass_cancel")]
+        # the auction bid still stands: b2's proxy still beats a lower bid of b1
+        lower = b1.ok(PlaceBid(serial=market.english, paddle=market.paddles["Acme"],
+                               amount=6_000_000))
+        standing = [e for e in lower.events if type(e).__name__ == "BidAccepted"][-1]
+        assert standing.leader == market.paddles["Borealis"]
+        # b2's other connection (no cancel-on-disconnect) keeps its orders
+        b2.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                         paddle=market.paddles["Borealis"], order=2, side="buy", qty=5,
+                         price=600))
+        b2.ok(MassCancel(session="S1"))
+
+
+def test_feed_snapshot_replay_and_gap_recovery(exchange):
+    data, _ = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        early = FeedClient.from_data_dir(data, "viewer")
+        early.start()
+        market = build_market(op, b1, b2)
+        for amount in (3_000_000, 3_500_000, 4_000_000):
+            b1.ok(PlaceBid(serial=market.english, paddle=market.paddles["Acme"],
+                           amount=amount))
+        # a late subscriber: snapshot, then updates above it
+        late = FeedClient.from_data_dir(data, "viewer")
+        snap = late.start(session="S1")
+        assert snap.seq >= 1
+        for order in range(1, 6):
+            b2.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                             paddle=market.paddles["Borealis"], order=order, side="buy",
+                             qty=order, price=400 + order))
+        b2.ok(MassCancel(session="S1"))
+        last_seq = b2.request(RegisterParty(name="Zed")).seq
+
+        full = list(early.updates(timeout=1.0))
+        assert [m.seq for m in full] == sorted({m.seq for m in full})
+        assert all(m.prev < m.seq for m in full)
+        later = list(late.updates(timeout=1.0))
+        assert later and all(m.seq > snap.seq for m in later)
+        # the board from the whole feed equals the board from snapshot + updates
+        whole = Board(session="S1")
+        for m in full:
+            whole.apply(m.events, m.seq)
+        joined = Board(session="S1")
+        joined.apply(snap.events, snap.seq)
+        for m in later:
+            joined.apply(m.events, m.seq)
+        assert whole.lots == joined.lots and whole.books == joined.books
+        assert whole.books[market.instrument].bid == 0        # all cancelled
+
+        # replay of any range equals what was published
+        replayed = late.replay(1, last_seq)
+        assert [m.seq for m in replayed] == [m.seq for m in full]
+        assert [m.events for m in replayed] == [m.events for m in full]
+        assert late.replay(full[3].seq, full[5].seq) == full[3:6]
+
+        # gap: the subscriber misses messages; the next one's prev reveals it
+        gap = FeedClient.from_data_dir(data, "viewer")
+        gap.state.covered = full[1].seq
+        gap.state.buffer = [full[5], full[6]]          # full[2..4] lost
+        recovered = list(gap.updates(timeout=0.2, max_messages=5))
+        assert [m.seq for m in recovered] == [m.seq for m in full[2:7]]
+        assert gap.gaps_recovered == 1
+        # a heartbeat above what we hold is a gap too
+        gap.state.buffer = [p.FeedHeartbeat(seq=full[-1].seq, ts=0)]
+        tail = list(gap.updates(timeout=0.2, max_messages=len(full) - 7))
+        assert [m.seq for m in tail] == [m.seq for m in full[7:]]
+        for feed in (early, late, gap):
+            feed.close()
+
+
+def test_feed_heartbeat_when_idle(exchange):
+    data, _ = exchange
+    endpoints = Endpoints.load(data)
+    context = zmq.Context()
+    try:
+        sub = context.socket(zmq.SUB)
+        sub.linger = 0
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(endpoints.feed)
+        assert sub.poll(5000, zmq.POLLIN)
+        msg = p.feed_decoder.decode(sub.recv())
+        assert isinstance(msg, p.FeedHeartbeat)
+        sub.close()
+    finally:
+        context.term()
+
+
+def test_snapshot_replay_requests_are_validated(exchange):
+    data, _ = exchange
+    with FeedClient.from_data_dir(data, "viewer") as feed:
+        for bad in (p.ReplayRequest(from_seq=0), p.ReplayRequest(from_seq=5, to_seq=2),
+                    p.ReplayRequest(from_seq=1, limit=0)):
+            with pytest.raises(SessionRejectedError) as refused:
+                feed._ask(bad)
+            assert refused.value.code == "bad_request"
+        with pytest.raises(SessionRejectedError) as refused:
+            feed._ask(p.Logon())
+        assert refused.value.code == "invalid_message"
+
+
+def test_async_client(exchange):
+    data, _ = exchange
+
+    async def scenario() -> None:
+        b1 = await AsyncClient.from_data_dir(data, "b1")
+        op = await AsyncClient.from_data_dir(data, "op")
+        try:
+            futures = [await b1.send(RegisterParty(name=f"Client {i}")) for i in range(20)]
+            results = await asyncio.gather(*futures)
+            assert [r.accepted for r in results] == [True] * 20
+            assert len({r.seq for r in results}) == 20
+            await op.ok(ReviewCredit(party=results[0].seq, approved=True,
+                                     credit_limit=10**8, agreement_version="v1"))
+            notice = await asyncio.wait_for(b1.notices().__anext__(), 5)
+            assert type(notice.events[0]).__name__ == "CreditReviewed"
+            again = await b1.request(RegisterParty(name="Client 0"),
+                                     client_id=b1.session.ids.prefix + "-1")
+            assert again.resent and again.seq == results[0].seq
+        finally:
+            await b1.close()
+            await op.close()
+
+    asyncio.run(scenario())
