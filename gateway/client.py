@@ -219,7 +219,12 @@ class Client:
     # -- connection ---------------------------------------------------------------
 
     def connect(self) -> p.LogonAccepted:
-        """Open the socket and log on; return the server's LogonAccepted."""
+        """Open a socket and log on; return the server's LogonAccepted. A
+        socket whose logon failed is replaced: ZeroMQ does not reconnect after
+        the server refused the key, so a new attempt needs a new socket."""
+        if self.socket is not None and self.session.logged_on is None:
+            self.socket.close(linger=0)
+            self.socket = None
         if self.socket is None:
             self.socket = _curve_socket(self.context, zmq.DEALER, self.key)
             self.socket.connect(self.endpoint)
@@ -356,6 +361,11 @@ class Client:
                 self._send(p.encode(p.Heartbeat()))
             if now - session.last_in > 3 * hb:
                 session.last_in = now              # the server went quiet: log on again
+                if session.logged_on is None and self.socket is not None:
+                    self.socket.close(linger=0)    # a refused handshake never reconnects
+                    self.socket = sock = _curve_socket(self.context, zmq.DEALER, self.key)
+                    sock.connect(self.endpoint)
+                session.logged_on = None
                 self._send(session.logon_message())
             elif session.pending:
                 stale = [cid for cid, (_, sent) in session.pending.items()

@@ -12,13 +12,23 @@ import structlog
 _configured = False
 
 
+class _Stderr:
+    """Write to whatever ``sys.stderr`` is at the time (test capture friendly)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(*, json_lines: bool | None = None, level: str = "info") -> None:
     """Configure structlog once for the process (idempotent)."""
     global _configured
     if _configured:
         return
     if json_lines is None:
-        json_lines = not sys.stderr.isatty()
+        json_lines = not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
     renderer = (structlog.processors.JSONRenderer() if json_lines
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
@@ -30,7 +40,7 @@ def configure(*, json_lines: bool | None = None, level: str = "info") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     _configured = True

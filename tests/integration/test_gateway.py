@@ -51,7 +51,7 @@ def test_request_before_logon_is_refused(exchange):
         assert reply.code == "not_logged_on" and reply.client_id == "x-1"
         sock.close()
     finally:
-        context.term()
+        context.destroy(linger=0)
 
 
 def test_operator_commands_are_refused_for_broker_keys(exchange):
@@ -141,7 +141,7 @@ def test_bad_client_ids_are_refused(exchange, cid):
         assert reply is not None and reply.code == "bad_client_id"
         sock.close()
     finally:
-        context.term()
+        context.destroy(linger=0)
 
 
 def test_private_events_reach_their_owner_and_operators_only(exchange):
@@ -197,7 +197,7 @@ def test_session_heartbeats_and_expiry(exchange):
         assert reply is not None and reply.code == "bad_heartbeat"
         sock.close()
     finally:
-        context.term()
+        context.destroy(linger=0)
 
 
 def test_logout_ends_the_session(exchange):
@@ -313,7 +313,7 @@ def test_feed_heartbeat_when_idle(exchange):
         assert isinstance(msg, p.FeedHeartbeat)
         sub.close()
     finally:
-        context.term()
+        context.destroy(linger=0)
 
 
 def test_snapshot_replay_requests_are_validated(exchange):

@@ -1,0 +1,190 @@
+"""A corpus of bad input sent over a real CURVE connection: every message gets
+a session-level reject (undecodable, invalid, not permitted) or a business
+reject (the engine's reason code), or, for an oversize frame, the connection
+is dropped with a log line; a well-behaved broker on another connection is
+served after every single one."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import msgspec
+import pytest
+import zmq
+
+from exchange.commands import PlaceBid, PlaceOrder, RegisterParty, Tick
+from gateway import protocol as p
+from tests.integration.gateway_harness import (build_market, client, raw_dealer, recv_message,
+                                               recv_until, running)
+
+SEED = int(os.environ.get("LOTEX_FUZZ_SEED", "20170905"))
+FUZZ_MESSAGES = 150
+MAX_BYTES = 16384    # the harness's max_message_bytes
+
+enc = msgspec.msgpack.encode
+
+
+def request(cmd: dict, cid: str = "bad-1") -> bytes:
+    return enc({"type": "Request", "client_id": cid, "cmd": cmd})
+
+
+def corpus(paddle_b1: int, paddle_b2: int, lot: str, instrument: str
+           ) -> list[tuple[str, bytes | list[bytes], str]]:
+    """(name, frames, expected) with expected "session:<code>" or "business:<code>"."""
+    good = p.encode(p.Request(client_id="ok-1", cmd=RegisterParty(name="A")))
+    bid = {"type": "PlaceBid", "serial": lot, "paddle": paddle_b1, "amount": 6_000_000}
+    return [
+        ("garbage bytes", b"\xc1\xff\x00garbage\x13\x37", "session:undecodable"),
+        ("empty frame", b"", "session:undecodable"),
+        ("truncated msgpack", good[:-5], "session:undecodable"),
+        ("invalid utf-8", b"\x81\xa4type\xa5Lo\xffon", "session:undecodable"),
+        ("two frames", [good, good], "session:undecodable"),
+        ("a bare integer", enc(42), "session:invalid_message"),
+        ("a list", enc([1, 2, 3]), "session:invalid_message"),
+        ("deep nesting", b"\x91" * 16000 + b"\xc0", "session:invalid_message"),
+        ("unknown message tag", enc({"type": "Explode"}), "session:invalid_message"),
+        ("no type", enc({"client_id": "x", "cmd": {}}), "session:invalid_message"),
+        ("unknown command tag", request({"type": "LaunchMissiles"}), "session:invalid_message"),
+        ("wrong type: client id", enc({"type": "Request", "client_id": 5,
+                                       "cmd": {"type": "RegisterParty", "name": "A"}}),
+         "session:invalid_message"),
+        ("wrong type: amount as string", request({**bid, "amount": "6000000"}),
+         "session:invalid_message"),
+        ("wrong type: float amount", request({**bid, "amount": 6e6}),
+         "session:invalid_message"),
+        ("wrong type: bool paddle", request({**bid, "paddle": True}),
+         "session:invalid_message"),
+        ("missing field", request({"type": "PlaceBid", "serial": lot, "paddle": paddle_b1}),
+         "session:invalid_message"),
+        ("unknown field", request({**bid, "reserve": 1}), "session:invalid_message"),
+        ("bad enum", request({"type": "PlaceOrder", "session": "S1", "instrument": instrument,
+                              "paddle": paddle_b1, "order": 1, "side": "sideways", "qty": 1,
+                              "price": 5}), "session:invalid_message"),
+        ("int beyond 64 bits", request({**bid, "amount": 1e30}), "session:invalid_message"),
+        ("reserved opcode for an int", b"\x83\xa4type\xa7Request\xa9client_id\xa1x\xa3cmd\x84\xa4type"
+                               b"\xa8PlaceBid\xa6serial\xa4EN-1\xa6paddle\x65\xa6amount\xc1",
+         "session:undecodable"),
+        ("Tick from a client", request({"type": "Tick"}), "session:not_permitted"),
+        ("empty client id", request({"type": "RegisterParty", "name": "A"}, cid=""),
+         "session:bad_client_id"),
+        ("long client id", request({"type": "RegisterParty", "name": "A"}, cid="c" * 100),
+         "session:bad_client_id"),
+        ("reload from a broker", enc({"type": "Reload"}), "session:not_permitted"),
+        ("huge amount", request({**bid, "amount": 2**64 - 1}, "huge-1"), "business:out_of_range"),
+        ("huge negative", request({**bid, "amount": -2**63}, "huge-2"), "business:non_positive"),
+        ("zero amount", request({**bid, "amount": 0}, "zero-1"), "business:non_positive"),
+        ("negative amount", request({**bid, "amount": -30000}, "neg-1"), "business:non_positive"),
+        ("zero quantity", request({"type": "PlaceOrder", "session": "S1",
+                                   "instrument": instrument, "paddle": paddle_b1, "order": 9,
+                                   "side": "buy", "qty": 0, "price": 5}, "zq-1"),
+         "business:non_positive"),
+        ("other broker's paddle: bid", request({**bid, "paddle": paddle_b2}, "steal-1"),
+         "business:not_your_paddle"),
+        ("other broker's paddle: order", request({"type": "PlaceOrder", "session": "S1",
+                                                  "instrument": instrument,
+                                                  "paddle": paddle_b2, "order": 1,
+                                                  "side": "buy", "qty": 1, "price": 5},
+                                                 "steal-2"), "business:not_your_paddle"),
+        ("unknown paddle", request({**bid, "paddle": 999999}, "ghost-1"),
+         "business:unknown_paddle"),
+        ("operator command", request({"type": "CreateSession", "session": "X", "name": "x"},
+                                     "op-1"), "business:not_permitted"),
+    ]
+
+
+def check_reply(sock: zmq.Socket, expected: str, name: str) -> None:
+    kind, code = expected.split(":")
+    if kind == "session":
+        reply = recv_until(sock, p.SessionRejected)
+        assert reply is not None and reply.code == code, (name, reply)
+    else:
+        reply = recv_until(sock, p.Result)
+        assert reply is not None and not reply.accepted and reply.code == code, (name, reply)
+
+
+def test_bad_input_corpus_while_a_good_broker_is_served(tmp_path, capsys):
+    with running(tmp_path) as server, client(tmp_path, "op") as op, \
+            client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
+        market = build_market(op, b1, b2)
+        context = zmq.Context()
+        try:
+            sock = raw_dealer(tmp_path, "b1", "broker", context)
+            sock.send(p.encode(p.Logon(heartbeat_ms=5000)))
+            assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+            good_orders = 0
+            items = corpus(market.paddles["Acme"], market.paddles["Borealis"],
+                           market.english, market.instrument)
+            for name, frames, expected in items:
+                if isinstance(frames, list):
+                    sock.send_multipart(frames)
+                else:
+                    sock.send(frames)
+                check_reply(sock, expected, name)
+                # the well-behaved broker is served after every bad message
+                good_orders += 1
+                result = b2.request(PlaceOrder(
+                    session="S1", instrument=market.instrument,
+                    paddle=market.paddles["Borealis"], order=good_orders, side="buy", qty=1,
+                    price=100 + good_orders))
+                assert result.accepted, (name, result)
+
+            # an oversize frame: the connection is dropped, the server goes on
+            sock.send(b"\x00" * (MAX_BYTES + 1))
+            assert recv_message(sock, timeout=1.0) is None
+            assert b2.ok(RegisterParty(name="still served")).accepted
+            # the same key logs on again over a new connection and is served
+            sock.close()
+            sock = raw_dealer(tmp_path, "b1", "broker", context)
+            sock.send(p.encode(p.Logon()))
+            assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+
+            # seeded fuzz: random bytes and mutated valid messages
+            rng = random.Random(SEED)
+            valid = p.encode(p.Request(client_id="fz", cmd=PlaceBid(
+                serial=market.english, paddle=market.paddles["Acme"], amount=6_000_000)))
+            answered = 0
+            for i in range(FUZZ_MESSAGES):
+                if i % 2:
+                    data = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))
+                else:
+                    mutated = bytearray(valid)
+                    for _ in range(rng.randint(1, 4)):
+                        mutated[rng.randrange(len(mutated))] = rng.getrandbits(8)
+                    data = bytes(mutated)
+                sock.send(data)
+                reply = recv_until(sock, (p.SessionRejected, p.Result), timeout=5)
+                assert reply is not None, f"no answer to fuzz message {i} (seed {SEED})"
+                answered += 1
+            assert answered == FUZZ_MESSAGES
+            final = b2.ok(RegisterParty(name="served after the fuzz"))
+            assert final.accepted
+            assert server.failed is None
+            sock.close()
+        finally:
+            context.destroy(linger=0)
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+              if line.startswith("{")]
+    refused = [line for line in logged if line["event"] == "refused"]
+    expected_sessions = sum(1 for _, _, e in items if e.startswith("session:"))
+    assert len(refused) >= expected_sessions
+    assert {line["code"] for line in refused} >= {"undecodable", "invalid_message",
+                                                 "not_permitted", "bad_client_id"}
+    assert any(line["event"] == "connection" and line["what"] == "disconnected"
+               for line in logged)
+
+
+@pytest.mark.parametrize("frames", [[b"\x00" * (MAX_BYTES + 1)],
+                                    [b"x", b"\x00" * (MAX_BYTES + 1)]])
+def test_oversize_before_logon_does_not_hurt_others(tmp_path, frames):
+    with running(tmp_path), client(tmp_path, "b2") as b2:
+        context = zmq.Context()
+        try:
+            sock = raw_dealer(tmp_path, "b1", "broker", context)
+            sock.send_multipart(frames)
+            assert recv_message(sock, timeout=0.5) is None
+            assert b2.ok(RegisterParty(name="fine")).accepted
+            sock.close()
+        finally:
+            context.destroy(linger=0)

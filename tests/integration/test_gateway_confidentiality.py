@@ -1,0 +1,146 @@
+"""Confidentiality rules checked from real clients over real sockets: what a
+competing broker and a market-data viewer receive (results, notices, the
+feed, snapshots, replays) never holds another broker's sealed bid or proxy
+maximum, a secret reserve, or any identity; a broker acts only for its own
+paddles."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import msgspec
+import zmq
+
+from exchange.commands import (CancelOrder, MassCancel, PlaceBid, PlaceOrder, WithdrawBid)
+from gateway import protocol as p
+from gateway.client import Endpoints, FeedClient
+from tests.integration.gateway_harness import (PROXY_MAX, SEALED_AMOUNT, SECRET_RESERVE,
+                                               build_market, client, running)
+
+IDENTITY_FIELDS = ("party", "buyer", "seller", "broker")
+
+
+def ints_in(value: Any) -> Iterable[int]:
+    """Every integer anywhere in a decoded message."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from ints_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from ints_in(item)
+
+
+def strings_in(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from strings_in(item)
+
+
+def builtins(message: Any) -> Any:
+    return msgspec.to_builtins(message)
+
+
+def test_secrets_and_identities_never_reach_competitors_or_the_feed(tmp_path):
+    with running(tmp_path) as _server, client(tmp_path, "op") as op, \
+            client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
+        endpoints = Endpoints.load(tmp_path)
+        context = zmq.Context()
+        sub = context.socket(zmq.SUB)
+        sub.linger = 0
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(endpoints.feed)
+        time.sleep(0.3)                            # let the subscription take
+        market = build_market(op, b1, b2, sealed_closes_in=4.0)
+        acme, borealis = market.paddles["Acme"], market.paddles["Borealis"]
+
+        b2_seen: list[Any] = []                    # everything b2's connection receives
+        b2_seen.extend(builtins(n) for n in b2.notices())
+        # b1: a proxy maximum on the English lot and a sealed bid
+        b1.ok(PlaceBid(serial=market.english, paddle=acme, amount=PROXY_MAX))
+        mine = b1.ok(PlaceBid(serial=market.sealed, paddle=acme, amount=SEALED_AMOUNT))
+        assert any(getattr(e, "amount", None) == SEALED_AMOUNT for e in mine.events), \
+            "the owner sees its own sealed bid"
+        # b2 bids against it, probes and tries b1's paddle
+        for cmd in (PlaceBid(serial=market.english, paddle=borealis, amount=6_000_000),
+                    PlaceBid(serial=market.sealed, paddle=borealis, amount=2_000_000),
+                    PlaceBid(serial=market.sealed, paddle=acme, amount=3_000_000),
+                    WithdrawBid(serial=market.sealed, paddle=acme),
+                    PlaceOrder(session="S1", instrument=market.instrument, paddle=acme,
+                               order=1, side="buy", qty=1, price=100),
+                    CancelOrder(session="S1", instrument=market.instrument, paddle=acme,
+                                order=1),
+                    MassCancel(session="S1", broker="b1")):
+            result = b2.request(cmd)
+            b2_seen.append(builtins(result))
+            if getattr(cmd, "paddle", borealis) == acme or isinstance(cmd, MassCancel):
+                assert not result.accepted
+                assert result.code in ("not_your_paddle", "not_permitted"), result
+        # a book order of b1's seller, traded against by b2
+        b1.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                         paddle=market.paddles["Seller"], order=7, side="sell", qty=5,
+                         price=900))
+        b2_seen.append(builtins(b2.request(PlaceOrder(
+            session="S1", instrument=market.instrument, paddle=borealis, order=8, side="buy",
+            qty=2, price=900))))
+
+        # collect the feed until the sealed lot has closed
+        feed: list[Any] = []
+        closed_at_seq = 0
+        deadline = time.monotonic() + 20
+        while not closed_at_seq and time.monotonic() < deadline:
+            b2.poll(0.01)
+            b2_seen.extend(builtins(n) for n in b2.notices())
+            if sub.poll(50, zmq.POLLIN):
+                msg = p.feed_decoder.decode(sub.recv())
+                if isinstance(msg, p.Market):
+                    feed.append(msg)
+                    if any(type(e).__name__ == "LotClosed" and e.serial == market.sealed
+                           for e in msg.events):
+                        closed_at_seq = msg.seq
+        assert closed_at_seq, "the sealed lot closed"
+        b2.poll(0.3)
+        b2_seen.extend(builtins(n) for n in b2.notices())
+
+        with FeedClient(tmp_path / "clients" / "viewer.json", endpoints.feed,
+                        endpoints.data) as viewer:
+            snapshot = builtins(viewer.snapshot(session="S1"))
+            replay = [builtins(m) for m in viewer.replay(1)]
+        sub.close()
+        context.destroy(linger=0)
+
+    before_close = [builtins(m) for m in feed if m.seq < closed_at_seq]
+    everything_public = [builtins(m) for m in feed] + [snapshot] + replay
+    # before the close: no sealed amount, no proxy maximum, no reserve, anywhere
+    for message in before_close + b2_seen:
+        numbers = set(ints_in(message))
+        assert SEALED_AMOUNT not in numbers, message
+        assert PROXY_MAX not in numbers, message
+        assert SECRET_RESERVE not in numbers, message
+    # ever: no reserve and no proxy maximum in public data; never an identity
+    for message in everything_public:
+        numbers = set(ints_in(message))
+        assert SECRET_RESERVE not in numbers, message
+        assert PROXY_MAX not in numbers, message
+        words = set(strings_in(message))
+        assert not words & {"Acme", "Borealis", "Seller", "b1", "b2", "op"}, message
+        assert not words & set(IDENTITY_FIELDS), message
+    # every event on the feed is public; b2 received nothing addressed to others only
+    assert all(not e.to for m in feed for e in m.events)
+    for message in b2_seen:
+        for event in message.get("events", []):
+            assert not event["to"] or "b2" in event["to"], event
+    # the sealed bids are revealed at the close, publicly, by paddle
+    reveal = [e for m in feed if m.seq >= closed_at_seq for e in m.events
+              if type(e).__name__ == "SealedBidsRevealed"]
+    assert reveal and {b.paddle for b in reveal[0].bids} == {acme, borealis}

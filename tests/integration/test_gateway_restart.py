@@ -1,0 +1,121 @@
+"""Restarts and key changes: client ids, the feed and the snapshot service
+survive a restart (ids and market data are rebuilt from the journal, the
+engine from snapshot + journal); revoking a key takes effect without one."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange.commands import PlaceBid, PlaceOrder, RegisterParty
+from gateway import protocol as p
+from gateway.client import Client, ClientError, Endpoints, FeedClient, SessionRejectedError
+from gateway.keys import ClientKey, KeyStore
+from tests.integration.gateway_harness import build_market, client, running, wait_for
+
+
+def test_client_ids_feed_and_snapshots_survive_a_restart(tmp_path):
+    sent = {}
+    with running(tmp_path, snapshot_every=7):
+        with client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
+                client(tmp_path, "b2") as b2:
+            market = build_market(op, b1, b2)
+            for i in range(12):
+                cmd = PlaceOrder(session="S1", instrument=market.instrument,
+                                 paddle=market.paddles["Borealis"], order=i + 1, side="buy",
+                                 qty=1 + i, price=200 + i)
+                sent[f"day-order-{i}"] = (cmd, b2.ok(cmd, client_id=f"day-order-{i}"))
+            with FeedClient.from_data_dir(tmp_path, "viewer") as feed:
+                before = feed.snapshot(session="S1")
+                history = feed.replay(1)
+    assert list((tmp_path / "snapshots").glob("*.snap")), "snapshots were written"
+
+    with running(tmp_path, snapshot_every=7) as server:
+        assert server.durable_seq == before.seq
+        with client(tmp_path, "b2") as b2:
+            for cid, (cmd, result) in sent.items():
+                again = b2.request(cmd, client_id=cid)
+                assert again.resent and again.seq == result.seq and again.events == result.events
+            with pytest.raises(SessionRejectedError) as refused:
+                b2.request(RegisterParty(name="other"), client_id="day-order-3")
+            assert refused.value.code == "duplicate_client_id"
+            with FeedClient.from_data_dir(tmp_path, "viewer") as feed:
+                after = feed.snapshot(session="S1")
+                assert after.seq == before.seq and after.events == before.events
+                assert feed.replay(1) == history
+                feed.start()
+                fresh = b2.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                                         paddle=market.paddles["Borealis"], order=99,
+                                         side="buy", qty=1, price=150))
+                [market_msg] = list(feed.updates(timeout=2.0, max_messages=1))
+                assert market_msg.seq == fresh.seq
+                assert market_msg.prev == history[-1].seq     # the chain continues
+
+
+def test_revocation_by_reload_ends_sessions_and_refuses_new_ones(tmp_path):
+    with running(tmp_path), client(tmp_path, "op") as op, client(tmp_path, "b2") as b2:
+        assert b2.ok(RegisterParty(name="before")).accepted
+        KeyStore(tmp_path).revoke("b2")
+        assert op.reload_keys() == 3                  # op, b1, viewer
+        with pytest.raises(SessionRejectedError) as refused:
+            b2.request(RegisterParty(name="after"))
+        assert refused.value.code == "revoked"
+        key = ClientKey.load(tmp_path / "clients" / "b2.json")
+        again = Client(key, Endpoints.load(tmp_path).broker, timeout=1.0)
+        with pytest.raises(ClientError):
+            again.connect()
+        again.close()
+        with FeedClient(key, Endpoints.load(tmp_path).feed, Endpoints.load(tmp_path).data,
+                        timeout=1.0) as feed:
+            with pytest.raises(ClientError):
+                feed.snapshot()
+
+
+def test_revocation_and_new_users_apply_without_restart_or_reload(tmp_path):
+    with running(tmp_path, keys_check_ms=100), client(tmp_path, "b1") as b1:
+        store = KeyStore(tmp_path)
+        path = store.add_user("b3", "broker", clients=["Cobalt Labs"])
+        key = ClientKey.load(path)
+        b3 = Client(key, Endpoints.load(tmp_path).broker, timeout=5.0)
+
+        def connected() -> bool:
+            try:
+                b3.connect()
+                return True
+            except ClientError:
+                return False
+        assert wait_for(connected, timeout=10)
+        assert b3.ok(RegisterParty(name="Cobalt Labs")).accepted
+        with pytest.raises(SessionRejectedError) as refused:
+            b3.request(RegisterParty(name="Someone Else"))
+        assert refused.value.code == "not_your_client"
+        b3.close()
+
+        store.revoke("b1")
+
+        def refused_now() -> bool:
+            try:
+                b1.request(RegisterParty(name="probe"), timeout=2.0)
+                return False
+            except SessionRejectedError as exc:
+                return exc.code == "revoked"
+        assert wait_for(refused_now, timeout=10)
+
+
+def test_snapshot_of_a_lot_and_of_the_market(tmp_path):
+    with running(tmp_path), client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
+            client(tmp_path, "b2") as b2:
+        market = build_market(op, b1, b2)
+        for amount, c, who in ((3_000_000, b1, "Acme"), (6_000_000, b2, "Borealis"),
+                               (9_000_000, b1, "Acme")):
+            c.ok(PlaceBid(serial=market.english, paddle=market.paddles[who], amount=amount))
+        with FeedClient.from_data_dir(tmp_path, "viewer") as feed:
+            lot = feed.snapshot(session="S1", key=market.english)
+            names = [type(e).__name__ for e in lot.events]
+            assert names.count("BidAccepted") == 1            # last value only
+            assert {getattr(e, "serial", market.english) for e in lot.events} == {market.english}
+            standing = [e for e in lot.events if type(e).__name__ == "BidAccepted"][0]
+            assert standing.bids == 3
+            everything = feed.snapshot()
+            assert any(type(e).__name__ == "SessionCreated" for e in everything.events)
+            with pytest.raises(SessionRejectedError):
+                feed._ask(p.ReplayRequest(from_seq=3, to_seq=1))
