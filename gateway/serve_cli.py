@@ -326,7 +326,7 @@ def run_op(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from gateway.client import Client, ClientError, ClientIds, Endpoints
+    from gateway.client import Client, ClientError, ClientIds, Endpoints, SessionRejectedError
     from gateway.keys import ClientKey
 
     console = Console()
@@ -359,7 +359,15 @@ def run_op(args: argparse.Namespace) -> int:
             for column in ("#", "command", "seq", "result", "events"):
                 table.add_column(column)
             for index, cmd in enumerate(commands, 1):
-                result = client.request(cmd)
+                try:
+                    result = client.request(cmd)
+                except SessionRejectedError as exc:
+                    if exc.code != "duplicate_client_id":
+                        raise
+                    # the same file line was sent today with other relative times
+                    table.add_row(str(index), type(cmd).__name__, "",
+                                  f"already sent ({exc.text})", "")
+                    continue
                 status = ("accepted" if result.accepted else f"[red]{result.code}[/]: {result.text}")
                 if result.resent:
                     status += " (sent before)"
@@ -423,6 +431,8 @@ def run_watch(args: argparse.Namespace) -> int:
         print(f"lotex watch: cannot find the key or endpoints: {exc}", file=sys.stderr)
         return 2
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))
     board = Board(session=args.session)
     with FeedClient(key, endpoints.feed, endpoints.data) as feed:
         try:
