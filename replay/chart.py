@@ -55,7 +55,7 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
         event = row["event"]
         amount = row.get("amount")
         currency = currency or (row.get("currency") or "")
-        if event in ("opened", "clock", "bid") and amount is not None:
+        if event in ("opened", "clock", "bid") and amount:  # a book lot opens with no price
             price_t.append(when)
             price_v.append(_major(amount))
             if event == "bid":
