@@ -4,5 +4,6 @@ from exchange.engine import Engine, State  # noqa: F401
 from exchange import participants  # noqa: F401  (registers handlers)
 from exchange import lots, english, sealed, dutch, reverse  # noqa: F401,E401  (auctions)
 from exchange import market  # noqa: F401  (continuous book and call auction)
+from exchange import settlement  # noqa: F401  (escrow, default, certificates)
 
 __all__ = ["Engine", "State"]

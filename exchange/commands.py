@@ -422,6 +422,152 @@ class ConsumeUnits(Command, frozen=True):
 # settlement (issue 7)
 # --------------------------------------------------------------------------
 
+class SetSettlementRules(Command, frozen=True):
+    """Set the settlement terms of a session, or of one lot (``lot`` non-empty)
+    which then override the session's (operator only). Durations in ns:
+    ``payment_term`` from the sale to the due date of the buyer's payment,
+    ``reaward_window`` for a runner-up to answer a re-award offer,
+    ``publicity_period`` for a state-institution transfer's publication.
+    Defaults (no rules set): 7 days, 2 days, 15 days."""
+
+    session: str
+    payment_term: int
+    reaward_window: int
+    publicity_period: int
+    lot: str = ""
+
+
+class RecordAgreementTransfer(Command, frozen=True):
+    """Record a non-public transfer the parties agreed (operator only): it is
+    a sale at ``price`` and opens a settlement at once. ``serial`` is the
+    transaction's serial number (unique among lots and transfers).
+    ``state_institution``: a state research institute transfers at an agreed
+    price; the sale is published for the publicity period first."""
+
+    session: str
+    serial: str
+    title: str
+    seller: int
+    buyer: int
+    price: int
+    patents: tuple[Patent, ...] = ()
+    currency: str = ""
+    buyer_premium_bp: int = 0
+    seller_commission_bp: int = 0
+    state_institution: bool = False
+
+
+class RecordPayment(Command, frozen=True):
+    """Record the buyer's payment into escrow, in full or in part (operator
+    only). ``reference`` is the bank's reference of the transfer."""
+
+    settlement: int
+    amount: int
+    reference: str = ""
+
+
+class RecordDelivery(Command, frozen=True):
+    """The seller's broker records delivery of the assignment documents to
+    the buyer, after the buyer paid in full. ``reference``: the documents'
+    identifier or digest."""
+
+    settlement: int
+    reference: str
+
+
+class ConfirmReceipt(Command, frozen=True):
+    """The buyer's broker confirms the documents arrived and are in order."""
+
+    settlement: int
+
+
+class RaiseDispute(Command, frozen=True):
+    """The buyer's broker disputes the delivery (or its absence) after paying
+    in full and before confirming receipt: release is frozen until an
+    operator resolves the dispute."""
+
+    settlement: int
+    reason: str
+
+
+class ResolveDispute(Command, frozen=True):
+    """An operator resolves a dispute (operator only): "release" pays out as
+    agreed; "refund" returns everything to the buyer and cancels the sale;
+    "partial_refund" returns ``amount`` (at most the seller's net) to the
+    buyer out of the seller's net and pays out the rest. ``reason`` required."""
+
+    settlement: int
+    outcome: Literal["release", "refund", "partial_refund"]
+    reason: str
+    amount: int = 0
+
+
+class ReleaseFunds(Command, frozen=True):
+    """Pay out a settlement whose buyer confirmed receipt: the net to the
+    seller, the commission and premium to the venue (operator only)."""
+
+    settlement: int
+
+
+class ExtendDueDate(Command, frozen=True):
+    """Move an unpaid settlement's due date later (operator only)."""
+
+    settlement: int
+    due_at: int
+
+
+class DeclareDefault(Command, frozen=True):
+    """Declare the buyer in default after the due date passed unpaid (operator
+    only): the sale is cancelled, any part payment refunded, the buyer's
+    credit frozen, and the lot offered to the next-highest bidder at its own
+    last price (``next`` "reaward") or left passed for relisting ("relist")."""
+
+    settlement: int
+    reason: str = ""
+    next: Literal["reaward", "relist"] = "reaward"
+
+
+class AnswerReaward(Command, frozen=True):
+    """The runner-up's broker accepts or declines the re-award offer of a lot
+    within the offer's window; accepting buys the lot at the offered price."""
+
+    serial: str
+    paddle: int
+    accept: bool
+
+
+class LiftFreeze(Command, frozen=True):
+    """Lift the credit freeze a default put on a party (operator only)."""
+
+    party: int
+    reason: str = ""
+
+
+class MarkStateTransfer(Command, frozen=True):
+    """Mark a negotiated sale or agreement transfer as a state-institution
+    transfer at an agreed price: it is published for the publicity period
+    before its funds may be released (operator only)."""
+
+    settlement: int
+
+
+class RecordObjection(Command, frozen=True):
+    """Record an objection received during a publicity period (operator only)."""
+
+    settlement: int
+    objector: str
+    reason: str
+
+
+class ResolveObjection(Command, frozen=True):
+    """Decide the objections to a published transfer after its period
+    (operator only): "dismiss" lets settlement go on; "uphold" cancels the
+    sale and refunds the buyer. ``reason`` required."""
+
+    settlement: int
+    action: Literal["dismiss", "uphold"]
+    reason: str
+
 
 # --------------------------------------------------------------------------
 # keep last: the union of every command and the envelope

@@ -562,6 +562,319 @@ class UnitsConsumed(Event, frozen=True):
 # settlement (issue 7)
 # --------------------------------------------------------------------------
 
+# Audiences: a settlement's life is private to the buyer's and the seller's
+# brokers and the operators, with paddles (0: the party holds none in the
+# session), never party ids. Public: the settlement rules, the transaction
+# and no-objection certificates and the publicity notices, paddles only.
+# Operators alone get the certificates with identities (`CertificateRecorded`).
+# Money in minor units of ``currency``; times int ns UTC.
+
+from exchange.commands import Patent  # noqa: E402  (certificates list the patents)
+
+
+class SettlementRulesSet(Event, frozen=True):
+    """Settlement terms of a session or (``lot`` non-empty) one lot (public)."""
+
+    session: str
+    lot: str
+    payment_term: int
+    reaward_window: int
+    publicity_period: int
+
+
+class AgreementTransferRecorded(Event, frozen=True):
+    """An operator recorded an agreed, non-public transfer (private to both
+    parties' brokers and operators); a `SettlementOpened` follows."""
+
+    session: str
+    serial: str
+    title: str
+    patents: tuple[Patent, ...]
+    buyer_paddle: int
+    seller_paddle: int
+    price: int
+    currency: str
+    state_institution: bool
+
+
+class SettlementOpened(Event, frozen=True):
+    """A sale opened settlement ``settlement``. ``how``: "auction", "ask",
+    "negotiated", "reaward", "book" or "agreement". The buyer owes ``total``
+    (``price`` + ``premium``) into escrow by ``due_at``; the seller is to
+    receive ``net`` (``price`` - ``commission``). ``sale_seq``: the sequence
+    number of the sale."""
+
+    settlement: int
+    how: str
+    session: str
+    serial: str
+    instrument: str
+    mechanism: str
+    buyer_paddle: int
+    seller_paddle: int
+    price: int
+    premium: int
+    total: int
+    commission: int
+    net: int
+    currency: str
+    opened_at: int
+    due_at: int
+    sale_seq: int
+
+
+class PaymentRecorded(Event, frozen=True):
+    """A payment into escrow; ``paid`` so far, ``outstanding`` still due."""
+
+    settlement: int
+    amount: int
+    paid: int
+    outstanding: int
+    reference: str
+
+
+class SettlementOverdue(Event, frozen=True):
+    """The due date passed with ``outstanding`` unpaid: an operator may
+    declare the buyer in default."""
+
+    settlement: int
+    due_at: int
+    outstanding: int
+
+
+class DueDateExtended(Event, frozen=True):
+    settlement: int
+    due_at: int
+
+
+class DeliveryRecorded(Event, frozen=True):
+    """The seller delivered the assignment documents ``reference``."""
+
+    settlement: int
+    reference: str
+
+
+class ReceiptConfirmed(Event, frozen=True):
+    """The buyer confirmed receipt of the documents."""
+
+    settlement: int
+
+
+class DisputeRaised(Event, frozen=True):
+    settlement: int
+    reason: str
+
+
+class DisputeResolved(Event, frozen=True):
+    """``outcome``: "release", "refund" or "partial_refund" (``amount`` refunded)."""
+
+    settlement: int
+    outcome: str
+    amount: int
+    reason: str
+
+
+class FundsReleased(Event, frozen=True):
+    """Escrow paid out: ``to_seller`` (the net, less any partial refund),
+    ``to_venue`` (commission and premium) and ``refunded`` to the buyer."""
+
+    settlement: int
+    to_seller: int
+    to_venue: int
+    refunded: int
+    currency: str
+
+
+class FundsRefunded(Event, frozen=True):
+    """Escrow returned to the buyer when its sale was cancelled."""
+
+    settlement: int
+    amount: int
+    currency: str
+    reason: str
+
+
+class SettlementCompleted(Event, frozen=True):
+    settlement: int
+    session: str
+    serial: str
+    completed_at: int
+
+
+class SettlementCancelled(Event, frozen=True):
+    """The sale was cancelled: ``reason`` "default", "refund" (a dispute) or
+    "objection" (an upheld objection); ``refunded`` went back to the buyer."""
+
+    settlement: int
+    session: str
+    serial: str
+    reason: str
+    refunded: int
+
+
+class BuyerDefaulted(Event, frozen=True):
+    """An operator declared the buyer in default. ``next``: "reaward" or "relist"."""
+
+    settlement: int
+    session: str
+    serial: str
+    paddle: int
+    reason: str
+    next: str
+
+
+class PartyFrozen(Event, frozen=True):
+    """The party's credit is frozen after its default (private: its broker, operators)."""
+
+    party: int
+    settlement: int
+    reason: str
+
+
+class FreezeLifted(Event, frozen=True):
+    party: int
+    reason: str
+
+
+class ReawardOffered(Event, frozen=True):
+    """After a default the lot is offered to ``paddle`` at its own last bid
+    ``price`` until ``expires_at`` (private: its broker, the seller's, operators)."""
+
+    serial: str
+    session: str
+    paddle: int
+    price: int
+    expires_at: int
+    settlement: int
+
+
+class ReawardEnded(Event, frozen=True):
+    """A re-award offer ended without a sale: "declined", "expired" or
+    "superseded" (the lot was sold, relisted or withdrawn otherwise)."""
+
+    serial: str
+    session: str
+    paddle: int
+    reason: str
+
+
+class ReawardExhausted(Event, frozen=True):
+    """No runner-up is left to offer the lot to; it stays passed for relisting
+    (private: the seller's broker and operators)."""
+
+    serial: str
+    session: str
+
+
+class PublicityStarted(Event, frozen=True):
+    """A state-institution transfer at an agreed price is published until
+    ``ends_at``; objections may be lodged until then (public, paddles only)."""
+
+    settlement: int
+    session: str
+    serial: str
+    title: str
+    patents: tuple[Patent, ...]
+    buyer_paddle: int
+    seller_paddle: int
+    price: int
+    currency: str
+    ends_at: int
+
+
+class ObjectionRecorded(Event, frozen=True):
+    """An objection to a published transfer; ``objections`` so far."""
+
+    settlement: int
+    objector: str
+    reason: str
+    objections: int
+
+
+class PublicityEnded(Event, frozen=True):
+    """The publicity period ended (public): ``outcome`` "no_objection" (a
+    no-objection certificate follows) or "objected" (an operator decides)."""
+
+    settlement: int
+    session: str
+    serial: str
+    outcome: str
+    objections: int
+
+
+class ObjectionResolved(Event, frozen=True):
+    """``action``: "dismiss" (settlement goes on) or "uphold" (sale cancelled)."""
+
+    settlement: int
+    action: str
+    reason: str
+
+
+class CertificateIssued(Event, frozen=True):
+    """A certificate (public, paddles only). ``kind``: "transaction" (the
+    settlement completed) or "no_objection" (publicity ended without one).
+    ``seq``: the journal sequence number it is recorded at; the journal's
+    chain hash at ``seq`` proves it (see `gateway.certificate`). Dates 0
+    where the step has not happened."""
+
+    kind: str
+    settlement: int
+    session: str
+    serial: str
+    title: str
+    how: str
+    patents: tuple[Patent, ...]
+    buyer_paddle: int
+    seller_paddle: int
+    price: int
+    premium: int
+    total: int
+    commission: int
+    net: int
+    refunded: int
+    currency: str
+    sold_at: int
+    paid_at: int
+    delivered_at: int
+    received_at: int
+    completed_at: int
+    issued_at: int
+    seq: int
+
+
+class CertificateRecorded(Event, frozen=True):
+    """The operators' copy of a certificate, with the parties' identities."""
+
+    kind: str
+    settlement: int
+    session: str
+    serial: str
+    title: str
+    how: str
+    patents: tuple[Patent, ...]
+    buyer: int
+    buyer_name: str
+    buyer_country: str
+    buyer_paddle: int
+    seller: int
+    seller_name: str
+    seller_country: str
+    seller_paddle: int
+    price: int
+    premium: int
+    total: int
+    commission: int
+    net: int
+    refunded: int
+    currency: str
+    sold_at: int
+    paid_at: int
+    delivered_at: int
+    received_at: int
+    completed_at: int
+    issued_at: int
+    seq: int
+
 
 # --------------------------------------------------------------------------
 # keep last: the union of every event

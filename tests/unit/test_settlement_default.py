@@ -1,0 +1,239 @@
+"""Default and re-award: overdue buyers, frozen credit, the runner-up's offer
+in English and sealed auctions, declines, expiry, exhaustion and relisting."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange.commands import (AnswerReaward, BuyAtAsk, DeclareDefault, ExtendDueDate,
+                               LiftFreeze, PlaceBid, RecordNegotiatedSale, RelistLot,
+                               SetSettlementRules, WithdrawLot)
+from exchange.events import (OPERATORS, BuyerDefaulted, CommandRejected, CreditChanged,
+                             FreezeLifted, FundsRefunded, LotAwarded, PartyFrozen, ReawardEnded,
+                             ReawardExhausted, ReawardOffered, SettlementCancelled,
+                             SettlementOpened)
+from tests.unit.auctionkit import DAY, HOUR, T0, USD, Market, of, one
+from tests.unit.test_settlement import (FEES, OP, SELLER_BROKER, Sale, agreement_sale, book_sale,
+                                        exposure, reverse_award)
+
+
+def english(reserve: int = 0, **fields) -> tuple[Market, Sale, int, int, int, int]:
+    """English lot L1: D 1,200 < C 1,500 < B 2,000 < A 3,000; A wins at 2,100."""
+    m = Market()
+    seller = m.seller()
+    a, b, c, d = (m.bidder(name) for name in ("Alice", "Bob", "Carol", "Dave"))
+    m.lot("L1", seller=seller, reserve=reserve, **FEES, **fields)
+    m.tick(T0 + HOUR)
+    for paddle, amount in ((d, 1_200), (c, 1_500), (b, 2_000), (a, 3_000)):
+        m.bid("L1", paddle, amount * USD)
+    opened = one(m.tick(T0 + DAY), SettlementOpened)
+    sale = Sale(m, opened, m.brokers[a], SELLER_BROKER, m.parties[a], seller)
+    return m, sale, a, b, c, d
+
+
+def overdue(sale: Sale) -> None:
+    sale.m.tick(sale.opened.due_at)
+    assert sale.s.overdue
+
+
+def answer(m: Market, paddle: int, accept: bool, serial: str = "L1") -> list:
+    return m.send(AnswerReaward(serial=serial, paddle=paddle, accept=accept), paddle)
+
+
+def test_english_default_then_reaward_to_the_next_highest_at_its_last_price():
+    m, sale, a, b, c, d = english()
+    sale.pay(500 * USD)                               # a part payment, later refunded
+    assert sale.refused(DeclareDefault(settlement=sale.sid)) == "not_overdue"
+    overdue(sale)
+    events = m.d.ok(DeclareDefault(settlement=sale.sid, reason="unpaid"), **OP)
+    defaulted = one(events, BuyerDefaulted)
+    assert (defaulted.paddle, defaulted.next, defaulted.reason) == (a, "reaward", "unpaid")
+    assert one(events, FundsRefunded).amount == 500 * USD
+    cancelled = one(events, SettlementCancelled)
+    assert (cancelled.reason, cancelled.refunded) == ("default", 500 * USD)
+    frozen = one(events, PartyFrozen)
+    assert frozen.party == sale.buyer and frozen.to == (m.brokers[a], OPERATORS)
+    assert m.state.parties[sale.buyer].frozen
+    assert exposure(m, sale.buyer) == 0               # the defaulter's commitment is released
+    offer = one(events, ReawardOffered)
+    assert (offer.paddle, offer.price) == (b, 2_000 * USD)   # B's last bid (its maximum)
+    assert offer.to == (m.brokers[b], SELLER_BROKER, OPERATORS)
+    assert offer.expires_at == m.d.ts + 2 * DAY
+    assert m.state.lots["L1"].status == "passed"
+    assert all(event.to for event in events if not isinstance(event, CreditChanged))
+
+    events = answer(m, b, accept=True)
+    award = one(events, LotAwarded)
+    assert (award.how, award.paddle, award.hammer, award.to) == ("reaward", b, 2_000 * USD, ())
+    again = one(events, SettlementOpened)
+    assert (again.how, again.price, again.buyer_paddle) == ("reaward", 2_000 * USD, b)
+    assert again.settlement == sale.sid + 1
+    assert exposure(m, m.parties[b]) == 2_200 * USD
+    resale = Sale(m, again, m.brokers[b], SELLER_BROKER, m.parties[b], sale.seller)
+    resale.pay()
+    resale.deliver()
+    resale.confirm()
+    resale.release()
+    assert m.state.lots["L1"].status == "settled" and exposure(m, m.parties[b]) == 0
+
+
+def test_a_frozen_party_cannot_bid_until_the_freeze_is_lifted():
+    m, sale, a, *_ = english()
+    overdue(sale)
+    m.d.ok(DeclareDefault(settlement=sale.sid, next="relist"), **OP)
+    m.lot("L2", seller=sale.seller, opens_at=m.d.ts, closes_at=m.d.ts + DAY)
+    refused = one(m.send(PlaceBid(serial="L2", paddle=a, amount=2_000 * USD), a), CommandRejected)
+    assert refused.code == "party_frozen"
+    assert m.unchanged(LiftFreeze(party=sale.buyer), actor=m.brokers[a]).code == "not_permitted"
+    lifted = one(m.d.ok(LiftFreeze(party=sale.buyer, reason="paid the penalty"), **OP), FreezeLifted)
+    assert lifted.to == (m.brokers[a], OPERATORS)
+    m.bid("L2", a, 2_000 * USD)
+    assert m.unchanged(LiftFreeze(party=sale.buyer), actor="op", role="operator").code == "not_frozen"
+
+
+def test_declines_and_silence_pass_the_offer_down_the_list_until_none_is_left():
+    m, sale, a, b, c, d = english()
+    m.d.ok(SetSettlementRules(session="S1", lot="L1", payment_term=DAY, reaward_window=HOUR,
+                              publicity_period=DAY), **OP)
+    overdue(sale)
+    m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    assert m.unchanged(AnswerReaward(serial="L1", paddle=c, accept=True),
+                       actor=m.brokers[c]).code == "no_reaward_offer"
+    assert m.unchanged(AnswerReaward(serial="L1", paddle=b, accept=True),
+                       actor=m.brokers[c]).code == "not_your_paddle"
+    events = answer(m, b, accept=False)
+    assert one(events, ReawardEnded).reason == "declined"
+    offer = one(events, ReawardOffered)
+    assert (offer.paddle, offer.price) == (c, 1_500 * USD)
+    assert offer.expires_at == m.d.ts + HOUR          # the lot's own window
+    events = m.tick(offer.expires_at)                 # C stays silent
+    assert one(events, ReawardEnded).reason == "expired"
+    offer = one(events, ReawardOffered)
+    assert (offer.paddle, offer.price) == (d, 1_200 * USD)
+    events = answer(m, d, accept=False)
+    one(events, ReawardExhausted)
+    assert not m.state.extra["settlement"].offers
+    assert m.state.lots["L1"].status == "passed"
+    # the operator relists the lot
+    events = m.d.ok(RelistLot(serial="L1", opens_at=m.d.ts, closes_at=m.d.ts + DAY), **OP)
+    assert m.state.lots["L1"].status == "open"
+    assert "L1" not in m.state.extra["settlement"].passed_over
+
+
+def test_runners_up_below_the_reserve_or_frozen_are_skipped():
+    m, sale, a, b, c, d = english(reserve=1_400 * USD)
+    # B defaults elsewhere first: its party is frozen
+    m.lot("L2", seller=sale.seller, ask=1_000 * USD, opens_at=m.d.ts, closes_at=m.d.ts + DAY)
+    other = one(m.send(BuyAtAsk(serial="L2", paddle=b), b), SettlementOpened)
+    m.tick(other.due_at)
+    m.d.ok(DeclareDefault(settlement=other.settlement, next="relist"), **OP)
+    m.tick(sale.opened.due_at)
+    events = m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    assert one(events, ReawardOffered).paddle == c    # B frozen, D (1,200) below the reserve
+    events = answer(m, c, accept=False)
+    one(events, ReawardExhausted)
+
+
+def test_reaward_accept_checks_the_runner_ups_credit():
+    m = Market()
+    seller = m.seller()
+    a = m.bidder("Alice")
+    b = m.bidder("Bob", limit=2_500 * USD)
+    m.lot("L1", seller=seller, **FEES)
+    m.lot("L2", seller=seller, ask=1_000 * USD, opens_at=T0 + DAY, closes_at=T0 + 3 * DAY)
+    m.tick(T0 + HOUR)
+    m.bid("L1", b, 2_000 * USD)
+    m.bid("L1", a, 3_000 * USD)
+    opened = one(m.tick(T0 + DAY), SettlementOpened)
+    one(m.send(BuyAtAsk(serial="L2", paddle=b), b), SettlementOpened)   # B commits 1,000
+    m.tick(opened.due_at)
+    m.d.ok(DeclareDefault(settlement=opened.settlement), **OP)
+    refused = m.unchanged(AnswerReaward(serial="L1", paddle=b, accept=True), actor=m.brokers[b])
+    assert refused.code == "over_credit_limit"        # 2,200 due + 1,000 > 2,500
+    assert m.state.extra["settlement"].offers["L1"].paddle == b   # the offer stands
+
+
+@pytest.mark.parametrize("mechanism", ["sealed_first", "sealed_second"])
+def test_sealed_default_then_reaward_to_the_next_revealed_bid(mechanism):
+    m = Market()
+    seller = m.seller()
+    a, b, c = m.bidder("Alice"), m.bidder("Bob"), m.bidder("Carol")
+    m.lot("L1", seller=seller, mechanism=mechanism, **FEES)
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 3_000 * USD)
+    m.bid("L1", b, 2_500 * USD)
+    m.bid("L1", c, 1_200 * USD)
+    opened = one(m.tick(T0 + DAY), SettlementOpened)
+    assert opened.price == (3_000 if mechanism == "sealed_first" else 2_500) * USD
+    m.tick(opened.due_at)
+    events = m.d.ok(DeclareDefault(settlement=opened.settlement), **OP)
+    offer = one(events, ReawardOffered)
+    assert (offer.paddle, offer.price) == (b, 2_500 * USD)   # B's own sealed bid
+    events = answer(m, b, accept=True)
+    assert one(events, LotAwarded).hammer == 2_500 * USD
+    assert one(events, SettlementOpened).total == 2_750 * USD
+
+
+def test_a_reawarded_buyer_may_default_too_and_the_offer_moves_on():
+    m, sale, a, b, c, d = english()
+    overdue(sale)
+    m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    again = one(answer(m, b, accept=True), SettlementOpened)
+    m.tick(again.due_at)
+    events = m.d.ok(DeclareDefault(settlement=again.settlement), **OP)
+    assert one(events, ReawardOffered).paddle == c   # neither A nor B again
+
+
+def test_an_offer_is_superseded_by_a_relisting_a_negotiated_sale_or_a_withdrawal():
+    for make in ("relist", "negotiated", "withdraw"):
+        m, sale, a, b, c, d = english()
+        overdue(sale)
+        m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+        if make == "relist":
+            events = m.d.ok(RelistLot(serial="L1", opens_at=m.d.ts, closes_at=m.d.ts + DAY), **OP)
+        elif make == "negotiated":
+            events = m.d.ok(RecordNegotiatedSale(serial="L1", paddle=d, amount=2_500 * USD), **OP)
+            assert one(events, SettlementOpened).how == "negotiated"
+        else:
+            events = m.d.ok(WithdrawLot(serial="L1", reason="seller withdrew"), **OP)
+        ended = one(events, ReawardEnded)
+        assert (ended.paddle, ended.reason) == (b, "superseded"), make
+        assert one(answer(m, b, accept=True), CommandRejected).code == "no_reaward_offer"
+
+
+def test_default_refusals():
+    m, sale, a, b, c, d = english()
+    assert sale.refused(DeclareDefault(settlement=99)) == "unknown_settlement"
+    assert sale.refused(DeclareDefault(settlement=sale.sid), actor=m.brokers[b],
+                        role="broker") == "not_permitted"
+    assert sale.refused(DeclareDefault(settlement=sale.sid)) == "not_overdue"
+    sale.pay()
+    m.tick(sale.opened.due_at)
+    assert sale.refused(DeclareDefault(settlement=sale.sid)) == "already_paid"
+    for make in (reverse_award, book_sale, agreement_sale):
+        other = make()
+        other.m.tick(other.opened.due_at)
+        assert other.refused(DeclareDefault(settlement=other.sid)) == "not_reawardable", make
+        events = other.m.d.ok(DeclareDefault(settlement=other.sid, next="relist"), **OP)
+        one(events, SettlementCancelled)
+        assert not of(events, ReawardOffered)
+        if make is not agreement_sale:
+            assert other.m.state.lots[other.opened.serial].status == "passed"
+            assert exposure(other.m, other.buyer) == 0
+
+
+def test_extend_the_due_date():
+    m, sale, *_ = english()
+    due = sale.opened.due_at
+    assert sale.refused(ExtendDueDate(settlement=sale.sid, due_at=due)) == "not_later"
+    assert sale.refused(ExtendDueDate(settlement=sale.sid, due_at=-1)) == "out_of_range"
+    m.tick(due + DAY)
+    assert sale.s.overdue
+    assert sale.refused(ExtendDueDate(settlement=sale.sid, due_at=due + HOUR)) == "not_later"
+    m.d.ok(ExtendDueDate(settlement=sale.sid, due_at=due + 3 * DAY), **OP)
+    assert not sale.s.overdue
+    assert sale.refused(DeclareDefault(settlement=sale.sid)) == "not_overdue"
+    m.tick(due + 3 * DAY)
+    assert sale.s.overdue
+    sale.pay()
+    assert sale.refused(ExtendDueDate(settlement=sale.sid, due_at=due + 9 * DAY)) == "already_paid"
