@@ -137,6 +137,9 @@ class Engine:
             state.now = env.ts
         state.last_seq = env.seq
         self._fire_due(ctx)
+        if REACTIONS:
+            self._react(ctx, 0)   # reactions to what the timers did come before the command
+        start = len(out)
         cmd = env.cmd
         handler = HANDLERS.get(type(cmd))
         if type(cmd) is Tick:
@@ -153,7 +156,7 @@ class Engine:
                 out.append(CommandRejected(to=(env.actor,), ref=env.seq,
                                            code=refusal.code, text=refusal.text))
         if REACTIONS:
-            self._react(ctx)
+            self._react(ctx, start)
         if self.check_invariants:
             from exchange.invariants import check
             check(state)
@@ -166,9 +169,9 @@ class Engine:
             when, _, kind, ref, arg = timers.pop(0)
             TIMER_ACTIONS[kind](self.state, ctx, ref, arg)
 
-    def _react(self, ctx: Ctx) -> None:
+    def _react(self, ctx: Ctx, index: int) -> None:
+        """Run the reactions to ``ctx.out[index:]`` and to what they emit in turn."""
         out = ctx.out
-        index = 0
         while index < len(out):
             reactions = REACTIONS.get(type(out[index]))
             if reactions:
