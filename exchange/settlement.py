@@ -25,10 +25,12 @@ party's broker, each with its own reason code. Release also waits for a
 state-institution transfer's publicity period to end without objection
 (or for an operator to dismiss the objections).
 
-Due dates: ``payment_term`` after the sale, from the lot's rules, else the
-session's, else `DEFAULT_RULES` (`SetSettlementRules`). A timer marks the
-settlement overdue at its due date; an operator may then declare the buyer
-in default: the sale is cancelled, any part payment refunded, the buyer's
+Terms (`SetSettlementRules`): the lot's, else the session's, else
+`DEFAULT_RULES`, as they stand when each applies: the due date is
+``payment_term`` after the sale, a re-award offer runs ``reaward_window``
+from when it is made, publicity ``publicity_period`` from when it starts.
+A timer marks the settlement overdue at its due date; an operator may then
+declare the buyer in default: the sale is cancelled, any part payment refunded, the buyer's
 party frozen (`participants.Party.frozen`; `LiftFreeze` lifts it), the lot
 unsold (`lots.unsell`: passed, no negotiation window) and, with ``next =
 "reaward"``, offered to the best runner-up (`lots.runners_up`: English, each
@@ -150,7 +152,6 @@ class Settlement(msgspec.Struct, kw_only=True):
     sold_at: int
     sale_seq: int
     due_at: int
-    rules: Rules
     holds_credit: bool
     status: str = "awaiting_payment"
     overdue: bool = False
@@ -297,7 +298,7 @@ def open_settlement(state: State, ctx: Ctx, *, how: str, session: str, serial: s
                    seller_paddle=_paddle_of(state, session, seller), price=amounts.hammer,
                    premium=amounts.premium, total=amounts.total, commission=amounts.commission,
                    net=amounts.net, currency=currency, sold_at=ctx.ts, sale_seq=ctx.seq,
-                   due_at=due_at, rules=rules, holds_credit=holds_credit)
+                   due_at=due_at, holds_credit=holds_credit)
     book.next_id += 1
     state.settlements[s.id] = s
     book.by_lot[serial] = s.id
@@ -750,7 +751,8 @@ def lift_freeze(state: State, ctx: Ctx, cmd: LiftFreeze) -> None:
 
 def _start_publicity(state: State, ctx: Ctx, s: Settlement) -> None:
     s.publicity = "running"
-    s.publicity_ends = min(ctx.ts + s.rules.publicity_period, MAX_TIME)
+    period = rules_for(state, s.session, s.serial).publicity_period
+    s.publicity_ends = min(ctx.ts + period, MAX_TIME)
     state.schedule(s.publicity_ends, "publicity_end", str(s.id), s.publicity_ends)
     ctx.emit(PublicityStarted(settlement=s.id, session=s.session, serial=s.serial, title=s.title,
                               patents=s.patents, buyer_paddle=s.buyer_paddle,
