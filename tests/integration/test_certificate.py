@@ -1,0 +1,207 @@
+"""Certificates checked against the journal's hash chain: a journal written
+with the recorder as the gateway writes it, a settlement completed, the
+certificate written (JSON and HTML) and verified; tampering with the
+certificate or the journal fails the check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from exchange.commands import (ConfirmReceipt, CreateLot, CreateSession, IssuePaddle, LotTerms,
+                               Patent, PlaceBid, RecordAgreementTransfer, RecordDelivery,
+                               RecordPayment, RegisterParty, ReleaseFunds, ReviewCredit,
+                               ScheduleLot, SetSettlementRules, VetLot)
+from exchange.events import CertificateIssued, SettlementOpened
+from gateway import certificate
+from gateway.cli import main as lotex
+from recorder import layout
+from recorder.journal import Journal, read_journal
+from recorder.recovery import rebuild
+from tests.integration.journaled import JournaledDriver
+
+SECOND = 10**9
+HOUR = 3600 * SECOND
+DAY = 24 * HOUR
+T0 = 1_767_225_600 * SECOND
+USD = 100
+
+
+def run_market(data: Path) -> dict:
+    """An English lot sold and settled, and a state-institution transfer whose
+    publicity ends without objection, all journaled. Returns what happened."""
+    journal = Journal.open(layout.journal_dir(data), durability="none")
+    d = JournaledDriver(journal, start_ts=T0)
+    d.ok(CreateSession(session="S1", name="Spring patents", currency="USD"))
+    d.ok(SetSettlementRules(session="S1", payment_term=7 * DAY, reaward_window=DAY,
+                            publicity_period=3 * DAY))
+    parties = {}
+    for name, broker in (("Acme Printing", "seller-broker"), ("Alice Corp", "broker-a"),
+                         ("Bob Labs", "broker-b")):
+        party = d.ok(RegisterParty(name=name, country="US"), actor=broker, role="broker")[0].party
+        d.ok(ReviewCredit(party=party, approved=True, credit_limit=10**9,
+                          agreement_version="BRA-2026"))
+        parties[name] = party
+    paddles = {}
+    for name in ("Alice Corp", "Bob Labs"):
+        paddles[name] = d.ok(IssuePaddle(session="S1", party=parties[name]))[0].paddle
+    terms = LotTerms(title="Printing portfolio", starting_bid=1_000 * USD, increments="otba",
+                     opens_at=T0 + HOUR, closes_at=T0 + DAY, buyer_premium_bp=1_000,
+                     seller_commission_bp=1_500,
+                     patents=(Patent(number="US7000001", title="Inkjet nozzle array"),
+                              Patent(number="US7000002", title="Print head cleaning")))
+    d.ok(CreateLot(serial="L1", session="S1", seller=parties["Acme Printing"], terms=terms),
+         actor="seller-broker", role="broker")
+    d.ok(VetLot(serial="L1", score=90, approved=True))
+    d.ok(ScheduleLot(serial="L1"))
+    d.tick(T0 + HOUR)
+    d.ok(PlaceBid(serial="L1", paddle=paddles["Bob Labs"], amount=40_000 * USD),
+         actor="broker-b", role="broker")
+    d.ok(PlaceBid(serial="L1", paddle=paddles["Alice Corp"], amount=90_000 * USD),
+         actor="broker-a", role="broker")
+    opened = [e for e in d.tick(T0 + DAY) if isinstance(e, SettlementOpened)][0]
+    sid = opened.settlement
+    d.ok(RecordPayment(settlement=sid, amount=opened.total, reference="WIRE-77"), ts=T0 + 2 * DAY)
+    d.ok(RecordDelivery(settlement=sid, reference="sha256:assignment"), actor="seller-broker",
+         role="broker", ts=T0 + 3 * DAY)
+    d.ok(ConfirmReceipt(settlement=sid), actor="broker-a", role="broker", ts=T0 + 4 * DAY)
+    released = d.ok(ReleaseFunds(settlement=sid), ts=T0 + 5 * DAY)
+    cert_seq = d.seq
+    transfer = d.ok(RecordAgreementTransfer(
+        session="S1", serial="AT-1", title="Battery chemistry", seller=parties["Bob Labs"],
+        buyer=parties["Alice Corp"], price=5_000 * USD, state_institution=True))
+    transfer_id = [e for e in transfer if isinstance(e, SettlementOpened)][0].settlement
+    no_objection = d.tick(T0 + 9 * DAY)
+    journal.commit()
+    head = journal.head_hash
+    journal.close()
+    return dict(sid=sid, opened=opened, cert_seq=cert_seq, released=released, head=head,
+                transfer=transfer_id, no_objection=no_objection, log=d.log, parties=parties,
+                paddles=paddles)
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory) -> tuple[Path, dict]:
+    data = tmp_path_factory.mktemp("data")
+    return data, run_market(data)
+
+
+def chain_at(data: Path, seq: int) -> str:
+    for rec in read_journal(layout.journal_dir(data), seq):
+        return rec.chain.hex()
+    raise AssertionError(f"no record {seq}")
+
+
+def test_certificate_is_written_with_the_chain_hash_at_its_seq(market, tmp_path):
+    data, run = market
+    json_path, html_path = certificate.write_certificate(data, run["sid"], tmp_path / "cert")
+    document = json.loads(json_path.read_text())
+    cert = document["certificate"]
+    issued = [e for e in run["released"] if isinstance(e, CertificateIssued)][0]
+    assert cert["seq"] == document["journal"]["seq"] == run["cert_seq"] == issued.seq
+    assert document["journal"]["chain_hash"] == chain_at(data, run["cert_seq"])
+    assert document["journal"]["head_hash"] == run["head"]
+    assert (cert["price"], cert["total"], cert["net"]) == \
+        (run["opened"].price, run["opened"].total, run["opened"].net)
+    assert [p["number"] for p in cert["patents"]] == ["US7000001", "US7000002"]
+    assert "buyer" not in cert and "buyer_name" not in cert      # the public copy: paddles only
+    page = html_path.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
+    assert f"paddle {run['paddles']['Alice Corp']}" in page
+    assert "Alice Corp" not in page and "US7000002" in page
+    assert document["journal"]["chain_hash"] in page
+    assert certificate.verify_certificate(json_path, data).ok
+
+
+def test_the_operator_copy_carries_identities(market, tmp_path):
+    data, run = market
+    json_path, html_path = certificate.write_certificate(data, run["sid"], tmp_path / "op.json",
+                                                         copy="operator")
+    cert = json.loads(json_path.read_text())["certificate"]
+    assert (cert["buyer_name"], cert["seller_name"]) == ("Alice Corp", "Acme Printing")
+    assert "Alice Corp" in html_path.read_text()
+    assert certificate.verify_certificate(json_path.read_text(), data).ok
+
+
+def test_verification_against_a_published_head(market, tmp_path):
+    data, run = market
+    json_path, _ = certificate.write_certificate(data, run["sid"], tmp_path / "cert")
+    assert certificate.verify_certificate(json_path, data, head_hash=run["head"]).ok
+    result = certificate.verify_certificate(json_path, data, head_hash="00" * 32)
+    assert not result.ok and "published head" in result.problems[0]
+
+
+@pytest.mark.parametrize("tamper", ["price", "paddle", "chain_hash", "seq", "copy"])
+def test_a_tampered_certificate_fails(market, tamper):
+    data, run = market
+    document = certificate.find_certificate(data, run["sid"])
+    if tamper == "price":
+        document["certificate"]["price"] += 1
+    elif tamper == "paddle":
+        document["certificate"]["buyer_paddle"] += 1
+    elif tamper == "chain_hash":
+        document["journal"]["chain_hash"] = "ab" * 32
+    elif tamper == "seq":
+        document["journal"]["seq"] -= 1
+    else:
+        document["copy"] = "operator"                 # claims to be the operators' copy
+    result = certificate.verify_certificate(document, data)
+    assert not result.ok and result.problems, tamper
+
+
+def test_a_tampered_journal_fails(market, tmp_path):
+    data, run = market
+    document = certificate.find_certificate(data, run["sid"])
+    copy = tmp_path / "data"
+    (copy / "journal").mkdir(parents=True)
+    for path in layout.journal_dir(data).iterdir():
+        if path.suffix == ".seg":
+            (copy / "journal" / path.name).write_bytes(path.read_bytes())
+    assert certificate.verify_certificate(document, copy).ok
+    segment = next((copy / "journal").glob("*.seg"))
+    raw = bytearray(segment.read_bytes())
+    # change one letter of the lot title inside the certificate's journal record
+    needle = b"Printing portfolio"
+    at = raw.rfind(needle)
+    raw[at] = ord("p")
+    segment.write_bytes(bytes(raw))
+    result = certificate.verify_certificate(document, copy)
+    assert not result.ok and "no record" in " ".join(result.problems), result
+
+
+def test_recovery_rebuilds_the_same_settlement(market):
+    data, run = market
+    engine = rebuild(data, check_events=True)
+    s = engine.state.settlements[run["sid"]]
+    assert (s.status, s.to_seller, s.to_venue) == \
+        ("completed", run["opened"].net, run["opened"].premium + run["opened"].commission)
+    assert engine.state.lots["L1"].status == "settled"
+
+
+def test_no_objection_certificate(market, tmp_path):
+    data, run = market
+    issued = [e for e in run["no_objection"] if isinstance(e, CertificateIssued)]
+    assert [e.kind for e in issued] == ["no_objection"]
+    json_path, html_path = certificate.write_certificate(data, run["transfer"], tmp_path / "noobj",
+                                                         kind="no_objection")
+    assert "No-objection certificate" in html_path.read_text()
+    assert certificate.verify_certificate(json_path, data).ok
+    with pytest.raises(certificate.CertificateNotFound):
+        certificate.write_certificate(data, run["transfer"], tmp_path / "none")
+
+
+def test_lotex_op_certificate_writes_and_verifies(market, tmp_path, capsys):
+    data, run = market
+    out = tmp_path / "cli-cert"
+    assert lotex(["op", "--data", str(data), "certificate", str(run["sid"]), "--out", str(out)]) == 0
+    assert (tmp_path / "cli-cert.json").exists() and (tmp_path / "cli-cert.html").exists()
+    assert lotex(["op", "--data", str(data), "certificate", "--verify",
+                  str(tmp_path / "cli-cert.json"), "--head-hash", run["head"]]) == 0
+    assert "certificate OK" in capsys.readouterr().out
+    bad = json.loads((tmp_path / "cli-cert.json").read_text())
+    bad["certificate"]["net"] -= 100
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    assert lotex(["op", "--data", str(data), "certificate", "--verify", str(tmp_path / "bad.json")]) == 1
+    assert lotex(["op", "--data", str(data), "certificate", "999", "--out", str(out)]) == 1
