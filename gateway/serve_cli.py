@@ -255,6 +255,8 @@ def _register_op(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument("den", type=int)
 
     sub.add_parser("reload", help="make the server reload its key store now")
+    from gateway import certificate  # settlement (issue 7): reads the journal, no gateway
+    certificate.add_op_parser(sub)
     parser.set_defaults(run=run_op)
 
 
