@@ -208,16 +208,27 @@ class Desk(msgspec.Struct, kw_only=True):
     ledgers: dict = {}           # currency -> Ledger
 
 
+_NO_DESK = Desk()
+"""What `peek` returns before the first settlement; never written to."""
+
+
 def desk(state: State) -> Desk:
+    """Settlement's own state, created on first use: call only where it changes."""
     found = state.extra.get("settlement")
     if found is None:
         found = state.extra["settlement"] = Desk()
     return found
 
 
+def peek(state: State) -> Desk:
+    """Settlement's own state for reading (a refused command must change nothing)."""
+    found = state.extra.get("settlement")
+    return _NO_DESK if found is None else found
+
+
 def rules_for(state: State, session: str, serial: str = "") -> Rules:
     """The terms of a lot: its own, else its session's, else the defaults."""
-    table = desk(state).rules
+    table = peek(state).rules
     return table.get((session, serial)) or table.get((session, "")) or DEFAULT_RULES
 
 
@@ -316,7 +327,7 @@ def open_settlement(state: State, ctx: Ctx, *, how: str, session: str, serial: s
 def _on_lot_sold(state: State, ctx: Ctx, event: LotSold) -> None:
     """Every lot sale (auction, Ask, negotiated, re-award, book) opens a settlement."""
     lot = state.lots[event.serial]
-    offer = desk(state).offers.get(event.serial)
+    offer = peek(state).offers.get(event.serial)
     if offer is not None:
         _end_offer(state, ctx, offer, "superseded")
     instrument = ""
@@ -357,7 +368,7 @@ def record_agreement_transfer(state: State, ctx: Ctx, cmd: RecordAgreementTransf
         raise Reject("session_closed", f"session {cmd.session!r} is closed")
     if not cmd.serial.strip():
         raise Reject("bad_field", "a transfer needs a serial number")
-    if cmd.serial in state.lots or cmd.serial in desk(state).agreements:
+    if cmd.serial in state.lots or cmd.serial in peek(state).agreements:
         raise Reject("lot_exists", f"serial {cmd.serial!r} is taken by a lot or a transfer")
     if not cmd.title.strip():
         raise Reject("bad_field", "a transfer needs a title")
@@ -694,7 +705,7 @@ def _end_offer(state: State, ctx: Ctx, offer: ReawardOffer, reason: str) -> None
 def answer_reaward(state: State, ctx: Ctx, cmd: AnswerReaward) -> None:
     ctx.require_role("broker", "operator")
     lot = lots.get_lot(state, cmd.serial)
-    offer = desk(state).offers.get(cmd.serial)
+    offer = peek(state).offers.get(cmd.serial)
     if offer is None or offer.paddle != cmd.paddle:
         raise Reject("no_reaward_offer", f"paddle {cmd.paddle} has no re-award offer on lot "
                                          f"{cmd.serial}")
@@ -712,7 +723,7 @@ def answer_reaward(state: State, ctx: Ctx, cmd: AnswerReaward) -> None:
 
 @on_timer("reaward_expiry")
 def _offer_expired(state: State, ctx: Ctx, serial: str, number: int) -> None:
-    offer = desk(state).offers.get(serial)
+    offer = peek(state).offers.get(serial)
     if offer is None or offer.number != number:
         return
     _end_offer(state, ctx, offer, "expired")
@@ -721,16 +732,17 @@ def _offer_expired(state: State, ctx: Ctx, serial: str, number: int) -> None:
 
 @reacts_to(LotRelisted)
 def _on_lot_relisted(state: State, ctx: Ctx, event: LotRelisted) -> None:
-    book = desk(state)
+    book = peek(state)
     offer = book.offers.get(event.serial)
     if offer is not None:
         _end_offer(state, ctx, offer, "superseded")
-    book.passed_over.pop(event.serial, None)
+    if event.serial in book.passed_over:
+        del book.passed_over[event.serial]
 
 
 @reacts_to(LotWithdrawn)
 def _on_lot_withdrawn(state: State, ctx: Ctx, event: LotWithdrawn) -> None:
-    offer = desk(state).offers.get(event.serial)
+    offer = peek(state).offers.get(event.serial)
     if offer is not None:
         _end_offer(state, ctx, offer, "superseded")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exchange import credit
-from exchange.commands import (BuyAtAsk, ConfirmReceipt, CreateInstrument, IssuePaddle, Patent,
+from exchange.commands import (AnswerReaward, BuyAtAsk, ConfirmReceipt, CreateInstrument, IssuePaddle, Patent,
                                PlaceBid, PlaceOrder, RecordAgreementTransfer, RecordDelivery,
                                RecordNegotiatedSale, RecordPayment, ReleaseFunds,
                                SetSettlementRules)
@@ -400,3 +400,19 @@ def test_times_are_taken_from_the_envelopes():
     m.d.ts += HOUR
     sale.deliver()
     assert sale.s.delivered_at == m.d.ts
+
+
+def test_refusals_before_any_settlement_change_nothing():
+    m, seller, a, _, _ = market()
+    m.lot("L1", seller=seller)
+    assert "settlement" not in m.state.extra
+    for cmd, actor, role, code in (
+            (AnswerReaward(serial="L1", paddle=a, accept=True), m.brokers[a], "broker",
+             "no_reaward_offer"),
+            (RecordAgreementTransfer(session="S1", serial="AT-1", title="T", seller=seller,
+                                     buyer=seller, price=USD), "op", "operator", "same_party"),
+            (RecordPayment(settlement=1, amount=1), "op", "operator", "unknown_settlement"),
+            (SetSettlementRules(session="S1", payment_term=0, reaward_window=1,
+                                publicity_period=1), "op", "operator", "non_positive")):
+        assert m.unchanged(cmd, actor=actor, role=role).code == code
+    assert "settlement" not in m.state.extra
