@@ -25,10 +25,11 @@ class Exposure(msgspec.Struct, kw_only=True):
 
 def exposure(state: State, session: str, party: int) -> Exposure:
     """Return (creating if needed) the exposure of ``party`` in ``session``."""
+    exposures = state.exposure
     key = (session, party)
-    found = state.exposure.get(key)
+    found = exposures.get(key)
     if found is None:
-        found = state.exposure[key] = Exposure()
+        found = exposures[key] = Exposure()
     return found
 
 
@@ -55,23 +56,49 @@ def check(state: State, session: str, party: int, key: Hashable, amount: int,
     if currency is not None and currency != holder.currency:
         raise Reject("wrong_currency", f"the credit limit is in {holder.currency}, "
                                        f"the commitment in {currency}")
-    room = headroom(state, session, party, key)
+    room = holder.credit_limit    # `headroom`, with the party looked up once
+    found = state.exposure.get((session, party))
+    if found is not None:
+        room += found.items.get(key, 0) - found.total
     if amount > room:
         raise Reject("over_credit_limit",
                      f"committing {amount} would exceed the credit limit of "
                      f"{holder.credit_limit} {holder.currency} (room left {room})")
 
 
-def commit(state: State, session: str, party: int, key: Hashable, amount: int) -> None:
+def commit(state: State, session: str, party: int, key: Hashable, amount: int) -> Exposure:
     """Set the commitment under ``key`` to ``amount``; zero releases it. No check:
-    call `check` first when the commitment grows."""
-    found = exposure(state, session, party)
-    old = found.items.get(key, 0)
+    call `check` first when the commitment grows. Return the party's exposure."""
+    exposures = state.exposure
+    found = exposures.get((session, party))
+    if found is None:
+        found = exposures[(session, party)] = Exposure()
+    items = found.items
+    old = items.get(key, 0)
     if amount:
-        found.items[key] = amount
+        items[key] = amount
     elif old:
-        del found.items[key]
+        del items[key]
     found.total += amount - old
+    return found
+
+
+def add(state: State, session: str, party: int, key: Hashable, amount: int) -> Exposure:
+    """Add ``amount`` to the commitment under ``key`` (`commit` of the sum, with
+    one lookup). Return the party's exposure."""
+    exposures = state.exposure
+    found = exposures.get((session, party))
+    if found is None:
+        found = exposures[(session, party)] = Exposure()
+    items = found.items
+    old = items.get(key, 0)
+    new = old + amount
+    if new:
+        items[key] = new
+    elif old:
+        del items[key]
+    found.total += amount
+    return found
 
 
 def release(state: State, session: str, party: int, key: Hashable) -> None:

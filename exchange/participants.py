@@ -80,12 +80,17 @@ def own_party(state: State, ctx: Ctx, party_id: int) -> Party:
 def paddle_party(state: State, ctx: Ctx, session_id: str, paddle: int) -> Party:
     """Return the party behind ``paddle`` if the sender may bid with it and the
     party may bid: approved and not frozen."""
-    session = get_session(state, session_id)
+    return session_paddle_party(state, ctx, get_session(state, session_id), paddle)
+
+
+def session_paddle_party(state: State, ctx: Ctx, session: Session, paddle: int) -> Party:
+    """`paddle_party` for a session already looked up (the order path). O(1)."""
     party_id = session.paddles.get(paddle)
     if party_id is None:
-        raise Reject("unknown_paddle", f"no paddle {paddle} in session {session_id!r}")
+        raise Reject("unknown_paddle", f"no paddle {paddle} in session {session.id!r}")
     party = state.parties[party_id]
-    if not ctx.is_operator and party.broker != ctx.actor:
+    role = ctx.role
+    if role != "operator" and role != "system" and party.broker != ctx.actor:
         raise Reject("not_your_paddle", f"paddle {paddle} is not one of {ctx.actor!r}'s")
     if party.frozen:
         raise Reject("party_frozen", f"the credit of paddle {paddle} is frozen")
@@ -94,9 +99,22 @@ def paddle_party(state: State, ctx: Ctx, session_id: str, paddle: int) -> Party:
     return party
 
 
+_AUDIENCES: dict[str, tuple[str, ...]] = {}
+"""Memo of `private(broker)` by broker: a pure function of the broker's user
+id, so sharing one tuple between events changes no byte of any of them."""
+_AUDIENCE_MEMO = 4096
+
+
 def audience(state: State, party_id: int) -> tuple[str, ...]:
-    """Return the audience of an event private to a party: its broker and the operators."""
-    return private(state.parties[party_id].broker)
+    """Return the audience of an event private to a party: its broker and the
+    operators. O(1): one tuple per broker, built once."""
+    broker = state.parties[party_id].broker
+    found = _AUDIENCES.get(broker)
+    if found is None:
+        if len(_AUDIENCES) >= _AUDIENCE_MEMO:
+            _AUDIENCES.clear()
+        found = _AUDIENCES[broker] = private(broker)
+    return found
 
 
 @handles(RegisterParty)
