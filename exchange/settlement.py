@@ -382,8 +382,8 @@ def record_agreement_transfer(state: State, ctx: Ctx, cmd: RecordAgreementTransf
     for party in (buyer, seller):
         if not party.approved:
             raise Reject("party_not_approved", f"party {party.id} has not passed the credit review")
-        if party.frozen:
-            raise Reject("party_frozen", f"party {party.id}'s credit is frozen")
+    if buyer.frozen:
+        raise Reject("party_frozen", f"the buyer's (party {buyer.id}) credit is frozen")
     positive(cmd.price, "price")
     currency = valid_currency(cmd.currency or session.currency)
     for bp, what in ((cmd.buyer_premium_bp, "buyer's premium"),

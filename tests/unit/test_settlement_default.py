@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from exchange.commands import (AnswerReaward, BuyAtAsk, DeclareDefault, ExtendDueDate,
-                               LiftFreeze, PlaceBid, RecordNegotiatedSale, RelistLot,
+                               LiftFreeze, PlaceBid, RecordAgreementTransfer,
+                               RecordNegotiatedSale, RelistLot,
                                SetSettlementRules, WithdrawLot)
 from exchange.events import (OPERATORS, BuyerDefaulted, CommandRejected, CreditChanged,
                              FreezeLifted, FundsRefunded, LotAwarded, PartyFrozen, ReawardEnded,
@@ -237,3 +238,15 @@ def test_extend_the_due_date():
     assert sale.s.overdue
     sale.pay()
     assert sale.refused(ExtendDueDate(settlement=sale.sid, due_at=due + 9 * DAY)) == "already_paid"
+
+
+def test_a_frozen_party_may_sell_by_agreement_but_not_buy():
+    m, sale, a, b, *_ = english()
+    overdue(sale)
+    m.d.ok(DeclareDefault(settlement=sale.sid, next="relist"), **OP)
+    frozen, other = sale.buyer, m.parties[b]
+    base = dict(session="S1", title="Transfer", price=1_000 * USD)
+    refused = m.unchanged(RecordAgreementTransfer(serial="AT-1", seller=other, buyer=frozen, **base),
+                          actor="op", role="operator")
+    assert refused.code == "party_frozen"
+    m.d.ok(RecordAgreementTransfer(serial="AT-2", seller=frozen, buyer=other, **base), **OP)
