@@ -11,7 +11,7 @@ from exchange.events import (OPERATORS, CertificateIssued, DisputeRaised, Disput
                              FundsRefunded, FundsReleased, LotSettled, SettlementCancelled,
                              SettlementCompleted)
 from tests.unit.auctionkit import DAY
-from tests.unit.test_settlement import OP, Sale, english_award, exposure
+from tests.unit.test_settlement import Sale, english_award, exposure
 
 STRANGER = "broker-Bob"   # a broker of another bidder in the same auction
 

@@ -33,7 +33,7 @@ from exchange.commands import (AnswerReaward, BuyAtAsk, ConfirmReceipt, CreateLo
                                VetLot)
 from exchange.events import (CertificateIssued, CommandRejected, FundsRefunded, FundsReleased,
                              LotAwarded, PaymentRecorded, SettlementCancelled, SettlementCompleted)
-from tests.unit.auctionkit import DAY, HOUR, MINUTE, T0, USD, Market
+from tests.unit.auctionkit import DAY, HOUR, MINUTE, USD, Market
 
 SEED = int(os.environ.get("LOTEX_SETTLEMENT_SEED", "20260707"))
 COMMANDS = int(os.environ.get("LOTEX_SETTLEMENT_COMMANDS", "3000"))
