@@ -57,6 +57,7 @@ from exchange.participants import (audience, display_amount, get_party, get_sess
 
 register_reasons({
     "unknown_lot": "no such lot",
+    "outside_session": "the lot's schedule falls outside its session's dates",
     "lot_exists": "a lot with this serial exists already",
     "bad_status": "the lot is not in a state that allows this",
     "lot_rejected": "the lot was rejected in vetting and can never open",
@@ -284,6 +285,8 @@ def seller_audience(state: State, lot: Lot) -> tuple[str, ...]:
 def bidder(state: State, ctx: Ctx, lot: Lot, paddle: int) -> int:
     """Return the party behind ``paddle`` if the sender may bid with it on ``lot``."""
     party = paddle_party(state, ctx, lot.session, paddle)
+    if not state.sessions[lot.session].open:
+        raise Reject("session_closed", f"session {lot.session!r} is closed to bidding")
     if party.id == lot.seller:
         raise Reject("own_lot", f"paddle {paddle} belongs to the seller of lot {lot.serial}")
     return party.id
@@ -541,9 +544,10 @@ def vet_lot(state: State, ctx: Ctx, cmd: VetLot) -> None:
                        score=cmd.score, approved=cmd.approved, note=cmd.note))
 
 
-def _schedule_times(lot: Lot, now: int, opens_at: int, closes_at: int,
+def _schedule_times(state: State, lot: Lot, now: int, opens_at: int, closes_at: int,
                     hard_end: int) -> tuple[int, int, int]:
-    """Validate a schedule and return (opens_at, closes_at, hard_end)."""
+    """Validate a schedule, inside the session's dates when it has them, and
+    return (opens_at, closes_at, hard_end)."""
     for value, what in ((opens_at, "opens_at"), (closes_at, "closes_at"), (hard_end, "hard_end")):
         a_time(value, what)
     if closes_at <= opens_at:
@@ -553,6 +557,10 @@ def _schedule_times(lot: Lot, now: int, opens_at: int, closes_at: int,
     hard_end = hard_end or closes_at
     if hard_end < closes_at:
         raise Reject("bad_field", "the hard end cannot come before the close")
+    session = state.sessions[lot.session]
+    if opens_at < session.starts_at or (session.ends_at and hard_end > session.ends_at):
+        raise Reject("outside_session", f"lot {lot.serial} must open and end within session "
+                                        f"{session.id!r} ({session.starts_at}..{session.ends_at})")
     return opens_at, closes_at, hard_end
 
 
@@ -579,7 +587,7 @@ def schedule_lot(state: State, ctx: Ctx, cmd: ScheduleLot) -> None:
     if lot.status != "vetted":
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}; only a vetted lot is scheduled")
     terms = lot.terms
-    times = _schedule_times(lot, ctx.ts, cmd.opens_at or terms.opens_at,
+    times = _schedule_times(state, lot, ctx.ts, cmd.opens_at or terms.opens_at,
                             cmd.closes_at or terms.closes_at, cmd.hard_end or terms.hard_end)
     MECHANISMS[lot.mechanism].on_schedule_check(state, lot)
     _publish_schedule(state, ctx, lot, *times)
@@ -841,7 +849,7 @@ def relist_lot(state: State, ctx: Ctx, cmd: RelistLot) -> None:
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}; only a passed lot is relisted")
     if cmd.reserve is not None:
         non_negative(cmd.reserve, "reserve")
-    times = _schedule_times(lot, ctx.ts, cmd.opens_at, cmd.closes_at, cmd.hard_end)
+    times = _schedule_times(state, lot, ctx.ts, cmd.opens_at, cmd.closes_at, cmd.hard_end)
     old_reserve = lot.reserve
     if cmd.reserve is not None:
         lot.reserve = cmd.reserve

@@ -4,7 +4,7 @@ pass, relisting, withdrawal, book lots, settlement hooks, fees and increments.""
 import pytest
 
 from exchange import fees, increments, lots
-from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, CreateLot, LowerReserve,
+from exchange.commands import (CloseSession, CreateSession, AcceptCounter, AnswerOffer, BuyAtAsk, CreateLot, LowerReserve,
                                MakeOffer, PlaceBid, RecordNegotiatedSale, RelistLot, ScheduleLot,
                                VetLot, WithdrawBid, WithdrawLot, WithdrawOffer)
 from exchange.errors import Reject
@@ -68,6 +68,29 @@ def test_schedule_in_the_past_opens_at_once():
     ev = m.lot("L1", seller=seller)                   # opens_at T0+1h is already past
     assert one(ev, LotOpened).to == ()
     m.bid("L1", a, 1_000 * USD)
+
+
+def test_schedule_must_fall_within_the_session_dates():
+    m = Market(session="S0")
+    m.d.ok(CreateSession(session="S2", name="One day", starts_at=T0, ends_at=T0 + DAY))
+    seller = m.party("Seller", "seller-broker", 0)
+    m.d.ok(CreateLot(serial="L1", session="S2", seller=seller,
+                     terms=m.terms(closes_at=T0 + 2 * DAY)), **OP)
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    assert m.unchanged(ScheduleLot(serial="L1"), **OP).code == "outside_session"
+    m.d.ok(ScheduleLot(serial="L1", closes_at=T0 + DAY - HOUR))
+    assert m.state.lots["L1"].status == "scheduled"
+
+
+def test_no_bids_once_the_session_is_closed():
+    m, seller, a, *_ = market()
+    m.lot("L1", seller=seller)
+    m.tick(T0 + 2 * HOUR)
+    m.bid("L1", a, 1_000 * USD)
+    m.d.ok(CloseSession(session="S1"))
+    assert m.refused("L1", a, 2_000 * USD).code == "session_closed"
+    m.tick(T0 + DAY)
+    assert m.state.lots["L1"].status == "sold"   # the lot still closes to its leader
 
 
 def test_create_lot_refusals_change_nothing():
