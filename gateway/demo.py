@@ -21,8 +21,11 @@ from exchange.commands import (AnswerOffer, CreateInstrument, CreateLot, CreateS
                                IssuePaddle, IssueUnits, LotTerms, MakeOffer, Patent, PlaceBid,
                                PlaceOrder, RegisterParty, ReviewCredit, ScheduleLot,
                                SetDisplayRate, StartCall, Uncross, BuyAtAsk, CancelOrder,
-                               ModifyOrder, ConsumeUnits, VetLot, LowerReserve)
-from exchange.events import CommandRejected, Event, LotAwarded, LotPassed, TradeExecuted
+                               ModifyOrder, ConsumeUnits, VetLot, LowerReserve, SetSettlementRules,
+                               RecordPayment, RecordDelivery, ConfirmReceipt, ReleaseFunds,
+                               DeclareDefault, AnswerReaward)
+from exchange.events import (CertificateIssued, CommandRejected, Event, LotAwarded, LotPassed,
+                             ReawardOffered, SettlementOpened, TradeExecuted)
 from gateway.demo_catalogue import DemoLot, build_catalogue
 
 SECOND = 10**9
@@ -61,6 +64,10 @@ class Venue:
         """Return every public event so far, in order."""
         raise NotImplementedError
 
+    def operator_events(self) -> list[Event]:
+        """Return every event so far that the operators were told of, in order."""
+        raise NotImplementedError
+
 
 @dataclass
 class Bidder:
@@ -85,6 +92,10 @@ class DemoReport:
     lots: list[dict[str, Any]] = field(default_factory=list)
     trades: int = 0
     units_traded: int = 0
+    settled: int = 0
+    certificates: int = 0
+    defaults: int = 0
+    reawarded: int = 0
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (command, code, text)
 
 
@@ -143,6 +154,7 @@ class DemoSession:
         self.reserves: dict[str, int] = {}
         self.actions: list[Action] = []
         self.rejected: list[tuple[str, str, str]] = []
+        self.settled = self.defaults = self.reawarded = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -185,6 +197,7 @@ class DemoSession:
         self.run_actions(until=18.5)
         self.negotiate_passed_lots()
         self.run_actions(until=31)
+        self.settle()
         return self.report()
 
     def setup_participants(self) -> None:
@@ -192,6 +205,9 @@ class DemoSession:
                                           currency="USD", starts_at=self.start,
                                           ends_at=self.t(3600)))
         self.send(OPERATOR, SetDisplayRate(base="USD", quote="CNY", num=RATE_NUM, den=RATE_DEN))
+        self.send(OPERATOR, SetSettlementRules(session=SESSION, payment_term=30 * self.pace,
+                                               reaward_window=10 * self.pace,
+                                               publicity_period=15 * self.pace))
         self.seller = self.register(SELLER_BROKER, "Hewlett-Packard Company", "US", 0)
         self.seller_paddle = self.paddle(self.seller)
         for bidder in self.bidders:
@@ -378,8 +394,46 @@ class DemoSession:
                 self.plan(when + 1.5, SELLER_BROKER, _lower(serial, offer),
                           tolerate=NEGOTIATION_RISKS)
 
+    def settle(self) -> None:
+        """Escrow: the buyers of the first sales pay in, the seller delivers the
+        assignment deeds, the buyers confirm, the operator releases the funds
+        and a certificate is issued. One buyer never pays: it is declared in
+        default and the lot goes to the runner-up at its own last bid."""
+        brokers = {bidder.paddle: bidder.broker for bidder in self.bidders}
+        opened = [event for event in self.venue.operator_events()
+                  if isinstance(event, SettlementOpened) and event.serial in self.reserves]
+        defaulter = next((event for event in opened if event.mechanism == "english"
+                          and event.how == "auction"), None)
+        paying = [event for event in opened if event is not defaulter][:8]
+        self.say(f"{len(opened)} settlements open; {len(paying)} buyers pay into escrow")
+        for event in paying:
+            number = event.settlement
+            self.send(OPERATOR, RecordPayment(settlement=number, amount=event.total,
+                                              reference=f"wire {number:05d}"))
+            self.send(SELLER_BROKER, RecordDelivery(settlement=number,
+                                                    reference=f"assignment deed {event.serial}"))
+            self.send(brokers[event.buyer_paddle], ConfirmReceipt(settlement=number))
+            self.send(OPERATOR, ReleaseFunds(settlement=number))
+            self.settled += 1
+        if defaulter is None:
+            return
+        self.venue.wait_until(max(self.venue.now(), defaulter.due_at + self.pace // 10))
+        self.send(OPERATOR, DeclareDefault(settlement=defaulter.settlement,
+                                           reason="payment not received by the due date"))
+        self.defaults += 1
+        offers = [event for event in self.venue.operator_events()
+                  if isinstance(event, ReawardOffered) and event.serial == defaulter.serial]
+        if offers:
+            offer = offers[-1]
+            self.send(brokers[offer.paddle], AnswerReaward(serial=offer.serial,
+                                                           paddle=offer.paddle, accept=True))
+            self.reawarded += 1
+        self.say(f"paddle {defaulter.buyer_paddle} defaulted on {defaulter.serial}; "
+                 + (f"re-awarded to paddle {offers[-1].paddle}" if offers else "no runner-up"))
+
     def report(self) -> DemoReport:
-        report = DemoReport(rejected=self.rejected)
+        report = DemoReport(rejected=self.rejected, settled=self.settled,
+                            defaults=self.defaults, reawarded=self.reawarded)
         awards: dict[str, LotAwarded] = {}
         passes: dict[str, LotPassed] = {}
         for event in self.venue.public_events():
@@ -387,6 +441,8 @@ class DemoSession:
                 awards[event.serial] = event
             elif isinstance(event, LotPassed):
                 passes.setdefault(event.serial, event)
+            elif isinstance(event, CertificateIssued):
+                report.certificates += 1
             elif isinstance(event, TradeExecuted):
                 report.trades += 1
                 if event.instrument == ULR:
@@ -456,6 +512,7 @@ class InProcessVenue(Venue):
         from exchange.driver import Driver
         self.driver = Driver(start_ts=start, keep_log=True)
         self._public: list[Event] = []
+        self._operators: list[Event] = []
 
     def now(self) -> int:
         return self.driver.ts
@@ -473,9 +530,13 @@ class InProcessVenue(Venue):
 
     def _collect(self, events: list[Event]) -> None:
         self._public.extend(event for event in events if not event.to)
+        self._operators.extend(event for event in events if "@operators" in event.to)
 
     def public_events(self) -> list[Event]:
         return list(self._public)
+
+    def operator_events(self) -> list[Event]:
+        return list(self._operators)
 
 
 DEMO_USERS = ((OPERATOR, "operator"), (SELLER_BROKER, "broker"), ("broker-us", "broker"),
@@ -526,6 +587,7 @@ class GatewayVenue(Venue):
         self.feed = FeedClient.from_data_dir(self.data_dir, "demo-viewer", timeout=timeout)
         self.feed.start()
         self._public: list[Event] = []
+        self._operators: list[Event] = []
 
     def now(self) -> int:
         import time
@@ -543,9 +605,21 @@ class GatewayVenue(Venue):
         for market in self.feed.updates(timeout=wait):
             self._public.extend(market.events)
             wait = 0.0
+        self._take_notices()
+
+    def _take_notices(self) -> None:
+        """Read the operator's private notices (and keep every client's session
+        alive), so that no client falls behind its high-water mark."""
+        for user, client in self.clients.items():
+            notices = client.notices()
+            if user == OPERATOR:
+                for notice in notices:
+                    self._operators.extend(notice.events)
 
     def send(self, user: str, cmd: Any) -> list[Event]:
         result = self.clients[user].request(cmd)
+        if user == OPERATOR:
+            self._operators.extend(event for event in result.events if "@operators" in event.to)
         if result.accepted:
             return list(result.events)
         rejected = [event for event in result.events if isinstance(event, CommandRejected)]
@@ -555,6 +629,11 @@ class GatewayVenue(Venue):
     def public_events(self) -> list[Event]:
         self._drain(0.3)
         return list(self._public)
+
+    def operator_events(self) -> list[Event]:
+        self.clients[OPERATOR].poll(0.3)
+        self._take_notices()
+        return list(self._operators)
 
     def close(self) -> None:
         import signal

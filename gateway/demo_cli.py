@@ -97,3 +97,7 @@ def print_report(console, report) -> None:
                   f"due from buyers {money(total_sum)}; unit-licence book: {report.trades} "
                   f"trades, {report.units_traded:,} units; {len(report.rejected)} commands "
                   f"refused with a reason (late bids, credit limits, filled orders)")
+    console.print(f"settlement: {report.settled} sales paid through escrow, delivered and "
+                  f"released; {report.certificates} transaction certificates; "
+                  f"{report.defaults} buyer default, {report.reawarded} lot re-awarded to the "
+                  f"runner-up")

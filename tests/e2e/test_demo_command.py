@@ -22,3 +22,5 @@ def test_lotex_demo_runs_a_whole_session(tmp_path):
     assert "sold in negotiation" in out and "¥" in out
     assert Path(data / "journal").is_dir()
     assert "chain head" in out
+    assert re.search(r"settlement: [1-9]\d* sales paid through escrow", out)
+    assert "1 lot re-awarded to the runner-up" in out

@@ -27,6 +27,9 @@ def test_demo_session_uses_every_mechanism_and_ends_each_lot():
     assert outcomes["sold (ask)"] >= 1 and outcomes["sold (book)"] >= 1
     assert "unsold" not in outcomes
     assert report.units_traded > 0
+    assert report.settled >= 5 and report.certificates == report.settled
+    assert report.defaults == 1 and report.reawarded == 1
+    assert outcomes["sold (reaward)"] == 1
     for row in report.lots:
         if "hammer" in row:
             assert row["total"] == row["hammer"] + row["premium"]
