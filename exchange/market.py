@@ -50,7 +50,8 @@ from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, Indicat
                              PhaseChanged, QuoteChanged, TradeExecuted, TradeRecorded,
                              UnitsConsumed, UnitsIssued)
 from exchange.invariants import invariant
-from exchange.participants import audience, get_session, paddle_party, valid_currency
+from exchange.participants import (audience, get_session, session_paddle_party,
+                                   valid_currency)
 
 register_reasons({
     "unknown_instrument": "no such instrument in this session",
@@ -164,12 +165,15 @@ def _require_trading(state: State, inst: Instrument) -> None:
 
 def _paddle_owner(state: State, ctx: Ctx, session_id: str, paddle: int) -> int:
     """Return the party behind ``paddle`` if the sender may act for it (its broker
-    or an operator); unlike `paddle_party`, a frozen party may still cancel."""
-    session = get_session(state, session_id)
+    or an operator); unlike `paddle_party`, a frozen party may still cancel. O(1)."""
+    session = state.sessions.get(session_id)
+    if session is None:
+        get_session(state, session_id)           # refuses
     party_id = session.paddles.get(paddle)
     if party_id is None:
         raise Reject("unknown_paddle", f"no paddle {paddle} in session {session_id!r}")
-    if not ctx.is_operator and state.parties[party_id].broker != ctx.actor:
+    role = ctx.role
+    if role != "operator" and role != "system" and state.parties[party_id].broker != ctx.actor:
         raise Reject("not_your_paddle", f"paddle {paddle} is not one of {ctx.actor!r}'s")
     return party_id
 
@@ -194,64 +198,72 @@ def _buy_commitment(state: State, inst: Instrument, price: int, qty: int) -> int
 
 
 class _Run:
-    """What one command changes on one instrument: levels touched (for depth),
-    parties whose exposure changed, and the audiences looked up so far."""
+    """What one command changes on one instrument: levels touched (for depth)
+    and the exposures of parties whose commitments changed (for credit), in
+    the order first touched. What every step needs (the emitter, session and
+    instrument ids, the paddle map) is bound once here, so the per-order work
+    is local loads and dict operations, O(1) per order touched."""
 
-    __slots__ = ("state", "ctx", "inst", "touched", "credit", "parties", "audiences", "sold")
+    __slots__ = ("state", "ctx", "emit", "inst", "session", "id", "parties", "touched",
+                 "credit", "sold")
 
     def __init__(self, state: State, ctx: Ctx, inst: Instrument) -> None:
         self.state = state
         self.ctx = ctx
+        self.emit = ctx.out.append           # what `ctx.emit` does, without the call
         self.inst = inst
-        self.touched: dict[tuple[int, int], None] = {}
-        self.credit: dict[int, None] = {}
+        self.session = inst.session
+        self.id = inst.id
         self.parties = state.sessions[inst.session].paddles
-        self.audiences: dict[int, tuple[str, ...]] = {}
+        self.touched: dict[tuple[int, int], None] = {}
+        self.credit: dict[int, credit.Exposure] = {}  # party -> its exposure in the session
         self.sold: tuple | None = None
 
     def to(self, party: int) -> tuple[str, ...]:
-        found = self.audiences.get(party)
-        if found is None:
-            found = self.audiences[party] = audience(self.state, party)
-        return found
+        return audience(self.state, party)
+
+    def commit(self, party: int, key: Hashable, amount: int) -> None:
+        """Set a commitment of ``party`` and remember to publish its credit."""
+        self.credit[party] = credit.commit(self.state, self.session, party, key, amount)
 
     # ---- bookkeeping of orders that rest, change or leave
 
     def rested(self, order: Order) -> None:
         """Account for ``order`` resting with its current quantity."""
         inst = self.inst
-        self.touched[(order.side, order.price)] = None
-        paddle, oid = order.key
-        party = self.parties[paddle]
-        inst.gone.pop(order.key, None)
-        if order.side == BUY:
-            credit.commit(self.state, inst.session, party, ("order", inst.id, oid),
-                          _buy_commitment(self.state, inst, order.price, order.qty))
-            self.credit[party] = None
+        side = order.side
+        self.touched[(side, order.price)] = None
+        key = order.key
+        party = self.parties[key[0]]
+        inst.gone.pop(key, None)
+        if side == BUY:
+            self.commit(party, ("order", self.id, key[1]),
+                        _buy_commitment(self.state, inst, order.price, order.qty))
         else:
-            inst.offered[party] = inst.offered.get(party, 0) + order.qty
+            offered = inst.offered
+            offered[party] = offered.get(party, 0) + order.qty
         if order.expires:
-            inst.expiring[order.seq] = order.key
+            inst.expiring[order.seq] = key
             self.state.schedule(order.expires, "book_expire", inst.id, order.seq)
 
     def unrest(self, order: Order, qty: int) -> None:
         """Undo `rested` for ``qty`` units of an order that left or shrank;
         ``order.qty`` is what stays."""
-        inst = self.inst
-        self.touched[(order.side, order.price)] = None
-        paddle, oid = order.key
-        party = self.parties[paddle]
-        if order.side == BUY:
-            credit.commit(self.state, inst.session, party, ("order", inst.id, oid),
-                          _buy_commitment(self.state, inst, order.price, order.qty)
-                          if order.qty else 0)
-            self.credit[party] = None
+        side = order.side
+        self.touched[(side, order.price)] = None
+        key = order.key
+        party = self.parties[key[0]]
+        if side == BUY:
+            left = order.qty
+            self.commit(party, ("order", self.id, key[1]),
+                        _buy_commitment(self.state, self.inst, order.price, left) if left else 0)
         else:
-            left = inst.offered[party] - qty
+            offered = self.inst.offered
+            left = offered[party] - qty
             if left:
-                inst.offered[party] = left
+                offered[party] = left
             else:
-                del inst.offered[party]
+                del offered[party]
 
     def forget(self, key: tuple[int, int], how: str) -> None:
         gone = self.inst.gone
@@ -263,25 +275,26 @@ class _Run:
     def cancelled(self, order: Order, qty: int, reason: str) -> None:
         """Report a resting order the book has already removed."""
         self.unrest(order, qty)
-        self.forget(order.key, "cancelled")
-        paddle, oid = order.key
+        key = order.key
+        self.forget(key, "cancelled")
+        paddle, oid = key
         party = self.parties[paddle]
-        inst = self.inst
-        self.ctx.emit(OrderCancelled(to=self.to(party), session=inst.session, instrument=inst.id,
-                                     paddle=paddle, party=party, order=oid, qty=qty, reason=reason))
+        self.emit(OrderCancelled(to=audience(self.state, party), session=self.session,
+                                 instrument=self.id, paddle=paddle, party=party, order=oid,
+                                 qty=qty, reason=reason))
 
     def cancel(self, key: Hashable, reason: str) -> None:
         """Remove a resting order and report it."""
-        order = self.inst.book.orders[key]
-        qty = self.inst.book.cancel(key)
-        self.cancelled(order, qty, reason)
+        book = self.inst.book
+        order = book.orders[key]
+        self.cancelled(order, book.cancel(key), reason)
 
     def cancel_incoming(self, paddle: int, oid: int, qty: int, reason: str) -> None:
         """Report the part of an incoming order that will not rest."""
-        inst = self.inst
         party = self.parties[paddle]
-        self.ctx.emit(OrderCancelled(to=self.to(party), session=inst.session, instrument=inst.id,
-                                     paddle=paddle, party=party, order=oid, qty=qty, reason=reason))
+        self.emit(OrderCancelled(to=audience(self.state, party), session=self.session,
+                                 instrument=self.id, paddle=paddle, party=party, order=oid,
+                                 qty=qty, reason=reason))
 
     # ---- trades
 
@@ -290,33 +303,39 @@ class _Run:
               resting_sell: Order | None) -> None:
         """Record one trade: public print, both fills, holdings, credit. A
         ``resting_*`` order is one that was in the book (its ``qty`` is what it
-        has left now); the other side is the incoming order."""
-        state, inst, ctx = self.state, self.inst, self.ctx
+        has left now); the other side is the incoming order. O(1)."""
+        state, inst, emit = self.state, self.inst, self.emit
+        session, instrument = self.session, self.id
         inst.trades += 1
         trade = inst.trades
         inst.last_price = price
         buy_paddle, buy_oid = buy_key
         sell_paddle, sell_oid = sell_key
-        buyer = self.parties[buy_paddle]
-        seller = self.parties[sell_paddle]
+        parties = self.parties
+        buyer = parties[buy_paddle]
+        seller = parties[sell_paddle]
         currency = inst.currency
-        ctx.emit(TradeExecuted(session=inst.session, instrument=inst.id, trade=trade, price=price,
-                               qty=qty, currency=currency, buy_paddle=buy_paddle,
-                               sell_paddle=sell_paddle, aggressor=aggressor))
-        buy_role = "auction" if not aggressor else ("taker" if aggressor == "buy" else "maker")
-        sell_role = "auction" if not aggressor else ("taker" if aggressor == "sell" else "maker")
-        ctx.emit(OrderFilled(to=self.to(buyer), session=inst.session, instrument=inst.id,
-                             paddle=buy_paddle, party=buyer, order=buy_oid, trade=trade,
-                             side="buy", price=price, qty=qty, leaves=buy_leaves, role=buy_role,
-                             currency=currency))
-        ctx.emit(OrderFilled(to=self.to(seller), session=inst.session, instrument=inst.id,
-                             paddle=sell_paddle, party=seller, order=sell_oid, trade=trade,
-                             side="sell", price=price, qty=qty, leaves=sell_leaves,
-                             role=sell_role, currency=currency))
-        ctx.emit(TradeRecorded(to=_OPERATORS_ONLY, session=inst.session, instrument=inst.id,
-                               trade=trade, price=price, qty=qty, currency=currency, buyer=buyer,
-                               seller=seller, buy_paddle=buy_paddle, sell_paddle=sell_paddle,
-                               buy_order=buy_oid, sell_order=sell_oid))
+        emit(TradeExecuted(session=session, instrument=instrument, trade=trade, price=price,
+                           qty=qty, currency=currency, buy_paddle=buy_paddle,
+                           sell_paddle=sell_paddle, aggressor=aggressor))
+        if not aggressor:
+            buy_role = sell_role = "auction"
+        elif aggressor == "buy":
+            buy_role, sell_role = "taker", "maker"
+        else:
+            buy_role, sell_role = "maker", "taker"
+        emit(OrderFilled(to=audience(state, buyer), session=session, instrument=instrument,
+                         paddle=buy_paddle, party=buyer, order=buy_oid, trade=trade,
+                         side="buy", price=price, qty=qty, leaves=buy_leaves, role=buy_role,
+                         currency=currency))
+        emit(OrderFilled(to=audience(state, seller), session=session, instrument=instrument,
+                         paddle=sell_paddle, party=seller, order=sell_oid, trade=trade,
+                         side="sell", price=price, qty=qty, leaves=sell_leaves,
+                         role=sell_role, currency=currency))
+        emit(TradeRecorded(to=_OPERATORS_ONLY, session=session, instrument=instrument,
+                           trade=trade, price=price, qty=qty, currency=currency, buyer=buyer,
+                           seller=seller, buy_paddle=buy_paddle, sell_paddle=sell_paddle,
+                           buy_order=buy_oid, sell_order=sell_oid))
         holdings = inst.holdings
         holdings[buyer] = holdings.get(buyer, 0) + qty
         left = holdings[seller] - qty
@@ -335,24 +354,26 @@ class _Run:
         if inst.kind == "patent":
             self.sold = (buy_paddle, buyer, seller, price)
         else:
-            key = ("bought", inst.id)
-            credit.commit(state, inst.session, buyer, key,
-                          credit.committed(state, inst.session, buyer, key) + price * qty)
-            self.credit[buyer] = None
+            self.credit[buyer] = credit.add(state, session, buyer, ("bought", instrument),
+                                            price * qty)
 
     def matched(self, key: tuple[int, int], side: int, qty: int, tif: int) -> None:
         """Report the outcome of `Book.place`/`Book.modify` for the incoming
         order ``key`` of ``qty`` open, whose fills and removals are in the
-        book's outboxes."""
+        book's outboxes. O(fills + removals)."""
         book = self.inst.book
-        aggressor = SIDES[side]
         left = qty
-        for maker, q in book.fills:
-            left -= q
+        fills = book.fills
+        if fills:
+            trade = self.trade
             if side == BUY:
-                self.trade(key, maker.key, q, maker.price, aggressor, left, maker.qty, None, maker)
+                for maker, q in fills:
+                    left -= q
+                    trade(key, maker.key, q, maker.price, "buy", left, maker.qty, None, maker)
             else:
-                self.trade(maker.key, key, q, maker.price, aggressor, maker.qty, left, maker, None)
+                for maker, q in fills:
+                    left -= q
+                    trade(maker.key, key, q, maker.price, "sell", maker.qty, left, maker, None)
         for order, q in book.cancelled:
             self.cancelled(order, q, "self_trade")
         resting = book.orders.get(key)
@@ -373,37 +394,57 @@ class _Run:
 
     def publish(self) -> None:
         """Emit depth for touched levels, the quote or indicative price if it
-        changed, the credit of parties whose exposure changed; sell a patent."""
-        state, inst, ctx = self.state, self.inst, self.ctx
+        changed, the credit of parties whose exposure changed; sell a patent.
+        O(levels touched + parties changed)."""
+        state, inst, emit = self.state, self.inst, self.emit
         if self.sold is not None:
             self._sell_patent()
+        session, instrument = self.session, self.id
         book = inst.book
-        for side, price in self.touched:
-            level = book.level(side, price)
-            ctx.emit(DepthChanged(session=inst.session, instrument=inst.id, side=SIDES[side],
-                                  price=price, qty=level.qty if level else 0,
-                                  orders=level.n if level else 0))
+        if self.touched:
+            bids, asks = book.levels
+            for side, price in self.touched:
+                level = bids.get(price) if side == BUY else asks.get(-price)
+                if level is None:
+                    emit(DepthChanged(session=session, instrument=instrument, side=SIDES[side],
+                                      price=price, qty=0, orders=0))
+                else:
+                    emit(DepthChanged(session=session, instrument=instrument, side=SIDES[side],
+                                      price=price, qty=level.qty, orders=level.n))
         if inst.phase == "call":
             indicative = book.equilibrium(_reference(inst))
             if indicative != inst.indicative:
                 inst.indicative = indicative
-                ctx.emit(IndicativePrice(session=inst.session, instrument=inst.id,
-                                         price=indicative[0], volume=indicative[1],
-                                         imbalance=indicative[2]))
+                emit(IndicativePrice(session=session, instrument=instrument,
+                                     price=indicative[0], volume=indicative[1],
+                                     imbalance=indicative[2]))
         else:
             bid_keys, ask_keys = book.keys
-            quote = (0, 0, 0, 0)
             if bid_keys or ask_keys:
-                bid = bid_keys[-1] if bid_keys else 0
-                ask = -ask_keys[-1] if ask_keys else 0
-                quote = (bid, book.levels[BUY][bid].qty if bid_keys else 0,
-                         ask, book.levels[SELL][-ask].qty if ask_keys else 0)
+                levels = book.levels
+                if bid_keys:
+                    bid = bid_keys[-1]
+                    bid_qty = levels[BUY][bid].qty
+                else:
+                    bid = bid_qty = 0
+                if ask_keys:
+                    ask = -ask_keys[-1]
+                    ask_qty = levels[SELL][-ask].qty
+                else:
+                    ask = ask_qty = 0
+                quote = (bid, bid_qty, ask, ask_qty)
+            else:
+                quote = (0, 0, 0, 0)
             if quote != inst.quote:
                 inst.quote = quote
-                ctx.emit(QuoteChanged(session=inst.session, instrument=inst.id, bid=quote[0],
-                                      bid_qty=quote[1], ask=quote[2], ask_qty=quote[3]))
-        for party in self.credit:
-            _credit_changed(state, ctx, inst.session, party)
+                emit(QuoteChanged(session=session, instrument=instrument, bid=quote[0],
+                                  bid_qty=quote[1], ask=quote[2], ask_qty=quote[3]))
+        if self.credit:
+            parties = state.parties
+            for party, found in self.credit.items():
+                emit(CreditChanged(to=audience(state, party), session=session, party=party,
+                                   exposure=found.total,
+                                   credit_limit=parties[party].credit_limit))
 
     def _sell_patent(self) -> None:
         """The patent traded: award the lot, cancel every other order, close."""
@@ -420,7 +461,7 @@ class _Run:
         for key in list(inst.book.orders):
             self.cancel(key, reason)
         inst.phase = "closed"
-        self.ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="closed"))
+        self.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="closed"))
 
 
 def _credit_changed(state: State, ctx: Ctx, session: str, party: int) -> None:
@@ -562,14 +603,29 @@ def _check_buy_credit(state: State, inst: Instrument, party: int, oid: int, amou
 
 @handles(PlaceOrder)
 def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
-    ctx.require_role("broker", "operator")
-    inst = _instrument(state, cmd.session, cmd.instrument)
-    _require_trading(state, inst)
-    if not state.sessions[cmd.session].open:
-        raise Reject("session_closed", f"session {cmd.session!r} is closed")
-    party = paddle_party(state, ctx, cmd.session, cmd.paddle).id
-    positive(cmd.qty, "quantity")
-    non_negative(cmd.order, "order id")
+    """Validate, then match and rest. Validation is O(1) (a market buy: O(ask
+    levels) for its cost); the match O(fills + levels emptied). The common
+    checks run inline and call the shared validator only to refuse."""
+    role = ctx.role
+    if role != "broker" and role != "operator":
+        ctx.require_role("broker", "operator")
+    session_id = cmd.session
+    inst = _instrument(state, session_id, cmd.instrument)
+    kind = inst.kind
+    phase = inst.phase
+    if phase == "closed" or kind == "patent":
+        _require_trading(state, inst)
+    session = state.sessions[session_id]
+    if not session.open:
+        raise Reject("session_closed", f"session {session_id!r} is closed")
+    paddle = cmd.paddle
+    party = session_paddle_party(state, ctx, session, paddle).id
+    qty = cmd.qty
+    if qty <= 0 or qty > MAX_INT:
+        positive(qty, "quantity")
+    oid = cmd.order
+    if oid < 0 or oid > MAX_INT:
+        non_negative(oid, "order id")
     side = BUY if cmd.side == "buy" else SELL
     tif = cmd.tif
     if tif == "market":
@@ -578,9 +634,12 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
         price = MAX_PRICE if side == BUY else 0
         book_tif = IOC
     else:
-        price = positive(cmd.price, "price")
+        price = cmd.price
+        if price <= 0 or price > MAX_INT:
+            positive(price, "price")
         book_tif = IOC if tif == "ioc" else FOK if tif == "fok" else GTC
-    if cmd.post_only:
+    post_only = cmd.post_only
+    if post_only:
         if tif not in ("gtc", "gtd"):
             raise Reject("bad_field", "only a gtc or gtd order can be post-only")
         book_tif = POST_ONLY
@@ -591,72 +650,93 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
             raise Reject("bad_expiry", f"expiry {expires} is not after now ({ctx.ts})")
     elif cmd.expires:
         raise Reject("bad_field", "only a gtd order has an expiry")
-    if inst.kind == "patent":
-        if cmd.qty != 1:
-            raise Reject("bad_quantity", f"a patent trades in a quantity of 1, not {cmd.qty}")
+    if kind == "patent":
+        if qty != 1:
+            raise Reject("bad_quantity", f"a patent trades in a quantity of 1, not {qty}")
         seller = state.lots[inst.lot].seller
         if side == SELL and party != seller:
             raise Reject("seller_only", f"only the seller of lot {inst.lot} may sell it")
         if side == BUY and party == seller:
-            raise Reject("own_patent", f"paddle {cmd.paddle} is the seller of lot {inst.lot}")
+            raise Reject("own_patent", f"paddle {paddle} is the seller of lot {inst.lot}")
     book = inst.book
-    key = (cmd.paddle, cmd.order)
+    key = (paddle, oid)
     if key in book.orders:
-        raise Reject("duplicate_order", f"paddle {cmd.paddle} has a live order {cmd.order}")
-    if inst.phase == "call" and (tif in ("fok", "market") or cmd.post_only):
-        raise Reject("wrong_phase", f"a {'post-only' if cmd.post_only else tif} order cannot "
+        raise Reject("duplicate_order", f"paddle {paddle} has a live order {oid}")
+    if phase == "call" and (tif in ("fok", "market") or post_only):
+        raise Reject("wrong_phase", f"a {'post-only' if post_only else tif} order cannot "
                                     f"enter a call period")
     if side == SELL:
         free = inst.holdings.get(party, 0) - inst.offered.get(party, 0)
-        if cmd.qty > free:
-            raise Reject("insufficient_units", f"paddle {cmd.paddle} holds {free} units not "
-                                               f"offered for sale, fewer than {cmd.qty}")
+        if qty > free:
+            raise Reject("insufficient_units", f"paddle {paddle} holds {free} units not "
+                                               f"offered for sale, fewer than {qty}")
     else:
         if tif == "market":
-            cost = book.buy_cost(cmd.qty)
-            amount = lots.total_due(state.lots[inst.lot], cost) if inst.kind == "patent" else cost
+            cost = book.buy_cost(qty)
+            amount = lots.total_due(state.lots[inst.lot], cost) if kind == "patent" else cost
         else:
-            amount = _buy_commitment(state, inst, price, cmd.qty)
-        _check_buy_credit(state, inst, party, cmd.order, amount)
-    if book_tif == POST_ONLY and inst.phase == "continuous" and book.crosses(side, price):
+            amount = _buy_commitment(state, inst, price, qty)
+        _check_buy_credit(state, inst, party, oid, amount)
+    if book_tif == POST_ONLY and phase == "continuous" and book.crosses(side, price):
         raise Reject("would_trade", f"a post-only {cmd.side} at {price} would trade")
     # -- validated: change things
     run = _Run(state, ctx, inst)
-    ctx.emit(OrderAccepted(to=run.to(party), session=inst.session, instrument=inst.id,
-                           paddle=cmd.paddle, party=party, order=cmd.order, side=cmd.side,
-                           price=cmd.price, qty=cmd.qty, tif=tif, post_only=cmd.post_only,
+    run.emit(OrderAccepted(to=audience(state, party), session=inst.session, instrument=inst.id,
+                           paddle=paddle, party=party, order=oid, side=cmd.side,
+                           price=cmd.price, qty=qty, tif=tif, post_only=post_only,
                            expires=expires))
     inst.gone.pop(key, None)
-    if inst.phase == "call":
-        _enter_call(run, key, side, price, cmd.qty, book_tif, expires)
+    if phase == "call":
+        _enter_call(run, key, side, price, qty, book_tif, expires)
     else:
-        book.place(key, side, price, cmd.qty, cmd.paddle, book_tif, STP_MODES[inst.stp], expires)
-        run.matched(key, side, cmd.qty, book_tif)
+        book.place(key, side, price, qty, paddle, book_tif, STP_MODES[inst.stp], expires)
+        run.matched(key, side, qty, book_tif)
     run.publish()
 
 
 @handles(CancelOrder)
 def cancel_order(state: State, ctx: Ctx, cmd: CancelOrder) -> None:
-    ctx.require_role("broker", "operator")
+    """Cancel a resting order. O(1) amortised (see `Book.cancel`)."""
+    role = ctx.role
+    if role != "broker" and role != "operator":
+        ctx.require_role("broker", "operator")
     inst = _instrument(state, cmd.session, cmd.instrument)
-    _paddle_owner(state, ctx, cmd.session, cmd.paddle)
-    key = (cmd.paddle, cmd.order)
-    _live_order(inst, key)
+    paddle = cmd.paddle
+    _paddle_owner(state, ctx, cmd.session, paddle)
+    key = (paddle, cmd.order)
+    book = inst.book
+    order = book.orders.get(key)
+    if order is None:
+        _live_order(inst, key)                   # refuses, saying why
     run = _Run(state, ctx, inst)
-    run.cancel(key, "requested")
+    run.cancelled(order, book.cancel(key), "requested")
     run.publish()
 
 
 @handles(ModifyOrder)
 def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
-    ctx.require_role("broker", "operator")
-    inst = _instrument(state, cmd.session, cmd.instrument)
-    _require_trading(state, inst)
-    party = paddle_party(state, ctx, cmd.session, cmd.paddle).id
-    key = (cmd.paddle, cmd.order)
-    order = _live_order(inst, key)
-    price = positive(cmd.price, "price")
-    qty = positive(cmd.qty, "quantity")
+    """Reduce in place (priority kept) or cancel and re-place. O(1) to
+    validate; a re-place matches like `place_order`."""
+    role = ctx.role
+    if role != "broker" and role != "operator":
+        ctx.require_role("broker", "operator")
+    session_id = cmd.session
+    inst = _instrument(state, session_id, cmd.instrument)
+    if inst.phase == "closed" or inst.kind == "patent":
+        _require_trading(state, inst)
+    paddle = cmd.paddle
+    party = session_paddle_party(state, ctx, state.sessions[session_id], paddle).id
+    key = (paddle, cmd.order)
+    book = inst.book
+    order = book.orders.get(key)
+    if order is None:
+        _live_order(inst, key)                   # refuses, saying why
+    price = cmd.price
+    if price <= 0 or price > MAX_INT:
+        positive(price, "price")
+    qty = cmd.qty
+    if qty <= 0 or qty > MAX_INT:
+        positive(qty, "quantity")
     if inst.kind == "patent" and qty != 1:
         raise Reject("bad_quantity", f"a patent trades in a quantity of 1, not {qty}")
     keeps = price == order.price and qty <= order.qty
@@ -664,18 +744,17 @@ def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
     if side == SELL:
         free = inst.holdings.get(party, 0) - inst.offered.get(party, 0) + order.qty
         if qty > free:
-            raise Reject("insufficient_units", f"paddle {cmd.paddle} holds {free} units not "
+            raise Reject("insufficient_units", f"paddle {paddle} holds {free} units not "
                                                f"offered elsewhere, fewer than {qty}")
     else:
         _check_buy_credit(state, inst, party, cmd.order, _buy_commitment(state, inst, price, qty))
-    book = inst.book
     if (order.tif == POST_ONLY and inst.phase == "continuous" and not keeps
             and book.crosses(side, price)):
         raise Reject("would_trade", f"post-only order {cmd.order} at {price} would trade")
     # -- validated
     run = _Run(state, ctx, inst)
-    ctx.emit(OrderModified(to=run.to(party), session=inst.session, instrument=inst.id,
-                           paddle=cmd.paddle, party=party, order=cmd.order, price=price, qty=qty,
+    run.emit(OrderModified(to=audience(state, party), session=inst.session, instrument=inst.id,
+                           paddle=paddle, party=party, order=cmd.order, price=price, qty=qty,
                            priority_kept=keeps))
     old_qty = order.qty
     if keeps:
