@@ -33,9 +33,13 @@ class Driver:
         env = Envelope(seq=self.seq, ts=self.ts, actor=actor, role=role, cmd=cmd,
                        client_id=client_id)
         events = self.engine.apply(env)
+        self.record(env, events)
         if self.log is not None:
             self.log.append((env, events))
         return events
+
+    def record(self, env: Envelope, events: list[Event]) -> None:
+        """Keep what an envelope caused; a subclass journals it. Here: nothing."""
 
     def tick(self, ts: int) -> list[Event]:
         """Advance the clock to ``ts`` and return what fired."""

@@ -35,15 +35,8 @@ class RecordingDriver(Driver):
         if journal.last_seq != self.seq:
             raise ValueError(f"journal at seq {journal.last_seq}, engine at seq {self.seq}")
 
-    def send(self, cmd: Any, *, actor: str = "op", role: str = "operator",  # type: ignore[override]
-             ts: int | None = None, client_id: str = "") -> list[Any]:
-        if ts is not None:
-            self.ts = max(self.ts, ts)
-        from exchange.commands import Envelope
-        self.seq += 1
-        env = Envelope(seq=self.seq, ts=self.ts, actor=actor, role=role, cmd=cmd,
-                       client_id=client_id)
-        events = self.engine.apply(env)
+    def record(self, env: Any, events: list[Any]) -> None:
+        """Append the envelope and its events as one ENTRY; commit every ``commit_every``."""
         seq = self.journal.append(env.ts, KIND_ENTRY, encode_entry(Entry(env, events)))
         if seq != env.seq:
             raise RuntimeError(f"journal gave seq {seq} to envelope {env.seq}")
@@ -52,9 +45,6 @@ class RecordingDriver(Driver):
         if self._pending >= self.commit_every:
             self.journal.commit()
             self._pending = 0
-        if self.log is not None:
-            self.log.append((env, events))
-        return events
 
     def commit(self) -> None:
         self.journal.commit()
