@@ -29,6 +29,17 @@ class Entry(msgspec.Struct, frozen=True):
 
 _entry_decoder = msgspec.msgpack.Decoder(Entry)
 
+
+class _EntryEnvelope(msgspec.Struct, frozen=True):
+    """An `Entry` read for its envelope alone: the same bytes, with ``events``
+    kept as raw msgpack (skipped, not decoded into objects)."""
+
+    env: Envelope
+    events: msgspec.Raw
+
+
+_entry_envelope_decoder = msgspec.msgpack.Decoder(_EntryEnvelope)
+
 DecodeError = (msgspec.DecodeError, msgspec.ValidationError)
 
 
@@ -61,6 +72,13 @@ def encode_entry(entry: Entry) -> bytes:
 def decode_entry(data: bytes) -> Entry:
     """Decode a journal `Entry`; strict like every decoder here."""
     return _entry_decoder.decode(data)
+
+
+def decode_entry_envelope(data: bytes) -> Envelope:
+    """Decode only the envelope of a journal `Entry` (what a replay without an
+    event check needs): the envelope is strict as in `decode_entry`; the events
+    must be present but are skipped undecoded, about twice as fast overall."""
+    return _entry_envelope_decoder.decode(data).env
 
 
 def to_json(obj: Any) -> bytes:

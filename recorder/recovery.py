@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Protocol, Iterator
 
-from exchange.codec import Entry, decode_entry, encode
+from exchange.codec import Entry, decode_entry, decode_entry_envelope, encode
 from exchange.engine import Engine
 from recorder import layout
 from recorder.format import KIND_ENTRY, Record
@@ -57,7 +57,8 @@ def rebuild(data_dir: str | os.PathLike | None = None, *, journal_dir: str | os.
     recovered). Replay stops before the first entry past ``upto_seq`` or
     with ``env.ts`` past ``upto_ts``. ``check_events`` raises
     `ReplayDiverged` when an entry's events differ byte for byte from the
-    journaled ones. O(snapshot + entries replayed).
+    journaled ones. O(snapshot + entries replayed). Without ``on_entry`` and
+    ``check_events`` only the envelopes are decoded (the events are re-made).
     """
     if journal is None:
         if journal_dir is None:
@@ -87,22 +88,28 @@ def rebuild(data_dir: str | os.PathLike | None = None, *, journal_dir: str | os.
             raise RecoveryError(f"the journal has no record {snap.seq} for the snapshot to follow")
         if any(snap.chain) and covered.chain != snap.chain:
             raise RecoveryError(f"snapshot {snap.seq} does not belong to this journal (chain hash differs)")
+    apply = engine.apply
+    whole = check_events or on_entry is not None   # else the journaled events go unread
     for rec in records:
-        if rec.seq < start:
+        seq = rec.seq
+        if seq < start:
             continue
-        if rec.seq > target:
+        if seq > target:
             break
         if rec.kind != KIND_ENTRY:
             continue
-        entry = decode_entry(rec.payload)
-        env = entry.env
+        if whole:
+            entry = decode_entry(rec.payload)
+            env = entry.env
+        else:
+            env = decode_entry_envelope(rec.payload)
         if upto_ts is not None and env.ts > upto_ts:
             break
-        if env.seq != rec.seq:
-            raise RecoveryError(f"record {rec.seq} holds the envelope of seq {env.seq}")
-        events = engine.apply(env)
+        if env.seq != seq:
+            raise RecoveryError(f"record {seq} holds the envelope of seq {env.seq}")
+        events = apply(env)
         if check_events and encode(events) != encode(entry.events):
-            raise ReplayDiverged(rec.seq, entry.events, events)
+            raise ReplayDiverged(seq, entry.events, events)
         if on_entry is not None:
             on_entry(entry, events)
     return engine
