@@ -28,7 +28,8 @@ class Config:
     send_hwm: int = 10000                 # per connection; beyond it messages are dropped
     recv_hwm: int = 10000
     feed_hwm: int = 100000
-    max_batch: int = 2048                 # commands per group commit at most
+    max_batch: int = 2048                 # messages read from a socket per loop turn
+    max_backlog: int = 20000              # entries applied but not yet durable, at most
     tick_ms: int = 10                     # clock resolution for timers when idle
     snapshot_every: int = 100000          # journal entries between snapshots
     snapshot_seconds: int = 300           # and at most this long between snapshots
@@ -43,7 +44,7 @@ class Config:
             if not 0 <= port < 65536:
                 raise ValueError(f"{name} {port} is not a TCP port")
         for name in ("heartbeat_ms", "max_message_bytes", "send_hwm", "recv_hwm", "feed_hwm",
-                     "max_batch", "tick_ms", "snapshot_every", "snapshot_seconds", "feed_ring",
+                     "max_batch", "max_backlog", "tick_ms", "snapshot_every", "snapshot_seconds", "feed_ring",
                      "keys_check_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -214,6 +214,7 @@ SESSION_REJECTS: dict[str, str] = {
     "bad_client_id": "a client id is 1 to 64 printable ASCII characters",
     "duplicate_client_id": "this client id was used today for a different command",
     "not_permitted": "this user or connection may not send this message",
+    "not_your_client": "the party is not among the broker's clients in the key store",
     "revoked": "the user's key was revoked",
     "bad_heartbeat": "heartbeat_ms must be between 100 and 60000",
     "internal_error": "the exchange failed to process the command; nothing was recorded",

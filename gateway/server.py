@@ -1,24 +1,32 @@
-"""The exchange server: engine, journal and ZeroMQ sockets in one thread.
+"""The exchange server: engine, journal and ZeroMQ sockets.
 
-One thread (the engine thread) owns the `Engine`, the `Journal` and every
-socket but the ZAP handler's. Each turn of its loop:
+Two threads do the work. The *engine thread* owns the `Engine` and every
+socket but the ZAP handler's; the *journal thread* (`JournalWriter`) owns the
+`Journal`: it is the journal's single writer. Each turn of the engine loop:
 
 1. drains up to ``max_batch`` messages from the broker and operator sockets;
    each is decoded with strict decoders, checked (logged-on connection,
    client id, permitted), wrapped in an `Envelope` whose ``actor`` and
    ``role`` come from the CURVE-authenticated connection, applied to the
-   engine and appended to the journal (buffered);
+   engine, and encoded as a journal `Entry`;
 2. fires a `Tick` if timers are due and nothing else advanced the clock;
-3. commits the journal once for the whole batch (group commit: one write,
-   one fdatasync);
-4. only then sends the replies, the private notices and the market data;
-5. answers snapshot and replay requests, heartbeats, expiries, key-store
-   reloads and periodic snapshots.
+3. hands the new entries to the journal thread, which appends them and
+   commits everything handed over since its last commit at once (group
+   commit: one write, one fdatasync) while the engine thread goes on with the
+   next messages;
+4. sends the replies, private notices and market data of every entry the
+   journal thread has reported durable, and nothing else: each outgoing
+   message waits for the entry it follows;
+5. answers snapshot and replay requests (from durable data only),
+   heartbeats, expiries, key-store reloads and periodic snapshots.
 
-No send ever blocks: a connection whose queue is full loses that message
-(and is told why in the log); it resends its request and gets the original
-result back. A journal failure stops the server: nothing more is
-acknowledged.
+The engine runs ahead of the disk by at most ``max_backlog`` entries; if the
+journal falls behind, the loop stops reading commands until it catches up.
+After a crash nothing of an entry that was not durable was ever sent, and
+recovery rebuilds exactly the durable prefix. No send ever blocks: a
+connection whose queue is full loses that message (and the log says so); it
+resends its request and gets the original result back. A journal failure
+stops the server: nothing more is acknowledged.
 """
 
 from __future__ import annotations
@@ -51,11 +59,13 @@ from gateway.view import MarketView
 from gateway.zap import ZapHandler
 from recorder import layout
 from recorder.format import KIND_ENTRY
+from recorder.journal import Journal, JournalFailed
 
 NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 10**9
 RECENT_RESULTS = 65536          # entries whose events are kept to answer resends
 PORTS = ("broker", "operator", "feed", "data")
+WAKE_ENDPOINT = "inproc://lotex-journal-durable"
 
 
 def trading_day(ts: int) -> int:
@@ -104,6 +114,73 @@ class _ReplayOut(msgspec.Struct, tag="Replay", tag_field="type", kw_only=True):
     more: bool
 
 
+class JournalWriter(threading.Thread):
+    """The journal's single writer. The engine thread hands it batches of
+    ``(seq, ts, payload)``; it appends every batch handed over since its last
+    commit, commits them together (group commit) and reports the durable seq
+    and chain hash, waking the engine thread through an inproc socket. After
+    a failure (`JournalFailed`) it stops and reports it."""
+
+    def __init__(self, journal: Journal, context: zmq.Context) -> None:
+        super().__init__(name="lotex-journal", daemon=True)
+        self.journal = journal
+        self._batches: list[list[tuple[int, int, bytes]]] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.durable = (journal.last_seq, journal.head_hash)   # replaced as one tuple
+        self.failed: BaseException | None = None
+        self.commits = 0
+        self._wake = context.socket(zmq.PAIR)
+        self._wake.linger = 0
+        self._wake.sndhwm = 1000
+        self._wake.connect(WAKE_ENDPOINT)
+
+    def submit(self, batch: list[tuple[int, int, bytes]]) -> None:
+        """Queue entries for the next commit (engine thread). O(1)."""
+        with self._cond:
+            self._batches.append(batch)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Commit what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def run(self) -> None:
+        journal = self.journal
+        try:
+            while True:
+                with self._cond:
+                    while not self._batches and not self._stopping:
+                        self._cond.wait()
+                    if not self._batches:
+                        return
+                    batches, self._batches = self._batches, []
+                try:
+                    for batch in batches:
+                        for seq, ts, payload in batch:
+                            written = journal.append(ts, KIND_ENTRY, payload)
+                            if written != seq:
+                                raise JournalFailed(f"journal gave seq {written} to entry {seq}")
+                    durable = journal.commit()
+                except BaseException as exc:  # noqa: BLE001  (reported to the engine thread)
+                    self.failed = exc
+                    self._signal()
+                    return
+                self.commits += 1
+                self.durable = (durable, journal.head_hash)
+                self._signal()
+        finally:
+            self._wake.close(linger=0)
+
+    def _signal(self) -> None:
+        try:
+            self._wake.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass         # the engine thread has wake-ups queued already
+
+
 class Server:
     """The whole exchange on one data directory. `start()` recovers and binds;
     `run()` serves until `stop()`; `close()` releases everything."""
@@ -120,14 +197,14 @@ class Server:
         self._stop = threading.Event()
         self.failed: BaseException | None = None
         self.ready = threading.Event()
+        self.writer: JournalWriter | None = None
 
     # ------------------------------------------------------------------ start-up
 
     def start(self) -> dict[str, str]:
-        """Recover the engine from snapshot + journal, start the ZAP handler,
-        bind the sockets; return the endpoints."""
+        """Recover the engine from snapshot + journal, start the journal thread
+        and the ZAP handler, bind the sockets; return the endpoints."""
         from recorder import recovery  # the one recovery path
-        from recorder.journal import Journal
 
         cfg = self.config
         self.journal_dir = layout.journal_dir(self.data_dir)
@@ -144,32 +221,43 @@ class Server:
 
         # gateway state rebuilt from the journal: feed, view, client ids, recent results
         self.view = MarketView()
-        self.public_seqs = array("q")     # seq of every Market message, in order
+        self.public_seqs = array("q")     # seq of every Market message sent, in order
         self.ring_msgs: list[bytes] = []  # the last ones, encoded (same order)
-        self.last_public = 0
+        self.last_public = 0              # seq of the last Market message sent
+        self.last_public_assigned = 0     # ... or made (the next one's prev)
         self.ids_today: dict[tuple[str, str], tuple[int, Any]] = {}
         self.ids_yesterday: dict[tuple[str, str], tuple[int, Any]] = {}
         self.today = trading_day(max(time.time_ns(), self.last_ts))
         self.recent: dict[int, list[Any]] = {}
         self.recent_order: deque[int] = deque()
+        self.reader: Journal | None = None
         self._scan_journal()
 
         self.users: dict[str, User] = self.keystore.users()
         self.keys_stamp = self.keystore.stamp()
         self.sessions: dict[str, dict[bytes, Conn]] = {"broker": {}, "operator": {}}
         self.user_conns: dict[str, list[Conn]] = {}
-        self.outbox: list[tuple[zmq.Socket, bytes, bytes]] = []
-        self.pub_out: list[bytes] = []
+        # audience token (user id or OPERATORS) -> connections that take notices
+        self.listeners: dict[str, list[Conn]] = {}
+        # waiting for durability: (seq it follows, socket, routing id, bytes)
+        self.outbox: deque[tuple[int, zmq.Socket, bytes, bytes]] = deque()
+        # Market messages waiting for durability: (seq, public events, bytes)
+        self.pub_pending: deque[tuple[int, list[Any], bytes]] = deque()
+        self.records: list[tuple[int, int, bytes]] = []   # entries not yet handed over
         self.entries_since_snapshot = 0
         self.last_snapshot_wall = time.monotonic()
         self._snapshot_thread: threading.Thread | None = None
-        self.last_tick_ns = 0
         self.last_env_ns = 0
         self.last_feed_out = time.monotonic_ns()
         self.last_housekeeping = 0
         self.last_keys_check = 0
 
         self.context = zmq.Context()
+        self.wake = self.context.socket(zmq.PAIR)
+        self.wake.linger = 0
+        self.wake.bind(WAKE_ENDPOINT)
+        self.writer = JournalWriter(self.journal, self.context)
+        self.writer.start()
         self.zap = ZapHandler(self.context, self.users)
         self.zap.start()
         server_public, server_secret = self.keystore.server_keys()
@@ -207,11 +295,17 @@ class Server:
         self.operator = self.sockets["operator"]
         self.feed = self.sockets["feed"]
         self.data = self.sockets["data"]
+        # two pollers: with the order sockets, and without them while the
+        # journal is ``max_backlog`` entries behind (ZeroMQ queues push back)
         self.poller = zmq.Poller()
-        for name in ("broker", "operator", "data"):
-            self.poller.register(self.sockets[name], zmq.POLLIN)
-        for monitor in self.monitors:
-            self.poller.register(monitor, zmq.POLLIN)
+        self.backlog_poller = zmq.Poller()
+        for poller in (self.poller, self.backlog_poller):
+            poller.register(self.wake, zmq.POLLIN)
+            poller.register(self.data, zmq.POLLIN)
+            for monitor in self.monitors:
+                poller.register(monitor, zmq.POLLIN)
+        self.poller.register(self.broker, zmq.POLLIN)
+        self.poller.register(self.operator, zmq.POLLIN)
         self._write_endpoints(server_public.decode())
         self.log.info("started", data_dir=str(self.data_dir), last_seq=self.durable_seq,
                       recovered_in_ms=int((time.monotonic() - started) * 1000),
@@ -238,7 +332,8 @@ class Server:
             env = entry.env
             public = [e for e in entry.events if not e.to]
             if public:
-                self._record_public(env.seq, env.ts, public)
+                data = self._market(env.seq, env.ts, public)
+                self._published(env.seq, public, data)
             if env.client_id and trading_day(env.ts) >= first_day:
                 ids = self.ids_today if trading_day(env.ts) >= self.today else self.ids_yesterday
                 ids[(env.actor, env.client_id)] = (env.seq, env.cmd)
@@ -253,28 +348,30 @@ class Server:
 
     def run(self) -> None:
         """Serve until `stop()`. Raises `ServerStopped` after a journal failure."""
-        poll = self.poller.poll
-        broker, operator, data = self.broker, self.operator, self.data
+        broker, operator, data, wake = self.broker, self.operator, self.data, self.wake
+        max_backlog = self.config.max_backlog
         while not self._stop.is_set():
-            ready = dict(poll(self._poll_timeout_ms()))
-            applied = 0
+            backlogged = self.next_seq - 1 - self.durable_seq >= max_backlog
+            poller = self.backlog_poller if backlogged else self.poller
+            ready = dict(poller.poll(self._poll_timeout_ms()))
+            if wake in ready:
+                self._on_wake()
+            if self.failed is not None:
+                raise ServerStopped(str(self.failed)) from self.failed
             if broker in ready:
-                applied += self._drain(broker, "broker")
+                self._drain(broker, "broker")
             if operator in ready:
-                applied += self._drain(operator, "operator")
+                self._drain(operator, "operator")
             if self._tick_due():
                 self._apply(Tick(), "clock", "system", "", None)
-                applied += 1
-            if applied or self.outbox or self.pub_out:
-                self._commit_and_flush()
+            self._submit()
+            self._flush()
             if data in ready:
                 self._serve_data()
             for monitor in self.monitors:
                 if monitor in ready:
                     self._log_monitor(monitor)
             self._housekeeping()
-            if self.failed is not None:
-                raise ServerStopped(str(self.failed)) from self.failed
 
     def _poll_timeout_ms(self) -> int:
         """Sleep until the next timer is due, a heartbeat or housekeeping is due."""
@@ -293,31 +390,92 @@ class Server:
         now = time.time_ns()
         return timers[0][0] <= now and now - self.last_env_ns >= self.config.tick_ms * NS_PER_MS
 
-    def _drain(self, sock: zmq.Socket, port: str) -> int:
+    def _drain(self, sock: zmq.Socket, port: str) -> None:
         """Receive and handle what is queued on ``sock``, up to the batch size."""
-        applied = 0
-        limit = self.config.max_batch
         recv = sock.recv_multipart
-        for _ in range(limit):
+        for _ in range(self.config.max_batch):
             try:
                 frames = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
+                return
+            self._on_message(sock, port, frames)
+
+    # ------------------------------------------------------------------ durability
+
+    def _submit(self) -> None:
+        """Hand the entries made since the last call to the journal thread."""
+        if self.records:
+            assert self.writer is not None
+            self.writer.submit(self.records)
+            self.records = []
+
+    def _on_wake(self) -> None:
+        """The journal thread made entries durable (or failed)."""
+        while True:
+            try:
+                self.wake.recv(zmq.NOBLOCK)
+            except zmq.Again:
                 break
-            applied += self._on_message(sock, port, frames)
-        return applied
+        assert self.writer is not None
+        if self.writer.failed is not None:
+            if self.failed is None:
+                self.failed = self.writer.failed
+                self.outbox.clear()
+                self.pub_pending.clear()
+                self.log.critical("journal_failed", error=str(self.failed))
+            return
+        self.durable_seq = self.writer.durable[0]
+
+    def _wait_durable(self) -> None:
+        """Block until every entry made so far is durable (or the journal failed)."""
+        self._submit()
+        target = self.next_seq - 1
+        while self.durable_seq < target and self.failed is None:
+            if self.wake.poll(1000, zmq.POLLIN):
+                self._on_wake()
+            elif self.writer is None or not self.writer.is_alive():
+                self._on_wake()
+                if self.durable_seq < target and self.failed is None:
+                    raise RuntimeError("the journal thread ended with entries pending")
+
+    def _flush(self) -> None:
+        """Send every queued message whose entry is durable, in order."""
+        durable = self.durable_seq
+        outbox = self.outbox
+        if outbox and outbox[0][0] <= durable:
+            now = time.monotonic_ns()
+            send = self._send
+            while outbox and outbox[0][0] <= durable:
+                _, sock, rid, data = outbox.popleft()
+                send(sock, rid, data, now)
+        pending = self.pub_pending
+        if pending and pending[0][0] <= durable:
+            feed_send = self.feed.send
+            while pending and pending[0][0] <= durable:
+                seq, public, data = pending.popleft()
+                feed_send(data, zmq.NOBLOCK)
+                self._published(seq, public, data)
+            self.last_feed_out = time.monotonic_ns()
+
+    def _queue(self, sock: zmq.Socket, rid: bytes, data: bytes) -> None:
+        """Send ``data`` once everything applied so far is durable."""
+        self.outbox.append((self.next_seq - 1, sock, rid, data))
 
     # ------------------------------------------------------------------ one message
 
     def _reject(self, sock: zmq.Socket, rid: bytes, code: str, user: str, port: str,
                 client_id: str = "", detail: str = "") -> None:
         text = detail or p.SESSION_REJECTS[code]
-        self.outbox.append((sock, rid, p.encode(p.SessionRejected(code=code, text=text,
-                                                                  client_id=client_id))))
+        data = p.encode(p.SessionRejected(code=code, text=text, client_id=client_id))
+        if sock is self.data:
+            self._send(sock, rid, data, time.monotonic_ns())
+        else:
+            self._queue(sock, rid, data)
         self.log.warning("refused", code=code, user=user, port=port, client_id=client_id,
                          detail=text[:200])
 
-    def _on_message(self, sock: zmq.Socket, port: str, frames: list[zmq.Frame]) -> int:
-        """Handle one inbound message; return 1 if it was applied to the engine."""
+    def _on_message(self, sock: zmq.Socket, port: str, frames: list[zmq.Frame]) -> None:
+        """Handle one inbound message of the broker or operator socket."""
         rid = frames[0].bytes
         last = frames[-1]
         user_id = last.get("User-Id")
@@ -325,48 +483,43 @@ class Server:
         if user is None or user.revoked:
             self._end_session(port, rid, "revoked")
             self._reject(sock, rid, "revoked", user_id, port)
-            return 0
+            return
         if len(frames) != 2:
             self._reject(sock, rid, "undecodable", user_id, port,
                          detail=f"expected one frame per message, got {len(frames) - 1}")
-            return 0
+            return
         try:
             msg = p.client_decoder.decode(last.buffer)
         except msgspec.ValidationError as exc:
             self._reject(sock, rid, "invalid_message", user_id, port, detail=str(exc))
-            return 0
+            return
         except msgspec.DecodeError as exc:
             self._reject(sock, rid, "undecodable", user_id, port, detail=str(exc))
-            return 0
+            return
         conn = self.sessions[port].get(rid)
         now = time.monotonic_ns()
         if conn is not None:
             if conn.user != user_id:      # cannot happen with CURVE; refuse anyway
                 self._reject(sock, rid, "not_permitted", user_id, port,
                              detail="the connection is bound to another user")
-                return 0
+                return
             conn.last_in = now
         kind = type(msg)
         if kind is p.Request:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port, client_id=msg.client_id)
-                return 0
-            return self._on_request(sock, conn, user, msg)
-        if kind is p.Heartbeat:
+            else:
+                self._on_request(sock, conn, user, msg)
+        elif kind is p.Heartbeat:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
-            return 0
-        if kind is p.Logon:
+        elif kind is p.Logon:
             self._logon(sock, port, rid, user, msg, now)
-            return 0
-        if kind is p.Logout:
-            if conn is not None:
-                applied = self._end_session(port, rid, "logout")
-                self.outbox.append((sock, rid, p.encode(p.LoggedOut(reason="logout"))))
-                return applied
-            self.outbox.append((sock, rid, p.encode(p.LoggedOut(reason="not logged on"))))
-            return 0
-        if kind is p.Reload:
+        elif kind is p.Logout:
+            reason = "logout" if conn is not None else "not logged on"
+            self._end_session(port, rid, "logout")
+            self._queue(sock, rid, p.encode(p.LoggedOut(reason=reason)))
+        elif kind is p.Reload:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
             elif conn.role != "operator":
@@ -375,10 +528,9 @@ class Server:
             else:
                 self._reload_keys(force=True)
                 active = sum(1 for u in self.users.values() if not u.revoked)
-                self.outbox.append((sock, rid, p.encode(p.Reloaded(users=active))))
-            return 0
-        self._reject(sock, rid, "invalid_message", user_id, port)
-        return 0
+                self._queue(sock, rid, p.encode(p.Reloaded(users=active)))
+        else:
+            self._reject(sock, rid, "invalid_message", user_id, port)
 
     def _logon(self, sock: zmq.Socket, port: str, rid: bytes, user: User, msg: p.Logon,
                now: int) -> None:
@@ -398,30 +550,34 @@ class Server:
                     msg.notices)
         self.sessions[port][rid] = conn
         self.user_conns.setdefault(user.id, []).append(conn)
-        self.outbox.append((sock, rid, p.encode(p.LogonAccepted(
+        if conn.notices:
+            self.listeners.setdefault(user.id, []).append(conn)
+            if user.role == "operator":
+                self.listeners.setdefault(OPERATORS, []).append(conn)
+        self._queue(sock, rid, p.encode(p.LogonAccepted(
             user=user.id, role=user.role, heartbeat_ms=msg.heartbeat_ms,
             cancel_on_disconnect=cod, trading_day=day_text(self.today),
-            last_seq=self.durable_seq))))
+            last_seq=self.next_seq - 1)))
         self.log.info("logon", user=user.id, role=user.role, port=port, rid=rid.hex(),
                       heartbeat_ms=msg.heartbeat_ms, cancel_on_disconnect=cod)
 
-    def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> int:
+    def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> None:
         cid = msg.client_id
         port = conn.port
         if not valid_client_id(cid):
             self._reject(sock, conn.rid, "bad_client_id", user.id, port,
                          client_id=cid[:p.MAX_CLIENT_ID])
-            return 0
+            return
         cmd = msg.cmd
         if type(cmd) is Tick:
             self._reject(sock, conn.rid, "not_permitted", user.id, port, client_id=cid,
                          detail="Tick is sent by the exchange clock only")
-            return 0
+            return
         if type(cmd) is RegisterParty and user.clients and cmd.name not in user.clients:
             self._reject(sock, conn.rid, "not_your_client", user.id, port, client_id=cid,
                          detail=f"{cmd.name!r} is not among the clients of {user.id!r} "
                                 f"in the key store")
-            return 0
+            return
         key = (user.id, cid)
         known = self.ids_today.get(key) or self.ids_yesterday.get(key)
         if known is not None:
@@ -430,19 +586,18 @@ class Server:
                 self._reject(sock, conn.rid, "duplicate_client_id", user.id, port, client_id=cid,
                              detail=f"client id {cid!r} was used for journal entry {seq} "
                                     f"with a different command")
-                return 0
+                return
             events = self._events_of(seq)
-            self.outbox.append((sock, conn.rid, self._result(cid, seq, events, conn.user,
-                                                             conn.role, resent=True)))
-            return 0
+            self._queue(sock, conn.rid, self._result(cid, seq, events, conn.user, conn.role,
+                                                     resent=True))
+            return
         self._apply(cmd, user.id, conn.role, cid, conn)
-        return 1
 
     # ------------------------------------------------------------------ apply
 
     def _apply(self, cmd: Any, actor: str, role: str, cid: str, origin: Conn | None) -> None:
-        """Sequence, apply and journal one command (buffered); queue its
-        reply, notices and market data for after the commit."""
+        """Sequence and apply one command and encode its journal entry; queue
+        its reply, notices and market data until the entry is durable."""
         now = time.time_ns()
         ts = now if now > self.last_ts else self.last_ts
         day = trading_day(ts)
@@ -455,9 +610,7 @@ class Server:
         except Exception as exc:   # a bug in a handler: the state may be damaged
             self._engine_failed(env, exc, origin)
             return
-        written = self.journal.append(ts, KIND_ENTRY, encode_entry(Entry(env, events)))
-        if written != seq:
-            raise RuntimeError(f"journal gave seq {written} to envelope {seq}")
+        self.records.append((seq, ts, encode_entry(Entry(env, events))))
         self.next_seq = seq + 1
         self.last_ts = ts
         self.last_env_ns = now
@@ -465,48 +618,54 @@ class Server:
         if cid:
             self.ids_today[(actor, cid)] = (seq, cmd)
         self._remember(seq, events)
+        outbox = self.outbox
         if origin is not None:
-            self.outbox.append((self.sockets[origin.port], origin.rid,
-                                self._result(cid, seq, events, actor, role)))
+            outbox.append((seq, self.sockets[origin.port], origin.rid,
+                           self._result(cid, seq, events, actor, role)))
         public: list[Any] = []
         private_to: dict[Conn, list[Any]] | None = None
+        listeners = self.listeners
         for event in events:
             audience = event.to
             if not audience:
                 public.append(event)
                 continue
             for target in audience:
-                conns = self._audience_conns(target)
+                conns = listeners.get(target)
+                if not conns:
+                    continue
                 for conn in conns:
-                    if conn is origin or not conn.notices:
+                    if conn is origin:
                         continue
                     if private_to is None:
                         private_to = {}
-                    bucket = private_to.setdefault(conn, [])
-                    if not bucket or bucket[-1] is not event:
+                    bucket = private_to.get(conn)
+                    if bucket is None:
+                        private_to[conn] = [event]
+                    elif bucket[-1] is not event:
                         bucket.append(event)
         if private_to:
             for conn, evs in private_to.items():
-                self.outbox.append((self.sockets[conn.port], conn.rid,
-                                    p.encode(p.Notice(seq=seq, ts=ts, events=evs))))
+                outbox.append((seq, self.sockets[conn.port], conn.rid,
+                               p.encode(p.Notice(seq=seq, ts=ts, events=evs))))
         if public:
-            self.pub_out.append(self._record_public(seq, ts, public))
+            self.pub_pending.append((seq, public, self._market(seq, ts, public)))
 
-    def _audience_conns(self, target: str) -> list[Conn]:
-        if target == OPERATORS:
-            return list(self.sessions["operator"].values())
-        return self.user_conns.get(target, [])
+    def _market(self, seq: int, ts: int, public: list[Any]) -> bytes:
+        """Encode the Market message of entry ``seq``, chained to the previous one."""
+        data = p.encode(p.Market(seq=seq, prev=self.last_public_assigned, ts=ts,
+                                 events=public))
+        self.last_public_assigned = seq
+        return data
 
-    def _record_public(self, seq: int, ts: int, public: list[Any]) -> bytes:
-        """Make the Market message of entry ``seq``; keep it in the ring and view."""
-        data = p.encode(p.Market(seq=seq, prev=self.last_public, ts=ts, events=public))
+    def _published(self, seq: int, public: list[Any], data: bytes) -> None:
+        """A Market message went out: keep it for replay and fold it into the view."""
         self.last_public = seq
         self.view.fold(seq, public)
         self.public_seqs.append(seq)
         self.ring_msgs.append(data)
         if len(self.ring_msgs) > 2 * self.config.feed_ring:
             del self.ring_msgs[:len(self.ring_msgs) - self.config.feed_ring]
-        return data
 
     def _remember(self, seq: int, events: list[Any]) -> None:
         self.recent[seq] = events
@@ -514,14 +673,19 @@ class Server:
         if len(self.recent_order) > RECENT_RESULTS:
             self.recent.pop(self.recent_order.popleft(), None)
 
+    def _read(self, seq: int) -> Any:
+        """Return the decoded journal entry ``seq`` (durable) through a
+        read-only view of the journal; the writer belongs to its thread."""
+        if self.reader is None or seq > self.reader.last_seq:
+            self.reader = Journal.open_readonly(self.journal_dir)
+        for record in self.reader.read(seq):
+            return decode_entry(record.payload)
+        raise LookupError(f"journal entry {seq} not found")
+
     def _events_of(self, seq: int) -> list[Any]:
         """Return the events of journal entry ``seq`` (recent ones from memory)."""
         events = self.recent.get(seq)
-        if events is not None:
-            return events
-        for record in self.journal.read(seq):
-            return decode_entry(record.payload).events
-        return []
+        return events if events is not None else self._read(seq).events
 
     @staticmethod
     def _visible(events: list[Any], user: str, role: str) -> list[Any]:
@@ -549,40 +713,21 @@ class Server:
         self.today = day
 
     def _engine_failed(self, env: Envelope, exc: Exception, origin: Conn | None) -> None:
-        """A handler raised: keep what is journaled, rebuild the engine from it,
-        and refuse the command (nothing of it was recorded)."""
+        """A handler raised: make durable what was applied before, rebuild the
+        engine from the journal, and refuse the command (nothing of it was
+        recorded)."""
         from recorder import recovery
         self.log.error("engine_error", seq=env.seq, command=type(env.cmd).__name__,
                        actor=env.actor, error=repr(exc), exc_info=exc)
-        self.durable_seq = self.journal.commit()
-        self.engine = recovery.rebuild(self.data_dir, journal=self.journal)
+        self._wait_durable()
+        self.engine = recovery.rebuild(self.data_dir,
+                                       journal=Journal.open_readonly(self.journal_dir))
         if origin is not None:
-            self.outbox.append((self.sockets[origin.port], origin.rid, p.encode(
+            self._queue(self.sockets[origin.port], origin.rid, p.encode(
                 p.SessionRejected(code="internal_error", text=p.SESSION_REJECTS["internal_error"],
-                                  client_id=env.client_id))))
+                                  client_id=env.client_id)))
 
-    # ------------------------------------------------------------------ commit, send
-
-    def _commit_and_flush(self) -> None:
-        from recorder.journal import JournalFailed
-        try:
-            self.durable_seq = self.journal.commit()
-        except JournalFailed as exc:
-            self.failed = exc
-            self.outbox.clear()
-            self.pub_out.clear()
-            self.log.critical("journal_failed", error=str(exc))
-            return
-        now = time.monotonic_ns()
-        for sock, rid, data in self.outbox:
-            self._send(sock, rid, data, now)
-        self.outbox.clear()
-        if self.pub_out:
-            send = self.feed.send
-            for data in self.pub_out:
-                send(data, zmq.NOBLOCK)
-            self.pub_out.clear()
-            self.last_feed_out = now
+    # ------------------------------------------------------------------ sending
 
     def _send(self, sock: zmq.Socket, rid: bytes, data: bytes, now: int) -> None:
         port = "broker" if sock is self.broker else "operator" if sock is self.operator else "data"
@@ -610,59 +755,57 @@ class Server:
 
     def _forget(self, conn: Conn) -> None:
         self.sessions[conn.port].pop(conn.rid, None)
-        conns = self.user_conns.get(conn.user)
-        if conns and conn in conns:
-            conns.remove(conn)
-            if not conns:
-                del self.user_conns[conn.user]
+        for table, key in ((self.user_conns, conn.user), (self.listeners, conn.user),
+                           (self.listeners, OPERATORS)):
+            conns = table.get(key)
+            if conns and conn in conns:
+                conns.remove(conn)
+                if not conns:
+                    del table[key]
 
-    def _end_session(self, port: str, rid: bytes, reason: str) -> int:
-        """End a session; apply cancel-on-disconnect. Return 1 if a command was applied."""
+    def _end_session(self, port: str, rid: bytes, reason: str) -> None:
+        """End a session; apply cancel-on-disconnect (book orders only)."""
         if port not in self.sessions:
-            return 0
+            return
         conn = self.sessions[port].get(rid)
         if conn is None:
-            return 0
+            return
         self._forget(conn)
         self.log.info("session_ended", user=conn.user, port=port, rid=rid.hex(), reason=reason)
         if conn.cod and self.failed is None:
             if any(c.cod for c in self.user_conns.get(conn.user, [])):
-                return 0   # another connection of the user still wants its orders kept
+                return   # another connection of the user still wants its orders kept
             sessions = dict.fromkeys(getattr(inst, "session", "")
                                      for inst in self.engine.state.books.values())
-            applied = 0
             for session in sessions:
                 if session:
                     self._apply(MassCancel(session=session), conn.user, conn.role, "", None)
-                    applied += 1
             self.log.info("cancel_on_disconnect", user=conn.user, reason=reason,
                           sessions=len(sessions))
-            return applied
-        return 0
 
     def _housekeeping(self) -> None:
         now = time.monotonic_ns()
         if now - self.last_housekeeping < 50 * NS_PER_MS:
             return
         self.last_housekeeping = now
-        applied = 0
         for port in ("broker", "operator"):
             sock = self.sockets[port]
             for conn in list(self.sessions[port].values()):
                 if now - conn.last_in > 3 * conn.hb_ns:
-                    applied += self._end_session(port, conn.rid, "heartbeat timeout")
-                    self.outbox.append((sock, conn.rid,
-                                        p.encode(p.LoggedOut(reason="heartbeat timeout"))))
+                    self._end_session(port, conn.rid, "heartbeat timeout")
+                    self._queue(sock, conn.rid, p.encode(p.LoggedOut(reason="heartbeat timeout")))
                 elif now - conn.last_out >= conn.hb_ns:
-                    self.outbox.append((sock, conn.rid, p.encode(p.Heartbeat())))
+                    conn.last_out = now
+                    self._queue(sock, conn.rid, p.encode(p.Heartbeat()))
         if now - self.last_feed_out >= self.config.heartbeat_ms * NS_PER_MS:
-            self.pub_out.append(p.encode(p.FeedHeartbeat(seq=self.last_public,
-                                                         ts=time.time_ns())))
-        if applied or self.outbox or self.pub_out:
-            self._commit_and_flush()
+            self.feed.send(p.encode(p.FeedHeartbeat(seq=self.last_public, ts=time.time_ns())),
+                           zmq.NOBLOCK)
+            self.last_feed_out = now
         if now - self.last_keys_check >= self.config.keys_check_ms * NS_PER_MS:
             self.last_keys_check = now
             self._reload_keys()
+        self._submit()
+        self._flush()
         self._maybe_snapshot()
 
     def _reload_keys(self, force: bool = False) -> None:
@@ -677,22 +820,23 @@ class Server:
         self.keys_stamp = stamp
         self.users = users
         self.zap.set_users(users)
-        ended = 0
         for port in ("broker", "operator"):
             sock = self.sockets[port]
             for conn in list(self.sessions[port].values()):
                 user = users.get(conn.user)
                 if user is None or user.revoked:
-                    ended += self._end_session(port, conn.rid, "revoked")
-                    self.outbox.append((sock, conn.rid, p.encode(p.LoggedOut(reason="revoked"))))
+                    self._end_session(port, conn.rid, "revoked")
+                    self._queue(sock, conn.rid, p.encode(p.LoggedOut(reason="revoked")))
         self.log.info("keys_reloaded", users=sum(1 for u in users.values() if not u.revoked))
-        if ended or self.outbox:
-            self._commit_and_flush()
 
     # ------------------------------------------------------------------ snapshots
 
     def _maybe_snapshot(self, force: bool = False) -> None:
-        if self.entries_since_snapshot == 0:
+        """Snapshot the engine every ``snapshot_every`` entries or
+        ``snapshot_seconds``: first wait until every entry is durable (the
+        snapshot must not cover more than the journal holds), pickle the
+        state here, write the file in a helper thread."""
+        if self.entries_since_snapshot == 0 or self.failed is not None:
             return
         due = (force or self.entries_since_snapshot >= self.config.snapshot_every
                or time.monotonic() - self.last_snapshot_wall >= self.config.snapshot_seconds)
@@ -703,18 +847,25 @@ class Server:
                 return
             self._snapshot_thread.join()
         from recorder.snapshots import write_snapshot
+        self._wait_durable()
+        if self.failed is not None:
+            return
+        assert self.writer is not None
+        durable, head = self.writer.durable
         seq = self.engine.state.last_seq
+        if seq != durable:
+            raise RuntimeError(f"engine at seq {seq} but the journal is durable to {durable}")
         ts = self.engine.state.now
-        chain = bytes.fromhex(self.journal.head_hash) if seq == self.journal.last_seq \
-            else bytes(32)
-        data = self.engine.snapshot()        # in this thread: consistent with the journal
+        chain = bytes.fromhex(head)
+        data = self.engine.snapshot()
         self.entries_since_snapshot = 0
         self.last_snapshot_wall = time.monotonic()
         log = self.log
+        directory = self.snapshot_dir
 
         def write() -> None:
             try:
-                write_snapshot(self.snapshot_dir, seq, data, ts=ts, chain=chain)
+                write_snapshot(directory, seq, data, ts=ts, chain=chain)
                 log.info("snapshot_written", seq=seq, bytes=len(data))
             except OSError as exc:
                 log.error("snapshot_failed", seq=seq, error=str(exc))
@@ -727,7 +878,9 @@ class Server:
     # ------------------------------------------------------------------ data socket
 
     def _serve_data(self) -> None:
+        """Answer snapshot and replay requests from what has been published."""
         sock = self.data
+        now = time.monotonic_ns()
         for _ in range(64):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -738,27 +891,26 @@ class Server:
             user = self.users.get(user_id)
             if user is None or user.revoked:
                 self._reject(sock, rid, "revoked", user_id, "data")
-            elif len(frames) != 2:
+                continue
+            if len(frames) != 2:
                 self._reject(sock, rid, "undecodable", user_id, "data",
                              detail="expected one frame per message")
+                continue
+            try:
+                request = p.data_request_decoder.decode(frames[1].buffer)
+            except msgspec.ValidationError as exc:
+                self._reject(sock, rid, "invalid_message", user_id, "data", detail=str(exc))
+                continue
+            except msgspec.DecodeError as exc:
+                self._reject(sock, rid, "undecodable", user_id, "data", detail=str(exc))
+                continue
+            if type(request) is p.SnapshotRequest:
+                self._send(sock, rid, p.encode(p.Snapshot(
+                    seq=self.last_public,
+                    session=request.session, key=request.key,
+                    events=self.view.snapshot(request.session, request.key))), now)
             else:
-                try:
-                    request = p.data_request_decoder.decode(frames[1].buffer)
-                except msgspec.ValidationError as exc:
-                    self._reject(sock, rid, "invalid_message", user_id, "data", detail=str(exc))
-                except msgspec.DecodeError as exc:
-                    self._reject(sock, rid, "undecodable", user_id, "data", detail=str(exc))
-                else:
-                    if type(request) is p.SnapshotRequest:
-                        self.outbox.append((sock, rid, p.encode(p.Snapshot(
-                            seq=self.durable_seq, session=request.session, key=request.key,
-                            events=self.view.snapshot(request.session, request.key)))))
-                    else:
-                        self._replay(sock, rid, user_id, request)
-            now = time.monotonic_ns()
-            for out_sock, out_rid, out_data in self.outbox:
-                self._send(out_sock, out_rid, out_data, now)
-            self.outbox.clear()
+                self._replay(sock, rid, user_id, request)
 
     def _replay(self, sock: zmq.Socket, rid: bytes, user_id: str, req: p.ReplayRequest) -> None:
         """Answer with the Market messages in [from_seq, to_seq]: from the ring
@@ -768,7 +920,8 @@ class Server:
             self._reject(sock, rid, "bad_request", user_id, "data",
                          detail="from_seq >= 1, to_seq 0 or >= from_seq, 1 <= limit <= 10000")
             return
-        upto = min(req.to_seq or self.durable_seq, self.durable_seq)
+        published = self.durable_seq if not self.pub_pending else self.pub_pending[0][0] - 1
+        upto = min(req.to_seq or published, published)
         budget = self.config.max_message_bytes * 16
         messages: list[msgspec.Raw] = []
         size = 0
@@ -784,23 +937,18 @@ class Server:
             if i >= ring_first:
                 data = self.ring_msgs[i - ring_first]
             else:
-                data = self._market_from_journal(seqs[i], seqs[i - 1] if i else 0)
+                entry = self._read(seqs[i])
+                data = p.encode(p.Market(seq=seqs[i], prev=seqs[i - 1] if i else 0,
+                                         ts=entry.env.ts,
+                                         events=[e for e in entry.events if not e.to]))
             messages.append(msgspec.Raw(data))
             size += len(data)
             through = seqs[i]
             i += 1
         if not full:
             through = max(upto, through)
-        self.outbox.append((sock, rid, p.encode(_ReplayOut(
-            messages=messages, through=through, more=through < upto))))
-
-    def _market_from_journal(self, seq: int, prev: int) -> bytes:
-        """Rebuild the Market message of an entry older than the ring."""
-        for record in self.journal.read(seq):
-            entry = decode_entry(record.payload)
-            return p.encode(p.Market(seq=seq, prev=prev, ts=entry.env.ts,
-                                     events=[e for e in entry.events if not e.to]))
-        raise LookupError(f"journal entry {seq} not found")
+        self._send(sock, rid, p.encode(_ReplayOut(messages=messages, through=through,
+                                                  more=through < upto)), time.monotonic_ns())
 
     def _log_monitor(self, monitor: zmq.Socket) -> None:
         port = self.monitors[monitor]
@@ -817,21 +965,29 @@ class Server:
     # ------------------------------------------------------------------ shutdown
 
     def close(self) -> None:
-        """Commit, snapshot, close the sockets (linger 0) and the journal."""
+        """Make everything durable, send what waits, snapshot, then close the
+        sockets (linger 0), the journal thread and the journal."""
         try:
-            if self.failed is None and getattr(self, "journal", None) is not None:
+            if self.failed is None and self.writer is not None:
                 try:
-                    self.durable_seq = self.journal.commit()
+                    self._wait_durable()
+                    self._flush()
                     self._maybe_snapshot(force=True)
                 except Exception as exc:  # noqa: BLE001  (shutting down: log and go on)
                     self.log.error("close_failed", error=str(exc))
         finally:
+            if self.writer is not None:
+                self.writer.stop()
+                self.writer.join(timeout=30)
+                self.writer = None
             if self.context is not None:
                 for monitor in self.monitors:
                     monitor.close(linger=0)
                 for sock in self.sockets.values():
-                    sock.disable_monitor() if sock.type == zmq.ROUTER else None
+                    if sock.type == zmq.ROUTER:
+                        sock.disable_monitor()
                     sock.close(linger=0)
+                self.wake.close(linger=0)
                 self.zap.stop()
                 self.zap.join(timeout=2)
                 self.context.term()
@@ -844,7 +1000,7 @@ class Server:
 def serve_in_thread(data_dir: str | os.PathLike, config: Config | None = None
                     ) -> tuple[Server, threading.Thread]:
     """Start a server and run it in a daemon thread (tests, demo); return both.
-    Stop with ``server.stop(); thread.join(); server.close()``... or `stop_thread`."""
+    Stop it with `stop_thread`."""
     server = Server(data_dir, config)
     server.start()
     errors: list[BaseException] = []

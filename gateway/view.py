@@ -57,6 +57,21 @@ def key_of(event: Any) -> str:
     return ""
 
 
+def _rule(kind: type) -> tuple:
+    """How events of ``kind`` fold: (name, key field, has a session field,
+    last-value identity fields or None, field whose zero drops the value)."""
+    fields = getattr(kind, "__struct_fields__", ())
+    name = kind.__name__
+    key_field = next((f for f in KEY_FIELDS if f in fields), "")
+    identity = LAST_VALUE.get(name)
+    if identity is not None:
+        identity = tuple(f for f in identity if f in fields)
+    zero_field = DROP_WHEN_ZERO.get(name)
+    if zero_field not in fields:
+        zero_field = None
+    return name, key_field, "session" in fields, identity, zero_field
+
+
 class MarketView:
     """Public state by session, as the public events that make it."""
 
@@ -66,34 +81,38 @@ class MarketView:
         self.session_of: dict[str, str] = {}     # lot serial / instrument -> session
         self._counter = 0
         self.seq = 0                              # last journal seq folded in
+        self._rules: dict[type, tuple] = {}
 
     def fold(self, seq: int, events: Iterable[Any]) -> None:
         """Fold the public events of journal entry ``seq``. O(events)."""
         self.seq = seq
+        rules = self._rules
         for event in events:
             if event.to:
                 continue
-            name = type(event).__name__
-            key = key_of(event)
-            session = getattr(event, "session", None)
-            if isinstance(session, str) and session:
+            kind = type(event)
+            rule = rules.get(kind)
+            if rule is None:
+                rule = rules[kind] = _rule(kind)
+            name, key_field, has_session, identity, zero_field = rule
+            key = getattr(event, key_field) if key_field else ""
+            session = event.session if has_session else ""
+            if session:
                 if key and key not in self.session_of:
                     self.session_of[key] = session
-            else:
-                session = self.session_of.get(key, "") if key else ""
+            elif key:
+                session = self.session_of.get(key, "")
             bucket = self.buckets.get(session)
             if bucket is None:
                 bucket = self.buckets[session] = {}
-            identity = LAST_VALUE.get(name)
             if identity is None:
                 self._counter += 1
                 bucket[self._counter] = (seq, event)
                 continue
-            slot = (name, key) + tuple(getattr(event, f, None) for f in identity)
+            slot = (name, key, *[getattr(event, f) for f in identity])
             if slot in bucket:
                 del bucket[slot]           # re-inserted last: keeps the fold order
-            zero_field = DROP_WHEN_ZERO.get(name)
-            if zero_field is not None and getattr(event, zero_field, None) == 0:
+            if zero_field is not None and getattr(event, zero_field) == 0:
                 continue
             bucket[slot] = (seq, event)
 

@@ -30,7 +30,7 @@ def test_client_ids_feed_and_snapshots_survive_a_restart(tmp_path):
     assert list((tmp_path / "snapshots").glob("*.snap")), "snapshots were written"
 
     with running(tmp_path, snapshot_every=7) as server:
-        assert server.durable_seq == before.seq
+        assert server.last_public == before.seq
         with client(tmp_path, "b2") as b2:
             for cid, (cmd, result) in sent.items():
                 again = b2.request(cmd, client_id=cid)

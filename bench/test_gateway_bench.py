@@ -1,0 +1,382 @@
+"""The gateway end to end over 127.0.0.1, beside a bare pyzmq echo.
+
+Run: ``make bench`` or
+``.venv/bin/python -m pytest bench/test_gateway_bench.py --benchmark-only -p no:cacheprovider -s``
+(``-s`` prints the figures). Environment: ``GATEWAY_BENCH_SECONDS`` (length
+of each measured run, default 3), ``GATEWAY_BENCH_WINDOW`` (orders in
+flight per connection in the throughput runs, default 64).
+
+What runs where: `lotex serve` in its own process with ``group`` durability
+(one write and one fdatasync per batch) on a temporary directory; the load
+generator in the test process: N DEALER sockets with CURVE keys of N
+different brokers (``bench1`` ...), each logged on, each sending `PlaceOrder`
+in pairs (a resting buy of one of its paddles, then a sell of its other
+paddle that trades against it), so every second order trades and the book
+stays small. An order counts once its `Result` arrives: journaled, durable,
+applied, its trade published.
+
+- Throughput: closed loop, ``WINDOW`` orders in flight per connection, for
+  1, 4 and 16 connections: acknowledged orders per second.
+- Latency: open loop at fixed offered rates (1,000, 10,000 and 30,000 per
+  second) over 4 connections. Each order has a scheduled send time
+  (start + i / rate); latency is its ack time minus its *scheduled* time, so
+  a stall delays every order behind it and shows up in the figures (no
+  coordinated omission). p50, p99, p99.9 and max.
+- Echo: a bare ROUTER that sends every message straight back (same CURVE
+  keys, no ZAP, no decoding), in its own process, driven by the same load
+  generator with the same message sizes. Its figures are the ceiling the
+  transport and the Python socket calls set on this machine; the ratios say
+  what the gateway costs on top.
+
+The machine is shared and small (2 cores): the load generator and the
+server compete for them, so figures vary run to run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import zmq
+
+from exchange.commands import (CreateInstrument, CreateSession, IssuePaddle, IssueUnits,
+                               PlaceOrder, RegisterParty, ReviewCredit)
+from gateway import protocol as p
+from gateway.client import Client
+from gateway.config import Config
+from gateway.keys import ClientKey, initialise
+
+REPO = Path(__file__).resolve().parents[1]
+SECONDS = float(os.environ.get("GATEWAY_BENCH_SECONDS", "3"))
+WINDOW = int(os.environ.get("GATEWAY_BENCH_WINDOW", "64"))
+CONNECTIONS = (1, 4, 16)
+RATES = (1_000, 10_000, 30_000)
+LATENCY_CONNECTIONS = 4
+INSTRUMENT = "ULR-B"
+
+RESULTS: dict[str, Any] = {}
+
+
+class Ack(msgspec.Struct):
+    """Just enough of a server message to count it (other fields are skipped)."""
+
+    type: str
+    client_id: str = ""
+    accepted: bool = True
+    code: str = ""
+
+
+ack_decoder = msgspec.msgpack.Decoder(Ack)
+
+
+# ---------------------------------------------------------------------------------
+# the exchange under test and the echo
+# ---------------------------------------------------------------------------------
+
+def start_server(data: Path) -> tuple[subprocess.Popen, dict]:
+    initialise(data)
+    from gateway.keys import KeyStore
+    store = KeyStore(data)
+    for i in range(1, max(CONNECTIONS) + 1):
+        store.add_user(f"bench{i}", "broker")
+    config = Config(broker_port=0, operator_port=0, feed_port=0, data_port=0,
+                    durability="group", snapshot_every=10**9, snapshot_seconds=10**6)
+    (data / "config.toml").write_text(config.to_toml())
+    with open(data / "serve.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--data",
+                                 str(data)], stdout=subprocess.PIPE, stderr=log, cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout is not None
+    while (line := proc.stdout.readline()) and line.strip() != b"ready":
+        pass
+    assert line.strip() == b"ready", "lotex serve did not start"
+    return proc, json.loads((data / "endpoints.json").read_text())
+
+
+def set_up_market(data: Path) -> dict[str, tuple[int, int]]:
+    """Session, a units book, and for each bench broker a buyer and a seller
+    paddle (approved, with units). Return user -> (buy paddle, sell paddle)."""
+    paddles: dict[str, tuple[int, int]] = {}
+    with Client.from_data_dir(data, "op", notices=False) as op:
+        op.ok(CreateSession(session="B", name="bench"))
+        op.ok(CreateInstrument(session="B", instrument=INSTRUMENT, kind="units"))
+        for i in range(1, max(CONNECTIONS) + 1):
+            user = f"bench{i}"
+            with Client.from_data_dir(data, user, notices=False) as broker:
+                pair = []
+                for role in ("buyer", "seller"):
+                    party = broker.ok(RegisterParty(name=f"{user} {role}")).seq
+                    op.ok(ReviewCredit(party=party, approved=True, credit_limit=10**15,
+                                       agreement_version="bench"))
+                    paddle = op.ok(IssuePaddle(session="B", party=party)).events[0].paddle
+                    pair.append(paddle)
+                op.ok(IssueUnits(session="B", instrument=INSTRUMENT, paddle=pair[1],
+                                 qty=10**12))
+                paddles[user] = (pair[0], pair[1])
+    return paddles
+
+
+ECHO = """
+import sys, zmq
+ctx = zmq.Context()
+sock = ctx.socket(zmq.ROUTER)
+sock.linger = 0
+sock.curve_server = True
+sock.curve_publickey, sock.curve_secretkey = sys.argv[1].encode(), sys.argv[2].encode()
+sock.sndhwm = sock.rcvhwm = 10000
+port = sock.bind_to_random_port("tcp://127.0.0.1")
+print(port, flush=True)
+poller = zmq.Poller()
+poller.register(sock, zmq.POLLIN)
+while True:
+    poller.poll()
+    for _ in range(2048):
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        sock.send_multipart(frames, zmq.NOBLOCK)
+"""
+
+
+def start_echo(data: Path) -> tuple[subprocess.Popen, str]:
+    keys = json.loads((data / "keys" / "server.json").read_text())
+    proc = subprocess.Popen([sys.executable, "-c", ECHO, keys["public_key"], keys["secret_key"]],
+                            stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    return proc, f"tcp://127.0.0.1:{port}"
+
+
+# ---------------------------------------------------------------------------------
+# the load generator
+# ---------------------------------------------------------------------------------
+
+class Conn:
+    """One broker connection of the load generator."""
+
+    def __init__(self, context: zmq.Context, data: Path, user: str, endpoint: str,
+                 paddles: tuple[int, int], logon: bool) -> None:
+        key = ClientKey.load(data / "clients" / f"{user}.json")
+        self.sock = context.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.sndhwm = self.sock.rcvhwm = 100000
+        self.sock.curve_serverkey = key.server_public_key.encode()
+        self.sock.curve_publickey = key.public_key.encode()
+        self.sock.curve_secretkey = key.secret_key.encode()
+        self.sock.connect(endpoint)
+        self.user = user
+        self.buyer, self.seller = paddles
+        self.order = 0
+        self.prefix = f"{user}-{time.time_ns()}-"
+        if logon:
+            self.sock.send(p.encode(p.Logon(heartbeat_ms=10000, notices=False)))
+            while True:
+                assert self.sock.poll(10000), "no LogonAccepted"
+                if ack_decoder.decode(self.sock.recv()).type == "LogonAccepted":
+                    break
+        else:
+            self.sock.send(b"ping")
+            assert self.sock.poll(10000), "no echo"
+            self.sock.recv()
+
+    def next_message(self) -> tuple[str, bytes]:
+        self.order += 1
+        n = self.order
+        buy = n % 2 == 1
+        cid = self.prefix + str(n)
+        cmd = PlaceOrder(session="B", instrument=INSTRUMENT,
+                         paddle=self.buyer if buy else self.seller, order=n,
+                         side="buy" if buy else "sell", qty=1, price=1000)
+        return cid, p.encode(p.Request(client_id=cid, cmd=cmd))
+
+
+def throughput(conns: list[Conn], seconds: float, window: int, echo: bool) -> float:
+    """Closed loop: keep ``window`` orders in flight per connection; return acks/s."""
+    poller = zmq.Poller()
+    for conn in conns:
+        poller.register(conn.sock, zmq.POLLIN)
+    by_sock = {conn.sock: conn for conn in conns}
+    in_flight = {conn.sock: 0 for conn in conns}
+    acked = 0
+    rejected = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while True:
+        now = time.perf_counter()
+        if now >= end:
+            break
+        for sock, conn in by_sock.items():
+            while in_flight[sock] < window:
+                _, data = conn.next_message()
+                sock.send(data, zmq.NOBLOCK)
+                in_flight[sock] += 1
+        for sock, _ in poller.poll(100):
+            for _ in range(window):
+                try:
+                    data = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if echo:
+                    acked += 1
+                    in_flight[sock] -= 1
+                    continue
+                msg = ack_decoder.decode(data)
+                if msg.type == "Result":
+                    acked += 1
+                    in_flight[sock] -= 1
+                    rejected += not msg.accepted
+    elapsed = time.perf_counter() - start
+    drain(conns, sum(in_flight.values()), echo)
+    assert rejected == 0, f"{rejected} orders rejected"
+    return acked / elapsed
+
+
+def drain(conns: list[Conn], expected: int, echo: bool) -> None:
+    """Receive what is still in flight (not counted) so runs do not overlap."""
+    poller = zmq.Poller()
+    for conn in conns:
+        poller.register(conn.sock, zmq.POLLIN)
+    deadline = time.monotonic() + 30
+    while expected > 0 and time.monotonic() < deadline:
+        for sock, _ in poller.poll(200):
+            while True:
+                try:
+                    data = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if echo or ack_decoder.decode(data).type == "Result":
+                    expected -= 1
+
+
+def latency(conns: list[Conn], rate: int, seconds: float, echo: bool) -> dict[str, float]:
+    """Open loop at ``rate`` orders/s; latency from each order's scheduled time."""
+    total = int(rate * seconds)
+    interval = 1.0 / rate
+    scheduled: dict[str, float] = {}
+    latencies: list[float] = []
+    poller = zmq.Poller()
+    for conn in conns:
+        poller.register(conn.sock, zmq.POLLIN)
+    sent = 0
+    start = time.perf_counter() + 0.01
+    deadline = start + seconds + 30
+    while len(latencies) < total and time.perf_counter() < deadline:
+        now = time.perf_counter()
+        while sent < total and start + sent * interval <= now:
+            conn = conns[sent % len(conns)]
+            cid, data = conn.next_message()
+            scheduled[cid] = start + sent * interval
+            conn.sock.send(data, zmq.NOBLOCK)
+            sent += 1
+        wait = (start + sent * interval - time.perf_counter()) if sent < total else 0.1
+        for sock, _ in poller.poll(max(0, int(wait * 1000))):
+            while True:
+                try:
+                    data = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                arrived = time.perf_counter()
+                cid = ack_decoder.decode(data).client_id   # an echo is the Request itself
+                when = scheduled.pop(cid, None)
+                if when is not None:
+                    latencies.append(arrived - when)
+    assert len(latencies) == total, f"{total - len(latencies)} orders unanswered"
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e6
+    return {"p50_us": pct(0.50), "p99_us": pct(0.99), "p999_us": pct(0.999),
+            "max_us": latencies[-1] * 1e6, "orders": total}
+
+
+# ---------------------------------------------------------------------------------
+# the benchmark
+# ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rig():
+    tmp = tempfile.TemporaryDirectory(prefix="lotex-bench-")
+    data = Path(tmp.name)
+    server, endpoints = start_server(data)
+    echo, echo_endpoint = start_echo(data)
+    try:
+        paddles = set_up_market(data)
+        yield data, endpoints, echo_endpoint, paddles
+    finally:
+        for proc in (server, echo):
+            proc.terminate()
+            proc.wait(timeout=60)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        tmp.cleanup()
+        report()
+
+
+def connections(rig: Any, n: int, echo: bool, context: zmq.Context) -> list[Conn]:
+    data, endpoints, echo_endpoint, paddles = rig
+    return [Conn(context, data, f"bench{i}", echo_endpoint if echo else endpoints["broker"],
+                 paddles[f"bench{i}"], logon=not echo) for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("n", CONNECTIONS)
+def test_gateway_throughput(benchmark, rig, n):
+    context = zmq.Context()
+    try:
+        conns = connections(rig, n, False, context)
+        echo_conns = connections(rig, n, True, context)
+        measured: dict[str, float] = {}
+
+        def run() -> None:
+            measured["gateway"] = throughput(conns, SECONDS, WINDOW, echo=False)
+            measured["echo"] = throughput(echo_conns, SECONDS, WINDOW, echo=True)
+        benchmark.pedantic(run, rounds=1, iterations=1)
+        benchmark.extra_info.update(measured)
+        RESULTS[f"throughput_{n}"] = measured
+    finally:
+        context.destroy(linger=0)
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_gateway_latency(benchmark, rig, rate):
+    context = zmq.Context()
+    try:
+        conns = connections(rig, LATENCY_CONNECTIONS, False, context)
+        echo_conns = connections(rig, LATENCY_CONNECTIONS, True, context)
+        measured: dict[str, dict[str, float]] = {}
+
+        def run() -> None:
+            measured["gateway"] = latency(conns, rate, SECONDS, echo=False)
+            measured["echo"] = latency(echo_conns, rate, SECONDS, echo=True)
+        benchmark.pedantic(run, rounds=1, iterations=1)
+        benchmark.extra_info.update(measured)
+        RESULTS[f"latency_{rate}"] = measured
+    finally:
+        context.destroy(linger=0)
+
+
+def report() -> None:
+    lines = ["", "gateway vs bare pyzmq DEALER-ROUTER echo (127.0.0.1, CURVE, group durability)"]
+    for n in CONNECTIONS:
+        found = RESULTS.get(f"throughput_{n}")
+        if found:
+            lines.append(f"  {n:>2} connections: {found['gateway']:>9,.0f} acked orders/s   "
+                         f"echo {found['echo']:>9,.0f} msg/s   ratio "
+                         f"{found['gateway'] / found['echo']:.2f}")
+    for rate in RATES:
+        found = RESULTS.get(f"latency_{rate}")
+        if found:
+            g, e = found["gateway"], found["echo"]
+            lines.append(f"  {rate:>6,}/s offered: gateway p50 {g['p50_us']:>7,.0f} us  p99 "
+                         f"{g['p99_us']:>7,.0f} us  p99.9 {g['p999_us']:>7,.0f} us  max "
+                         f"{g['max_us']:>7,.0f} us | echo p50 {e['p50_us']:>5,.0f}  p99 "
+                         f"{e['p99_us']:>6,.0f}  p99.9 {e['p999_us']:>6,.0f} us")
+    print("\n".join(lines))
