@@ -218,6 +218,5 @@ SESSION_REJECTS: dict[str, str] = {
     "revoked": "the user's key was revoked",
     "bad_heartbeat": "heartbeat_ms must be between 100 and 60000",
     "internal_error": "the exchange failed to process the command; nothing was recorded",
-    "unavailable": "the exchange is not accepting commands (journal failure or shutdown)",
     "bad_request": "the snapshot or replay request has values out of range",
 }
