@@ -142,3 +142,38 @@ def test_old_results_and_market_data_come_back_from_the_journal(tmp_path, monkey
         # older than the 8 results kept in memory: read back from the journal
         again = b1.request(RegisterParty(name="Early Client"), client_id="early-1")
         assert again.resent and again.seq == first.seq and again.events == first.events
+
+
+def test_a_journal_failure_stops_the_server_before_anything_is_acknowledged(tmp_path,
+                                                                          monkeypatch):
+    import os
+
+    from exchange.codec import decode_entry
+    from gateway.keys import initialise
+    from gateway.server import ServerStopped, serve_in_thread, stop_thread
+    from recorder.journal import read_journal
+    from tests.integration.gateway_harness import gateway_config
+
+    initialise(tmp_path)
+    server, thread = serve_in_thread(tmp_path, gateway_config())
+    try:
+        with client(tmp_path, "b1", timeout=2.0) as b1:
+            kept = b1.ok(RegisterParty(name="durable"), client_id="keep-1")
+
+            def failing_fdatasync(fd: int) -> None:
+                raise OSError(5, "Input/output error (injected)")
+            monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+            with pytest.raises(ClientError):       # never acknowledged
+                b1.request(RegisterParty(name="not acknowledged"), client_id="lost-1")
+            thread.join(timeout=10)
+            assert not thread.is_alive()
+            monkeypatch.undo()
+    finally:
+        with pytest.raises(ServerStopped):
+            stop_thread(server, thread)
+    # restarted, the unacknowledged command resent by its id acts exactly once
+    with running(tmp_path), client(tmp_path, "b1") as b1:
+        assert b1.request(RegisterParty(name="durable"), client_id="keep-1").seq == kept.seq
+        b1.ok(RegisterParty(name="not acknowledged"), client_id="lost-1")
+    ids = [decode_entry(r.payload).env.client_id for r in read_journal(tmp_path / "journal")]
+    assert ids.count("lost-1") == 1 and ids.count("keep-1") == 1
