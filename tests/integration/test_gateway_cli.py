@@ -16,8 +16,8 @@ SESSION_FILE = """
 type = "CreateSession"
 session = "OT-2017"
 name = "HP patents"
-starts_at = "2030-01-01T09:00:00"
-ends_at = "2030-01-04T17:00:00+08:00"
+starts_at = "2020-01-01T09:00:00"
+ends_at = "2040-01-04T17:00:00+08:00"
 
 [[command]]
 type = "SetDisplayRate"
