@@ -310,6 +310,7 @@ def rig():
     echo, echo_endpoint = start_echo(data)
     try:
         paddles = set_up_market(data)
+        RESULTS["fdatasync"] = fdatasync_latency(data)
         yield data, endpoints, echo_endpoint, paddles
     finally:
         for proc in (server, echo):
@@ -363,8 +364,28 @@ def test_gateway_latency(benchmark, rig, rate):
         context.destroy(linger=0)
 
 
+def fdatasync_latency(directory: Path, rounds: int = 200) -> dict[str, float]:
+    """What one group commit costs at least on this disk: append 4 KiB, fdatasync."""
+    fd = os.open(directory / "fsync-probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    times = []
+    try:
+        for _ in range(rounds):
+            os.write(fd, b"\0" * 4096)
+            start = time.perf_counter()
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+    times.sort()
+    return {"p50_us": times[rounds // 2] * 1e6, "p99_us": times[int(rounds * 0.99)] * 1e6}
+
+
 def report() -> None:
     lines = ["", "gateway vs bare pyzmq DEALER-ROUTER echo (127.0.0.1, CURVE, group durability)"]
+    probe = RESULTS.get("fdatasync")
+    if probe:
+        lines.append(f"  fdatasync of a 4 KiB append on the data disk: p50 {probe['p50_us']:,.0f} us"
+                     f"  p99 {probe['p99_us']:,.0f} us (every acknowledgement waits for one)")
     for n in CONNECTIONS:
         found = RESULTS.get(f"throughput_{n}")
         if found:

@@ -32,6 +32,7 @@ stops the server: nothing more is acknowledged.
 from __future__ import annotations
 
 import bisect
+import gc
 from array import array
 import datetime
 import json
@@ -66,6 +67,7 @@ NS_PER_DAY = 86_400 * 10**9
 RECENT_RESULTS = 65536          # entries whose events are kept to answer resends
 PORTS = ("broker", "operator", "feed", "data")
 WAKE_ENDPOINT = "inproc://lotex-journal-durable"
+FREEZE_EVERY = 20000            # entries between gc.freeze() calls
 
 
 def trading_day(ts: int) -> int:
@@ -229,7 +231,6 @@ class Server:
         self.ids_yesterday: dict[tuple[str, str], tuple[int, Any]] = {}
         self.today = trading_day(max(time.time_ns(), self.last_ts))
         self.recent: dict[int, list[Any]] = {}
-        self.recent_order: deque[int] = deque()
         self.reader: Journal | None = None
         self._scan_journal()
 
@@ -245,6 +246,7 @@ class Server:
         self.pub_pending: deque[tuple[int, list[Any], bytes]] = deque()
         self.records: list[tuple[int, int, bytes]] = []   # entries not yet handed over
         self.entries_since_snapshot = 0
+        self.entries_since_freeze = 0
         self.last_snapshot_wall = time.monotonic()
         self._snapshot_thread: threading.Thread | None = None
         self.last_env_ns = 0
@@ -307,6 +309,7 @@ class Server:
         self.poller.register(self.broker, zmq.POLLIN)
         self.poller.register(self.operator, zmq.POLLIN)
         self._write_endpoints(server_public.decode())
+        gc.freeze()                   # what recovery built is long-lived
         self.log.info("started", data_dir=str(self.data_dir), last_seq=self.durable_seq,
                       recovered_in_ms=int((time.monotonic() - started) * 1000),
                       durability=cfg.durability,
@@ -615,6 +618,7 @@ class Server:
         self.last_ts = ts
         self.last_env_ns = now
         self.entries_since_snapshot += 1
+        self.entries_since_freeze += 1
         if cid:
             self.ids_today[(actor, cid)] = (seq, cmd)
         self._remember(seq, events)
@@ -668,10 +672,9 @@ class Server:
             del self.ring_msgs[:len(self.ring_msgs) - self.config.feed_ring]
 
     def _remember(self, seq: int, events: list[Any]) -> None:
+        """Keep the events of the last RECENT_RESULTS entries (seqs are contiguous)."""
         self.recent[seq] = events
-        self.recent_order.append(seq)
-        if len(self.recent_order) > RECENT_RESULTS:
-            self.recent.pop(self.recent_order.popleft(), None)
+        self.recent.pop(seq - RECENT_RESULTS, None)
 
     def _read(self, seq: int) -> Any:
         """Return the decoded journal entry ``seq`` (durable) through a
@@ -807,6 +810,11 @@ class Server:
         self._submit()
         self._flush()
         self._maybe_snapshot()
+        if self.entries_since_freeze >= FREEZE_EVERY:
+            # Long-lived objects (state, ids, ring) leave the collector's
+            # generations: collections stay short however large the state grows.
+            gc.freeze()
+            self.entries_since_freeze = 0
 
     def _reload_keys(self, force: bool = False) -> None:
         stamp = self.keystore.stamp()
