@@ -130,6 +130,7 @@ class _Session:
         self.logged_out: str | None = None
         self.fatal: SessionRejectedError | None = None
         self.reloaded: int | None = None
+        self.recap_done: p.RecapDone | None = None
 
     def logon_message(self) -> bytes:
         return p.encode(p.Logon(heartbeat_ms=self.heartbeat_ms,
@@ -169,6 +170,8 @@ class _Session:
                 self.errors[""] = error
         elif kind is p.Reloaded:
             self.reloaded = msg.users
+        elif kind is p.RecapDone:
+            self.recap_done = msg
         elif kind is p.LoggedOut:
             self.logged_on = None
             self.logged_out = msg.reason
@@ -312,6 +315,35 @@ class Client:
             if not self._pump(deadline):
                 raise ClientError("no answer to Reload in time")
         return session.reloaded
+
+    def recap(self, from_seq: int, limit: int = 1000) -> list[p.Notice]:
+        """Return the private notices of every durable journal entry from
+        ``from_seq`` on (after a disconnection), asking as often as needed.
+        Live notices received meanwhile are kept for `notices`; duplicates
+        with them share their ``seq``."""
+        session = self.session
+        out: list[p.Notice] = []
+        while True:
+            session.recap_done = None
+            before = len(session.notices)
+            self._send(p.encode(p.Recap(from_seq=from_seq, limit=limit)))
+            deadline = time.monotonic() + self.timeout
+            while session.recap_done is None:
+                error = session.errors.pop("", None)
+                if error is not None:
+                    raise error
+                if not self._pump(deadline):
+                    raise ClientError("no answer to Recap in time")
+            through = session.recap_done.through
+            got = list(session.notices)[before:]
+            taken = [n for n in got if from_seq <= n.seq <= through]
+            out.extend(taken)
+            keep = [n for n in session.notices if not any(n is t for t in taken)]
+            session.notices.clear()
+            session.notices.extend(keep)
+            if not session.recap_done.more:
+                return out
+            from_seq = session.recap_done.through + 1
 
     def notices(self) -> list[p.Notice]:
         """Return (and forget) the private notices received so far."""

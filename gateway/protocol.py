@@ -6,9 +6,9 @@ PROTOCOL.md). Decoders are strict: unknown types, unknown fields and wrong
 types are refused at the edge with a `SessionRejected`.
 
 Order sockets (broker and operator ROUTERs; clients use DEALER):
-client -> server `Logon`, `Heartbeat`, `Request`, `Logout`, `Reload`;
+client -> server `Logon`, `Heartbeat`, `Request`, `Logout`, `Reload`, `Recap`;
 server -> client `LogonAccepted`, `Heartbeat`, `Result`, `Notice`,
-`SessionRejected`, `LoggedOut`, `Reloaded`.
+`SessionRejected`, `LoggedOut`, `Reloaded`, `RecapDone`.
 
 Market data (PUB, no authentication): `Market`, `FeedHeartbeat`.
 
@@ -68,7 +68,17 @@ class Reload(Message, frozen=True):
     """Reload the key store now (operators only)."""
 
 
-ClientMessage = Union[Logon, Heartbeat, Request, Logout, Reload]
+class Recap(Message, frozen=True):
+    """Send again the private events addressed to me (as `Notice`s) of the
+    journal entries from ``from_seq`` on, at most ``limit`` (1..10000)
+    entries scanned; a `RecapDone` follows. For catching up after a
+    disconnection."""
+
+    from_seq: int
+    limit: int = 1000
+
+
+ClientMessage = Union[Logon, Heartbeat, Request, Logout, Reload, Recap]
 
 
 # -- server -> client on the order sockets -----------------------------------
@@ -126,8 +136,16 @@ class Reloaded(Message, frozen=True):
     users: int   # active users after the reload
 
 
+class RecapDone(Message, frozen=True):
+    """The end of a recap: every entry up to ``through`` was scanned; ask
+    again from ``through + 1`` if ``more``."""
+
+    through: int
+    more: bool
+
+
 ServerMessage = Union[LogonAccepted, Heartbeat, Result, Notice, SessionRejected, LoggedOut,
-                      Reloaded]
+                      Reloaded, RecapDone]
 
 
 # -- market data (PUB) ---------------------------------------------------------
@@ -218,5 +236,5 @@ SESSION_REJECTS: dict[str, str] = {
     "revoked": "the user's key was revoked",
     "bad_heartbeat": "heartbeat_ms must be between 100 and 60000",
     "internal_error": "the exchange failed to process the command; nothing was recorded",
-    "bad_request": "the snapshot or replay request has values out of range",
+    "bad_request": "the snapshot, replay or recap request has values out of range",
 }

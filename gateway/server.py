@@ -41,7 +41,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import msgspec
 import zmq
@@ -230,7 +230,7 @@ class Server:
         self.ids_today: dict[tuple[str, str], tuple[int, Any]] = {}
         self.ids_yesterday: dict[tuple[str, str], tuple[int, Any]] = {}
         self.today = trading_day(max(time.time_ns(), self.last_ts))
-        self.recent: dict[int, list[Any]] = {}
+        self.recent: dict[int, tuple[int, list[Any]]] = {}    # seq -> (ts, events)
         self.reader: Journal | None = None
         self._scan_journal()
 
@@ -341,7 +341,7 @@ class Server:
                 ids = self.ids_today if trading_day(env.ts) >= self.today else self.ids_yesterday
                 ids[(env.actor, env.client_id)] = (env.seq, env.cmd)
             if record.seq > self.journal.last_seq - RECENT_RESULTS:
-                self._remember(env.seq, entry.events)
+                self._remember(env.seq, env.ts, entry.events)
 
     # ------------------------------------------------------------------ the loop
 
@@ -522,6 +522,11 @@ class Server:
             reason = "logout" if conn is not None else "not logged on"
             self._end_session(port, rid, "logout")
             self._queue(sock, rid, p.encode(p.LoggedOut(reason=reason)))
+        elif kind is p.Recap:
+            if conn is None:
+                self._reject(sock, rid, "not_logged_on", user_id, port)
+            else:
+                self._recap(sock, conn, msg)
         elif kind is p.Reload:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
@@ -534,6 +539,25 @@ class Server:
                 self._queue(sock, rid, p.encode(p.Reloaded(users=active)))
         else:
             self._reject(sock, rid, "invalid_message", user_id, port)
+
+    def _recap(self, sock: zmq.Socket, conn: Conn, msg: p.Recap) -> None:
+        """Send again, as Notices, the user's private events of the durable
+        entries from ``from_seq`` on (at most ``limit`` entries scanned)."""
+        if msg.from_seq < 1 or not 1 <= msg.limit <= 10000:
+            self._reject(sock, conn.rid, "bad_request", conn.user, conn.port,
+                         detail="from_seq >= 1 and 1 <= limit <= 10000")
+            return
+        upto = min(self.durable_seq, msg.from_seq + msg.limit - 1)
+        user, operator = conn.user, conn.role == "operator"
+        through = msg.from_seq - 1
+        for seq, ts, events in self._entries(msg.from_seq, upto):
+            mine = [e for e in events
+                    if e.to and (user in e.to or (operator and OPERATORS in e.to))]
+            if mine:
+                self._queue(sock, conn.rid, p.encode(p.Notice(seq=seq, ts=ts, events=mine)))
+            through = seq
+        self._queue(sock, conn.rid, p.encode(p.RecapDone(
+            through=through, more=through < self.durable_seq)))
 
     def _logon(self, sock: zmq.Socket, port: str, rid: bytes, user: User, msg: p.Logon,
                now: int) -> None:
@@ -621,7 +645,7 @@ class Server:
         self.entries_since_freeze += 1
         if cid:
             self.ids_today[(actor, cid)] = (seq, cmd)
-        self._remember(seq, events)
+        self._remember(seq, ts, events)
         outbox = self.outbox
         if origin is not None:
             outbox.append((seq, self.sockets[origin.port], origin.rid,
@@ -671,9 +695,9 @@ class Server:
         if len(self.ring_msgs) > 2 * self.config.feed_ring:
             del self.ring_msgs[:len(self.ring_msgs) - self.config.feed_ring]
 
-    def _remember(self, seq: int, events: list[Any]) -> None:
+    def _remember(self, seq: int, ts: int, events: list[Any]) -> None:
         """Keep the events of the last RECENT_RESULTS entries (seqs are contiguous)."""
-        self.recent[seq] = events
+        self.recent[seq] = (ts, events)
         self.recent.pop(seq - RECENT_RESULTS, None)
 
     def _read(self, seq: int) -> Any:
@@ -687,8 +711,26 @@ class Server:
 
     def _events_of(self, seq: int) -> list[Any]:
         """Return the events of journal entry ``seq`` (recent ones from memory)."""
-        events = self.recent.get(seq)
-        return events if events is not None else self._read(seq).events
+        found = self.recent.get(seq)
+        return found[1] if found is not None else self._read(seq).events
+
+    def _entries(self, first: int, last: int) -> Iterator[tuple[int, int, list[Any]]]:
+        """Yield (seq, ts, events) of durable entries first..last: from the
+        journal below the recent ones, then from memory. O(entries)."""
+        seq = first
+        if seq <= last and seq not in self.recent:
+            if self.reader is None or last > self.reader.last_seq:
+                self.reader = Journal.open_readonly(self.journal_dir)
+            for record in self.reader.read(seq):
+                if record.seq > last or record.seq in self.recent:
+                    break
+                entry = decode_entry(record.payload)
+                yield record.seq, entry.env.ts, entry.events
+                seq = record.seq + 1
+        while seq <= last:
+            ts, events = self.recent[seq]
+            yield seq, ts, events
+            seq += 1
 
     @staticmethod
     def _visible(events: list[Any], user: str, role: str) -> list[Any]:

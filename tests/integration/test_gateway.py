@@ -352,3 +352,30 @@ def test_async_client(exchange):
             await op.close()
 
     asyncio.run(scenario())
+
+
+def test_recap_returns_the_private_events_missed_while_away(exchange):
+    data, _ = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        market = build_market(op, b1, b2)
+        b2.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                         paddle=market.paddles["Borealis"], order=1, side="buy", qty=5,
+                         price=800))
+        away_from = b2.request(RegisterParty(name="marker")).seq + 1
+        b2.close()                                   # b2 goes away
+        sold = b1.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                                paddle=market.paddles["Seller"], order=1, side="sell", qty=3,
+                                price=800))
+    with client(data, "b2") as b2:
+        missed = b2.recap(away_from)
+        fills = [e for n in missed for e in n.events if type(e).__name__ == "OrderFilled"]
+        assert [(n.seq, e.qty, e.leaves) for n in missed for e in n.events
+                if type(e).__name__ == "OrderFilled"] == [(sold.seq, 3, 2)]
+        assert all("b2" in e.to for n in missed for e in n.events)
+        assert fills and not b2.notices()
+        everything = b2.recap(1, limit=7)            # several answers of 7 entries each
+        assert [n.seq for n in everything] == sorted({n.seq for n in everything})
+        assert any(type(e).__name__ == "PaddleIssued" for n in everything for e in n.events)
+        with pytest.raises(SessionRejectedError) as refused:
+            b2.recap(0)
+        assert refused.value.code == "bad_request"
