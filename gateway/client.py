@@ -448,10 +448,21 @@ class AsyncClient:
         return client
 
     async def connect(self) -> p.LogonAccepted:
-        self.socket = _curve_socket(self.context, zmq.DEALER, self.key)  # type: ignore[assignment]
-        self.socket.connect(self.endpoint)
+        """Open a socket, start the reader and keeper tasks and log on. A new
+        call after a failed logon starts over with a new socket (ZeroMQ does
+        not reconnect a socket whose key the server refused)."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        self._new_socket()
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._keeper())]
         return await self.logon()
+
+    def _new_socket(self) -> None:
+        if self.socket is not None:
+            self.socket.close(linger=0)
+        self.socket = _curve_socket(self.context, zmq.DEALER, self.key)  # type: ignore[assignment]
+        self.socket.connect(self.endpoint)
 
     async def logon(self) -> p.LogonAccepted:
         loop = asyncio.get_running_loop()
@@ -579,7 +590,12 @@ class AsyncClient:
             if now - session.last_out >= hb:
                 await self._send(p.encode(p.Heartbeat()))
             if now - session.last_in > 3 * hb:
-                session.last_in = now
+                session.last_in = now              # the server went quiet: log on again
+                if session.logged_on is None:      # ... on a new socket if that failed too
+                    self._tasks[0].cancel()
+                    self._new_socket()
+                    self._tasks[0] = asyncio.create_task(self._reader())
+                session.logged_on = None
                 await self._send(session.logon_message())
             else:
                 for cid, (_, sent) in list(session.pending.items()):

@@ -177,3 +177,41 @@ def test_a_journal_failure_stops_the_server_before_anything_is_acknowledged(tmp_
         b1.ok(RegisterParty(name="not acknowledged"), client_id="lost-1")
     ids = [decode_entry(r.payload).env.client_id for r in read_journal(tmp_path / "journal")]
     assert ids.count("lost-1") == 1 and ids.count("keep-1") == 1
+
+
+def test_async_client_logs_on_again_and_resends_across_a_restart(tmp_path):
+    import asyncio
+    import socket
+
+    from gateway.client import AsyncClient
+    from gateway.keys import initialise
+    from gateway.server import serve_in_thread, stop_thread
+    from tests.integration.gateway_harness import gateway_config
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    ports = dict(broker_port=free_port(), operator_port=free_port(), feed_port=free_port(),
+                 data_port=free_port())
+    initialise(tmp_path)
+
+    async def scenario() -> None:
+        server, thread = serve_in_thread(tmp_path, gateway_config(**ports))
+        b1 = await AsyncClient.from_data_dir(tmp_path, "b1", heartbeat_ms=200,
+                                             resend_after=0.5, timeout=20)
+        try:
+            first = await b1.ok(RegisterParty(name="before"), client_id="a-1")
+            stop_thread(server, thread)
+            pending = await b1.send(RegisterParty(name="while down"), client_id="a-2")
+            await asyncio.sleep(0.8)                  # the client notices the silence
+            server, thread = serve_in_thread(tmp_path, gateway_config(**ports))
+            result = await asyncio.wait_for(pending, 20)
+            assert result.accepted and result.seq == first.seq + 1
+            again = await b1.request(RegisterParty(name="before"), client_id="a-1")
+            assert again.resent and again.seq == first.seq
+        finally:
+            await b1.close()
+            stop_thread(server, thread)
+
+    asyncio.run(scenario())
