@@ -605,6 +605,9 @@ class Server:
                          detail=f"{cmd.name!r} is not among the clients of {user.id!r} "
                                 f"in the key store")
             return
+        day = trading_day(max(time.time_ns(), self.last_ts))
+        if day != self.today:
+            self._roll_day(day)
         key = (user.id, cid)
         known = self.ids_today.get(key) or self.ids_yesterday.get(key)
         if known is not None:

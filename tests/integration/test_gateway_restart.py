@@ -215,3 +215,31 @@ def test_async_client_logs_on_again_and_resends_across_a_restart(tmp_path):
             stop_thread(server, thread)
 
     asyncio.run(scenario())
+
+
+def test_client_ids_are_remembered_for_the_trading_day_and_the_one_before(tmp_path,
+                                                                         monkeypatch):
+    import time as real_time
+    from types import SimpleNamespace
+
+    import gateway.server
+
+    day = 86_400 * 10**9
+    offset = [-2 * day]
+    clock = SimpleNamespace(time_ns=lambda: real_time.time_ns() + offset[0],
+                            monotonic=real_time.monotonic, monotonic_ns=real_time.monotonic_ns)
+    monkeypatch.setattr(gateway.server, "time", clock)
+    cmd = RegisterParty(name="Acme Research")
+    with running(tmp_path), client(tmp_path, "b1") as b1:
+        first = b1.ok(cmd, client_id="daily-1")
+        offset[0] = -day                               # the next trading day
+        again = b1.request(cmd, client_id="daily-1")
+        assert again.resent and again.seq == first.seq
+        offset[0] = 0                                  # two days later: forgotten
+        fresh = b1.ok(cmd, client_id="daily-1")
+        assert not fresh.resent and fresh.seq > first.seq
+    with running(tmp_path), client(tmp_path, "b1") as b1:   # the same after a restart
+        assert b1.request(cmd, client_id="daily-1").seq == fresh.seq
+        other = b1.ok(RegisterParty(name="Other"), client_id="daily-2")
+        offset[0] = day
+        assert b1.request(RegisterParty(name="Other"), client_id="daily-2").seq == other.seq
