@@ -68,6 +68,8 @@ RECENT_RESULTS = 65536          # entries whose events are kept to answer resend
 PORTS = ("broker", "operator", "feed", "data")
 WAKE_ENDPOINT = "inproc://lotex-journal-durable"
 FREEZE_EVERY = 20000            # entries between gc.freeze() calls
+REFUSALS_LOGGED = 100           # refusal log lines per user and port ...
+REFUSAL_WINDOW_NS = 10 * 10**9  # ... in this window
 
 
 def trading_day(ts: int) -> int:
@@ -240,6 +242,7 @@ class Server:
         self.user_conns: dict[str, list[Conn]] = {}
         # audience token (user id or OPERATORS) -> connections that take notices
         self.listeners: dict[str, list[Conn]] = {}
+        self.refusals: dict[tuple[str, str], list[int]] = {}   # (user, port) -> [start, n]
         # waiting for durability: (seq it follows, socket, routing id, bytes)
         self.outbox: deque[tuple[int, zmq.Socket, bytes, bytes]] = deque()
         # Market messages waiting for durability: (seq, public events, bytes)
@@ -474,8 +477,20 @@ class Server:
             self._send(sock, rid, data, time.monotonic_ns())
         else:
             self._queue(sock, rid, data)
-        self.log.warning("refused", code=code, user=user, port=port, client_id=client_id,
-                         detail=text[:200])
+        # one log line per refusal, but at most REFUSALS_LOGGED per user and
+        # port in each REFUSAL_WINDOW_NS; the rest are counted in one line
+        now = time.monotonic_ns()
+        key = (user, port)
+        window = self.refusals.get(key)
+        if window is None or now - window[0] >= REFUSAL_WINDOW_NS:
+            if window is not None and window[1] > REFUSALS_LOGGED:
+                self.log.warning("refused_unlogged", user=user, port=port,
+                                 count=window[1] - REFUSALS_LOGGED)
+            window = self.refusals[key] = [now, 0]
+        window[1] += 1
+        if window[1] <= REFUSALS_LOGGED:
+            self.log.warning("refused", code=code, user=user, port=port, client_id=client_id,
+                             detail=text[:200])
 
     def _on_message(self, sock: zmq.Socket, port: str, frames: list[zmq.Frame]) -> None:
         """Handle one inbound message of the broker or operator socket."""
