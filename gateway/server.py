@@ -300,6 +300,10 @@ class Server:
         self.operator = self.sockets["operator"]
         self.feed = self.sockets["feed"]
         self.data = self.sockets["data"]
+        # socket -> its sessions by routing id (none on the data socket)
+        self.sessions_of: dict[zmq.Socket, dict[bytes, Conn]] = {
+            self.broker: self.sessions["broker"], self.operator: self.sessions["operator"],
+            self.data: {}}
         # two pollers: with the order sockets, and without them while the
         # journal is ``max_backlog`` entries behind (ZeroMQ queues push back)
         self.poller = zmq.Poller()
@@ -397,14 +401,21 @@ class Server:
         return timers[0][0] <= now and now - self.last_env_ns >= self.config.tick_ms * NS_PER_MS
 
     def _drain(self, sock: zmq.Socket, port: str) -> None:
-        """Receive and handle what is queued on ``sock``, up to the batch size."""
-        recv = sock.recv_multipart
+        """Receive and handle what is queued on ``sock``, up to the batch size.
+        A ROUTER delivers a message whole: its routing id, then its frames."""
+        recv = sock.recv
+        on_message = self._on_message
         for _ in range(self.config.max_batch):
             try:
-                frames = recv(zmq.NOBLOCK, copy=False)
+                rid = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._on_message(sock, port, frames)
+            body = recv(zmq.NOBLOCK, copy=False)
+            frames = 1
+            while body.more:
+                body = recv(zmq.NOBLOCK, copy=False)
+                frames += 1
+            on_message(sock, port, rid, body, frames)
 
     # ------------------------------------------------------------------ durability
 
@@ -450,10 +461,20 @@ class Server:
         outbox = self.outbox
         if outbox and outbox[0][0] <= durable:
             now = time.monotonic_ns()
-            send = self._send
+            sessions = self.sessions_of
+            popleft = outbox.popleft
+            more, last = zmq.SNDMORE | zmq.NOBLOCK, zmq.NOBLOCK
             while outbox and outbox[0][0] <= durable:
-                _, sock, rid, data = outbox.popleft()
-                send(sock, rid, data, now)
+                _, sock, rid, data = popleft()
+                conn = sessions[sock].get(rid)
+                try:
+                    sock.send(rid, more)    # ROUTER_MANDATORY: refused whole or sent whole
+                    sock.send(data, last)
+                except zmq.ZMQError as exc:
+                    self._send_failed(sock, rid, conn, exc)
+                    continue
+                if conn is not None:
+                    conn.last_out = now
         pending = self.pub_pending
         if pending and pending[0][0] <= durable:
             feed_send = self.feed.send
@@ -492,19 +513,19 @@ class Server:
             self.log.warning("refused", code=code, user=user, port=port, client_id=client_id,
                              detail=text[:200])
 
-    def _on_message(self, sock: zmq.Socket, port: str, frames: list[zmq.Frame]) -> None:
-        """Handle one inbound message of the broker or operator socket."""
-        rid = frames[0].bytes
-        last = frames[-1]
+    def _on_message(self, sock: zmq.Socket, port: str, rid: bytes, last: zmq.Frame,
+                    frames: int) -> None:
+        """Handle one inbound message of the broker or operator socket: its
+        routing id, its last frame and how many frames it had."""
         user_id = last.get("User-Id")
         user = self.users.get(user_id)
         if user is None or user.revoked:
             self._end_session(port, rid, "revoked")
             self._reject(sock, rid, "revoked", user_id, port)
             return
-        if len(frames) != 2:
+        if frames != 1:
             self._reject(sock, rid, "undecodable", user_id, port,
-                         detail=f"expected one frame per message, got {len(frames) - 1}")
+                         detail=f"expected one frame per message, got {frames}")
             return
         try:
             msg = p.client_decoder.decode(last.buffer)
@@ -793,26 +814,34 @@ class Server:
     # ------------------------------------------------------------------ sending
 
     def _send(self, sock: zmq.Socket, rid: bytes, data: bytes, now: int) -> None:
-        port = "broker" if sock is self.broker else "operator" if sock is self.operator else "data"
-        conn = self.sessions[port].get(rid) if port != "data" else None
+        conn = self.sessions_of[sock].get(rid)
         try:
-            sock.send_multipart((rid, data), zmq.NOBLOCK)
-        except zmq.Again:
+            sock.send(rid, zmq.SNDMORE | zmq.NOBLOCK)
+            sock.send(data, zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            self._send_failed(sock, rid, conn, exc)
+            return
+        if conn is not None:
+            conn.last_out = now
+
+    def _send_failed(self, sock: zmq.Socket, rid: bytes, conn: Conn | None,
+                     exc: zmq.ZMQError) -> None:
+        """A send was refused: the peer's queue is full (the message is lost,
+        the client resends) or the peer is gone (its session ends)."""
+        port = "broker" if sock is self.broker else "operator" if sock is self.operator else "data"
+        if exc.errno == zmq.EAGAIN:
             if conn is not None:
                 conn.dropped += 1
                 if conn.dropped == 1 or conn.dropped % 1000 == 0:
                     self.log.warning("slow_client_dropped", user=conn.user, port=port,
                                      rid=rid.hex(), dropped=conn.dropped)
             return
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                if conn is not None:
-                    self.log.info("peer_gone", user=conn.user, port=port, rid=rid.hex())
-                    self._end_session(port, rid, "peer gone")
-                return
-            raise
-        if conn is not None:
-            conn.last_out = now
+        if exc.errno == zmq.EHOSTUNREACH:
+            if conn is not None:
+                self.log.info("peer_gone", user=conn.user, port=port, rid=rid.hex())
+                self._end_session(port, rid, "peer gone")
+            return
+        raise exc
 
     # ------------------------------------------------------------------ sessions
 
