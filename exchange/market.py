@@ -183,14 +183,20 @@ def _paddle_owner(state: State, ctx: Ctx, session_id: str, paddle: int) -> int:
 def _live_order(inst: Instrument, key: tuple[int, int]) -> Order:
     order = inst.book.orders.get(key)
     if order is None:
-        paddle, oid = key
-        gone = inst.gone.get(key)
-        if gone == "filled":
-            raise Reject("order_filled", f"order {oid} of paddle {paddle} has traded in full")
-        if gone == "cancelled":
-            raise Reject("order_cancelled", f"order {oid} of paddle {paddle} was cancelled")
-        raise Reject("unknown_order", f"paddle {paddle} has no resting order {oid} on {inst.id!r}")
+        raise _not_resting(inst, key)
     return order
+
+
+def _not_resting(inst: Instrument, key: tuple[int, int]) -> Reject:
+    """Return the refusal for an order ``key`` that does not rest, saying why.
+    (Returned, not raised: the caller raises it, one frame less to unwind.)"""
+    paddle, oid = key
+    gone = inst.gone.get(key)
+    if gone == "filled":
+        return Reject("order_filled", f"order {oid} of paddle {paddle} has traded in full")
+    if gone == "cancelled":
+        return Reject("order_cancelled", f"order {oid} of paddle {paddle} was cancelled")
+    return Reject("unknown_order", f"paddle {paddle} has no resting order {oid} on {inst.id!r}")
 
 
 def _buy_commitment(state: State, inst: Instrument, price: int, qty: int) -> int:
@@ -224,10 +230,6 @@ class _Run:
     def to(self, party: int) -> tuple[str, ...]:
         return audience(self.state, party)
 
-    def commit(self, party: int, key: Hashable, amount: int) -> None:
-        """Set a commitment of ``party`` and remember to publish its credit."""
-        self.credit[party] = credit.commit(self.state, self.session, party, key, amount)
-
     # ---- bookkeeping of orders that rest, change or leave
 
     def rested(self, order: Order) -> None:
@@ -236,11 +238,12 @@ class _Run:
         side = order.side
         self.touched[(side, order.price)] = None
         key = order.key
-        party = self.parties[key[0]]
-        inst.gone.pop(key, None)
+        party = self.parties[key[0]]          # (callers took ``key`` out of ``gone`` already)
         if side == BUY:
-            self.commit(party, ("order", self.id, key[1]),
-                        _buy_commitment(self.state, inst, order.price, order.qty))
+            self.credit[party] = credit.commit(
+                self.state, self.session, party, ("order", self.id, key[1]),
+                order.price * order.qty if inst.kind != "patent"
+                else _buy_commitment(self.state, inst, order.price, order.qty))
         else:
             offered = inst.offered
             offered[party] = offered.get(party, 0) + order.qty
@@ -257,8 +260,11 @@ class _Run:
         party = self.parties[key[0]]
         if side == BUY:
             left = order.qty
-            self.commit(party, ("order", self.id, key[1]),
-                        _buy_commitment(self.state, self.inst, order.price, left) if left else 0)
+            inst = self.inst
+            self.credit[party] = credit.commit(
+                self.state, self.session, party, ("order", self.id, key[1]),
+                0 if not left else order.price * left if inst.kind != "patent"
+                else _buy_commitment(self.state, inst, order.price, left))
         else:
             offered = self.inst.offered
             left = offered[party] - qty
@@ -367,10 +373,11 @@ class _Run:
             self.credit[buyer] = credit.add(state, session, buyer, ("bought", instrument),
                                             price * qty)
 
-    def matched(self, key: tuple[int, int], side: int, qty: int, tif: int) -> None:
+    def matched(self, key: tuple[int, int], side: int, qty: int, tif: int,
+                resting: Order | None) -> None:
         """Report the outcome of `Book.place`/`Book.modify` for the incoming
-        order ``key`` of ``qty`` open, whose fills and removals are in the
-        book's outboxes. O(fills + removals)."""
+        order ``key`` of ``qty`` open: ``resting`` is what they returned, the
+        fills and removals are in the book's outboxes. O(fills + removals)."""
         book = self.inst.book
         left = qty
         fills = book.fills
@@ -386,7 +393,6 @@ class _Run:
                     trade(maker.key, key, q, maker.price, "sell", maker.qty, left, maker, None)
         for order, q in book.cancelled:
             self.cancelled(order, q, "self_trade")
-        resting = book.orders.get(key)
         if resting is not None:
             self.rested(resting)
             left -= resting.qty
@@ -620,7 +626,9 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
     if role != "broker" and role != "operator":
         ctx.require_role("broker", "operator")
     session_id = cmd.session
-    inst = _instrument(state, session_id, cmd.instrument)
+    inst = state.books.get(cmd.instrument)
+    if inst is None or inst.session != session_id:
+        _instrument(state, session_id, cmd.instrument)      # refuses
     kind = inst.kind
     phase = inst.phase
     if phase == "closed" or kind == "patent":
@@ -685,8 +693,8 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
             cost = book.buy_cost(qty)
             amount = lots.total_due(state.lots[inst.lot], cost) if kind == "patent" else cost
         else:
-            amount = _buy_commitment(state, inst, price, qty)
-        _check_buy_credit(state, inst, party, oid, amount)
+            amount = price * qty if kind != "patent" else _buy_commitment(state, inst, price, qty)
+        credit.check(state, session_id, party, ("order", inst.id, oid), amount, inst.currency)
     if book_tif == POST_ONLY and phase == "continuous" and book.crosses(side, price):
         raise Reject("would_trade", f"a post-only {cmd.side} at {price} would trade")
     # -- validated: change things
@@ -699,8 +707,8 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
     if phase == "call":
         _enter_call(run, key, side, price, qty, book_tif, expires)
     else:
-        book.place(key, side, price, qty, paddle, book_tif, STP_MODES[inst.stp], expires)
-        run.matched(key, side, qty, book_tif)
+        run.matched(key, side, qty, book_tif,
+                    book.place(key, side, price, qty, paddle, book_tif, STP_MODES[inst.stp], expires))
     run.publish()
 
 
@@ -717,7 +725,7 @@ def cancel_order(state: State, ctx: Ctx, cmd: CancelOrder) -> None:
     book = inst.book
     order = book.orders.get(key)
     if order is None:
-        _live_order(inst, key)                   # refuses, saying why
+        raise _not_resting(inst, key)
     run = _Run(state, ctx, inst)
     run.cancelled(order, book.cancel(key), "requested")
     run.publish()
@@ -740,7 +748,7 @@ def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
     book = inst.book
     order = book.orders.get(key)
     if order is None:
-        _live_order(inst, key)                   # refuses, saying why
+        raise _not_resting(inst, key)
     price = cmd.price
     if price <= 0 or price > MAX_INT:
         positive(price, "price")
@@ -776,9 +784,9 @@ def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
         run.unrest(order, old_qty)
         _enter_call(run, key, side, price, qty, order.tif, order.expires)
     else:
-        book.modify(key, price, qty, STP_MODES[inst.stp])  # cancels `order`, places anew
+        resting = book.modify(key, price, qty, STP_MODES[inst.stp])  # cancels `order`, places anew
         run.unrest(order, old_qty)
-        run.matched(key, side, qty, order.tif)
+        run.matched(key, side, qty, order.tif, resting)
     run.publish()
 
 
