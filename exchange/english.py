@@ -78,7 +78,8 @@ class English(Mechanism):
                                   leading=True))
             sell_at_ask(state, ctx, lot, paddle, party)
             return
-        check_credit(state, lot, party, total_due(lot, amount))
+        due = total_due(lot, amount)
+        check_credit(state, lot, party, due)
         self._record(lot, ctx, paddle, party, amount)
         old_party = lot.leader_party
         if not lot.leader:
@@ -93,7 +94,8 @@ class English(Mechanism):
         lot.price = proxy_price(lot)
         if old_party and old_party != lot.leader_party:
             hold(state, ctx, lot, old_party, 0)
-        hold(state, ctx, lot, lot.leader_party, total_due(lot, lot.leader_max))
+        hold(state, ctx, lot, lot.leader_party,
+             due if lot.leader_max == amount else total_due(lot, lot.leader_max))
         ctx.emit(BidConfirmed(to=audience(state, party), serial=lot.serial, session=lot.session,
                               paddle=paddle, amount=amount, leading=paddle == lot.leader))
         extend_close(state, ctx, lot)

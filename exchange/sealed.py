@@ -79,9 +79,10 @@ class Sealed(Mechanism):
             record_live(state, ctx, lot, paddle, party, amount)
             sell_at_ask(state, ctx, lot, paddle, party)
             return
-        check_credit(state, lot, party, total_due(lot, amount))
+        due = total_due(lot, amount)
+        check_credit(state, lot, party, due)
         record_live(state, ctx, lot, paddle, party, amount)
-        hold(state, ctx, lot, party, total_due(lot, amount))
+        hold(state, ctx, lot, party, due)
 
     def withdraw_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int) -> None:
         withdraw_live(state, ctx, lot, paddle, party)
