@@ -417,8 +417,8 @@ class _Run:
             self._sell_patent()
         session, instrument = self.session, self.id
         book = inst.book
+        bids, asks = book.levels
         if self.touched:
-            bids, asks = book.levels
             for side, price in self.touched:
                 level = bids.get(price) if side == BUY else asks.get(-price)
                 if level is None:
@@ -435,22 +435,11 @@ class _Run:
                                      price=indicative[0], volume=indicative[1],
                                      imbalance=indicative[2]))
         else:
-            bid_keys, ask_keys = book.keys
-            if bid_keys or ask_keys:
-                levels = book.levels
-                if bid_keys:
-                    bid = bid_keys[-1]
-                    bid_qty = levels[BUY][bid].qty
-                else:
-                    bid = bid_qty = 0
-                if ask_keys:
-                    ask = -ask_keys[-1]
-                    ask_qty = levels[SELL][-ask].qty
-                else:
-                    ask = ask_qty = 0
-                quote = (bid, bid_qty, ask, ask_qty)
-            else:
-                quote = (0, 0, 0, 0)
+            bid_keys, ask_keys = book.keys       # best last; an ask's key is -price
+            bid = bid_keys[-1] if bid_keys else 0
+            ask = ask_keys[-1] if ask_keys else 0
+            quote = (bid, bids[bid].qty if bid_keys else 0,
+                     -ask, asks[ask].qty if ask_keys else 0)
             if quote != inst.quote:
                 inst.quote = quote
                 emit(QuoteChanged(session=session, instrument=instrument, bid=quote[0],
