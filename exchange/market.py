@@ -707,9 +707,12 @@ def cancel_order(state: State, ctx: Ctx, cmd: CancelOrder) -> None:
     role = ctx.role
     if role != "broker" and role != "operator":
         ctx.require_role("broker", "operator")
-    inst = _instrument(state, cmd.session, cmd.instrument)
+    session_id = cmd.session
+    inst = state.books.get(cmd.instrument)
+    if inst is None or inst.session != session_id:
+        _instrument(state, session_id, cmd.instrument)      # refuses
     paddle = cmd.paddle
-    _paddle_owner(state, ctx, cmd.session, paddle)
+    _paddle_owner(state, ctx, session_id, paddle)
     key = (paddle, cmd.order)
     book = inst.book
     order = book.orders.get(key)
@@ -728,7 +731,9 @@ def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
     if role != "broker" and role != "operator":
         ctx.require_role("broker", "operator")
     session_id = cmd.session
-    inst = _instrument(state, session_id, cmd.instrument)
+    inst = state.books.get(cmd.instrument)
+    if inst is None or inst.session != session_id:
+        _instrument(state, session_id, cmd.instrument)      # refuses
     if inst.phase == "closed" or inst.kind == "patent":
         _require_trading(state, inst)
     paddle = cmd.paddle
