@@ -22,7 +22,7 @@ from typing import Literal, Union
 import msgspec
 
 
-class Command(msgspec.Struct, frozen=True, tag=True, tag_field="type", kw_only=True,
+class Command(msgspec.Struct, frozen=True, tag=True, tag_field="type", kw_only=True, gc=False,
               forbid_unknown_fields=True):
     """Base of every command."""
 

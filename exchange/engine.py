@@ -14,10 +14,9 @@ actions with `@on_timer("kind")` and reactions to events with
 
 from __future__ import annotations
 
+import heapq
 import pickle
 from typing import Any, Callable
-
-from sortedcontainers import SortedList
 
 from exchange.commands import Command, Envelope, Tick
 from exchange.errors import Reject
@@ -79,19 +78,20 @@ class State:
         self.books: dict[str, Any] = {}    # instrument -> book (issue 3)
         self.settlements: dict[int, Any] = {}  # settlement id -> settlement (issue 7)
         self.extra: dict[str, Any] = {}    # per-module state that needs no field of its own
-        # (when, order, kind, ref, arg): fired in time order, then in the order set
-        self.timers: SortedList = SortedList()
+        # a heap of (when, order, kind, ref, arg): fired in time order, then in
+        # the order set; ``timers[0]`` is the next due
+        self.timers: list[tuple[int, int, str, str, int]] = []
         self._timer_order = 0
 
     def schedule(self, when: int, kind: str, ref: str, arg: int = 0) -> None:
-        """Schedule timer ``kind`` for ``ref`` at ``when``. O(log n).
+        """Schedule timer ``kind`` for ``ref`` at ``when``. O(log n) (a heap).
 
         Timers are never cancelled: an action checks that it is still
         relevant (the lot still open, the close time unchanged) and otherwise
         does nothing.
         """
         self._timer_order += 1
-        self.timers.add((when, self._timer_order, kind, ref, arg))
+        heapq.heappush(self.timers, (when, self._timer_order, kind, ref, arg))
 
 
 class Ctx:
@@ -136,9 +136,11 @@ class Engine:
         if env.ts > state.now:
             state.now = env.ts
         state.last_seq = env.seq
-        self._fire_due(ctx)
-        if REACTIONS:
-            self._react(ctx, 0)   # reactions to what the timers did come before the command
+        timers = state.timers
+        if timers and timers[0][0] <= state.now:
+            self._fire_due(ctx)
+            if REACTIONS and out:
+                self._react(ctx, 0)   # reactions to what the timers did come before the command
         start = len(out)
         cmd = env.cmd
         handler = HANDLERS.get(type(cmd))
@@ -155,7 +157,7 @@ class Engine:
                 del out[mark:]
                 out.append(CommandRejected(to=(env.actor,), ref=env.seq,
                                            code=refusal.code, text=refusal.text))
-        if REACTIONS:
+        if REACTIONS and not REACTIONS.keys().isdisjoint(map(type, out[start:])):
             self._react(ctx, start)
         if self.check_invariants:
             from exchange.invariants import check
@@ -166,7 +168,7 @@ class Engine:
         timers = self.state.timers
         now = self.state.now
         while timers and timers[0][0] <= now:
-            when, _, kind, ref, arg = timers.pop(0)
+            when, _, kind, ref, arg = heapq.heappop(timers)
             TIMER_ACTIONS[kind](self.state, ctx, ref, arg)
 
     def _react(self, ctx: Ctx, index: int) -> None:
@@ -186,7 +188,10 @@ class Engine:
     @classmethod
     def restore(cls, data: bytes) -> "Engine":
         """Rebuild an engine from `snapshot` bytes written by this engine."""
-        return cls(pickle.loads(data))
+        state = pickle.loads(data)
+        if not isinstance(state.timers, list):  # snapshots from before timers were a heap
+            state.timers = list(state.timers)   # a sorted sequence is a valid heap
+        return cls(state)
 
 
 def private(*users: str) -> tuple[str, ...]:

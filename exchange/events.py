@@ -20,7 +20,7 @@ OPERATORS = "@operators"
 """Audience token for every user with the operator role."""
 
 
-class Event(msgspec.Struct, frozen=True, tag=True, tag_field="type", kw_only=True):
+class Event(msgspec.Struct, frozen=True, tag=True, tag_field="type", kw_only=True, gc=False):
     """Base of every event. ``to=()`` means public."""
 
     to: tuple[str, ...] = ()
