@@ -89,12 +89,13 @@ def valid_client_id(cid: str) -> bool:
 class Conn:
     """A logged-on connection on the broker or operator socket."""
 
-    __slots__ = ("port", "rid", "user", "role", "hb_ns", "last_in", "last_out", "cod",
+    __slots__ = ("port", "sock", "rid", "user", "role", "hb_ns", "last_in", "last_out", "cod",
                  "notices", "dropped")
 
-    def __init__(self, port: str, rid: bytes, user: str, role: str, hb_ns: int, now: int,
-                 cod: bool, notices: bool) -> None:
+    def __init__(self, port: str, sock: zmq.Socket, rid: bytes, user: str, role: str,
+                 hb_ns: int, now: int, cod: bool, notices: bool) -> None:
         self.port = port
+        self.sock = sock
         self.rid = rid
         self.user = user
         self.role = role
@@ -131,6 +132,7 @@ class JournalWriter(threading.Thread):
         self._batches: list[list[tuple[int, int, bytes]]] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self.idle = False       # waiting for entries: the engine thread hands over at once
         self.durable = (journal.last_seq, journal.head_hash)   # replaced as one tuple
         self.failed: BaseException | None = None
         self.commits = 0
@@ -157,7 +159,9 @@ class JournalWriter(threading.Thread):
             while True:
                 with self._cond:
                     while not self._batches and not self._stopping:
+                        self.idle = True
                         self._cond.wait()
+                    self.idle = False
                     if not self._batches:
                         return
                     batches, self._batches = self._batches, []
@@ -402,9 +406,14 @@ class Server:
 
     def _drain(self, sock: zmq.Socket, port: str) -> None:
         """Receive and handle what is queued on ``sock``, up to the batch size.
-        A ROUTER delivers a message whole: its routing id, then its frames."""
+        A ROUTER delivers a message whole: its routing id, then its frames.
+        Between messages, hand the new entries to the journal thread as soon
+        as it waits for work (the disk is never idle while entries wait), and
+        send what became durable meanwhile."""
         recv = sock.recv
         on_message = self._on_message
+        writer = self.writer
+        assert writer is not None
         for _ in range(self.config.max_batch):
             try:
                 rid = recv(zmq.NOBLOCK)
@@ -416,6 +425,11 @@ class Server:
                 body = recv(zmq.NOBLOCK, copy=False)
                 frames += 1
             on_message(sock, port, rid, body, frames)
+            if writer.idle and self.records:
+                self._submit()
+            if writer.durable[0] > self.durable_seq:
+                self.durable_seq = writer.durable[0]
+                self._flush()
 
     # ------------------------------------------------------------------ durability
 
@@ -478,10 +492,19 @@ class Server:
         pending = self.pub_pending
         if pending and pending[0][0] <= durable:
             feed_send = self.feed.send
+            fold = self.view.fold
+            seqs_append = self.public_seqs.append
+            ring = self.ring_msgs
+            seq = 0
             while pending and pending[0][0] <= durable:
                 seq, public, data = pending.popleft()
                 feed_send(data, zmq.NOBLOCK)
-                self._published(seq, public, data)
+                fold(seq, public)           # _published, inlined
+                seqs_append(seq)
+                ring.append(data)
+            self.last_public = seq
+            if len(ring) > 2 * self.config.feed_ring:
+                del ring[:len(ring) - self.config.feed_ring]
             self.last_feed_out = time.monotonic_ns()
 
     def _queue(self, sock: zmq.Socket, rid: bytes, data: bytes) -> None:
@@ -609,7 +632,7 @@ class Server:
             self._forget(old)
         cod = user.cancel_on_disconnect if msg.cancel_on_disconnect is None \
             else msg.cancel_on_disconnect
-        conn = Conn(port, rid, user.id, user.role, msg.heartbeat_ms * NS_PER_MS, now, cod,
+        conn = Conn(port, sock, rid, user.id, user.role, msg.heartbeat_ms * NS_PER_MS, now, cod,
                     msg.notices)
         self.sessions[port][rid] = conn
         self.user_conns.setdefault(user.id, []).append(conn)
@@ -626,30 +649,34 @@ class Server:
 
     def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> None:
         cid = msg.client_id
-        port = conn.port
-        if not valid_client_id(cid):
-            self._reject(sock, conn.rid, "bad_client_id", user.id, port,
+        if not (0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable()
+                and " " not in cid):       # valid_client_id, inlined (every order)
+            self._reject(sock, conn.rid, "bad_client_id", user.id, conn.port,
                          client_id=cid[:p.MAX_CLIENT_ID])
             return
         cmd = msg.cmd
-        if type(cmd) is Tick:
-            self._reject(sock, conn.rid, "not_permitted", user.id, port, client_id=cid,
+        kind = type(cmd)
+        if kind is Tick:
+            self._reject(sock, conn.rid, "not_permitted", user.id, conn.port, client_id=cid,
                          detail="Tick is sent by the exchange clock only")
             return
-        if type(cmd) is RegisterParty and user.clients and cmd.name not in user.clients:
-            self._reject(sock, conn.rid, "not_your_client", user.id, port, client_id=cid,
+        if kind is RegisterParty and user.clients and cmd.name not in user.clients:
+            self._reject(sock, conn.rid, "not_your_client", user.id, conn.port, client_id=cid,
                          detail=f"{cmd.name!r} is not among the clients of {user.id!r} "
                                 f"in the key store")
             return
-        day = trading_day(max(time.time_ns(), self.last_ts))
-        if day != self.today:
-            self._roll_day(day)
+        now = time.time_ns()
+        if (now if now > self.last_ts else self.last_ts) // NS_PER_DAY != self.today:
+            self._roll_day(trading_day(max(now, self.last_ts)))
         key = (user.id, cid)
-        known = self.ids_today.get(key) or self.ids_yesterday.get(key)
+        known = self.ids_today.get(key)
+        if known is None:
+            known = self.ids_yesterday.get(key)
         if known is not None:
             seq, original = known
             if original != cmd:
-                self._reject(sock, conn.rid, "duplicate_client_id", user.id, port, client_id=cid,
+                self._reject(sock, conn.rid, "duplicate_client_id", user.id, conn.port,
+                             client_id=cid,
                              detail=f"client id {cid!r} was used for journal entry {seq} "
                                     f"with a different command")
                 return
@@ -657,18 +684,22 @@ class Server:
             self._queue(sock, conn.rid, self._result(cid, seq, events, conn.user, conn.role,
                                                      resent=True))
             return
-        self._apply(cmd, user.id, conn.role, cid, conn)
+        self._apply(cmd, user.id, conn.role, cid, conn, now)
 
     # ------------------------------------------------------------------ apply
 
-    def _apply(self, cmd: Any, actor: str, role: str, cid: str, origin: Conn | None) -> None:
+    def _apply(self, cmd: Any, actor: str, role: str, cid: str, origin: Conn | None,
+               now: int = 0) -> None:
         """Sequence and apply one command and encode its journal entry; queue
-        its reply, notices and market data until the entry is durable."""
-        now = time.time_ns()
+        its reply, notices and market data until the entry is durable. One
+        pass over the events sorts them into the public ones (the Market
+        message), the ones the sender sees (its Result) and the private
+        notices of the other listening connections. O(events x audience)."""
+        if not now:
+            now = time.time_ns()
         ts = now if now > self.last_ts else self.last_ts
-        day = trading_day(ts)
-        if day != self.today:
-            self._roll_day(day)
+        if ts // NS_PER_DAY != self.today:
+            self._roll_day(ts // NS_PER_DAY)
         seq = self.next_seq
         env = Envelope(seq=seq, ts=ts, actor=actor, role=role, cmd=cmd, client_id=cid)
         try:
@@ -684,18 +715,27 @@ class Server:
         self.entries_since_freeze += 1
         if cid:
             self.ids_today[(actor, cid)] = (seq, cmd)
-        self._remember(seq, ts, events)
-        outbox = self.outbox
-        if origin is not None:
-            outbox.append((seq, self.sockets[origin.port], origin.rid,
-                           self._result(cid, seq, events, actor, role)))
+        recent = self.recent                      # results kept for resends
+        recent[seq] = (ts, events)
+        recent.pop(seq - RECENT_RESULTS, None)
+
         public: list[Any] = []
+        seen: list[Any] = []                      # what the sender may see
+        code = text = ""
+        operator = role == "operator"
         private_to: dict[Conn, list[Any]] | None = None
         listeners = self.listeners
         for event in events:
             audience = event.to
             if not audience:
                 public.append(event)
+                seen.append(event)
+                continue
+            if actor in audience or (operator and OPERATORS in audience):
+                seen.append(event)
+            if not code and type(event) is CommandRejected and event.ref == seq:
+                code, text = event.code, event.text
+            if not listeners:
                 continue
             for target in audience:
                 conns = listeners.get(target)
@@ -711,12 +751,19 @@ class Server:
                         private_to[conn] = [event]
                     elif bucket[-1] is not event:
                         bucket.append(event)
+        outbox = self.outbox
+        if origin is not None:
+            outbox.append((seq, origin.sock, origin.rid, p.encode(p.Result(
+                client_id=cid, seq=seq, accepted=not code, code=code, text=text,
+                events=seen))))
         if private_to:
             for conn, evs in private_to.items():
-                outbox.append((seq, self.sockets[conn.port], conn.rid,
+                outbox.append((seq, conn.sock, conn.rid,
                                p.encode(p.Notice(seq=seq, ts=ts, events=evs))))
         if public:
-            self.pub_pending.append((seq, public, self._market(seq, ts, public)))
+            self.pub_pending.append((seq, public, p.encode(p.Market(
+                seq=seq, prev=self.last_public_assigned, ts=ts, events=public))))
+            self.last_public_assigned = seq
 
     def _market(self, seq: int, ts: int, public: list[Any]) -> bytes:
         """Encode the Market message of entry ``seq``, chained to the previous one."""
@@ -807,7 +854,7 @@ class Server:
         self.engine = recovery.rebuild(self.data_dir,
                                        journal=Journal.open_readonly(self.journal_dir))
         if origin is not None:
-            self._queue(self.sockets[origin.port], origin.rid, p.encode(
+            self._queue(origin.sock, origin.rid, p.encode(
                 p.SessionRejected(code="internal_error", text=p.SESSION_REJECTS["internal_error"],
                                   client_id=env.client_id)))
 

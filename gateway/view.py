@@ -20,6 +20,7 @@ leave through it. Each fold is O(1); a snapshot is O(events in the bucket).
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, Iterable
 
 # Fields that name the thing an event is about, in order of preference.
@@ -59,17 +60,30 @@ def key_of(event: Any) -> str:
 
 def _rule(kind: type) -> tuple:
     """How events of ``kind`` fold: (name, key field, has a session field,
-    last-value identity fields or None, field whose zero drops the value)."""
+    a function giving the rest of the last-value slot or None for a kept
+    event, field whose zero drops the value)."""
     fields = getattr(kind, "__struct_fields__", ())
     name = kind.__name__
     key_field = next((f for f in KEY_FIELDS if f in fields), "")
     identity = LAST_VALUE.get(name)
+    slot_rest: Any = None
     if identity is not None:
         identity = tuple(f for f in identity if f in fields)
+        if not identity:
+            slot_rest = _NO_REST
+        elif len(identity) == 1:
+            field = identity[0]
+            slot_rest = lambda event: (getattr(event, field),)  # noqa: E731
+        else:
+            slot_rest = attrgetter(*identity)     # returns a tuple
     zero_field = DROP_WHEN_ZERO.get(name)
     if zero_field not in fields:
         zero_field = None
-    return name, key_field, "session" in fields, identity, zero_field
+    return name, key_field, "session" in fields, slot_rest, zero_field
+
+
+def _NO_REST(event: Any) -> tuple:
+    return ()
 
 
 class MarketView:
@@ -87,6 +101,8 @@ class MarketView:
         """Fold the public events of journal entry ``seq``. O(events)."""
         self.seq = seq
         rules = self._rules
+        session_of = self.session_of
+        buckets = self.buckets
         for event in events:
             if event.to:
                 continue
@@ -94,24 +110,26 @@ class MarketView:
             rule = rules.get(kind)
             if rule is None:
                 rule = rules[kind] = _rule(kind)
-            name, key_field, has_session, identity, zero_field = rule
+            name, key_field, has_session, slot_rest, zero_field = rule
             key = getattr(event, key_field) if key_field else ""
             session = event.session if has_session else ""
             if session:
-                if key and key not in self.session_of:
-                    self.session_of[key] = session
+                if key and key not in session_of:
+                    session_of[key] = session
             elif key:
-                session = self.session_of.get(key, "")
-            bucket = self.buckets.get(session)
+                session = session_of.get(key, "")
+            bucket = buckets.get(session)
             if bucket is None:
-                bucket = self.buckets[session] = {}
-            if identity is None:
+                bucket = buckets[session] = {}
+            if slot_rest is None:
                 self._counter += 1
                 bucket[self._counter] = (seq, event)
                 continue
-            slot = (name, key, *[getattr(event, f) for f in identity])
-            if slot in bucket:
-                del bucket[slot]           # re-inserted last: keeps the fold order
+            if slot_rest is _NO_REST:
+                slot: tuple = (name, key)
+            else:
+                slot = (name, key, *slot_rest(event))
+            bucket.pop(slot, None)         # re-inserted last: keeps the fold order
             if zero_field is not None and getattr(event, zero_field) == 0:
                 continue
             bucket[slot] = (seq, event)
