@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -260,38 +261,64 @@ def drain(conns: list[Conn], expected: int, echo: bool) -> None:
                     expected -= 1
 
 
+class Waiter:
+    """Sleep until a socket has something to read or a deadline passes, with
+    microsecond timeouts: zmq_poll counts whole milliseconds, which would
+    either delay sends or make the load generator spin on a shared core."""
+
+    def __init__(self, socks: list[zmq.Socket]) -> None:
+        self.poller = zmq.Poller()
+        for sock in socks:
+            self.poller.register(sock, zmq.POLLIN)
+        self.fds = [sock.getsockopt(zmq.FD) for sock in socks]
+
+    def readable(self, timeout: float) -> list[zmq.Socket]:
+        """Return the sockets with messages, waiting at most ``timeout`` s for one."""
+        ready = self.poller.poll(0)
+        if ready or timeout <= 0:
+            return [sock for sock, _ in ready]
+        # ZMQ_FD signals edge-triggered; the poll above re-armed it
+        select.select(self.fds, [], [], timeout)
+        return [sock for sock, _ in self.poller.poll(0)]
+
+
 def latency(conns: list[Conn], rate: int, seconds: float, echo: bool) -> dict[str, float]:
-    """Open loop at ``rate`` orders/s; latency from each order's scheduled time."""
+    """Open loop at ``rate`` orders/s; latency from each order's scheduled time.
+    Every message is encoded before the clock starts, so the schedule only
+    waits for sends; an order sent late (the generator or the machine
+    stalled) counts from when it should have left."""
     total = int(rate * seconds)
     interval = 1.0 / rate
+    plan = [(conns[i % len(conns)].sock, *conns[i % len(conns)].next_message())
+            for i in range(total)]
     scheduled: dict[str, float] = {}
     latencies: list[float] = []
-    poller = zmq.Poller()
-    for conn in conns:
-        poller.register(conn.sock, zmq.POLLIN)
+    waiter = Waiter([conn.sock for conn in conns])
+    decode = ack_decoder.decode
+    clock = time.perf_counter
+    events, pollin, noblock = zmq.EVENTS, zmq.POLLIN, zmq.NOBLOCK
     sent = 0
-    start = time.perf_counter() + 0.01
+    start = clock() + 0.01
     deadline = start + seconds + 30
-    while len(latencies) < total and time.perf_counter() < deadline:
-        now = time.perf_counter()
+    while len(latencies) < total:
+        now = clock()
+        if now > deadline:
+            break
         while sent < total and start + sent * interval <= now:
-            conn = conns[sent % len(conns)]
-            cid, data = conn.next_message()
+            sock, cid, data = plan[sent]
             scheduled[cid] = start + sent * interval
-            conn.sock.send(data, zmq.NOBLOCK)
+            sock.send(data, noblock)
             sent += 1
-        wait = (start + sent * interval - time.perf_counter()) if sent < total else 0.1
-        for sock, _ in poller.poll(max(0, int(wait * 1000))):
-            while True:
-                try:
-                    data = sock.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                arrived = time.perf_counter()
-                cid = ack_decoder.decode(data).client_id   # an echo is the Request itself
-                when = scheduled.pop(cid, None)
+        wait = (start + sent * interval - clock()) if sent < total else 0.1
+        for sock in waiter.readable(wait):
+            while True:          # recv what is there; EVENTS, not an exception, ends it
+                data = sock.recv(noblock)
+                arrived = clock()
+                when = scheduled.pop(decode(data).client_id, None)  # an echo is the Request
                 if when is not None:
                     latencies.append(arrived - when)
+                if not sock.getsockopt(events) & pollin:
+                    break
     assert len(latencies) == total, f"{total - len(latencies)} orders unanswered"
     latencies.sort()
 
