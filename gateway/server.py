@@ -70,6 +70,8 @@ WAKE_ENDPOINT = "inproc://lotex-journal-durable"
 FREEZE_EVERY = 1000             # entries between gc.freeze() calls (O(1) each)
 REFUSALS_LOGGED = 100           # refusal log lines per user and port ...
 REFUSAL_WINDOW_NS = 10 * 10**9  # ... in this window
+NOBLOCK = int(zmq.NOBLOCK)      # plain ints: enum.Flag arithmetic is Python code
+MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
 def trading_day(ts: int) -> int:
@@ -414,13 +416,13 @@ class Server:
         assert writer is not None
         for _ in range(self.config.max_batch):
             try:
-                rid = recv(zmq.NOBLOCK)
+                rid = recv(NOBLOCK)
             except zmq.Again:
                 return
-            body = recv(zmq.NOBLOCK, copy=False)
+            body = recv(NOBLOCK, copy=False)
             frames = 1
             while body.more:
-                body = recv(zmq.NOBLOCK, copy=False)
+                body = recv(NOBLOCK, copy=False)
                 frames += 1
             on_message(sock, port, rid, body, frames)
             if writer.durable[0] > self.durable_seq:
@@ -473,7 +475,7 @@ class Server:
             now = time.monotonic_ns()
             sessions = self.sessions_of
             popleft = outbox.popleft
-            more, last = zmq.SNDMORE | zmq.NOBLOCK, zmq.NOBLOCK
+            more, last = MORE_NOBLOCK, NOBLOCK
             while outbox and outbox[0][0] <= durable:
                 _, sock, rid, data = popleft()
                 conn = sessions[sock].get(rid)
@@ -494,7 +496,7 @@ class Server:
             seq = 0
             while pending and pending[0][0] <= durable:
                 seq, public, data = pending.popleft()
-                feed_send(data, zmq.NOBLOCK)
+                feed_send(data, NOBLOCK)
                 fold(seq, public)           # _published, inlined
                 seqs_append(seq)
                 ring.append(data)
@@ -859,8 +861,8 @@ class Server:
     def _send(self, sock: zmq.Socket, rid: bytes, data: bytes, now: int) -> None:
         conn = self.sessions_of[sock].get(rid)
         try:
-            sock.send(rid, zmq.SNDMORE | zmq.NOBLOCK)
-            sock.send(data, zmq.NOBLOCK)
+            sock.send(rid, MORE_NOBLOCK)
+            sock.send(data, NOBLOCK)
         except zmq.ZMQError as exc:
             self._send_failed(sock, rid, conn, exc)
             return
