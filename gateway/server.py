@@ -37,6 +37,7 @@ from array import array
 import datetime
 import json
 import os
+import queue
 import threading
 import time
 from collections import deque
@@ -126,14 +127,17 @@ class JournalWriter(threading.Thread):
     ``(seq, ts, payload)``; it appends every batch handed over since its last
     commit, commits them together (group commit) and reports the durable seq
     and chain hash, waking the engine thread through an inproc socket. After
-    a failure (`JournalFailed`) it stops and reports it."""
+    a failure (`JournalFailed`) it stops and reports it.
+
+    The hand-off is a `queue.SimpleQueue` (C: one put per batch, a blocking
+    get that releases the GIL), not a `threading.Condition` (Python code and
+    a new lock for every wait, on both threads)."""
 
     def __init__(self, journal: Journal, context: zmq.Context) -> None:
         super().__init__(name="lotex-journal", daemon=True)
         self.journal = journal
-        self._batches: list[list[tuple[int, int, bytes]]] = []
-        self._cond = threading.Condition()
-        self._stopping = False
+        self._queue: queue.SimpleQueue[list[tuple[int, int, bytes]] | None] = \
+            queue.SimpleQueue()
         self.durable = (journal.last_seq, journal.head_hash)   # replaced as one tuple
         self.failed: BaseException | None = None
         self.commits = 0
@@ -144,28 +148,26 @@ class JournalWriter(threading.Thread):
 
     def submit(self, batch: list[tuple[int, int, bytes]]) -> None:
         """Queue entries for the next commit (engine thread). O(1)."""
-        with self._cond:
-            self._batches.append(batch)
-            self._cond.notify()
+        self._queue.put(batch)
 
     def stop(self) -> None:
         """Commit what is queued, then end the thread."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
+        self._queue.put(None)
 
     def run(self) -> None:
         journal = self.journal
+        get, empty = self._queue.get, self._queue.empty
+        stopping = False
         try:
-            while True:
-                with self._cond:
-                    while not self._batches and not self._stopping:
-                        self._cond.wait()
-                    if not self._batches:
-                        return
-                    batches, self._batches = self._batches, []
+            while not stopping:
+                batches = [get()]
+                while not empty():          # everything handed over meanwhile
+                    batches.append(get())
                 try:
                     for batch in batches:
+                        if batch is None:       # stop: commit what came before
+                            stopping = True
+                            break
                         for seq, ts, payload in batch:
                             written = journal.append(ts, KIND_ENTRY, payload)
                             if written != seq:
