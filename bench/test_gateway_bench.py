@@ -31,8 +31,18 @@ second of quiet; then the throughput runs.
   transport and the Python socket calls set on this machine; the ratios say
   what the gateway costs on top.
 
-The machine is shared and small (2 cores): the load generator and the
-server compete for them, so figures vary run to run.
+- CPU per order: the server process's CPU time (every thread: engine,
+  journal, ZeroMQ I/O; from /proc) and the load generator's, divided by the
+  orders acknowledged. Unlike orders per second, it hardly depends on how
+  much of the machine the server got.
+- fdatasync: 200 appends of 4 KiB, each synced, on the data directory's disk,
+  at start and again just before each latency run; with group durability
+  every acknowledgement waits for at least one fdatasync, so it bounds the
+  latency figures from below.
+
+The machine is shared and small (2 cores): the load generator (its Python
+thread and its ZeroMQ I/O thread) and the server compete for them, so
+figures vary run to run.
 """
 
 from __future__ import annotations
@@ -341,7 +351,7 @@ def rig():
     try:
         paddles = set_up_market(data)
         RESULTS["fdatasync"] = fdatasync_latency(data)
-        yield data, endpoints, echo_endpoint, paddles
+        yield data, endpoints, echo_endpoint, paddles, server.pid
     finally:
         for proc in (server, echo):
             proc.terminate()
@@ -353,7 +363,7 @@ def rig():
 
 
 def connections(rig: Any, n: int, echo: bool, context: zmq.Context) -> list[Conn]:
-    data, endpoints, echo_endpoint, paddles = rig
+    data, endpoints, echo_endpoint, paddles, _ = rig
     return [Conn(context, data, f"bench{i}", echo_endpoint if echo else endpoints["broker"],
                  paddles[f"bench{i}"], logon=not echo) for i in range(1, n + 1)]
 
@@ -367,8 +377,11 @@ def test_gateway_latency(benchmark, rig, rate):
         measured: dict[str, dict[str, float]] = {}
 
         def run() -> None:
+            measured["fdatasync"] = fdatasync_latency(rig[0])
             time.sleep(1.0)
-            measured["gateway"] = latency(conns, rate, SECONDS, echo=False)
+            with CpuMeter(rig[4]) as cpu:
+                measured["gateway"] = latency(conns, rate, SECONDS, echo=False)
+            measured["gateway"].update(cpu.per(measured["gateway"]["orders"]))
             measured["echo"] = latency(echo_conns, rate, SECONDS, echo=True)
         benchmark.pedantic(run, rounds=1, iterations=1)
         benchmark.extra_info.update(measured)
@@ -386,13 +399,46 @@ def test_gateway_throughput(benchmark, rig, n):
         measured: dict[str, float] = {}
 
         def run() -> None:
-            measured["gateway"] = throughput(conns, SECONDS, WINDOW, echo=False)
+            with CpuMeter(rig[4]) as cpu:
+                measured["gateway"] = throughput(conns, SECONDS, WINDOW, echo=False)
+            measured.update(cpu.per(measured["gateway"] * cpu.seconds))
             measured["echo"] = throughput(echo_conns, SECONDS, WINDOW, echo=True)
         benchmark.pedantic(run, rounds=1, iterations=1)
         benchmark.extra_info.update(measured)
         RESULTS[f"throughput_{n}"] = measured
     finally:
         context.destroy(linger=0)
+
+
+class CpuMeter:
+    """CPU seconds the server process (all its threads, from /proc) and this
+    load generator spend over a block: the server's figure per order does not
+    depend on how many cores it got, unlike orders per second on a shared
+    machine."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def server_cpu(self) -> float:
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> "CpuMeter":
+        self.start = (time.perf_counter(), self.server_cpu(), time.process_time())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end = (time.perf_counter(), self.server_cpu(), time.process_time())
+        self.seconds = self.end[0] - self.start[0]
+
+    def per(self, orders: float) -> dict[str, float]:
+        """Server and generator CPU in microseconds per order."""
+        return {"server_cpu_us": (self.end[1] - self.start[1]) / orders * 1e6,
+                "generator_cpu_us": (self.end[2] - self.start[2]) / orders * 1e6}
 
 
 def fdatasync_latency(directory: Path, rounds: int = 200) -> dict[str, float]:
@@ -408,7 +454,8 @@ def fdatasync_latency(directory: Path, rounds: int = 200) -> dict[str, float]:
     finally:
         os.close(fd)
     times.sort()
-    return {"p50_us": times[rounds // 2] * 1e6, "p99_us": times[int(rounds * 0.99)] * 1e6}
+    return {"p50_us": times[rounds // 2] * 1e6, "p99_us": times[int(rounds * 0.99)] * 1e6,
+            "max_us": times[-1] * 1e6}
 
 
 def report() -> None:
@@ -422,13 +469,19 @@ def report() -> None:
         if found:
             lines.append(f"  {n:>2} connections: {found['gateway']:>9,.0f} acked orders/s   "
                          f"echo {found['echo']:>9,.0f} msg/s   ratio "
-                         f"{found['gateway'] / found['echo']:.2f}")
+                         f"{found['gateway'] / found['echo']:.2f}   CPU per order: server "
+                         f"{found['server_cpu_us']:.0f} us, generator "
+                         f"{found['generator_cpu_us']:.0f} us")
     for rate in RATES:
         found = RESULTS.get(f"latency_{rate}")
         if found:
-            g, e = found["gateway"], found["echo"]
+            g, e, f = found["gateway"], found["echo"], found["fdatasync"]
             lines.append(f"  {rate:>6,}/s offered: gateway p50 {g['p50_us']:>7,.0f} us  p99 "
                          f"{g['p99_us']:>7,.0f} us  p99.9 {g['p999_us']:>7,.0f} us  max "
                          f"{g['max_us']:>7,.0f} us | echo p50 {e['p50_us']:>5,.0f}  p99 "
                          f"{e['p99_us']:>6,.0f}  p99.9 {e['p999_us']:>6,.0f} us")
+            lines.append(f"  {'':>16} fdatasync just before: p50 {f['p50_us']:,.0f} us  p99 "
+                         f"{f['p99_us']:,.0f} us  max {f['max_us']:,.0f} us; CPU per order: "
+                         f"server {g['server_cpu_us']:.0f} us, generator "
+                         f"{g['generator_cpu_us']:.0f} us")
     print("\n".join(lines))
