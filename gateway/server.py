@@ -71,6 +71,7 @@ WAKE_ENDPOINT = "inproc://lotex-journal-durable"
 FREEZE_EVERY = 1000             # entries between gc.freeze() calls (O(1) each)
 REFUSALS_LOGGED = 100           # refusal log lines per user and port ...
 REFUSAL_WINDOW_NS = 10 * 10**9  # ... in this window
+client_decode = p.client_decoder.decode
 NOBLOCK = int(zmq.NOBLOCK)      # plain ints: enum.Flag arithmetic is Python code
 MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
@@ -551,7 +552,7 @@ class Server:
                          detail=f"expected one frame per message, got {frames}")
             return
         try:
-            msg = p.client_decoder.decode(last.buffer)
+            msg = client_decode(last)        # a Frame is a buffer: no memoryview, no copy
         except msgspec.ValidationError as exc:
             self._reject(sock, rid, "invalid_message", user_id, port, detail=str(exc))
             return
