@@ -85,11 +85,6 @@ def day_text(day: int) -> str:
     return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
 
 
-def valid_client_id(cid: str) -> bool:
-    return 0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable() \
-        and " " not in cid
-
-
 class Conn:
     """A logged-on connection on the broker or operator socket."""
 
@@ -651,7 +646,7 @@ class Server:
     def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> None:
         cid = msg.client_id
         if not (0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable()
-                and " " not in cid):       # valid_client_id, inlined (every order)
+                and " " not in cid):       # 1..64 printable ASCII, no space
             self._reject(sock, conn.rid, "bad_client_id", user.id, conn.port,
                          client_id=cid[:p.MAX_CLIENT_ID])
             return
