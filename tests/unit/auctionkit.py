@@ -110,6 +110,26 @@ class Market:
         assert self._image() == before, "a refused command changed the state"
         return one(events, CommandRejected)
 
+    def send_checked(self, cmd: Any, actor: str, role: str, *, compare: bool,
+                     where: str) -> tuple[list, CommandRejected | None]:
+        """Send ``cmd`` for a stress run: an invariant failure names ``where``; a
+        refusal must be the one last event and, with ``compare``, change nothing
+        (``compare`` first fires what is due, so only the command is compared)."""
+        if compare:
+            self.d.tick(self.d.ts)
+        before = self._image() if compare else b""
+        try:
+            events = self.d.send(cmd, actor=actor, role=role)
+        except AssertionError as broken:
+            raise AssertionError(f"{where}, {cmd}: invariant broken: {broken}") from broken
+        rejected = [e for e in events if isinstance(e, CommandRejected)]
+        if not rejected:
+            return events, None
+        assert len(rejected) == 1 and events[-1] is rejected[0], f"{where}: {events}"
+        assert not compare or self._image() == before, \
+            f"{where}: refused {cmd} ({rejected[0].code}) changed the state"
+        return events, rejected[0]
+
     def _image(self) -> bytes:
         state = self.state
         seq, now = state.last_seq, state.now
