@@ -624,6 +624,21 @@ class _FeedState:
         return None
 
 
+def _feed_sockets(context: zmq.Context, key: ClientKey, feed_endpoint: str,
+                  data_endpoint: str) -> tuple[zmq.Socket, zmq.Socket]:
+    """Return the feed's SUB socket (everything subscribed) and the CURVE DEALER of
+    the snapshot and replay service, both connected."""
+    sub = context.socket(zmq.SUB)
+    sub.linger = 0
+    sub.maxmsgsize = CLIENT_MAX_MESSAGE
+    sub.rcvhwm = 1_000_000
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(feed_endpoint)
+    data = _curve_socket(context, zmq.DEALER, key)
+    data.connect(data_endpoint)
+    return sub, data
+
+
 class FeedClient:
     """The market-data feed with exact recovery: subscribe, take a snapshot,
     drop what it covers, ask a replay for every gap. Synchronous.
@@ -641,14 +656,7 @@ class FeedClient:
         self.timeout = timeout
         self._own_context = context is None
         self.context = context or zmq.Context()
-        self.sub = self.context.socket(zmq.SUB)
-        self.sub.linger = 0
-        self.sub.maxmsgsize = CLIENT_MAX_MESSAGE
-        self.sub.rcvhwm = 1_000_000
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.connect(feed_endpoint)
-        self.data = _curve_socket(self.context, zmq.DEALER, self.key)
-        self.data.connect(data_endpoint)
+        self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint, data_endpoint)
         self.state = _FeedState()
         self.gaps_recovered = 0
         self.last_heartbeat = 0.0
@@ -752,14 +760,7 @@ class AsyncFeedClient:
         self.key = key if isinstance(key, ClientKey) else ClientKey.load(key)
         self.timeout = timeout
         self.context = zmq.asyncio.Context()
-        self.sub = self.context.socket(zmq.SUB)
-        self.sub.linger = 0
-        self.sub.maxmsgsize = CLIENT_MAX_MESSAGE
-        self.sub.rcvhwm = 1_000_000
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.connect(feed_endpoint)
-        self.data = _curve_socket(self.context, zmq.DEALER, self.key)
-        self.data.connect(data_endpoint)
+        self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint, data_endpoint)
         self.state = _FeedState()
         self.gaps_recovered = 0
 
