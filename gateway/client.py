@@ -136,11 +136,31 @@ class _Session:
         return p.encode(p.Logon(heartbeat_ms=self.heartbeat_ms,
                                 cancel_on_disconnect=self.cod, notices=self.want_notices))
 
+    def batch_message(self, cmds: list[Any], client_ids: list[str] | None) -> tuple[list[str], bytes]:
+        """Register ``cmds`` as pending; return their client ids and one Batch."""
+        if not 1 <= len(cmds) <= p.MAX_BATCH:
+            raise ValueError(f"a batch holds 1 to {p.MAX_BATCH} commands, not {len(cmds)}")
+        ids = list(client_ids) if client_ids is not None else [self.ids.next() for _ in cmds]
+        if len(ids) != len(cmds):
+            raise ValueError("one client id per command")
+        now = time.monotonic()
+        for cid, cmd in zip(ids, cmds):
+            self.pending[cid] = (cmd, now)
+        return ids, p.encode(p.Batch(requests=[p.Request(client_id=cid, cmd=cmd)
+                                               for cid, cmd in zip(ids, cmds)]))
+
     def handle(self, data: bytes) -> str:
         """Absorb one server message; return what the driver must do:
         "" nothing, "relogon" (log on again and resend everything pending)."""
         self.last_in = time.monotonic()
         msg = p.server_decoder.decode(data)
+        if type(msg) is p.Results:        # each answer as if it came alone
+            for answer in msg.results:
+                self._absorb(answer)
+            return ""
+        return self._absorb(msg)
+
+    def _absorb(self, msg: Any) -> str:
         kind = type(msg)
         if kind is p.Result:
             if msg.client_id in self.pending:      # later copies (resends) are dropped
@@ -290,6 +310,18 @@ class Client:
                 timeout: float | None = None) -> p.Result:
         """Send a command and wait for its result (accepted or business reject)."""
         return self.result(self.send(cmd, client_id), timeout)
+
+    def send_batch(self, cmds: list[Any], client_ids: list[str] | None = None) -> list[str]:
+        """Send up to 1000 commands in one `Batch` without waiting; return their
+        client ids (each is resent alone while pending)."""
+        ids, data = self.session.batch_message(cmds, client_ids)
+        self._send(data)
+        return ids
+
+    def request_batch(self, cmds: list[Any], client_ids: list[str] | None = None,
+                      timeout: float | None = None) -> list[p.Result]:
+        """Send a `Batch` and wait for every result, in order."""
+        return [self.result(cid, timeout) for cid in self.send_batch(cmds, client_ids)]
 
     def ok(self, cmd: Any, client_id: str | None = None, timeout: float | None = None
            ) -> p.Result:
@@ -510,6 +542,28 @@ class AsyncClient:
                       timeout: float | None = None) -> p.Result:
         future = await self.send(cmd, client_id)
         return await asyncio.wait_for(future, self.timeout if timeout is None else timeout)
+
+    async def send_batch(self, cmds: list[Any], client_ids: list[str] | None = None
+                         ) -> list[asyncio.Future]:
+        """Send up to 1000 commands in one `Batch`; return a future of each `Result`."""
+        ids, data = self.session.batch_message(cmds, client_ids)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for cid in ids:
+            future = self._waiters.get(cid)
+            if future is None:
+                future = self._waiters[cid] = loop.create_future()
+            futures.append(future)
+        await self._send(data)
+        self._settle()
+        return futures
+
+    async def request_batch(self, cmds: list[Any], client_ids: list[str] | None = None,
+                            timeout: float | None = None) -> list[p.Result]:
+        """Send a `Batch` and wait for every result, in order."""
+        futures = await self.send_batch(cmds, client_ids)
+        return list(await asyncio.wait_for(asyncio.gather(*futures),
+                                           self.timeout if timeout is None else timeout))
 
     async def ok(self, cmd: Any, client_id: str | None = None,
                  timeout: float | None = None) -> p.Result:

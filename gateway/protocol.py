@@ -6,9 +6,9 @@ PROTOCOL.md). Decoders are strict: unknown types, unknown fields and wrong
 types are refused at the edge with a `SessionRejected`.
 
 Order sockets (broker and operator ROUTERs; clients use DEALER):
-client -> server `Logon`, `Heartbeat`, `Request`, `Logout`, `Reload`, `Recap`;
-server -> client `LogonAccepted`, `Heartbeat`, `Result`, `Notice`,
-`SessionRejected`, `LoggedOut`, `Reloaded`, `RecapDone`.
+client -> server `Logon`, `Heartbeat`, `Request`, `Batch`, `Logout`, `Reload`,
+`Recap`; server -> client `LogonAccepted`, `Heartbeat`, `Result`, `Results`,
+`Notice`, `SessionRejected`, `LoggedOut`, `Reloaded`, `RecapDone`.
 
 Market data (PUB, no authentication): `Market`, `FeedHeartbeat`.
 
@@ -26,6 +26,7 @@ from exchange.commands import AnyCommand
 from exchange.events import AnyEvent
 
 MAX_CLIENT_ID = 64
+MAX_BATCH = 1000           # requests in one Batch, at most
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, tag_field="type", kw_only=True,
@@ -60,6 +61,14 @@ class Request(Message, frozen=True):
     cmd: AnyCommand  # type: ignore[valid-type]
 
 
+class Batch(Message, frozen=True):
+    """Send 1..1000 requests in one message (mass order entry). Each is
+    handled exactly as if sent alone, in order, with its own client id and
+    journal entry; one `Results` answers them all once the last is durable."""
+
+    requests: list[Request]
+
+
 class Logout(Message, frozen=True):
     """End the session (cancel-on-disconnect applies)."""
 
@@ -78,7 +87,7 @@ class Recap(Message, frozen=True):
     limit: int = 1000
 
 
-ClientMessage = Union[Logon, Heartbeat, Request, Logout, Reload, Recap]
+ClientMessage = Union[Logon, Heartbeat, Request, Batch, Logout, Reload, Recap]
 
 
 # -- server -> client on the order sockets -----------------------------------
@@ -126,6 +135,13 @@ class SessionRejected(Message, frozen=True):
     client_id: str = ""
 
 
+class Results(Message, frozen=True):
+    """The answers to a `Batch`, in its order: for each request its `Result`,
+    or the `SessionRejected` that refused it alone."""
+
+    results: list[Union[Result, SessionRejected]]
+
+
 class LoggedOut(Message, frozen=True):
     """The session ended (answer to `Logout`, or the server ended it)."""
 
@@ -144,8 +160,8 @@ class RecapDone(Message, frozen=True):
     more: bool
 
 
-ServerMessage = Union[LogonAccepted, Heartbeat, Result, Notice, SessionRejected, LoggedOut,
-                      Reloaded, RecapDone]
+ServerMessage = Union[LogonAccepted, Heartbeat, Result, Results, Notice, SessionRejected,
+                      LoggedOut, Reloaded, RecapDone]
 
 
 # -- market data (PUB) ---------------------------------------------------------
@@ -237,4 +253,5 @@ SESSION_REJECTS: dict[str, str] = {
     "bad_heartbeat": "heartbeat_ms must be between 100 and 60000",
     "internal_error": "the exchange failed to process the command; nothing was recorded",
     "bad_request": "the snapshot, replay or recap request has values out of range",
+    "bad_batch": "a Batch holds 1 to 1000 requests",
 }

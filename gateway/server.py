@@ -118,6 +118,12 @@ class _ReplayOut(msgspec.Struct, tag="Replay", tag_field="type", kw_only=True):
     more: bool
 
 
+class _ResultsOut(msgspec.Struct, tag="Results", tag_field="type", kw_only=True):
+    """Encode-only twin of `protocol.Results` that embeds pre-encoded answers."""
+
+    results: list[msgspec.Raw]
+
+
 class JournalWriter(threading.Thread):
     """The journal's single writer. The engine thread hands it batches of
     ``(seq, ts, payload)``; it appends every batch handed over since its last
@@ -249,6 +255,7 @@ class Server:
         # Market messages waiting for durability: (seq, public events, bytes)
         self.pub_pending: deque[tuple[int, list[Any], bytes]] = deque()
         self.records: list[tuple[int, int, bytes]] = []   # entries not yet handed over
+        self.answers: list[bytes] | None = None            # a Batch's answers, while handled
         self.entries_since_snapshot = 0
         self.entries_since_freeze = 0
         self.last_snapshot_wall = time.monotonic()
@@ -504,8 +511,12 @@ class Server:
             self.last_feed_out = time.monotonic_ns()
 
     def _queue(self, sock: zmq.Socket, rid: bytes, data: bytes) -> None:
-        """Send ``data`` once everything applied so far is durable."""
-        self.outbox.append((self.next_seq - 1, sock, rid, data))
+        """Send ``data`` once everything applied so far is durable; while a
+        Batch is handled, keep it for the batch's Results instead."""
+        if self.answers is not None:
+            self.answers.append(data)
+        else:
+            self.outbox.append((self.next_seq - 1, sock, rid, data))
 
     # ------------------------------------------------------------------ one message
 
@@ -568,6 +579,13 @@ class Server:
                 self._reject(sock, rid, "not_logged_on", user_id, port, client_id=msg.client_id)
             else:
                 self._on_request(sock, conn, user, msg)
+        elif kind is p.Batch:
+            if conn is None:
+                self._reject(sock, rid, "not_logged_on", user_id, port)
+            elif not 1 <= len(msg.requests) <= p.MAX_BATCH:
+                self._reject(sock, rid, "bad_batch", user_id, port)
+            else:
+                self._on_batch(sock, conn, user, msg)
         elif kind is p.Heartbeat:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
@@ -642,6 +660,18 @@ class Server:
             last_seq=self.next_seq - 1)))
         self.log.info("logon", user=user.id, role=user.role, port=port, rid=rid.hex(),
                       heartbeat_ms=msg.heartbeat_ms, cancel_on_disconnect=cod)
+
+    def _on_batch(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Batch) -> None:
+        """Handle each request of a Batch as if alone; answer with one Results
+        message, queued behind the last entry the batch made. O(requests)."""
+        answers = self.answers = []
+        try:
+            for request in msg.requests:
+                self._on_request(sock, conn, user, request)
+        finally:
+            self.answers = None
+        self._queue(sock, conn.rid, p.encode(_ResultsOut(results=[msgspec.Raw(a)
+                                                                   for a in answers])))
 
     def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> None:
         cid = msg.client_id
@@ -749,9 +779,12 @@ class Server:
                         bucket.append(event)
         outbox = self.outbox
         if origin is not None:
-            outbox.append((seq, origin.sock, origin.rid, p.encode(p.Result(
-                client_id=cid, seq=seq, accepted=not code, code=code, text=text,
-                events=seen))))
+            reply = p.encode(p.Result(client_id=cid, seq=seq, accepted=not code, code=code,
+                                      text=text, events=seen))
+            if self.answers is not None:
+                self.answers.append(reply)
+            else:
+                outbox.append((seq, origin.sock, origin.rid, reply))
         if private_to:
             for conn, evs in private_to.items():
                 outbox.append((seq, conn.sock, conn.rid,

@@ -72,6 +72,12 @@ def corpus(paddle_b1: int, paddle_b2: int, lot: str, instrument: str
         ("long client id", request({"type": "RegisterParty", "name": "A"}, cid="c" * 100),
          "session:bad_client_id"),
         ("reload from a broker", enc({"type": "Reload"}), "session:not_permitted"),
+        ("empty batch", enc({"type": "Batch", "requests": []}), "session:bad_batch"),
+        ("batch holding a wrong type", enc({"type": "Batch", "requests": [
+            {"type": "Request", "client_id": "b-1", "cmd": {**bid, "amount": "6"}}]}),
+         "session:invalid_message"),
+        ("batch holding a bare command", enc({"type": "Batch", "requests": [bid]}),
+         "session:invalid_message"),
         ("huge amount", request({**bid, "amount": 2**64 - 1}, "huge-1"), "business:out_of_range"),
         ("huge negative", request({**bid, "amount": -2**63}, "huge-2"), "business:non_positive"),
         ("zero amount", request({**bid, "amount": 0}, "zero-1"), "business:non_positive"),

@@ -24,3 +24,15 @@ def test_every_event_is_documented():
 def test_every_reason_code_is_documented():
     missing = [code for code in REASONS if f"`{code}`" not in PROTOCOL]
     assert not missing, f"reason codes missing from PROTOCOL.md: {missing}"
+
+
+def test_every_gateway_message_and_session_reject_is_documented():
+    import typing
+
+    from gateway import protocol as p
+    messages = [t.__name__ for union in (p.ClientMessage, p.ServerMessage, p.FeedMessage,
+                                         p.DataRequest, p.DataReply)
+                for t in typing.get_args(union)]
+    missing = [name for name in messages if f"`{name}`" not in PROTOCOL]
+    missing += [code for code in p.SESSION_REJECTS if f"`{code}`" not in PROTOCOL]
+    assert not missing, f"gateway messages or codes missing from PROTOCOL.md: {missing}"

@@ -1,0 +1,134 @@
+"""Batch order entry over the real gateway: many requests in one message, each
+handled as if alone (own client id, own journal entry, own result), answered by
+one `Results` once the last is durable."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import zmq
+
+from exchange.codec import decode_entry
+from exchange.commands import RegisterParty, ReviewCredit
+from gateway import protocol as p
+from gateway.client import AsyncClient, SessionRejectedError
+from recorder.journal import read_journal
+from tests.integration.gateway_harness import (client, raw_dealer, recv_message, recv_until,
+                                               running)
+
+
+@pytest.fixture
+def exchange(tmp_path):
+    with running(tmp_path) as server:
+        yield tmp_path, server
+
+
+def test_a_batch_is_answered_in_order_each_request_as_if_alone(exchange):
+    data, _ = exchange
+    with client(data, "b1") as b1:
+        first = b1.ok(RegisterParty(name="Before"), client_id="before-1")
+        cmds = [RegisterParty(name=f"Batch client {i}") for i in range(50)]
+        cmds[7] = ReviewCredit(party=first.seq, approved=True)       # a business reject
+        ids = [f"batch-{i}" for i in range(50)]
+        ids[3] = "before-1"                                          # a resend: not run again
+        cmds[3] = RegisterParty(name="Before")
+        results = b1.request_batch(cmds, ids)
+    assert [r.client_id for r in results] == ids
+    assert results[3].resent and results[3].seq == first.seq
+    assert not results[7].accepted and results[7].code == "not_permitted"
+    fresh = [r for i, r in enumerate(results) if i != 3]
+    assert all(not r.resent for r in fresh)
+    assert [r.seq for r in fresh] == list(range(first.seq + 1, first.seq + 50))
+    assert all(r.accepted for i, r in enumerate(results) if i not in (3, 7))
+    entries = [decode_entry(r.payload).env for r in read_journal(data / "journal")]
+    journaled = [env.client_id for env in entries if env.client_id.startswith("batch-")]
+    assert journaled == [cid for i, cid in enumerate(ids) if i != 3]   # once each, in order
+
+
+def test_refusals_inside_a_batch_are_answered_in_place(exchange):
+    data, _ = exchange
+    context = zmq.Context()
+    try:
+        sock = raw_dealer(data, "b1", "broker", context)
+        sock.send(p.encode(p.Logon()))
+        assert isinstance(recv_message(sock), p.LogonAccepted)
+        sock.send(p.encode(p.Request(client_id="dup-1", cmd=RegisterParty(name="A"))))
+        assert recv_until(sock, p.Result).accepted
+        sock.send(p.encode(p.Batch(requests=[
+            p.Request(client_id="has space", cmd=RegisterParty(name="B")),
+            p.Request(client_id="dup-1", cmd=RegisterParty(name="not A")),
+            p.Request(client_id="ok-1", cmd=RegisterParty(name="C")),
+        ])))
+        reply = recv_until(sock, p.Results)
+        assert reply is not None
+        kinds = [(type(r).__name__, getattr(r, "code", "")) for r in reply.results]
+        assert kinds == [("SessionRejected", "bad_client_id"),
+                         ("SessionRejected", "duplicate_client_id"), ("Result", "")]
+        assert reply.results[2].accepted and reply.results[2].client_id == "ok-1"
+        # an empty batch and one over the limit are refused whole
+        sock.send(p.encode(p.Batch(requests=[])))
+        assert recv_until(sock, p.SessionRejected).code == "bad_batch"
+        sock.close()
+    finally:
+        context.destroy(linger=0)
+
+
+def test_a_batch_over_the_limit_is_refused_whole(tmp_path):
+    with running(tmp_path, max_message_bytes=1 << 20):
+        context = zmq.Context()
+        try:
+            sock = raw_dealer(tmp_path, "b1", "broker", context)
+            sock.send(p.encode(p.Logon()))
+            assert isinstance(recv_message(sock), p.LogonAccepted)
+            sock.send(p.encode(p.Batch(requests=[
+                p.Request(client_id=f"over-{i}", cmd=RegisterParty(name="A"))
+                for i in range(p.MAX_BATCH + 1)])))
+            assert recv_until(sock, p.SessionRejected).code == "bad_batch"
+            sock.close()
+        finally:
+            context.destroy(linger=0)
+        with client(tmp_path, "b1") as b1:            # nothing of it was journaled
+            assert b1.ok(RegisterParty(name="first")).seq == 1
+
+
+def test_a_batch_before_logon_is_refused(exchange):
+    data, _ = exchange
+    context = zmq.Context()
+    try:
+        sock = raw_dealer(data, "b1", "broker", context)
+        sock.send(p.encode(p.Batch(requests=[p.Request(client_id="x-1",
+                                                       cmd=RegisterParty(name="A"))])))
+        reply = recv_message(sock)
+        assert isinstance(reply, p.SessionRejected) and reply.code == "not_logged_on"
+        sock.close()
+    finally:
+        context.destroy(linger=0)
+
+
+def test_client_refuses_a_batch_out_of_bounds_and_raises_item_rejects(exchange):
+    data, _ = exchange
+    with client(data, "b1") as b1:
+        with pytest.raises(ValueError):
+            b1.send_batch([])
+        with pytest.raises(ValueError):
+            b1.send_batch([RegisterParty(name="x")] * (p.MAX_BATCH + 1))
+        b1.ok(RegisterParty(name="A"), client_id="same-1")
+        with pytest.raises(SessionRejectedError) as refused:
+            b1.request_batch([RegisterParty(name="B")], ["same-1"])
+        assert refused.value.code == "duplicate_client_id"
+
+
+def test_async_client_batch(exchange):
+    data, _ = exchange
+
+    async def scenario() -> None:
+        b1 = await AsyncClient.from_data_dir(data, "b1")
+        try:
+            results = await b1.request_batch([RegisterParty(name=f"A{i}") for i in range(20)])
+            assert [r.accepted for r in results] == [True] * 20
+            assert [r.seq for r in results] == list(range(results[0].seq, results[0].seq + 20))
+        finally:
+            await b1.close()
+
+    asyncio.run(scenario())
