@@ -72,6 +72,7 @@ REPO = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("GATEWAY_BENCH_SECONDS", "3"))
 WINDOW = int(os.environ.get("GATEWAY_BENCH_WINDOW", "64"))
 CONNECTIONS = (1, 4, 16)
+BATCHES = (10, 100)          # orders per Batch message in the batched throughput runs
 RATES = (1_000, 10_000, 30_000)
 LATENCY_CONNECTIONS = 4
 INSTRUMENT = "ULR-B"
@@ -89,6 +90,17 @@ class Ack(msgspec.Struct):
 
 
 ack_decoder = msgspec.msgpack.Decoder(Ack)
+
+
+class Acks(msgspec.Struct):
+    """A `Result`, or the `Results` of a Batch, just enough to count orders."""
+
+    type: str
+    accepted: bool = True
+    results: list[Ack] = []
+
+
+acks_decoder = msgspec.msgpack.Decoder(Acks)
 
 
 # ---------------------------------------------------------------------------------
@@ -212,9 +224,24 @@ class Conn:
                          side="buy" if buy else "sell", qty=1, price=1000)
         return cid, p.encode(p.Request(client_id=cid, cmd=cmd))
 
+    def next_batch(self, size: int) -> bytes:
+        """A Batch of the next ``size`` orders (each its own client id)."""
+        requests = []
+        for _ in range(size):
+            self.order += 1
+            n = self.order
+            buy = n % 2 == 1
+            requests.append(p.Request(client_id=self.prefix + str(n), cmd=PlaceOrder(
+                session="B", instrument=INSTRUMENT, paddle=self.buyer if buy else self.seller,
+                order=n, side="buy" if buy else "sell", qty=1, price=1000)))
+        return p.encode(p.Batch(requests=requests))
 
-def throughput(conns: list[Conn], seconds: float, window: int, echo: bool) -> float:
-    """Closed loop: keep ``window`` orders in flight per connection; return acks/s."""
+
+def throughput(conns: list[Conn], seconds: float, window: int, echo: bool,
+               batch: int = 0) -> float:
+    """Closed loop: keep ``window`` orders in flight per connection (in
+    messages of one Request, or of Batches of ``batch`` orders); return
+    acknowledged orders per second (an echoed Batch counts ``batch``)."""
     poller = zmq.Poller()
     for conn in conns:
         poller.register(conn.sock, zmq.POLLIN)
@@ -230,9 +257,9 @@ def throughput(conns: list[Conn], seconds: float, window: int, echo: bool) -> fl
             break
         for sock, conn in by_sock.items():
             while in_flight[sock] < window:
-                _, data = conn.next_message()
+                data = conn.next_batch(batch) if batch else conn.next_message()[1]
                 sock.send(data, zmq.NOBLOCK)
-                in_flight[sock] += 1
+                in_flight[sock] += batch or 1
         for sock, _ in poller.poll(100):
             for _ in range(window):
                 try:
@@ -240,16 +267,20 @@ def throughput(conns: list[Conn], seconds: float, window: int, echo: bool) -> fl
                 except zmq.Again:
                     break
                 if echo:
-                    acked += 1
-                    in_flight[sock] -= 1
+                    acked += batch or 1
+                    in_flight[sock] -= batch or 1
                     continue
-                msg = ack_decoder.decode(data)
+                msg = acks_decoder.decode(data)
                 if msg.type == "Result":
                     acked += 1
                     in_flight[sock] -= 1
                     rejected += not msg.accepted
+                elif msg.type == "Results":
+                    acked += len(msg.results)
+                    in_flight[sock] -= len(msg.results)
+                    rejected += sum(not r.accepted for r in msg.results)
     elapsed = time.perf_counter() - start
-    drain(conns, sum(in_flight.values()), echo)
+    drain(conns, sum(in_flight.values()) // (batch or 1), echo)
     assert rejected == 0, f"{rejected} orders rejected"
     return acked / elapsed
 
@@ -267,7 +298,7 @@ def drain(conns: list[Conn], expected: int, echo: bool) -> None:
                     data = sock.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                if echo or ack_decoder.decode(data).type == "Result":
+                if echo or acks_decoder.decode(data).type in ("Result", "Results"):
                     expected -= 1
 
 
@@ -410,6 +441,31 @@ def test_gateway_throughput(benchmark, rig, n):
         context.destroy(linger=0)
 
 
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("n", CONNECTIONS)
+def test_gateway_batch_throughput(benchmark, rig, n, batch):
+    """The same load with orders sent in Batch messages of ``batch`` orders
+    (mass order entry): the per-message costs (ZeroMQ, CURVE, decode, reply)
+    are paid once per batch. The echo sends back Batches of the same size."""
+    context = zmq.Context()
+    try:
+        conns = connections(rig, n, False, context)
+        echo_conns = connections(rig, n, True, context)
+        window = max(WINDOW, 2 * batch)
+        measured: dict[str, float] = {}
+
+        def run() -> None:
+            with CpuMeter(rig[4]) as cpu:
+                measured["gateway"] = throughput(conns, SECONDS, window, echo=False, batch=batch)
+            measured.update(cpu.per(measured["gateway"] * cpu.seconds))
+            measured["echo"] = throughput(echo_conns, SECONDS, window, echo=True, batch=batch)
+        benchmark.pedantic(run, rounds=1, iterations=1)
+        benchmark.extra_info.update(measured)
+        RESULTS[f"batch_{n}_{batch}"] = measured
+    finally:
+        context.destroy(linger=0)
+
+
 class CpuMeter:
     """CPU seconds the server process (all its threads, from /proc) and this
     load generator spend over a block: the server's figure per order does not
@@ -472,6 +528,15 @@ def report() -> None:
                          f"{found['gateway'] / found['echo']:.2f}   CPU per order: server "
                          f"{found['server_cpu_us']:.0f} us, generator "
                          f"{found['generator_cpu_us']:.0f} us")
+    for batch in BATCHES:
+        for n in CONNECTIONS:
+            found = RESULTS.get(f"batch_{n}_{batch}")
+            if found:
+                lines.append(f"  {n:>2} connections, Batch of {batch:>3}: {found['gateway']:>9,.0f} "
+                             f"acked orders/s   echo {found['echo']:>9,.0f} orders/s   ratio "
+                             f"{found['gateway'] / found['echo']:.2f}   CPU per order: server "
+                             f"{found['server_cpu_us']:.0f} us, generator "
+                             f"{found['generator_cpu_us']:.0f} us")
     for rate in RATES:
         found = RESULTS.get(f"latency_{rate}")
         if found:
