@@ -126,7 +126,7 @@ class _ResultsOut(msgspec.Struct, tag="Results", tag_field="type", kw_only=True)
 
 class JournalWriter(threading.Thread):
     """The journal's single writer. The engine thread hands it batches of
-    ``(seq, ts, payload)``; it appends every batch handed over since its last
+    entries, ``(first seq, [(ts, payload), ...])``; it appends every batch handed over since its last
     commit, commits them together (group commit) and reports the durable seq
     and chain hash, waking the engine thread through an inproc socket. After
     a failure (`JournalFailed`) it stops and reports it.
@@ -138,7 +138,7 @@ class JournalWriter(threading.Thread):
     def __init__(self, journal: Journal, context: zmq.Context) -> None:
         super().__init__(name="lotex-journal", daemon=True)
         self.journal = journal
-        self._queue: queue.SimpleQueue[list[tuple[int, int, bytes]] | None] = \
+        self._queue: queue.SimpleQueue[tuple[int, list[tuple[int, bytes]]] | None] = \
             queue.SimpleQueue()
         self.durable = (journal.last_seq, journal.head_hash)   # replaced as one tuple
         self.failed: BaseException | None = None
@@ -148,7 +148,7 @@ class JournalWriter(threading.Thread):
         self._wake.sndhwm = 1000
         self._wake.connect(WAKE_ENDPOINT)
 
-    def submit(self, batch: list[tuple[int, int, bytes]]) -> None:
+    def submit(self, batch: tuple[int, list[tuple[int, bytes]]]) -> None:
         """Queue entries for the next commit (engine thread). O(1)."""
         self._queue.put(batch)
 
@@ -170,10 +170,11 @@ class JournalWriter(threading.Thread):
                         if batch is None:       # stop: commit what came before
                             stopping = True
                             break
-                        for seq, ts, payload in batch:
-                            written = journal.append(ts, KIND_ENTRY, payload)
-                            if written != seq:
-                                raise JournalFailed(f"journal gave seq {written} to entry {seq}")
+                        first, records = batch
+                        if first != journal.last_seq + 1:
+                            raise JournalFailed(f"journal at seq {journal.last_seq} was handed "
+                                                f"entry {first}")
+                        journal.append_many(KIND_ENTRY, records)
                     durable = journal.commit()
                 except BaseException as exc:  # noqa: BLE001  (reported to the engine thread)
                     self.failed = exc
@@ -254,7 +255,7 @@ class Server:
         self.outbox: deque[tuple[int, zmq.Socket, bytes, bytes]] = deque()
         # Market messages waiting for durability: (seq, public events, bytes)
         self.pub_pending: deque[tuple[int, list[Any], bytes]] = deque()
-        self.records: list[tuple[int, int, bytes]] = []   # entries not yet handed over
+        self.records: list[tuple[int, bytes]] = []   # (ts, entry) not yet handed over
         self.answers: list[bytes] | None = None            # a Batch's answers, while handled
         self.entries_since_snapshot = 0
         self.entries_since_freeze = 0
@@ -440,7 +441,7 @@ class Server:
         """Hand the entries made since the last call to the journal thread."""
         if self.records:
             assert self.writer is not None
-            self.writer.submit(self.records)
+            self.writer.submit((self.next_seq - len(self.records), self.records))
             self.records = []
 
     def _on_wake(self) -> None:
@@ -733,7 +734,7 @@ class Server:
         except Exception as exc:   # a bug in a handler: the state may be damaged
             self._engine_failed(env, exc, origin)
             return
-        self.records.append((seq, ts, encode_entry(Entry(env, events))))
+        self.records.append((ts, encode_entry(Entry(env, events))))
         self.next_seq = seq + 1
         self.last_ts = ts
         self.last_env_ns = now

@@ -83,6 +83,12 @@ class MemoryJournal:
             self._flush()
         return seq
 
+    def append_many(self, kind: int, records: list[tuple[int, bytes]]) -> int:
+        """Append ``(ts, payload)`` records of one ``kind``; return the last seq."""
+        for ts, payload in records:
+            self.append(ts, kind, payload)
+        return self._last_seq
+
     def commit(self) -> int:
         if self._failed is not None:
             raise JournalFailed(f"journal failed earlier: {self._failed}")

@@ -143,6 +143,34 @@ class JournalContract:
         assert journal.head_hash == reference_chain(written)
         journal.close()
 
+    @pytest.mark.parametrize("mode", MODES)
+    def test_append_many_is_that_many_appends(self, mode):
+        records = [(1000 + i, b"payload %d " % i * (i % 7 + 1)) for i in range(3000)]
+        journal = self.open(durability=mode)
+        journal.append(999, 2, b"first")
+        assert journal.append_many(1, records[:1500]) == 1501
+        assert journal.append_many(1, []) == 1501
+        assert journal.append_many(1, records[1500:]) == 3001
+        journal.commit()
+        expected = [(999, 2, b"first")] + [(ts, 1, payload) for ts, payload in records]
+        assert journal.head_hash == reference_chain(expected)
+        assert [(r.seq, r.ts, r.kind, r.payload) for r in journal.read(1)] == \
+            [(seq, *rec) for seq, rec in enumerate(expected, start=1)]
+        assert [r.seq for r in journal.read(from_ts=2500)] == list(range(1502, 3002))
+        journal.close()
+        reopened = self.open()
+        assert reopened.last_seq == 3001 and reopened.head_hash == reference_chain(expected)
+        reopened.close()
+
+    def test_append_many_refuses_a_record_too_large_keeping_those_before(self):
+        journal = self.open(max_record=64)
+        with pytest.raises(RecordTooLarge):
+            journal.append_many(1, [(1, b"a"), (2, b"b" * 65), (3, b"c")])
+        assert journal.last_seq == 1
+        journal.commit()
+        assert [r.payload for r in journal.read(1)] == [b"a"]
+        journal.close()
+
     def test_reopening_continues_seq_and_chain(self):
         journal = self.open()
         for i in range(10):
