@@ -37,6 +37,7 @@ from array import array
 import datetime
 import json
 import os
+import pickle
 import queue
 import threading
 import time
@@ -242,7 +243,9 @@ class Server:
         self.today = trading_day(max(time.time_ns(), self.last_ts))
         self.recent: dict[int, tuple[int, list[Any]]] = {}    # seq -> (ts, events)
         self.reader: Journal | None = None
-        self._scan_journal()
+        self.gateway_snapshot_dir = layout.gateway_snapshot_dir(self.data_dir)
+        covered = self._restore_gateway_state()
+        self._scan_journal(covered)
 
         self.users: dict[str, User] = self.keystore.users()
         self.keys_stamp = self.keystore.stamp()
@@ -257,7 +260,8 @@ class Server:
         self.pub_pending: deque[tuple[int, list[Any], bytes]] = deque()
         self.records: list[tuple[int, bytes]] = []   # (ts, entry) not yet handed over
         self.answers: list[bytes] | None = None            # a Batch's answers, while handled
-        self.entries_since_snapshot = 0
+        # entries a restart would scan again: snapshot soon if they are many
+        self.entries_since_snapshot = self.durable_seq - covered
         self.entries_since_freeze = 0
         self.last_snapshot_wall = time.monotonic()
         self._snapshot_thread: threading.Thread | None = None
@@ -340,11 +344,13 @@ class Server:
                                    "pid": os.getpid()}, indent=2) + "\n")
         os.replace(tmp, path)
 
-    def _scan_journal(self) -> None:
+    def _scan_journal(self, after: int = 0) -> None:
         """Rebuild the feed ring, the public view, the client ids of today and
-        yesterday and the recent results from the journal. O(journal)."""
+        yesterday and the recent results from the journal entries after
+        ``after`` (what a gateway snapshot covers). O(entries after it)."""
         first_day = self.today - 1
-        for record in self.journal.read(1):
+        last = self.journal.last_seq
+        for record in self.journal.read(after + 1):
             if record.kind != KIND_ENTRY:
                 continue
             entry = decode_entry(record.payload)
@@ -356,8 +362,49 @@ class Server:
             if env.client_id and trading_day(env.ts) >= first_day:
                 ids = self.ids_today if trading_day(env.ts) >= self.today else self.ids_yesterday
                 ids[(env.actor, env.client_id)] = (env.seq, env.cmd)
-            if record.seq > self.journal.last_seq - RECENT_RESULTS:
+            if record.seq > last - RECENT_RESULTS:
                 self._remember(env.seq, env.ts, entry.events)
+
+    def _gateway_state(self) -> bytes:
+        """Pickle what `_scan_journal` rebuilds (but the recent results, which
+        a resend reads back from the journal) as of the last applied entry."""
+        return pickle.dumps({
+            "today": self.today, "ids_today": self.ids_today,
+            "ids_yesterday": self.ids_yesterday, "view": self.view,
+            "public_seqs": self.public_seqs, "ring_msgs": self.ring_msgs,
+            "last_public": self.last_public,
+            "last_public_assigned": self.last_public_assigned,
+        }, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _restore_gateway_state(self) -> int:
+        """Load the newest intact gateway snapshot that the journal holds (its
+        chain hash must match the journal's at its seq); return the seq it
+        covers, or 0 to scan the whole journal. Client ids older than
+        yesterday are dropped, as a scan would."""
+        from recorder.snapshots import find_snapshot
+        snap = find_snapshot(self.gateway_snapshot_dir, upto_seq=self.journal.last_seq)
+        if snap is None:
+            return 0
+        covered = next(iter(self.journal.read(snap.seq)), None)
+        if covered is None or covered.seq != snap.seq or covered.chain != snap.chain:
+            self.log.warning("gateway_snapshot_ignored", seq=snap.seq,
+                             reason="it does not match the journal")
+            return 0
+        try:
+            state = pickle.loads(snap.data)
+        except Exception as exc:  # noqa: BLE001  (a snapshot of another version: scan instead)
+            self.log.warning("gateway_snapshot_ignored", seq=snap.seq, reason=repr(exc))
+            return 0
+        if state["today"] == self.today:
+            self.ids_today, self.ids_yesterday = state["ids_today"], state["ids_yesterday"]
+        elif state["today"] == self.today - 1:
+            self.ids_yesterday = state["ids_today"]
+        self.view = state["view"]
+        self.public_seqs = state["public_seqs"]
+        self.ring_msgs = state["ring_msgs"]
+        self.last_public = state["last_public"]
+        self.last_public_assigned = state["last_public_assigned"]
+        return snap.seq
 
     # ------------------------------------------------------------------ the loop
 
@@ -1036,6 +1083,9 @@ class Server:
         ts = self.engine.state.now
         chain = bytes.fromhex(head)
         data = self.engine.snapshot()
+        self._flush()                 # every Market message up to seq is in the ring
+        gateway = self._gateway_state()
+        gateway_dir = self.gateway_snapshot_dir
         self.entries_since_snapshot = 0
         self.last_snapshot_wall = time.monotonic()
         log = self.log
@@ -1044,7 +1094,8 @@ class Server:
         def write() -> None:
             try:
                 write_snapshot(directory, seq, data, ts=ts, chain=chain)
-                log.info("snapshot_written", seq=seq, bytes=len(data))
+                write_snapshot(gateway_dir, seq, gateway, ts=ts, chain=chain)
+                log.info("snapshot_written", seq=seq, bytes=len(data), gateway_bytes=len(gateway))
             except OSError as exc:
                 log.error("snapshot_failed", seq=seq, error=str(exc))
 

@@ -4,6 +4,9 @@
                        their rebuildable .idx files, LOCK, and *.cut files
                        (bytes recovery moved aside after an unfinished write)
     DATA/snapshots/    NNNNNNNNNNNNNNNNNNNN.snap (named by the seq they cover)
+    DATA/gateway/      NNNNNNNNNNNNNNNNNNNN.snap: the gateway's state (feed, view,
+                       client ids) at that seq, so a restart reads the journal
+                       after it only (rebuildable from the journal)
     DATA/analyst.sqlite  the analyst store (a projection, rebuildable)
 """
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 JOURNAL = "journal"
 SNAPSHOTS = "snapshots"
+GATEWAY_SNAPSHOTS = "gateway"
 STORE = "analyst.sqlite"
 
 
@@ -23,6 +27,10 @@ def journal_dir(data_dir: str | os.PathLike) -> Path:
 
 def snapshot_dir(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / SNAPSHOTS
+
+
+def gateway_snapshot_dir(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / GATEWAY_SNAPSHOTS
 
 
 def store_path(data_dir: str | os.PathLike) -> Path:

@@ -243,3 +243,96 @@ def test_client_ids_are_remembered_for_the_trading_day_and_the_one_before(tmp_pa
         other = b1.ok(RegisterParty(name="Other"), client_id="daily-2")
         offset[0] = day
         assert b1.request(RegisterParty(name="Other"), client_id="daily-2").seq == other.seq
+
+
+def _gateway_image(server) -> dict:
+    """What the gateway rebuilds at start-up, comparable between two starts."""
+    return {"view": server.view.snapshot(), "public_seqs": list(server.public_seqs),
+            "ring": list(server.ring_msgs), "last_public": server.last_public,
+            "assigned": server.last_public_assigned, "today": dict(server.ids_today),
+            "yesterday": dict(server.ids_yesterday)}
+
+
+def test_a_start_from_a_gateway_snapshot_equals_a_full_scan(tmp_path):
+    import shutil
+
+    from gateway.server import Server
+    from tests.integration.gateway_harness import gateway_config
+
+    def trade(b1, b2, market, first: int, n: int) -> None:
+        for i in range(first, first + n):
+            b2.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                             paddle=market.paddles["Borealis"], order=i, side="buy", qty=1,
+                             price=300 + i), client_id=f"buy-{i}")
+            b1.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                             paddle=market.paddles["Seller"], order=i, side="sell", qty=1,
+                             price=300 + i), client_id=f"sell-{i}")
+        b1.ok(PlaceBid(serial=market.english, paddle=market.paddles["Acme"],
+                       amount=3_000_000 + first * 100_000), client_id=f"bid-{first}")
+
+    with running(tmp_path):
+        with client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
+                client(tmp_path, "b2") as b2:
+            market = build_market(op, b1, b2)
+            trade(b1, b2, market, 1, 10)
+    first_snapshot = sorted((tmp_path / "gateway").glob("*.snap"))
+    assert first_snapshot, "the gateway state was snapshotted at close"
+    kept = tmp_path / "kept.snap"
+    shutil.copy(first_snapshot[-1], kept)
+    with running(tmp_path):                                  # entries after the snapshot
+        with client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
+            trade(b1, b2, market, 11, 10)
+
+    scanned: list[tuple[int, int]] = []          # (entries scanned, last seq) per start
+
+    def start_image() -> dict:
+        server = Server(tmp_path, gateway_config())
+        server.start()
+        scanned.append((server.entries_since_snapshot, server.durable_seq))
+        try:
+            return _gateway_image(server)
+        finally:
+            server.entries_since_snapshot = 0              # leave the snapshots as they are
+            server.close()
+
+    for snap in (tmp_path / "gateway").glob("*.snap"):       # restore the older one + scan
+        snap.unlink()
+    shutil.copy(kept, tmp_path / "gateway" / first_snapshot[-1].name)
+    from_snapshot = start_image()
+    shutil.rmtree(tmp_path / "gateway")                      # the whole journal
+    full_scan = start_image()
+    assert from_snapshot == full_scan
+    assert 0 < scanned[0][0] < scanned[0][1] and scanned[1][0] == scanned[1][1]
+    assert len(full_scan["public_seqs"]) > 40 and len(full_scan["today"]) > 42
+
+    # a damaged snapshot is ignored: the journal is scanned instead
+    (tmp_path / "gateway").mkdir()
+    broken = tmp_path / "gateway" / first_snapshot[-1].name
+    broken.write_bytes(kept.read_bytes()[:-10] + b"0123456789")
+    assert start_image() == full_scan and scanned[2][0] == scanned[2][1]
+
+
+def test_restored_client_ids_roll_with_the_trading_day(tmp_path, monkeypatch):
+    import time as real_time
+    from types import SimpleNamespace
+
+    import gateway.server
+
+    day = 86_400 * 10**9
+    offset = [-2 * day]
+    clock = SimpleNamespace(time_ns=lambda: real_time.time_ns() + offset[0],
+                            monotonic=real_time.monotonic, monotonic_ns=real_time.monotonic_ns)
+    monkeypatch.setattr(gateway.server, "time", clock)
+    cmd = RegisterParty(name="Acme Research")
+    with running(tmp_path), client(tmp_path, "b1") as b1:
+        first = b1.ok(cmd, client_id="roll-1")
+    assert list((tmp_path / "gateway").glob("*.snap"))
+    offset[0] = -day                                          # restarted the next day
+    with running(tmp_path), client(tmp_path, "b1") as b1:
+        assert b1.request(cmd, client_id="roll-1").seq == first.seq
+        b1.ok(RegisterParty(name="Borealis"), client_id="roll-2")
+    offset[0] = 0                                             # two days after roll-1
+    with running(tmp_path), client(tmp_path, "b1") as b1:
+        assert b1.request(RegisterParty(name="Borealis"), client_id="roll-2").resent
+        fresh = b1.ok(cmd, client_id="roll-1")
+        assert not fresh.resent and fresh.seq > first.seq
