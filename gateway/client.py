@@ -143,11 +143,16 @@ class _Session:
         ids = list(client_ids) if client_ids is not None else [self.ids.next() for _ in cmds]
         if len(ids) != len(cmds):
             raise ValueError("one client id per command")
+        data = p.encode(p.Batch(requests=[p.Request(client_id=cid, cmd=cmd)
+                                          for cid, cmd in zip(ids, cmds)]))
+        limit = self.logged_on.max_message_bytes if self.logged_on is not None else 0
+        if limit and len(data) > limit:
+            raise ValueError(f"the batch is {len(data)} bytes; the server takes at most "
+                             f"{limit} per message (send fewer commands at a time)")
         now = time.monotonic()
         for cid, cmd in zip(ids, cmds):
             self.pending[cid] = (cmd, now)
-        return ids, p.encode(p.Batch(requests=[p.Request(client_id=cid, cmd=cmd)
-                                               for cid, cmd in zip(ids, cmds)]))
+        return ids, data
 
     def handle(self, data: bytes) -> str:
         """Absorb one server message; return what the driver must do:

@@ -99,6 +99,7 @@ class LogonAccepted(Message, frozen=True):
     cancel_on_disconnect: bool
     trading_day: str       # YYYY-MM-DD, UTC
     last_seq: int          # last durable journal sequence
+    max_message_bytes: int = 0   # larger frames from the client drop its connection
 
 
 class Result(Message, frozen=True):

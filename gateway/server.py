@@ -705,7 +705,7 @@ class Server:
         self._queue(sock, rid, p.encode(p.LogonAccepted(
             user=user.id, role=user.role, heartbeat_ms=msg.heartbeat_ms,
             cancel_on_disconnect=cod, trading_day=day_text(self.today),
-            last_seq=self.next_seq - 1)))
+            last_seq=self.next_seq - 1, max_message_bytes=self.config.max_message_bytes)))
         self.log.info("logon", user=user.id, role=user.role, port=port, rid=rid.hex(),
                       heartbeat_ms=msg.heartbeat_ms, cancel_on_disconnect=cod)
 

@@ -113,6 +113,12 @@ def test_client_refuses_a_batch_out_of_bounds_and_raises_item_rejects(exchange):
             b1.send_batch([])
         with pytest.raises(ValueError):
             b1.send_batch([RegisterParty(name="x")] * (p.MAX_BATCH + 1))
+        limit = b1.session.logged_on.max_message_bytes
+        assert limit == 16384                                 # the harness's setting
+        with pytest.raises(ValueError, match="bytes"):        # would drop the connection
+            b1.send_batch([RegisterParty(name="x" * 100)] * 200)
+        assert not b1.session.pending
+        assert b1.ok(RegisterParty(name="still connected")).accepted
         b1.ok(RegisterParty(name="A"), client_id="same-1")
         with pytest.raises(SessionRejectedError) as refused:
             b1.request_batch([RegisterParty(name="B")], ["same-1"])
