@@ -20,12 +20,14 @@ import asyncio
 import datetime
 import json
 import os
+import functools
 import secrets
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 import msgspec
 import zmq
@@ -131,6 +133,7 @@ class _Session:
         self.fatal: SessionRejectedError | None = None
         self.reloaded: int | None = None
         self.recap_done: p.RecapDone | None = None
+        self.logons = 0                   # LogonAccepted received (1 + times logged on again)
 
     def logon_message(self) -> bytes:
         return p.encode(p.Logon(heartbeat_ms=self.heartbeat_ms,
@@ -176,6 +179,7 @@ class _Session:
         elif kind is p.LogonAccepted:
             self.logged_on = msg
             self.logged_out = None
+            self.logons += 1
             return "resend"
         elif kind is p.SessionRejected:
             error = SessionRejectedError(msg.code, msg.text, msg.client_id)
@@ -213,18 +217,35 @@ class _Session:
         return self.results.pop(cid, None)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Run ``method`` holding the client's lock (the socket has one user at a time)."""
+    @functools.wraps(method)
+    def run(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run  # type: ignore[return-value]
+
+
 class Client:
     """A synchronous broker or operator client on one DEALER socket.
 
-    Not thread-safe. Heartbeats go out whenever the client is used; a client
-    left idle longer than three heartbeat intervals is logged out by the
-    server and logs on again by itself at its next call (resending what was
-    pending). Use `AsyncClient` to keep a session alive while idle."""
+    A keeper thread keeps the session alive while the program does other
+    things: every half heartbeat interval, if no call is using the socket, it
+    takes what arrived (results, notices) and sends a Heartbeat when one is
+    due, so an idle client is not logged out (and its cancel-on-disconnect
+    does not fire). ``keepalive=False`` leaves heartbeats to the calls: then
+    a client idle for three intervals is logged out by the server and logs
+    on again at its next call, resending what was pending. Calls from
+    several threads are serialised by a lock."""
 
     def __init__(self, key: ClientKey | str | os.PathLike, endpoint: str, *,
                  heartbeat_ms: int = 1000, cancel_on_disconnect: bool | None = None,
                  notices: bool = True, timeout: float = 10.0, resend_after: float = 2.0,
-                 ids: ClientIds | None = None, context: zmq.Context | None = None) -> None:
+                 ids: ClientIds | None = None, context: zmq.Context | None = None,
+                 keepalive: bool = True) -> None:
         self.key = key if isinstance(key, ClientKey) else ClientKey.load(key)
         self.port = _port_of(self.key)
         self.endpoint = endpoint
@@ -234,6 +255,10 @@ class Client:
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.socket: zmq.Socket | None = None
+        self._lock = threading.RLock()
+        self._keepalive = keepalive
+        self._stopping = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any) -> "Client":
@@ -246,6 +271,7 @@ class Client:
 
     # -- connection ---------------------------------------------------------------
 
+    @_locked
     def connect(self) -> p.LogonAccepted:
         """Open a socket and log on; return the server's LogonAccepted. A
         socket whose logon failed is replaced: ZeroMQ does not reconnect after
@@ -256,8 +282,32 @@ class Client:
         if self.socket is None:
             self.socket = _curve_socket(self.context, zmq.DEALER, self.key)
             self.socket.connect(self.endpoint)
-        return self.logon()
+        accepted = self.logon()
+        if self._keepalive and self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, name="lotex-client-keeper",
+                                            daemon=True)
+            self._keeper.start()
+        return accepted
 
+    def _keep(self) -> None:
+        """The keeper thread: pump the socket when no call is using it."""
+        interval = self.session.heartbeat_ms / 2000
+        while not self._stopping.wait(interval):
+            if not self._lock.acquire(blocking=False):
+                continue                   # a call is pumping the socket itself
+            try:
+                while self.socket is not None and self._pump(time.monotonic(), once=True):
+                    pass
+            finally:
+                self._lock.release()
+
+    def _stop_keeper(self) -> None:
+        self._stopping.set()
+        if self._keeper is not None and self._keeper is not threading.current_thread():
+            self._keeper.join()
+        self._keeper = None
+
+    @_locked
     def logon(self) -> p.LogonAccepted:
         session = self.session
         session.logged_on = None
@@ -273,18 +323,29 @@ class Client:
                 raise ClientError(f"no answer to Logon from {self.endpoint} in {self.timeout} s")
         return session.logged_on
 
+    def drop(self) -> None:
+        """Close the socket without a Logout, as a crashed program would (the
+        server ends the session; cancel-on-disconnect applies)."""
+        self._stop_keeper()
+        with self._lock:
+            if self.socket is not None:
+                self.socket.close(linger=0)
+                self.socket = None
+
     def close(self) -> None:
         """Log out (best effort) and close the socket."""
-        if self.socket is not None:
-            try:
-                if self.session.logged_on is not None:
-                    self.socket.send(p.encode(p.Logout()), zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
-            self.socket.close(linger=0)
-            self.socket = None
-        if self._own_context:
-            self.context.term()
+        self._stop_keeper()            # it never waits for the lock: no deadlock here
+        with self._lock:
+            if self.socket is not None:
+                try:
+                    if self.session.logged_on is not None:
+                        self.socket.send(p.encode(p.Logout()), zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+                self.socket.close(linger=0)
+                self.socket = None
+            if self._own_context and not self.context.closed:
+                self.context.term()
 
     def __enter__(self) -> "Client":
         return self
@@ -294,6 +355,7 @@ class Client:
 
     # -- commands -----------------------------------------------------------------
 
+    @_locked
     def send(self, cmd: Any, client_id: str | None = None) -> str:
         """Send a command without waiting; return its client id."""
         cid = client_id or self.session.ids.next()
@@ -301,6 +363,7 @@ class Client:
         self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
         return cid
 
+    @_locked
     def result(self, cid: str, timeout: float | None = None) -> p.Result:
         """Wait for the result of ``cid``, resending it while it is pending."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -316,6 +379,7 @@ class Client:
         """Send a command and wait for its result (accepted or business reject)."""
         return self.result(self.send(cmd, client_id), timeout)
 
+    @_locked
     def send_batch(self, cmds: list[Any], client_ids: list[str] | None = None) -> list[str]:
         """Send up to 1000 commands in one `Batch` without waiting; return their
         client ids (each is resent alone while pending)."""
@@ -336,6 +400,7 @@ class Client:
             raise BusinessReject(found)
         return found
 
+    @_locked
     def reload_keys(self) -> int:
         """Make the server reload its key store now (operators); return the
         number of active users."""
@@ -353,6 +418,7 @@ class Client:
                 raise ClientError("no answer to Reload in time")
         return session.reloaded
 
+    @_locked
     def recap(self, from_seq: int, limit: int = 1000) -> list[p.Notice]:
         """Return the private notices of every durable journal entry from
         ``from_seq`` on (after a disconnection), asking as often as needed.
@@ -382,6 +448,7 @@ class Client:
                 return out
             from_seq = session.recap_done.through + 1
 
+    @_locked
     def notices(self) -> list[p.Notice]:
         """Return (and forget) the private notices received so far."""
         self.poll(0)
@@ -389,6 +456,7 @@ class Client:
         self.session.notices.clear()
         return out
 
+    @_locked
     def poll(self, timeout: float = 0.0) -> None:
         """Handle what arrives within ``timeout`` seconds (and keep the session)."""
         deadline = time.monotonic() + timeout

@@ -220,8 +220,7 @@ def test_cancel_on_disconnect_cancels_book_orders_not_auction_bids(exchange):
         b2_cod.ok(PlaceBid(serial=market.english, paddle=market.paddles["Borealis"],
                            amount=9_000_000))
         op.notices()
-        b2_cod.socket.close(linger=0)       # vanish without a Logout
-        b2_cod.socket = None
+        b2_cod.drop()                       # vanish without a Logout
         b2_cod.close()
 
         cancelled: list = []
@@ -240,6 +239,31 @@ def test_cancel_on_disconnect_cancels_book_orders_not_auction_bids(exchange):
                          paddle=market.paddles["Borealis"], order=2, side="buy", qty=5,
                          price=600))
         b2.ok(MassCancel(session="S1"))
+
+
+def test_an_idle_client_keeps_its_session_and_its_orders(exchange):
+    data, server = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        market = build_market(op, b1, b2)
+        kept = client(data, "b1", cancel_on_disconnect=True, heartbeat_ms=100)
+        lapsed = client(data, "b2", cancel_on_disconnect=True, heartbeat_ms=100,
+                        keepalive=False)
+        for n, who, name in ((1, kept, "Acme"), (2, lapsed, "Borealis")):
+            who.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                              paddle=market.paddles[name], order=n, side="buy", qty=1,
+                              price=500 + n))
+        op.notices()
+        time.sleep(1.0)                     # ten heartbeat intervals without a call
+        cancelled: list = []
+        wait_for(lambda: cancelled.extend(
+            e for n in op.notices() for e in n.events
+            if type(e).__name__ == "OrderCancelled") or cancelled, timeout=10)
+        assert [e.order for e in cancelled] == [2]    # only the one without a keeper
+        assert kept.session.logons == 1 and kept.session.logged_out is None
+        assert kept.ok(MassCancel(session="S1")).accepted
+        assert kept.session.logons == 1
+        kept.close()
+        lapsed.close()
 
 
 def test_feed_snapshot_replay_and_gap_recovery(exchange):
