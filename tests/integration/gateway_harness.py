@@ -65,6 +65,14 @@ def raw_dealer(data_dir: Path, user: str, port: str, context: zmq.Context) -> zm
     return sock
 
 
+def logged_on_dealer(data_dir: Path, user: str, context: zmq.Context) -> zmq.Socket:
+    """A bare DEALER of ``user`` on the broker socket, logged on."""
+    sock = raw_dealer(data_dir, user, "broker", context)
+    sock.send(p.encode(p.Logon()))
+    assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+    return sock
+
+
 def recv_message(sock: zmq.Socket, timeout: float = 10.0) -> Any | None:
     """Receive and decode one server message, or None after ``timeout`` seconds."""
     if not sock.poll(int(timeout * 1000), zmq.POLLIN):

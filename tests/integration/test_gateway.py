@@ -18,14 +18,9 @@ from gateway.board import Board
 from gateway.client import (AsyncClient, Client, ClientError, Endpoints, FeedClient,
                             SessionRejectedError)
 from gateway.keys import ClientKey, KeyStore
-from tests.integration.gateway_harness import (build_market, client, gather_notices, raw_dealer,
-                                               recv_message, recv_until, running, wait_for)
-
-
-@pytest.fixture
-def exchange(tmp_path):
-    with running(tmp_path) as server:
-        yield tmp_path, server
+from tests.integration.gateway_harness import (build_market, client, gather_notices,
+                                               logged_on_dealer, raw_dealer, recv_message,
+                                               recv_until, wait_for)
 
 
 def test_logon_binds_the_connection_to_the_key_user(exchange):
@@ -133,9 +128,7 @@ def test_bad_client_ids_are_refused(exchange, cid):
     data, _ = exchange
     context = zmq.Context()
     try:
-        sock = raw_dealer(data, "b1", "broker", context)
-        sock.send(p.encode(p.Logon()))
-        assert isinstance(recv_message(sock), p.LogonAccepted)
+        sock = logged_on_dealer(data, "b1", context)
         sock.send(p.encode(p.Request(client_id=cid, cmd=RegisterParty(name="A"))))
         reply = recv_until(sock, p.SessionRejected)
         assert reply is not None and reply.code == "bad_client_id"

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 import zmq
 
-from exchange.commands import PlaceBid, PlaceOrder, RegisterParty, Tick
+from exchange.commands import PlaceBid, PlaceOrder, RegisterParty
 from gateway import protocol as p
 from tests.integration.gateway_harness import (build_market, client, raw_dealer, recv_message,
                                                recv_until, running)

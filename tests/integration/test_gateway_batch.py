@@ -14,14 +14,8 @@ from exchange.commands import RegisterParty, ReviewCredit
 from gateway import protocol as p
 from gateway.client import AsyncClient, SessionRejectedError
 from recorder.journal import read_journal
-from tests.integration.gateway_harness import (client, raw_dealer, recv_message, recv_until,
-                                               running)
-
-
-@pytest.fixture
-def exchange(tmp_path):
-    with running(tmp_path) as server:
-        yield tmp_path, server
+from tests.integration.gateway_harness import (client, logged_on_dealer, raw_dealer,
+                                               recv_message, recv_until, running)
 
 
 def test_a_batch_is_answered_in_order_each_request_as_if_alone(exchange):
@@ -50,9 +44,7 @@ def test_refusals_inside_a_batch_are_answered_in_place(exchange):
     data, _ = exchange
     context = zmq.Context()
     try:
-        sock = raw_dealer(data, "b1", "broker", context)
-        sock.send(p.encode(p.Logon()))
-        assert isinstance(recv_message(sock), p.LogonAccepted)
+        sock = logged_on_dealer(data, "b1", context)
         sock.send(p.encode(p.Request(client_id="dup-1", cmd=RegisterParty(name="A"))))
         assert recv_until(sock, p.Result).accepted
         sock.send(p.encode(p.Batch(requests=[
@@ -78,9 +70,7 @@ def test_a_batch_over_the_limit_is_refused_whole(tmp_path):
     with running(tmp_path, max_message_bytes=1 << 20):
         context = zmq.Context()
         try:
-            sock = raw_dealer(tmp_path, "b1", "broker", context)
-            sock.send(p.encode(p.Logon()))
-            assert isinstance(recv_message(sock), p.LogonAccepted)
+            sock = logged_on_dealer(tmp_path, "b1", context)
             sock.send(p.encode(p.Batch(requests=[
                 p.Request(client_id=f"over-{i}", cmd=RegisterParty(name="A"))
                 for i in range(p.MAX_BATCH + 1)])))

@@ -218,17 +218,10 @@ def test_async_client_logs_on_again_and_resends_across_a_restart(tmp_path):
 
 
 def test_client_ids_are_remembered_for_the_trading_day_and_the_one_before(tmp_path,
-                                                                         monkeypatch):
-    import time as real_time
-    from types import SimpleNamespace
-
-    import gateway.server
-
+                                                                         shifted_clock):
     day = 86_400 * 10**9
-    offset = [-2 * day]
-    clock = SimpleNamespace(time_ns=lambda: real_time.time_ns() + offset[0],
-                            monotonic=real_time.monotonic, monotonic_ns=real_time.monotonic_ns)
-    monkeypatch.setattr(gateway.server, "time", clock)
+    offset = shifted_clock
+    offset[0] = -2 * day
     cmd = RegisterParty(name="Acme Research")
     with running(tmp_path), client(tmp_path, "b1") as b1:
         first = b1.ok(cmd, client_id="daily-1")
@@ -312,17 +305,10 @@ def test_a_start_from_a_gateway_snapshot_equals_a_full_scan(tmp_path):
     assert start_image() == full_scan and scanned[2][0] == scanned[2][1]
 
 
-def test_restored_client_ids_roll_with_the_trading_day(tmp_path, monkeypatch):
-    import time as real_time
-    from types import SimpleNamespace
-
-    import gateway.server
-
+def test_restored_client_ids_roll_with_the_trading_day(tmp_path, shifted_clock):
     day = 86_400 * 10**9
-    offset = [-2 * day]
-    clock = SimpleNamespace(time_ns=lambda: real_time.time_ns() + offset[0],
-                            monotonic=real_time.monotonic, monotonic_ns=real_time.monotonic_ns)
-    monkeypatch.setattr(gateway.server, "time", clock)
+    offset = shifted_clock
+    offset[0] = -2 * day
     cmd = RegisterParty(name="Acme Research")
     with running(tmp_path), client(tmp_path, "b1") as b1:
         first = b1.ok(cmd, client_id="roll-1")

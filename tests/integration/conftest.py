@@ -1,0 +1,30 @@
+"""Fixtures shared by the gateway tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.gateway_harness import running
+
+
+@pytest.fixture
+def exchange(tmp_path):
+    """A running server on a fresh data directory: (data dir, server)."""
+    with running(tmp_path) as server:
+        yield tmp_path, server
+
+
+@pytest.fixture
+def shifted_clock(monkeypatch):
+    """Shift the server's wall clock: returns a one-item list holding the
+    offset in ns (set it to move the trading day); monotonic time is real."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    import gateway.server
+
+    offset = [0]
+    clock = SimpleNamespace(time_ns=lambda: real_time.time_ns() + offset[0],
+                            monotonic=real_time.monotonic, monotonic_ns=real_time.monotonic_ns)
+    monkeypatch.setattr(gateway.server, "time", clock)
+    return offset
