@@ -25,6 +25,9 @@ Measured in the same run, on the same journal:
 - ``rebuild``: `recorder.recovery.rebuild(use_snapshot=False)`, the one
   recovery path, end to end (read, decode, `Engine.apply` of every command).
 
+And ``lotex serve`` start-up on the same journal (a copy): from the journal
+alone, then with the engine and gateway snapshots its first close wrote.
+
 Events per second = recorded events / seconds. The goal for ``rebuild`` is
 300,000 events/s; the ratio rebuild/scan shows what the engine costs on top
 of reading. No timed assertion: the figures are printed and kept in the
@@ -200,3 +203,40 @@ def test_replay_rebuild_vs_scan(benchmark, journal):
     benchmark.extra_info["events"] = events
     print(f"\nreplay of {events:,} events ({journal['entries']:,} entries):\n" + "\n".join(lines)
           + f"\n  rebuild / scan time: {ratio:.1f}x; goal 300,000 events/s end to end")
+
+
+def test_server_start_with_and_without_snapshots(benchmark, journal, tmp_path):
+    """`lotex serve` start-up (recovery of the engine and of the gateway's
+    feed, view and client ids) on the same journal: from the journal alone,
+    then with the engine and gateway snapshots its first close wrote."""
+    import shutil
+
+    from gateway.config import Config
+    from gateway.keys import initialise
+    from gateway.server import Server
+
+    data = tmp_path / "data"
+    shutil.copytree(layout.journal_dir(journal["dir"]), layout.journal_dir(data))
+    initialise(data)
+    config = Config(broker_port=0, operator_port=0, feed_port=0, data_port=0)
+    figures = {}
+
+    def start() -> float:
+        started = time.perf_counter()
+        server = Server(data, config)
+        server.start()
+        took = time.perf_counter() - started
+        assert server.durable_seq == journal["entries"]
+        server.close()                   # the first close writes both snapshots
+        return took
+
+    figures["journal only"] = start()
+    assert list(layout.gateway_snapshot_dir(data).glob("*.snap"))
+    benchmark.pedantic(start, rounds=3, iterations=1, warmup_rounds=0)
+    figures["with snapshots"] = benchmark.stats.stats.min
+    for name, seconds in figures.items():
+        benchmark.extra_info[f"{name} s"] = round(seconds, 3)
+    ratio = figures["journal only"] / figures["with snapshots"]
+    print(f"\nserver start on {journal['entries']:,} entries: journal only "
+          f"{figures['journal only']:.2f} s, with snapshots {figures['with snapshots']:.2f} s "
+          f"({ratio:.0f}x)")
