@@ -457,7 +457,8 @@ class Server:
         return timers[0][0] <= now and now - self.last_env_ns >= self.config.tick_ms * NS_PER_MS
 
     def _drain(self, sock: zmq.Socket, port: str) -> None:
-        """Receive and handle what is queued on ``sock``, up to the batch size.
+        """Receive and handle what is queued on ``sock``: at most ``max_batch``
+        messages or entries, and never past the backlog limit.
         A ROUTER delivers a message whole: its routing id, then its frames.
         Between messages, send what the journal thread made durable meanwhile.
         (New entries go to the journal thread once per turn, not as soon as it
@@ -467,7 +468,11 @@ class Server:
         on_message = self._on_message
         writer = self.writer
         assert writer is not None
-        for _ in range(self.config.max_batch):
+        max_batch = self.config.max_batch
+        # A Batch message makes many entries: the turn ends after max_batch
+        # entries or at the backlog limit, however few messages that was.
+        stop_at = min(self.next_seq + max_batch, self.durable_seq + 1 + self.config.max_backlog)
+        for _ in range(max_batch):
             try:
                 rid = recv(NOBLOCK)
             except zmq.Again:
@@ -481,6 +486,8 @@ class Server:
             if writer.durable[0] > self.durable_seq:
                 self.durable_seq = writer.durable[0]
                 self._flush()
+            if self.next_seq >= stop_at:
+                return
 
     # ------------------------------------------------------------------ durability
 

@@ -128,3 +128,34 @@ def test_async_client_batch(exchange):
             await b1.close()
 
     asyncio.run(scenario())
+
+
+def test_batches_end_a_turn_at_max_batch_entries_and_respect_the_backlog(tmp_path, monkeypatch):
+    from gateway.server import Server
+
+    turns: list[int] = []               # entries handed to the journal per turn
+    submit = Server._submit
+
+    def counting_submit(self) -> None:
+        if self.records:
+            turns.append(len(self.records))
+        submit(self)
+    monkeypatch.setattr(Server, "_submit", counting_submit)
+    with running(tmp_path, max_batch=64, max_backlog=200):
+        context = zmq.Context()
+        try:
+            sock = logged_on_dealer(tmp_path, "b1", context)
+            for b in range(10):                  # 10 batches of 50 sent at once
+                sock.send(p.encode(p.Batch(requests=[
+                    p.Request(client_id=f"flood-{b}-{i}", cmd=RegisterParty(name=f"P{b}-{i}"))
+                    for i in range(50)])))
+            answered = 0
+            while answered < 10:
+                reply = recv_until(sock, p.Results)
+                assert reply is not None and all(r.accepted for r in reply.results)
+                answered += 1
+            sock.close()
+        finally:
+            context.destroy(linger=0)
+    assert sum(turns) >= 500
+    assert max(turns) < 64 + 50             # a turn stops once it made max_batch entries
