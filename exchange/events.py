@@ -435,7 +435,8 @@ class OrderCancelled(Event, frozen=True):
     """The order's open ``qty`` was cancelled (private). ``reason``:
     "requested", "mass_cancel", "expired", "ioc" (unfilled rest of an IOC or
     market order), "fok" (could not fill completely), "self_trade",
-    "auction_ioc" (IOC rest after an uncross), "closed" (instrument closed)."""
+    "auction_ioc" (IOC rest after an uncross), "closed" (instrument closed),
+    "party_frozen" (the party defaulted: its credit is frozen)."""
 
     session: str
     instrument: str

@@ -48,8 +48,8 @@ from exchange.errors import MAX_INT, Reject, a_time, non_negative, positive, reg
 from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, IndicativePrice,
                              InstrumentCreated, LotAwarded, LotPassed, LotWithdrawn,
                              OrderAccepted, OrderCancelled, OrderFilled, OrderModified,
-                             PhaseChanged, QuoteChanged, TradeExecuted, TradeRecorded,
-                             UnitsConsumed, UnitsIssued)
+                             PartyFrozen, PhaseChanged, QuoteChanged, TradeExecuted,
+                             TradeRecorded, UnitsConsumed, UnitsIssued)
 from exchange.invariants import invariant
 from exchange.participants import (audience, get_session, session_paddle_party,
                                    valid_currency)
@@ -878,6 +878,22 @@ def _close_lot_instrument(state: State, ctx: Ctx, serial: str) -> None:
         if inst.lot == serial and inst.phase != "closed":
             run = _Run(state, ctx, inst)
             run.close("closed")
+            run.publish()
+
+
+@reacts_to(PartyFrozen)
+def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
+    """A frozen party places no orders, so its resting ones must not trade
+    either: cancel them in every book, both sides (reason "party_frozen").
+    O(resting orders)."""
+    for inst in state.books.values():
+        paddles = state.sessions[inst.session].paddles       # paddle -> party
+        mine = [key for key, order in inst.book.orders.items()
+                if paddles.get(order.owner) == event.party]
+        if mine:
+            run = _Run(state, ctx, inst)
+            for key in mine:
+                run.cancel(key, "party_frozen")
             run.publish()
 
 

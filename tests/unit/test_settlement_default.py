@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.commands import (AnswerReaward, BuyAtAsk, DeclareDefault, ExtendDueDate,
-                               LiftFreeze, PlaceBid, RecordAgreementTransfer,
+from exchange.commands import (AnswerReaward, BuyAtAsk, CreateInstrument, DeclareDefault,
+                               ExtendDueDate, IssueUnits, LiftFreeze, PlaceBid, PlaceOrder,
+                               RecordAgreementTransfer,
                                RecordNegotiatedSale, RelistLot,
                                SetSettlementRules, WithdrawLot)
 from exchange.events import (OPERATORS, BuyerDefaulted, CommandRejected, CreditChanged,
-                             FreezeLifted, FundsRefunded, LotAwarded, PartyFrozen, ReawardEnded,
+                             FreezeLifted, FundsRefunded, LotAwarded, OrderCancelled,
+                             PartyFrozen, ReawardEnded,
                              ReawardExhausted, ReawardOffered, SettlementCancelled,
                              SettlementOpened)
 from tests.unit.auctionkit import DAY, HOUR, T0, USD, Market, of, one
@@ -250,3 +252,29 @@ def test_a_frozen_party_may_sell_by_agreement_but_not_buy():
                           actor="op", role="operator")
     assert refused.code == "party_frozen"
     m.d.ok(RecordAgreementTransfer(serial="AT-2", seller=frozen, buyer=other, **base), **OP)
+
+
+def test_a_defaulter_s_resting_orders_are_cancelled_in_every_book():
+    m, sale, a, b, c, d = english()
+    m.d.ok(CreateInstrument(session="S1", instrument="U"), **OP)
+    for paddle in (a, c):
+        m.d.ok(IssueUnits(session="S1", instrument="U", paddle=paddle, qty=100), **OP)
+
+    def order(paddle: int, oid: int, side: str, price: int) -> PlaceOrder:
+        return PlaceOrder(session="S1", instrument="U", paddle=paddle, order=oid, side=side,
+                          qty=5, price=price * USD)
+    for paddle, oid, side, price in ((a, 1, "buy", 10), (a, 2, "sell", 20), (b, 1, "buy", 9)):
+        assert not of(m.send(order(paddle, oid, side, price), paddle), CommandRejected)
+    assert exposure(m, sale.buyer) > 2_100 * USD       # the lot and the resting buy
+    overdue(sale)
+    events = m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    kinds = [type(e) for e in events]
+    cancelled = of(events, OrderCancelled)
+    assert kinds.index(PartyFrozen) < kinds.index(OrderCancelled)
+    assert [(e.paddle, e.order, e.qty, e.reason) for e in cancelled] == \
+        [(a, 1, 5, "party_frozen"), (a, 2, 5, "party_frozen")]
+    assert list(m.state.books["U"].book.orders) == [(b, 1)]   # others' orders stay
+    assert exposure(m, sale.buyer) == 0
+    sold = m.send(order(c, 1, "sell", 10), c)                  # nothing of A's is hit
+    assert not of(sold, CommandRejected) and list(m.state.books["U"].book.orders) == \
+        [(b, 1), (c, 1)]
