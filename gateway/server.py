@@ -50,7 +50,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 import exchange  # noqa: F401  (registers every handler)
-from exchange.codec import Entry, decode_entry, encode_entry
+from exchange.codec import Entry, decode_entry, decode_entry_envelope, encode_entry
 from exchange.commands import Envelope, MassCancel, RegisterParty, Tick
 from exchange.engine import Engine
 from exchange.events import CommandRejected, OPERATORS
@@ -345,11 +345,18 @@ class Server:
         os.replace(tmp, path)
 
     def _scan_journal(self, after: int = 0) -> None:
-        """Rebuild the feed ring, the public view, the client ids of today and
-        yesterday and the recent results from the journal entries after
-        ``after`` (what a gateway snapshot covers). O(entries after it)."""
+        """Rebuild the feed ring, the public view and the recent results from
+        the journal entries after ``after`` (what a gateway snapshot covers),
+        and the client ids of today and yesterday from that day's first entry
+        on. O(entries after ``after`` + entries of the last two days)."""
         first_day = self.today - 1
         last = self.journal.last_seq
+        if after:                      # ids from entries the snapshot covers: envelopes only
+            for record in self.journal.read(from_ts=first_day * NS_PER_DAY):
+                if record.seq > after:
+                    break
+                if record.kind == KIND_ENTRY:
+                    self._remember_id(decode_entry_envelope(record.payload))
         for record in self.journal.read(after + 1):
             if record.kind != KIND_ENTRY:
                 continue
@@ -359,28 +366,33 @@ class Server:
             if public:
                 data = self._market(env.seq, env.ts, public)
                 self._published(env.seq, public, data)
-            if env.client_id and trading_day(env.ts) >= first_day:
-                ids = self.ids_today if trading_day(env.ts) >= self.today else self.ids_yesterday
-                ids[(env.actor, env.client_id)] = (env.seq, env.cmd)
+            self._remember_id(env)
             if record.seq > last - RECENT_RESULTS:
                 self._remember(env.seq, env.ts, entry.events)
 
+    def _remember_id(self, env: Envelope) -> None:
+        """Keep the client id of a journaled envelope of today or yesterday."""
+        if env.client_id:
+            day = trading_day(env.ts)
+            if day >= self.today - 1:
+                ids = self.ids_today if day >= self.today else self.ids_yesterday
+                ids[(env.actor, env.client_id)] = (env.seq, env.cmd)
+
     def _gateway_state(self) -> bytes:
-        """Pickle what `_scan_journal` rebuilds (but the recent results, which
-        a resend reads back from the journal) as of the last applied entry."""
+        """Pickle the feed's state (view, Market seqs, ring) as of the last
+        applied entry. Client ids are not in it (pickling a busy day's would
+        stall the loop for seconds): a start reads them from the journal's
+        last two trading days."""
         return pickle.dumps({
-            "today": self.today, "ids_today": self.ids_today,
-            "ids_yesterday": self.ids_yesterday, "view": self.view,
-            "public_seqs": self.public_seqs, "ring_msgs": self.ring_msgs,
-            "last_public": self.last_public,
+            "view": self.view, "public_seqs": self.public_seqs,
+            "ring_msgs": self.ring_msgs, "last_public": self.last_public,
             "last_public_assigned": self.last_public_assigned,
         }, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _restore_gateway_state(self) -> int:
         """Load the newest intact gateway snapshot that the journal holds (its
         chain hash must match the journal's at its seq); return the seq it
-        covers, or 0 to scan the whole journal. Client ids older than
-        yesterday are dropped, as a scan would."""
+        covers, or 0 to scan the whole journal."""
         from recorder.snapshots import find_snapshot
         snap = find_snapshot(self.gateway_snapshot_dir, upto_seq=self.journal.last_seq)
         if snap is None:
@@ -392,18 +404,13 @@ class Server:
             return 0
         try:
             state = pickle.loads(snap.data)
+            view, seqs, ring = state["view"], state["public_seqs"], state["ring_msgs"]
+            last_public, assigned = state["last_public"], state["last_public_assigned"]
         except Exception as exc:  # noqa: BLE001  (a snapshot of another version: scan instead)
             self.log.warning("gateway_snapshot_ignored", seq=snap.seq, reason=repr(exc))
             return 0
-        if state["today"] == self.today:
-            self.ids_today, self.ids_yesterday = state["ids_today"], state["ids_yesterday"]
-        elif state["today"] == self.today - 1:
-            self.ids_yesterday = state["ids_today"]
-        self.view = state["view"]
-        self.public_seqs = state["public_seqs"]
-        self.ring_msgs = state["ring_msgs"]
-        self.last_public = state["last_public"]
-        self.last_public_assigned = state["last_public_assigned"]
+        self.view, self.public_seqs, self.ring_msgs = view, seqs, ring
+        self.last_public, self.last_public_assigned = last_public, assigned
         return snap.seq
 
     # ------------------------------------------------------------------ the loop
