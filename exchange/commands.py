@@ -417,6 +417,19 @@ class ConsumeUnits(Command, frozen=True):
     qty: int
 
 
+class RecordUnitsPayment(Command, frozen=True):
+    """Record that the paddle's party paid ``amount`` (minor units, in the
+    instrument's currency) for units it bought on ``instrument`` (operator
+    only): what it owes for them falls by ``amount``, and so does its credit
+    exposure. ``reference``: the payment's bank or escrow reference."""
+
+    session: str
+    instrument: str
+    paddle: int
+    amount: int
+    reference: str = ""
+
+
 
 # --------------------------------------------------------------------------
 # settlement (issue 7)

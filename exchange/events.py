@@ -547,6 +547,19 @@ class UnitsIssued(Event, frozen=True):
     holding: int
 
 
+class UnitsPaymentRecorded(Event, frozen=True):
+    """The party paid ``amount`` for units bought on the instrument (private);
+    ``outstanding`` is what it still owes for them."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    amount: int
+    outstanding: int
+    reference: str
+
+
 class UnitsConsumed(Event, frozen=True):
     """The holder used ``qty`` units (private); ``holding`` is what is left."""
 

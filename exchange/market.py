@@ -14,7 +14,8 @@ Rules kept here, around the pure book:
   the lot's buyer's premium) under ``("order", instrument, order id)`` in the
   party's session exposure; a market buy is checked against the cost of
   sweeping the asks. Units bought stay committed under ``("bought",
-  instrument)`` until settlement calls `release_bought`. A patent sale
+  instrument)`` until an operator records their payment
+  (`RecordUnitsPayment`, through `release_bought`). A patent sale
   commits the buyer's total due through `lots.award` instead.
 - Holdings: a sell needs units held and not offered already (no short
   sales); trades move units; `ConsumeUnits` uses them up. Issued units =
@@ -42,14 +43,15 @@ from exchange import credit, lots
 from exchange.book import (BUY, CANCEL_BOTH, CANCEL_NEWEST, CANCEL_OLDEST, FOK, GTC, IOC,
                            MAX_PRICE, POST_ONLY, SELL, Book, Order)
 from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, CreateInstrument,
-                               IssueUnits, MassCancel, ModifyOrder, PlaceOrder, StartCall, Uncross)
+                               IssueUnits, MassCancel, ModifyOrder, PlaceOrder,
+                               RecordUnitsPayment, StartCall, Uncross)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
 from exchange.errors import MAX_INT, Reject, a_time, non_negative, positive, register_reasons
 from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, IndicativePrice,
                              InstrumentCreated, LotAwarded, LotPassed, LotWithdrawn,
                              OrderAccepted, OrderCancelled, OrderFilled, OrderModified,
                              PartyFrozen, PhaseChanged, QuoteChanged, TradeExecuted,
-                             TradeRecorded, UnitsConsumed, UnitsIssued)
+                             TradeRecorded, UnitsConsumed, UnitsIssued, UnitsPaymentRecorded)
 from exchange.invariants import invariant
 from exchange.participants import (audience, get_session, session_paddle_party,
                                    valid_currency)
@@ -600,6 +602,27 @@ def consume_units(state: State, ctx: Ctx, cmd: ConsumeUnits) -> None:
     inst.consumed += cmd.qty
     ctx.emit(UnitsConsumed(to=audience(state, party), session=inst.session, instrument=inst.id,
                            paddle=cmd.paddle, party=party, qty=cmd.qty, holding=left))
+
+
+@handles(RecordUnitsPayment)
+def record_units_payment(state: State, ctx: Ctx, cmd: RecordUnitsPayment) -> None:
+    """Lower what the party owes for units bought (and its exposure) by a
+    payment received. O(1)."""
+    ctx.require_role("operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    if inst.kind != "units":
+        raise Reject("wrong_kind", "a patent bought on its book settles through its lot")
+    party = _paddle_owner(state, ctx, cmd.session, cmd.paddle)
+    positive(cmd.amount, "amount")
+    owed = credit.committed(state, cmd.session, party, ("bought", inst.id))
+    if cmd.amount > owed:
+        raise Reject("overpayment", f"paddle {cmd.paddle} owes {owed} for units bought on "
+                                    f"{inst.id!r}, less than {cmd.amount}")
+    ctx.emit(UnitsPaymentRecorded(to=audience(state, party), session=cmd.session,
+                                  instrument=inst.id, paddle=cmd.paddle, party=party,
+                                  amount=cmd.amount, outstanding=owed - cmd.amount,
+                                  reference=cmd.reference[:200]))
+    release_bought(state, ctx, cmd.session, party, inst.id, cmd.amount)
 
 
 def _check_buy_credit(state: State, inst: Instrument, party: int, oid: int, amount: int) -> None:

@@ -138,6 +138,33 @@ def test_resting_buy_commits_credit_and_releases_on_cancel_and_fill():
     assert mk.exposure("b1") == 3000
 
 
+def test_recorded_payment_for_units_bought_frees_the_credit_they_held():
+    from exchange.commands import RecordUnitsPayment
+    from exchange.events import UnitsPaymentRecorded
+    mk = Market(limit=10_000)
+    mk.order("b1", 1, "buy", 60, 100)
+    mk.order("b2", 1, "sell", 60, 90)                    # b1 bought 60 units for 6,000
+    assert mk.exposure("b1") == 6000
+    assert rejected(mk.order("b1", 2, "buy", 50, 100)) == "over_credit_limit"
+
+    def pay(amount: int, **kw):
+        return RecordUnitsPayment(session="S", instrument="U", paddle=mk.paddle["b1"],
+                                  amount=amount, **kw)
+    assert mk.refused("b1", pay(100)).code == "not_permitted"       # brokers may not
+    assert mk.d.refused(pay(0), actor="op", role="operator").code == "non_positive"
+    assert mk.d.refused(pay(6001), actor="op", role="operator").code == "overpayment"
+    events = mk.d.ok(pay(4000, reference="wire 2017-0113"), actor="op", role="operator")
+    paid = of(events, UnitsPaymentRecorded)[0]
+    assert (paid.amount, paid.outstanding, paid.reference, paid.party) == \
+        (4000, 2000, "wire 2017-0113", mk.party["b1"])
+    assert paid.to == ("b1", OPERATORS)
+    assert of(events, CreditChanged)[0].exposure == 2000 == mk.exposure("b1")
+    assert not rejected(mk.order("b1", 2, "buy", 50, 100))          # room again
+    mk.d.ok(pay(2000), actor="op", role="operator")
+    assert mk.d.refused(pay(1), actor="op", role="operator").code == "overpayment"
+    assert mk.exposure("b1") == 5000                                 # only the resting buy
+
+
 def _ctx():
     from exchange.commands import Envelope, Tick
     from exchange.engine import Ctx

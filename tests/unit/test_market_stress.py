@@ -12,7 +12,7 @@ import os
 import random
 
 from exchange.commands import (CancelOrder, ConsumeUnits, MassCancel, ModifyOrder, PlaceOrder,
-                               StartCall, Uncross)
+                               RecordUnitsPayment, StartCall, Uncross)
 from exchange.events import CommandRejected, TradeExecuted
 from tests.unit.test_market import SECOND, Market
 
@@ -62,6 +62,11 @@ def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]
     elif roll < 0.91:
         cmd = ConsumeUnits(session="S", instrument="U", paddle=paddle,
                            qty=rnd.randint(1, 10))
+    elif roll < 0.93:                   # an operator records a payment for units bought
+        events = mk.d.send(RecordUnitsPayment(session="S", instrument="U", paddle=paddle,
+                                              amount=rnd.randint(1, 3000)),
+                           actor="op", role="operator", ts=mk.d.ts + 1000)
+        return 0, sum(isinstance(e, CommandRejected) for e in events)
     elif roll < 0.95:
         events = mk.d.send(StartCall(session="S", instrument="U") if phase == "continuous"
                            else Uncross(session="S", instrument="U",
