@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from exchange.engine import Ctx, State
 from exchange.errors import Reject, positive
-from exchange.events import BidAccepted, BidConfirmed
+from exchange.events import BidAccepted, BidConfirmed, BidVoided
 from exchange.lots import (Bid, Lot, Mechanism, award_to_bidder, check_credit, close, display,
                            extend_close, hold, pass_lot, register_mechanism, sell_at_ask,
                            total_due)
@@ -127,6 +127,33 @@ class English(Mechanism):
         if not lot.leader:
             return {}
         return {lot.leader_party: total_due(lot, lot.leader_max)}
+
+    def void_bids(self, state: State, ctx: Ctx, lot: Lot, party: int, reason: str) -> None:
+        """Drop the party's maximum and recompute leader, second maximum and
+        price from the maxima left (eBay's rule); the new leader holds its own
+        maximum again. O(bidders log bidders)."""
+        voided = [paddle for paddle, bid in lot.maxes.items() if bid.party == party]
+        if not voided:
+            return
+        for paddle in voided:
+            del lot.maxes[paddle]
+        was_leader = lot.leader_party == party
+        ranked = self.ranked(lot)
+        if ranked:
+            top = ranked[0]
+            lot.leader, lot.leader_party, lot.leader_max = top.paddle, top.party, top.amount
+            lot.second_max = ranked[1].amount if len(ranked) > 1 else 0
+        else:
+            lot.leader = lot.leader_party = lot.leader_max = lot.second_max = 0
+        lot.price = proxy_price(lot)
+        if was_leader:
+            hold(state, ctx, lot, party, 0)
+            if lot.leader:
+                hold(state, ctx, lot, lot.leader_party, total_due(lot, lot.leader_max))
+        for paddle in voided:
+            ctx.emit(BidVoided(serial=lot.serial, session=lot.session, paddle=paddle,
+                               reason=reason, price=lot.price, leader=lot.leader,
+                               reserve_met=reserve_met(lot)))
 
     def ranked(self, lot: Lot) -> list[Bid]:
         return sorted(lot.maxes.values(), key=lambda bid: (-bid.amount, bid.seq))

@@ -184,6 +184,23 @@ class BidWithdrawn(Event, frozen=True):
     paddle: int
 
 
+class BidVoided(Event, frozen=True):
+    """The exchange voided the paddle's standing bid (its party's credit was
+    frozen after a default). English: public, with the lot's new standing
+    ``price``, ``leader`` and ``reserve_met``, recomputed from the maxima left
+    as eBay does when a bid is cancelled. Sealed: private to the bidder (and
+    operators); the public count follows as `SealedBidCounted`, and the
+    standing fields are 0."""
+
+    serial: str
+    session: str
+    paddle: int
+    reason: str
+    price: int = 0
+    leader: int = 0
+    reserve_met: bool = False
+
+
 class LotExtended(Event, frozen=True):
     """A late bid moved the close (soft close), never past the hard end (public)."""
 

@@ -43,10 +43,10 @@ from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, ChooseOffer
                                LotTerms, LowerReserve, MakeOffer, PlaceBid, RecordNegotiatedSale,
                                RelistLot, ScheduleLot, VetLot, WithdrawBid, WithdrawLot,
                                WithdrawOffer)
-from exchange.engine import Ctx, State, handles, on_timer, private
+from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
 from exchange.errors import Reject, a_time, non_negative, positive, register_reasons
 from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, LotExtended,
-                             LotOpened,
+                             LotOpened, PartyFrozen,
                              LotPassed, LotPassedDetail, LotRelisted, LotScheduled, LotSettled,
                              LotSold, LotVetted, LotWithdrawn, NegotiationEnded, OfferAnswered,
                              OfferMade, OfferWithdrawn, ReserveLowered)
@@ -201,6 +201,10 @@ class Mechanism:
     def ranked(self, lot: Lot) -> list[Bid]:
         """Return the bids still standing, best first, one per paddle."""
         return []
+
+    def void_bids(self, state: State, ctx: Ctx, lot: Lot, party: int, reason: str) -> None:
+        """Void ``party``'s standing bids on an open or scheduled lot (its
+        credit was frozen); release what they held."""
 
     def check(self, state: State, lot: Lot) -> None:
         """Assert the mechanism's own invariants."""
@@ -899,6 +903,16 @@ def withdraw_lot(state: State, ctx: Ctx, cmd: WithdrawLot) -> None:
     lot.negotiation_ends = 0
     ctx.emit(LotWithdrawn(to=() if was_public else seller_audience(state, lot),
                           serial=lot.serial, session=lot.session, reason=cmd.reason))
+
+
+@reacts_to(PartyFrozen)
+def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
+    """A party whose credit is frozen must not win what is still being
+    auctioned: void its standing bids on every open or scheduled lot.
+    O(lots)."""
+    for lot in state.lots.values():
+        if lot.status in ("open", "scheduled"):
+            MECHANISMS[lot.mechanism].void_bids(state, ctx, lot, event.party, "party_frozen")
 
 
 # --------------------------------------------------------------------------

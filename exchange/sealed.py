@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from exchange.engine import Ctx, State
 from exchange.errors import Reject, positive
-from exchange.events import (BidConfirmed, BidWithdrawn, RevealedBid, SealedBidCounted,
-                             SealedBidsRevealed)
+from exchange.events import (BidConfirmed, BidVoided, BidWithdrawn, RevealedBid,
+                             SealedBidCounted, SealedBidsRevealed)
 from exchange.lots import (Bid, Lot, Mechanism, award_to_bidder, break_tie, check_credit, close,
                            hold, pass_lot, register_mechanism, sell_at_ask, total_due)
 from exchange.participants import audience
@@ -113,6 +113,19 @@ class Sealed(Mechanism):
 
     def holds(self, lot: Lot) -> dict[int, int]:
         return {bid.party: total_due(lot, bid.amount) for bid in lot.live.values()}
+
+    def void_bids(self, state: State, ctx: Ctx, lot: Lot, party: int, reason: str) -> None:
+        """Drop the party's live bid: only it (and operators) hear which; the
+        public count follows. O(bidders)."""
+        voided = [paddle for paddle, bid in lot.live.items() if bid.party == party]
+        if not voided:
+            return
+        for paddle in voided:
+            del lot.live[paddle]
+            ctx.emit(BidVoided(to=audience(state, party), serial=lot.serial,
+                               session=lot.session, paddle=paddle, reason=reason))
+        ctx.emit(SealedBidCounted(serial=lot.serial, session=lot.session, bids=len(lot.live)))
+        hold(state, ctx, lot, party, 0)
 
     def ranked(self, lot: Lot) -> list[Bid]:
         return sorted(lot.live.values(), key=lambda bid: (-bid.amount, bid.seq))

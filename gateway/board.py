@@ -63,6 +63,7 @@ class LotRow:
     display_currency: str = ""
     display_price: int = 0
     result: str = ""
+    starting_price: int = 0
 
 
 @dataclass
@@ -120,7 +121,8 @@ class Board:
         row.title, row.mechanism, row.currency = t.title, t.mechanism, t.currency
         row.opens_at, row.closes_at = t.opens_at, t.closes_at
         row.display_currency = t.display_currency
-        row.price = t.dutch_start if t.mechanism == "dutch" else t.starting_bid
+        row.price = row.starting_price = (t.dutch_start if t.mechanism == "dutch"
+                                          else t.starting_bid)
         row.status, row.leader, row.reserve_met, row.bids, row.result = "scheduled", 0, None, 0, ""
 
     def _on_LotOpened(self, e: Any) -> None:
@@ -133,6 +135,15 @@ class Board:
         row.price, row.leader, row.reserve_met = e.price, e.leader, e.reserve_met
         row.bids, row.closes_at = e.bids, e.closes_at
         row.display_currency, row.display_price = e.display_currency, e.display_price
+
+    def _on_BidVoided(self, e: Any) -> None:
+        if e.to:                                  # a sealed bid: only its owner hears
+            return
+        row = self._lot(e)
+        row.leader = e.leader
+        row.price = e.price if e.leader else row.starting_price
+        row.reserve_met = e.reserve_met if e.leader else None
+        row.display_price = 0                     # in the lot's own currency until the next bid
 
     def _on_DutchPriceChanged(self, e: Any) -> None:
         row = self._lot(e)

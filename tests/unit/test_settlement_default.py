@@ -278,3 +278,41 @@ def test_a_defaulter_s_resting_orders_are_cancelled_in_every_book():
     sold = m.send(order(c, 1, "sell", 10), c)                  # nothing of A's is hit
     assert not of(sold, CommandRejected) and list(m.state.books["U"].book.orders) == \
         [(b, 1), (c, 1)]
+
+
+def test_a_defaulter_s_standing_bids_are_voided_and_the_english_price_recomputed():
+    from exchange.events import (BidVoided, SealedBidCounted, SealedBidsRevealed)
+    m, sale, a, b, c, d = english()
+    now = m.d.ts
+    later = dict(opens_at=now + HOUR, closes_at=now + 60 * DAY)
+    m.lot("L2", seller=sale.seller, **later)                           # English, no fees
+    m.lot("L3", seller=sale.seller, mechanism="sealed_first", **later)
+    m.lot("L4", seller=sale.seller, **later)                           # A alone
+    m.tick(now + 2 * HOUR)
+    for paddle, amount in ((b, 2_000), (c, 1_500), (a, 3_000)):
+        m.bid("L2", paddle, amount * USD)
+    assert (m.state.lots["L2"].leader, m.state.lots["L2"].price) == (a, 2_100 * USD)
+    m.bid("L3", a, 5_000 * USD)
+    m.bid("L3", d, 4_000 * USD)
+    m.bid("L4", a, 1_000 * USD)
+    overdue(sale)
+    events = m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    voided = of(events, BidVoided)
+    english_voids = [e for e in voided if e.serial in ("L2", "L4")]
+    assert [(e.serial, e.paddle, e.leader, e.price, e.reserve_met, e.to) for e in english_voids] \
+        == [("L2", a, b, 1_600 * USD, True, ()), ("L4", a, 0, 0, False, ())]
+    sealed_void = one([e for e in voided if e.serial == "L3"], BidVoided)
+    assert sealed_void.to == (m.brokers[a], OPERATORS) and sealed_void.price == 0
+    assert [e.bids for e in of(events, SealedBidCounted)] == [1]
+    assert exposure(m, sale.buyer) == 0                   # every hold of A released
+    assert exposure(m, m.parties[b]) == 2_000 * USD       # B leads L2 again, at its maximum
+    lot2 = m.state.lots["L2"]
+    assert (lot2.leader, lot2.second_max, lot2.price) == (b, 1_500 * USD, 1_600 * USD)
+    assert not m.state.lots["L4"].leader and not m.state.lots["L4"].maxes
+    # A cannot bid again; the lots close without it
+    assert m.refused("L2", a, 5_000 * USD).code == "party_frozen"
+    closing = m.tick(now + 60 * DAY)
+    awards = {e.serial: (e.paddle, e.hammer) for e in of(closing, LotAwarded)}
+    assert awards == {"L2": (b, 1_600 * USD), "L3": (d, 4_000 * USD)}
+    revealed = one([e for e in closing if isinstance(e, SealedBidsRevealed)], SealedBidsRevealed)
+    assert [bid.paddle for bid in revealed.bids] == [d]
