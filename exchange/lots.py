@@ -908,11 +908,14 @@ def withdraw_lot(state: State, ctx: Ctx, cmd: WithdrawLot) -> None:
 @reacts_to(PartyFrozen)
 def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
     """A party whose credit is frozen must not win what is still being
-    auctioned: void its standing bids on every open or scheduled lot.
-    O(lots)."""
+    auctioned or negotiated: void its standing bids on every open or
+    scheduled lot and withdraw its offers on passed ones. O(lots)."""
     for lot in state.lots.values():
         if lot.status in ("open", "scheduled"):
             MECHANISMS[lot.mechanism].void_bids(state, ctx, lot, event.party, "party_frozen")
+        if lot.offers:
+            for offer in [o for o in lot.offers.values() if o.party == event.party]:
+                _drop_offer(state, ctx, lot, offer, "party_frozen")
 
 
 # --------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.commands import (AnswerReaward, BuyAtAsk, CreateInstrument, DeclareDefault,
-                               ExtendDueDate, IssueUnits, LiftFreeze, PlaceBid, PlaceOrder,
+from exchange.commands import (AnswerOffer, AnswerReaward, BuyAtAsk, CreateInstrument,
+                               DeclareDefault, ExtendDueDate, IssueUnits, LiftFreeze, MakeOffer,
+                               PlaceBid, PlaceOrder,
                                RecordAgreementTransfer,
                                RecordNegotiatedSale, RelistLot,
                                SetSettlementRules, WithdrawLot)
@@ -316,3 +317,23 @@ def test_a_defaulter_s_standing_bids_are_voided_and_the_english_price_recomputed
     assert awards == {"L2": (b, 1_600 * USD), "L3": (d, 4_000 * USD)}
     revealed = one([e for e in closing if isinstance(e, SealedBidsRevealed)], SealedBidsRevealed)
     assert [bid.paddle for bid in revealed.bids] == [d]
+
+
+def test_a_defaulter_s_offers_on_passed_lots_are_withdrawn():
+    from exchange.events import OfferWithdrawn
+    m, sale, a, b, c, d = english()
+    now = m.d.ts
+    m.lot("L5", seller=sale.seller, reserve=9_000 * USD, negotiation_window=11 * DAY,
+          opens_at=now + HOUR, closes_at=now + 2 * HOUR)
+    m.tick(now + HOUR)
+    m.bid("L5", a, 1_000 * USD)
+    m.tick(now + 2 * HOUR)                                # passed: reserve not met
+    assert not of(m.send(MakeOffer(serial="L5", paddle=a, amount=4_000 * USD), a),
+                  CommandRejected)
+    overdue(sale)
+    events = m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    withdrawn = one(events, OfferWithdrawn)
+    assert (withdrawn.serial, withdrawn.paddle, withdrawn.reason) == ("L5", a, "party_frozen")
+    assert exposure(m, sale.buyer) == 0
+    accept = AnswerOffer(serial="L5", paddle=a, action="accept")
+    assert m.d.refused(accept, actor=SELLER_BROKER, role="broker").code == "no_offer"
