@@ -780,8 +780,9 @@ class ReawardOffered(Event, frozen=True):
 
 
 class ReawardEnded(Event, frozen=True):
-    """A re-award offer ended without a sale: "declined", "expired" or
-    "superseded" (the lot was sold, relisted or withdrawn otherwise)."""
+    """A re-award offer ended without a sale: "declined", "expired",
+    "superseded" (the lot was sold, relisted or withdrawn otherwise) or
+    "party_frozen" (the offeree defaulted elsewhere)."""
 
     serial: str
     session: str

@@ -740,6 +740,16 @@ def _on_lot_relisted(state: State, ctx: Ctx, event: LotRelisted) -> None:
         del book.passed_over[event.serial]
 
 
+@reacts_to(PartyFrozen)
+def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
+    """A re-award offer to a party now frozen ends ("party_frozen"), and
+    its lot goes to the next runner-up. O(offers)."""
+    book = peek(state)
+    for offer in [o for o in book.offers.values() if o.party == event.party]:
+        _end_offer(state, ctx, offer, "party_frozen")
+        _offer_next(state, ctx, state.lots[offer.serial], offer.settlement)
+
+
 @reacts_to(LotWithdrawn)
 def _on_lot_withdrawn(state: State, ctx: Ctx, event: LotWithdrawn) -> None:
     offer = peek(state).offers.get(event.serial)

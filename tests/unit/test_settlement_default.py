@@ -337,3 +337,25 @@ def test_a_defaulter_s_offers_on_passed_lots_are_withdrawn():
     assert exposure(m, sale.buyer) == 0
     accept = AnswerOffer(serial="L5", paddle=a, action="accept")
     assert m.d.refused(accept, actor=SELLER_BROKER, role="broker").code == "no_offer"
+
+
+def test_a_reaward_offer_to_a_party_that_defaults_elsewhere_moves_on():
+    m = Market()
+    seller = m.seller()
+    a, b, c, d = (m.bidder(name) for name in ("Alice", "Bob", "Carol", "Dave"))
+    m.lot("L1", seller=seller, **FEES)
+    m.lot("L6", seller=seller, **FEES)
+    m.tick(T0 + HOUR)
+    for paddle, amount in ((d, 1_200), (c, 1_500), (b, 2_000), (a, 3_000)):
+        m.bid("L1", paddle, amount * USD)
+    for paddle, amount in ((d, 1_100), (b, 2_500)):
+        m.bid("L6", paddle, amount * USD)
+    opened = {e.serial: e for e in of(m.tick(T0 + DAY), SettlementOpened)}
+    m.tick(opened["L1"].due_at)
+    events = m.d.ok(DeclareDefault(settlement=opened["L1"].settlement), **OP)
+    assert one(events, ReawardOffered).paddle == b            # L1 offered to Bob
+    events = m.d.ok(DeclareDefault(settlement=opened["L6"].settlement), **OP)   # Bob defaults
+    ended = one(events, ReawardEnded)
+    assert (ended.serial, ended.paddle, ended.reason) == ("L1", b, "party_frozen")
+    offers = {e.serial: (e.paddle, e.price) for e in of(events, ReawardOffered)}
+    assert offers == {"L6": (d, 1_100 * USD), "L1": (c, 1_500 * USD)}
