@@ -107,14 +107,14 @@ acks_decoder = msgspec.msgpack.Decoder(Acks)
 # the exchange under test and the echo
 # ---------------------------------------------------------------------------------
 
-def start_server(data: Path) -> tuple[subprocess.Popen, dict]:
+def start_server(data: Path, durability: str = "group") -> tuple[subprocess.Popen, dict]:
     initialise(data)
     from gateway.keys import KeyStore
     store = KeyStore(data)
     for i in range(1, max(CONNECTIONS) + 1):
         store.add_user(f"bench{i}", "broker")
     config = Config(broker_port=0, operator_port=0, feed_port=0, data_port=0,
-                    durability="group", snapshot_every=10**9, snapshot_seconds=10**6)
+                    durability=durability, snapshot_every=10**9, snapshot_seconds=10**6)
     (data / "config.toml").write_text(config.to_toml())
     with open(data / "serve.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--data",
@@ -421,6 +421,37 @@ def test_gateway_latency(benchmark, rig, rate):
         context.destroy(linger=0)
 
 
+def test_gateway_latency_without_fsync(benchmark, rig):
+    """The 10,000/s latency run against a second server with ``none``
+    durability (written, never synced): what the disk's fdatasync adds to
+    the acknowledgement latency, and the floor without it on this machine."""
+    context = zmq.Context()
+    tmp = tempfile.TemporaryDirectory(prefix="lotex-bench-nosync-")
+    data = Path(tmp.name)
+    server, endpoints = start_server(data, durability="none")
+    try:
+        paddles = set_up_market(data)
+        conns = [Conn(context, data, f"bench{i}", endpoints["broker"], paddles[f"bench{i}"],
+                      logon=True) for i in range(1, LATENCY_CONNECTIONS + 1)]
+        measured: dict[str, dict[str, float]] = {}
+
+        def run() -> None:
+            time.sleep(1.0)
+            with CpuMeter(server.pid) as cpu:
+                measured["gateway"] = latency(conns, 10_000, SECONDS, echo=False)
+            measured["gateway"].update(cpu.per(measured["gateway"]["orders"]))
+        benchmark.pedantic(run, rounds=1, iterations=1)
+        benchmark.extra_info.update(measured)
+        RESULTS["latency_nosync"] = measured
+    finally:
+        context.destroy(linger=0)
+        server.terminate()
+        server.wait(timeout=60)
+        if server.stdout is not None:
+            server.stdout.close()
+        tmp.cleanup()
+
+
 @pytest.mark.parametrize("n", CONNECTIONS)
 def test_gateway_throughput(benchmark, rig, n):
     context = zmq.Context()
@@ -549,4 +580,10 @@ def report() -> None:
                          f"{f['p99_us']:,.0f} us  max {f['max_us']:,.0f} us; CPU per order: "
                          f"server {g['server_cpu_us']:.0f} us, generator "
                          f"{g['generator_cpu_us']:.0f} us")
+    found = RESULTS.get("latency_nosync")
+    if found:
+        g = found["gateway"]
+        lines.append(f"  10,000/s offered, durability none (no fdatasync): p50 {g['p50_us']:>7,.0f} us"
+                     f"  p99 {g['p99_us']:>7,.0f} us  p99.9 {g['p999_us']:>7,.0f} us  max "
+                     f"{g['max_us']:>7,.0f} us; CPU per order: server {g['server_cpu_us']:.0f} us")
     print("\n".join(lines))
