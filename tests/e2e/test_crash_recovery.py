@@ -105,15 +105,17 @@ class ServerProcess:
 
 class Loader(threading.Thread):
     """One broker sending a fixed list of commands with fixed client ids, at
-    most WINDOW in flight, until every one has a result."""
+    most WINDOW in flight (in Batch messages of up to ``batch`` when it is
+    above 1), until every one has a result."""
 
     def __init__(self, data: Path, user: str, commands: list[tuple[str, Any]],
-                 acked: Counter) -> None:
+                 acked: Counter, batch: int = 1) -> None:
         super().__init__(name=f"load-{user}", daemon=True)
         self.data = data
         self.user = user
         self.commands = commands
         self.acked = acked
+        self.batch = batch
         self.results: dict[str, Any] = {}
         self.error: BaseException | None = None
 
@@ -134,9 +136,13 @@ class Loader(threading.Thread):
         in_flight: set[str] = set()
         while queue or in_flight:
             while queue and len(in_flight) < WINDOW:
-                cid, cmd = queue.pop(0)
-                c.send(cmd, client_id=cid)
-                in_flight.add(cid)
+                n = min(self.batch, WINDOW - len(in_flight), len(queue))
+                chunk, queue = queue[:n], queue[n:]
+                if self.batch > 1:
+                    c.send_batch([cmd for _, cmd in chunk], [cid for cid, _ in chunk])
+                else:
+                    c.send(chunk[0][1], client_id=chunk[0][0])
+                in_flight.update(cid for cid, _ in chunk)
             if time.monotonic() > deadline:
                 raise ClientError(f"{self.user}: {len(in_flight)} commands without result")
             c.poll(0.05)
@@ -165,7 +171,8 @@ def canonical(value: Any) -> Any:
 
 
 @pytest.mark.slow
-def test_sigkill_during_load_then_restart_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("batch", [1, 8], ids=["requests", "batches"])
+def test_sigkill_during_load_then_restart_loses_and_duplicates_nothing(tmp_path, batch):
     data = tmp_path / "exchange"
     initialise(data)
     ports = free_ports(4)
@@ -197,7 +204,7 @@ def test_sigkill_during_load_then_restart_loses_and_duplicates_nothing(tmp_path)
                     session="S1", instrument=market.instrument, paddle=borealis, order=i,
                     side="buy", qty=1 + i % 4, price=price)))
         acked: Counter = Counter()
-        loaders = [Loader(data, user, plan, acked) for user, plan in plans.items()]
+        loaders = [Loader(data, user, plan, acked, batch) for user, plan in plans.items()]
         for loader in loaders:
             loader.start()
         deadline = time.monotonic() + DEADLINE
