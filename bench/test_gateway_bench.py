@@ -555,23 +555,21 @@ def report() -> None:
     if probe:
         lines.append(f"  fdatasync of a 4 KiB append on the data disk: p50 {probe['p50_us']:,.0f} us"
                      f"  p99 {probe['p99_us']:,.0f} us (every acknowledgement waits for one)")
+    def throughput_line(label: str, found: dict[str, float], echo_unit: str) -> str:
+        return (f"  {label}: {found['gateway']:>9,.0f} acked orders/s   echo "
+                f"{found['echo']:>9,.0f} {echo_unit}   ratio {found['gateway'] / found['echo']:.2f}"
+                f"   CPU per order: server {found['server_cpu_us']:.0f} us, generator "
+                f"{found['generator_cpu_us']:.0f} us")
     for n in CONNECTIONS:
         found = RESULTS.get(f"throughput_{n}")
         if found:
-            lines.append(f"  {n:>2} connections: {found['gateway']:>9,.0f} acked orders/s   "
-                         f"echo {found['echo']:>9,.0f} msg/s   ratio "
-                         f"{found['gateway'] / found['echo']:.2f}   CPU per order: server "
-                         f"{found['server_cpu_us']:.0f} us, generator "
-                         f"{found['generator_cpu_us']:.0f} us")
+            lines.append(throughput_line(f"{n:>2} connections", found, "msg/s"))
     for batch in BATCHES:
         for n in CONNECTIONS:
             found = RESULTS.get(f"batch_{n}_{batch}")
             if found:
-                lines.append(f"  {n:>2} connections, Batch of {batch:>3}: {found['gateway']:>9,.0f} "
-                             f"acked orders/s   echo {found['echo']:>9,.0f} orders/s   ratio "
-                             f"{found['gateway'] / found['echo']:.2f}   CPU per order: server "
-                             f"{found['server_cpu_us']:.0f} us, generator "
-                             f"{found['generator_cpu_us']:.0f} us")
+                lines.append(throughput_line(f"{n:>2} connections, Batch of {batch:>3}", found,
+                                             "orders/s"))
     for rate in RATES:
         found = RESULTS.get(f"latency_{rate}")
         if found:
