@@ -378,16 +378,18 @@ class Server:
                 ids = self.ids_today if day >= self.today else self.ids_yesterday
                 ids[(env.actor, env.client_id)] = (env.seq, env.cmd)
 
-    def _gateway_state(self) -> bytes:
-        """Pickle the feed's state (view, Market seqs, ring) as of the last
-        applied entry. Client ids are not in it (pickling a busy day's would
-        stall the loop for seconds): a start reads them from the journal's
-        last two trading days."""
-        return pickle.dumps({
-            "view": self.view, "public_seqs": self.public_seqs,
-            "ring_msgs": self.ring_msgs, "last_public": self.last_public,
-            "last_public_assigned": self.last_public_assigned,
-        }, protocol=pickle.HIGHEST_PROTOCOL)
+    def _gateway_state(self) -> dict[str, Any]:
+        """Return the feed's state (view, Market seqs, ring) as of the last
+        applied entry, as copies the snapshot thread may pickle while the
+        loop goes on: the view pickled now (it is small and changes), the
+        seqs and ring copied (a memcpy and a list of references; pickling
+        them here would hold the loop ~20 ms). Client ids are not in it
+        (a busy day's would take seconds): a start reads them from the
+        journal's last two trading days."""
+        return {"view": pickle.dumps(self.view, protocol=pickle.HIGHEST_PROTOCOL),
+                "public_seqs": array("q", self.public_seqs), "ring_msgs": list(self.ring_msgs),
+                "last_public": self.last_public,
+                "last_public_assigned": self.last_public_assigned}
 
     def _restore_gateway_state(self) -> int:
         """Load the newest intact gateway snapshot that the journal holds (its
@@ -404,7 +406,8 @@ class Server:
             return 0
         try:
             state = pickle.loads(snap.data)
-            view, seqs, ring = state["view"], state["public_seqs"], state["ring_msgs"]
+            view = pickle.loads(state["view"])
+            seqs, ring = state["public_seqs"], state["ring_msgs"]
             last_public, assigned = state["last_public"], state["last_public_assigned"]
         except Exception as exc:  # noqa: BLE001  (a snapshot of another version: scan instead)
             self.log.warning("gateway_snapshot_ignored", seq=snap.seq, reason=repr(exc))
@@ -1108,8 +1111,10 @@ class Server:
         def write() -> None:
             try:
                 write_snapshot(directory, seq, data, ts=ts, chain=chain)
-                write_snapshot(gateway_dir, seq, gateway, ts=ts, chain=chain)
-                log.info("snapshot_written", seq=seq, bytes=len(data), gateway_bytes=len(gateway))
+                gateway_data = pickle.dumps(gateway, protocol=pickle.HIGHEST_PROTOCOL)
+                write_snapshot(gateway_dir, seq, gateway_data, ts=ts, chain=chain)
+                log.info("snapshot_written", seq=seq, bytes=len(data),
+                         gateway_bytes=len(gateway_data))
             except OSError as exc:
                 log.error("snapshot_failed", seq=seq, error=str(exc))
 
