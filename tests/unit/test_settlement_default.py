@@ -21,9 +21,10 @@ from tests.unit.test_settlement import (FEES, OP, SELLER_BROKER, Sale, agreement
                                         exposure, reverse_award)
 
 
-def english(reserve: int = 0, **fields) -> tuple[Market, Sale, int, int, int, int]:
+def english(reserve: int = 0, log: bool = False,
+            **fields) -> tuple[Market, Sale, int, int, int, int]:
     """English lot L1: D 1,200 < C 1,500 < B 2,000 < A 3,000; A wins at 2,100."""
-    m = Market()
+    m = Market(log=log)
     seller = m.seller()
     a, b, c, d = (m.bidder(name) for name in ("Alice", "Bob", "Carol", "Dave"))
     m.lot("L1", seller=seller, reserve=reserve, **FEES, **fields)
@@ -283,7 +284,7 @@ def test_a_defaulter_s_resting_orders_are_cancelled_in_every_book():
 
 def test_a_defaulter_s_standing_bids_are_voided_and_the_english_price_recomputed():
     from exchange.events import (BidVoided, SealedBidCounted, SealedBidsRevealed)
-    m, sale, a, b, c, d = english()
+    m, sale, a, b, c, d = english(log=True)
     now = m.d.ts
     later = dict(opens_at=now + HOUR, closes_at=now + 60 * DAY)
     m.lot("L2", seller=sale.seller, **later)                           # English, no fees
@@ -310,6 +311,13 @@ def test_a_defaulter_s_standing_bids_are_voided_and_the_english_price_recomputed
     lot2 = m.state.lots["L2"]
     assert (lot2.leader, lot2.second_max, lot2.price) == (b, 1_500 * USD, 1_600 * USD)
     assert not m.state.lots["L4"].leader and not m.state.lots["L4"].maxes
+    # what the feed's board shows: every public event so far, in order
+    from gateway.board import Board
+    board = Board(session="S1")
+    board.apply(e for _, events in m.d.log for e in events if not e.to)
+    assert (board.lots["L2"].leader, board.lots["L2"].price) == (b, 1_600 * USD)
+    assert (board.lots["L4"].leader, board.lots["L4"].price) == (0, 1_000 * USD)  # starting bid
+    assert board.lots["L3"].bids == 1
     # A cannot bid again; the lots close without it
     assert m.refused("L2", a, 5_000 * USD).code == "party_frozen"
     closing = m.tick(now + 60 * DAY)
