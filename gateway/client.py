@@ -139,7 +139,8 @@ class _Session:
         return p.encode(p.Logon(heartbeat_ms=self.heartbeat_ms,
                                 cancel_on_disconnect=self.cod, notices=self.want_notices))
 
-    def batch_message(self, cmds: list[Any], client_ids: list[str] | None) -> tuple[list[str], bytes]:
+    def batch_message(self, cmds: list[Any], client_ids: list[str] | None
+                      ) -> tuple[list[str], bytes]:
         """Register ``cmds`` as pending; return their client ids and one Batch."""
         if not 1 <= len(cmds) <= p.MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {p.MAX_BATCH} commands, not {len(cmds)}")

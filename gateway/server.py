@@ -127,10 +127,11 @@ class _ResultsOut(msgspec.Struct, tag="Results", tag_field="type", kw_only=True)
 
 class JournalWriter(threading.Thread):
     """The journal's single writer. The engine thread hands it batches of
-    entries, ``(first seq, [(ts, payload), ...])``; it appends every batch handed over since its last
-    commit, commits them together (group commit) and reports the durable seq
-    and chain hash, waking the engine thread through an inproc socket. After
-    a failure (`JournalFailed`) it stops and reports it.
+    entries, ``(first seq, [(ts, payload), ...])``; it appends every batch
+    handed over since its last commit (`Journal.append_many`), commits them
+    together (group commit) and reports the durable seq and chain hash,
+    waking the engine thread through an inproc socket. After a failure
+    (`JournalFailed`) it stops and reports it.
 
     The hand-off is a `queue.SimpleQueue` (C: one put per batch, a blocking
     get that releases the GIL), not a `threading.Condition` (Python code and
