@@ -23,9 +23,10 @@ from exchange.commands import (AnswerOffer, CreateInstrument, CreateLot, CreateS
                                SetDisplayRate, StartCall, Uncross, BuyAtAsk, CancelOrder,
                                ModifyOrder, ConsumeUnits, VetLot, LowerReserve, SetSettlementRules,
                                RecordPayment, RecordDelivery, ConfirmReceipt, ReleaseFunds,
-                               DeclareDefault, AnswerReaward)
-from exchange.events import (CertificateIssued, CommandRejected, Event, LotAwarded, LotPassed,
-                             ReawardOffered, SettlementOpened, TradeExecuted)
+                               DeclareDefault, AnswerReaward, RecordUnitsPayment)
+from exchange.events import (CertificateIssued, CommandRejected, CreditChanged, Event,
+                             LotAwarded, LotPassed, ReawardOffered, SettlementOpened,
+                             TradeExecuted, TradeRecorded)
 from gateway.demo_catalogue import DemoLot, build_catalogue
 
 SECOND = 10**9
@@ -96,6 +97,8 @@ class DemoReport:
     certificates: int = 0
     defaults: int = 0
     reawarded: int = 0
+    units_payers: int = 0            # buyers of units whose payment was recorded
+    units_paid: int = 0              # and what they paid (minor units)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (command, code, text)
 
 
@@ -155,6 +158,7 @@ class DemoSession:
         self.actions: list[Action] = []
         self.rejected: list[tuple[str, str, str]] = []
         self.settled = self.defaults = self.reawarded = 0
+        self.units_payers = self.units_paid = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -397,8 +401,11 @@ class DemoSession:
     def settle(self) -> None:
         """Escrow: the buyers of the first sales pay in, the seller delivers the
         assignment deeds, the buyers confirm, the operator releases the funds
-        and a certificate is issued. One buyer never pays: it is declared in
-        default and the lot goes to the runner-up at its own last bid."""
+        and a certificate is issued. Buyers of licence units pay for them and
+        the operator records it, freeing their credit. One buyer never pays:
+        it is declared in default and the lot goes to the runner-up at its own
+        last bid."""
+        self.pay_for_units()
         brokers = {bidder.paddle: bidder.broker for bidder in self.bidders}
         opened = [event for event in self.venue.operator_events()
                   if isinstance(event, SettlementOpened) and event.serial in self.reserves]
@@ -431,9 +438,27 @@ class DemoSession:
         self.say(f"paddle {defaulter.buyer_paddle} defaulted on {defaulter.serial}; "
                  + (f"re-awarded to paddle {offers[-1].paddle}" if offers else "no runner-up"))
 
+    def pay_for_units(self) -> None:
+        """Each buyer of units pays what it owes for them (from the operators'
+        trade records); the operator records the payments."""
+        owed: dict[int, int] = {}
+        for event in self.venue.operator_events():
+            if isinstance(event, TradeRecorded) and event.instrument == ULR:
+                owed[event.buy_paddle] = owed.get(event.buy_paddle, 0) + event.price * event.qty
+        for paddle, amount in owed.items():
+            events = self.send(OPERATOR, RecordUnitsPayment(
+                session=SESSION, instrument=ULR, paddle=paddle, amount=amount,
+                reference=f"units wire {paddle}"))
+            if any(isinstance(event, CreditChanged) for event in events):
+                self.units_payers += 1
+                self.units_paid += amount
+        self.say(f"{self.units_payers} buyers of licence units paid "
+                 f"${self.units_paid // USD:,}; their credit is free again")
+
     def report(self) -> DemoReport:
         report = DemoReport(rejected=self.rejected, settled=self.settled,
-                            defaults=self.defaults, reawarded=self.reawarded)
+                            defaults=self.defaults, reawarded=self.reawarded,
+                            units_payers=self.units_payers, units_paid=self.units_paid)
         awards: dict[str, LotAwarded] = {}
         passes: dict[str, LotPassed] = {}
         for event in self.venue.public_events():

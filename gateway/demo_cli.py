@@ -100,4 +100,5 @@ def print_report(console, report) -> None:
     console.print(f"settlement: {report.settled} sales paid through escrow, delivered and "
                   f"released; {report.certificates} transaction certificates; "
                   f"{report.defaults} buyer default, {report.reawarded} lot re-awarded to the "
-                  f"runner-up")
+                  f"runner-up; {report.units_payers} buyers of units paid "
+                  f"{money(report.units_paid)}, their credit released")

@@ -29,6 +29,7 @@ def test_demo_session_uses_every_mechanism_and_ends_each_lot():
     assert report.units_traded > 0
     assert report.settled >= 5 and report.certificates == report.settled
     assert report.defaults == 1 and report.reawarded == 1
+    assert report.units_payers >= 1 and report.units_paid > 0
     assert outcomes["sold (reaward)"] == 1
     for row in report.lots:
         if "hammer" in row:
