@@ -23,7 +23,7 @@ import os
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 from recorder import format as fmt
 from recorder.format import Record
@@ -501,29 +501,8 @@ class Journal:
 
     def append(self, ts: int, kind: int, payload: bytes) -> int:
         """Frame a record and buffer it; return its seq. Not durable until
-        `commit` (in ``every`` mode it is written and synced here). O(len(payload)):
-        one CRC-32 and one SHA-256 over it (`recorder.format.encode_record`, inlined)."""
-        if self._failed is not None or self._closed or self.readonly:
-            if self._failed is not None:
-                raise JournalFailed(f"journal failed earlier: {self._failed}") from self._failed
-            raise ValueError("journal is closed" if self._closed else "journal is read-only")
-        size = len(payload)
-        if size > self.max_record:
-            raise RecordTooLarge(f"record of {size} bytes exceeds max_record {self.max_record}")
-        seq = self._last_seq + 1
-        body = _pack_body(size, seq, ts, kind, 0) + payload
-        chain = _sha256(self._head + body).digest()
-        if (seq - self._live_first) % INDEX_EVERY == 0:
-            self._live_index.append((seq, self._segments[-1].size + self._buf_bytes, self._live_max_ts))
-        if ts > self._live_max_ts:
-            self._live_max_ts = ts
-        buf = self._buf
-        buf.append(_pack_u32(_crc32(chain, _crc32(body))))
-        buf.append(body)
-        buf.append(chain)
-        self._buf_bytes += size + fmt.RECORD_OVERHEAD
-        self._last_seq = seq
-        self._head = chain
+        `commit` (in ``every`` mode it is written and synced here). O(len(payload))."""
+        seq = self._frame(kind, ((ts, payload),))
         if self.durability == "every":
             self._flush(sync=True)
         return seq
@@ -531,20 +510,25 @@ class Journal:
     def append_many(self, kind: int, records: list[tuple[int, bytes]]) -> int:
         """Append ``(ts, payload)`` records of one ``kind`` in order, exactly as
         that many `append` calls would (same bytes, same index); return the
-        last seq. The group-commit writer's loop: the checks run once and
-        the per-record work is local. O(total payload)."""
-        if self.durability == "every" or not records:
+        last seq. The group-commit writer's call. O(total payload)."""
+        if self.durability == "every":
             for ts, payload in records:
                 self.append(ts, kind, payload)
             return self._last_seq
+        return self._frame(kind, records)
+
+    def _frame(self, kind: int, records: Iterable[tuple[int, bytes]]) -> int:
+        """Frame records and buffer them; return the last seq. Per record one
+        CRC-32 and one SHA-256 (`recorder.format.encode_record`, inlined); the
+        checks run once and the loop uses locals."""
         if self._failed is not None or self._closed or self.readonly:
-            ts, payload = records[0]
-            return self.append(ts, kind, payload)          # raises as append does
+            if self._failed is not None:
+                raise JournalFailed(f"journal failed earlier: {self._failed}") from self._failed
+            raise ValueError("journal is closed" if self._closed else "journal is read-only")
         max_record = self.max_record
         pack_body, sha256, crc32, pack_u32 = _pack_body, _sha256, _crc32, _pack_u32
         overhead = fmt.RECORD_OVERHEAD
-        buf = self._buf
-        add = buf.append
+        add = self._buf.append
         live_size = self._segments[-1].size
         live_first = self._live_first
         live_index = self._live_index
@@ -567,7 +551,7 @@ class Journal:
                 add(chain)
                 buf_bytes += size + overhead
                 head = chain
-        finally:                      # what was appended stays appended, as with append
+        finally:                      # what was framed stays buffered, as with append
             self._last_seq, self._head = seq, head
             self._buf_bytes, self._live_max_ts = buf_bytes, max_ts
         return seq
