@@ -388,13 +388,18 @@ def rig():
         RESULTS["fdatasync"] = fdatasync_latency(data)
         yield data, endpoints, echo_endpoint, paddles, server.pid
     finally:
-        for proc in (server, echo):
-            proc.terminate()
-            proc.wait(timeout=60)
-            if proc.stdout is not None:
-                proc.stdout.close()
+        stop(server, echo)
         tmp.cleanup()
         report()
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    """End the servers and echoes this bench started."""
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def connections(rig: Any, n: int, echo: bool, context: zmq.Context) -> list[Conn]:
@@ -434,9 +439,8 @@ def test_gateway_latency_without_fsync(benchmark, rig):
     data = Path(tmp.name)
     server, endpoints = start_server(data, durability="none")
     try:
-        paddles = set_up_market(data)
-        conns = [Conn(context, data, f"bench{i}", endpoints["broker"], paddles[f"bench{i}"],
-                      logon=True) for i in range(1, LATENCY_CONNECTIONS + 1)]
+        conns = connections((data, endpoints, "", set_up_market(data), server.pid),
+                            LATENCY_CONNECTIONS, False, context)
         measured: dict[str, dict[str, float]] = {}
 
         def run() -> None:
@@ -449,10 +453,7 @@ def test_gateway_latency_without_fsync(benchmark, rig):
         RESULTS["latency_nosync"] = measured
     finally:
         context.destroy(linger=0)
-        server.terminate()
-        server.wait(timeout=60)
-        if server.stdout is not None:
-            server.stdout.close()
+        stop(server)
         tmp.cleanup()
 
 

@@ -4,9 +4,9 @@
                        their rebuildable .idx files, LOCK, and *.cut files
                        (bytes recovery moved aside after an unfinished write)
     DATA/snapshots/    NNNNNNNNNNNNNNNNNNNN.snap (named by the seq they cover)
-    DATA/gateway/      NNNNNNNNNNNNNNNNNNNN.snap: the gateway's state (feed, view,
-                       client ids) at that seq, so a restart reads the journal
-                       after it only (rebuildable from the journal)
+    DATA/gateway/      NNNNNNNNNNNNNNNNNNNN.snap: the gateway's feed state (Market
+                       seqs, ring, public view) at that seq, so a restart reads
+                       the journal after it only (rebuildable from the journal)
     DATA/analyst.sqlite  the analyst store (a projection, rebuildable)
 """
 
