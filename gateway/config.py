@@ -23,6 +23,7 @@ class Config:
     feed_port: int = 7803
     data_port: int = 7804
     durability: str = "group"            # journal: group | every | none
+    preallocate_bytes: int = 2 << 20      # zeros kept ahead of the journal's end (0: none)
     heartbeat_ms: int = 1000              # feed heartbeat and default session heartbeat
     max_message_bytes: int = 65536        # larger inbound frames drop the connection
     send_hwm: int = 10000                 # per connection; beyond it messages are dropped
@@ -48,6 +49,8 @@ class Config:
                      "keys_check_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.preallocate_bytes < 0:
+            raise ValueError("preallocate_bytes must be >= 0")
         return self
 
     def to_toml(self) -> str:

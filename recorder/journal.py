@@ -10,6 +10,14 @@ Costs: append O(len(payload)) (CRC-32 and one SHA-256); commit one write
 and at most one fdatasync; opening reads the headers and footers of closed
 segments and scans the live one, O(live segment); read seeks with a sparse
 index, O(1024 records) to start, then O(bytes read).
+
+Preallocation (``preallocate`` bytes, `Journal.reserve`): the writer may
+keep zeros written and synced ahead of the live segment's end, so a commit
+overwrites blocks the file already has and its fdatasync flushes data only,
+no size or extent change (ext4 here: fdatasync p50 170 -> 115 us, p99
+260-730 -> 180 us, CPU per commit 60 -> 40 us). A zero tail after the last
+record of the live segment is free space, not damage: readers stop there,
+verification accepts it, and reopening for writing truncates it.
 """
 
 from __future__ import annotations
@@ -82,11 +90,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (pwrite: no file position involved)."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = os.pwrite(fd, view, offset)
         view = view[written:]
+        offset += written
+
+
+def _all_zero(data: bytes, start: int) -> bool:
+    """Whether every byte of ``data`` from ``start`` on is zero. O(len) in C."""
+    return data.count(0, start) == len(data) - start
 
 
 def _read_file(path: Path, offset: int = 0, end: int | None = None) -> bytes:
@@ -325,20 +340,28 @@ class Journal:
         self._live_first = 1
         self._live_max_ts = -(1 << 63)
         self._unscanned: Segment | None = None    # read-only: live segment not scanned yet
+        self.preallocate = 0
+        self._allocated = 0          # bytes in the live segment's file (records + zeros)
 
     # ---------------------------------------------------------------- open
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, durability: str = "group",
-             segment_bytes: int = 64 << 20, max_record: int = 1 << 20) -> "Journal":
+             segment_bytes: int = 64 << 20, max_record: int = 1 << 20,
+             preallocate: int = 0) -> "Journal":
         """Open (creating if needed) the journal at ``path`` for writing.
 
         Recovers the live segment: keeps the longest valid prefix, moves the
-        rest aside to ``NAME.seg.OFFSET.cut``, truncates and syncs. Raises
-        `JournalCorrupt` for damage in a closed segment's header or footer
-        and `JournalLocked` if another writer has the directory.
+        rest aside to ``NAME.seg.OFFSET.cut`` (a tail of zeros is simply cut
+        off), truncates and syncs. Raises `JournalCorrupt` for damage in a
+        closed segment's header or footer and `JournalLocked` if another
+        writer has the directory. ``preallocate``: bytes of zeros `reserve`
+        keeps ahead of the live segment's end (0: none).
         """
+        if preallocate < 0:
+            raise ValueError("preallocate must be >= 0")
         journal = cls(Path(path), durability, segment_bytes, max_record, readonly=False)
+        journal.preallocate = preallocate
         try:
             journal._open_writer()
         except BaseException:
@@ -379,13 +402,15 @@ class Journal:
         else:
             if live.max_record != self.max_record:
                 if live.last_seq >= live.first_seq:
-                    self._fd = os.open(live.path, os.O_WRONLY | os.O_APPEND)
+                    self._fd = os.open(live.path, os.O_WRONLY)
+                    self._allocated = live.size
                     self._roll()
                 else:
                     self._segments.pop()
                     self._create_segment(live.first_seq, live.prev_chain)
             else:
-                self._fd = os.open(live.path, os.O_WRONLY | os.O_APPEND)
+                self._fd = os.open(live.path, os.O_WRONLY)
+                self._allocated = live.size
         self._written_seq = self._durable_seq = self._last_seq
 
     def _load(self) -> None:
@@ -455,14 +480,16 @@ class Journal:
         return seg
 
     def _cut_tail(self, path: Path, tail: bytes, keep: int) -> None:
-        """Move the bytes after the valid prefix aside and truncate. O(tail)."""
-        aside = path.with_name(f"{path.name}.{keep}.cut")
-        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, tail)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """Move the bytes after the valid prefix aside (unless they are all
+        zeros: preallocated space) and truncate. O(tail)."""
+        if not _all_zero(tail, 0):
+            aside = path.with_name(f"{path.name}.{keep}.cut")
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, tail, 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         fd = os.open(path, os.O_WRONLY)
         try:
             os.ftruncate(fd, keep)
@@ -474,7 +501,7 @@ class Journal:
     def _rewrite_header(self, seg: Segment) -> None:
         fd = os.open(seg.path, os.O_WRONLY | os.O_TRUNC)
         try:
-            _write_all(fd, fmt.encode_header(seg.first_seq, seg.prev_chain, self.max_record))
+            _write_all(fd, fmt.encode_header(seg.first_seq, seg.prev_chain, self.max_record), 0)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -570,19 +597,50 @@ class Journal:
         data = b"".join(self._buf)
         self._buf.clear()
         self._buf_bytes = 0
+        live = self._segments[-1]
         try:
-            _write_all(self._fd, data)
+            _write_all(self._fd, data, live.size)
             if sync:
                 os.fdatasync(self._fd)
         except OSError as exc:
             self._fail(exc)
-        live = self._segments[-1]
         live.size += len(data)
+        if live.size > self._allocated:
+            self._allocated = live.size
         live.last_seq = self._last_seq
         live.chain = self._head
         self._written_seq = self._durable_seq = self._last_seq
         if live.size >= self.segment_bytes:
             self._roll()
+
+    def reserve(self) -> int:
+        """Keep ``preallocate`` bytes of zeros written and synced ahead of the
+        live segment's end: when less than half is left, write zeros up to
+        ``preallocate`` ahead (never past the segment's size limit) and
+        fdatasync them. Call it when a pause is cheapest (after the replies of
+        a commit went out): 1 MiB costs ~1.3 ms here. Return the bytes
+        written. A failure stops preallocation (the journal itself goes on:
+        zeros written are free space) and raises the `OSError`.
+        O(bytes written)."""
+        if not self.preallocate or self._fd < 0 or self._failed is not None:
+            return 0
+        size = self._segments[-1].size
+        target = min(size + self.preallocate, max(self.segment_bytes, size))
+        if self._allocated - size >= self.preallocate // 2 or target <= self._allocated:
+            return 0
+        start = self._allocated
+        zeros = bytes(min(target - start, 1 << 20))
+        try:
+            offset = start
+            while offset < target:
+                _write_all(self._fd, zeros[:target - offset], offset)
+                offset += min(len(zeros), target - offset)
+                self._allocated = offset
+            os.fdatasync(self._fd)
+        except OSError:
+            self.preallocate = 0
+            raise
+        return target - start
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = exc
@@ -592,7 +650,10 @@ class Journal:
         """Close the live segment with a footer and start the next one."""
         live = self._segments[-1]
         try:
-            _write_all(self._fd, fmt.encode_footer(live.last_seq, live.last_seq - live.first_seq + 1, live.chain))
+            if self._allocated > live.size:     # preallocated zeros: the footer ends the file
+                os.ftruncate(self._fd, live.size)
+            _write_all(self._fd, fmt.encode_footer(live.last_seq, live.last_seq - live.first_seq + 1, live.chain),
+                       live.size)
             os.fdatasync(self._fd)
             os.close(self._fd)
             self._fd = -1
@@ -608,9 +669,10 @@ class Journal:
     def _create_segment(self, first_seq: int, prev_chain: bytes) -> None:
         seg = Segment(self.path / segment_name(first_seq), first_seq, prev_chain, self.max_record)
         try:
-            fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+            fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             self._fd = fd
-            _write_all(fd, fmt.encode_header(first_seq, prev_chain, self.max_record))
+            self._allocated = fmt.HEADER_SIZE
+            _write_all(fd, fmt.encode_header(first_seq, prev_chain, self.max_record), 0)
             os.fdatasync(fd)
             fsync_dir(self.path)
         except OSError as exc:
@@ -806,6 +868,8 @@ def verify_segment(data: bytes, name: str, first_seq: int, prev_chain: bytes, *,
         raise JournalCorrupt(name, "header", "previous chain hash does not match the previous segment", 0)
     scan = fmt.scan(data, fmt.HEADER_SIZE, len(data), first_seq, prev_chain, header.max_record,
                     verify_chain=True)
+    if last and scan.reason != fmt.CLEAN and _all_zero(data, scan.pos):
+        return scan.next_seq, scan.chain, scan.count      # preallocated space
     if scan.reason == fmt.BAD_LENGTH and len(data) - scan.pos == fmt.FOOTER_SIZE:
         footer = fmt.decode_footer(memoryview(data)[scan.pos:])
         if isinstance(footer, str):

@@ -133,14 +133,14 @@ def test_async_client_batch(exchange):
 def test_batches_end_a_turn_at_max_batch_entries_and_respect_the_backlog(tmp_path, monkeypatch):
     from gateway.server import Server
 
-    turns: list[int] = []               # entries handed to the journal per turn
-    submit = Server._submit
+    turns: list[int] = []               # entries committed per turn
+    commit = Server._commit
 
-    def counting_submit(self) -> None:
+    def counting_commit(self) -> None:
         if self.records:
             turns.append(len(self.records))
-        submit(self)
-    monkeypatch.setattr(Server, "_submit", counting_submit)
+        commit(self)
+    monkeypatch.setattr(Server, "_commit", counting_commit)
     with running(tmp_path, max_batch=64, max_backlog=200):
         context = zmq.Context()
         try:

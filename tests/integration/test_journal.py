@@ -269,3 +269,97 @@ def test_a_read_in_the_live_segment_sees_later_commits_before_a_roll(tmp_path):
     fill(small, 200)                            # ... which grows, then rolls, several times
     assert [r.seq for r in reader] == list(range(2, 211))
     small.close()
+
+
+# ------------------------------------------------------------------ preallocation
+
+def test_reserve_keeps_zeros_ahead_and_commits_overwrite_them(tmp_path):
+    journal = Journal.open(tmp_path / "j", preallocate=64 << 10)
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    assert journal.reserve() == 64 << 10
+    assert live.stat().st_size == fmt.HEADER_SIZE + (64 << 10)
+    assert journal.reserve() == 0                       # enough is there
+    fill(journal, 50)
+    assert live.stat().st_size == fmt.HEADER_SIZE + (64 << 10)   # written in place
+    size = journal.segments()[-1].size
+    assert size < fmt.HEADER_SIZE + (32 << 10)
+    assert journal.reserve() == 0                       # more than half is left
+    assert [r.seq for r in journal.read()] == list(range(1, 51))
+    view = Journal.open_readonly(tmp_path / "j")          # stops quietly at the zeros
+    assert view.last_seq == 50 and [r.seq for r in view.read(45)] == [45, 46, 47, 48, 49, 50]
+    assert verify_journal(tmp_path / "j").count == 50    # a zero tail is free space
+    fill(journal, 350)                                    # past half: the next reserve tops up
+    size = journal.segments()[-1].size
+    allocated = live.stat().st_size
+    assert allocated - size < 32 << 10 and allocated == fmt.HEADER_SIZE + (64 << 10)
+    assert journal.reserve() == size + (64 << 10) - allocated
+    assert live.stat().st_size == size + (64 << 10)
+    fill(journal, 2000)                                   # past the zeros: the file grows
+    size = journal.segments()[-1].size
+    assert live.stat().st_size == size
+    assert journal.reserve() == 64 << 10
+    journal.close()
+
+
+def test_reopening_cuts_a_zero_tail_without_keeping_it_aside(tmp_path):
+    journal = Journal.open(tmp_path / "j", preallocate=8192)
+    journal.reserve()
+    fill(journal, 20)
+    head = journal.head_hash
+    journal._release()                                    # killed: the zeros stay
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    assert live.stat().st_size == fmt.HEADER_SIZE + 8192
+    journal = Journal.open(tmp_path / "j", preallocate=8192)
+    assert journal.last_seq == 20 and journal.head_hash == head
+    assert live.stat().st_size == journal.segments()[-1].size
+    assert not [name for name in os.listdir(tmp_path / "j") if name.endswith(".cut")]
+    journal.reserve()
+    assert journal.append(9, 1, b"next") == 21
+    journal.commit()
+    journal.close()
+    assert [r.seq for r in read_journal(tmp_path / "j")] == list(range(1, 22))
+
+
+def test_a_torn_record_in_preallocated_space_is_cut_aside_with_the_zeros(tmp_path):
+    journal = Journal.open(tmp_path / "j", preallocate=4096)
+    journal.reserve()
+    fill(journal, 10)
+    size = journal.segments()[-1].size
+    journal._release()
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    record, _ = fmt.encode_record(11, 5, 1, b"torn", bytes(32))
+    with open(live, "r+b") as f:                          # half a record over the zeros
+        f.seek(size)
+        f.write(record[:20])
+    with pytest.raises(JournalCorrupt, match="record 11"):
+        verify_journal(tmp_path / "j")
+    journal = Journal.open(tmp_path / "j")
+    assert journal.last_seq == 10
+    aside = (tmp_path / "j" / f"{live.name}.{size}.cut").read_bytes()
+    assert aside[:20] == record[:20] and not aside[20:].strip(b"\0")
+    journal.close()
+
+
+def test_a_roll_drops_the_zeros_so_the_footer_ends_the_segment(tmp_path):
+    journal = Journal.open(tmp_path / "j", segment_bytes=8192, preallocate=4096)
+    for _ in range(30):
+        fill(journal, 20)
+        journal.reserve()
+    segments = journal.segments()
+    assert len(segments) > 3
+    for seg in segments[:-1]:
+        data = (tmp_path / "j" / seg.name).read_bytes()
+        assert len(data) == seg.size               # never reserved past the size limit
+        footer = fmt.decode_footer(data[-fmt.FOOTER_SIZE:])
+        assert footer == fmt.Footer(seg.last_seq, seg.last_seq - seg.first_seq + 1, seg.chain)
+    journal.close()
+    assert verify_journal(tmp_path / "j").count == 600
+    assert [r.seq for r in read_journal(tmp_path / "j")] == list(range(1, 601))
+
+
+def test_reserve_is_off_without_preallocate_and_refuses_a_negative_size(tmp_path):
+    journal = Journal.open(tmp_path / "j")
+    assert journal.reserve() == 0
+    journal.close()
+    with pytest.raises(ValueError, match="preallocate"):
+        Journal.open(tmp_path / "k", preallocate=-1)

@@ -275,6 +275,16 @@ class TestFileJournal(JournalContract):
         monkeypatch.setattr(os, "fsync", failing)
 
 
+class TestPreallocatedFileJournal(TestFileJournal):
+    """The file journal writing over zeros it reserved ahead (`Journal.reserve`):
+    every record of these tests lands in preallocated space."""
+
+    def open(self, **options):
+        journal = Journal.open(self.path, preallocate=1 << 20, **options)
+        journal.reserve()
+        return journal
+
+
 class TestMemoryJournal(JournalContract):
     @pytest.fixture(autouse=True)
     def _storage(self):
