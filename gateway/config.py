@@ -30,7 +30,7 @@ class Config:
     recv_hwm: int = 10000
     feed_hwm: int = 100000
     max_batch: int = 2048                 # messages read from a socket per loop turn
-    max_backlog: int = 20000              # entries applied but not yet durable, at most
+    max_backlog: int = 20000              # entries applied before one commit, at most
     tick_ms: int = 10                     # clock resolution for timers when idle
     snapshot_every: int = 100000          # journal entries between snapshots
     snapshot_seconds: int = 300           # and at most this long between snapshots

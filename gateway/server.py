@@ -64,11 +64,12 @@ from gateway.view import MarketView
 from gateway.zap import ZapHandler
 from recorder import layout
 from recorder.format import KIND_ENTRY
-from recorder.journal import Journal, JournalFailed
+from recorder.journal import Journal, JournalFailed, RecordTooLarge
 
 NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 10**9
 RECENT_RESULTS = 65536          # entries whose events are kept to answer resends
+MAX_ENTRY_BYTES = 16 << 20      # one command and all its events (a mass cancel of many orders)
 PORTS = ("broker", "operator", "feed", "data")
 FREEZE_EVERY = 1000             # entries between gc.freeze() calls (O(1) each)
 REFUSALS_LOGGED = 100           # refusal log lines per user and port ...
@@ -155,7 +156,7 @@ class Server:
         self.snapshot_dir = layout.snapshot_dir(self.data_dir)
         started = time.monotonic()
         self.journal = Journal.open(self.journal_dir, durability=cfg.durability,
-                                    preallocate=cfg.preallocate_bytes)
+                                    max_record=MAX_ENTRY_BYTES, preallocate=cfg.preallocate_bytes)
         self.engine: Engine = recovery.rebuild(self.data_dir, journal=self.journal)
         if self.engine.state.last_seq != self.journal.last_seq:
             raise RuntimeError(f"recovered engine at seq {self.engine.state.last_seq} but the "
@@ -423,7 +424,7 @@ class Server:
         try:
             journal.append_many(KIND_ENTRY, records)
             self.durable_seq = journal.commit()
-        except (JournalFailed, OSError) as exc:
+        except (JournalFailed, RecordTooLarge, OSError) as exc:
             self.failed = exc
             self.outbox.clear()
             self.pub_pending.clear()
