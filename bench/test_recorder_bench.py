@@ -75,6 +75,7 @@ def report():
     lines.append("ratios:")
     ratio("journal group", "raw write+fdatasync per batch", "group mode / raw write+fdatasync per batch")
     ratio("journal every", "raw write+fdatasync per record", "every mode / raw write+fdatasync per record")
+    ratio("journal every, preallocated", "journal every", "every mode preallocated / not")
     ratio("journal none", "raw write per batch (no sync)", "none mode / raw write per batch (no sync)")
     ratio("journal group", "journal every", "group mode / every mode")
     ratio("store projection rows", "plain executemany rows", "projection / plain executemany (rows/s)")
@@ -106,14 +107,20 @@ def _rate(benchmark, name: str, count: int) -> None:
 # appends
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", ["group", "none", "every"])
+@pytest.mark.parametrize("mode", ["group", "none", "every", "every, preallocated"])
 def test_append(benchmark, workdir, payloads, mode):
-    n = SYNCED if mode == "every" else RECORDS
+    """Append and commit; "every, preallocated" syncs each record over zeros
+    `Journal.reserve` wrote ahead (the file's size never changes)."""
+    durability, _, preallocated = mode.partition(", ")
+    n = SYNCED if durability == "every" else RECORDS
     work = _work(payloads, n)
     batches = [work[i:i + BATCH] for i in range(0, n, BATCH)]
 
     def setup():
-        return (Journal.open(_fresh(workdir, f"append-{mode}"), durability=mode),), {}
+        journal = Journal.open(_fresh(workdir, f"append-{durability}"), durability=durability,
+                               preallocate=(n * 700 + (1 << 20)) if preallocated else 0)
+        journal.reserve()
+        return (journal,), {}
 
     def run(journal: Journal) -> None:
         append = journal.append
