@@ -322,3 +322,27 @@ def test_restored_client_ids_roll_with_the_trading_day(tmp_path, shifted_clock):
         assert b1.request(RegisterParty(name="Borealis"), client_id="roll-2").resent
         fresh = b1.ok(cmd, client_id="roll-1")
         assert not fresh.resent and fresh.seq > first.seq
+
+
+def test_the_server_writes_over_preallocated_zeros_and_a_restart_drops_them(tmp_path):
+    from recorder.journal import Journal, verify_journal
+
+    journal_dir = tmp_path / "journal"
+    with running(tmp_path, preallocate_bytes=1 << 20) as server:
+        with client(tmp_path, "b1") as b1:
+            first = b1.ok(RegisterParty(name="Zero One"), client_id="z-1")
+            for i in range(20):
+                b1.ok(RegisterParty(name=f"Zero {i + 2}"))
+            live = sorted(journal_dir.glob("*.seg"))[-1]
+            view = Journal.open_readonly(journal_dir)
+            assert view.last_seq == server.durable_seq       # readers stop at the zeros
+            assert live.stat().st_size >= view.segments()[-1].size + (512 << 10)
+            assert verify_journal(journal_dir).count == server.durable_seq
+        last = server.durable_seq
+    with running(tmp_path, preallocate_bytes=0) as server:   # reopened: the zeros are cut
+        assert server.durable_seq == last
+        assert live.stat().st_size == Journal.open_readonly(journal_dir).segments()[-1].size
+        assert not list(journal_dir.glob("*.cut"))
+        with client(tmp_path, "b1") as b1:
+            assert b1.request(RegisterParty(name="Zero One"), client_id="z-1").seq == first.seq
+            assert b1.ok(RegisterParty(name="Zero after")).seq == last + 1
