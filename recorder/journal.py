@@ -615,20 +615,21 @@ class Journal:
 
     def reserve(self) -> int:
         """Keep ``preallocate`` bytes of zeros written and synced ahead of the
-        live segment's end: when less than half is left, write zeros up to
-        ``preallocate`` ahead (never past the segment's size limit) and
-        fdatasync them. Call it when a pause is cheapest (after the replies of
-        a commit went out): 1 MiB costs ~1.3 ms here. Return the bytes
-        written. A failure stops preallocation (the journal itself goes on:
-        zeros written are free space) and raises the `OSError`.
+        live segment's end: once an eighth of them has been written over,
+        write zeros up to ``preallocate`` ahead again (never past the
+        segment's size limit) and fdatasync them. Call it when a pause is
+        cheapest (after the replies of a commit went out); small steps keep
+        the pause short (256 KiB: ~0.3 ms here, 1 MiB: ~0.7-1.2 ms). Return
+        the bytes written. A failure stops preallocation (the journal itself
+        goes on: zeros written are free space) and raises the `OSError`.
         O(bytes written)."""
         if not self.preallocate or self._fd < 0 or self._failed is not None:
             return 0
         size = self._segments[-1].size
         target = min(size + self.preallocate, max(self.segment_bytes, size))
-        if self._allocated - size >= self.preallocate // 2 or target <= self._allocated:
-            return 0
         start = self._allocated
+        if target - start < max(self.preallocate // 8, 1):
+            return 0
         zeros = bytes(min(target - start, 1 << 20))
         try:
             offset = start
