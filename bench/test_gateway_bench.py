@@ -28,7 +28,9 @@ second of quiet; then the throughput runs.
   second) over 4 connections. Each order has a scheduled send time
   (start + i / rate); latency is its ack time minus its *scheduled* time, so
   a stall delays every order behind it and shows up in the figures (no
-  coordinated omission). p50, p99, p99.9 and max.
+  coordinated omission). p50, p99, p99.9 and max. The 10,000/s run is
+  repeated ``GATEWAY_BENCH_LATENCY_ROUNDS`` times (default 5) and the round
+  with the median p99 reported, every round listed beside it.
 - Echo: a bare ROUTER that sends every message straight back (same CURVE
   keys, no ZAP, no decoding), in its own process, driven by the same load
   generator with the same message sizes. Its figures are the ceiling the
@@ -78,6 +80,10 @@ WINDOW = int(os.environ.get("GATEWAY_BENCH_WINDOW", "256"))
 CONNECTIONS = (1, 4, 16)
 BATCHES = (10, 100)          # orders per Batch message in the batched throughput runs
 RATES = (1_000, 10_000, 30_000)
+# The 10,000/s run, whose p99 the issue sets a goal for, is repeated: on this
+# shared 2-core machine one run's p99 varies 1.4-3.5 ms. The round with the
+# median p99 is reported, with every round's figures beside it.
+LATENCY_ROUNDS = {10_000: int(os.environ.get("GATEWAY_BENCH_LATENCY_ROUNDS", "5"))}
 LATENCY_CONNECTIONS = 4
 INSTRUMENT = "ULR-B"
 
@@ -418,10 +424,15 @@ def test_gateway_latency(benchmark, rig, rate):
 
         def run() -> None:
             measured["fdatasync"] = fdatasync_latency(rig[0])
-            time.sleep(1.0)
-            with CpuMeter(rig[4]) as cpu:
-                measured["gateway"] = latency(conns, rate, SECONDS, echo=False)
-            measured["gateway"].update(cpu.per(measured["gateway"]["orders"]))
+            rounds = []
+            for _ in range(LATENCY_ROUNDS.get(rate, 1)):
+                time.sleep(1.0)
+                with CpuMeter(rig[4]) as cpu:
+                    found = latency(conns, rate, SECONDS, echo=False)
+                found.update(cpu.per(found["orders"]))
+                rounds.append(found)
+            measured["gateway"] = sorted(rounds, key=lambda r: r["p99_us"])[len(rounds) // 2]
+            measured["rounds"] = rounds
             measured["echo"] = latency(echo_conns, rate, SECONDS, echo=True)
         benchmark.pedantic(run, rounds=1, iterations=1)
         benchmark.extra_info.update(measured)
@@ -583,6 +594,11 @@ def report() -> None:
                          f"{f['p99_us']:,.0f} us  max {f['max_us']:,.0f} us; CPU per order: "
                          f"server {g['server_cpu_us']:.0f} us, generator "
                          f"{g['generator_cpu_us']:.0f} us")
+            if len(found.get("rounds", [])) > 1:
+                lines.append(f"  {'':>16} {len(found['rounds'])} rounds (the median p99 above), "
+                             "p50 / p99 / p99.9 us: " + ", ".join(
+                                 f"{r['p50_us']:,.0f} / {r['p99_us']:,.0f} / {r['p999_us']:,.0f}"
+                                 for r in found["rounds"]))
     found = RESULTS.get("latency_nosync")
     if found:
         g = found["gateway"]
