@@ -346,3 +346,44 @@ def test_the_server_writes_over_preallocated_zeros_and_a_restart_drops_them(tmp_
         with client(tmp_path, "b1") as b1:
             assert b1.request(RegisterParty(name="Zero One"), client_id="z-1").seq == first.seq
             assert b1.ok(RegisterParty(name="Zero after")).seq == last + 1
+
+
+def test_periodic_snapshots_are_written_by_a_forked_child_while_the_loop_serves(
+        tmp_path, monkeypatch, capsys):
+    import json
+    import os
+
+    from gateway import server as server_module
+
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+    monkeypatch.setattr(server_module.os, "fork", counting_fork)
+    snapshots = tmp_path / "snapshots"
+    with running(tmp_path, snapshot_every=5) as server, client(tmp_path, "b1") as b1:
+        for i in range(6):
+            b1.ok(RegisterParty(name=f"Snap {i}"))
+        assert wait_for(lambda: list(snapshots.glob("*.snap")) and server._snapshot_child is None)
+        assert forks, "the snapshot was written by a child process"
+        written = sorted(snapshots.glob("*.snap"))
+        assert int(written[-1].stem) >= 5
+        assert (tmp_path / "gateway" / written[-1].name).exists()
+        # a child that cannot write is reported and the loop goes on serving
+        server.snapshot_dir = tmp_path / "not-a-directory"
+        server.snapshot_dir.write_text("")
+        for i in range(6):
+            b1.ok(RegisterParty(name=f"Later {i}"))
+        assert wait_for(lambda: len(forks) >= 2 and server._snapshot_child is None)
+        assert b1.ok(RegisterParty(name="Still served")).accepted
+        server.snapshot_dir = snapshots
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+              if line.startswith("{")]
+    assert any(e["event"] == "snapshot_written" and e["seq"] >= 5 for e in logged)
+    assert any(e["event"] == "snapshot_failed" and e["exit_code"] == 1 for e in logged)
+    with running(tmp_path) as server:               # restarts from the newest snapshot
+        assert server.durable_seq >= 13
