@@ -698,12 +698,20 @@ class Journal:
             pass
 
     def close(self) -> None:
-        """Commit what is buffered (unless failed) and release the directory."""
+        """Commit what is buffered (unless failed), drop the preallocated
+        zeros and release the directory."""
         if self._closed:
             return
         try:
             if self._buf and self._failed is None:
                 self.commit()
+            size = self._segments[-1].size if self._segments else 0
+            if self._fd >= 0 and self._failed is None and self._allocated > size:
+                try:
+                    os.ftruncate(self._fd, size)
+                    os.fsync(self._fd)
+                except OSError:
+                    pass      # zeros left behind are free space; the next open cuts them
         finally:
             self._closed = True
             self._release()

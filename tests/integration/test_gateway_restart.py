@@ -324,7 +324,7 @@ def test_restored_client_ids_roll_with_the_trading_day(tmp_path, shifted_clock):
         assert not fresh.resent and fresh.seq > first.seq
 
 
-def test_the_server_writes_over_preallocated_zeros_and_a_restart_drops_them(tmp_path):
+def test_the_server_writes_over_preallocated_zeros_and_drops_them_when_it_stops(tmp_path):
     from recorder.journal import Journal, verify_journal
 
     journal_dir = tmp_path / "journal"
@@ -339,7 +339,7 @@ def test_the_server_writes_over_preallocated_zeros_and_a_restart_drops_them(tmp_
             assert live.stat().st_size >= view.segments()[-1].size + (512 << 10)
             assert verify_journal(journal_dir).count == server.durable_seq
         last = server.durable_seq
-    with running(tmp_path, preallocate_bytes=0) as server:   # reopened: the zeros are cut
+    with running(tmp_path, preallocate_bytes=0) as server:   # stopped: the zeros are gone
         assert server.durable_seq == last
         assert live.stat().st_size == Journal.open_readonly(journal_dir).segments()[-1].size
         assert not list(journal_dir.glob("*.cut"))
