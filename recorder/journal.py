@@ -623,7 +623,8 @@ class Journal:
         the bytes written. A failure stops preallocation (the journal itself
         goes on: zeros written are free space) and raises the `OSError`.
         O(bytes written)."""
-        if not self.preallocate or self._fd < 0 or self._failed is not None:
+        if (not self.preallocate or self._fd < 0 or self._failed is not None
+                or self.durability == "none"):     # nothing is synced: nothing to gain
             return 0
         size = self._segments[-1].size
         target = min(size + self.preallocate, max(self.segment_bytes, size))

@@ -358,8 +358,11 @@ def test_a_roll_drops_the_zeros_so_the_footer_ends_the_segment(tmp_path):
     assert [r.seq for r in read_journal(tmp_path / "j")] == list(range(1, 601))
 
 
-def test_reserve_is_off_without_preallocate_and_refuses_a_negative_size(tmp_path):
+def test_reserve_is_off_without_preallocate_or_syncs_and_refuses_a_negative_size(tmp_path):
     journal = Journal.open(tmp_path / "j")
+    assert journal.reserve() == 0
+    journal.close()
+    journal = Journal.open(tmp_path / "n", durability="none", preallocate=4096)
     assert journal.reserve() == 0
     journal.close()
     with pytest.raises(ValueError, match="preallocate"):
