@@ -180,7 +180,6 @@ class Server:
         self.ids_yesterday: dict[tuple[str, str], tuple[int, Any]] = {}
         self.today = trading_day(max(time.time_ns(), self.last_ts))
         self.recent: dict[int, tuple[int, list[Any]]] = {}    # seq -> (ts, events)
-        self.reader: Journal | None = None
         self.gateway_snapshot_dir = layout.gateway_snapshot_dir(self.data_dir)
         covered = self._restore_gateway_state()
         self._scan_journal(covered)
@@ -788,11 +787,9 @@ class Server:
         self.recent.pop(seq - RECENT_RESULTS, None)
 
     def _read(self, seq: int) -> Any:
-        """Return the decoded journal entry ``seq`` (durable) through a
-        read-only view of the journal, apart from the writer."""
-        if self.reader is None or seq > self.reader.last_seq:
-            self.reader = Journal.open_readonly(self.journal_dir)
-        for record in self.reader.read(seq):
+        """Return the decoded journal entry ``seq`` (durable: committed, so
+        the writer's own view holds it)."""
+        for record in self.journal.read(seq):
             return decode_entry(record.payload)
         raise LookupError(f"journal entry {seq} not found")
 
@@ -806,9 +803,7 @@ class Server:
         journal below the recent ones, then from memory. O(entries)."""
         seq = first
         if seq <= last and seq not in self.recent:
-            if self.reader is None or last > self.reader.last_seq:
-                self.reader = Journal.open_readonly(self.journal_dir)
-            for record in self.reader.read(seq):
+            for record in self.journal.read(seq):
                 if record.seq > last or record.seq in self.recent:
                     break
                 entry = decode_entry(record.payload)
