@@ -1002,7 +1002,16 @@ class Server:
         self._flush()                 # every Market message up to seq is in the ring
         self.entries_since_snapshot = 0
         self.last_snapshot_wall = time.monotonic()
-        if force or not hasattr(os, "fork"):
+        started = time.monotonic()
+        pid = -1
+        if not force and hasattr(os, "fork"):
+            try:
+                with warnings.catch_warnings():   # Python 3.12+ warns of fork beside threads
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+            except OSError as exc:                # no memory or processes left: write it here
+                self.log.warning("snapshot_fork_failed", seq=seq, error=str(exc))
+        if pid < 0:
             try:
                 written = self._write_snapshots()
             except OSError as exc:
@@ -1010,10 +1019,6 @@ class Server:
             else:
                 self.log.info("snapshot_written", seq=seq, **written)
             return
-        started = time.monotonic()
-        with warnings.catch_warnings():   # Python 3.12+ warns of fork beside threads
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
         if pid == 0:                      # the child: no logging, no ZeroMQ, no return
             code = 2
             try:

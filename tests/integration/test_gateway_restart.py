@@ -387,3 +387,25 @@ def test_periodic_snapshots_are_written_by_a_forked_child_while_the_loop_serves(
     assert any(e["event"] == "snapshot_failed" and e["exit_code"] == 1 for e in logged)
     with running(tmp_path) as server:               # restarts from the newest snapshot
         assert server.durable_seq >= 13
+
+
+def test_a_snapshot_is_written_in_place_when_the_server_cannot_fork(tmp_path, monkeypatch,
+                                                                     capsys):
+    import errno
+    import json
+
+    from gateway import server as server_module
+
+    def no_fork() -> int:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory (injected)")
+    monkeypatch.setattr(server_module.os, "fork", no_fork)
+    with running(tmp_path, snapshot_every=3) as server, client(tmp_path, "b1") as b1:
+        for i in range(4):
+            b1.ok(RegisterParty(name=f"No fork {i}"))
+        assert wait_for(lambda: list((tmp_path / "snapshots").glob("*.snap")))
+        assert b1.ok(RegisterParty(name="Still served")).accepted
+        assert server.failed is None
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+              if line.startswith("{")]
+    assert any(e["event"] == "snapshot_fork_failed" for e in logged)
+    assert any(e["event"] == "snapshot_written" and "bytes" in e for e in logged)
