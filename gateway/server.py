@@ -41,6 +41,7 @@ import datetime
 import json
 import os
 import pickle
+import signal
 import threading
 import time
 import warnings
@@ -75,6 +76,7 @@ MAX_ENTRY_BYTES = 16 << 20      # one command and all its events (a mass cancel 
 # entries: a bigger turn means a saturated loop, where one fdatasync per
 # hundreds of entries gains nothing from them and writing them costs ~5 %.
 RESERVE_TURNS_UP_TO = 256
+SNAPSHOT_CHILD_WAIT_S = 120     # on shutdown, then a snapshot child still writing is killed
 PORTS = ("broker", "operator", "feed", "data")
 FREEZE_EVERY = 1000             # entries between gc.freeze() calls (O(1) each)
 REFUSALS_LOGGED = 100           # refusal log lines per user and port ...
@@ -1047,15 +1049,25 @@ class Server:
         return {"bytes": len(data), "gateway_bytes": len(gateway)}
 
     def _reap_snapshot(self, block: bool) -> bool:
-        """Collect the snapshot child if it has ended (or wait for it) and log
-        how it went; return whether it has ended."""
+        """Collect the snapshot child if it has ended (or wait for it, at most
+        SNAPSHOT_CHILD_WAIT_S, then kill it) and log how it went; return
+        whether it has ended."""
         assert self._snapshot_child is not None
         pid, seq, started = self._snapshot_child
-        try:
-            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:         # reaped elsewhere: nothing to report
-            self._snapshot_child = None
-            return True
+        deadline = time.monotonic() + SNAPSHOT_CHILD_WAIT_S
+        while True:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:         # reaped elsewhere: nothing to report
+                self._snapshot_child = None
+                return True
+            if done or not block:
+                break
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                done, status = os.waitpid(pid, 0)
+                break
+            time.sleep(0.005)
         if done == 0:
             return False
         self._snapshot_child = None

@@ -409,3 +409,33 @@ def test_a_snapshot_is_written_in_place_when_the_server_cannot_fork(tmp_path, mo
               if line.startswith("{")]
     assert any(e["event"] == "snapshot_fork_failed" for e in logged)
     assert any(e["event"] == "snapshot_written" and "bytes" in e for e in logged)
+
+
+def test_shutdown_kills_a_snapshot_child_that_hangs_and_snapshots_in_place(
+        tmp_path, monkeypatch, capsys):
+    import json
+    import os
+    import time
+
+    from gateway import server as server_module
+
+    parent = os.getpid()
+    write = server_module.Server._write_snapshots
+
+    def hanging_in_the_child(self):
+        if os.getpid() != parent:
+            time.sleep(600)
+        return write(self)
+    monkeypatch.setattr(server_module.Server, "_write_snapshots", hanging_in_the_child)
+    monkeypatch.setattr(server_module, "SNAPSHOT_CHILD_WAIT_S", 0.5)
+    started = time.monotonic()
+    with running(tmp_path, snapshot_every=3) as server, client(tmp_path, "b1") as b1:
+        for i in range(4):
+            b1.ok(RegisterParty(name=f"Hang {i}"))
+        assert wait_for(lambda: server._snapshot_child is not None)
+        b1.ok(RegisterParty(name="served while the child hangs"))
+    assert time.monotonic() - started < 30
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+              if line.startswith("{")]
+    assert any(e["event"] == "snapshot_failed" and e["exit_code"] == -9 for e in logged)
+    assert sorted((tmp_path / "snapshots").glob("*.snap"))[-1].stem == f"{server.durable_seq:020d}"
