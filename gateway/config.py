@@ -12,6 +12,30 @@ from pathlib import Path
 
 DURABILITIES = ("group", "every", "none")
 
+SETTINGS: dict[str, str] = {
+    "host": "address every socket binds to",
+    "broker_port": "brokers' ROUTER (CURVE)",
+    "operator_port": "operators' ROUTER (CURVE)",
+    "feed_port": "public market-data PUB",
+    "data_port": "snapshot and replay ROUTER (CURVE)",
+    "durability": "journal: group (one fdatasync per loop turn) | every (one per entry) | "
+                  "none (never synced: tests only)",
+    "preallocate_bytes": "zeros kept written ahead of the journal's end, so commits sync "
+                         "data only (0: none)",
+    "heartbeat_ms": "feed heartbeat and the default session heartbeat",
+    "max_message_bytes": "a larger inbound frame drops the connection",
+    "send_hwm": "messages queued per connection; beyond it they are dropped (it resends)",
+    "recv_hwm": "messages queued from one connection before ZeroMQ pushes back",
+    "feed_hwm": "messages queued per feed subscriber; beyond it they are dropped",
+    "max_batch": "messages (and entries) handled per loop turn",
+    "max_backlog": "entries applied before one commit, at most",
+    "tick_ms": "clock resolution for timers when nothing else arrives",
+    "snapshot_every": "journal entries between snapshots",
+    "snapshot_seconds": "and at most this long between snapshots",
+    "feed_ring": "Market messages kept in memory for replay requests",
+    "keys_check_ms": "how often the key store is checked for changes (revocations)",
+}
+
 
 @dataclass
 class Config:
@@ -22,20 +46,20 @@ class Config:
     operator_port: int = 7802
     feed_port: int = 7803
     data_port: int = 7804
-    durability: str = "group"            # journal: group | every | none
-    preallocate_bytes: int = 2 << 20      # zeros kept ahead of the journal's end (0: none)
-    heartbeat_ms: int = 1000              # feed heartbeat and default session heartbeat
-    max_message_bytes: int = 65536        # larger inbound frames drop the connection
-    send_hwm: int = 10000                 # per connection; beyond it messages are dropped
+    durability: str = "group"
+    preallocate_bytes: int = 2 << 20
+    heartbeat_ms: int = 1000
+    max_message_bytes: int = 65536
+    send_hwm: int = 10000
     recv_hwm: int = 10000
     feed_hwm: int = 100000
-    max_batch: int = 2048                 # messages read from a socket per loop turn
-    max_backlog: int = 20000              # entries applied before one commit, at most
-    tick_ms: int = 10                     # clock resolution for timers when idle
-    snapshot_every: int = 100000          # journal entries between snapshots
-    snapshot_seconds: int = 300           # and at most this long between snapshots
-    feed_ring: int = 65536                # Market messages kept in memory for replay
-    keys_check_ms: int = 500              # how often the key store is checked for changes
+    max_batch: int = 2048
+    max_backlog: int = 20000
+    tick_ms: int = 10
+    snapshot_every: int = 100000
+    snapshot_seconds: int = 300
+    feed_ring: int = 65536
+    keys_check_ms: int = 500
 
     def validate(self) -> "Config":
         if self.durability not in DURABILITIES:
@@ -54,9 +78,11 @@ class Config:
         return self
 
     def to_toml(self) -> str:
+        """Return the settings as TOML, each under a comment saying what it does."""
         lines = ["# lotex server configuration (lotex serve). Ports 0 = any free port.", ""]
         for f in fields(self):
             value = getattr(self, f.name)
+            lines.append(f"# {SETTINGS[f.name]}")
             lines.append(f"{f.name} = {json.dumps(value)}")
         return "\n".join(lines) + "\n"
 

@@ -1,0 +1,34 @@
+"""The server's configuration file: made with the defaults on first start,
+every setting explained by a comment, read back strictly."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from gateway.config import SETTINGS, Config, load, load_or_create
+
+
+def test_first_start_writes_every_setting_under_a_comment_and_reads_it_back(tmp_path):
+    config, path, created = load_or_create(tmp_path)
+    assert created and path == tmp_path / "config.toml" and config == Config()
+    lines = path.read_text().splitlines()
+    for f in fields(Config):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{f.name} = "))
+        assert lines[at - 1] == f"# {SETTINGS[f.name]}"
+    again, _, created = load_or_create(tmp_path)
+    assert not created and again == config
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("max_batchh = 10\n", "unknown settings max_batchh"),
+    ("durability = \"sometimes\"\n", "durability must be one of"),
+    ("preallocate_bytes = -1\n", "preallocate_bytes must be >= 0"),
+    ("max_backlog = 0\n", "max_backlog must be positive"),
+    ("broker_port = 70000\n", "broker_port 70000 is not a TCP port"),
+])
+def test_a_bad_setting_is_refused_with_its_reason(tmp_path, text, reason):
+    (tmp_path / "config.toml").write_text(text)
+    with pytest.raises(ValueError, match=reason):
+        load(tmp_path / "config.toml")
