@@ -203,7 +203,8 @@ class Server:
         self.entries_since_snapshot = self.durable_seq - covered
         self.entries_since_freeze = 0
         self.last_snapshot_wall = time.monotonic()
-        self._snapshot_child: tuple[int, int, float] | None = None   # (pid, seq, started)
+        # (pid, seq it covers, when forked, how long the loop paused for the fork in ms)
+        self._snapshot_child: tuple[int, int, float, float] | None = None
         self.last_env_ns = 0
         self.last_feed_out = time.monotonic_ns()
         self.last_housekeeping = 0
@@ -1032,9 +1033,7 @@ class Server:
                 code = 1
             finally:
                 os._exit(code)
-        self._snapshot_child = (pid, seq, started)
-        self.log.debug("snapshot_forked", seq=seq, pid=pid,
-                       pause_ms=round((time.monotonic() - started) * 1000, 1))
+        self._snapshot_child = (pid, seq, started, round((time.monotonic() - started) * 1000, 1))
 
     def _write_snapshots(self) -> dict[str, int]:
         """Write the engine's and the gateway's snapshots at the last seq
@@ -1053,7 +1052,7 @@ class Server:
         SNAPSHOT_CHILD_WAIT_S, then kill it) and log how it went; return
         whether it has ended."""
         assert self._snapshot_child is not None
-        pid, seq, started = self._snapshot_child
+        pid, seq, started, pause_ms = self._snapshot_child
         deadline = time.monotonic() + SNAPSHOT_CHILD_WAIT_S
         while True:
             try:
@@ -1073,7 +1072,7 @@ class Server:
         self._snapshot_child = None
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
-            self.log.info("snapshot_written", seq=seq,
+            self.log.info("snapshot_written", seq=seq, pause_ms=pause_ms,
                           ms=round((time.monotonic() - started) * 1000, 1))
         else:
             self.log.error("snapshot_failed", seq=seq, exit_code=code,

@@ -383,7 +383,8 @@ def test_periodic_snapshots_are_written_by_a_forked_child_while_the_loop_serves(
         server.snapshot_dir = snapshots
     logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()
               if line.startswith("{")]
-    assert any(e["event"] == "snapshot_written" and e["seq"] >= 5 for e in logged)
+    assert any(e["event"] == "snapshot_written" and e["seq"] >= 5 and e["pause_ms"] < 1000
+               for e in logged)
     assert any(e["event"] == "snapshot_failed" and e["exit_code"] == 1 for e in logged)
     with running(tmp_path) as server:               # restarts from the newest snapshot
         assert server.durable_seq >= 13
