@@ -312,9 +312,10 @@ class Server:
         """Return the feed's state (view, Market seqs, ring) as of the last
         applied entry, for the gateway snapshot. Client ids are not in it (a
         busy day's would take seconds to pickle): a start reads them from the
-        journal's last two trading days."""
+        journal's last two trading days. It is pickled at once (in the
+        snapshot child, or in place at shutdown), so nothing is copied."""
         return {"view": pickle.dumps(self.view, protocol=pickle.HIGHEST_PROTOCOL),
-                "public_seqs": array("q", self.public_seqs), "ring_msgs": list(self.ring_msgs),
+                "public_seqs": self.public_seqs, "ring_msgs": self.ring_msgs,
                 "last_public": self.last_public,
                 "last_public_assigned": self.last_public_assigned}
 
@@ -1004,8 +1005,7 @@ class Server:
                                f"{self.durable_seq}")
         self._flush()                 # every Market message up to seq is in the ring
         self.entries_since_snapshot = 0
-        self.last_snapshot_wall = time.monotonic()
-        started = time.monotonic()
+        started = self.last_snapshot_wall = time.monotonic()
         pid = -1
         if not force and hasattr(os, "fork"):
             try:
