@@ -127,3 +127,62 @@ def test_gateway_loop_without_sockets(benchmark, stopped_server):
           f"orders/s; per order {figures['wall_us']:.1f} us wall, {figures['cpu_us']:.1f} us "
           f"CPU, of which Engine.apply {figures['engine_us']:.1f} us "
           f"({figures['engine_us'] / figures['wall_us']:.0%})")
+
+
+HICCUP_ORDERS = int(os.environ.get("LOOP_BENCH_HICCUP_ORDERS", "250000"))
+HICCUP_BATCH = 10
+
+
+def test_gateway_loop_hiccups(benchmark, stopped_server):
+    """The same loop over a day's worth of orders in turns of 10: the slowest
+    turns show any pause that grows with the orders seen so far (a table
+    rebuilt whole, a ring trimmed in bulk) rather than with the turn's work."""
+    server, paddles = stopped_server
+    user = server.users["bench1"]
+    conn = Conn("broker", server.broker, b"\0loop-hiccups", "bench1", "broker", 10**15,
+                time.monotonic_ns(), False, False)
+    server.sessions["broker"][conn.rid] = conn
+    buyer, seller = paddles
+    first = 10**7                          # clear of the other test's order ids
+    turns = HICCUP_ORDERS // HICCUP_BATCH
+
+    def make(t: int) -> p.Batch:
+        requests = []
+        for i in range(HICCUP_BATCH):
+            n = first + t * HICCUP_BATCH + i
+            buy = n % 2 == 1
+            requests.append(p.Request(client_id=f"hiccup-{n}", cmd=PlaceOrder(
+                session="B", instrument=INSTRUMENT, paddle=buyer if buy else seller, order=n,
+                side="buy" if buy else "sell", qty=1, price=1000)))
+        return p.Batch(requests=requests)
+
+    times: list[int] = []
+
+    def run() -> None:
+        clock = time.perf_counter_ns
+        for t in range(turns):
+            msg = make(t)                  # built outside the timed part
+            start = clock()
+            server._on_batch(server.broker, conn, user, msg)
+            server._commit()
+            server.outbox.clear()
+            server._flush()
+            server._reserve()
+            server._housekeeping()
+            times.append(clock() - start)
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    assert server.failed is None and not server.records
+    ordered = sorted(times)
+    slow = [(i * HICCUP_BATCH, ns) for i, ns in enumerate(times) if ns > 2_000_000]
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e3
+    figures = {"p50_us": pct(0.5), "p99_us": pct(0.99), "p999_us": pct(0.999),
+               "max_us": ordered[-1] / 1e3, "turns_over_2ms": len(slow)}
+    benchmark.extra_info.update(figures)
+    print(f"\ngateway loop, {turns:,} turns of {HICCUP_BATCH} orders: turn p50 "
+          f"{figures['p50_us']:,.0f} us, p99 {figures['p99_us']:,.0f}, p99.9 "
+          f"{figures['p999_us']:,.0f}, max {figures['max_us']:,.0f} us; "
+          f"{len(slow)} turns over 2 ms, the slowest at orders "
+          + ", ".join(f"{n:,} ({ns / 1e6:.1f} ms)"
+                      for n, ns in sorted(slow, key=lambda s: -s[1])[:8]))
