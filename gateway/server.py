@@ -62,6 +62,7 @@ from gateway import logs
 from gateway import protocol as p
 from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
+from gateway.tables import ClientIds, RecentResults
 from gateway.view import MarketView
 from gateway.zap import ZapHandler
 from recorder import layout
@@ -70,7 +71,9 @@ from recorder.journal import Journal, JournalFailed, RecordTooLarge
 
 NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 10**9
-RECENT_RESULTS = 65536          # entries whose events are kept to answer resends
+RECENT_RESULTS = 65536          # entries whose events are kept to answer resends (a power of 2)
+RING_SLACK = 1024               # Market messages over feed_ring before the oldest go
+IDS_FREED_PER_HOUSEKEEPING = 4  # shards of a past day's client ids freed each housekeeping
 MAX_ENTRY_BYTES = 16 << 20      # one command and all its events (a mass cancel of many orders)
 # Zeros are written ahead of the journal after turns of at most this many
 # entries: a bigger turn means a saturated loop, where one fdatasync per
@@ -176,12 +179,15 @@ class Server:
         self.view = MarketView()
         self.public_seqs = array("q")     # seq of every Market message sent, in order
         self.ring_msgs: list[bytes] = []  # the last ones, encoded (same order)
+        # dropped from the front in steps of up to RING_SLACK, not half the ring at once
+        self.ring_cap = self.config.feed_ring + min(RING_SLACK, self.config.feed_ring)
         self.last_public = 0              # seq of the last Market message sent
         self.last_public_assigned = 0     # ... or made (the next one's prev)
-        self.ids_today: dict[tuple[str, str], tuple[int, Any]] = {}
-        self.ids_yesterday: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.ids_today = ClientIds()
+        self.ids_yesterday = ClientIds()
+        self.ids_dropping: list[dict] = []   # shards of a past day's ids, freed a few a time
         self.today = trading_day(max(time.time_ns(), self.last_ts))
-        self.recent: dict[int, tuple[int, list[Any]]] = {}    # seq -> (ts, events)
+        self.recent = RecentResults(RECENT_RESULTS)           # seq -> (ts, events)
         self.gateway_snapshot_dir = layout.gateway_snapshot_dir(self.data_dir)
         covered = self._restore_gateway_state()
         self._scan_journal(covered)
@@ -306,7 +312,7 @@ class Server:
             day = trading_day(env.ts)
             if day >= self.today - 1:
                 ids = self.ids_today if day >= self.today else self.ids_yesterday
-                ids[(env.actor, env.client_id)] = (env.seq, env.cmd)
+                ids.put((env.actor, env.client_id), (env.seq, env.cmd))
 
     def _gateway_state(self) -> dict[str, Any]:
         """Return the feed's state (view, Market seqs, ring) as of the last
@@ -481,7 +487,7 @@ class Server:
                 seqs_append(seq)
                 ring.append(data)
             self.last_public = seq
-            if len(ring) > 2 * self.config.feed_ring:
+            if len(ring) > self.ring_cap:
                 del ring[:len(ring) - self.config.feed_ring]
             self.last_feed_out = time.monotonic_ns()
 
@@ -715,10 +721,8 @@ class Server:
         self.entries_since_snapshot += 1
         self.entries_since_freeze += 1
         if cid:
-            self.ids_today[(actor, cid)] = (seq, cmd)
-        recent = self.recent                      # results kept for resends
-        recent[seq] = (ts, events)
-        recent.pop(seq - RECENT_RESULTS, None)
+            self.ids_today.put((actor, cid), (seq, cmd))
+        self.recent.put(seq, ts, events)          # results kept for resends
 
         public: list[Any] = []
         seen: list[Any] = []                      # what the sender may see
@@ -782,13 +786,12 @@ class Server:
         self.view.fold(seq, public)
         self.public_seqs.append(seq)
         self.ring_msgs.append(data)
-        if len(self.ring_msgs) > 2 * self.config.feed_ring:
+        if len(self.ring_msgs) > self.ring_cap:
             del self.ring_msgs[:len(self.ring_msgs) - self.config.feed_ring]
 
     def _remember(self, seq: int, ts: int, events: list[Any]) -> None:
         """Keep the events of the last RECENT_RESULTS entries (seqs are contiguous)."""
-        self.recent[seq] = (ts, events)
-        self.recent.pop(seq - RECENT_RESULTS, None)
+        self.recent.put(seq, ts, events)
 
     def _read(self, seq: int) -> Any:
         """Return the decoded journal entry ``seq`` (durable: committed, so
@@ -814,7 +817,7 @@ class Server:
                 yield record.seq, entry.env.ts, entry.events
                 seq = record.seq + 1
         while seq <= last:
-            ts, events = self.recent[seq]
+            ts, events = self.recent.get(seq)    # kept: above the journal part
             yield seq, ts, events
             seq += 1
 
@@ -839,8 +842,12 @@ class Server:
                                  resent=resent))
 
     def _roll_day(self, day: int) -> None:
-        self.ids_yesterday = self.ids_today if day == self.today + 1 else {}
-        self.ids_today = {}
+        gone = [self.ids_yesterday] if day == self.today + 1 else [self.ids_yesterday,
+                                                                   self.ids_today]
+        for ids in gone:                  # freed a few shards per housekeeping, not at once
+            self.ids_dropping.extend(ids.shards)
+        self.ids_yesterday = self.ids_today if day == self.today + 1 else ClientIds()
+        self.ids_today = ClientIds()
         self.today = day
 
     def _engine_failed(self, env: Envelope, exc: Exception, origin: Conn | None) -> None:
@@ -946,6 +953,8 @@ class Server:
         self._commit()
         self._flush()
         self._maybe_snapshot()
+        if self.ids_dropping:
+            del self.ids_dropping[-IDS_FREED_PER_HOUSEKEEPING:]
         if self.entries_since_freeze >= FREEZE_EVERY:
             # Long-lived objects (state, ids, ring) leave the collector's
             # generations: collections stay short however large the state grows.

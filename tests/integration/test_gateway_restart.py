@@ -242,8 +242,8 @@ def _gateway_image(server) -> dict:
     """What the gateway rebuilds at start-up, comparable between two starts."""
     return {"view": server.view.snapshot(), "public_seqs": list(server.public_seqs),
             "ring": list(server.ring_msgs), "last_public": server.last_public,
-            "assigned": server.last_public_assigned, "today": dict(server.ids_today),
-            "yesterday": dict(server.ids_yesterday)}
+            "assigned": server.last_public_assigned, "today": dict(server.ids_today.items()),
+            "yesterday": dict(server.ids_yesterday.items())}
 
 
 def test_a_start_from_a_gateway_snapshot_equals_a_full_scan(tmp_path):
