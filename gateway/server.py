@@ -34,9 +34,7 @@ stops the server: nothing more is acknowledged.
 
 from __future__ import annotations
 
-import bisect
 import gc
-from array import array
 import datetime
 import json
 import os
@@ -62,7 +60,7 @@ from gateway import logs
 from gateway import protocol as p
 from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
-from gateway.tables import ClientIds, RecentResults
+from gateway.tables import ID_MASK, ClientIds, FeedRing, RecentResults
 from gateway.view import MarketView
 from gateway.zap import ZapHandler
 from recorder import layout
@@ -177,10 +175,7 @@ class Server:
 
         # gateway state rebuilt from the journal: feed, view, client ids, recent results
         self.view = MarketView()
-        self.public_seqs = array("q")     # seq of every Market message sent, in order
-        self.ring_msgs: list[bytes] = []  # the last ones, encoded (same order)
-        # dropped from the front in steps of up to RING_SLACK, not half the ring at once
-        self.ring_cap = self.config.feed_ring + min(RING_SLACK, self.config.feed_ring)
+        self.ring = FeedRing(self.config.feed_ring, RING_SLACK)   # Market messages sent
         self.last_public = 0              # seq of the last Market message sent
         self.last_public_assigned = 0     # ... or made (the next one's prev)
         self.ids_today = ClientIds()
@@ -321,7 +316,7 @@ class Server:
         journal's last two trading days. It is pickled at once (in the
         snapshot child, or in place at shutdown), so nothing is copied."""
         return {"view": pickle.dumps(self.view, protocol=pickle.HIGHEST_PROTOCOL),
-                "public_seqs": self.public_seqs, "ring_msgs": self.ring_msgs,
+                "ring": self.ring,
                 "last_public": self.last_public,
                 "last_public_assigned": self.last_public_assigned}
 
@@ -341,12 +336,16 @@ class Server:
         try:
             state = pickle.loads(snap.data)
             view = pickle.loads(state["view"])
-            seqs, ring = state["public_seqs"], state["ring_msgs"]
+            ring = state.get("ring")
+            if ring is None:           # written before FeedRing: every seq, the last messages
+                ring = FeedRing.from_seqs(self.config.feed_ring, state["public_seqs"],
+                                          state["ring_msgs"])
+            ring.resize(self.config.feed_ring)
             last_public, assigned = state["last_public"], state["last_public_assigned"]
         except Exception as exc:  # noqa: BLE001  (a snapshot of another version: scan instead)
             self.log.warning("gateway_snapshot_ignored", seq=snap.seq, reason=repr(exc))
             return 0
-        self.view, self.public_seqs, self.ring_msgs = view, seqs, ring
+        self.view, self.ring = view, ring
         self.last_public, self.last_public_assigned = last_public, assigned
         return snap.seq
 
@@ -477,18 +476,14 @@ class Server:
         if pending and pending[0][0] <= durable:
             feed_send = self.feed.send
             fold = self.view.fold
-            seqs_append = self.public_seqs.append
-            ring = self.ring_msgs
+            keep = self.ring.append
             seq = 0
             while pending and pending[0][0] <= durable:
                 seq, public, data = pending.popleft()
                 feed_send(data, NOBLOCK)
                 fold(seq, public)           # _published, inlined
-                seqs_append(seq)
-                ring.append(data)
+                keep(seq, data)
             self.last_public = seq
-            if len(ring) > self.ring_cap:
-                del ring[:len(ring) - self.config.feed_ring]
             self.last_feed_out = time.monotonic_ns()
 
     def _queue(self, sock: zmq.Socket, rid: bytes, data: bytes) -> None:
@@ -676,9 +671,10 @@ class Server:
         if (now if now > self.last_ts else self.last_ts) // NS_PER_DAY != self.today:
             self._roll_day(trading_day(max(now, self.last_ts)))
         key = (user.id, cid)
-        known = self.ids_today.get(key)
+        shard = hash(key) & ID_MASK               # ClientIds.get, inlined
+        known = self.ids_today.shards[shard].get(key)
         if known is None:
-            known = self.ids_yesterday.get(key)
+            known = self.ids_yesterday.shards[shard].get(key)
         if known is not None:
             seq, original = known
             if original != cmd:
@@ -721,8 +717,10 @@ class Server:
         self.entries_since_snapshot += 1
         self.entries_since_freeze += 1
         if cid:
-            self.ids_today.put((actor, cid), (seq, cmd))
-        self.recent.put(seq, ts, events)          # results kept for resends
+            key = (actor, cid)                    # ClientIds.put, inlined
+            self.ids_today.shards[hash(key) & ID_MASK][key] = (seq, cmd)
+        recent = self.recent                      # results kept for resends (put, inlined)
+        recent.slots[seq & recent.mask] = (seq, ts, events)
 
         public: list[Any] = []
         seen: list[Any] = []                      # what the sender may see
@@ -784,10 +782,7 @@ class Server:
         """A Market message went out: keep it for replay and fold it into the view."""
         self.last_public = seq
         self.view.fold(seq, public)
-        self.public_seqs.append(seq)
-        self.ring_msgs.append(data)
-        if len(self.ring_msgs) > self.ring_cap:
-            del self.ring_msgs[:len(self.ring_msgs) - self.config.feed_ring]
+        self.ring.append(seq, data)
 
     def _remember(self, seq: int, ts: int, events: list[Any]) -> None:
         """Keep the events of the last RECENT_RESULTS entries (seqs are contiguous)."""
@@ -1140,29 +1135,56 @@ class Server:
         messages: list[msgspec.Raw] = []
         size = 0
         through = req.from_seq - 1
-        seqs = self.public_seqs
-        i = bisect.bisect_left(seqs, req.from_seq)
-        ring_first = len(seqs) - len(self.ring_msgs)    # index in seqs of ring_msgs[0]
+        ring = self.ring
+        kept = ring.first_kept() or published + 1
         full = False
-        while i < len(seqs) and seqs[i] <= upto:
-            if len(messages) >= req.limit or size >= budget:
-                full = True
-                break
-            if i >= ring_first:
-                data = self.ring_msgs[i - ring_first]
-            else:
-                entry = self._read(seqs[i])
-                data = p.encode(p.Market(seq=seqs[i], prev=seqs[i - 1] if i else 0,
-                                         ts=entry.env.ts,
-                                         events=[e for e in entry.events if not e.to]))
-            messages.append(msgspec.Raw(data))
-            size += len(data)
-            through = seqs[i]
-            i += 1
+        if req.from_seq < kept:                         # older than the ring: the journal
+            for seq, data in self._old_market(req.from_seq, min(upto, kept - 1)):
+                if len(messages) >= req.limit or size >= budget:
+                    full = True
+                    break
+                messages.append(msgspec.Raw(data))
+                size += len(data)
+                through = seq
+            if not full and upto >= kept:
+                through = kept - 1
+        if not full and upto >= kept:
+            seqs, msgs = ring.seqs, ring.msgs
+            i = ring.position(req.from_seq)
+            while i < len(seqs) and seqs[i] <= upto:
+                if len(messages) >= req.limit or size >= budget:
+                    full = True
+                    break
+                data = msgs[i]
+                messages.append(msgspec.Raw(data))
+                size += len(data)
+                through = seqs[i]
+                i += 1
         if not full:
             through = max(upto, through)
         self._send(sock, rid, p.encode(_ReplayOut(messages=messages, through=through,
                                                   more=through < upto)), time.monotonic_ns())
+
+    def _old_market(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
+        """Yield (seq, Market message) of the entries first..last with public
+        events, rebuilt from the journal as they were sent: reading starts at
+        the ring's last mark before ``first`` to learn the ``prev`` of the
+        first one. O(entries from the mark to ``last``)."""
+        start = self.ring.mark_before(first)
+        prev = 0
+        for record in self.journal.read(start or 1):
+            if record.seq > last:
+                return
+            if record.kind != KIND_ENTRY:
+                continue
+            entry = decode_entry(record.payload)
+            public = [e for e in entry.events if not e.to]
+            if not public:
+                continue
+            if record.seq >= first:
+                yield record.seq, p.encode(p.Market(seq=record.seq, prev=prev,
+                                                    ts=entry.env.ts, events=public))
+            prev = record.seq
 
     def _log_monitor(self, monitor: zmq.Socket) -> None:
         port = self.monitors[monitor]

@@ -162,8 +162,6 @@ def canonical(value: Any) -> Any:
         return ("dict", tuple((canonical(k), canonical(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)) or type(value).__name__ in ("SortedList", "deque"):
         return (type(value).__name__, tuple(canonical(v) for v in value))
-    if type(value).__name__ == "GoneOrders":      # what it remembers, not how it is kept
-        return ("GoneOrders", tuple(canonical(item) for item in value.items()))
     fields = getattr(value, "__struct_fields__", None)
     if fields is None:
         slots = [s for cls in type(value).__mro__ for s in getattr(cls, "__slots__", ())]

@@ -123,7 +123,9 @@ def test_snapshot_of_a_lot_and_of_the_market(tmp_path):
 
 def test_old_results_and_market_data_come_back_from_the_journal(tmp_path, monkeypatch):
     import gateway.server
+    import gateway.tables
     monkeypatch.setattr(gateway.server, "RECENT_RESULTS", 8)
+    monkeypatch.setattr(gateway.tables, "MARK_EVERY", 3)    # journal reads start at marks
     with running(tmp_path, feed_ring=4), client(tmp_path, "op") as op, \
             client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
         first = b1.ok(RegisterParty(name="Early Client"), client_id="early-1")
@@ -139,6 +141,9 @@ def test_old_results_and_market_data_come_back_from_the_journal(tmp_path, monkey
             # older than the ring of 4: rebuilt from the journal, identical
             assert feed.replay(1) == live
             assert feed.replay(live[1].seq, live[3].seq) == live[1:4]
+            for i in range(len(live) - 1):                 # each start: its prev is right
+                assert feed.replay(live[i].seq, live[i + 1].seq) == live[i:i + 2], i
+                assert feed.replay(live[i].seq + 1)[0] == live[i + 1], i
         # older than the 8 results kept in memory: read back from the journal
         again = b1.request(RegisterParty(name="Early Client"), client_id="early-1")
         assert again.resent and again.seq == first.seq and again.events == first.events
@@ -240,8 +245,9 @@ def test_client_ids_are_remembered_for_the_trading_day_and_the_one_before(tmp_pa
 
 def _gateway_image(server) -> dict:
     """What the gateway rebuilds at start-up, comparable between two starts."""
-    return {"view": server.view.snapshot(), "public_seqs": list(server.public_seqs),
-            "ring": list(server.ring_msgs), "last_public": server.last_public,
+    ring = server.ring
+    return {"view": server.view.snapshot(), "marks": list(ring.marks), "count": ring.count,
+            "ring": (ring.seqs, ring.msgs), "last_public": server.last_public,
             "assigned": server.last_public_assigned, "today": dict(server.ids_today.items()),
             "yesterday": dict(server.ids_yesterday.items())}
 
@@ -296,7 +302,7 @@ def test_a_start_from_a_gateway_snapshot_equals_a_full_scan(tmp_path):
     full_scan = start_image()
     assert from_snapshot == full_scan
     assert 0 < scanned[0][0] < scanned[0][1] and scanned[1][0] == scanned[1][1]
-    assert len(full_scan["public_seqs"]) > 40 and len(full_scan["today"]) > 42
+    assert full_scan["count"] > 40 and len(full_scan["today"]) > 42
 
     # a damaged snapshot is ignored: the journal is scanned instead
     (tmp_path / "gateway").mkdir()

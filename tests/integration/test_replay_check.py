@@ -80,8 +80,6 @@ def plain(obj, depth=0):
     if isinstance(obj, (list, tuple, deque)) or type(obj).__name__ in ("SortedList",
                                                                         "SortedKeyList"):
         return [plain(v, depth + 1) for v in obj]
-    if type(obj).__name__ == "GoneOrders":        # what it remembers, not how it is kept
-        return ("GoneOrders", [plain(item, depth + 1) for item in obj.items()])
     if type(obj).__name__ in ("SortedDict",):
         return [(plain(k, depth + 1), plain(v, depth + 1)) for k, v in obj.items()]
     fields = getattr(obj, "__struct_fields__", None) or getattr(obj, "__slots__", None)

@@ -1,5 +1,5 @@
 """The gateway's per-order tables: client ids of a day in shards, the recent
-results in a fixed ring. Each checked against a plain dict, with a seed."""
+results in a fixed ring, the feed ring with its marks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from gateway.tables import ID_SHARDS, ClientIds, RecentResults
+from gateway.tables import ID_SHARDS, MARK_EVERY, ClientIds, FeedRing, RecentResults
 
 SEED = int(os.environ.get("TABLES_SEED", "20261130"))
 
@@ -39,3 +39,30 @@ def test_recent_results_keep_the_last_size_entries():
 def test_recent_results_need_a_power_of_two():
     with pytest.raises(ValueError, match="power of two"):
         RecentResults(1000)
+
+
+def test_feed_ring_keeps_the_last_messages_and_marks_every_64th():
+    ring = FeedRing(100, slack=10)
+    seqs = list(range(3, 3 + 3 * 1000, 3))          # 1,000 messages, seqs 3, 6, 9 ...
+    for seq in seqs:
+        ring.append(seq, b"m%d" % seq)
+        assert 100 <= len(ring.msgs) <= 110 or len(ring.msgs) == ring.count
+        assert ring.seqs == seqs[ring.count - len(ring.seqs):ring.count]
+    assert ring.msgs == [b"m%d" % seq for seq in ring.seqs]
+    assert list(ring.marks) == seqs[::MARK_EVERY] and ring.count == 1000
+    assert ring.first_kept() == ring.seqs[0]
+    assert ring.seqs[ring.position(ring.seqs[5] - 1)] == ring.seqs[5]
+    assert ring.mark_before(seqs[0]) == 0
+    assert ring.mark_before(seqs[MARK_EVERY]) == seqs[0]
+    assert ring.mark_before(seqs[MARK_EVERY] + 1) == seqs[MARK_EVERY]
+
+
+def test_feed_ring_from_an_older_snapshot_and_resized():
+    seqs = list(range(1, 301))
+    ring = FeedRing.from_seqs(50, seqs, [b"m%d" % s for s in seqs[-120:]])
+    assert ring.seqs == seqs[-50:] and ring.msgs == [b"m%d" % s for s in seqs[-50:]]
+    assert list(ring.marks) == seqs[::MARK_EVERY] and ring.count == 300
+    ring.resize(20)
+    assert ring.seqs == seqs[-20:] and len(ring.msgs) == 20
+    ring.append(301, b"m301")
+    assert ring.seqs[-1] == 301 and ring.count == 301

@@ -1,7 +1,6 @@
 """The memory of gone orders (why a cancel or modify failed) keeps the most
 recent `market.GONE_MEMORY` keys, oldest forgotten first, also when it comes
-from a snapshot written while it was a plain dict or an OrderedDict; and
-`GoneOrders` remembers exactly what an OrderedDict would."""
+from a snapshot written while it was a plain dict."""
 
 from __future__ import annotations
 
@@ -9,14 +8,11 @@ import os
 import random
 from collections import OrderedDict
 
-import pytest
-
 from exchange import market
 from exchange.codec import encode
 from exchange.commands import CancelOrder, ModifyOrder, PlaceOrder
 from exchange.driver import Driver
 from exchange.engine import Engine
-from exchange.gone import GoneOrders
 
 from tests.unit.test_market import Market, rejected
 
@@ -40,21 +36,19 @@ def test_the_oldest_gone_order_is_forgotten_first(monkeypatch):
     assert [rejected(mk.cancel("b1", oid)) for oid in (3, 4, 5, 6)] == [
         "order_filled", "unknown_order", "unknown_order", "order_cancelled"]
     assert rejected(mk.cancel("b2", 1)) == "order_filled"
-    assert isinstance(mk.state.books["U"].gone, GoneOrders)
+    assert isinstance(mk.state.books["U"].gone, OrderedDict)
 
 
-@pytest.mark.parametrize("older", [dict, OrderedDict])
-def test_a_memory_from_an_older_snapshot_forgets_the_same_orders(monkeypatch, older):
-    """Two engines from one snapshot, one whose memory is a plain dict or an
-    OrderedDict as older snapshots hold it: the same random commands give
-    the same bytes."""
+def test_a_plain_dict_from_an_older_snapshot_forgets_the_same_orders(monkeypatch):
+    """Two engines from one snapshot, one whose memory is a plain dict as an
+    older snapshot holds it: the same random commands give the same bytes."""
     monkeypatch.setattr(market, "GONE_MEMORY", 8)
     mk = Market()
     for oid in range(1, 20):
         mk.order("b1", oid, "buy", 1, 100 + oid % 3)
         mk.cancel("b1", oid)
     plain = Engine.restore(mk.d.engine.snapshot())
-    plain.state.books["U"].gone = older(plain.state.books["U"].gone.items())
+    plain.state.books["U"].gone = dict(plain.state.books["U"].gone)
     plain.check_invariants = True
     drivers = (Driver(plain), Driver(Engine.restore(mk.d.engine.snapshot())))
     rnd = random.Random(SEED)
@@ -74,52 +68,5 @@ def test_a_memory_from_an_older_snapshot_forgets_the_same_orders(monkeypatch, ol
         got = [encode(d.send(cmd, actor=broker, role="broker")) for d in drivers]
         assert got[0] == got[1], f"seed {SEED}: {cmd}"
     gone = [d.engine.state.books["U"].gone for d in drivers]
-    assert isinstance(gone[0], GoneOrders), f"seed {SEED}"
+    assert isinstance(gone[0], OrderedDict), f"seed {SEED}"
     assert list(gone[0].items()) == list(gone[1].items()), f"seed {SEED}"
-
-
-def _reference_put(ref: OrderedDict, key, how, limit: int) -> None:
-    """What `_Run.forget` did with an OrderedDict."""
-    ref.pop(key, None)
-    ref[key] = how
-    while len(ref) > limit:
-        ref.popitem(last=False)
-
-
-def test_gone_orders_remember_what_an_ordered_dict_remembers():
-    """A seeded random mix of put, pop and get against an OrderedDict: the
-    same keys in the same order after every step; the queue of places stays
-    bounded; a pickle round trip keeps it all."""
-    import pickle
-    rnd = random.Random(SEED)
-    for limit in (1, 5, 64):
-        gone, ref = GoneOrders(), OrderedDict()
-        for step in range(6000):
-            key = (rnd.randrange(1, 4), rnd.randrange(1, 3 * limit + 3))
-            roll = rnd.random()
-            if roll < 0.6:
-                how = rnd.choice(("filled", "cancelled"))
-                gone.put(key, how, limit)
-                _reference_put(ref, key, how, limit)
-            elif roll < 0.85:
-                assert gone.pop(key, "none") == ref.pop(key, "none"), f"seed {SEED} step {step}"
-            else:
-                assert gone.get(key) == ref.get(key), f"seed {SEED} step {step}"
-                assert (key in gone) == (key in ref), f"seed {SEED} step {step}"
-            assert list(gone.items()) == list(ref.items()), f"seed {SEED} step {step}"
-            assert len(gone) == len(ref), f"seed {SEED} step {step}"
-            assert len(gone.queue) <= 2 * len(gone) + 1024, f"seed {SEED} step {step}"
-        again = pickle.loads(pickle.dumps(gone))
-        assert again == gone and list(again.items()) == list(ref.items())
-
-
-def test_stale_places_behind_a_remembered_key_are_compacted():
-    """One key remembered long while others come and go: the queue does not
-    grow without bound."""
-    gone = GoneOrders()
-    gone.put((1, 1), "filled", 10)
-    for i in range(10000):
-        gone.put((2, i % 3), "cancelled", 10)
-        gone.pop((2, i % 3))
-    assert list(gone.items()) == [((1, 1), "filled")]
-    assert len(gone.queue) <= 2 * len(gone) + 1025
