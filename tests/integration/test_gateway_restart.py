@@ -446,3 +446,52 @@ def test_shutdown_kills_a_snapshot_child_that_hangs_and_snapshots_in_place(
               if line.startswith("{")]
     assert any(e["event"] == "snapshot_failed" and e["exit_code"] == -9 for e in logged)
     assert sorted((tmp_path / "snapshots").glob("*.snap"))[-1].stem == f"{server.durable_seq:020d}"
+
+
+def test_a_gateway_snapshot_written_before_the_feed_ring_still_serves(tmp_path):
+    """A gateway snapshot that holds every Market seq and the last messages
+    (as written before `FeedRing`) restores the same feed state as a scan."""
+    import pickle
+    import shutil
+    from array import array
+
+    from gateway.server import Server
+    from recorder.snapshots import find_snapshot, write_snapshot
+    from tests.integration.gateway_harness import gateway_config
+
+    with running(tmp_path):
+        with client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
+                client(tmp_path, "b2") as b2:
+            market = build_market(op, b1, b2)
+            for i in range(1, 6):
+                b2.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                                 paddle=market.paddles["Borealis"], order=i, side="buy",
+                                 qty=1, price=300 + i))
+    snap = find_snapshot(tmp_path / "gateway")
+    state = pickle.loads(snap.data)
+    ring = state.pop("ring")
+    assert ring.count == len(ring.seqs) > 5            # all of them still in memory
+    state["public_seqs"], state["ring_msgs"] = array("q", ring.seqs), list(ring.msgs)
+    for old in (tmp_path / "gateway").glob("*.snap"):
+        old.unlink()
+    write_snapshot(tmp_path / "gateway", snap.seq, pickle.dumps(state), ts=snap.ts,
+                   chain=snap.chain)
+
+    scanned: list[tuple[int, int]] = []          # (entries scanned, last seq) per start
+
+    def start_image() -> dict:
+        server = Server(tmp_path, gateway_config())
+        server.start()
+        scanned.append((server.entries_since_snapshot, server.durable_seq))
+        try:
+            return _gateway_image(server)
+        finally:
+            server.entries_since_snapshot = 0
+            server.close()
+
+    converted = start_image()
+    shutil.rmtree(tmp_path / "gateway")
+    assert converted == start_image()
+    assert scanned[0][0] < scanned[0][1] and scanned[1][0] == scanned[1][1]   # it was used
+    with running(tmp_path), FeedClient.from_data_dir(tmp_path, "viewer") as feed:
+        assert [m.seq for m in feed.replay(1)] == converted["ring"][0]
