@@ -72,6 +72,7 @@ NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 10**9
 RECENT_RESULTS = 65536          # entries whose events are kept to answer resends (a power of 2)
 RING_SLACK = 1024               # Market messages over feed_ring before the oldest go
+REPLAY_READ_MAX = 512           # journal entries one replay request reads (~2-3 ms of the loop)
 IDS_FREED_PER_HOUSEKEEPING = 4  # shards of a past day's client ids freed each housekeeping
 MAX_ENTRY_BYTES = 16 << 20      # one command and all its events (a mass cancel of many orders)
 # Zeros are written ahead of the journal after turns of at most this many
@@ -1148,13 +1149,19 @@ class Server:
         kept = ring.first_kept() or published + 1
         full = False
         if req.from_seq < kept:                         # older than the ring: the journal
+            read = 0
             for seq, data in self._old_market(req.from_seq, min(upto, kept - 1)):
-                if len(messages) >= req.limit or size >= budget:
+                if data is not None:
+                    if len(messages) >= req.limit or size >= budget:
+                        full = True
+                        break
+                    messages.append(msgspec.Raw(data))
+                    size += len(data)
+                through = seq
+                read += 1
+                if read >= REPLAY_READ_MAX:                 # the rest in the next request
                     full = True
                     break
-                messages.append(msgspec.Raw(data))
-                size += len(data)
-                through = seq
             if not full and upto >= kept:
                 through = kept - 1
         if not full and upto >= kept:
@@ -1174,26 +1181,26 @@ class Server:
         self._send(sock, rid, p.encode(_ReplayOut(messages=messages, through=through,
                                                   more=through < upto)), time.monotonic_ns())
 
-    def _old_market(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
-        """Yield (seq, Market message) of the entries first..last with public
-        events, rebuilt from the journal as they were sent: reading starts at
-        the ring's last mark before ``first`` to learn the ``prev`` of the
-        first one. O(entries from the mark to ``last``)."""
+    def _old_market(self, first: int, last: int) -> Iterator[tuple[int, bytes | None]]:
+        """Yield (seq, Market message) of the journal entries first..last, the
+        message rebuilt as it was sent, None for an entry without public
+        events: reading starts at the ring's last mark before ``first`` to
+        learn the ``prev`` of the first one. O(entries from the mark on)."""
         start = self.ring.mark_before(first)
         prev = 0
         for record in self.journal.read(start or 1):
             if record.seq > last:
                 return
-            if record.kind != KIND_ENTRY:
-                continue
-            entry = decode_entry(record.payload)
-            public = [e for e in entry.events if not e.to]
-            if not public:
-                continue
+            public = []
+            if record.kind == KIND_ENTRY:
+                entry = decode_entry(record.payload)
+                public = [e for e in entry.events if not e.to]
             if record.seq >= first:
-                yield record.seq, p.encode(p.Market(seq=record.seq, prev=prev,
-                                                    ts=entry.env.ts, events=public))
-            prev = record.seq
+                yield record.seq, (p.encode(p.Market(seq=record.seq, prev=prev,
+                                                     ts=entry.env.ts, events=public))
+                                   if public else None)
+            if public:
+                prev = record.seq
 
     def _log_monitor(self, monitor: zmq.Socket) -> None:
         port = self.monitors[monitor]
