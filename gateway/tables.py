@@ -104,16 +104,17 @@ class FeedRing:
     def trim(self) -> None:
         """Drop the oldest beyond ``size`` once more than ``cap`` are kept."""
         if len(self.msgs) > self.cap:
-            drop = len(self.msgs) - self.size
-            del self.seqs[:drop]
-            del self.msgs[:drop]
+            self._keep_last(self.size)
 
     def resize(self, size: int) -> None:
         """Keep ``size`` messages from now on (a changed ``feed_ring``)."""
         self.size = size
         self.cap = size + min(self.slack, size)
-        if len(self.msgs) > size:
-            drop = len(self.msgs) - size
+        self._keep_last(size)
+
+    def _keep_last(self, size: int) -> None:
+        drop = len(self.msgs) - size
+        if drop > 0:
             del self.seqs[:drop]
             del self.msgs[:drop]
 
