@@ -247,6 +247,23 @@ def test_client_ids_are_remembered_for_the_trading_day_and_the_one_before(tmp_pa
         assert b1.request(RegisterParty(name="Other"), client_id="daily-2").seq == other.seq
 
 
+def _start_image(data, scanned: list[tuple[int, int]]) -> dict:
+    """Start a server on ``data`` (no sockets served), note (entries scanned
+    after its gateway snapshot, last seq) in ``scanned``, return its
+    `_gateway_image` and close it without writing new snapshots."""
+    from gateway.server import Server
+    from tests.integration.gateway_harness import gateway_config
+
+    server = Server(data, gateway_config())
+    server.start()
+    scanned.append((server.entries_since_snapshot, server.durable_seq))
+    try:
+        return _gateway_image(server)
+    finally:
+        server.entries_since_snapshot = 0              # leave the snapshots as they are
+        server.close()
+
+
 def _gateway_image(server) -> dict:
     """What the gateway rebuilds at start-up, comparable between two starts."""
     ring = server.ring
@@ -258,9 +275,6 @@ def _gateway_image(server) -> dict:
 
 def test_a_start_from_a_gateway_snapshot_equals_a_full_scan(tmp_path):
     import shutil
-
-    from gateway.server import Server
-    from tests.integration.gateway_harness import gateway_config
 
     def trade(b1, b2, market, first: int, n: int) -> None:
         for i in range(first, first + n):
@@ -289,14 +303,7 @@ def test_a_start_from_a_gateway_snapshot_equals_a_full_scan(tmp_path):
     scanned: list[tuple[int, int]] = []          # (entries scanned, last seq) per start
 
     def start_image() -> dict:
-        server = Server(tmp_path, gateway_config())
-        server.start()
-        scanned.append((server.entries_since_snapshot, server.durable_seq))
-        try:
-            return _gateway_image(server)
-        finally:
-            server.entries_since_snapshot = 0              # leave the snapshots as they are
-            server.close()
+        return _start_image(tmp_path, scanned)
 
     for snap in (tmp_path / "gateway").glob("*.snap"):       # restore the older one + scan
         snap.unlink()
@@ -459,9 +466,7 @@ def test_a_gateway_snapshot_written_before_the_feed_ring_still_serves(tmp_path):
     import shutil
     from array import array
 
-    from gateway.server import Server
     from recorder.snapshots import find_snapshot, write_snapshot
-    from tests.integration.gateway_harness import gateway_config
 
     with running(tmp_path):
         with client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
@@ -484,14 +489,7 @@ def test_a_gateway_snapshot_written_before_the_feed_ring_still_serves(tmp_path):
     scanned: list[tuple[int, int]] = []          # (entries scanned, last seq) per start
 
     def start_image() -> dict:
-        server = Server(tmp_path, gateway_config())
-        server.start()
-        scanned.append((server.entries_since_snapshot, server.durable_seq))
-        try:
-            return _gateway_image(server)
-        finally:
-            server.entries_since_snapshot = 0
-            server.close()
+        return _start_image(tmp_path, scanned)
 
     converted = start_image()
     shutil.rmtree(tmp_path / "gateway")
