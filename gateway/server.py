@@ -60,7 +60,6 @@ from gateway import logs
 from gateway import protocol as p
 from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
-from gateway import tables
 from gateway.tables import ID_MASK, ClientIds, FeedRing, RecentResults
 from gateway.view import MarketView
 from gateway.zap import ZapHandler
@@ -478,21 +477,13 @@ class Server:
         if pending and pending[0][0] <= durable:
             feed_send = self.feed.send
             fold = self.view.fold
-            ring = self.ring                # FeedRing.append, inlined
-            seqs_append, msgs_append, count = ring.seqs.append, ring.msgs.append, ring.count
-            every = tables.MARK_EVERY
+            keep = self.ring.append
             seq = 0
             while pending and pending[0][0] <= durable:
                 seq, public, data = pending.popleft()
                 feed_send(data, NOBLOCK)
                 fold(seq, public)           # _published, inlined
-                if not count % every:
-                    ring.marks.append(seq)
-                count += 1
-                seqs_append(seq)
-                msgs_append(data)
-            ring.count = count
-            ring.trim()
+                keep(seq, data)
             self.last_public = seq
             self.last_feed_out = time.monotonic_ns()
 
