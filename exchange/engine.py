@@ -191,6 +191,10 @@ class Engine:
         state = pickle.loads(data)
         if not isinstance(state.timers, list):  # snapshots from before timers were a heap
             state.timers = list(state.timers)   # a sorted sequence is a valid heap
+        from exchange.market import GoneOrders
+        for inst in state.books.values():
+            if isinstance(inst.gone, dict):     # snapshots from before GoneOrders
+                inst.gone = GoneOrders(inst.gone.items())
         return cls(state)
 
 

@@ -1,72 +1,95 @@
-"""The memory of gone orders (why a cancel or modify failed) keeps the most
-recent `market.GONE_MEMORY` keys, oldest forgotten first, also when it comes
-from a snapshot written while it was a plain dict."""
+"""The memory of gone orders (why a cancel or modify failed) keeps at least
+the most recent `market.GONE_MEMORY` keys, forgets the oldest generations
+first, never answers with a stale reason, and takes over the memory of a
+snapshot written while it was an OrderedDict or a plain dict."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from collections import OrderedDict
 
 from exchange import market
-from exchange.codec import encode
-from exchange.commands import CancelOrder, ModifyOrder, PlaceOrder
-from exchange.driver import Driver
 from exchange.engine import Engine
+from exchange.market import GoneOrders
 
 from tests.unit.test_market import Market, rejected
 
 SEED = int(os.environ.get("GONE_SEED", "20260415"))
 
 
-def test_the_oldest_gone_order_is_forgotten_first(monkeypatch):
-    monkeypatch.setattr(market, "GONE_MEMORY", 3)
+def small_generations(monkeypatch, size: int, count: int) -> None:
+    monkeypatch.setattr(market, "GONE_GENERATION", size)
+    monkeypatch.setattr(market, "GONE_GENERATIONS", count)
+
+
+def test_the_oldest_generation_is_forgotten_first(monkeypatch):
+    small_generations(monkeypatch, 2, 2)      # remembers the last 4 at least, 6 at most
     mk = Market()
-    for oid in range(1, 6):
+    for oid in range(1, 10):
         mk.order("b1", oid, "buy", 1, 100)
         mk.cancel("b1", oid)
-    assert [rejected(mk.cancel("b1", oid)) for oid in range(1, 6)] == [
-        "unknown_order", "unknown_order", "order_cancelled", "order_cancelled", "order_cancelled"]
-    # remembered: b1's 3, 4, 5. The id 3 comes back (leaving the memory) and
-    # fills against b2's 1: both go in, pushing out 4. Then b1's 6 pushes out 5.
-    mk.order("b1", 3, "buy", 1, 100)
-    mk.order("b2", 1, "sell", 1, 100)
-    mk.order("b1", 6, "buy", 1, 100)
-    mk.cancel("b1", 6)
-    assert [rejected(mk.cancel("b1", oid)) for oid in (3, 4, 5, 6)] == [
-        "order_filled", "unknown_order", "unknown_order", "order_cancelled"]
-    assert rejected(mk.cancel("b2", 1)) == "order_filled"
-    assert isinstance(mk.state.books["U"].gone, OrderedDict)
+    assert [rejected(mk.cancel("b1", oid)) for oid in range(1, 10)] == (
+        ["unknown_order"] * 4 + ["order_cancelled"] * 5)
+    mk.d.engine.state.books["U"].gone.check()
 
 
-def test_a_plain_dict_from_an_older_snapshot_forgets_the_same_orders(monkeypatch):
-    """Two engines from one snapshot, one whose memory is a plain dict as an
-    older snapshot holds it: the same random commands give the same bytes."""
-    monkeypatch.setattr(market, "GONE_MEMORY", 8)
+def test_an_id_that_rests_again_is_answered_by_its_latest_exit(monkeypatch):
+    small_generations(monkeypatch, 2, 2)
     mk = Market()
-    for oid in range(1, 20):
-        mk.order("b1", oid, "buy", 1, 100 + oid % 3)
-        mk.cancel("b1", oid)
-    plain = Engine.restore(mk.d.engine.snapshot())
-    plain.state.books["U"].gone = dict(plain.state.books["U"].gone)
-    plain.check_invariants = True
-    drivers = (Driver(plain), Driver(Engine.restore(mk.d.engine.snapshot())))
+    mk.order("b1", 3, "buy", 1, 100)
+    mk.cancel("b1", 3)
+    assert rejected(mk.cancel("b1", 3)) == "order_cancelled"
+    mk.order("b1", 3, "buy", 1, 100)          # the id comes back and rests: cancellable
+    assert rejected(mk.cancel("b1", 3)) is None
+    mk.order("b1", 3, "buy", 1, 100)          # and again; this time it fills
+    mk.order("b2", 1, "sell", 1, 100)
+    assert rejected(mk.cancel("b1", 3)) == "order_filled"
+    assert rejected(mk.cancel("b2", 1)) == "order_filled"
+
+
+def test_no_write_keeps_more_than_the_bounds_and_no_answer_is_stale(monkeypatch):
+    """Seeded random writes against an exact model: a key whose last write is
+    among the last GONE_MEMORY is answered with that write; one whose last
+    write is older than the bound is forgotten; nothing else is answered."""
+    small_generations(monkeypatch, 8, 4)
+    memory = 8 * 4
     rnd = random.Random(SEED)
-    for _ in range(400):
-        roll = rnd.random()
-        broker = rnd.choice(("b1", "b2"))
-        paddle, oid = mk.paddle[broker], rnd.randrange(1, 30)
-        if roll < 0.5:
-            cmd = PlaceOrder(session="S", instrument="U", paddle=paddle, order=oid,
-                             side=rnd.choice(("buy", "sell")), qty=rnd.randrange(1, 4),
-                             price=rnd.randrange(99, 103))
-        elif roll < 0.8:
-            cmd = CancelOrder(session="S", instrument="U", paddle=paddle, order=oid)
-        else:
-            cmd = ModifyOrder(session="S", instrument="U", paddle=paddle, order=oid,
-                              price=rnd.randrange(99, 103), qty=rnd.randrange(1, 4))
-        got = [encode(d.send(cmd, actor=broker, role="broker")) for d in drivers]
-        assert got[0] == got[1], f"seed {SEED}: {cmd}"
-    gone = [d.engine.state.books["U"].gone for d in drivers]
-    assert isinstance(gone[0], OrderedDict), f"seed {SEED}"
-    assert list(gone[0].items()) == list(gone[1].items()), f"seed {SEED}"
+    gone = GoneOrders()
+    latest: dict[tuple[int, int], tuple[int, str]] = {}   # key -> (write number, how)
+    for n in range(3000):
+        key = (rnd.randrange(1, 4), rnd.randrange(1, 120))
+        how = rnd.choice(("filled", "cancelled"))
+        gone.put(key, how)
+        latest[key] = (n, how)
+        gone.check()
+        if n % 37 == 0:
+            for key, (at, how) in latest.items():
+                got = gone.get(key)
+                age = n - at
+                if age < memory:
+                    assert got == how, f"seed {SEED}: {key} written {age} ago"
+                elif age >= memory + 8:
+                    assert got is None, f"seed {SEED}: {key} written {age} ago"
+                else:
+                    assert got in (None, how), f"seed {SEED}: {key} stale"
+
+
+def test_a_snapshot_from_before_takes_its_memory_over():
+    """An engine restored from a snapshot whose memory is an OrderedDict (or a
+    plain dict) answers as that memory did, and goes on remembering."""
+    for kind in (OrderedDict, dict):
+        mk = Market()
+        for oid in range(1, 6):
+            mk.order("b1", oid, "buy", 1, 100)
+            mk.cancel("b1", oid)
+        state = mk.d.engine.state
+        state.books["U"].gone = kind(((mk.paddle["b1"], oid), "cancelled")
+                                     for oid in range(1, 6))
+        restored = Engine.restore(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        gone = restored.state.books["U"].gone
+        assert isinstance(gone, GoneOrders)
+        assert [gone.get((mk.paddle["b1"], oid)) for oid in range(1, 7)] == (
+            ["cancelled"] * 5 + [None])
+        gone.check()
