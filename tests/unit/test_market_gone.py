@@ -93,3 +93,6 @@ def test_a_snapshot_from_before_takes_its_memory_over():
         assert [gone.get((mk.paddle["b1"], oid)) for oid in range(1, 7)] == (
             ["cancelled"] * 5 + [None])
         gone.check()
+        again = Engine.restore(restored.snapshot()).state.books["U"].gone   # as it is now
+        assert isinstance(again, GoneOrders)
+        assert again.generations == gone.generations and again.retiring == gone.retiring
