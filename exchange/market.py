@@ -141,9 +141,6 @@ class GoneOrders:
                 return how
         return None
 
-    def __len__(self) -> int:
-        return sum(map(len, self.generations))
-
     def check(self) -> None:
         """Assert the shape: generations within bounds, the newest last."""
         assert self.generations and self.generations[-1] is self.newest
