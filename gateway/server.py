@@ -307,7 +307,7 @@ class Server:
                 self._published(env.seq, public, data)
             self._remember_id(env)
             if record.seq > last - RECENT_RESULTS:
-                self._remember(env.seq, env.ts, entry.events)
+                self.recent.put(env.seq, env.ts, entry.events)
 
     def _remember_id(self, env: Envelope) -> None:
         """Keep the client id of a journaled envelope of today or yesterday."""
@@ -775,9 +775,7 @@ class Server:
                 outbox.append((seq, conn.sock, conn.rid,
                                p.encode(p.Notice(seq=seq, ts=ts, events=evs))))
         if public:
-            self.pub_pending.append((seq, public, p.encode(p.Market(
-                seq=seq, prev=self.last_public_assigned, ts=ts, events=public))))
-            self.last_public_assigned = seq
+            self.pub_pending.append((seq, public, self._market(seq, ts, public)))
 
     def _market(self, seq: int, ts: int, public: list[Any]) -> bytes:
         """Encode the Market message of entry ``seq``, chained to the previous one."""
@@ -791,10 +789,6 @@ class Server:
         self.last_public = seq
         self.view.fold(seq, public)
         self.ring.append(seq, data)
-
-    def _remember(self, seq: int, ts: int, events: list[Any]) -> None:
-        """Keep the events of the last RECENT_RESULTS entries (seqs are contiguous)."""
-        self.recent.put(seq, ts, events)
 
     def _read(self, seq: int) -> Any:
         """Return the decoded journal entry ``seq`` (durable: committed, so
