@@ -1,4 +1,5 @@
-"""The gateway end to end over 127.0.0.1, beside a bare pyzmq echo.
+"""The gateway end to end over 127.0.0.1, beside a bare pyzmq echo and a
+durable echo.
 
 Run: ``make bench`` or
 ``.venv/bin/python -m pytest bench/test_gateway_bench.py --benchmark-only -p no:cacheprovider -s``
@@ -36,6 +37,12 @@ second of quiet; then the throughput runs.
   generator with the same message sizes. Its figures are the ceiling the
   transport and the Python socket calls set on this machine; the ratios say
   what the gateway costs on top.
+- Durable echo: the same echo, but each turn first writes what it drained
+  to a file (overwriting zeros written ahead, as the journal does) and
+  fdatasyncs it, then sends it all back: journal-first group commit with no
+  decoding and no engine. Its latency is the floor of any server that
+  acknowledges only what is durable, over this transport, on this disk and
+  these 2 cores shared with the load generator.
 
 - CPU per order: the server process's CPU time (every thread: engine,
   journal, ZeroMQ I/O; from /proc) and the load generator's, divided by the
@@ -183,10 +190,50 @@ while True:
 """
 
 
-def start_echo(data: Path) -> tuple[subprocess.Popen, str]:
+DURABLE_ECHO = """
+import os, sys, zmq
+ZEROS = 64 << 20                  # written ahead once, then overwritten in a circle
+fd = os.open(sys.argv[3], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, bytes(ZEROS))
+os.fsync(fd)
+ctx = zmq.Context()
+sock = ctx.socket(zmq.ROUTER)
+sock.linger = 0
+sock.curve_server = True
+sock.curve_publickey, sock.curve_secretkey = sys.argv[1].encode(), sys.argv[2].encode()
+sock.sndhwm = sock.rcvhwm = 10000
+port = sock.bind_to_random_port("tcp://127.0.0.1")
+print(port, flush=True)
+poller = zmq.Poller()
+poller.register(sock, zmq.POLLIN)
+offset = 0
+while True:
+    poller.poll()
+    drained = []
+    for _ in range(2048):
+        try:
+            drained.append(sock.recv_multipart(zmq.NOBLOCK))
+        except zmq.Again:
+            break
+    if not drained:
+        continue
+    data = b"".join(frames[-1] for frames in drained)
+    if offset + len(data) > ZEROS:
+        offset = 0
+    os.pwrite(fd, data, offset)
+    offset += len(data)
+    os.fdatasync(fd)
+    for frames in drained:
+        sock.send_multipart(frames, zmq.NOBLOCK)
+"""
+
+
+def start_echo(data: Path, durable: bool = False) -> tuple[subprocess.Popen, str]:
+    """Start the echo (or the durable echo, writing in ``data``); return it and its endpoint."""
     keys = json.loads((data / "keys" / "server.json").read_text())
-    proc = subprocess.Popen([sys.executable, "-c", ECHO, keys["public_key"], keys["secret_key"]],
-                            stdout=subprocess.PIPE)
+    args = [DURABLE_ECHO, keys["public_key"], keys["secret_key"], str(data / "durable-echo")
+            ] if durable else [ECHO, keys["public_key"], keys["secret_key"]]
+    proc = subprocess.Popen([sys.executable, "-c", *args], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
     return proc, f"tcp://127.0.0.1:{port}"
@@ -389,12 +436,13 @@ def rig():
     data = Path(tmp.name)
     server, endpoints = start_server(data)
     echo, echo_endpoint = start_echo(data)
+    durable, durable_endpoint = start_echo(data, durable=True)
     try:
         paddles = set_up_market(data)
         RESULTS["fdatasync"] = fdatasync_latency(data)
-        yield data, endpoints, echo_endpoint, paddles, server.pid
+        yield data, endpoints, echo_endpoint, paddles, server.pid, durable_endpoint
     finally:
-        stop(server, echo)
+        stop(server, echo, durable)
         tmp.cleanup()
         report()
 
@@ -408,31 +456,42 @@ def stop(*procs: subprocess.Popen) -> None:
             proc.stdout.close()
 
 
-def connections(rig: Any, n: int, echo: bool, context: zmq.Context) -> list[Conn]:
-    data, endpoints, echo_endpoint, paddles, _ = rig
-    return [Conn(context, data, f"bench{i}", echo_endpoint if echo else endpoints["broker"],
-                 paddles[f"bench{i}"], logon=not echo) for i in range(1, n + 1)]
+def connections(rig: Any, n: int, target: str, context: zmq.Context) -> list[Conn]:
+    """``n`` broker connections to the ``target``: "gateway", "echo" or "durable" (echo)."""
+    data, endpoints, echo_endpoint, paddles, _, durable_endpoint = rig
+    endpoint = {"gateway": endpoints["broker"], "echo": echo_endpoint,
+                "durable": durable_endpoint}[target]
+    return [Conn(context, data, f"bench{i}", endpoint, paddles[f"bench{i}"],
+                 logon=target == "gateway") for i in range(1, n + 1)]
 
 
 @pytest.mark.parametrize("rate", RATES)
 def test_gateway_latency(benchmark, rig, rate):
     context = zmq.Context()
     try:
-        conns = connections(rig, LATENCY_CONNECTIONS, False, context)
-        echo_conns = connections(rig, LATENCY_CONNECTIONS, True, context)
-        measured: dict[str, dict[str, float]] = {}
+        conns = connections(rig, LATENCY_CONNECTIONS, "gateway", context)
+        echo_conns = connections(rig, LATENCY_CONNECTIONS, "echo", context)
+        durable_conns = connections(rig, LATENCY_CONNECTIONS, "durable", context)
+        measured: dict[str, Any] = {}
+
+        def median_p99(rounds: list[dict[str, float]]) -> dict[str, float]:
+            return sorted(rounds, key=lambda r: r["p99_us"])[len(rounds) // 2]
 
         def run() -> None:
             measured["fdatasync"] = fdatasync_latency(rig[0])
-            rounds = []
-            for _ in range(LATENCY_ROUNDS.get(rate, 1)):
+            rounds, durable_rounds = [], []
+            for _ in range(LATENCY_ROUNDS.get(rate, 1)):   # interleaved: the same weather
                 time.sleep(1.0)
                 with CpuMeter(rig[4]) as cpu:
                     found = latency(conns, rate, SECONDS, echo=False)
                 found.update(cpu.per(found["orders"]))
                 rounds.append(found)
-            measured["gateway"] = sorted(rounds, key=lambda r: r["p99_us"])[len(rounds) // 2]
+                time.sleep(1.0)
+                durable_rounds.append(latency(durable_conns, rate, SECONDS, echo=True))
+            measured["gateway"] = median_p99(rounds)
             measured["rounds"] = rounds
+            measured["durable"] = median_p99(durable_rounds)
+            measured["durable_rounds"] = durable_rounds
             measured["echo"] = latency(echo_conns, rate, SECONDS, echo=True)
         benchmark.pedantic(run, rounds=1, iterations=1)
         benchmark.extra_info.update(measured)
@@ -450,8 +509,8 @@ def test_gateway_latency_without_fsync(benchmark, rig):
     data = Path(tmp.name)
     server, endpoints = start_server(data, durability="none")
     try:
-        conns = connections((data, endpoints, "", set_up_market(data), server.pid),
-                            LATENCY_CONNECTIONS, False, context)
+        conns = connections((data, endpoints, "", set_up_market(data), server.pid, ""),
+                            LATENCY_CONNECTIONS, "gateway", context)
         measured: dict[str, dict[str, float]] = {}
 
         def run() -> None:
@@ -472,8 +531,9 @@ def test_gateway_latency_without_fsync(benchmark, rig):
 def test_gateway_throughput(benchmark, rig, n):
     context = zmq.Context()
     try:
-        conns = connections(rig, n, False, context)
-        echo_conns = connections(rig, n, True, context)
+        conns = connections(rig, n, "gateway", context)
+        echo_conns = connections(rig, n, "echo", context)
+        durable_conns = connections(rig, n, "durable", context)
         measured: dict[str, float] = {}
 
         def run() -> None:
@@ -481,6 +541,7 @@ def test_gateway_throughput(benchmark, rig, n):
                 measured["gateway"] = throughput(conns, SECONDS, WINDOW, echo=False)
             measured.update(cpu.per(measured["gateway"] * cpu.seconds))
             measured["echo"] = throughput(echo_conns, SECONDS, WINDOW, echo=True)
+            measured["durable"] = throughput(durable_conns, SECONDS, WINDOW, echo=True)
         benchmark.pedantic(run, rounds=1, iterations=1)
         benchmark.extra_info.update(measured)
         RESULTS[f"throughput_{n}"] = measured
@@ -496,8 +557,9 @@ def test_gateway_batch_throughput(benchmark, rig, n, batch):
     are paid once per batch. The echo sends back Batches of the same size."""
     context = zmq.Context()
     try:
-        conns = connections(rig, n, False, context)
-        echo_conns = connections(rig, n, True, context)
+        conns = connections(rig, n, "gateway", context)
+        echo_conns = connections(rig, n, "echo", context)
+        durable_conns = connections(rig, n, "durable", context)
         window = max(WINDOW, 10 * batch)
         measured: dict[str, float] = {}
 
@@ -506,6 +568,8 @@ def test_gateway_batch_throughput(benchmark, rig, n, batch):
                 measured["gateway"] = throughput(conns, SECONDS, window, echo=False, batch=batch)
             measured.update(cpu.per(measured["gateway"] * cpu.seconds))
             measured["echo"] = throughput(echo_conns, SECONDS, window, echo=True, batch=batch)
+            measured["durable"] = throughput(durable_conns, SECONDS, window, echo=True,
+                                             batch=batch)
         benchmark.pedantic(run, rounds=1, iterations=1)
         benchmark.extra_info.update(measured)
         RESULTS[f"batch_{n}_{batch}"] = measured
@@ -562,7 +626,8 @@ def fdatasync_latency(directory: Path, rounds: int = 200) -> dict[str, float]:
 
 
 def report() -> None:
-    lines = ["", "gateway vs bare pyzmq DEALER-ROUTER echo (127.0.0.1, CURVE, group durability)"]
+    lines = ["", "gateway vs bare pyzmq DEALER-ROUTER echo and durable echo (one write and one "
+             "fdatasync a turn) (127.0.0.1, CURVE, group durability)"]
     probe = RESULTS.get("fdatasync")
     if probe:
         lines.append(f"  fdatasync of a 4 KiB append on the data disk: p50 {probe['p50_us']:,.0f} us"
@@ -570,6 +635,8 @@ def report() -> None:
     def throughput_line(label: str, found: dict[str, float], echo_unit: str) -> str:
         return (f"  {label}: {found['gateway']:>9,.0f} acked orders/s   echo "
                 f"{found['echo']:>9,.0f} {echo_unit}   ratio {found['gateway'] / found['echo']:.2f}"
+                f"   durable echo {found['durable']:>9,.0f}   ratio "
+                f"{found['gateway'] / found['durable']:.2f}"
                 f"   CPU per order: server {found['server_cpu_us']:.0f} us, generator "
                 f"{found['generator_cpu_us']:.0f} us")
     for n in CONNECTIONS:
@@ -585,11 +652,13 @@ def report() -> None:
     for rate in RATES:
         found = RESULTS.get(f"latency_{rate}")
         if found:
-            g, e, f = found["gateway"], found["echo"], found["fdatasync"]
+            g, e, f, d = found["gateway"], found["echo"], found["fdatasync"], found["durable"]
             lines.append(f"  {rate:>6,}/s offered: gateway p50 {g['p50_us']:>7,.0f} us  p99 "
                          f"{g['p99_us']:>7,.0f} us  p99.9 {g['p999_us']:>7,.0f} us  max "
                          f"{g['max_us']:>7,.0f} us | echo p50 {e['p50_us']:>5,.0f}  p99 "
-                         f"{e['p99_us']:>6,.0f}  p99.9 {e['p999_us']:>6,.0f} us")
+                         f"{e['p99_us']:>6,.0f}  p99.9 {e['p999_us']:>6,.0f} us | durable echo "
+                         f"p50 {d['p50_us']:>5,.0f}  p99 {d['p99_us']:>6,.0f}  p99.9 "
+                         f"{d['p999_us']:>6,.0f} us")
             lines.append(f"  {'':>16} fdatasync just before: p50 {f['p50_us']:,.0f} us  p99 "
                          f"{f['p99_us']:,.0f} us  max {f['max_us']:,.0f} us; CPU per order: "
                          f"server {g['server_cpu_us']:.0f} us, generator "
@@ -599,6 +668,9 @@ def report() -> None:
                              "p50 / p99 / p99.9 us: " + ", ".join(
                                  f"{r['p50_us']:,.0f} / {r['p99_us']:,.0f} / {r['p999_us']:,.0f}"
                                  for r in found["rounds"]))
+                lines.append(f"  {'':>16} durable echo, interleaved with them: " + ", ".join(
+                    f"{r['p50_us']:,.0f} / {r['p99_us']:,.0f} / {r['p999_us']:,.0f}"
+                    for r in found["durable_rounds"]))
     found = RESULTS.get("latency_nosync")
     if found:
         g = found["gateway"]
