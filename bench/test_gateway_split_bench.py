@@ -116,7 +116,7 @@ def engine_process(server: Server, endpoint: str) -> None:
                 entry = encode_entry(Entry(env, engine.apply(env)))
                 records.append((ts, entry))
                 entries.append(msgspec.Raw(entry))
-                shard[key] = (seq, request.cmd)
+                shard[key] = seq
                 seq += 1
             replies.append(encode((int.from_bytes(tag.bytes, "little"), entries)))
         if records:

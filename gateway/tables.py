@@ -18,7 +18,7 @@ ID_MASK = ID_SHARDS - 1
 
 
 class ClientIds:
-    """The client ids of one trading day: (user, client id) -> (seq, command).
+    """The client ids of one trading day: (user, client id) -> journal seq.
     Kept in `ID_SHARDS` dicts chosen by the key's hash, so an insert rebuilds
     at most one of them (a 64th of the day: ~1 ms at a million ids). O(1)
     to add and look up; the server's hot path indexes ``shards`` itself with
@@ -27,19 +27,19 @@ class ClientIds:
     __slots__ = ("shards",)
 
     def __init__(self) -> None:
-        self.shards: list[dict[tuple[str, str], tuple[int, Any]]] = [
+        self.shards: list[dict[tuple[str, str], int]] = [
             {} for _ in range(ID_SHARDS)]
 
-    def get(self, key: tuple[str, str]) -> tuple[int, Any] | None:
+    def get(self, key: tuple[str, str]) -> int | None:
         return self.shards[hash(key) & ID_MASK].get(key)
 
-    def put(self, key: tuple[str, str], value: tuple[int, Any]) -> None:
+    def put(self, key: tuple[str, str], value: int) -> None:
         self.shards[hash(key) & ID_MASK][key] = value
 
     def __len__(self) -> int:
         return sum(map(len, self.shards))
 
-    def items(self) -> Iterator[tuple[tuple[str, str], tuple[int, Any]]]:
+    def items(self) -> Iterator[tuple[tuple[str, str], int]]:
         """Yield every (key, value), in no meaningful order."""
         for shard in self.shards:
             yield from shard.items()

@@ -66,6 +66,36 @@ def test_refusals_inside_a_batch_are_answered_in_place(exchange):
         context.destroy(linger=0)
 
 
+def test_a_client_id_used_twice_in_one_batch_is_a_resend_or_a_duplicate(exchange):
+    """The first use is not yet durable when the second is checked: the original
+    command comes from the turn's entries, not the journal."""
+    data, _ = exchange
+    context = zmq.Context()
+    try:
+        sock = logged_on_dealer(data, "b1", context)
+        sock.send(p.encode(p.Batch(requests=[
+            p.Request(client_id="twice-1", cmd=RegisterParty(name="Twice")),
+            p.Request(client_id="twice-1", cmd=RegisterParty(name="Twice")),
+            p.Request(client_id="twice-1", cmd=RegisterParty(name="Other")),
+            p.Request(client_id="twice-2", cmd=RegisterParty(name="Later")),
+        ])))
+        reply = recv_until(sock, p.Results)
+        sock.close()
+    finally:
+        context.destroy(linger=0)
+    assert reply is not None
+    first, again, other, later = reply.results
+    assert first.accepted and not first.resent
+    assert again.resent and again.accepted and again.seq == first.seq
+    assert isinstance(other, p.SessionRejected) and other.code == "duplicate_client_id"
+    assert later.accepted and later.seq == first.seq + 1
+    with client(data, "b1") as b1:                  # a turn later: from the journal
+        assert b1.request(RegisterParty(name="Twice"), client_id="twice-1").seq == first.seq
+        with pytest.raises(SessionRejectedError) as refused:
+            b1.request(RegisterParty(name="Other"), client_id="twice-1")
+        assert refused.value.code == "duplicate_client_id"
+
+
 def test_a_batch_over_the_limit_is_refused_whole(tmp_path):
     with running(tmp_path, max_message_bytes=1 << 20):
         context = zmq.Context()

@@ -19,8 +19,8 @@ def test_client_ids_hold_what_a_dict_holds():
     for step in range(20000):
         key = (rnd.choice(("b1", "b2", "op")), f"c-{rnd.randrange(5000)}")
         if rnd.random() < 0.5:
-            ids.put(key, (step, "cmd"))
-            ref[key] = (step, "cmd")
+            ids.put(key, step)
+            ref[key] = step
         assert ids.get(key) == ref.get(key), f"seed {SEED} step {step}"
     assert len(ids) == len(ref)
     assert dict(ids.items()) == ref
