@@ -79,7 +79,8 @@ from exchange.commands import (CreateInstrument, CreateSession, IssuePaddle, Iss
 from gateway import protocol as p
 from gateway.client import Client
 from gateway.config import Config
-from gateway.keys import ClientKey, initialise
+from gateway.keys import ClientKey, KeyStore, initialise
+from gateway.server import Server, serve_in_thread, stop_thread
 
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("GATEWAY_BENCH_SECONDS", "3"))
@@ -126,7 +127,6 @@ acks_decoder = msgspec.msgpack.Decoder(Acks)
 
 def start_server(data: Path, durability: str = "group") -> tuple[subprocess.Popen, dict]:
     initialise(data)
-    from gateway.keys import KeyStore
     store = KeyStore(data)
     for i in range(1, max(CONNECTIONS) + 1):
         store.add_user(f"bench{i}", "broker")
@@ -167,41 +167,41 @@ def set_up_market(data: Path) -> dict[str, tuple[int, int]]:
     return paddles
 
 
+def stopped_market_server(data: Path) -> tuple[Server, dict[str, tuple[int, int]]]:
+    """Start a server in this process on ``data``, set the bench market up over
+    real sockets, then stop its loop: its engine, journal and tables are left
+    for the caller to drive (and to close). Return it and `set_up_market`'s paddles."""
+    initialise(data)
+    store = KeyStore(data)
+    for i in range(1, max(CONNECTIONS) + 1):
+        store.add_user(f"bench{i}", "broker")
+    config = Config(broker_port=0, operator_port=0, feed_port=0, data_port=0,
+                    snapshot_every=10**9, snapshot_seconds=10**6)
+    server, thread = serve_in_thread(data, config)
+    try:
+        paddles = set_up_market(data)
+    except BaseException:
+        stop_thread(server, thread)
+        raise
+    server.stop()
+    thread.join(timeout=10)
+    return server, paddles
+
+
 ECHO = """
-import sys, zmq
-ctx = zmq.Context()
-sock = ctx.socket(zmq.ROUTER)
-sock.linger = 0
-sock.curve_server = True
-sock.curve_publickey, sock.curve_secretkey = sys.argv[1].encode(), sys.argv[2].encode()
-sock.sndhwm = sock.rcvhwm = 10000
-port = sock.bind_to_random_port("tcp://127.0.0.1")
-print(port, flush=True)
-poller = zmq.Poller()
-poller.register(sock, zmq.POLLIN)
-while True:
-    poller.poll()
-    for _ in range(2048):
-        try:
-            frames = sock.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            break
-        sock.send_multipart(frames, zmq.NOBLOCK)
-"""
-
-
-DURABLE_ECHO = """
 import os, sys, zmq
-ZEROS = 64 << 20                  # written ahead once, then overwritten in a circle
-fd = os.open(sys.argv[3], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-os.write(fd, bytes(ZEROS))
-os.fsync(fd)
 ctx = zmq.Context()
 sock = ctx.socket(zmq.ROUTER)
 sock.linger = 0
 sock.curve_server = True
 sock.curve_publickey, sock.curve_secretkey = sys.argv[1].encode(), sys.argv[2].encode()
 sock.sndhwm = sock.rcvhwm = 10000
+fd = -1
+ZEROS = 64 << 20                  # the durable echo: zeros written once, overwritten in a circle
+if len(sys.argv) > 3:
+    fd = os.open(sys.argv[3], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, bytes(ZEROS))
+    os.fsync(fd)
 port = sock.bind_to_random_port("tcp://127.0.0.1")
 print(port, flush=True)
 poller = zmq.Poller()
@@ -212,28 +212,32 @@ while True:
     drained = []
     for _ in range(2048):
         try:
-            drained.append(sock.recv_multipart(zmq.NOBLOCK))
+            frames = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             break
-    if not drained:
-        continue
-    data = b"".join(frames[-1] for frames in drained)
-    if offset + len(data) > ZEROS:
-        offset = 0
-    os.pwrite(fd, data, offset)
-    offset += len(data)
-    os.fdatasync(fd)
-    for frames in drained:
-        sock.send_multipart(frames, zmq.NOBLOCK)
+        if fd < 0:
+            sock.send_multipart(frames, zmq.NOBLOCK)
+        else:
+            drained.append(frames)
+    if drained:                   # durable: one write and one fdatasync, then the replies
+        data = b"".join(frames[-1] for frames in drained)
+        if offset + len(data) > ZEROS:
+            offset = 0
+        os.pwrite(fd, data, offset)
+        offset += len(data)
+        os.fdatasync(fd)
+        for frames in drained:
+            sock.send_multipart(frames, zmq.NOBLOCK)
 """
 
 
 def start_echo(data: Path, durable: bool = False) -> tuple[subprocess.Popen, str]:
     """Start the echo (or the durable echo, writing in ``data``); return it and its endpoint."""
     keys = json.loads((data / "keys" / "server.json").read_text())
-    args = [DURABLE_ECHO, keys["public_key"], keys["secret_key"], str(data / "durable-echo")
-            ] if durable else [ECHO, keys["public_key"], keys["secret_key"]]
-    proc = subprocess.Popen([sys.executable, "-c", *args], stdout=subprocess.PIPE)
+    args = [sys.executable, "-c", ECHO, keys["public_key"], keys["secret_key"]]
+    if durable:
+        args.append(str(data / "durable-echo"))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
     return proc, f"tcp://127.0.0.1:{port}"

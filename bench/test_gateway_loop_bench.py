@@ -33,11 +33,9 @@ import pytest
 
 from exchange.commands import PlaceOrder
 from gateway import protocol as p
-from gateway.config import Config
-from gateway.keys import KeyStore, initialise
-from gateway.server import Conn, serve_in_thread
+from gateway.server import Conn
 
-from test_gateway_bench import CONNECTIONS, INSTRUMENT, set_up_market
+from test_gateway_bench import INSTRUMENT, stopped_market_server
 
 BATCHES = int(os.environ.get("LOOP_BENCH_BATCHES", "300"))
 BATCH = 100
@@ -47,21 +45,13 @@ BATCH = 100
 def stopped_server():
     """A server with the bench market whose loop no longer runs."""
     tmp = tempfile.TemporaryDirectory(prefix="lotex-loop-bench-")
-    data = Path(tmp.name)
-    initialise(data)
-    store = KeyStore(data)
-    for i in range(1, max(CONNECTIONS) + 1):
-        store.add_user(f"bench{i}", "broker")
-    config = Config(broker_port=0, operator_port=0, feed_port=0, data_port=0,
-                    snapshot_every=10**9, snapshot_seconds=10**6)
-    server, thread = serve_in_thread(data, config)
     try:
-        paddles = set_up_market(data)
-        server.stop()
-        thread.join(timeout=10)
-        yield server, paddles["bench1"]
+        server, paddles = stopped_market_server(Path(tmp.name))
+        try:
+            yield server, paddles["bench1"]
+        finally:
+            server.close()
     finally:
-        server.close()
         tmp.cleanup()
 
 

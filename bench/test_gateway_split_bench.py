@@ -58,14 +58,12 @@ from exchange.codec import Entry, encode_entry
 from exchange.commands import Envelope
 from exchange.events import CommandRejected
 from gateway import protocol as p
-from gateway.config import Config
-from gateway.keys import KeyStore, initialise
-from gateway.server import FREEZE_EVERY, Server, _ResultsOut, serve_in_thread
+from gateway.server import FREEZE_EVERY, Server, _ResultsOut
 from gateway.tables import ID_MASK
 from gateway.zap import ZapHandler
 from recorder.format import KIND_ENTRY
 
-from test_gateway_bench import CONNECTIONS, Conn, CpuMeter, set_up_market, throughput
+from test_gateway_bench import CONNECTIONS, Conn, CpuMeter, stopped_market_server, throughput
 
 # The children only make new ZeroMQ contexts; nothing of the parent's threads is used.
 pytestmark = pytest.mark.filterwarnings(
@@ -233,18 +231,9 @@ def fork(run, *args) -> int:
 def split():
     tmp = tempfile.TemporaryDirectory(prefix="lotex-split-bench-")
     data = Path(tmp.name)
-    initialise(data)
-    store = KeyStore(data)
-    for i in range(1, max(CONNECTIONS) + 1):
-        store.add_user(f"bench{i}", "broker")
-    config = Config(broker_port=0, operator_port=0, feed_port=0, data_port=0,
-                    snapshot_every=10**9, snapshot_seconds=10**6)
-    server, thread = serve_in_thread(data, config)
+    server, paddles = stopped_market_server(data)
     children: list[int] = []
     try:
-        paddles = set_up_market(data)
-        server.stop()
-        thread.join(timeout=10)
         endpoint = f"ipc://{data}/engine.ipc"
         children.append(fork(engine_process, server, endpoint))
         port_in, port_out = os.pipe()
