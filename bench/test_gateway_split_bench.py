@@ -48,6 +48,7 @@ import os
 import signal
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import msgspec
@@ -222,8 +223,9 @@ def fork(run, *args) -> int:
     if pid == 0:
         try:
             run(*args)
-        finally:
-            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+        os._exit(1)
     return pid
 
 
@@ -238,6 +240,7 @@ def split():
         children.append(fork(engine_process, server, endpoint))
         port_in, port_out = os.pipe()
         children.append(fork(front_process, server, data, endpoint, port_out))
+        os.close(port_out)                 # a front that dies first: end of file, not a hang
         with os.fdopen(port_in) as pipe:
             port = int(pipe.readline())
         yield data, f"tcp://127.0.0.1:{port}", paddles, children
