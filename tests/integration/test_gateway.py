@@ -396,3 +396,26 @@ def test_recap_returns_the_private_events_missed_while_away(exchange):
         with pytest.raises(SessionRejectedError) as refused:
             b2.recap(0)
         assert refused.value.code == "bad_request"
+
+
+def test_recaps_share_a_budget_per_turn_and_say_more(exchange, monkeypatch):
+    """A turn's catch-up budget (here 3 entries from memory) cuts a Recap
+    short with `more`; the client asks again and gets every entry once."""
+    import gateway.server
+    data, _ = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        build_market(op, b1, b2)
+        whole = b2.recap(1)                          # (may repeat live notices)
+        last = b2.request(RegisterParty(name="marker")).seq
+        monkeypatch.setattr(gateway.server, "CATCH_UP_PER_TURN", 3 * gateway.server.COST_RECENT)
+        b2.session.recap_done = None
+        b2._send(p.encode(p.Recap(from_seq=1, limit=10000)))
+        deadline = time.monotonic() + 5
+        while b2.session.recap_done is None and b2._pump(deadline):
+            pass
+        first = b2.session.recap_done
+        assert first is not None and first.more and first.through == 3
+        b2.session.notices.clear()
+        again = b2.recap(1)                          # many answers of 3 entries
+        assert [n.seq for n in again if n.seq < last] == sorted({n.seq for n in whole})
+
