@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 DURABILITIES = ("group", "every", "none")
+# A turn holds at most max_backlog entries and one Batch more, all of them among
+# the 65,536 recent results the server keeps to answer resends (server.RECENT_RESULTS).
+MAX_BACKLOG = 32768
 
 SETTINGS: dict[str, str] = {
     "host": "address every socket binds to",
@@ -28,7 +31,7 @@ SETTINGS: dict[str, str] = {
     "recv_hwm": "messages queued from one connection before ZeroMQ pushes back",
     "feed_hwm": "messages queued per feed subscriber; beyond it they are dropped",
     "max_batch": "messages (and entries) handled per loop turn",
-    "max_backlog": "entries applied before one commit, at most",
+    "max_backlog": "entries applied before one commit, at most (1 to 32768)",
     "tick_ms": "clock resolution for timers when nothing else arrives",
     "snapshot_every": "journal entries between snapshots",
     "snapshot_seconds": "and at most this long between snapshots",
@@ -75,6 +78,8 @@ class Config:
                 raise ValueError(f"{name} must be positive")
         if self.preallocate_bytes < 0:
             raise ValueError("preallocate_bytes must be >= 0")
+        if self.max_backlog > MAX_BACKLOG:
+            raise ValueError(f"max_backlog must be at most {MAX_BACKLOG}")
         return self
 
     def to_toml(self) -> str:

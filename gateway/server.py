@@ -202,7 +202,7 @@ class Server:
         self.ids_yesterday = ClientIds()
         self.ids_dropping: list[dict] = []   # shards of a past day's ids, freed a few a time
         self.today = trading_day(max(time.time_ns(), self.last_ts))
-        self.recent = RecentResults(RECENT_RESULTS)           # seq -> (ts, events)
+        self.recent = RecentResults(RECENT_RESULTS)           # seq -> (ts, events, command)
         self.gateway_snapshot_dir = layout.gateway_snapshot_dir(self.data_dir)
         covered = self._restore_gateway_state()
         self._scan_journal(covered)
@@ -320,7 +320,7 @@ class Server:
                 self._published(env.seq, public, data)
             self._remember_id(env)
             if record.seq > last - RECENT_RESULTS:
-                self.recent.put(env.seq, env.ts, entry.events)
+                self.recent.put(env.seq, env.ts, entry.events, env.cmd)
 
     def _remember_id(self, env: Envelope) -> None:
         """Keep the client id of a journaled envelope of today or yesterday."""
@@ -749,7 +749,7 @@ class Server:
             key = (actor, cid)                    # ClientIds.put, inlined
             self.ids_today.shards[hash(key) & ID_MASK][key] = seq
         recent = self.recent                      # results kept for resends (put, inlined)
-        recent.slots[seq & recent.mask] = (seq, ts, events)
+        recent.slots[seq & recent.mask] = (seq, ts, events, cmd)
 
         public: list[Any] = []
         seen: list[Any] = []                      # what the sender may see
@@ -819,13 +819,13 @@ class Server:
         raise LookupError(f"journal entry {seq} not found")
 
     def _command_of(self, seq: int) -> Any:
-        """Return the command of entry ``seq``: from the turn's entries not yet
-        committed, or from the journal. Only a resent client id asks, so the
-        ids of the day keep no command (124 instead of 200 bytes per order)."""
-        pending = seq - self.durable_seq - 1
-        if pending >= 0:
-            return decode_entry_envelope(self.records[pending][1]).cmd
-        return self._read(seq).env.cmd
+        """Return the command of entry ``seq`` (a resent client id asks, to
+        tell a resend from a duplicate): kept with the recent results, which
+        hold every entry of the turn (`MAX_BACKLOG`), else read back from the
+        journal (0.5-4.6 ms here). The ids of the day keep no command: 124
+        instead of 200 bytes per order."""
+        cmd = self.recent.command(seq)
+        return cmd if cmd is not None else self._read(seq).env.cmd
 
     def _events_of(self, seq: int) -> list[Any]:
         """Return the events of journal entry ``seq`` (recent ones from memory)."""

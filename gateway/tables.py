@@ -46,8 +46,8 @@ class ClientIds:
 
 
 class RecentResults:
-    """The (ts, events) of the last ``size`` journal entries by seq, in a
-    fixed ring: adding one drops the one ``size`` back. O(1), no rebuild."""
+    """The (ts, events, command) of the last ``size`` journal entries by seq,
+    in a fixed ring: adding one drops the one ``size`` back. O(1), no rebuild."""
 
     __slots__ = ("mask", "slots")
 
@@ -55,10 +55,10 @@ class RecentResults:
         if size < 1 or size & (size - 1):
             raise ValueError("size must be a power of two")
         self.mask = size - 1
-        self.slots: list[tuple[int, int, list[Any]] | None] = [None] * size
+        self.slots: list[tuple[int, int, list[Any], Any] | None] = [None] * size
 
-    def put(self, seq: int, ts: int, events: list[Any]) -> None:
-        self.slots[seq & self.mask] = (seq, ts, events)
+    def put(self, seq: int, ts: int, events: list[Any], cmd: Any) -> None:
+        self.slots[seq & self.mask] = (seq, ts, events, cmd)
 
     def get(self, seq: int) -> tuple[int, list[Any]] | None:
         """Return (ts, events) of entry ``seq`` if it is still kept."""
@@ -66,6 +66,11 @@ class RecentResults:
         if slot is None or slot[0] != seq:
             return None
         return slot[1], slot[2]
+
+    def command(self, seq: int) -> Any:
+        """Return the command of entry ``seq`` if it is still kept, else None."""
+        slot = self.slots[seq & self.mask]
+        return slot[3] if slot is not None and slot[0] == seq else None
 
     def __contains__(self, seq: int) -> bool:
         slot = self.slots[seq & self.mask]

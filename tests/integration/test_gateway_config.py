@@ -26,6 +26,7 @@ def test_first_start_writes_every_setting_under_a_comment_and_reads_it_back(tmp_
     ("durability = \"sometimes\"\n", "durability must be one of"),
     ("preallocate_bytes = -1\n", "preallocate_bytes must be >= 0"),
     ("max_backlog = 0\n", "max_backlog must be positive"),
+    ("max_backlog = 40000\n", "max_backlog must be at most 32768"),
     ("broker_port = 70000\n", "broker_port 70000 is not a TCP port"),
 ])
 def test_a_bad_setting_is_refused_with_its_reason(tmp_path, text, reason):

@@ -30,10 +30,21 @@ def test_client_ids_hold_what_a_dict_holds():
 def test_recent_results_keep_the_last_size_entries():
     recent = RecentResults(8)
     for seq in range(1, 21):
-        recent.put(seq, seq * 10, [f"event {seq}"])
+        recent.put(seq, seq * 10, [f"event {seq}"], f"command {seq}")
     assert [seq for seq in range(1, 21) if seq in recent] == list(range(13, 21))
     assert recent.get(13) == (130, ["event 13"])
     assert recent.get(12) is None and recent.get(21) is None and 5 not in recent
+    assert recent.command(20) == "command 20"
+    assert recent.command(12) is None and recent.command(21) is None
+
+
+def test_every_entry_of_a_turn_is_among_the_recent_results():
+    """A resend within a turn finds the original command in memory: a turn
+    (at most max_backlog entries and one Batch more) fits in the ring."""
+    from gateway.config import MAX_BACKLOG
+    from gateway.protocol import MAX_BATCH
+    from gateway.server import RECENT_RESULTS
+    assert MAX_BACKLOG + MAX_BATCH <= RECENT_RESULTS
 
 
 def test_recent_results_need_a_power_of_two():
