@@ -81,16 +81,16 @@ RING_SLACK = 1024               # Market messages over feed_ring before the olde
 # Catch-up work (Recap and ReplayRequest answers) that one loop turn does for
 # every connection together; an answer cut short by it says `more` and the
 # client asks again. In units of about a microsecond of the loop here
-# (measured: a Market message from the ring 0.7 us, an entry recapped from
-# memory 2.3 us, an entry read back from the journal for a recap 7.3 us, for
-# a replay 15 us), so a turn spends ~2 ms on it at most, however many
-# requests come. Unbounded, one Recap of 10,000 journal entries held the
-# loop 75 ms, and a burst of replay requests 7.8 ms each.
+# (measured: a Market message from the ring 0.2-0.4 us, an entry recapped
+# from memory 2.1 us, an entry read back from the journal 7-8 us after
+# 0.45-0.6 ms to find where to start), so a turn spends 2-3 ms on it at most,
+# however many requests come. Unbounded, one Recap of 10,000 journal entries
+# held the loop 75 ms, and a burst of replay requests 7.8 ms each.
 CATCH_UP_PER_TURN = 2048
 COST_RING = 1
 COST_RECENT = 2
-COST_RECAP_JOURNAL = 8
-COST_REPLAY_JOURNAL = 16
+COST_JOURNAL = 8
+COST_JOURNAL_START = 512
 IDS_FREED_PER_HOUSEKEEPING = 4  # shards of a past day's client ids freed each housekeeping
 MAX_ENTRY_BYTES = 16 << 20      # one command and all its events (a mass cancel of many orders)
 # Zeros are written ahead of the journal after turns of at most this many
@@ -623,6 +623,8 @@ class Server:
         user, operator = conn.user, conn.role == "operator"
         through = msg.from_seq - 1
         left, recent = self.catch_up_left, self.recent
+        if msg.from_seq <= upto and msg.from_seq not in recent:
+            left -= COST_JOURNAL_START
         if left > 0:
             for seq, ts, events in self._entries(msg.from_seq, upto):
                 mine = [e for e in events
@@ -630,7 +632,7 @@ class Server:
                 if mine:
                     self._queue(sock, conn.rid, p.encode(p.Notice(seq=seq, ts=ts, events=mine)))
                 through = seq
-                left -= COST_RECENT if seq in recent else COST_RECAP_JOURNAL
+                left -= COST_RECENT if seq in recent else COST_JOURNAL
                 if left <= 0:
                     break
             self.catch_up_left = left
@@ -1171,8 +1173,10 @@ class Server:
         ring = self.ring
         kept = ring.first_kept() or published + 1
         left = self.catch_up_left
+        if req.from_seq < kept and req.from_seq <= upto:   # older than the ring: the journal
+            left -= COST_JOURNAL_START
         full = left <= 0
-        if not full and req.from_seq < kept:            # older than the ring: the journal
+        if not full and req.from_seq < kept:
             for seq, data in self._old_market(req.from_seq, min(upto, kept - 1)):
                 if data is not None:
                     if len(messages) >= req.limit or size >= budget:
@@ -1181,7 +1185,7 @@ class Server:
                     messages.append(msgspec.Raw(data))
                     size += len(data)
                 through = seq
-                left -= COST_REPLAY_JOURNAL
+                left -= COST_JOURNAL
                 if left <= 0:                           # the rest in the next request
                     full = True
                     break

@@ -47,7 +47,8 @@ _pack_u32 = fmt.U32.pack
 _sha256 = hashlib.sha256
 _crc32 = zlib.crc32
 INDEX_EVERY = 1024          # records between sparse index entries
-READ_BATCH = 4096           # records decoded per scan call while reading
+READ_BATCH = 4096           # records decoded per scan call while reading, at most
+FIRST_READ_BATCH = 16       # ... in the first call, growing 4x a call: a point read scans little
 SEGMENT_SUFFIX = ".seg"
 INDEX_SUFFIX = ".idx"
 
@@ -283,10 +284,12 @@ def segment_records(data: bytes, seg: Segment, *, end: int, start_seq: int, star
     first bad one (a live segment seen by a reader). Pure; O(bytes read)."""
     closed, last_seq, end_chain = seg.closed, seg.last_seq, seg.chain   # as they are now, not after a roll
     pos, next_seq, chain = start_pos, start_seq, seg.prev_chain
+    skip, batch = max(0, from_seq - start_seq), FIRST_READ_BATCH
     while True:
         out: list[Record] = []
         scan = fmt.scan(data, pos, end, next_seq, chain, seg.max_record, verify_chain=verify_chain,
-                        out=out, skip_below=from_seq, limit=READ_BATCH)
+                        out=out, skip_below=from_seq, limit=skip + batch)
+        skip, batch = 0, min(batch * 4, READ_BATCH)
         if scan.count == 0 and scan.reason != fmt.CLEAN and pos == start_pos != fmt.HEADER_SIZE:
             raise _IndexMiss(seg.name)
         if out:

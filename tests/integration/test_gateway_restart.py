@@ -127,7 +127,7 @@ def test_old_results_and_market_data_come_back_from_the_journal(tmp_path, monkey
     monkeypatch.setattr(gateway.server, "RECENT_RESULTS", 8)
     monkeypatch.setattr(gateway.tables, "MARK_EVERY", 3)    # journal reads start at marks
     monkeypatch.setattr(gateway.server, "CATCH_UP_PER_TURN",    # 4 journal entries a turn
-                        4 * gateway.server.COST_REPLAY_JOURNAL)
+                        gateway.server.COST_JOURNAL_START + 4 * gateway.server.COST_JOURNAL)
     with running(tmp_path, feed_ring=4), client(tmp_path, "op") as op, \
             client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
         first = b1.ok(RegisterParty(name="Early Client"), client_id="early-1")
