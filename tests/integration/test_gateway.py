@@ -333,6 +333,39 @@ def test_feed_heartbeat_when_idle(exchange):
         context.destroy(linger=0)
 
 
+def test_data_requests_over_the_turn_budget_wait_for_later_turns(exchange, monkeypatch):
+    """With a catch-up budget of one unit a turn, each turn answers one data
+    request (a replay then holds one message); the rest of a burst waits in
+    the socket and is answered whole, in order, in later turns."""
+    import gateway.server
+    data, _ = exchange
+    with client(data, "op") as op:                      # two public entries at least
+        op.ok(CreateSession(session="BUDGET1", name="budget"))
+        last = op.ok(CreateSession(session="BUDGET2", name="budget")).seq
+    monkeypatch.setattr(gateway.server, "CATCH_UP_PER_TURN", 1)
+    context = zmq.Context()
+    try:
+        sock = raw_dealer(data, "viewer", "data", context)
+        asked = [p.ReplayRequest(from_seq=1), p.ReplayRequest(from_seq=1), p.SnapshotRequest(),
+                 p.ReplayRequest(from_seq=last), p.SnapshotRequest(), p.ReplayRequest(from_seq=1)]
+        for request in asked:
+            sock.send(p.encode(request))
+        answers = []
+        for _ in asked:
+            assert sock.poll(10000), f"{len(answers)} of {len(asked)} answered"
+            answers.append(p.data_reply_decoder.decode(sock.recv()))
+        sock.close()
+    finally:
+        context.destroy(linger=0)
+    assert [type(a).__name__ for a in answers] == [type(r).__name__.replace("Request", "")
+                                                   for r in asked]
+    assert {a.seq for a in answers if isinstance(a, p.Snapshot)} == {last}
+    replays = [a for a in answers if isinstance(a, p.Replay)]
+    assert [len(a.messages) for a in replays] == [1, 1, 1, 1]       # never an empty answer
+    assert replays[2].messages[0].seq == last and not replays[2].more
+    assert replays[0].more and replays[0].messages == replays[1].messages == replays[3].messages
+
+
 def test_snapshot_replay_requests_are_validated(exchange):
     data, _ = exchange
     with FeedClient.from_data_dir(data, "viewer") as feed:
