@@ -1179,7 +1179,9 @@ class Server:
         if req.from_seq < kept and req.from_seq <= upto:   # older than the ring: the journal
             left -= COST_JOURNAL_START
         full = left <= 0
-        if not full and req.from_seq < kept:
+        if full:                                        # nothing read, nothing spent
+            left = self.catch_up_left
+        elif req.from_seq < kept:
             for seq, data in self._old_market(req.from_seq, min(upto, kept - 1)):
                 if data is not None:
                     if len(messages) >= req.limit or size >= budget:
