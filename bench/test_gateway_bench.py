@@ -663,6 +663,9 @@ def report() -> None:
                          f"{e['p99_us']:>6,.0f}  p99.9 {e['p999_us']:>6,.0f} us | durable echo "
                          f"p50 {d['p50_us']:>5,.0f}  p99 {d['p99_us']:>6,.0f}  p99.9 "
                          f"{d['p999_us']:>6,.0f} us")
+            lines.append(f"  {'':>16} gateway / echo: p50 {g['p50_us'] / e['p50_us']:.1f}x  p99 "
+                         f"{g['p99_us'] / e['p99_us']:.1f}x; gateway / durable echo: p50 "
+                         f"{g['p50_us'] / d['p50_us']:.1f}x  p99 {g['p99_us'] / d['p99_us']:.1f}x")
             lines.append(f"  {'':>16} fdatasync just before: p50 {f['p50_us']:,.0f} us  p99 "
                          f"{f['p99_us']:,.0f} us  max {f['max_us']:,.0f} us; CPU per order: "
                          f"server {g['server_cpu_us']:.0f} us, generator "
