@@ -83,14 +83,14 @@ RING_SLACK = 1024               # Market messages over feed_ring before the olde
 # client asks again. In units of about a microsecond of the loop here
 # (measured: a Market message from the ring 0.2-0.4 us, an entry recapped
 # from memory 2.1 us, an entry read back from the journal 7-8 us after
-# 0.45-0.6 ms to find where to start), so a turn spends 2-3 ms on it at most,
+# 0.15-0.3 ms to find where to start), so a turn spends 2-3 ms on it at most,
 # however many requests come. Unbounded, one Recap of 10,000 journal entries
 # held the loop 75 ms, and a burst of replay requests 7.8 ms each.
 CATCH_UP_PER_TURN = 2048
 COST_RING = 1
 COST_RECENT = 2
 COST_JOURNAL = 8
-COST_JOURNAL_START = 512
+COST_JOURNAL_START = 256
 SNAPSHOT_EVENTS_PER_UNIT = 4    # a Snapshot answer: 0.18-0.3 us an event (20,000 in 3.6-6 ms)
 IDS_FREED_PER_HOUSEKEEPING = 4  # shards of a past day's client ids freed each housekeeping
 MAX_ENTRY_BYTES = 16 << 20      # one command and all its events (a mass cancel of many orders)
@@ -824,7 +824,7 @@ class Server:
     def _original(self, seq: int) -> tuple[Any, list[Any]]:
         """Return the command and events of entry ``seq``, for a resent client
         id: kept with the recent results, which hold every entry of the turn
-        (`MAX_BACKLOG`), else read back from the journal once (~0.8 ms here).
+        (`MAX_BACKLOG`), else read back from the journal once (~0.15 ms here).
         The ids of the day keep no command: ~100 instead of 200 bytes an order."""
         cmd = self.recent.command(seq)
         if cmd is not None:

@@ -46,7 +46,7 @@ _pack_body = fmt.RECORD_BODY_HEAD.pack
 _pack_u32 = fmt.U32.pack
 _sha256 = hashlib.sha256
 _crc32 = zlib.crc32
-INDEX_EVERY = 1024          # records between sparse index entries
+INDEX_EVERY = 128           # records between sparse index entries
 READ_BATCH = 4096           # records decoded per scan call while reading, at most
 FIRST_READ_BATCH = 16       # ... in the first call, growing 4x a call: a point read scans little
 SEGMENT_SUFFIX = ".seg"
@@ -752,7 +752,7 @@ class Journal:
         Damage in a closed segment raises `JournalCorrupt`; a read-only view
         stops at the end of the live segment's valid prefix. The writer's own
         view holds what `commit` wrote, not what is still buffered.
-        O(log segments + 1,024 records) to start, then O(bytes read)."""
+        O(log segments + 128 records) to start, then O(bytes read)."""
         from_seq = max(1, from_seq)
         waiting_ts = from_ts is not None
         segments = self._segments          # a roll while we read appends to it: we follow

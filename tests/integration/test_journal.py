@@ -43,7 +43,7 @@ def test_segments_roll_by_size_and_are_named_by_first_seq(tmp_path):
 def test_read_seeks_across_segments_by_seq_and_time(tmp_path):
     journal = Journal.open(tmp_path / "j", segment_bytes=1 << 16)
     fill(journal, 5000, batch=100, start_ts=1_000)
-    for seq in (1, 2, 1023, 1024, 1025, 2049, 4999, 5000):
+    for seq in (1, 2, 127, 128, 129, 1023, 1024, 1025, 2049, 4999, 5000):
         assert next(iter(journal.read(seq))).seq == seq
     for ts in (1_000, 1_001, 3_500, 5_999):
         assert next(iter(journal.read(from_ts=ts))).ts == ts
