@@ -255,10 +255,18 @@ class Server:
                 sock.maxmsgsize = cfg.max_message_bytes
                 sock.heartbeat_ivl = max(cfg.heartbeat_ms, 100)
                 sock.heartbeat_timeout = 3 * max(cfg.heartbeat_ms, 100)
-                monitor = sock.get_monitor_socket(
-                    zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
-                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                # libzmq's I/O thread sends monitor events with a blocking send:
+                # an unread backlog of ~2,000 (a stalled loop, a burst of
+                # connections) would stop every socket. The reader's receive
+                # HWM of 0, set before it connects, makes that pipe unbounded.
+                address = f"inproc://lotex-monitor-{name}"     # this server's own context
+                sock.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+                             | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                monitor = self.context.socket(zmq.PAIR)
+                monitor.rcvhwm = 0
+                monitor.connect(address)
                 self.monitors[monitor] = name
             port = getattr(cfg, f"{name}_port")
             if port == 0:

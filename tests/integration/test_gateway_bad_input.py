@@ -194,3 +194,37 @@ def test_oversize_before_logon_does_not_hurt_others(tmp_path, frames):
             sock.close()
         finally:
             context.destroy(linger=0)
+
+
+def test_unread_connection_events_never_stall_the_io_thread(tmp_path):
+    """With the loop stalled, 800 connections come and go: 2,400 monitor
+    events unread (libzmq's pipe held ~2,000 before its I/O thread blocked,
+    and every socket with it). Handshakes still complete; then all are read."""
+    from gateway.keys import initialise
+    from gateway.server import serve_in_thread, stop_thread
+    from tests.integration.gateway_harness import gateway_config
+
+    initialise(tmp_path)
+    server, thread = serve_in_thread(tmp_path, gateway_config())
+    try:
+        server.stop()                                  # the loop reads no monitor now
+        thread.join(timeout=10)
+        context = zmq.Context()
+        try:
+            for _ in range(800):                       # accepted, handshake, disconnected
+                sock = raw_dealer(tmp_path, "b1", "broker", context)
+                watch = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+                assert watch.poll(5000), "a handshake did not complete"
+                sock.disable_monitor()
+                watch.close(linger=0)
+                sock.close(linger=0)
+        finally:
+            context.destroy(linger=0)
+        counted = {}
+        for monitor, port in server.monitors.items():
+            while monitor.poll(200):
+                monitor.recv_multipart()
+                counted[port] = counted.get(port, 0) + 1
+        assert counted.get("broker", 0) >= 2 * 800      # accepted and handshake each, at least
+    finally:
+        stop_thread(server, thread)
