@@ -54,7 +54,7 @@ import sys
 
 import pytest
 
-from exchange.book import BUY, CANCEL_NEWEST, GTC, IOC, SELL, Book
+from exchange.book import BUY, CANCEL_NEWEST, IOC, SELL, Book
 
 MESSAGES = int(os.environ.get("CDA_BENCH_MESSAGES", "1000000"))
 DEEP_ORDERS = int(os.environ.get("CDA_BENCH_DEEP", "100000"))
