@@ -834,9 +834,9 @@ class Server:
         id: kept with the recent results, which hold every entry of the turn
         (`MAX_BACKLOG`), else read back from the journal once (~0.15 ms here).
         The ids of the day keep no command: ~100 instead of 200 bytes an order."""
-        cmd = self.recent.command(seq)
-        if cmd is not None:
-            return cmd, self.recent.get(seq)[1]
+        kept = self.recent.original(seq)
+        if kept is not None:
+            return kept
         entry = self._read(seq)
         return entry.env.cmd, entry.events
 

@@ -67,10 +67,12 @@ class RecentResults:
             return None
         return slot[1], slot[2]
 
-    def command(self, seq: int) -> Any:
-        """Return the command of entry ``seq`` if it is still kept, else None."""
+    def original(self, seq: int) -> tuple[Any, list[Any]] | None:
+        """Return (command, events) of entry ``seq`` if it is still kept."""
         slot = self.slots[seq & self.mask]
-        return slot[3] if slot is not None and slot[0] == seq else None
+        if slot is None or slot[0] != seq:
+            return None
+        return slot[3], slot[2]
 
     def __contains__(self, seq: int) -> bool:
         slot = self.slots[seq & self.mask]

@@ -34,8 +34,8 @@ def test_recent_results_keep_the_last_size_entries():
     assert [seq for seq in range(1, 21) if seq in recent] == list(range(13, 21))
     assert recent.get(13) == (130, ["event 13"])
     assert recent.get(12) is None and recent.get(21) is None and 5 not in recent
-    assert recent.command(20) == "command 20"
-    assert recent.command(12) is None and recent.command(21) is None
+    assert recent.original(20) == ("command 20", ["event 20"])
+    assert recent.original(12) is None and recent.original(21) is None
 
 
 def test_every_entry_of_a_turn_is_among_the_recent_results():
