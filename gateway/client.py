@@ -191,6 +191,8 @@ class _Session:
             if msg.code == "not_logged_on":
                 self.logged_on = None
                 return "relogon"
+            if msg.code == "busy" and msg.client_id in self.pending:
+                return ""          # still pending: resent after resend_after, same id
             if msg.client_id:
                 self.pending.pop(msg.client_id, None)
                 self.errors[msg.client_id] = error

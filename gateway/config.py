@@ -30,7 +30,7 @@ SETTINGS: dict[str, str] = {
     "send_hwm": "messages queued per connection; beyond it they are dropped (it resends)",
     "recv_hwm": "messages queued from one connection before ZeroMQ pushes back",
     "feed_hwm": "messages queued per feed subscriber; beyond it they are dropped",
-    "max_batch": "messages (and entries) handled per loop turn",
+    "max_batch": "messages, requests and entries handled per loop turn, per socket",
     "max_backlog": f"entries applied before one commit, at most (1 to {MAX_BACKLOG})",
     "tick_ms": "clock resolution for timers when nothing else arrives",
     "snapshot_every": "journal entries between snapshots",

@@ -255,4 +255,5 @@ SESSION_REJECTS: dict[str, str] = {
     "internal_error": "the exchange failed to process the command; nothing was recorded",
     "bad_request": "the snapshot, replay or recap request has values out of range",
     "bad_batch": "a Batch holds 1 to 1000 requests",
+    "busy": "the exchange cannot look this resend up now: send it again later, same client id",
 }

@@ -1,0 +1,107 @@
+"""What one loop turn may take on: resends and refused requests make no
+journal entry, so the turn counts requests too, and resends older than the
+results kept in memory are read back from the journal within the turn's
+catch-up work, or answered `busy` (the client sends them again later)."""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from exchange.commands import RegisterParty
+from gateway import protocol as p
+from tests.integration.gateway_harness import (client, gateway_config, logged_on_dealer,
+                                               recv_until)
+
+
+def _server_with_stopped_loop(data):
+    """A server whose loop thread has stopped: the test drives its turn."""
+    from gateway.keys import initialise
+    from gateway.server import serve_in_thread
+    initialise(data)
+    return serve_in_thread(data, gateway_config(max_batch=16))
+
+
+def test_a_turn_handles_at_most_max_batch_requests_of_a_socket(tmp_path):
+    """Ten Batches of ten resends wait in the broker socket; one drain takes
+    two of them (20 requests >= max_batch 16), the rest wait for later turns."""
+    from gateway.server import stop_thread
+    server, thread = _server_with_stopped_loop(tmp_path)
+    context = zmq.Context()
+    try:
+        sock = logged_on_dealer(tmp_path, "b1", context)
+        ids = [f"flood-{i}" for i in range(10)]
+        cmds = [RegisterParty(name=f"Flood {i}") for i in range(10)]
+        sock.send(p.encode(p.Batch(requests=[p.Request(client_id=c, cmd=m)
+                                             for c, m in zip(ids, cmds)])))
+        first = recv_until(sock, p.Results)
+        assert first is not None and all(r.accepted for r in first.results)
+        server.stop()
+        thread.join(timeout=10)
+        resend = p.encode(p.Batch(requests=[p.Request(client_id=c, cmd=m)
+                                            for c, m in zip(ids, cmds)]))
+        for _ in range(10):
+            sock.send(resend)
+        broker = server.broker
+        time.sleep(0.5)                            # let all ten arrive (same host)
+        per_turn = []
+        while broker.poll(1000):
+            before = len(server.outbox)
+            server._drain(broker, "broker")
+            per_turn.append(len(server.outbox) - before)
+        assert per_turn == [2, 2, 2, 2, 2]         # Results queued by each turn
+        server._flush()
+        answers = [recv_until(sock, p.Results) for _ in range(10)]
+        assert all(a is not None and [r.seq for r in a.results] ==
+                   [r.seq for r in first.results] and all(r.resent for r in a.results)
+                   for a in answers)
+        sock.close()
+    finally:
+        context.destroy(linger=0)
+        stop_thread(server, thread)
+
+
+def test_old_resends_are_read_back_in_order_and_over_budget_are_busy(tmp_path, monkeypatch):
+    """Results older than the 8 kept in memory come back from the journal:
+    in order, one start and then 8 units each; once the turn's catch-up work
+    is spent the resend is refused `busy`, and the client sends it again
+    until every original result is back, each exactly once."""
+    import gateway.server
+    from gateway.keys import initialise
+    from gateway.server import COST_JOURNAL, COST_JOURNAL_START, serve_in_thread, stop_thread
+    monkeypatch.setattr(gateway.server, "RECENT_RESULTS", 8)
+    # one start and 5 entries read back a turn
+    monkeypatch.setattr(gateway.server, "CATCH_UP_PER_TURN",
+                        COST_JOURNAL_START + 5 * COST_JOURNAL)
+    initialise(tmp_path)
+    server, thread = serve_in_thread(tmp_path, gateway_config())
+    try:
+        with client(tmp_path, "b1", resend_after=0.2) as b1:
+            ids = [f"old-{i}" for i in range(20)]
+            cmds = [RegisterParty(name=f"Old {i}") for i in range(20)]
+            originals = b1.request_batch(cmds, client_ids=ids)
+            for i in range(10):                        # the 20 age out of memory
+                b1.ok(RegisterParty(name=f"New {i}"))
+            again = b1.request_batch(cmds, client_ids=ids)
+            assert [(r.seq, r.events, r.resent) for r in again] == \
+                [(r.seq, r.events, True) for r in originals]
+            refused = server.refusals.get(("b1", "broker"))
+            assert refused is not None and refused[1] >= 3    # at most 5 a turn: busy ones
+        server.stop()
+        thread.join(timeout=10)
+        # white box: the cost of reading back in order
+        server.catch_up_left = 10 * COST_JOURNAL_START
+        server.read_back = None
+        first = originals[0].seq
+        for n, entry in enumerate(originals[:6]):
+            assert server._original(entry.seq) == (cmds[n], entry.events)
+        assert server.catch_up_left == 10 * COST_JOURNAL_START - COST_JOURNAL_START \
+            - 6 * COST_JOURNAL
+        assert server._original(first) == (cmds[0], originals[0].events)   # behind: anew
+        assert server.catch_up_left == 10 * COST_JOURNAL_START - 2 * COST_JOURNAL_START \
+            - 7 * COST_JOURNAL
+        server.catch_up_left = 0
+        assert server._original(originals[1].seq) is None                 # budget spent
+    finally:
+        stop_thread(server, thread)
