@@ -629,6 +629,31 @@ def fdatasync_latency(directory: Path, rounds: int = 200) -> dict[str, float]:
             "max_us": times[-1] * 1e6}
 
 
+GOAL_ORDERS_PER_S = 50_000
+GOAL_P99_US = 2_000             # at 10,000 orders/s
+
+
+def goal_lines() -> list[str]:
+    """The issue's two goals against this run: the best throughput, and how
+    many latency rounds at 10,000/s had p99 under 2 ms, the gateway's and
+    the durable echo's (the floor of any server that acknowledges only what
+    is durable, over this transport, disk and cores)."""
+    lines = []
+    best = max((found["gateway"] for key, found in RESULTS.items()
+                if key.startswith(("throughput_", "batch_"))), default=None)
+    if best is not None:
+        lines.append(f"  goal {GOAL_ORDERS_PER_S:,} acked orders/s: best here {best:,.0f} "
+                     f"({best / GOAL_ORDERS_PER_S:.2f} of it)")
+    found = RESULTS.get("latency_10000")
+    if found and found.get("rounds"):
+        def under(rounds: list[dict[str, float]]) -> str:
+            return f"{sum(r['p99_us'] < GOAL_P99_US for r in rounds)} of {len(rounds)}"
+        lines.append(f"  goal p99 < {GOAL_P99_US / 1000:.0f} ms at 10,000/s: rounds under it: "
+                     f"gateway {under(found['rounds'])}, durable echo "
+                     f"{under(found['durable_rounds'])}")
+    return lines
+
+
 def report() -> None:
     lines = ["", "gateway vs bare pyzmq DEALER-ROUTER echo and durable echo (one write and one "
              "fdatasync a turn) (127.0.0.1, CURVE, group durability)"]
@@ -678,6 +703,7 @@ def report() -> None:
                 lines.append(f"  {'':>16} durable echo, interleaved with them: " + ", ".join(
                     f"{r['p50_us']:,.0f} / {r['p99_us']:,.0f} / {r['p999_us']:,.0f}"
                     for r in found["durable_rounds"]))
+    lines.extend(goal_lines())
     found = RESULTS.get("latency_nosync")
     if found:
         g = found["gateway"]
