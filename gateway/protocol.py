@@ -253,6 +253,8 @@ SESSION_REJECTS: dict[str, str] = {
     "revoked": "the user's key was revoked",
     "bad_heartbeat": "heartbeat_ms must be between 100 and 60000",
     "internal_error": "the exchange failed to process the command; nothing was recorded",
+    "entry_too_large": "the command's outcome (its journal entry) is larger than the journal "
+                       "takes; nothing was done",
     "bad_request": "the snapshot, replay or recap request has values out of range",
     "bad_batch": "a Batch holds 1 to 1000 requests",
     "busy": "the exchange cannot look this resend up now: send it again later, same client id",

@@ -73,6 +73,7 @@ from gateway.view import MarketView
 from gateway.zap import ZapHandler
 from recorder import layout
 from recorder.format import KIND_ENTRY
+from recorder.format import HARD_MAX_RECORD
 from recorder.journal import Journal, JournalFailed, RecordTooLarge
 
 NS_PER_MS = 1_000_000
@@ -95,7 +96,11 @@ COST_JOURNAL_START = 256
 READ_BACK_SKIP = COST_JOURNAL_START // COST_JOURNAL   # a resend read back further ahead starts anew
 SNAPSHOT_EVENTS_PER_UNIT = 4    # a Snapshot answer: 0.18-0.3 us an event (20,000 in 3.6-6 ms)
 IDS_FREED_PER_HOUSEKEEPING = 4  # shards of a past day's client ids freed each housekeeping
-MAX_ENTRY_BYTES = 16 << 20      # one command and all its events (a mass cancel of many orders)
+# One command and all its events: the journal's hard limit, 1 GiB (a mass
+# cancel takes ~190 bytes an order, so ~5.6 million orders). A larger entry
+# is refused like a failed handler; at 16 MiB (~90,000 orders) it stopped
+# the journal, and with it the exchange.
+MAX_ENTRY_BYTES = HARD_MAX_RECORD
 # Zeros are written ahead of the journal after turns of at most this many
 # entries: a bigger turn means a saturated loop, where one fdatasync per
 # hundreds of entries gains nothing from them and writing them costs ~5 %.
@@ -767,9 +772,17 @@ class Server:
         try:
             events = self.engine.apply(env)
         except Exception as exc:   # a bug in a handler: the state may be damaged
-            self._engine_failed(env, exc, origin)
+            self.log.error("engine_error", seq=seq, command=type(cmd).__name__, actor=actor,
+                           error=repr(exc), exc_info=exc)
+            self._unapply(env, origin, "internal_error")
             return
-        self.records.append((ts, encode_entry(Entry(env, events))))
+        entry = encode_entry(Entry(env, events))
+        if len(entry) > MAX_ENTRY_BYTES:
+            self.log.error("entry_too_large", seq=seq, command=type(cmd).__name__, actor=actor,
+                           bytes=len(entry), events=len(events), limit=MAX_ENTRY_BYTES)
+            self._unapply(env, origin, "entry_too_large")
+            return
+        self.records.append((ts, entry))
         self.next_seq = seq + 1
         self.last_ts = ts
         self.last_env_ns = now
@@ -922,19 +935,19 @@ class Server:
         self.ids_today = ClientIds()
         self.today = day
 
-    def _engine_failed(self, env: Envelope, exc: Exception, origin: Conn | None) -> None:
-        """A handler raised: make durable what was applied before, rebuild the
-        engine from the journal, and refuse the command (nothing of it was
-        recorded)."""
+    def _unapply(self, env: Envelope, origin: Conn | None, code: str) -> None:
+        """Take back a command the engine applied but that cannot be recorded
+        (its handler raised, or its entry is over `MAX_ENTRY_BYTES`): make
+        durable what was applied before, rebuild the engine from the journal
+        (the one recovery path; seconds on a long journal) and refuse the
+        command with ``code``; nothing of it was recorded or sent."""
         from recorder import recovery
-        self.log.error("engine_error", seq=env.seq, command=type(env.cmd).__name__,
-                       actor=env.actor, error=repr(exc), exc_info=exc)
         self._commit()
         self.engine = recovery.rebuild(self.data_dir,
                                        journal=Journal.open_readonly(self.journal_dir))
         if origin is not None:
             self._queue(origin.sock, origin.rid, p.encode(
-                p.SessionRejected(code="internal_error", text=p.SESSION_REJECTS["internal_error"],
+                p.SessionRejected(code=code, text=p.SESSION_REJECTS[code],
                                   client_id=env.client_id)))
 
     # ------------------------------------------------------------------ sending
