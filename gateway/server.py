@@ -95,6 +95,10 @@ COST_JOURNAL = 8
 COST_JOURNAL_START = 256
 READ_BACK_SKIP = COST_JOURNAL_START // COST_JOURNAL   # a resend read back further ahead starts anew
 SNAPSHOT_EVENTS_PER_UNIT = 4    # a Snapshot answer: 0.18-0.3 us an event (20,000 in 3.6-6 ms)
+# A Logon or Logout counts as this many requests in a turn's `max_batch`:
+# ~25 us each with its log line, against 1-4 us for a resend or a refusal
+# (a client logging on 2,048 times a turn held the loop 52 ms).
+SESSION_CHANGE_COST = 16
 IDS_FREED_PER_HOUSEKEEPING = 4  # shards of a past day's client ids freed each housekeeping
 # One command and all its events: the journal's hard limit, 1 GiB (a mass
 # cancel takes ~190 bytes an order, so ~5.6 million orders). A larger entry
@@ -615,8 +619,10 @@ class Server:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
         elif kind is p.Logon:
+            self.requests_left -= SESSION_CHANGE_COST
             self._logon(sock, port, rid, user, msg, now)
         elif kind is p.Logout:
+            self.requests_left -= SESSION_CHANGE_COST
             reason = "logout" if conn is not None else "not logged on"
             self._end_session(port, rid, "logout")
             self._queue(sock, rid, p.encode(p.LoggedOut(reason=reason)))

@@ -154,3 +154,29 @@ def test_a_flood_of_reloads_costs_one_reload_a_turn(tmp_path):
     finally:
         context.destroy(linger=0)
         stop_thread(server, thread)
+
+
+def test_logons_count_as_many_requests_in_a_turn(tmp_path):
+    """A Logon (or Logout) takes ~25 us with its log line: a turn takes
+    max_batch / SESSION_CHANGE_COST of them (16 / 16: one), the rest wait."""
+    from gateway.server import SESSION_CHANGE_COST, stop_thread
+    assert SESSION_CHANGE_COST == 16
+    server, thread = _server_with_stopped_loop(tmp_path)
+    context = zmq.Context()
+    try:
+        sock = logged_on_dealer(tmp_path, "b1", context)
+        server.stop()
+        thread.join(timeout=10)
+        for _ in range(4):
+            sock.send(p.encode(p.Logon()))
+        time.sleep(0.5)                            # let all four arrive (same host)
+        per_turn = []
+        while server.broker.poll(1000):
+            before = len(server.outbox)
+            server._drain(server.broker, "broker")
+            per_turn.append(len(server.outbox) - before)
+        assert per_turn == [1, 1, 1, 1]            # one LogonAccepted a turn
+        sock.close()
+    finally:
+        context.destroy(linger=0)
+        stop_thread(server, thread)
