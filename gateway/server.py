@@ -21,10 +21,10 @@ handler's. Each turn of the engine loop:
    heartbeats, expiries, key-store reloads and periodic snapshots.
 
 A turn applies at most ``max_batch`` messages, requests and entries of a
-socket and ``max_backlog`` entries before its commit. The commit is made in this thread, not handed to a
-journal thread: on 2 cores the hand-off (a queue, a wake-up socket, the GIL
-passed back and forth) cost more than overlapping the fdatasync with the
-next messages saved (measured at 10,000 orders/s: p50 1.0-1.4 -> 0.85 ms,
+socket and ``max_backlog`` entries before its commit. The commit is made in
+this thread, not handed to a journal thread: on 2 cores the hand-off (a
+queue, a wake-up socket, the GIL passed back and forth) cost more than
+overlapping the fdatasync with the next messages saved (measured at 10,000 orders/s: p50 1.0-1.4 -> 0.85 ms,
 p99 3.9-4.5 -> 3.1-3.4 ms; saturated: 26-33 k -> 33-36 k orders/s).
 Handing only the fdatasync away, so that the loop applies the next
 messages while the disk works, was measured as well: to a helper process
@@ -72,8 +72,7 @@ from gateway.tables import ID_MASK, ClientIds, FeedRing, RecentResults
 from gateway.view import MarketView
 from gateway.zap import ZapHandler
 from recorder import layout
-from recorder.format import KIND_ENTRY
-from recorder.format import HARD_MAX_RECORD
+from recorder.format import HARD_MAX_RECORD, KIND_ENTRY
 from recorder.journal import Journal, JournalFailed, RecordTooLarge
 
 NS_PER_MS = 1_000_000
