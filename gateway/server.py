@@ -1365,6 +1365,12 @@ def serve_in_thread(data_dir: str | os.PathLike, config: Config | None = None
     Stop it with `stop_thread`."""
     server = Server(data_dir, config)
     server.start()
+    return server, run_in_thread(server)
+
+
+def run_in_thread(server: Server) -> threading.Thread:
+    """Run a started server's loop in a daemon thread, again after a `stop`
+    too (tests); return the thread. Stop it with `stop_thread`."""
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -1373,10 +1379,11 @@ def serve_in_thread(data_dir: str | os.PathLike, config: Config | None = None
         except BaseException as exc:  # noqa: BLE001  (reported by stop_thread)
             errors.append(exc)
 
+    server._stop.clear()
     thread = threading.Thread(target=run, name="lotex-engine", daemon=True)
     thread.errors = errors  # type: ignore[attr-defined]
     thread.start()
-    return server, thread
+    return thread
 
 
 def stop_thread(server: Server, thread: threading.Thread) -> None:

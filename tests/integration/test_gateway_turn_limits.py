@@ -5,7 +5,6 @@ catch-up work, or answered `busy` (the client sends them again later)."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import zmq
@@ -22,22 +21,6 @@ def _server_with_stopped_loop(data):
     from gateway.server import serve_in_thread
     initialise(data)
     return serve_in_thread(data, gateway_config(max_batch=16))
-
-
-def _resume(server) -> threading.Thread:
-    """Run a stopped server's loop again in a thread, as `serve_in_thread` does."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            server.run()
-        except BaseException as exc:  # noqa: BLE001  (reported by stop_thread)
-            errors.append(exc)
-    server._stop.clear()
-    thread = threading.Thread(target=run, name="lotex-engine", daemon=True)
-    thread.errors = errors  # type: ignore[attr-defined]
-    thread.start()
-    return thread
 
 
 def test_a_turn_handles_at_most_max_batch_requests_of_a_socket(tmp_path):
@@ -128,7 +111,7 @@ def test_a_flood_of_reloads_costs_one_reload_a_turn(tmp_path):
     """Each `Reload` reads the key store (~0.2 ms with 20 users, more with
     more): fifty sent at once are all answered, from one reload a turn."""
     from gateway.keys import initialise
-    from gateway.server import serve_in_thread, stop_thread
+    from gateway.server import run_in_thread, serve_in_thread, stop_thread
     from tests.integration.gateway_harness import raw_dealer
     initialise(tmp_path)
     server, thread = serve_in_thread(tmp_path, gateway_config())
@@ -145,7 +128,7 @@ def test_a_flood_of_reloads_costs_one_reload_a_turn(tmp_path):
         for _ in range(50):
             sock.send(p.encode(p.Reload()))
         time.sleep(0.5)
-        thread = _resume(server)
+        thread = run_in_thread(server)
         answers = [recv_until(sock, p.Reloaded) for _ in range(50)]
         active = sum(1 for u in users().values() if not u.revoked)
         assert [a.users if a is not None else None for a in answers] == [active] * 50
