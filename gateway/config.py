@@ -37,6 +37,8 @@ SETTINGS: dict[str, str] = {
     "snapshot_seconds": "and at most this long between snapshots",
     "feed_ring": "Market messages kept in memory for replay requests",
     "keys_check_ms": "how often the key store is checked for changes (revocations)",
+    "max_sessions_per_user": "logged-on connections one user may hold at once; a Logon "
+                             "beyond is refused (a dead one ends after 3 missed heartbeats)",
 }
 
 
@@ -63,6 +65,7 @@ class Config:
     snapshot_seconds: int = 300
     feed_ring: int = 65536
     keys_check_ms: int = 500
+    max_sessions_per_user: int = 16
 
     def validate(self) -> "Config":
         if self.durability not in DURABILITIES:
@@ -73,7 +76,7 @@ class Config:
                 raise ValueError(f"{name} {port} is not a TCP port")
         for name in ("heartbeat_ms", "max_message_bytes", "send_hwm", "recv_hwm", "feed_hwm",
                      "max_batch", "max_backlog", "tick_ms", "snapshot_every", "snapshot_seconds", "feed_ring",
-                     "keys_check_ms"):
+                     "keys_check_ms", "max_sessions_per_user"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.preallocate_bytes < 0:

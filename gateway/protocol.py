@@ -252,6 +252,7 @@ SESSION_REJECTS: dict[str, str] = {
     "not_your_client": "the party is not among the broker's clients in the key store",
     "revoked": "the user's key was revoked",
     "bad_heartbeat": "heartbeat_ms must be between 100 and 60000",
+    "too_many_sessions": "the user already holds the most sessions the server allows",
     "internal_error": "the exchange failed to process the command; nothing was recorded",
     "entry_too_large": "the command's outcome (its journal entry) is larger than the journal "
                        "takes; nothing was done",

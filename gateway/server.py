@@ -681,6 +681,14 @@ class Server:
         old = self.sessions[port].get(rid)
         if old is not None:
             self._forget(old)
+        # every private event goes to each listening connection of its user:
+        # a cap on them keeps one user from multiplying the loop's sends
+        if len(self.user_conns.get(user.id, ())) >= self.config.max_sessions_per_user:
+            self._reject(sock, rid, "too_many_sessions", user.id, port,
+                         detail=f"{user.id!r} already has {self.config.max_sessions_per_user} "
+                                f"sessions (max_sessions_per_user); log out of one, or wait for "
+                                f"a dead one to miss three heartbeats")
+            return
         cod = user.cancel_on_disconnect if msg.cancel_on_disconnect is None \
             else msg.cancel_on_disconnect
         conn = Conn(port, sock, rid, user.id, user.role, msg.heartbeat_ms * NS_PER_MS, now, cod,

@@ -1,7 +1,9 @@
-"""What one loop turn may take on: resends and refused requests make no
-journal entry, so the turn counts requests too, and resends older than the
-results kept in memory are read back from the journal within the turn's
-catch-up work, or answered `busy` (the client sends them again later)."""
+"""What one client may take on in a loop turn, and how many sessions: resends
+and refused requests make no journal entry, so the turn counts requests too
+(a Logon or Logout as 16), resends older than the results kept in memory are
+read back from the journal within the turn's catch-up work or answered
+`busy` (the client sends them again later), a turn's Reloads share one
+reload, and one user's sessions are capped."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import zmq
 from exchange.commands import RegisterParty
 from gateway import protocol as p
 from tests.integration.gateway_harness import (client, gateway_config, logged_on_dealer,
-                                               recv_until)
+                                               raw_dealer, recv_until)
 
 
 def _server_with_stopped_loop(data):
@@ -112,7 +114,6 @@ def test_a_flood_of_reloads_costs_one_reload_a_turn(tmp_path):
     more): fifty sent at once are all answered, from one reload a turn."""
     from gateway.keys import initialise
     from gateway.server import run_in_thread, serve_in_thread, stop_thread
-    from tests.integration.gateway_harness import raw_dealer
     initialise(tmp_path)
     server, thread = serve_in_thread(tmp_path, gateway_config())
     reads = []
@@ -163,3 +164,29 @@ def test_logons_count_as_many_requests_in_a_turn(tmp_path):
     finally:
         context.destroy(linger=0)
         stop_thread(server, thread)
+
+
+def test_a_user_holds_at_most_max_sessions_per_user(tmp_path):
+    """Each private event goes to every listening session of its user, so
+    the sessions of one user are capped: a Logon beyond is refused
+    `too_many_sessions`; after a Logout there is room again."""
+    from tests.integration.gateway_harness import running
+    with running(tmp_path, max_sessions_per_user=2):
+        context = zmq.Context()
+        try:
+            first = logged_on_dealer(tmp_path, "b1", context)
+            second = logged_on_dealer(tmp_path, "b1", context)
+            third = raw_dealer(tmp_path, "b1", "broker", context)
+            third.send(p.encode(p.Logon()))
+            refused = recv_until(third, p.SessionRejected)
+            assert refused is not None and refused.code == "too_many_sessions"
+            first.send(p.encode(p.Logon()))        # the same connection again: still its own
+            assert recv_until(first, p.LogonAccepted) is not None
+            first.send(p.encode(p.Logout()))
+            assert recv_until(first, p.LoggedOut) is not None
+            third.send(p.encode(p.Logon()))
+            assert recv_until(third, p.LogonAccepted) is not None
+            for sock in (first, second, third):
+                sock.close()
+        finally:
+            context.destroy(linger=0)
