@@ -307,7 +307,9 @@ class CreateInstrument(Command, frozen=True):
     lot's seller. ``currency`` "" means the session's (a patent's is its lot's).
     ``call`` True starts in a call period (a primary offering or an opening
     cross). ``reference`` is the call auction's reference price (0: none; the
-    last trade price once there is one)."""
+    last trade price once there is one). ``max_orders``: resting orders a
+    paddle may hold on the instrument at once (0: no limit); an order that
+    could rest beyond it is refused ``too_many_orders``."""
 
     session: str
     instrument: str
@@ -317,6 +319,7 @@ class CreateInstrument(Command, frozen=True):
     stp: SelfTradePrevention = "cancel_newest"
     call: bool = False
     reference: int = 0
+    max_orders: int = 0
 
 
 class IssueUnits(Command, frozen=True):

@@ -72,6 +72,7 @@ register_reasons({
     "insufficient_units": "the party does not hold enough units that are not already offered",
     "seller_only": "only the lot's seller may sell a patent",
     "own_patent": "the seller of a patent cannot buy it",
+    "too_many_orders": "the paddle holds as many resting orders on the instrument as it may",
 })
 
 SIDES = ("buy", "sell")
@@ -174,6 +175,8 @@ class Instrument(msgspec.Struct, kw_only=True):
     gone: GoneOrders = msgspec.field(default_factory=GoneOrders)
     quote: tuple = (0, 0, 0, 0)
     indicative: tuple = (0, 0, 0)
+    max_orders: int = 0          # resting orders a paddle may hold (0: no limit)
+    open_orders: dict = {}       # paddle -> its resting orders, kept when max_orders
 
 
 # --------------------------------------------------------------------------
@@ -283,7 +286,7 @@ class _Run:
     is local loads and dict operations, O(1) per order touched."""
 
     __slots__ = ("state", "ctx", "emit", "inst", "session", "id", "parties", "touched",
-                 "credit", "sold")
+                 "credit", "sold", "counted_out")
 
     def __init__(self, state: State, ctx: Ctx, inst: Instrument) -> None:
         self.state = state
@@ -296,6 +299,9 @@ class _Run:
         self.touched: dict[tuple[int, int], None] = {}
         self.credit: dict[int, credit.Exposure] = {}  # party -> its exposure in the session
         self.sold: tuple | None = None
+        # orders taken off `open_orders` in this run: an uncross reports a
+        # resting order in each of its fills, with what it has left at the end
+        self.counted_out: dict[tuple[int, int], None] | None = None
 
     def to(self, party: int) -> tuple[str, ...]:
         return audience(self.state, party)
@@ -320,6 +326,11 @@ class _Run:
         if order.expires:
             inst.expiring[order.seq] = key
             self.state.schedule(order.expires, "book_expire", inst.id, order.seq)
+        if inst.max_orders:
+            counts = inst.open_orders
+            counts[key[0]] = counts.get(key[0], 0) + 1
+            if self.counted_out:
+                self.counted_out.pop(key, None)     # re-placed by a modify
 
     def unrest(self, order: Order, qty: int) -> None:
         """Undo `rested` for ``qty`` units of an order that left or shrank;
@@ -342,6 +353,18 @@ class _Run:
                 offered[party] = left
             else:
                 del offered[party]
+        if not order.qty and self.inst.max_orders:    # it left the book
+            out = self.counted_out
+            if out is None:
+                out = self.counted_out = {}
+            if key not in out:
+                out[key] = None
+                counts = self.inst.open_orders
+                paddle = key[0]
+                if counts[paddle] > 1:
+                    counts[paddle] -= 1
+                else:
+                    del counts[paddle]
 
     def forget(self, key: tuple[int, int], how: str) -> None:
         """Remember how ``key`` left (`GoneOrders.put`, inlined). O(1)."""
@@ -593,6 +616,7 @@ def create_instrument(state: State, ctx: Ctx, cmd: CreateInstrument) -> None:
     if cmd.instrument in state.books:
         raise Reject("instrument_exists", f"instrument {cmd.instrument!r} exists already")
     non_negative(cmd.reference, "reference price")
+    non_negative(cmd.max_orders, "max_orders")
     holdings: dict[int, int] = {}
     issued = 0
     if cmd.kind == "patent":
@@ -617,7 +641,8 @@ def create_instrument(state: State, ctx: Ctx, cmd: CreateInstrument) -> None:
         currency = valid_currency(cmd.currency or session.currency)
     inst = Instrument(id=cmd.instrument, session=cmd.session, kind=cmd.kind, lot=cmd.lot,
                       currency=currency, stp=cmd.stp, phase="call" if cmd.call else "continuous",
-                      reference=cmd.reference, issued=issued, book=Book(), holdings=holdings)
+                      reference=cmd.reference, issued=issued, book=Book(), holdings=holdings,
+                      max_orders=cmd.max_orders)
     state.books[inst.id] = inst
     ctx.emit(InstrumentCreated(session=inst.session, instrument=inst.id, kind=inst.kind,
                                lot=inst.lot, currency=currency, stp=inst.stp, phase=inst.phase,
@@ -756,6 +781,11 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
     if phase == "call" and (tif in ("fok", "market") or post_only):
         raise Reject("wrong_phase", f"a {'post-only' if post_only else tif} order cannot "
                                     f"enter a call period")
+    limit = inst.max_orders
+    if (limit and inst.open_orders.get(paddle, 0) >= limit
+            and (book_tif == GTC or book_tif == POST_ONLY or phase == "call")):
+        raise Reject("too_many_orders", f"paddle {paddle} holds {limit} resting order(s) on "
+                                        f"{inst.id!r}, the most it may")
     if side == SELL:
         free = inst.holdings.get(party, 0) - inst.offered.get(party, 0)
         if qty > free:
@@ -1026,6 +1056,14 @@ def _books_check(state: State) -> None:
                     state, inst, order.price, order.qty)
             assert order.tif in (GTC, POST_ONLY) or inst.phase == "call", (inst.id, oid)
         assert offered == inst.offered, (inst.id, offered, inst.offered)
+        if inst.max_orders:
+            counts: dict[int, int] = {}
+            for order in book.orders.values():
+                counts[order.owner] = counts.get(order.owner, 0) + 1
+            assert counts == inst.open_orders, (inst.id, counts, inst.open_orders)
+            assert max(counts.values(), default=0) <= inst.max_orders, (inst.id, counts)
+        else:
+            assert not inst.open_orders, inst.id
         for party, units in inst.holdings.items():
             assert units > 0, (inst.id, party, units)
             assert units >= offered.get(party, 0), (inst.id, party, units, offered)

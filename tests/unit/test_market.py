@@ -26,7 +26,7 @@ class Market:
     units instrument "U" whose holders got units."""
 
     def __init__(self, parties: int = 3, limit: int = 10**9, stp: str = "cancel_newest",
-                 call: bool = False, units: int = 1000) -> None:
+                 call: bool = False, units: int = 1000, max_orders: int = 0) -> None:
         self.d = Driver(start_ts=SECOND)
         self.d.engine.check_invariants = True
         self.d.ok(CreateSession(session="S", name="book"))
@@ -39,7 +39,8 @@ class Market:
                                    currency="USD", agreement_version="BRA-1"))
             self.party[broker] = party
             self.paddle[broker] = self.d.ok(IssuePaddle(session="S", party=party))[0].paddle
-        self.d.ok(CreateInstrument(session="S", instrument="U", stp=stp, call=call))
+        self.d.ok(CreateInstrument(session="S", instrument="U", stp=stp, call=call,
+                                   max_orders=max_orders))
         if units:
             for broker in self.paddle:
                 self.d.ok(IssueUnits(session="S", instrument="U", paddle=self.paddle[broker],
@@ -456,3 +457,44 @@ def test_patent_book_closes_when_the_lot_passes():
     events = mk.d.tick(100 * SECOND)
     assert [c.reason for c in of(events, OrderCancelled)] == ["closed"]
     assert mk.state.books["P1"].phase == "closed" and mk.exposure("b1") == 0
+
+
+def test_max_orders_caps_a_paddles_resting_orders_and_frees_as_they_leave():
+    """With ``max_orders`` 2, a third order that could rest is refused
+    `too_many_orders`; an IOC (never rests) still goes; a fill, a cancel or
+    an expiry frees a place; a modify (cancel and re-place) keeps the count."""
+    m = Market(max_orders=2)
+    m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=1,
+                          side="buy", qty=5, price=100))
+    m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=2,
+                          side="buy", qty=5, price=101))
+    assert m.refused("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"],
+                                      order=3, side="buy", qty=1, price=99)).code == "too_many_orders"
+    m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=4,
+                          side="buy", qty=1, price=99, tif="ioc"))        # nothing to trade with
+    m.ok("b2", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b2"], order=1,
+                          side="sell", qty=5, price=101))                 # fills order 2
+    assert m.state.books["U"].open_orders == {m.paddle["b1"]: 1}
+    m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=5,
+                          side="buy", qty=1, price=98, tif="gtd", expires=5 * SECOND))
+    m.modify("b1", 5, price=97, qty=2)                                    # re-placed: still 2
+    assert m.refused("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"],
+                                      order=6, side="buy", qty=1, price=96)).code == "too_many_orders"
+    m.cancel("b1", 1)
+    m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=6,
+                          side="buy", qty=1, price=96))
+    m.d.tick(6 * SECOND)                                                  # order 5 expires
+    assert m.state.books["U"].open_orders == {m.paddle["b1"]: 1}
+    m.ok("b1", MassCancel(session="S"))
+    assert m.state.books["U"].open_orders == {}
+
+
+def test_max_orders_counts_call_period_orders_and_is_validated():
+    m = Market(max_orders=1, call=True)
+    m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=1,
+                          side="buy", qty=5, price=100, tif="ioc"))       # rests until uncross
+    assert m.refused("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"],
+                                      order=2, side="buy", qty=1, price=99)).code == "too_many_orders"
+    m.d.ok(Uncross(session="S", instrument="U"))                          # the IOC leaves
+    assert m.state.books["U"].open_orders == {}
+    assert m.d.refused(CreateInstrument(session="S", instrument="V", max_orders=-1)).code == "negative"

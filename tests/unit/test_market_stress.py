@@ -23,7 +23,8 @@ def test_random_stress_keeps_every_invariant():
     for seed in range(SEED, SEED + 3):
         rnd = random.Random(seed)
         mk = Market(parties=4, limit=60_000, stp=rnd.choice(["cancel_newest", "cancel_oldest",
-                                                            "cancel_both"]), units=200)
+                                                            "cancel_both"]), units=200,
+                    max_orders=rnd.choice([0, 3, 8]))     # the open-order count checked too
         brokers = list(mk.paddle)
         trades = refusals = 0
         for step in range(1500):
