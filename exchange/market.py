@@ -1046,9 +1046,11 @@ def _books_check(state: State) -> None:
         inst.gone.check()
         paddles = state.sessions[inst.session].paddles
         offered: dict[int, int] = {}
+        counts: dict[int, int] = {}          # paddle -> resting orders
         for (paddle, oid), order in book.orders.items():
             party = paddles[paddle]
             assert order.owner == paddle, (inst.id, paddle, oid)
+            counts[paddle] = counts.get(paddle, 0) + 1
             if order.side == SELL:
                 offered[party] = offered.get(party, 0) + order.qty
             else:
@@ -1057,9 +1059,6 @@ def _books_check(state: State) -> None:
             assert order.tif in (GTC, POST_ONLY) or inst.phase == "call", (inst.id, oid)
         assert offered == inst.offered, (inst.id, offered, inst.offered)
         if inst.max_orders:
-            counts: dict[int, int] = {}
-            for order in book.orders.values():
-                counts[order.owner] = counts.get(order.owner, 0) + 1
             assert counts == inst.open_orders, (inst.id, counts, inst.open_orders)
             assert max(counts.values(), default=0) <= inst.max_orders, (inst.id, counts)
         else:
