@@ -7,6 +7,7 @@ reload, and one user's sessions are capped."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import zmq
@@ -90,6 +91,10 @@ def test_old_resends_are_read_back_in_order_and_over_budget_are_busy(tmp_path, m
                 [(r.seq, r.events, True) for r in originals]
             refused = server.refusals.get(("b1", "broker"))
             assert refused is not None and refused[1] >= 3    # at most 5 a turn: busy ones
+        # the asyncio client keeps a `busy` request pending and resends it too
+        again = asyncio.run(_async_resend(tmp_path, cmds, ids))
+        assert [(r.seq, r.events, r.resent) for r in again] == \
+            [(r.seq, r.events, True) for r in originals]
         server.stop()
         thread.join(timeout=10)
         # white box: the cost of reading back in order
@@ -107,6 +112,15 @@ def test_old_resends_are_read_back_in_order_and_over_budget_are_busy(tmp_path, m
         assert server._original(originals[1].seq) is None                 # budget spent
     finally:
         stop_thread(server, thread)
+
+
+async def _async_resend(data, cmds, ids):
+    from gateway.client import AsyncClient
+    b1 = await AsyncClient.from_data_dir(data, "b1", resend_after=0.2)
+    try:
+        return await b1.request_batch(cmds, client_ids=ids)
+    finally:
+        await b1.close()
 
 
 def test_a_flood_of_reloads_costs_one_reload_a_turn(tmp_path):
