@@ -891,7 +891,7 @@ class Server:
         if cursor is not None and cursor[0] <= seq < cursor[0] + READ_BACK_SKIP:
             records = cursor[1]
         else:
-            records = iter(self.journal.read(seq))
+            records = self.journal.read(seq)
             self.catch_up_left -= COST_JOURNAL_START
         for record in records:
             self.catch_up_left -= COST_JOURNAL

@@ -65,9 +65,10 @@ def raw_dealer(data_dir: Path, user: str, port: str, context: zmq.Context) -> zm
     return sock
 
 
-def logged_on_dealer(data_dir: Path, user: str, context: zmq.Context) -> zmq.Socket:
-    """A bare DEALER of ``user`` on the broker socket, logged on."""
-    sock = raw_dealer(data_dir, user, "broker", context)
+def logged_on_dealer(data_dir: Path, user: str, context: zmq.Context,
+                     port: str = "broker") -> zmq.Socket:
+    """A bare DEALER of ``user`` on the broker (or operator) socket, logged on."""
+    sock = raw_dealer(data_dir, user, port, context)
     sock.send(p.encode(p.Logon()))
     assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
     return sock

@@ -18,19 +18,32 @@ from tests.integration.gateway_harness import (client, gateway_config, logged_on
                                                raw_dealer, recv_until)
 
 
-def _server_with_stopped_loop(data):
-    """A server whose loop thread has stopped: the test drives its turn."""
+def _serve(data, **overrides):
+    """A server in a thread on ``data`` (keys made); the test may stop its
+    loop to drive turns itself, and stops it with `stop_thread`."""
     from gateway.keys import initialise
     from gateway.server import serve_in_thread
     initialise(data)
-    return serve_in_thread(data, gateway_config(max_batch=16))
+    return serve_in_thread(data, gateway_config(**overrides))
+
+
+def _turns(server) -> list[int]:
+    """With the loop stopped, let what was sent arrive (same host), then
+    drain the broker socket turn by turn: how many answers each turn queued."""
+    time.sleep(0.5)
+    per_turn = []
+    while server.broker.poll(1000):
+        before = len(server.outbox)
+        server._drain(server.broker, "broker")
+        per_turn.append(len(server.outbox) - before)
+    return per_turn
 
 
 def test_a_turn_handles_at_most_max_batch_requests_of_a_socket(tmp_path):
     """Ten Batches of ten resends wait in the broker socket; one drain takes
     two of them (20 requests >= max_batch 16), the rest wait for later turns."""
     from gateway.server import stop_thread
-    server, thread = _server_with_stopped_loop(tmp_path)
+    server, thread = _serve(tmp_path, max_batch=16)
     context = zmq.Context()
     try:
         sock = logged_on_dealer(tmp_path, "b1", context)
@@ -40,20 +53,13 @@ def test_a_turn_handles_at_most_max_batch_requests_of_a_socket(tmp_path):
                                              for c, m in zip(ids, cmds)])))
         first = recv_until(sock, p.Results)
         assert first is not None and all(r.accepted for r in first.results)
-        server.stop()
+        server.stop()                              # the test drives the turns
         thread.join(timeout=10)
         resend = p.encode(p.Batch(requests=[p.Request(client_id=c, cmd=m)
                                             for c, m in zip(ids, cmds)]))
         for _ in range(10):
             sock.send(resend)
-        broker = server.broker
-        time.sleep(0.5)                            # let all ten arrive (same host)
-        per_turn = []
-        while broker.poll(1000):
-            before = len(server.outbox)
-            server._drain(broker, "broker")
-            per_turn.append(len(server.outbox) - before)
-        assert per_turn == [2, 2, 2, 2, 2]         # Results queued by each turn
+        assert _turns(server) == [2, 2, 2, 2, 2]   # Results queued by each turn
         server._flush()
         answers = [recv_until(sock, p.Results) for _ in range(10)]
         assert all(a is not None and [r.seq for r in a.results] ==
@@ -71,14 +77,12 @@ def test_old_resends_are_read_back_in_order_and_over_budget_are_busy(tmp_path, m
     is spent the resend is refused `busy`, and the client sends it again
     until every original result is back, each exactly once."""
     import gateway.server
-    from gateway.keys import initialise
-    from gateway.server import COST_JOURNAL, COST_JOURNAL_START, serve_in_thread, stop_thread
+    from gateway.server import COST_JOURNAL, COST_JOURNAL_START, stop_thread
     monkeypatch.setattr(gateway.server, "RECENT_RESULTS", 8)
     # one start and 5 entries read back a turn
     monkeypatch.setattr(gateway.server, "CATCH_UP_PER_TURN",
                         COST_JOURNAL_START + 5 * COST_JOURNAL)
-    initialise(tmp_path)
-    server, thread = serve_in_thread(tmp_path, gateway_config())
+    server, thread = _serve(tmp_path)
     try:
         with client(tmp_path, "b1", resend_after=0.2) as b1:
             ids = [f"old-{i}" for i in range(20)]
@@ -126,18 +130,14 @@ async def _async_resend(data, cmds, ids):
 def test_a_flood_of_reloads_costs_one_reload_a_turn(tmp_path):
     """Each `Reload` reads the key store (~0.2 ms with 20 users, more with
     more): fifty sent at once are all answered, from one reload a turn."""
-    from gateway.keys import initialise
-    from gateway.server import run_in_thread, serve_in_thread, stop_thread
-    initialise(tmp_path)
-    server, thread = serve_in_thread(tmp_path, gateway_config())
+    from gateway.server import run_in_thread, stop_thread
+    server, thread = _serve(tmp_path)
     reads = []
     users = server.keystore.users
     server.keystore.users = lambda: reads.append(1) or users()
     context = zmq.Context()
     try:
-        sock = raw_dealer(tmp_path, "op", "operator", context)
-        sock.send(p.encode(p.Logon()))
-        assert recv_until(sock, p.LogonAccepted) is not None
+        sock = logged_on_dealer(tmp_path, "op", context, port="operator")
         server.stop()                             # all fifty wait for one turn
         thread.join(timeout=10)
         for _ in range(50):
@@ -159,21 +159,15 @@ def test_logons_count_as_many_requests_in_a_turn(tmp_path):
     max_batch / SESSION_CHANGE_COST of them (16 / 16: one), the rest wait."""
     from gateway.server import SESSION_CHANGE_COST, stop_thread
     assert SESSION_CHANGE_COST == 16
-    server, thread = _server_with_stopped_loop(tmp_path)
+    server, thread = _serve(tmp_path, max_batch=16)
     context = zmq.Context()
     try:
         sock = logged_on_dealer(tmp_path, "b1", context)
-        server.stop()
+        server.stop()                              # the test drives the turns
         thread.join(timeout=10)
         for _ in range(4):
             sock.send(p.encode(p.Logon()))
-        time.sleep(0.5)                            # let all four arrive (same host)
-        per_turn = []
-        while server.broker.poll(1000):
-            before = len(server.outbox)
-            server._drain(server.broker, "broker")
-            per_turn.append(len(server.outbox) - before)
-        assert per_turn == [1, 1, 1, 1]            # one LogonAccepted a turn
+        assert _turns(server) == [1, 1, 1, 1]      # one LogonAccepted a turn
         sock.close()
     finally:
         context.destroy(linger=0)
