@@ -39,7 +39,12 @@ SETTINGS: dict[str, str] = {
     "keys_check_ms": "how often the key store is checked for changes (revocations)",
     "max_sessions_per_user": "logged-on connections one user may hold at once; a Logon "
                              "beyond is refused (a dead one ends after 3 missed heartbeats)",
+    "engine_cpu": "CPU the engine thread runs on alone, the server's other threads on the "
+                  "others (Linux; -1: not pinned)",
 }
+
+
+_TYPE_NAMES = {int: "an integer", str: "a string"}
 
 
 @dataclass
@@ -66,8 +71,15 @@ class Config:
     feed_ring: int = 65536
     keys_check_ms: int = 500
     max_sessions_per_user: int = 16
+    engine_cpu: int = -1
 
     def validate(self) -> "Config":
+        for f in fields(self):
+            value = getattr(self, f.name)
+            wanted = type(getattr(Config, f.name))
+            if type(value) is not wanted:        # bool is not taken for int
+                raise ValueError(f"{f.name} must be {_TYPE_NAMES[wanted]}, "
+                                 f"not {json.dumps(value, default=repr)}")
         if self.durability not in DURABILITIES:
             raise ValueError(f"durability must be one of {DURABILITIES}, not {self.durability!r}")
         for name in ("broker_port", "operator_port", "feed_port", "data_port"):
@@ -83,6 +95,8 @@ class Config:
             raise ValueError("preallocate_bytes must be >= 0")
         if self.max_backlog > MAX_BACKLOG:
             raise ValueError(f"max_backlog must be at most {MAX_BACKLOG}")
+        if self.engine_cpu < -1:
+            raise ValueError("engine_cpu must be a CPU number, or -1 for none")
         return self
 
     def to_toml(self) -> str:

@@ -41,6 +41,9 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
                         help="bind every socket to a free port (written to endpoints.json)")
     parser.add_argument("--durability", choices=("group", "every", "none"),
                         help="override the config's journal durability")
+    parser.add_argument("--engine-cpu", type=int, metavar="N",
+                        help="run the engine thread alone on CPU N, the server's other "
+                             "threads on the others (overrides engine_cpu in the config)")
     parser.add_argument("--log-json", action="store_true", help="JSON logs even on a terminal")
     parser.set_defaults(run=run_serve)
 
@@ -53,13 +56,21 @@ def run_serve(args: argparse.Namespace) -> int:
     from gateway.server import Server, ServerStopped
 
     data = Path(args.data)
-    config, config_path, config_new = load_or_create(data)
-    store, keys_new = initialise(data)
-    if args.random_ports:
-        config.broker_port = config.operator_port = config.feed_port = config.data_port = 0
-    if args.durability:
-        config.durability = args.durability
-    server = Server(data, config)
+    config_path = data / "config.toml"
+    try:
+        config, config_path, config_new = load_or_create(data)
+        if args.random_ports:
+            config.broker_port = config.operator_port = config.feed_port = config.data_port = 0
+        if args.durability:
+            config.durability = args.durability
+        if args.engine_cpu is not None:
+            config.engine_cpu = args.engine_cpu
+        config.validate()
+        store, keys_new = initialise(data)
+        server = Server(data, config)
+    except (ValueError, OSError) as exc:     # tomllib's errors are ValueErrors
+        sys.stderr.write(f"lotex serve: bad config ({config_path}): {exc}\n")
+        return 2
     endpoints = server.start()
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())

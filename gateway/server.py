@@ -175,6 +175,8 @@ class Server:
         if config is None:
             config, _, _ = load_or_create(self.data_dir)
         self.config = config.validate()
+        # (the engine thread's CPU, the other threads' CPUs), or None: not pinned
+        self.cpus = cpu_plan(self.config.engine_cpu)
         self.keystore = KeyStore(self.data_dir)
         self.log = logs.get(component="server")
         self.context: zmq.Context | None = None
@@ -248,7 +250,11 @@ class Server:
         self.last_keys_check = 0
 
         self.context = zmq.Context()
-        self.zap = ZapHandler(self.context, self.users)
+        if self.cpus is not None:              # ZeroMQ's own threads start with the first socket
+            for cpu in sorted(self.cpus[1]):
+                self.context.set(zmq.THREAD_AFFINITY_CPU_ADD, cpu)
+        self.zap = ZapHandler(self.context, self.users,
+                              cpus=self.cpus[1] if self.cpus is not None else None)
         self.zap.start()
         server_public, server_secret = self.keystore.server_keys()
         self.sockets: dict[str, zmq.Socket] = {}
@@ -402,6 +408,9 @@ class Server:
     def run(self) -> None:
         """Serve until `stop()`. Raises `ServerStopped` after a journal failure."""
         broker, operator, data, poll = self.broker, self.operator, self.data, self.poller.poll
+        if self.cpus is not None:
+            os.sched_setaffinity(0, {self.cpus[0]})   # this thread only
+            self.log.info("engine_pinned", cpu=self.cpus[0], others=sorted(self.cpus[1]))
         while not self._stop.is_set():
             ready = dict(poll(self._poll_timeout_ms()))
             first = self.next_seq
@@ -1144,6 +1153,8 @@ class Server:
             code = 2
             try:
                 gc.disable()
+                if self.cpus is not None:         # not beside the engine thread
+                    os.sched_setaffinity(0, self.cpus[1])
                 os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # listening ports, the journal lock
                 self._write_snapshots()
                 code = 0
@@ -1365,6 +1376,26 @@ class Server:
             if getattr(self, "journal", None) is not None:
                 self.journal.close()
             self.log.info("stopped", last_seq=getattr(self, "durable_seq", 0))
+
+
+def cpu_plan(engine_cpu: int) -> tuple[int, set[int]] | None:
+    """Return the engine thread's CPU and the CPUs left for the server's
+    other threads (ZeroMQ's I/O and reaper, ZAP, the snapshot child), or None
+    for -1 (not pinned). Raise ValueError if the CPU is not one this process
+    may use or would leave it no other (Linux only)."""
+    if engine_cpu == -1:
+        return None
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValueError("engine_cpu needs Linux (sched_setaffinity); set it to -1")
+    allowed = os.sched_getaffinity(0)
+    if engine_cpu not in allowed:
+        raise ValueError(f"engine_cpu {engine_cpu} is not among the CPUs this process may "
+                         f"use: {', '.join(map(str, sorted(allowed)))}")
+    others = allowed - {engine_cpu}
+    if not others:
+        raise ValueError(f"engine_cpu {engine_cpu} is the only CPU this process may use: "
+                         f"nothing would be left for the other threads; set it to -1")
+    return engine_cpu, others
 
 
 def serve_in_thread(data_dir: str | os.PathLike, config: Config | None = None
