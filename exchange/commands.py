@@ -411,6 +411,17 @@ class CloseInstrument(Command, frozen=True):
     instrument: str
 
 
+class SetOrderLimit(Command, frozen=True):
+    """Change how many resting orders a paddle may hold on a live instrument
+    (``max_orders``, 0: no limit; operator only). Orders already resting stay
+    (a paddle above a lowered limit places no resting order until it is under
+    it again); the limit applies to the orders that come after."""
+
+    session: str
+    instrument: str
+    max_orders: int
+
+
 class ConsumeUnits(Command, frozen=True):
     """Record that the paddle's party used ``qty`` units: they leave its holding."""
 

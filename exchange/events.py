@@ -414,6 +414,15 @@ class PhaseChanged(Event, frozen=True):
     phase: str
 
 
+class OrderLimitSet(Event, frozen=True):
+    """The resting orders a paddle may hold on the instrument are now at most
+    ``max_orders`` (0: no limit)."""
+
+    session: str
+    instrument: str
+    max_orders: int
+
+
 class OrderAccepted(Event, frozen=True):
     """The order was accepted (private). ``price`` 0 for a market order."""
 

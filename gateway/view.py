@@ -40,6 +40,7 @@ LAST_VALUE: dict[str, tuple[str, ...]] = {
     "TradeExecuted": (),
     "IndicativePrice": (),
     "PhaseChanged": (),
+    "OrderLimitSet": (),
 }
 
 # Event types whose last-value entry is removed when this field is zero

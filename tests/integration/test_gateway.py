@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from exchange.commands import (CreateSession, MassCancel, PlaceBid, PlaceOrder, RegisterParty,
-                               ReviewCredit)
+                               ReviewCredit, SetOrderLimit)
 from gateway import protocol as p
 from gateway.board import Board
 from gateway.client import (AsyncClient, Client, ClientError, Endpoints, FeedClient,
@@ -62,6 +62,38 @@ def test_operator_commands_are_refused_for_broker_keys(exchange):
     with pytest.raises(ClientError):
         intruder.connect()
     intruder.close()
+
+
+def test_the_operator_limits_resting_orders_on_a_live_instrument(exchange):
+    """`SetOrderLimit` over the operator socket: refused for a broker, the
+    limit reaches brokers as a business reject, and a late subscriber's
+    snapshot of the instrument holds its last value only."""
+    data, _ = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        market = build_market(op, b1, b2)
+        paddle = market.paddles["Borealis"]
+
+        def order(oid: int) -> p.Result:
+            return b2.request(PlaceOrder(session="S1", instrument=market.instrument,
+                                         paddle=paddle, order=oid, side="buy", qty=1,
+                                         price=100 + oid))
+        assert order(1).accepted and order(2).accepted
+        refused = b2.request(SetOrderLimit(session="S1", instrument=market.instrument,
+                                           max_orders=1))
+        assert not refused.accepted and refused.code == "not_permitted"
+        op.ok(SetOrderLimit(session="S1", instrument=market.instrument, max_orders=5))
+        op.ok(SetOrderLimit(session="S1", instrument=market.instrument, max_orders=2))
+        third = order(3)
+        assert not third.accepted and third.code == "too_many_orders"
+        feed = FeedClient.from_data_dir(data, "viewer")
+        try:
+            snap = feed.start(session="S1", key=market.instrument)
+            limits = [e for e in snap.events if type(e).__name__ == "OrderLimitSet"]
+            assert [e.max_orders for e in limits] == [2]
+        finally:
+            feed.close()
+        b2.ok(MassCancel(session="S1"))
+        assert order(4).accepted
 
 
 def test_keys_outside_their_socket_or_unknown_are_refused(exchange, tmp_path_factory):

@@ -10,13 +10,14 @@ from exchange.codec import encode
 from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, CreateInstrument,
                                CreateLot, CreateSession, IssuePaddle, IssueUnits, LotTerms,
                                MassCancel, ModifyOrder, PlaceOrder, RegisterParty, ReviewCredit,
-                               ScheduleLot, StartCall, Uncross, VetLot)
+                               ScheduleLot, SetOrderLimit, StartCall, Uncross, VetLot)
 from exchange.driver import Driver
 from exchange.engine import Engine
 from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, IndicativePrice,
                              LotAwarded, OPERATORS, OrderAccepted, OrderCancelled, OrderFilled,
-                             PhaseChanged, QuoteChanged, TradeExecuted, TradeRecorded,
+                             OrderLimitSet, PhaseChanged, QuoteChanged, TradeExecuted, TradeRecorded,
                              UnitsConsumed)
+from tests.unit.auctionkit import one
 
 SECOND = 10**9
 
@@ -498,3 +499,46 @@ def test_max_orders_counts_call_period_orders_and_is_validated():
     m.d.ok(Uncross(session="S", instrument="U"))                          # the IOC leaves
     assert m.state.books["U"].open_orders == {}
     assert m.d.refused(CreateInstrument(session="S", instrument="V", max_orders=-1)).code == "negative"
+
+
+def test_the_operator_changes_the_order_limit_of_a_live_instrument():
+    """`SetOrderLimit` counts the orders already resting: they stay, and a
+    paddle at or above the new limit rests no more until it is under it;
+    0 lifts the limit. Public, operator only, validated."""
+    m = Market()
+    for oid in (1, 2, 3):
+        m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=oid,
+                              side="buy", qty=1, price=90 + oid))
+    m.ok("b2", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b2"], order=1,
+                          side="sell", qty=1, price=110))
+    limit = SetOrderLimit(session="S", instrument="U", max_orders=2)
+    assert m.d.refused(limit, actor="b1", role="broker").code == "not_permitted"
+    set_event = one(m.d.ok(limit), OrderLimitSet)
+    assert set_event == OrderLimitSet(session="S", instrument="U", max_orders=2)
+    assert not set_event.to                                       # market data
+    inst = m.state.books["U"]
+    assert inst.open_orders == {m.paddle["b1"]: 3, m.paddle["b2"]: 1}
+    assert len(inst.book.orders) == 4                             # nothing cancelled
+    assert m.refused("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"],
+                                      order=4, side="buy", qty=1, price=80)).code == "too_many_orders"
+    m.ok("b2", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b2"], order=2,
+                          side="sell", qty=1, price=111))
+    assert m.refused("b2", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b2"],
+                                      order=3, side="sell", qty=1, price=112)).code == "too_many_orders"
+    m.cancel("b1", 1)
+    assert m.refused("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"],
+                                      order=4, side="buy", qty=1, price=80)).code == "too_many_orders"
+    m.cancel("b1", 2)                                             # under the limit again
+    m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=4,
+                          side="buy", qty=1, price=80))
+    m.d.ok(SetOrderLimit(session="S", instrument="U", max_orders=0))
+    assert inst.open_orders == {} and inst.max_orders == 0
+    for oid in (5, 6, 7):
+        m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=oid,
+                              side="buy", qty=1, price=80))
+    assert m.d.refused(SetOrderLimit(session="S", instrument="U", max_orders=-1)).code == "negative"
+    assert m.d.refused(SetOrderLimit(session="S", instrument="X", max_orders=1)).code == \
+        "unknown_instrument"
+    m.d.ok(CloseInstrument(session="S", instrument="U"))
+    assert m.d.refused(SetOrderLimit(session="S", instrument="U", max_orders=1)).code == \
+        "instrument_closed"

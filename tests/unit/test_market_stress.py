@@ -1,7 +1,8 @@
 """Seeded random stress of the whole book through the engine, every invariant
 checked after every envelope: orders of every kind, cancels, modifies, GTD
-expiries, mass cancels, call periods and uncrosses, unit consumption, with
-tight credit limits and holdings so that refusals happen too.
+expiries, mass cancels, call periods and uncrosses, unit consumption, limits
+on resting orders set and changed, with tight credit limits and holdings so
+that refusals happen too.
 
 Seed: ``MARKET_STRESS_SEED`` (default 7); a failure names its seed and step.
 """
@@ -12,7 +13,7 @@ import os
 import random
 
 from exchange.commands import (CancelOrder, ConsumeUnits, MassCancel, ModifyOrder, PlaceOrder,
-                               RecordUnitsPayment, StartCall, Uncross)
+                               RecordUnitsPayment, SetOrderLimit, StartCall, Uncross)
 from exchange.events import CommandRejected, TradeExecuted
 from tests.unit.test_market import SECOND, Market
 
@@ -68,7 +69,12 @@ def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]
                                               amount=rnd.randint(1, 3000)),
                            actor="op", role="operator", ts=mk.d.ts + 1000)
         return 0, sum(isinstance(e, CommandRejected) for e in events)
-    elif roll < 0.95:
+    elif roll < 0.94:                   # the operator changes the resting-order limit
+        events = mk.d.send(SetOrderLimit(session="S", instrument="U",
+                                         max_orders=rnd.choice([0, 1, 3, 8])),
+                           actor="op", role="operator", ts=mk.d.ts + 1000)
+        return 0, sum(isinstance(e, CommandRejected) for e in events)
+    elif roll < 0.96:
         events = mk.d.send(StartCall(session="S", instrument="U") if phase == "continuous"
                            else Uncross(session="S", instrument="U",
                                         reference=rnd.choice([0, 100])),
@@ -77,9 +83,15 @@ def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]
     else:
         mk.d.tick(mk.d.ts + rnd.randint(1, 5) * SECOND)
         return 0, 0
+    inst = mk.state.books["U"]
+    held = inst.open_orders.get(paddle, 0)
     try:
         events = mk.d.send(cmd, actor=broker, role="broker", ts=mk.d.ts + 1000)
     except AssertionError as broken:
         raise AssertionError(f"{cmd}: {broken}") from broken
+    now_held = inst.open_orders.get(paddle, 0)
+    assert not inst.max_orders or now_held <= max(held, inst.max_orders), (
+        f"{cmd}: paddle {paddle} went from {held} to {now_held} resting orders over the "
+        f"limit of {inst.max_orders}")
     return (sum(isinstance(e, TradeExecuted) for e in events),
             sum(isinstance(e, CommandRejected) for e in events))
