@@ -259,6 +259,43 @@ def _register_op(subparsers: argparse._SubParsersAction) -> None:
     sell.add_argument("paddle", type=int)
     sell.add_argument("amount", type=int, help="hammer price, minor units")
 
+    instrument = sub.add_parser(
+        "instrument", help="create, limit, call, uncross or close a continuous book",
+        description="Continuous books of a session: unit licence rights or a bid-ask patent "
+                    "lot. Prices and amounts in minor units.")
+    ins = instrument.add_subparsers(dest="what", required=True)
+    i_create = ins.add_parser("create", help="open a book")
+    i_create.add_argument("session")
+    i_create.add_argument("instrument")
+    i_create.add_argument("--kind", choices=("units", "patent"), default="units")
+    i_create.add_argument("--lot", default="", help="the bid_ask lot a patent book trades")
+    i_create.add_argument("--currency", default="", help="default: the session's (the lot's)")
+    i_create.add_argument("--stp", choices=("cancel_newest", "cancel_oldest", "cancel_both"),
+                          default="cancel_newest", help="self-trade prevention")
+    i_create.add_argument("--call", action="store_true", help="start in a call period")
+    i_create.add_argument("--reference", type=int, default=0, help="call reference price")
+    i_create.add_argument("--max-orders", type=int, default=0,
+                          help="resting orders a paddle may hold (0: no limit)")
+    i_limit = ins.add_parser("limit", help="change the resting orders a paddle may hold")
+    i_limit.add_argument("session")
+    i_limit.add_argument("instrument")
+    i_limit.add_argument("max_orders", type=int, help="0: no limit")
+    i_units = ins.add_parser("issue-units", help="credit new units to a paddle's party")
+    i_units.add_argument("session")
+    i_units.add_argument("instrument")
+    i_units.add_argument("paddle", type=int)
+    i_units.add_argument("qty", type=int)
+    i_call = ins.add_parser("call", help="start a call period")
+    i_call.add_argument("session")
+    i_call.add_argument("instrument")
+    i_uncross = ins.add_parser("uncross", help="end the call period with one price")
+    i_uncross.add_argument("session")
+    i_uncross.add_argument("instrument")
+    i_uncross.add_argument("--reference", type=int, default=0)
+    i_close = ins.add_parser("close", help="stop trading; resting orders are cancelled")
+    i_close.add_argument("session")
+    i_close.add_argument("instrument")
+
     rate = sub.add_parser("rate", help="set a display rate: 1 BASE shows as NUM/DEN QUOTE")
     rate.add_argument("base")
     rate.add_argument("quote")
@@ -329,6 +366,22 @@ def _op_commands(args: argparse.Namespace, now: int) -> tuple[list[Any], str | N
             return [c.WithdrawLot(serial=args.serial, reason=args.reason)], None
         return [c.RecordNegotiatedSale(serial=args.serial, paddle=args.paddle,
                                        amount=args.amount)], None
+    if action == "instrument":
+        book = {"session": args.session, "instrument": args.instrument}
+        if what == "create":
+            return [c.CreateInstrument(**book, kind=args.kind, lot=args.lot,
+                                       currency=args.currency, stp=args.stp, call=args.call,
+                                       reference=args.reference,
+                                       max_orders=args.max_orders)], None
+        if what == "limit":
+            return [c.SetOrderLimit(**book, max_orders=args.max_orders)], None
+        if what == "issue-units":
+            return [c.IssueUnits(**book, paddle=args.paddle, qty=args.qty)], None
+        if what == "call":
+            return [c.StartCall(**book)], None
+        if what == "uncross":
+            return [c.Uncross(**book, reference=args.reference)], None
+        return [c.CloseInstrument(**book)], None
     if action == "rate":
         return [c.SetDisplayRate(base=args.base, quote=args.quote, num=args.num,
                                  den=args.den)], None

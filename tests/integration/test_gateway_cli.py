@@ -111,6 +111,24 @@ def test_op_console_and_watch(tmp_path, capsys):
         assert "OT-2017-001" in board and "Printing portfolio 1" in board and "open" in board
         assert "30,000.00 USD" in board
 
+        # a continuous book from the console: created with a limit, limit changed, closed
+        assert main(["op", "--data", data, "instrument", "create", "OT-2017", "ULR-1",
+                     "--max-orders", "3"]) == 0
+        assert main(["op", "--data", data, "instrument", "issue-units", "OT-2017", "ULR-1",
+                     "101", "500"]) == 0
+        assert main(["op", "--data", data, "instrument", "limit", "OT-2017", "ULR-1",
+                     "5"]) == 0
+        assert main(["op", "--data", data, "instrument", "call", "OT-2017", "ULR-1"]) == 0
+        assert main(["op", "--data", data, "instrument", "uncross", "OT-2017", "ULR-1",
+                     "--reference", "100"]) == 0
+        assert main(["op", "--data", data, "instrument", "close", "OT-2017", "ULR-1"]) == 0
+        out = capsys.readouterr().out
+        for event in ("InstrumentCreated", "UnitsIssued", "OrderLimitSet", "PhaseChanged"):
+            assert event in out, event
+        assert main(["op", "--data", data, "instrument", "limit", "OT-2017", "ULR-1",
+                     "-1"]) == 1
+        assert "instrument_closed" in capsys.readouterr().out
+
         # a file with an invalid command is refused before anything is sent
         broken = tmp_path / "broken.toml"
         broken.write_text('[[command]]\ntype = "CreateSession"\nsession = 5\nname = "x"\n')
