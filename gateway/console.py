@@ -93,9 +93,13 @@ def load_commands(path: str | Path, now: int) -> list[Any]:
     else:
         raw = json.loads(text)
     if isinstance(raw, dict):
-        raw = raw.get("command", raw.get("commands"))
-        if raw is None:
-            raise ValueError(f"{path}: expected a list of commands under 'command'")
+        if "type" in raw:                         # one command alone
+            raw = [raw]
+        else:
+            raw = raw.get("command", raw.get("commands"))
+            if raw is None:
+                raise ValueError(f"{path}: expected one command (with its \"type\"), a list "
+                                 f"of commands, or a list under \"command\"")
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a list of commands")
     commands = []

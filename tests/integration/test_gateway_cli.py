@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gateway.cli import main
 from gateway.keys import KeyStore
 from tests.integration.gateway_harness import running
@@ -134,3 +136,24 @@ def test_op_console_and_watch(tmp_path, capsys):
         broken.write_text('[[command]]\ntype = "CreateSession"\nsession = 5\nname = "x"\n')
         assert main(["op", "--data", data, "send", str(broken)]) == 2
         assert "command 1" in capsys.readouterr().err
+
+
+def test_command_files_hold_one_command_a_list_or_a_list_under_command(tmp_path):
+    from exchange.commands import CreateSession
+    from gateway.console import load_commands
+    one = tmp_path / "one.json"
+    one.write_text('{"type": "CreateSession", "session": "S", "name": "x"}')
+    many = tmp_path / "many.json"
+    many.write_text('[{"type": "CreateSession", "session": "S", "name": "x"}]')
+    table = tmp_path / "table.toml"
+    table.write_text('[[command]]\ntype = "CreateSession"\nsession = "S"\nname = "x"\n')
+    for path in (one, many, table):
+        assert load_commands(path, now=0) == [CreateSession(session="S", name="x")]
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"type": "NoSuchCommand"}')
+    with pytest.raises(ValueError, match="command 1: Invalid value 'NoSuchCommand'"):
+        load_commands(unknown, now=0)
+    shapeless = tmp_path / "shapeless.json"
+    shapeless.write_text('{"session": "S"}')
+    with pytest.raises(ValueError, match="expected one command"):
+        load_commands(shapeless, now=0)
