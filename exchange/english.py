@@ -131,13 +131,25 @@ class English(Mechanism):
     def void_bids(self, state: State, ctx: Ctx, lot: Lot, party: int, reason: str) -> None:
         """Drop the party's maximum and recompute leader, second maximum and
         price from the maxima left (eBay's rule); the new leader holds its own
-        maximum again. O(bidders log bidders)."""
-        voided = [paddle for paddle, bid in lot.maxes.items() if bid.party == party]
+        maximum again. Only the leader holds credit for a lot, so a runner-up
+        may have committed its credit elsewhere since it was outbid: a maximum
+        its party can no longer back lapses too (reason "over_credit_limit")
+        and the next one is tried. O(bidders log bidders)."""
+        voided = [(paddle, reason) for paddle, bid in lot.maxes.items() if bid.party == party]
         if not voided:
             return
-        for paddle in voided:
+        for paddle, _ in voided:
             del lot.maxes[paddle]
         was_leader = lot.leader_party == party
+        if was_leader:
+            for bid in self.ranked(lot):
+                try:
+                    check_credit(state, lot, bid.party, total_due(lot, bid.amount))
+                except Reject:
+                    del lot.maxes[bid.paddle]
+                    voided.append((bid.paddle, "over_credit_limit"))
+                    continue
+                break
         ranked = self.ranked(lot)
         if ranked:
             top = ranked[0]
@@ -150,9 +162,9 @@ class English(Mechanism):
             hold(state, ctx, lot, party, 0)
             if lot.leader:
                 hold(state, ctx, lot, lot.leader_party, total_due(lot, lot.leader_max))
-        for paddle in voided:
+        for paddle, why in voided:
             ctx.emit(BidVoided(serial=lot.serial, session=lot.session, paddle=paddle,
-                               reason=reason, price=lot.price, leader=lot.leader,
+                               reason=why, price=lot.price, leader=lot.leader,
                                reserve_met=reserve_met(lot)))
 
     def ranked(self, lot: Lot) -> list[Bid]:

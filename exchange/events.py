@@ -185,8 +185,10 @@ class BidWithdrawn(Event, frozen=True):
 
 
 class BidVoided(Event, frozen=True):
-    """The exchange voided the paddle's standing bid (its party's credit was
-    frozen after a default). English: public, with the lot's new standing
+    """The exchange voided the paddle's standing bid: its party's credit was
+    frozen after a default (``reason`` "party_frozen"), or, English, the
+    voided bid led and this runner-up's party can no longer back its own
+    maximum ("over_credit_limit"). English: public, with the lot's new standing
     ``price``, ``leader`` and ``reserve_met``, recomputed from the maxima left
     as eBay does when a bid is cancelled. Sealed: private to the bidder (and
     operators); the public count follows as `SealedBidCounted`, and the

@@ -327,6 +327,38 @@ def test_a_defaulter_s_standing_bids_are_voided_and_the_english_price_recomputed
     assert [bid.paddle for bid in revealed.bids] == [d]
 
 
+def test_a_runner_up_that_cannot_back_its_maximum_any_more_lapses_with_the_defaulter():
+    """Only an English lot's leader holds credit: a runner-up may have spent
+    its room elsewhere since it was outbid. When the defaulter's leading bid
+    is voided, such a runner-up's maximum lapses too ("over_credit_limit")
+    and the next bidder leads: no party's commitments exceed its limit."""
+    from exchange.commands import ReviewCredit
+    from exchange.events import BidVoided
+    m, sale, a, b, c, d = english()
+    now = m.d.ts
+    later = dict(opens_at=now + HOUR, closes_at=now + 60 * DAY)
+    m.lot("L2", seller=sale.seller, **later)
+    m.lot("L5", seller=sale.seller, **later)
+    m.tick(now + 2 * HOUR)
+    m.d.ok(ReviewCredit(party=m.parties[b], approved=True, credit_limit=2_500 * USD,
+                        currency="USD", agreement_version="BRA-2026"))
+    for paddle, amount in ((b, 2_000), (c, 1_500), (a, 3_000)):
+        m.bid("L2", paddle, amount * USD)
+    m.bid("L5", b, 1_000 * USD)               # B leads L5: 1,000 of its 2,500 held there
+    overdue(sale)
+    events = m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    lot2 = m.state.lots["L2"]
+    assert (lot2.leader, lot2.leader_max, lot2.second_max) == (c, 1_500 * USD, 0)
+    assert b not in lot2.maxes
+    voided = [(e.paddle, e.reason, e.leader, e.price) for e in of(events, BidVoided)
+              if e.serial == "L2"]
+    assert voided == [(a, "party_frozen", c, lot2.price), (b, "over_credit_limit", c, lot2.price)]
+    assert exposure(m, m.parties[b]) == 1_000 * USD      # L5 only
+    assert exposure(m, m.parties[c]) == 1_500 * USD      # C now leads L2 at its maximum
+    for (_, party), found in m.state.exposure.items():
+        assert found.total <= m.state.parties[party].credit_limit
+
+
 def test_a_defaulter_s_offers_on_passed_lots_are_withdrawn():
     from exchange.events import OfferWithdrawn
     m, sale, a, b, c, d = english()
