@@ -49,9 +49,9 @@ from exchange.errors import MAX_INT, Reject, a_time, non_negative, positive, reg
 from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, IndicativePrice,
                              InstrumentCreated, LotAwarded, LotPassed, LotWithdrawn,
                              OrderAccepted, OrderCancelled, OrderFilled, OrderLimitSet,
-                             OrderModified,
-                             PartyFrozen, PhaseChanged, QuoteChanged, TradeExecuted,
-                             TradeRecorded, UnitsConsumed, UnitsIssued, UnitsPaymentRecorded)
+                             OrderModified, PartyFrozen, PhaseChanged, QuoteChanged,
+                             TradeExecuted, TradeRecorded, UnitsConsumed, UnitsIssued,
+                             UnitsPaymentRecorded)
 from exchange.invariants import invariant
 from exchange.participants import (audience, get_session, session_paddle_party,
                                    valid_currency)

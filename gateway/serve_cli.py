@@ -68,10 +68,14 @@ def run_serve(args: argparse.Namespace) -> int:
         config.validate()
         store, keys_new = initialise(data)
         server = Server(data, config)
-    except (ValueError, OSError) as exc:     # tomllib's errors are ValueErrors
+    except ValueError as exc:                # tomllib's errors are ValueErrors
         sys.stderr.write(f"lotex serve: bad config ({config_path}): {exc}\n")
         return 2
+    except OSError as exc:
+        sys.stderr.write(f"lotex serve: cannot use {data}: {exc}\n")
+        return 2
     endpoints = server.start()
+    server.pin_engine_thread()          # this thread runs the loop: pinned before "ready"
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     out = sys.stdout

@@ -250,12 +250,17 @@ class Server:
         self.last_keys_check = 0
 
         self.context = zmq.Context()
-        if self.cpus is not None:              # ZeroMQ's own threads start with the first socket
-            for cpu in sorted(self.cpus[1]):
+        if self.cpus is not None:
+            for cpu in sorted(self.cpus[1]):   # ZeroMQ's threads start with the first socket
                 self.context.set(zmq.THREAD_AFFINITY_CPU_ADD, cpu)
-        self.zap = ZapHandler(self.context, self.users,
-                              cpus=self.cpus[1] if self.cpus is not None else None)
-        self.zap.start()
+            starter = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, self.cpus[1])  # the ZAP thread inherits it
+        try:
+            self.zap = ZapHandler(self.context, self.users)
+            self.zap.start()
+        finally:
+            if self.cpus is not None:
+                os.sched_setaffinity(0, starter)
         server_public, server_secret = self.keystore.server_keys()
         self.sockets: dict[str, zmq.Socket] = {}
         self.monitors: dict[zmq.Socket, str] = {}
@@ -405,12 +410,17 @@ class Server:
         """Ask the loop to stop (thread-safe); it finishes the turn it is in."""
         self._stop.set()
 
+    def pin_engine_thread(self) -> None:
+        """Run the calling thread, the one that will run `run`, alone on
+        ``engine_cpu`` (no-op when not pinned or already done)."""
+        if self.cpus is not None and os.sched_getaffinity(0) != {self.cpus[0]}:
+            os.sched_setaffinity(0, {self.cpus[0]})   # this thread only
+            self.log.info("engine_pinned", cpu=self.cpus[0], others=sorted(self.cpus[1]))
+
     def run(self) -> None:
         """Serve until `stop()`. Raises `ServerStopped` after a journal failure."""
         broker, operator, data, poll = self.broker, self.operator, self.data, self.poller.poll
-        if self.cpus is not None:
-            os.sched_setaffinity(0, {self.cpus[0]})   # this thread only
-            self.log.info("engine_pinned", cpu=self.cpus[0], others=sorted(self.cpus[1]))
+        self.pin_engine_thread()
         while not self._stop.is_set():
             ready = dict(poll(self._poll_timeout_ms()))
             first = self.next_seq

@@ -10,7 +10,6 @@ every message from it carries that id (``zmq.Frame.get("User-Id")``).
 
 from __future__ import annotations
 
-import os
 import threading
 
 import zmq
@@ -32,11 +31,9 @@ DOMAIN_ROLES: dict[str, tuple[str, ...]] = {
 class ZapHandler(threading.Thread):
     """Answer ZAP requests from ``users`` (replaced atomically by `set_users`)."""
 
-    def __init__(self, context: zmq.Context, users: dict[str, User],
-                 cpus: set[int] | None = None) -> None:
+    def __init__(self, context: zmq.Context, users: dict[str, User]) -> None:
         super().__init__(name="lotex-zap", daemon=True)
         self.context = context
-        self.cpus = cpus
         self._stop_event = threading.Event()
         self.set_users(users)
         self.socket = context.socket(zmq.REP)
@@ -56,8 +53,6 @@ class ZapHandler(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        if self.cpus is not None:        # off the engine thread's CPU
-            os.sched_setaffinity(0, self.cpus)
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         try:
