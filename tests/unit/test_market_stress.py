@@ -89,6 +89,10 @@ def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]
         events = mk.d.send(cmd, actor=broker, role="broker", ts=mk.d.ts + 1000)
     except AssertionError as broken:
         raise AssertionError(f"{cmd}: {broken}") from broken
+    state = mk.state
+    for (_, party), found in state.exposure.items():
+        assert found.total <= state.parties[party].credit_limit, \
+            f"{cmd}: party {party} commits {found.total} over its limit"
     now_held = inst.open_orders.get(paddle, 0)
     assert not inst.max_orders or now_held <= max(held, inst.max_orders), (
         f"{cmd}: paddle {paddle} went from {held} to {now_held} resting orders over the "
