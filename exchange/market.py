@@ -785,6 +785,10 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
     limit = inst.max_orders
     if (limit and inst.open_orders.get(paddle, 0) >= limit
             and (book_tif == GTC or book_tif == POST_ONLY or phase == "call")):
+        held = inst.open_orders[paddle]
+        if held > limit:                     # `SetOrderLimit` lowered it under what it holds
+            raise Reject("too_many_orders", f"paddle {paddle} holds {held} resting orders on "
+                                            f"{inst.id!r}, above its limit of {limit}")
         raise Reject("too_many_orders", f"paddle {paddle} holds {limit} resting order(s) on "
                                         f"{inst.id!r}, the most it may")
     if side == SELL:

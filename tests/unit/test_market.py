@@ -519,8 +519,10 @@ def test_the_operator_changes_the_order_limit_of_a_live_instrument():
     inst = m.state.books["U"]
     assert inst.open_orders == {m.paddle["b1"]: 3, m.paddle["b2"]: 1}
     assert len(inst.book.orders) == 4                             # nothing cancelled
-    assert m.refused("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"],
-                                      order=4, side="buy", qty=1, price=80)).code == "too_many_orders"
+    refused = m.refused("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"],
+                                         order=4, side="buy", qty=1, price=80))
+    assert refused.code == "too_many_orders"
+    assert refused.text.endswith("holds 3 resting orders on 'U', above its limit of 2")
     m.ok("b2", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b2"], order=2,
                           side="sell", qty=1, price=111))
     assert m.refused("b2", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b2"],
