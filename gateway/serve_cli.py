@@ -268,9 +268,13 @@ def _register_op(subparsers: argparse._SubParsersAction) -> None:
         description="Continuous books of a session: unit licence rights or a bid-ask patent "
                     "lot. Prices and amounts in minor units.")
     ins = instrument.add_subparsers(dest="what", required=True)
-    i_create = ins.add_parser("create", help="open a book")
-    i_create.add_argument("session")
-    i_create.add_argument("instrument")
+
+    def book(action: str, text: str) -> argparse.ArgumentParser:
+        parser = ins.add_parser(action, help=text)
+        parser.add_argument("session")
+        parser.add_argument("instrument")
+        return parser
+    i_create = book("create", "open a book")
     i_create.add_argument("--kind", choices=("units", "patent"), default="units")
     i_create.add_argument("--lot", default="", help="the bid_ask lot a patent book trades")
     i_create.add_argument("--currency", default="", help="default: the session's (the lot's)")
@@ -280,25 +284,15 @@ def _register_op(subparsers: argparse._SubParsersAction) -> None:
     i_create.add_argument("--reference", type=int, default=0, help="call reference price")
     i_create.add_argument("--max-orders", type=int, default=0,
                           help="resting orders a paddle may hold (0: no limit)")
-    i_limit = ins.add_parser("limit", help="change the resting orders a paddle may hold")
-    i_limit.add_argument("session")
-    i_limit.add_argument("instrument")
-    i_limit.add_argument("max_orders", type=int, help="0: no limit")
-    i_units = ins.add_parser("issue-units", help="credit new units to a paddle's party")
-    i_units.add_argument("session")
-    i_units.add_argument("instrument")
+    book("limit", "change the resting orders a paddle may hold").add_argument(
+        "max_orders", type=int, help="0: no limit")
+    i_units = book("issue-units", "credit new units to a paddle's party")
     i_units.add_argument("paddle", type=int)
     i_units.add_argument("qty", type=int)
-    i_call = ins.add_parser("call", help="start a call period")
-    i_call.add_argument("session")
-    i_call.add_argument("instrument")
-    i_uncross = ins.add_parser("uncross", help="end the call period with one price")
-    i_uncross.add_argument("session")
-    i_uncross.add_argument("instrument")
-    i_uncross.add_argument("--reference", type=int, default=0)
-    i_close = ins.add_parser("close", help="stop trading; resting orders are cancelled")
-    i_close.add_argument("session")
-    i_close.add_argument("instrument")
+    book("call", "start a call period")
+    book("uncross", "end the call period with one price").add_argument(
+        "--reference", type=int, default=0)
+    book("close", "stop trading; resting orders are cancelled")
 
     rate = sub.add_parser("rate", help="set a display rate: 1 BASE shows as NUM/DEN QUOTE")
     rate.add_argument("base")
