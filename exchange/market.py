@@ -648,6 +648,9 @@ def create_instrument(state: State, ctx: Ctx, cmd: CreateInstrument) -> None:
     ctx.emit(InstrumentCreated(session=inst.session, instrument=inst.id, kind=inst.kind,
                                lot=inst.lot, currency=currency, stp=inst.stp, phase=inst.phase,
                                reference=inst.reference))
+    if inst.max_orders:                      # public as every later change of it
+        ctx.emit(OrderLimitSet(session=inst.session, instrument=inst.id,
+                               max_orders=inst.max_orders))
 
 
 @handles(IssueUnits)

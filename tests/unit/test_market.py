@@ -465,6 +465,10 @@ def test_max_orders_caps_a_paddles_resting_orders_and_frees_as_they_leave():
     `too_many_orders`; an IOC (never rests) still goes; a fill, a cancel or
     an expiry frees a place; a modify (cancel and re-place) keeps the count."""
     m = Market(max_orders=2)
+    created = m.d.ok(CreateInstrument(session="S", instrument="V", max_orders=4))
+    assert one(created, OrderLimitSet) == OrderLimitSet(session="S", instrument="V", max_orders=4)
+    assert not any(isinstance(e, OrderLimitSet)
+                   for e in m.d.ok(CreateInstrument(session="S", instrument="W")))
     m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=1,
                           side="buy", qty=5, price=100))
     m.ok("b1", PlaceOrder(session="S", instrument="U", paddle=m.paddle["b1"], order=2,
