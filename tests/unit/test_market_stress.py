@@ -27,15 +27,19 @@ def test_random_stress_keeps_every_invariant():
                                                             "cancel_both"]), units=200,
                     max_orders=rnd.choice([0, 3, 8]))     # the open-order count checked too
         brokers = list(mk.paddle)
-        trades = refusals = 0
-        for step in range(1500):
+        trades = refusals = step = 0
+        # 1,500 steps, and on (up to 6,000) until the run has traded and been
+        # refused enough, so that any seed exercises both.
+        while step < 1500 or (step < 6000 and (trades <= 50 or refusals <= 50)):
             try:
                 got = _step(mk, rnd, brokers)
             except AssertionError as broken:
                 raise AssertionError(f"seed {seed} step {step}: {broken}") from broken
             trades += got[0]
             refusals += got[1]
-        assert trades > 50 and refusals > 50, f"seed {seed}: {trades} trades, {refusals} refusals"
+            step += 1
+        assert trades > 50 and refusals > 50, \
+            f"seed {seed}: {trades} trades, {refusals} refusals in {step} steps"
 
 
 def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]:
