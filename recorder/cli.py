@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -48,13 +49,24 @@ def register(subparsers: Any) -> None:
     project.set_defaults(run=run_project)
 
 
+def _journal(where: str, action: str) -> Path | None:
+    """Return the journal directory of ``where``, or None (said on stderr) if it holds none."""
+    path = layout.find_journal(where)
+    if not layout.holds_journal(path):
+        print(f"lotex journal {action}: no lotex journal in {where}", file=sys.stderr)
+        return None
+    return path
+
+
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    path = layout.find_journal(args.dir)
+    path = _journal(args.dir, "verify")
+    if path is None:
+        return 2
     try:
         report = verify_journal(path)
     except FileNotFoundError:
@@ -69,7 +81,9 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_head(args: argparse.Namespace) -> int:
-    path = layout.find_journal(args.dir)
+    path = _journal(args.dir, "head")
+    if path is None:
+        return 2
     try:
         journal = Journal.open_readonly(path)
     except FileNotFoundError:
@@ -88,7 +102,9 @@ def run_head(args: argparse.Namespace) -> int:
 def run_dump(args: argparse.Namespace) -> int:
     from exchange.codec import decode_entry
 
-    path = layout.find_journal(args.dir)
+    path = _journal(args.dir, "dump")
+    if path is None:
+        return 2
     out = sys.stdout
     try:
         for n, rec in enumerate(Journal.open_readonly(path).read(args.from_seq, from_ts=args.from_ts)):
@@ -114,7 +130,9 @@ def run_dump(args: argparse.Namespace) -> int:
 def run_project(args: argparse.Namespace) -> int:
     from recorder.store import Store
 
-    path = layout.find_journal(args.dir)
+    path = _journal(args.dir, "project")
+    if path is None:
+        return 2
     db = args.db or path.parent / layout.STORE
     try:
         with Store.open(db, public=args.public) as store:

@@ -41,3 +41,8 @@ def find_journal(path: str | os.PathLike) -> Path:
     """Accept a data directory or a journal directory; return the journal's."""
     path = Path(path)
     return path / JOURNAL if (path / JOURNAL).is_dir() else path
+
+
+def holds_journal(journal: Path) -> bool:
+    """Tell whether ``journal`` is a directory with at least one segment file."""
+    return journal.is_dir() and any(journal.glob("*.seg"))

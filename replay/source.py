@@ -53,7 +53,7 @@ class Source:
         """Accept a data directory or a journal directory."""
         root = Path(path)
         journal_dir = layout.find_journal(root)
-        if not journal_dir.is_dir() or not any(journal_dir.glob("*.seg")):
+        if not layout.holds_journal(journal_dir):
             raise ReplayError(f"no lotex journal in {root}")
         data_dir = journal_dir.parent if journal_dir != root else None
         snapshots = layout.snapshot_dir(data_dir) if data_dir is not None else None

@@ -43,9 +43,21 @@ def test_verify_names_the_first_bad_record(tmp_path, capsys):
     assert f"{first.name}: record 1 " in err and "bad checksum" in err
 
 
-def test_verify_of_a_missing_journal(tmp_path, capsys):
-    assert main(["journal", "verify", str(tmp_path / "nothing")]) == 2
-    assert "no journal" in capsys.readouterr().err
+def test_every_action_refuses_a_directory_without_a_journal(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no-segments" / "journal").mkdir(parents=True)
+    for where in ("nothing", "empty", "no-segments", "no-segments/journal"):
+        for action in ("verify", "head", "dump", "project"):
+            assert main(["journal", action, str(tmp_path / where)]) == 2, (action, where)
+            err = capsys.readouterr().err
+            assert f"lotex journal {action}: no lotex journal in {tmp_path / where}" in err
+    assert not list(tmp_path.rglob("*.sqlite"))      # project made no empty store
+
+
+def test_verify_of_a_journal_with_no_records_yet(tmp_path, capsys):
+    Journal.open(layout.journal_dir(tmp_path)).close()
+    assert main(["journal", "verify", str(tmp_path)]) == 0
+    assert "ok 0 records" in capsys.readouterr().out
 
 
 def test_dump_prints_entries_as_json_lines(tmp_path, capsys):
