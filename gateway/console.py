@@ -22,14 +22,34 @@ JSON: a list of such maps, or ``{"command": [...]}``. Time fields may be
 given as "now", "+90s", "+10m", "+2h", "+3d" (from the moment the file is
 sent) or an ISO 8601 date-time; duration fields as "30s", "5m", "2h", "1d".
 Money stays an integer of minor units.
+
+Party and paddle numbers are the exchange's to give, so a file may name
+them: ``as = "acme"`` on a ``RegisterParty`` names the party it registers,
+on an ``IssuePaddle`` the paddle it issues, and a later ``party``,
+``seller``, ``buyer`` or ``paddle`` field of the same sending may say
+``"@acme"``::
+
+    [[command]]
+    type = "RegisterParty"
+    name = "Acme Research"
+    broker = "b1"
+    as = "acme"
+
+    [[command]]
+    type = "IssuePaddle"
+    session = "S1"
+    party = "@acme"
+    as = "acme-paddle"
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +104,55 @@ def resolve_times(value: Any, now: int) -> Any:
     return value
 
 
-def load_commands(path: str | Path, now: int) -> list[Any]:
-    """Read a TOML or JSON command file into engine commands (strictly typed)."""
+REFERENCE_FIELDS = frozenset({"party", "seller", "buyer", "paddle"})
+NAMES_WHAT = {"RegisterParty": ("PartyRegistered", "party"),
+              "IssuePaddle": ("PaddleIssued", "paddle")}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of a file: its fields, the name it gives (``as``) and the
+    names it uses (``"@name"`` in a party or paddle field)."""
+
+    where: str
+    fields: dict[str, Any]
+    preview: Any                                 # the command, each use as 0: type-checked
+    key: str                                     # digest of the command as written
+    name: str = ""
+    uses: tuple[tuple[str, str], ...] = ()      # (field, name)
+
+    @classmethod
+    def plain(cls, cmd: Any) -> "Step":
+        return cls(where="", fields={"type": type(cmd).__name__}, preview=cmd,
+                   key=hashlib.sha256(msgspec.json.encode(cmd)).hexdigest())
+
+    def command(self, names: dict[str, int]) -> Any:
+        """Return the command with each ``@name`` replaced by its number."""
+        if not self.uses:
+            return self.preview
+        fields = dict(self.fields)
+        for field, name in self.uses:
+            if name not in names:
+                raise ValueError(f"{self.where}: @{name} stands for nothing: the command "
+                                 f"that names it was not accepted")
+            fields[field] = names[name]
+        return msgspec.convert(fields, AnyCommand)
+
+    def named(self, events: list[Any]) -> int:
+        """Return the number this step's command created, from its result's events."""
+        event_type, field = NAMES_WHAT[self.fields["type"]]
+        for event in events:
+            if type(event).__name__ == event_type:
+                return getattr(event, field)
+        raise ValueError(f"{self.where}: no {event_type} in the result to name {self.name!r}")
+
+
+def load_steps(path: str | Path, now: int, names: set[str] | None = None) -> list[Step]:
+    """Read a TOML or JSON command file into steps, every command type-checked
+    and every ``@name`` given by an earlier command (of this file or, in
+    ``names``, of files read before it; the file's own names are added)."""
+    names = set() if names is None else names
     path = Path(path)
     text = path.read_text()
     if path.suffix == ".toml":
@@ -102,10 +169,59 @@ def load_commands(path: str | Path, now: int) -> list[Any]:
                                  f"of commands, or a list under \"command\"")
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a list of commands")
-    commands = []
+    steps = []
     for index, item in enumerate(raw, 1):
+        where = f"{path}: command {index}"
         try:
-            commands.append(msgspec.convert(resolve_times(item, now), AnyCommand))
+            steps.append(_step(where, item, now, names))
         except (msgspec.ValidationError, ValueError) as exc:
-            raise ValueError(f"{path}: command {index}: {exc}") from None
-    return commands
+            raise ValueError(f"{where}: {exc}") from None
+    return steps
+
+
+def _step(where: str, item: Any, now: int, names: set[str]) -> Step:
+    if not isinstance(item, dict):
+        raise ValueError("expected a map of fields with its \"type\"")
+    key = hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
+    fields = resolve_times(item, now)
+    name = fields.pop("as", "")
+    uses = []
+    for field in REFERENCE_FIELDS:
+        value = fields.get(field)
+        if isinstance(value, str) and value.startswith("@"):
+            if value[1:] not in names:
+                raise ValueError(f"{value} is not named by an earlier command (as = ...)")
+            uses.append((field, value[1:]))
+    preview = msgspec.convert({**fields, **{field: 0 for field, _ in uses}}, AnyCommand)
+    if name:
+        if type(preview).__name__ not in NAMES_WHAT:
+            raise ValueError(f"only {' and '.join(NAMES_WHAT)} may name what they create "
+                             f"(as = {name!r})")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"as = {name!r}: a name is 1-64 letters, digits, '_', '.' or '-'")
+        if name in names:
+            raise ValueError(f"as = {name!r}: named twice")
+        names.add(name)
+    return Step(where=where, fields=fields, preview=preview, key=key, name=name,
+                uses=tuple(sorted(uses)))
+
+
+def client_ids(steps: list[Step]) -> list[str]:
+    """Give each step a client id that is a function of the command as
+    written (and how many identical ones came before it in this sending), so
+    that sending a file again, even after mending one of its commands, acts
+    only on the commands not sent before."""
+    seen: dict[str, int] = {}
+    ids = []
+    for step in steps:
+        seen[step.key] = count = seen.get(step.key, 0) + 1
+        ids.append(f"cmd-{step.key[:32]}-{count}")
+    return ids
+
+
+def load_commands(path: str | Path, now: int) -> list[Any]:
+    """Read a TOML or JSON command file that names nothing into engine commands."""
+    steps = load_steps(path, now)
+    if any(step.uses for step in steps):
+        raise ValueError(f"{path}: uses names (@...): send it with `lotex op send`")
+    return [step.preview for step in steps]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import signal
 import sys
 import time
@@ -306,83 +305,89 @@ def _register_op(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_op)
 
 
-def _op_commands(args: argparse.Namespace, now: int) -> tuple[list[Any], str | None]:
-    """Return the commands an op invocation sends and a client-id prefix (or None)."""
+def _op_steps(args: argparse.Namespace, now: int) -> tuple[list[Any], list[str] | None]:
+    """Return the steps (`gateway.console.Step`) an op invocation sends and
+    their client ids (None: new ones)."""
+    from gateway.console import Step, client_ids, load_steps
+
+    action, what = args.op_command, getattr(args, "what", "")
+    if action == "send" or (action == "lot" and what == "create"):
+        from exchange.commands import CreateLot, VetLot
+        steps: list[Step] = []
+        names: set[str] = set()
+        for path in args.files:
+            steps.extend(load_steps(path, now, names))
+        if action == "lot" and args.vet_score is not None:
+            steps.extend(Step.plain(VetLot(serial=step.preview.serial, score=args.vet_score,
+                                           approved=True))
+                         for step in list(steps) if isinstance(step.preview, CreateLot))
+        return steps, None if getattr(args, "fresh", False) else client_ids(steps)
+    return [Step.plain(cmd) for cmd in _op_commands(args, now)], None
+
+
+def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
+    """Return the command of an op action given on the command line."""
     from exchange import commands as c
-    from gateway.console import load_commands, parse_time
+    from gateway.console import parse_time
 
     def when(text: str) -> int:
         return parse_time(text, now) if text else 0
 
     action, what = args.op_command, getattr(args, "what", "")
-    if action == "send" or (action == "lot" and what == "create"):
-        cmds: list[Any] = []
-        digest = hashlib.sha256()
-        for path in args.files:
-            digest.update(path.read_bytes())
-            cmds.extend(load_commands(path, now))
-        if action == "lot":
-            lots = [cmd for cmd in cmds if isinstance(cmd, c.CreateLot)]
-            if args.vet_score is not None:
-                cmds.extend(c.VetLot(serial=cmd.serial, score=args.vet_score, approved=True)
-                            for cmd in lots)
-            digest.update(f"vet={args.vet_score}".encode())
-        prefix = None if getattr(args, "fresh", False) else f"file-{digest.hexdigest()[:16]}"
-        return cmds, prefix
     if action == "session":
         if what == "create":
             return [c.CreateSession(session=args.session, name=args.name, currency=args.currency,
-                                    starts_at=when(args.starts), ends_at=when(args.ends))], None
-        return [c.CloseSession(session=args.session)], None
+                                    starts_at=when(args.starts), ends_at=when(args.ends))]
+        return [c.CloseSession(session=args.session)]
     if action == "party":
         if what == "register":
             return [c.RegisterParty(name=args.name, country=args.country,
-                                    broker=args.broker)], None
+                                    broker=args.broker)]
         if what == "approve":
             return [c.ReviewCredit(party=args.party, approved=True, credit_limit=args.limit,
                                    currency=args.currency, agreement_version=args.agreement,
-                                   score=args.score)], None
-        return [c.ReviewCredit(party=args.party, approved=False)], None
+                                   score=args.score)]
+        return [c.ReviewCredit(party=args.party, approved=False)]
     if action == "paddle":
-        return [c.IssuePaddle(session=args.session, party=args.party)], None
+        return [c.IssuePaddle(session=args.session, party=args.party)]
     if action == "lot":
         if what == "vet":
             return [c.VetLot(serial=args.serial, score=args.score, approved=args.approve,
-                             note=args.note)], None
+                             note=args.note)]
         if what == "schedule":
             return [c.ScheduleLot(serial=args.serial, opens_at=when(args.opens),
                                   closes_at=when(args.closes),
-                                  hard_end=when(args.hard_end))], None
+                                  hard_end=when(args.hard_end))]
         if what == "open":
             return [c.ScheduleLot(serial=args.serial, opens_at=now, closes_at=when(args.closes),
-                                  hard_end=when(args.hard_end))], None
+                                  hard_end=when(args.hard_end))]
         if what == "relist":
             return [c.RelistLot(serial=args.serial, opens_at=when(args.opens),
                                 closes_at=when(args.closes), hard_end=when(args.hard_end),
-                                reserve=args.reserve)], None
+                                reserve=args.reserve)]
         if what == "withdraw":
-            return [c.WithdrawLot(serial=args.serial, reason=args.reason)], None
+            return [c.WithdrawLot(serial=args.serial, reason=args.reason)]
         return [c.RecordNegotiatedSale(serial=args.serial, paddle=args.paddle,
-                                       amount=args.amount)], None
+                                       amount=args.amount)]
     if action == "instrument":
         book = {"session": args.session, "instrument": args.instrument}
         if what == "create":
             return [c.CreateInstrument(**book, kind=args.kind, lot=args.lot,
                                        currency=args.currency, stp=args.stp, call=args.call,
                                        reference=args.reference,
-                                       max_orders=args.max_orders)], None
+                                       max_orders=args.max_orders)]
         if what == "limit":
-            return [c.SetOrderLimit(**book, max_orders=args.max_orders)], None
+            return [c.SetOrderLimit(**book, max_orders=args.max_orders)]
         if what == "issue-units":
-            return [c.IssueUnits(**book, paddle=args.paddle, qty=args.qty)], None
+            return [c.IssueUnits(**book, paddle=args.paddle, qty=args.qty)]
         if what == "call":
-            return [c.StartCall(**book)], None
+            return [c.StartCall(**book)]
         if what == "uncross":
-            return [c.Uncross(**book, reference=args.reference)], None
-        return [c.CloseInstrument(**book)], None
+            return [c.Uncross(**book, reference=args.reference)]
+        return [c.CloseInstrument(**book)]
     if action == "rate":
         return [c.SetDisplayRate(base=args.base, quote=args.quote, num=args.num,
-                                 den=args.den)], None
+                                 den=args.den)]
     raise ValueError(f"unknown op action {action}")
 
 
@@ -390,10 +395,10 @@ def run_op(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from gateway.client import Client, ClientError, ClientIds, Endpoints, SessionRejectedError
+    from gateway.client import Client, ClientError, Endpoints, SessionRejectedError
     from gateway.keys import ClientKey
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     now = time.time_ns()
     key_path = Path(args.key) if args.key else Path(args.data) / "clients" / f"{args.user}.json"
     try:
@@ -402,35 +407,44 @@ def run_op(args: argparse.Namespace) -> int:
     except (OSError, KeyError, ValueError) as exc:
         print(f"lotex op: cannot find the key or endpoints: {exc}", file=sys.stderr)
         return 2
-    if args.op_command == "reload":
-        commands: list[Any] = []
-        prefix = None
-    else:
+    steps: list[Any] = []
+    ids: list[str] | None = None
+    if args.op_command != "reload":
         try:
-            commands, prefix = _op_commands(args, now)
+            steps, ids = _op_steps(args, now)
         except (OSError, ValueError) as exc:
             print(f"lotex op: {exc}", file=sys.stderr)
             return 2
-    ids = ClientIds(prefix) if prefix else None
     failed = 0
-    with Client(key, endpoint, timeout=args.timeout, ids=ids, notices=False) as client:
+    with Client(key, endpoint, timeout=args.timeout, notices=False) as client:
         try:
             client.connect()
             if args.op_command == "reload":
                 console.print(f"key store reloaded: {client.reload_keys()} active users")
                 return 0
             table = Table()
-            for column in ("#", "command", "seq", "result", "events"):
+            for column in ("#", "command", "seq", "result"):
                 table.add_column(column)
-            for index, cmd in enumerate(commands, 1):
+            table.add_column("events", overflow="fold")
+            names: dict[str, int] = {}
+            for index, step in enumerate(steps, 1):
                 try:
-                    result = client.request(cmd)
+                    cmd = step.command(names)
+                except ValueError as exc:       # a name its command did not create
+                    table.add_row(str(index), step.fields["type"], "",
+                                  f"[red]not sent[/]: {exc}", "")
+                    failed += 1
+                    if not getattr(args, "keep_going", False):
+                        break
+                    continue
+                try:
+                    result = _request_once(client, cmd, ids[index - 1] if ids else None)
                 except SessionRejectedError as exc:
                     if exc.code != "duplicate_client_id":
                         raise
-                    # the same file line was sent today with other relative times
                     table.add_row(str(index), type(cmd).__name__, "",
-                                  f"already sent ({exc.text})", "")
+                                  "already sent today, with times relative to that sending: "
+                                  "not sent again", "")
                     continue
                 status = ("accepted" if result.accepted else f"[red]{result.code}[/]: {result.text}")
                 if result.resent:
@@ -442,6 +456,8 @@ def run_op(args: argparse.Namespace) -> int:
                     failed += 1
                     if not getattr(args, "keep_going", False):
                         break
+                elif step.name:
+                    names[step.name] = step.named(result.events)
             console.print(table)
         except ClientError as exc:
             print(f"lotex op: {exc}", file=sys.stderr)
@@ -449,13 +465,28 @@ def run_op(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+RETRIES = 20
+
+
+def _request_once(client: Any, cmd: Any, cid: str | None) -> Any:
+    """Send ``cmd`` under ``cid`` (None: a new id); a command of a file that
+    was refused when sent before is tried again under ``cid-r1``, ``cid-r2``
+    ...: each sending walks the same ids, so it acts at most once."""
+    result = client.request(cmd, cid)
+    for attempt in range(1, RETRIES + 1):
+        if cid is None or not result.resent or result.accepted:
+            break
+        result = client.request(cmd, f"{cid}-r{attempt}")
+    return result
+
+
 def _describe(event: Any) -> str:
-    name = type(event).__name__
-    for field in ("party", "paddle", "serial", "session", "instrument"):
-        value = getattr(event, field, None)
-        if value not in (None, "", 0):
-            return f"{name}({field}={value})"
-    return name
+    """Name an event with the ids it carries: PaddleIssued(paddle=101, party=4)."""
+    ids = [f"{field}={value}" for field in ("paddle", "party", "serial", "instrument")
+           if (value := getattr(event, field, None)) not in (None, "", 0)]
+    if not ids and getattr(event, "session", ""):
+        ids = [f"session={event.session}"]
+    return f"{type(event).__name__}({', '.join(ids)})" if ids else type(event).__name__
 
 
 # ---------------------------------------------------------------------------------

@@ -1,0 +1,143 @@
+"""`lotex op send` with command files that name parties and paddles
+(``as`` / ``"@name"``), resent after a mend: the shipped example sale, and
+what a file may not do, against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.console import load_steps
+from tests.integration.gateway_harness import client, running
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "winter-sale.toml"
+
+
+def send(data: Path, *files: Path, keep_going: bool = False) -> int:
+    argv = ["op", "--data", str(data), "send", *map(str, files)]
+    return main(argv + (["--keep-going"] if keep_going else []))
+
+
+def test_the_example_sale_sets_up_a_whole_session_and_acts_once(tmp_path, capsys):
+    with running(tmp_path) as server:
+        assert send(tmp_path, EXAMPLE) == 0
+        out = capsys.readouterr().out
+        state = server.engine.state
+        parties = {p.name: p.id for p in state.parties.values()}
+        acme, nordlicht = parties["Acme Research"], parties["Nordlicht Optics GmbH"]
+        assert f"PaddleIssued(paddle=101, party={acme})" in out
+        assert state.lots["WS-001"].seller == nordlicht
+        assert {serial: lot.status for serial, lot in state.lots.items()} == {
+            "WS-001": "open", "WS-002": "open", "WS-003": "open"}
+        entries = server.next_seq
+
+        # sent again: nothing acts twice; the lines with relative times say so
+        assert send(tmp_path, EXAMPLE) == 0
+        out = capsys.readouterr().out
+        assert out.count("(sent before)") == 18 and out.count("already sent today") == 4
+        assert server.next_seq == entries
+
+        # a broker bids with the paddle the file issued to its client
+        with client(tmp_path, "b1") as b1:
+            from exchange.commands import PlaceBid
+            assert b1.ok(PlaceBid(serial="WS-001", paddle=101, amount=30_000_000)).accepted
+
+        assert main(["watch", "--data", str(tmp_path), "--session", "WS-2026", "--once"]) == 0
+        board = capsys.readouterr().out
+        assert "Free-form lens moulding" in board and "ULR-LENS" in board
+
+
+REFUSED_PADDLE = """
+[[command]]
+type = "CreateSession"
+session = "S1"
+name = "s"
+
+[[command]]
+type = "RegisterParty"
+name = "Acme"
+broker = "b1"
+as = "acme"
+{review}
+[[command]]
+type = "IssuePaddle"
+session = "S1"
+party = "@acme"
+as = "acme-paddle"
+
+[[command]]
+type = "CreateInstrument"
+session = "S1"
+instrument = "U1"
+
+[[command]]
+type = "IssueUnits"
+session = "S1"
+instrument = "U1"
+paddle = "@acme-paddle"
+qty = 10
+"""
+
+REVIEW = """
+[[command]]
+type = "ReviewCredit"
+party = "@acme"
+approved = true
+credit_limit = 1000
+agreement_version = "v1"
+"""
+
+
+def test_a_mended_file_sent_again_acts_only_where_it_did_not_before(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    with running(tmp_path) as server:
+        plan.write_text(REFUSED_PADDLE.format(review=""))
+        assert send(tmp_path, plan, keep_going=True) == 1
+        out = capsys.readouterr().out
+        assert "party_not_approved" in out
+        assert "not sent" in out and "@acme-paddle stands for nothing" in out
+        assert not server.engine.state.sessions["S1"].paddles
+
+        plan.write_text(REFUSED_PADDLE.format(review=REVIEW))      # the mend
+        for _ in range(3):                 # then sent twice more: no paddle, no units twice
+            assert send(tmp_path, plan) == 0
+            capsys.readouterr()
+            state = server.engine.state
+            assert len(state.sessions["S1"].paddles) == 1
+            assert sum(state.books["U1"].holdings.values()) == 10
+
+
+@pytest.mark.parametrize("body, reason", [
+    ('[[command]]\ntype = "IssuePaddle"\nsession = "S"\nparty = "@nobody"\n',
+     "@nobody is not named by an earlier command"),
+    ('[[command]]\ntype = "CreateSession"\nsession = "S"\nname = "s"\nas = "s"\n',
+     "only RegisterParty and IssuePaddle may name what they create"),
+    ('[[command]]\ntype = "RegisterParty"\nname = "A"\nas = "a"\n' * 2, "'a': named twice"),
+    ('[[command]]\ntype = "RegisterParty"\nname = "A"\nas = "a b"\n', "a name is 1-64"),
+    ('[[command]]\ntype = "RegisterParty"\nname = "A"\nas = "a"\n'
+     '[[command]]\ntype = "ReviewCredit"\nparty = "@a"\napproved = "yes"\n',
+     "command 2: Expected `bool`"),
+])
+def test_a_file_that_names_wrongly_is_refused_before_anything_is_sent(tmp_path, capsys, body,
+                                                                       reason):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(body)
+    with pytest.raises(ValueError, match=reason.replace("(", r"\(")):
+        load_steps(plan, now=0)
+    with running(tmp_path) as server:
+        assert send(tmp_path, plan) == 2
+        assert reason in capsys.readouterr().err
+        assert server.next_seq == 1
+
+
+def test_names_carry_from_one_file_to_the_next_of_the_same_sending(tmp_path, capsys):
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text('[[command]]\ntype = "RegisterParty"\nname = "A"\nbroker = "b1"\n'
+                     'as = "a"\n')
+    second.write_text('[[command]]\ntype = "ReviewCredit"\nparty = "@a"\napproved = false\n')
+    with running(tmp_path) as server:
+        assert send(tmp_path, first, second) == 0
+        (party,) = server.engine.state.parties.values()
+        assert f"CreditReviewed(party={party.id})" in capsys.readouterr().out
