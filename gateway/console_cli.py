@@ -1,0 +1,486 @@
+"""``lotex op`` and ``lotex broker``: the operator's and the broker's
+consoles over the gateway. Each sends commands, given on the command line or
+in command files (`gateway.console`), one at a time, and prints a table of
+their results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from gateway.serve_cli import _data_arg
+
+# ---------------------------------------------------------------------------------
+# lotex op
+# ---------------------------------------------------------------------------------
+
+def register_op(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "op", help="the operator's console over the gateway",
+        description="Send operator commands through the gateway. Money is in minor units "
+                    "(cents); times are 'now', '+10m', '+2h' or ISO 8601 (UTC).")
+    _add_connection(parser, "op", "operator")
+    sub = parser.add_subparsers(dest="op_command", metavar="ACTION", required=True)
+    _add_send(sub)
+
+    session = sub.add_parser("session", help="create or close a session")
+    ss = session.add_subparsers(dest="what", required=True)
+    create = ss.add_parser("create")
+    create.add_argument("session")
+    create.add_argument("--name", required=True)
+    create.add_argument("--currency", default="USD")
+    create.add_argument("--starts", default="")
+    create.add_argument("--ends", default="")
+    close = ss.add_parser("close")
+    close.add_argument("session")
+
+    party = sub.add_parser("party", help="register, approve or refuse a bidder")
+    ps = party.add_subparsers(dest="what", required=True)
+    register = ps.add_parser("register", help="register a party for a broker")
+    register.add_argument("name")
+    register.add_argument("--broker", required=True)
+    register.add_argument("--country", default="")
+    approve = ps.add_parser("approve", help="record a passed credit review")
+    approve.add_argument("party", type=int)
+    approve.add_argument("--limit", type=int, required=True, help="credit limit, minor units")
+    approve.add_argument("--currency", default="USD")
+    approve.add_argument("--agreement", required=True, help="agreement version signed")
+    approve.add_argument("--score", type=int, default=0)
+    refuse = ps.add_parser("refuse", help="record a failed credit review")
+    refuse.add_argument("party", type=int)
+
+    paddle = sub.add_parser("paddle", help="issue a paddle")
+    pds = paddle.add_subparsers(dest="what", required=True)
+    issue = pds.add_parser("issue")
+    issue.add_argument("session")
+    issue.add_argument("party", type=int)
+
+    lot = sub.add_parser("lot", help="vet, schedule, open, relist, withdraw or sell a lot")
+    ls = lot.add_subparsers(dest="what", required=True)
+    create_lots = ls.add_parser("create", help="create (and optionally vet) lots from files")
+    create_lots.add_argument("files", nargs="+", type=Path)
+    create_lots.add_argument("--vet-score", type=int,
+                             help="also approve every created lot with this score")
+    vet = ls.add_parser("vet")
+    vet.add_argument("serial")
+    vet.add_argument("--score", type=int, required=True)
+    group = vet.add_mutually_exclusive_group(required=True)
+    group.add_argument("--approve", action="store_true")
+    group.add_argument("--reject", action="store_true")
+    vet.add_argument("--note", default="")
+    schedule = ls.add_parser("schedule", help="publish and schedule a vetted lot")
+    schedule.add_argument("serial")
+    schedule.add_argument("--opens", default="")
+    schedule.add_argument("--closes", default="")
+    schedule.add_argument("--hard-end", default="")
+    open_ = ls.add_parser("open", help="schedule a vetted lot to open now")
+    open_.add_argument("serial")
+    open_.add_argument("--closes", required=True, help="e.g. +10m")
+    open_.add_argument("--hard-end", default="")
+    relist = ls.add_parser("relist", help="put a passed lot up again")
+    relist.add_argument("serial")
+    relist.add_argument("--opens", default="now")
+    relist.add_argument("--closes", required=True)
+    relist.add_argument("--hard-end", default="")
+    relist.add_argument("--reserve", type=int)
+    withdraw = ls.add_parser("withdraw")
+    withdraw.add_argument("serial")
+    withdraw.add_argument("--reason", default="")
+    sell = ls.add_parser("sell", help="record a negotiated sale of a passed lot")
+    sell.add_argument("serial")
+    sell.add_argument("paddle", type=int)
+    sell.add_argument("amount", type=int, help="hammer price, minor units")
+
+    instrument = sub.add_parser(
+        "instrument", help="create, limit, call, uncross or close a continuous book",
+        description="Continuous books of a session: unit licence rights or a bid-ask patent "
+                    "lot. Prices and amounts in minor units.")
+    ins = instrument.add_subparsers(dest="what", required=True)
+
+    def book(action: str, text: str) -> argparse.ArgumentParser:
+        parser = ins.add_parser(action, help=text)
+        parser.add_argument("session")
+        parser.add_argument("instrument")
+        return parser
+    i_create = book("create", "open a book")
+    i_create.add_argument("--kind", choices=("units", "patent"), default="units")
+    i_create.add_argument("--lot", default="", help="the bid_ask lot a patent book trades")
+    i_create.add_argument("--currency", default="", help="default: the session's (the lot's)")
+    i_create.add_argument("--stp", choices=("cancel_newest", "cancel_oldest", "cancel_both"),
+                          default="cancel_newest", help="self-trade prevention")
+    i_create.add_argument("--call", action="store_true", help="start in a call period")
+    i_create.add_argument("--reference", type=int, default=0, help="call reference price")
+    i_create.add_argument("--max-orders", type=int, default=0,
+                          help="resting orders a paddle may hold (0: no limit)")
+    book("limit", "change the resting orders a paddle may hold").add_argument(
+        "max_orders", type=int, help="0: no limit")
+    i_units = book("issue-units", "credit new units to a paddle's party")
+    i_units.add_argument("paddle", type=int)
+    i_units.add_argument("qty", type=int)
+    book("call", "start a call period")
+    book("uncross", "end the call period with one price").add_argument(
+        "--reference", type=int, default=0)
+    book("close", "stop trading; resting orders are cancelled")
+
+    rate = sub.add_parser("rate", help="set a display rate: 1 BASE shows as NUM/DEN QUOTE")
+    rate.add_argument("base")
+    rate.add_argument("quote")
+    rate.add_argument("num", type=int)
+    rate.add_argument("den", type=int)
+
+    sub.add_parser("reload", help="make the server reload its key store now")
+    from gateway import certificate  # settlement (issue 7): reads the journal, no gateway
+    certificate.add_op_parser(sub)
+    parser.set_defaults(run=run_op)
+
+
+def _op_steps(args: argparse.Namespace, now: int) -> tuple[list[Any], list[str] | None]:
+    """Return the steps (`gateway.console.Step`) an op invocation sends and
+    their client ids (None: new ones)."""
+    from gateway.console import Step
+
+    action, what = args.op_command, getattr(args, "what", "")
+    if action == "send" or (action == "lot" and what == "create"):
+        from exchange.commands import CreateLot, VetLot
+        steps, ids = _file_steps(args, now)
+        if action == "lot" and args.vet_score is not None:
+            steps.extend(Step.plain(VetLot(serial=step.preview.serial, score=args.vet_score,
+                                           approved=True))
+                         for step in list(steps) if isinstance(step.preview, CreateLot))
+            ids = None if ids is None else _ids(steps)
+        return steps, ids
+    return [Step.plain(cmd) for cmd in _op_commands(args, now)], None
+
+
+def _file_steps(args: argparse.Namespace, now: int) -> tuple[list[Any], list[str] | None]:
+    """Return the steps of ``args.files``, read in order (names carry from
+    one file to the next), and their client ids (None with ``--fresh``)."""
+    from gateway.console import load_steps
+
+    steps: list[Any] = []
+    names: set[str] = set()
+    for path in args.files:
+        steps.extend(load_steps(path, now, names))
+    return steps, None if getattr(args, "fresh", False) else _ids(steps)
+
+
+def _ids(steps: list[Any]) -> list[str]:
+    from gateway.console import client_ids
+    return client_ids(steps)
+
+
+def _add_send(sub: Any) -> None:
+    send = sub.add_parser("send", help="send the commands of TOML or JSON files, in order")
+    send.add_argument("files", nargs="+", type=Path)
+    send.add_argument("--keep-going", action="store_true", help="go on after a reject")
+    send.add_argument("--fresh", action="store_true",
+                      help="new client ids (default: ids from each command as written, so "
+                           "sending a file again the same day acts only on what was not "
+                           "accepted before)")
+
+
+def _add_connection(parser: argparse.ArgumentParser, user: str, role: str) -> None:
+    _data_arg(parser)
+    parser.add_argument("--user", default=user, help=f"{role} user (key file "
+                        f"DIR/clients/USER.json; default {user})")
+    parser.add_argument("--key", help="client key file (overrides --user)")
+    parser.add_argument("--endpoint", help=f"{role} endpoint (default: DIR/endpoints.json)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for each answer (default 10)")
+
+
+def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
+    """Return the command of an op action given on the command line."""
+    from exchange import commands as c
+    from gateway.console import parse_time
+
+    def when(text: str) -> int:
+        return parse_time(text, now) if text else 0
+
+    action, what = args.op_command, getattr(args, "what", "")
+    if action == "session":
+        if what == "create":
+            return [c.CreateSession(session=args.session, name=args.name, currency=args.currency,
+                                    starts_at=when(args.starts), ends_at=when(args.ends))]
+        return [c.CloseSession(session=args.session)]
+    if action == "party":
+        if what == "register":
+            return [c.RegisterParty(name=args.name, country=args.country,
+                                    broker=args.broker)]
+        if what == "approve":
+            return [c.ReviewCredit(party=args.party, approved=True, credit_limit=args.limit,
+                                   currency=args.currency, agreement_version=args.agreement,
+                                   score=args.score)]
+        return [c.ReviewCredit(party=args.party, approved=False)]
+    if action == "paddle":
+        return [c.IssuePaddle(session=args.session, party=args.party)]
+    if action == "lot":
+        if what == "vet":
+            return [c.VetLot(serial=args.serial, score=args.score, approved=args.approve,
+                             note=args.note)]
+        if what == "schedule":
+            return [c.ScheduleLot(serial=args.serial, opens_at=when(args.opens),
+                                  closes_at=when(args.closes),
+                                  hard_end=when(args.hard_end))]
+        if what == "open":
+            return [c.ScheduleLot(serial=args.serial, opens_at=now, closes_at=when(args.closes),
+                                  hard_end=when(args.hard_end))]
+        if what == "relist":
+            return [c.RelistLot(serial=args.serial, opens_at=when(args.opens),
+                                closes_at=when(args.closes), hard_end=when(args.hard_end),
+                                reserve=args.reserve)]
+        if what == "withdraw":
+            return [c.WithdrawLot(serial=args.serial, reason=args.reason)]
+        return [c.RecordNegotiatedSale(serial=args.serial, paddle=args.paddle,
+                                       amount=args.amount)]
+    if action == "instrument":
+        book = {"session": args.session, "instrument": args.instrument}
+        if what == "create":
+            return [c.CreateInstrument(**book, kind=args.kind, lot=args.lot,
+                                       currency=args.currency, stp=args.stp, call=args.call,
+                                       reference=args.reference,
+                                       max_orders=args.max_orders)]
+        if what == "limit":
+            return [c.SetOrderLimit(**book, max_orders=args.max_orders)]
+        if what == "issue-units":
+            return [c.IssueUnits(**book, paddle=args.paddle, qty=args.qty)]
+        if what == "call":
+            return [c.StartCall(**book)]
+        if what == "uncross":
+            return [c.Uncross(**book, reference=args.reference)]
+        return [c.CloseInstrument(**book)]
+    if action == "rate":
+        return [c.SetDisplayRate(base=args.base, quote=args.quote, num=args.num,
+                                 den=args.den)]
+    raise ValueError(f"unknown op action {action}")
+
+
+def run_op(args: argparse.Namespace) -> int:
+    if args.op_command == "reload":
+        def reload(client: Any, console: Any) -> int:
+            console.print(f"key store reloaded: {client.reload_keys()} active users")
+            return 0
+        return _with_client(args, "op", "operator", reload)
+    try:
+        steps, ids = _op_steps(args, time.time_ns())
+    except (OSError, ValueError) as exc:
+        print(f"lotex op: {exc}", file=sys.stderr)
+        return 2
+    return _with_client(args, "op", "operator",
+                        lambda client, console: _send_steps(client, console, steps, ids, args))
+
+
+def _with_client(args: argparse.Namespace, prog: str, port: str,
+                 body: Callable[[Any, Any], int]) -> int:
+    """Connect and log on with the user's key to ``port`` and run ``body``
+    with the client and a console; a client error is one line, exit 1."""
+    from rich.console import Console
+
+    from gateway.client import Client, ClientError, Endpoints
+    from gateway.keys import ClientKey
+
+    key_path = Path(args.key) if args.key else Path(args.data) / "clients" / f"{args.user}.json"
+    try:
+        key = ClientKey.load(key_path)
+        endpoint = args.endpoint or getattr(Endpoints.load(args.data), port)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"lotex {prog}: cannot find the key or endpoints: {exc}", file=sys.stderr)
+        return 2
+    if key.role != port:
+        print(f"lotex {prog}: {key_path} is the key of a user with role {key.role}; "
+              f"this console needs a key of role {port}", file=sys.stderr)
+        return 2
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    with Client(key, endpoint, timeout=args.timeout, notices=False) as client:
+        try:
+            client.connect()
+            return body(client, console)
+        except ClientError as exc:
+            print(f"lotex {prog}: {exc}", file=sys.stderr)
+            return 1
+
+
+def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | None,
+                args: argparse.Namespace) -> int:
+    """Send the steps one at a time, print their results; return 1 if any was refused."""
+    from rich.table import Table
+
+    from gateway.client import SessionRejectedError
+
+    table = Table()
+    for column in ("#", "command", "seq", "result"):
+        table.add_column(column)
+    table.add_column("events", overflow="fold")
+    names: dict[str, int] = {}
+    failed = 0
+    keep_going = getattr(args, "keep_going", False)
+    for index, step in enumerate(steps, 1):
+        try:
+            cmd = step.command(names)
+        except ValueError as exc:               # a name its command did not create
+            table.add_row(str(index), step.fields["type"], "", f"[red]not sent[/]: {exc}", "")
+            failed += 1
+            if not keep_going:
+                break
+            continue
+        try:
+            result = _request_once(client, cmd, ids[index - 1] if ids else None)
+        except SessionRejectedError as exc:
+            if exc.code != "duplicate_client_id":
+                raise
+            table.add_row(str(index), type(cmd).__name__, "",
+                          "already sent today, with times relative to that sending: "
+                          "not sent again", "")
+            continue
+        status = "accepted" if result.accepted else f"[red]{result.code}[/]: {result.text}"
+        if result.resent:
+            status += " (sent before)"
+        table.add_row(str(index), type(cmd).__name__, str(result.seq), status,
+                      ", ".join(_describe(e) for e in result.events
+                                if type(e).__name__ != "CommandRejected"))
+        if not result.accepted:
+            failed += 1
+            if not keep_going:
+                break
+        elif step.name:
+            names[step.name] = step.named(result.events)
+    console.print(table)
+    return 1 if failed else 0
+
+
+RETRIES = 20
+
+
+def _request_once(client: Any, cmd: Any, cid: str | None) -> Any:
+    """Send ``cmd`` under ``cid`` (None: a new id); a command of a file that
+    was refused when sent before is tried again under ``cid-r1``, ``cid-r2``
+    ...: each sending walks the same ids, so it acts at most once."""
+    result = client.request(cmd, cid)
+    for attempt in range(1, RETRIES + 1):
+        if cid is None or not result.resent or result.accepted:
+            break
+        result = client.request(cmd, f"{cid}-r{attempt}")
+    return result
+
+
+def _describe(event: Any) -> str:
+    """Name an event with the ids it carries: PaddleIssued(paddle=101, party=4)."""
+    ids = [f"{field}={value}" for field in ("paddle", "party", "serial", "instrument")
+           if (value := getattr(event, field, None)) not in (None, "", 0)]
+    if not ids and getattr(event, "session", ""):
+        ids = [f"session={event.session}"]
+    return f"{type(event).__name__}({', '.join(ids)})" if ids else type(event).__name__
+
+
+
+
+# ---------------------------------------------------------------------------------
+# lotex broker
+# ---------------------------------------------------------------------------------
+
+def register_broker(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "broker", help="the broker's console over the gateway",
+        description="Send a broker's commands through the gateway, for the paddles of its "
+                    "own clients, and read its private events. Money is in minor units "
+                    "(cents); times are 'now', '+10m', '+2h' or ISO 8601 (UTC).")
+    _add_connection(parser, "b1", "broker")
+    sub = parser.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
+    _add_send(sub)
+    register = sub.add_parser("register", help="register a client as a party (its id is "
+                              "in the result); an operator then reviews its credit")
+    register.add_argument("name")
+    register.add_argument("--country", default="", help="ISO 3166 code, e.g. DE")
+    bid = sub.add_parser("bid", help="bid on a lot (a proxy maximum on English lots)")
+    bid.add_argument("serial")
+    bid.add_argument("paddle", type=int)
+    bid.add_argument("amount", type=int, help="minor units")
+    order = sub.add_parser("order", help="place an order in a continuous book")
+    order.add_argument("session")
+    order.add_argument("instrument")
+    order.add_argument("paddle", type=int)
+    order.add_argument("order", type=int, help="your number for it, unique among the "
+                       "paddle's live orders on the instrument")
+    order.add_argument("side", choices=("buy", "sell"))
+    order.add_argument("qty", type=int)
+    order.add_argument("price", type=int, nargs="?", default=0,
+                       help="limit price, minor units (none for --tif market)")
+    order.add_argument("--tif", choices=("gtc", "gtd", "ioc", "fok", "market"),
+                       default="gtc", help="time in force (default gtc)")
+    order.add_argument("--expires", default="", help="for gtd: e.g. +1h")
+    order.add_argument("--post-only", action="store_true",
+                       help="refused if it would trade on arrival")
+    cancel = sub.add_parser("cancel", help="cancel an order")
+    cancel.add_argument("session")
+    cancel.add_argument("instrument")
+    cancel.add_argument("paddle", type=int)
+    cancel.add_argument("order", type=int)
+    events = sub.add_parser("events", help="print this user's private events (fills, "
+                            "outbids, awards...) of the journal from a sequence number on")
+    events.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ",
+                        help="first journal sequence (default 1: the whole journal)")
+    parser.set_defaults(run=run_broker)
+
+
+def _broker_commands(args: argparse.Namespace, now: int) -> list[Any]:
+    """Return the command of a broker action given on the command line."""
+    from exchange import commands as c
+    from gateway.console import parse_time
+
+    action = args.broker_command
+    if action == "register":
+        return [c.RegisterParty(name=args.name, country=args.country)]
+    if action == "bid":
+        return [c.PlaceBid(serial=args.serial, paddle=args.paddle, amount=args.amount)]
+    book = {"session": args.session, "instrument": args.instrument, "paddle": args.paddle,
+            "order": args.order}
+    if action == "order":
+        return [c.PlaceOrder(**book, side=args.side, qty=args.qty, price=args.price,
+                             tif=args.tif, post_only=args.post_only,
+                             expires=parse_time(args.expires, now) if args.expires else 0)]
+    return [c.CancelOrder(**book)]
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    from gateway.console import Step
+
+    if args.broker_command == "events":
+        return _with_client(args, "broker", "broker",
+                            lambda client, console: _print_events(client, console,
+                                                                  args.from_seq))
+    now = time.time_ns()
+    try:
+        if args.broker_command == "send":
+            steps, ids = _file_steps(args, now)
+        else:
+            steps, ids = [Step.plain(cmd) for cmd in _broker_commands(args, now)], None
+    except (OSError, ValueError) as exc:
+        print(f"lotex broker: {exc}", file=sys.stderr)
+        return 2
+    return _with_client(args, "broker", "broker",
+                        lambda client, console: _send_steps(client, console, steps, ids, args))
+
+
+def _print_events(client: Any, console: Any, from_seq: int) -> int:
+    """Print the user's private events of the journal from ``from_seq`` on."""
+    import datetime
+
+    import msgspec
+    from rich.table import Table
+
+    table = Table()
+    for column in ("seq", "time (UTC)"):
+        table.add_column(column)
+    table.add_column("event", overflow="fold")
+    for notice in client.recap(from_seq):
+        moment = datetime.datetime.fromtimestamp(notice.ts / 1e9, datetime.timezone.utc)
+        for event in notice.events:
+            fields = ", ".join(f"{name}={value}" for name, value
+                               in msgspec.structs.asdict(event).items() if name != "to")
+            table.add_row(str(notice.seq), moment.strftime("%Y-%m-%d %H:%M:%S"),
+                          f"{type(event).__name__}({fields})")
+    console.print(table)
+    return 0

@@ -1,0 +1,78 @@
+"""`lotex broker`: a broker bids, trades, cancels, registers a client, sends
+a command file and reads its own private events, against a real server on
+127.0.0.1 set up by the example sale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.cli import main
+from tests.integration.gateway_harness import running
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "winter-sale.toml"
+ACME, PHOTONICS, NORDLICHT = 101, 102, 103      # the example's paddles, in issue order
+
+
+def broker(data: Path, user: str, *argv: str) -> int:
+    return main(["broker", "--data", str(data), "--user", user, *argv])
+
+
+def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
+    with running(tmp_path) as server:
+        assert main(["op", "--data", str(tmp_path), "send", str(EXAMPLE)]) == 0
+        capsys.readouterr()
+        state = server.engine.state
+
+        assert broker(tmp_path, "b1", "bid", "WS-001", str(ACME), "30000000") == 0
+        assert "BidAccepted(paddle=101, serial=WS-001)" in capsys.readouterr().out
+        assert broker(tmp_path, "b2", "bid", "WS-001", str(PHOTONICS), "28000000") == 0
+        capsys.readouterr()
+        assert state.lots["WS-001"].leader == ACME
+
+        # a paddle of another broker's client: refused, with the engine's reason
+        assert broker(tmp_path, "b1", "bid", "WS-002", str(PHOTONICS), "10000000") == 1
+        assert "not_your_paddle" in capsys.readouterr().out
+
+        assert broker(tmp_path, "b2", "order", "WS-2026", "ULR-LENS", str(NORDLICHT), "1",
+                      "sell", "100", "1500") == 0
+        assert broker(tmp_path, "b1", "order", "WS-2026", "ULR-LENS", str(ACME), "7", "buy",
+                      "40", "1600") == 0
+        assert "TradeExecuted(instrument=ULR-LENS)" in capsys.readouterr().out
+        assert broker(tmp_path, "b2", "cancel", "WS-2026", "ULR-LENS", str(NORDLICHT),
+                      "1") == 0
+        assert "OrderCancelled" in capsys.readouterr().out
+        assert not state.books["ULR-LENS"].book.orders
+
+        assert broker(tmp_path, "b1", "register", "Acme Labs GmbH", "--country", "DE") == 0
+        assert "PartyRegistered(party=" in capsys.readouterr().out
+        orders = tmp_path / "orders.toml"
+        orders.write_text('[[command]]\ntype = "PlaceOrder"\nsession = "WS-2026"\n'
+                          'instrument = "ULR-LENS"\npaddle = 101\norder = 8\nside = "buy"\n'
+                          'qty = 5\nprice = 1400\n')
+        for sent in ("accepted", "accepted (sent before)"):
+            assert broker(tmp_path, "b1", "send", str(orders)) == 0
+            assert sent in capsys.readouterr().out
+        assert len(state.books["ULR-LENS"].book.orders) == 1
+
+        # b1's own events: its bid, its fill, its new client; none of b2's
+        assert broker(tmp_path, "b1", "events") == 0
+        mine = capsys.readouterr().out
+        for seen in ("BidConfirmed(serial=WS-001", "amount=30000000", "OrderFilled(",
+                     "role=taker", "PartyRegistered(", "name=Acme Labs GmbH"):
+            assert seen in mine, seen
+        assert "amount=28000000" not in mine and "paddle=103" not in mine
+        assert broker(tmp_path, "b2", "events") == 0
+        theirs = capsys.readouterr().out
+        assert "amount=28000000" in theirs and "amount=30000000" not in theirs
+
+
+def test_the_broker_console_refuses_a_key_of_another_role(tmp_path, capsys):
+    with running(tmp_path) as server:
+        assert broker(tmp_path, "op", "bid", "X", "101", "1") == 2
+        assert "role operator; this console needs a key of role broker" in \
+            capsys.readouterr().err
+        assert main(["op", "--data", str(tmp_path), "--user", "b1", "session", "create", "S",
+                     "--name", "s"]) == 2
+        assert "role broker; this console needs a key of role operator" in \
+            capsys.readouterr().err
+        assert server.next_seq == 1
