@@ -28,13 +28,13 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
 
     session = sub.add_parser("session", help="create or close a session")
     ss = session.add_subparsers(dest="what", required=True)
-    create = ss.add_parser("create")
+    create = ss.add_parser("create", help="open a sale: lots and books are added to it")
     create.add_argument("session")
     create.add_argument("--name", required=True)
     create.add_argument("--currency", default="USD")
     create.add_argument("--starts", default="")
     create.add_argument("--ends", default="")
-    close = ss.add_parser("close")
+    close = ss.add_parser("close", help="close a session: no new paddles, lots, books or bids")
     close.add_argument("session")
 
     party = sub.add_parser("party", help="register, approve or refuse a bidder")
@@ -54,7 +54,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
 
     paddle = sub.add_parser("paddle", help="issue a paddle")
     pds = paddle.add_subparsers(dest="what", required=True)
-    issue = pds.add_parser("issue")
+    issue = pds.add_parser("issue", help="give an approved party a paddle in a session")
     issue.add_argument("session")
     issue.add_argument("party", type=int)
 
@@ -64,7 +64,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     create_lots.add_argument("files", nargs="+", type=Path)
     create_lots.add_argument("--vet-score", type=int,
                              help="also approve every created lot with this score")
-    vet = ls.add_parser("vet")
+    vet = ls.add_parser("vet", help="record the vetting of a created lot")
     vet.add_argument("serial")
     vet.add_argument("--score", type=int, required=True)
     group = vet.add_mutually_exclusive_group(required=True)
@@ -86,7 +86,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     relist.add_argument("--closes", required=True)
     relist.add_argument("--hard-end", default="")
     relist.add_argument("--reserve", type=int)
-    withdraw = ls.add_parser("withdraw")
+    withdraw = ls.add_parser("withdraw", help="take a lot out of the sale before it is sold")
     withdraw.add_argument("serial")
     withdraw.add_argument("--reason", default="")
     sell = ls.add_parser("sell", help="record a negotiated sale of a passed lot")
