@@ -75,7 +75,15 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         sys.stderr.write(f"lotex serve: cannot use {data}: {exc}\n")
         return 2
-    endpoints = server.start()
+    try:
+        endpoints = server.start()
+    except Exception as exc:
+        reason = _start_failure(exc, data, config_path)
+        if reason is None:
+            raise
+        server.close()
+        sys.stderr.write(f"lotex serve: cannot start: {reason}\n")
+        return 2
     server.pin_engine_thread()          # this thread runs the loop: pinned before "ready"
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
@@ -97,6 +105,23 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
     return 0
+
+
+def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
+    """Say in a sentence why the server could not start, or None if unforeseen."""
+    import zmq
+
+    from recorder.journal import JournalCorrupt, JournalLocked
+
+    if isinstance(exc, JournalLocked):
+        return f"{data} is in use by another lotex serve (its journal is locked)"
+    if isinstance(exc, JournalCorrupt):
+        return (f"the journal is damaged ({exc}); `lotex journal verify {data}` names the "
+                f"first bad record")
+    if isinstance(exc, zmq.ZMQError):
+        return (f"cannot listen ({exc}); another program holds the port: change the ports "
+                f"in {config_path} or use --random-ports")
+    return None
 
 
 # ---------------------------------------------------------------------------------

@@ -267,6 +267,7 @@ class Server:
         for name in PORTS:
             sock = self.context.socket(zmq.PUB if name == "feed" else zmq.ROUTER)
             sock.linger = 0
+            self.sockets[name] = sock          # closed by close() even if it cannot bind
             if name == "feed":
                 sock.sndhwm = cfg.feed_hwm
             else:
@@ -298,7 +299,6 @@ class Server:
                 port = sock.bind_to_random_port(f"tcp://{cfg.host}")
             else:
                 sock.bind(f"tcp://{cfg.host}:{port}")
-            self.sockets[name] = sock
             self.endpoints[name] = f"tcp://{cfg.host}:{port}"
         self.broker = self.sockets["broker"]
         self.operator = self.sockets["operator"]

@@ -40,6 +40,17 @@ def register(subparsers: Any) -> None:
     dump.add_argument("--limit", type=int, default=None)
     dump.set_defaults(run=run_dump)
 
+    repair = actions.add_parser(
+        "repair", help="cut the live segment at its first bad record, good records after it "
+                       "included (when the server refuses a damaged journal)",
+        description="Cut the live segment at its first bad record and move every byte from "
+                    "there on aside to NAME.seg.OFFSET.cut, good records after the damage "
+                    "included. `lotex serve` refuses to start on such damage rather than drop "
+                    "acknowledged records; run this only when no better copy of the segment "
+                    "exists (a backup or a replica), with the server stopped.")
+    repair.add_argument("dir", help="data directory or journal directory")
+    repair.set_defaults(run=run_repair)
+
     project = actions.add_parser("project", help="bring the SQLite analyst store up to date")
     project.add_argument("dir", help="data directory or journal directory")
     project.add_argument("--db", default=None, help=f"store file (default: DATA/{layout.STORE})")
@@ -77,6 +88,36 @@ def run_verify(args: argparse.Namespace) -> int:
         return 1
     print(f"ok {report.count} records in {report.segments} segments, last seq {report.last_seq}, "
           f"head {report.head_hash}")
+    return 0
+
+
+def run_repair(args: argparse.Namespace) -> int:
+    from recorder.journal import JournalLocked
+
+    path = _journal(args.dir, "repair")
+    if path is None:
+        return 2
+    try:
+        before = verify_journal(path)
+    except JournalCorrupt as bad:
+        print(f"damaged: {bad}")
+    else:
+        print(f"nothing to repair: ok {before.count} records, last seq {before.last_seq}")
+        return 0
+    cuts = set(path.glob("*.cut"))
+    try:
+        journal = Journal.open(path, cut_damage=True)
+    except JournalLocked as exc:
+        print(f"lotex journal repair: {exc}: stop the server first", file=sys.stderr)
+        return 2
+    except JournalCorrupt as bad:
+        print(f"lotex journal repair: cannot repair: {bad}", file=sys.stderr)
+        return 1
+    last = journal.last_seq
+    journal.close()
+    for aside in sorted(set(path.glob("*.cut")) - cuts):
+        print(f"moved {aside.stat().st_size} bytes aside to {aside}")
+    print(f"the journal now ends at seq {last}")
     return 0
 
 

@@ -103,6 +103,34 @@ def encode_record(seq: int, ts: int, kind: int, payload: bytes, prev_chain: byte
     return U32.pack(zlib.crc32(chain, zlib.crc32(body))) + body + chain, chain
 
 
+U64 = struct.Struct("<Q")
+
+
+def find_record(buf: bytes, start: int, end: int, first_seq: int, count: int,
+                max_record: int) -> tuple[int, int] | None:
+    """Return (offset, seq) of the first record in ``buf[start:end]`` whose
+    CRC holds and whose seq is one of ``first_seq .. first_seq + count - 1``,
+    or None: a search by each seq's bytes, not a walk of the framing, so it
+    finds records after bytes that no longer frame. O(count x (end - start))
+    in C's `bytes.find`."""
+    found: tuple[int, int] | None = None
+    mv = memoryview(buf)
+    for seq in range(first_seq, first_seq + count):
+        needle = U64.pack(seq)
+        at = buf.find(needle, start + 8, end)
+        while at >= 0 and (found is None or at - 8 < found[0]):
+            pos = at - 8
+            if pos + RECORD_HEAD.size > end:
+                break
+            crc, length, _, _, _, _ = RECORD_HEAD.unpack_from(buf, pos)
+            nxt = pos + RECORD_OVERHEAD + length
+            if length <= max_record and nxt <= end and zlib.crc32(mv[pos + 4:nxt]) == crc:
+                found = (pos, seq)
+                break
+            at = buf.find(needle, at + 1, end)
+    return found
+
+
 def encode_header(first_seq: int, prev_chain: bytes, max_record: int) -> bytes:
     head = HEADER.pack(SEGMENT_MAGIC, VERSION, max_record, first_seq, prev_chain, 0, 0)[:60]
     return head + U32.pack(zlib.crc32(head))

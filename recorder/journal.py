@@ -244,11 +244,24 @@ def live_header(head: bytes, size: int, path: Path, first_seq: int, prev_chain: 
     return Segment(path, first_seq, prev_chain, header.max_record)
 
 
-def scan_live(data: bytes, path: Path, first_seq: int, prev_chain: bytes, max_record: int) -> LiveScan:
+SECTOR = 512
+"""A write torn by a crash leaves whole sectors unwritten (zeros here: the
+journal only ever writes over zeros or past its end)."""
+
+FOLLOWING_SEQS = 64
+"""How many sequence numbers after a bad record to look for a good one."""
+
+
+def scan_live(data: bytes, path: Path, first_seq: int, prev_chain: bytes, max_record: int, *,
+              cut_damage: bool = False) -> LiveScan:
     """Find the longest valid prefix of the live segment's bytes: stop at the
     first bad length, bad checksum, sequence gap or unfinished record. A
     valid footer right after the prefix means the segment was closed.
-    Raises `JournalCorrupt` if the header is bad while records follow it.
+    Raises `JournalCorrupt` if the header is bad while records follow it,
+    and, unless ``cut_damage``, if a good record follows the first bad one
+    with no unwritten sector between them: that is damage to written
+    (perhaps acknowledged) records, not the unfinished last write of a crash,
+    and cutting there would drop every good record after it.
     Pure; O(len(data))."""
     seg = live_header(data[:fmt.HEADER_SIZE], len(data), path, first_seq, prev_chain)
     if seg is None:
@@ -267,7 +280,31 @@ def scan_live(data: bytes, path: Path, first_seq: int, prev_chain: bytes, max_re
             seg.closed = True
             seg.size = len(data)
     seg.index = fmt.SegmentIndex(index, scan.max_ts, seg.size)
-    return LiveScan(seg, scan.pos if scan.pos < len(data) and not seg.closed else None, False)
+    cut = scan.pos if scan.pos < len(data) and not seg.closed else None
+    if cut is not None and not cut_damage:
+        _refuse_damage(data, path, scan.pos, scan.next_seq, scan.reason, seg.max_record)
+    return LiveScan(seg, cut, False)
+
+
+def _refuse_damage(data: bytes, path: Path, pos: int, next_seq: int, reason: str,
+                   max_record: int) -> None:
+    """Raise `JournalCorrupt` if a good record follows the bad bytes at
+    ``pos`` and no whole sector of zeros lies between. O(len(data) - pos)."""
+    written = pos + len(bytes(data[pos:]).rstrip(b"\0"))    # the zeros after: no record
+    if written == pos:
+        return
+    end = min(len(data), written + 4096)      # a record may end in zero bytes
+    later = fmt.find_record(data, pos + 1, end, next_seq, FOLLOWING_SEQS, max_record)
+    if later is None:
+        return
+    first_sector = -(-pos // SECTOR) * SECTOR
+    for sector in range(first_sector, later[0] - SECTOR + 1, SECTOR):
+        if not any(data[sector:sector + SECTOR]):
+            return                     # an unwritten sector: the last write, torn
+    raise JournalCorrupt(path.name, f"record {next_seq}",
+                         f"{reason}, but good records follow it (seq {later[1]} at offset "
+                         f"{later[0]}): damage to written records, not an unfinished write; "
+                         f"nothing was cut", pos)
 
 
 class _IndexMiss(Exception):
@@ -344,6 +381,7 @@ class Journal:
         self._live_max_ts = -(1 << 63)
         self._unscanned: Segment | None = None    # read-only: live segment not scanned yet
         self.preallocate = 0
+        self.cut_damage = False
         self._allocated = 0          # bytes in the live segment's file (records + zeros)
 
     # ---------------------------------------------------------------- open
@@ -351,20 +389,24 @@ class Journal:
     @classmethod
     def open(cls, path: str | os.PathLike, *, durability: str = "group",
              segment_bytes: int = 64 << 20, max_record: int = 1 << 20,
-             preallocate: int = 0) -> "Journal":
+             preallocate: int = 0, cut_damage: bool = False) -> "Journal":
         """Open (creating if needed) the journal at ``path`` for writing.
 
         Recovers the live segment: keeps the longest valid prefix, moves the
         rest aside to ``NAME.seg.OFFSET.cut`` (a tail of zeros is simply cut
         off), truncates and syncs. Raises `JournalCorrupt` for damage in a
-        closed segment's header or footer and `JournalLocked` if another
-        writer has the directory. ``preallocate``: bytes of zeros `reserve`
-        keeps ahead of the live segment's end (0: none).
+        closed segment's header or footer, for a bad record of the live
+        segment that good records follow (not a torn last write; with
+        ``cut_damage`` it is cut like one, good records after it included),
+        and `JournalLocked` if another writer has the directory.
+        ``preallocate``: bytes of zeros `reserve` keeps ahead of the live
+        segment's end (0: none).
         """
         if preallocate < 0:
             raise ValueError("preallocate must be >= 0")
         journal = cls(Path(path), durability, segment_bytes, max_record, readonly=False)
         journal.preallocate = preallocate
+        journal.cut_damage = cut_damage
         try:
             journal._open_writer()
         except BaseException:
@@ -466,7 +508,8 @@ class Journal:
 
     def _recover_live(self, path: Path, first_seq: int, prev_chain: bytes) -> Segment:
         with _whole_file(path, mapped=not self.readonly) as data:
-            found = scan_live(data, path, first_seq, prev_chain, self.max_record)
+            found = scan_live(data, path, first_seq, prev_chain, self.max_record,
+                              cut_damage=self.cut_damage)
             tail = data[found.cut:] if found.cut is not None and not self.readonly else None
         seg = found.segment
         if self.readonly:

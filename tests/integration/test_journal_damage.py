@@ -220,3 +220,84 @@ def test_flipped_bytes_in_files(tmp_path):
         for p in seg_paths(tmp_path / "j"):
             if p not in clean:
                 p.unlink()
+
+
+# --------------------------------------------------------------------------
+# damage with good records after it: refused, not cut
+# --------------------------------------------------------------------------
+
+def record_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each record of a live segment's clean bytes."""
+    spans, pos = [], fmt.HEADER_SIZE
+    while pos + fmt.RECORD_OVERHEAD <= len(data):
+        length = fmt.RECORD_HEAD.unpack_from(data, pos)[1]
+        if not any(data[pos:pos + fmt.RECORD_OVERHEAD]):
+            break                                      # the zeros after the last record
+        spans.append((pos, pos + fmt.RECORD_OVERHEAD + length))
+        pos = spans[-1][1]
+    return spans
+
+
+def test_a_flip_in_a_live_record_that_good_records_follow_is_refused_never_cut(tmp_path):
+    records = write_journal(tmp_path / "j", segment_bytes=4096)
+    segments = Segments(tmp_path / "j", records)
+    clean, path = segments.data[-1], segments.paths[-1]
+    first, prev = segments.starts[-1]
+    spans = record_spans(clean)
+    assert len(spans) > 3
+    for k, (start, end) in enumerate(spans):
+        for offset in range(start, end):
+            damaged = bytearray(clean)
+            damaged[offset] ^= 0xFF
+            if k < len(spans) - 1:
+                with pytest.raises(JournalCorrupt, match="good records follow it"):
+                    scan_live(bytes(damaged), path, first, prev, 1 << 20)
+            else:                    # the last record: an unfinished write, cut
+                found = scan_live(bytes(damaged), path, first, prev, 1 << 20)
+                assert found.cut == start and found.segment.last_seq == first + k - 1
+            found = scan_live(bytes(damaged), path, first, prev, 1 << 20, cut_damage=True)
+            assert found.cut == start, f"byte {offset} (seed {SEED})"
+
+
+def test_a_torn_write_with_a_later_sector_written_is_still_cut(tmp_path):
+    """A crash may leave a later sector of the last write on disk and an
+    earlier one not (zeros): the records after the gap were never
+    acknowledged, so recovery cuts there as for any unfinished write."""
+    records = write_journal(tmp_path / "j", segment_bytes=1 << 30)
+    (live,) = seg_paths(tmp_path / "j")
+    clean = live.read_bytes()
+    spans = record_spans(clean)
+    sector = (spans[len(spans) // 2][0] // 512 + 1) * 512
+    damaged = bytearray(clean)
+    damaged[sector:sector + 512] = bytes(512)
+    live.write_bytes(bytes(damaged))
+    journal = Journal.open(tmp_path / "j")
+    got = list(journal.read())
+    journal.close()
+    kept = sum(1 for start, end in spans if end <= sector)
+    assert got == records[:kept] and 0 < kept < len(records)
+    assert list(live.parent.glob("*.cut"))
+
+
+def test_a_damaged_journal_is_left_as_it_is_until_repaired_on_purpose(tmp_path, capsys):
+    from gateway.cli import main
+    records = write_journal(tmp_path / "j", segment_bytes=1 << 30)
+    (live,) = seg_paths(tmp_path / "j")
+    damaged = bytearray(live.read_bytes())
+    start, end = record_spans(bytes(damaged))[10]
+    damaged[start + 40] ^= 0x01
+    live.write_bytes(bytes(damaged))
+    with pytest.raises(JournalCorrupt, match="record 11 .*good records follow it"):
+        Journal.open(tmp_path / "j")
+    assert live.read_bytes() == bytes(damaged) and not list(live.parent.glob("*.cut"))
+
+    assert main(["journal", "repair", str(tmp_path / "j")]) == 0
+    out = capsys.readouterr().out
+    assert "damaged: segment" in out and "the journal now ends at seq 10" in out
+    (aside,) = live.parent.glob("*.cut")
+    assert aside.read_bytes() == bytes(damaged[start:])
+    journal = Journal.open(tmp_path / "j")
+    assert list(journal.read()) == records[:10]
+    journal.close()
+    assert main(["journal", "repair", str(tmp_path / "j")]) == 0
+    assert "nothing to repair" in capsys.readouterr().out

@@ -1,0 +1,70 @@
+"""`lotex serve` that cannot start says why in one line (exit 2), with no
+traceback and without hanging, and leaves a running server serving: the data
+directory in use by another server, a port held by another program, a
+damaged journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from exchange.commands import CreateSession
+from tests.e2e.test_serve_cpus import REPO, serve
+from tests.integration.gateway_harness import client
+
+
+def refused(data: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data), *args],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("lotex serve: cannot start: "), done.stderr
+    return last
+
+
+def test_a_data_directory_in_use_or_a_port_held_is_refused_and_the_server_serves_on(tmp_path):
+    first = tmp_path / "first"
+    proc = serve(first)
+    try:
+        assert "is in use by another lotex serve" in refused(first, "--random-ports")
+        port = json.loads((first / "endpoints.json").read_text())["broker"].rsplit(":", 1)[1]
+        second = tmp_path / "second"
+        second.mkdir()
+        (second / "config.toml").write_text(f"broker_port = {port}\n")
+        line = refused(second)
+        assert "cannot listen" in line and "Address already in use" in line
+        with client(first, "op") as op:
+            assert op.request(CreateSession(session="S", name="still serving")).accepted
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_a_damaged_journal_is_refused_with_where_to_look(tmp_path):
+    proc = serve(tmp_path)
+    try:
+        with client(tmp_path, "op") as op:
+            for n in range(5):
+                assert op.request(CreateSession(session=f"S{n}", name="damage")).accepted
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+    for snapshots in ("snapshots", "gateway"):        # make recovery read the journal
+        for snap in (tmp_path / snapshots).glob("*.snap"):
+            snap.unlink()
+    (segment,) = sorted((tmp_path / "journal").glob("*.seg"))[:1]
+    data = bytearray(segment.read_bytes())
+    data[200] ^= 0x40                     # inside an early record, before good ones
+    segment.write_bytes(bytes(data))
+    line = refused(tmp_path, "--random-ports")
+    assert "the journal is damaged" in line and "lotex journal verify" in line
