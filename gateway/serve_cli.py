@@ -112,7 +112,10 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
     import zmq
 
     from recorder.journal import JournalCorrupt, JournalLocked
+    from recorder.recovery import RecoveryError
 
+    if isinstance(exc, RecoveryError):
+        return f"recovery failed: {exc}"
     if isinstance(exc, JournalLocked):
         return f"{data} is in use by another lotex serve (its journal is locked)"
     if isinstance(exc, JournalCorrupt):

@@ -68,3 +68,23 @@ def test_a_damaged_journal_is_refused_with_where_to_look(tmp_path):
     segment.write_bytes(bytes(data))
     line = refused(tmp_path, "--random-ports")
     assert "the journal is damaged" in line and "lotex journal verify" in line
+
+
+def test_a_snapshot_of_another_journal_is_refused(tmp_path):
+    for name, sessions in (("a", "A"), ("b", "B")):
+        proc = serve(tmp_path / name)
+        try:
+            with client(tmp_path / name, "op") as op:
+                for n in range(3):
+                    assert op.request(CreateSession(session=f"{sessions}{n}",
+                                                    name="mixed up")).accepted
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=60) == 0
+            assert proc.stdout is not None
+            proc.stdout.close()
+    (snap,) = (tmp_path / "a" / "snapshots").glob("*.snap")
+    target = tmp_path / "b" / "snapshots" / snap.name
+    target.write_bytes(snap.read_bytes())      # b's own, overwritten by a's
+    line = refused(tmp_path / "b", "--random-ports")
+    assert "recovery failed" in line and "does not belong to this journal" in line
