@@ -79,6 +79,26 @@ class Endpoints:
                    data=raw["data"], server_public_key=raw.get("server_public_key", ""))
 
 
+def server_gone(data_dir: str | os.PathLike) -> str | None:
+    """Say why no local server can answer for ``data_dir`` (its
+    ``endpoints.json`` names a process on this machine that no longer
+    runs), or None if one may."""
+    try:
+        raw = json.loads((Path(data_dir) / "endpoints.json").read_text())
+        pid, broker = int(raw["pid"]), str(raw["broker"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    if not broker.startswith(("tcp://127.0.0.1:", "tcp://localhost:")):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"no lotex serve is running for {data_dir} (its process {pid} has ended)"
+    except OSError:
+        pass                           # alive, another user's
+    return None
+
+
 class ClientIds:
     """Automatic client ids: ``YYYYMMDD-<random>-<n>``, unique per user and day."""
 

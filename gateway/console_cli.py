@@ -279,7 +279,7 @@ def _with_client(args: argparse.Namespace, prog: str, port: str,
     with the client and a console; a client error is one line, exit 1."""
     from rich.console import Console
 
-    from gateway.client import Client, ClientError, Endpoints
+    from gateway.client import Client, ClientError, Endpoints, server_gone
     from gateway.keys import ClientKey
 
     key_path = Path(args.key) if args.key else Path(args.data) / "clients" / f"{args.user}.json"
@@ -289,6 +289,10 @@ def _with_client(args: argparse.Namespace, prog: str, port: str,
     except (OSError, KeyError, ValueError) as exc:
         print(f"lotex {prog}: cannot find the key or endpoints: {exc}", file=sys.stderr)
         return 2
+    gone = None if args.endpoint else server_gone(args.data)
+    if gone:
+        print(f"lotex {prog}: {gone}", file=sys.stderr)
+        return 1
     if key.role != port:
         print(f"lotex {prog}: {key_path} is the key of a user with role {key.role}; "
               f"this console needs a key of role {port}", file=sys.stderr)

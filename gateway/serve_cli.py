@@ -226,7 +226,7 @@ def run_watch(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from gateway.board import Board
-    from gateway.client import ClientError, Endpoints, FeedClient
+    from gateway.client import ClientError, Endpoints, FeedClient, server_gone
     from gateway.keys import ClientKey
 
     key_path = Path(args.key) if args.key else Path(args.data) / "clients" / f"{args.user}.json"
@@ -236,6 +236,10 @@ def run_watch(args: argparse.Namespace) -> int:
     except (OSError, KeyError, ValueError) as exc:
         print(f"lotex watch: cannot find the key or endpoints: {exc}", file=sys.stderr)
         return 2
+    gone = server_gone(args.data)
+    if gone:
+        print(f"lotex watch: {gone}", file=sys.stderr)
+        return 1
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))

@@ -76,3 +76,21 @@ def test_the_broker_console_refuses_a_key_of_another_role(tmp_path, capsys):
         assert "role broker; this console needs a key of role operator" in \
             capsys.readouterr().err
         assert server.next_seq == 1
+
+
+def test_the_consoles_say_at_once_when_the_server_is_gone(tmp_path, capsys):
+    import json
+    import subprocess
+
+    with running(tmp_path):
+        pass                                   # keys, endpoints; the server has stopped
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    endpoints = json.loads((tmp_path / "endpoints.json").read_text())
+    (tmp_path / "endpoints.json").write_text(json.dumps({**endpoints, "pid": dead.pid}))
+    for argv in (["broker", "--data", str(tmp_path), "events"],
+                 ["op", "--data", str(tmp_path), "session", "create", "S", "--name", "s"],
+                 ["watch", "--data", str(tmp_path), "--once"]):
+        assert main(argv) == 1                 # before trying to connect: no 10 s wait
+        assert f"no lotex serve is running for {tmp_path} (its process {dead.pid} has ended)" \
+            in capsys.readouterr().err
