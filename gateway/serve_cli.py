@@ -115,7 +115,8 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
     from recorder.recovery import RecoveryError
 
     if isinstance(exc, RecoveryError):
-        return f"recovery failed: {exc}"
+        return (f"recovery failed: {exc}; snapshots are only a shortcut: with "
+                f"{data / 'snapshots'} moved aside the journal alone rebuilds the state")
     if isinstance(exc, JournalLocked):
         return f"{data} is in use by another lotex serve (its journal is locked)"
     if isinstance(exc, JournalCorrupt):

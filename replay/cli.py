@@ -216,9 +216,14 @@ def _viewer_of(args: argparse.Namespace, source: Any):
     return operator_viewer(args.operator_key, store)
 
 
+SNAPSHOTS_ASIDE = ("; snapshots are only a shortcut: with DATA/snapshots moved aside the "
+                   "journal alone rebuilds every state")
+
+
 def _guard(command: str, fn: Any, args: argparse.Namespace) -> int:
     """Run ``fn(args)``; turn the expected failures into a message and exit 2."""
     from recorder.journal import JournalCorrupt
+    from recorder.recovery import RecoveryError
     from replay.access import AccessDenied
     from replay.source import ReplayError
     try:
@@ -227,6 +232,8 @@ def _guard(command: str, fn: Any, args: argparse.Namespace) -> int:
         return _fail(command, str(exc))
     except JournalCorrupt as exc:
         return _fail(command, f"BAD journal: {exc}", 1)
+    except RecoveryError as exc:
+        return _fail(command, f"cannot rebuild: {exc}{SNAPSHOTS_ASIDE}", 1)
     except BrokenPipeError:
         return 0
 

@@ -118,6 +118,21 @@ def test_a_snapshot_of_another_journal_is_refused(tmp_path):
         rebuild(tmp_path / "a")
 
 
+def test_replay_says_in_a_line_that_a_snapshot_does_not_fit(tmp_path, capsys):
+    from gateway.cli import main
+    d = run_server(tmp_path / "a", sessions=2)
+    other = run_server(tmp_path / "b", sessions=2)
+    other.send(CloseSession(session="S1"))
+    save_snapshot(other.engine, other.journal, layout.snapshot_dir(tmp_path / "a"))
+    d.send(Tick(), actor="clock", role="system")
+    d.journal.close()
+    other.journal.close()
+    assert main(["replay", "state", str(tmp_path / "a"), "--seq", str(d.seq)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lotex replay state: cannot rebuild: snapshot") and "moved aside" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_save_snapshot_needs_the_engine_and_journal_in_step(tmp_path):
     journal = Journal.open(tmp_path / "j")
     d = JournaledDriver(journal)
