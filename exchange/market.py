@@ -957,9 +957,17 @@ def uncross(state: State, ctx: Ctx, cmd: Uncross) -> None:
     book = inst.book
     price, volume = book.uncross(cmd.reference or _reference(inst))
     fills = book.fills
+    # the book reports each order as it is at the end: what an order has
+    # left after one of its fills is that plus its later fills
+    leaves = [0] * len(fills)
+    left_after: dict[tuple[int, int], int] = {}
+    for i in range(len(fills) - 1, -1, -1):
+        order, q = fills[i]
+        leaves[i] = left = left_after.get(order.key, order.qty)
+        left_after[order.key] = left + q
     for i in range(0, len(fills), 2):
         (buy, q), (sell, _) = fills[i], fills[i + 1]
-        run.trade(buy.key, sell.key, q, price, "", buy.qty, sell.qty, buy, sell)
+        run.trade(buy.key, sell.key, q, price, "", leaves[i], leaves[i + 1], buy, sell)
     for order, q in book.cancelled:
         run.cancelled(order, q, "auction_ioc")
     ctx.emit(CallUncrossed(session=inst.session, instrument=inst.id, price=price, volume=volume))

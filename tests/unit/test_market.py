@@ -345,6 +345,22 @@ def test_call_auction_collects_publishes_indicative_and_uncrosses():
     assert mk.d.refused(StartCall(session="S", instrument="U")).code == "wrong_phase"
 
 
+def test_an_uncross_reports_what_each_order_has_left_after_each_of_its_fills():
+    mk = Market(call=True)
+    mk.order("b1", 1, "buy", 10, 105)                 # filled in three pieces, 2 left
+    mk.order("b2", 1, "sell", 3, 100)
+    mk.order("b3", 1, "sell", 4, 100)
+    mk.order("b2", 2, "sell", 1, 101)
+    events = mk.d.ok(Uncross(session="S", instrument="U", reference=101))
+    buys = [(f.qty, f.leaves) for f in of(events, OrderFilled) if f.side == "buy"]
+    sells = [(f.paddle, f.order, f.qty, f.leaves) for f in of(events, OrderFilled)
+             if f.side == "sell"]
+    assert buys == [(3, 7), (4, 3), (1, 2)]
+    assert sells == [(mk.paddle["b2"], 1, 3, 0), (mk.paddle["b3"], 1, 4, 0),
+                     (mk.paddle["b2"], 2, 1, 0)]
+    assert mk.state.books["U"].book.orders[(mk.paddle["b1"], 1)].qty == 2
+
+
 @pytest.mark.parametrize("stp", ["cancel_newest", "cancel_oldest", "cancel_both"])
 def test_call_period_self_cross_is_prevented_on_entry(stp):
     mk = Market(call=True, stp=stp)
