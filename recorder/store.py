@@ -31,7 +31,7 @@ from exchange.events import EVENT_TYPES, CommandRejected
 from recorder.format import KIND_ENTRY, Record
 from recorder.journal import Journal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2      # 2: an order's row is keyed by its paddle and acceptance too
 BATCH = 5000     # entries per transaction
 
 _json = msgspec.json.Encoder()
@@ -128,7 +128,8 @@ CURATED: dict[str, dict[str, Any]] = {
     "orders": dict(columns={"session": str, "instrument": str, "order_id": int, "paddle": int, "side": str,
                             "price": int, "qty": int, "filled": int, "remaining": int, "tif": str,
                             "post_only": int, "status": str, "reason": str, "accepted_seq": int,
-                            "accepted_ts": int, "last_seq": int}, pk=("instrument", "order_id")),
+                            "accepted_ts": int, "last_seq": int},
+                   pk=("instrument", "paddle", "order_id", "accepted_seq")),
     "trades": dict(columns={"seq": int, "n": int, "ts": int, "session": str, "instrument": str, "trade": int,
                             "price": int, "qty": int, "currency": str, "buy_paddle": int, "sell_paddle": int,
                             "aggressor": str}, pk=("seq", "n")),
@@ -398,13 +399,17 @@ def _order_accepted(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
                                    paddle=ev.paddle, side=ev.side, price=ev.price, qty=ev.qty, filled=0,
                                    remaining=ev.qty, tif=ev.tif, post_only=int(ev.post_only), status="open",
                                    reason="", accepted_seq=seq, accepted_ts=ts, last_seq=seq),
-                    ("instrument", "order_id")),
+                    ("instrument", "paddle", "order_id", "accepted_seq")),
             _paddle(ev.session, ev.paddle, seq, ts)]
 
 
 def _update_order(ev: Any, seq: int, sets: str, params: tuple) -> Op:
-    return ("orders", f"UPDATE orders SET {sets}, last_seq = ? WHERE instrument = ? AND order_id = ?",
-            (*params, seq, ev.instrument, ev.order))
+    """Update the live order the event names: order numbers are the paddle's
+    own and reused once an order is gone, so the key is (instrument, paddle,
+    order) among orders still open."""
+    return ("orders", f"UPDATE orders SET {sets}, last_seq = ? WHERE instrument = ? AND paddle = ? "
+                      f"AND order_id = ? AND status IN ('open', 'partial')",
+            (*params, seq, ev.instrument, ev.paddle, ev.order))
 
 
 @curates("OrderFilled")
@@ -421,7 +426,8 @@ def _order_cancelled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
 
 @curates("OrderModified")
 def _order_modified(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_order(ev, seq, "price = ?, remaining = ?", (ev.price, ev.qty))]
+    return [_update_order(ev, seq, "price = ?, remaining = ?, qty = filled + ?",
+                          (ev.price, ev.qty, ev.qty))]
 
 
 @curates("TradeExecuted")

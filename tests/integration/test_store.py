@@ -77,20 +77,53 @@ def test_curated_rows_agree_with_the_events(journaled, tmp_path):
                           (award.serial,)).fetchone() == ("sold", award.paddle, award.hammer, award.total)
     for passed in (e for _, e in events if type(e).__name__ == "LotPassed"):
         assert db.execute("SELECT status FROM lots WHERE serial = ?", (passed.serial,)).fetchone() == ("passed",)
-    filled: Counter = Counter()
-    for fill in (e for _, e in events if type(e).__name__ == "OrderFilled"):
-        filled[(fill.instrument, fill.order)] += fill.qty
-    for instrument, order, got, remaining, qty, status in db.execute(
-            "SELECT instrument, order_id, filled, remaining, qty, status FROM orders"):
-        assert got == filled[(instrument, order)]
-        assert 0 <= remaining <= qty - got
-        assert status in ("open", "partial", "filled", "cancelled")
+    check_orders(db, events)
     for opened in (e for _, e in events if type(e).__name__ == "SettlementOpened"):
         assert db.execute("SELECT serial, buyer_paddle, total, net, currency FROM settlements WHERE settlement = ?",
                           (opened.settlement,)).fetchone() == (opened.serial, opened.buyer_paddle, opened.total,
                                                                 opened.net, opened.currency)
     body = json.loads(db.execute("SELECT terms FROM ev_lot_scheduled LIMIT 1").fetchone()[0])
     assert body["mechanism"] in ("english", "sealed_second") and body["patents"]
+
+
+def check_orders(db: sqlite3.Connection, events: list[tuple[int, object]]) -> None:
+    """Each accepted order is a row of its own (order numbers are a paddle's
+    and reused once gone), with the fills of that order alone."""
+    filled: Counter = Counter()
+    live: dict[tuple[str, int, int], int] = {}          # (instrument, paddle, order) -> seq
+    for seq, event in events:
+        kind = type(event).__name__
+        if kind == "OrderAccepted":
+            live[(event.instrument, event.paddle, event.order)] = seq
+        elif kind == "OrderFilled":
+            key = (event.instrument, event.paddle, event.order)
+            filled[(*key, live[key])] += event.qty
+            if event.leaves == 0:
+                del live[key]
+        elif kind == "OrderCancelled":
+            live.pop((event.instrument, event.paddle, event.order), None)
+    rows = db.execute("SELECT instrument, paddle, order_id, accepted_seq, filled, remaining, qty, "
+                      "status FROM orders").fetchall()
+    assert len(rows) == sum(1 for _, e in events if type(e).__name__ == "OrderAccepted")
+    assert sum(1 for row in rows if row[7] in ("open", "partial")) == len(live)
+    for instrument, paddle, order, accepted, got, remaining, qty, status in rows:
+        assert got == filled[(instrument, paddle, order, accepted)]
+        assert 0 <= remaining <= qty - got
+        assert status in ("open", "partial", "filled", "cancelled")
+
+
+def test_orders_of_many_paddles_with_the_same_numbers_are_rows_of_their_own(tmp_path):
+    from exchange.codec import decode_entry
+    from recorder.journal import read_journal
+    from tests.integration.replay_fixture import record_random
+    record_random(tmp_path, seed=5, commands=800)
+    with Store.open(tmp_path / "a.sqlite") as store:
+        store.update(tmp_path / "journal")
+    events = [(rec.seq, e) for rec in read_journal(tmp_path / "journal")
+              for e in decode_entry(rec.payload).events]
+    assert len({e.order for _, e in events if type(e).__name__ == "OrderAccepted"}) < \
+        sum(1 for _, e in events if type(e).__name__ == "OrderAccepted")     # numbers reused
+    check_orders(sqlite3.connect(tmp_path / "a.sqlite"), events)
 
 
 def test_curated_tables_hold_paddle_numbers_never_identities(journaled, tmp_path):
