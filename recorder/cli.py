@@ -152,10 +152,13 @@ def run_dump(args: argparse.Namespace) -> int:
             if args.limit is not None and n >= args.limit:
                 break
             line: dict[str, Any] = {"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, "chain": rec.chain.hex()}
-            if rec.kind == KIND_ENTRY:
+            try:
+                if rec.kind != KIND_ENTRY:
+                    raise ValueError(f"record kind {rec.kind}")
                 line["entry"] = msgspec.to_builtins(decode_entry(rec.payload))
-            else:
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                 line["payload"] = rec.payload.hex()
+                line["undecoded"] = str(exc)
             out.write(json.dumps(line, separators=(",", ":")) + "\n")
     except FileNotFoundError:
         print(f"lotex journal dump: no journal at {path}", file=sys.stderr)

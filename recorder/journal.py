@@ -312,13 +312,15 @@ class _IndexMiss(Exception):
 
 
 def segment_records(data: bytes, seg: Segment, *, end: int, start_seq: int, start_pos: int,
-                    from_seq: int, verify_chain: bool, to_the_end: bool) -> Iterator[list[Record]]:
+                    from_seq: int, verify_chain: bool, to_the_end: bool,
+                    stopped: list[tuple[int, int, str]] | None = None) -> Iterator[list[Record]]:
     """Yield batches of the good records of one segment's bytes between
     ``start_pos`` (a record boundary holding ``start_seq``) and ``end``.
     With ``to_the_end`` every byte up to ``end`` must be good records (and,
     for a closed segment, exactly up to its last seq), else `JournalCorrupt`
     names the first bad record; without it reading stops quietly at the
-    first bad one (a live segment seen by a reader). Pure; O(bytes read)."""
+    first bad one (a live segment seen by a reader) and appends (offset, seq,
+    reason) of where it stopped to ``stopped``. Pure; O(bytes read)."""
     closed, last_seq, end_chain = seg.closed, seg.last_seq, seg.chain   # as they are now, not after a roll
     pos, next_seq, chain = start_pos, start_seq, seg.prev_chain
     skip, batch = max(0, from_seq - start_seq), FIRST_READ_BATCH
@@ -335,6 +337,8 @@ def segment_records(data: bytes, seg: Segment, *, end: int, start_seq: int, star
         if scan.reason != fmt.LIMIT:
             break
     if not to_the_end:
+        if stopped is not None:
+            stopped.append((pos, next_seq, scan.reason))
         return
     if scan.reason != fmt.CLEAN or (closed and next_seq != last_seq + 1):
         raise JournalCorrupt(seg.name, f"record {next_seq}",
@@ -864,6 +868,7 @@ class Journal:
     def _read_segment(self, seg: Segment, live: bool, start_seq: int, start_pos: int, from_seq: int,
                       verify_chain: bool) -> Iterator[list[Record]]:
         shrinkable = live and self.readonly     # a writer may yet truncate its tail
+        stopped: list[tuple[int, int, str]] = []
         with _whole_file(seg.path, mapped=not shrinkable) as data:
             if not live:
                 end = seg.size - fmt.FOOTER_SIZE
@@ -874,14 +879,28 @@ class Journal:
             try:
                 yield from segment_records(data, seg, end=end, start_seq=start_seq, start_pos=start_pos,
                                            from_seq=from_seq, verify_chain=verify_chain,
-                                           to_the_end=not shrinkable)
+                                           to_the_end=not shrinkable, stopped=stopped)
             except _IndexMiss:
                 # The index pointed where the log does not agree: the log wins.
                 if not live:
                     self.rebuild_index(seg)
+                stopped.clear()
                 yield from segment_records(data, seg, end=end, start_seq=seg.first_seq,
                                            start_pos=fmt.HEADER_SIZE, from_seq=from_seq,
-                                           verify_chain=verify_chain, to_the_end=not shrinkable)
+                                           verify_chain=verify_chain, to_the_end=not shrinkable,
+                                           stopped=stopped)
+        if stopped and stopped[-1][2] != fmt.CLEAN:
+            self._damage_or_race(seg, *stopped[-1])
+
+    def _damage_or_race(self, seg: Segment, pos: int, next_seq: int, reason: str) -> None:
+        """A reader stopped at a bad record of the live segment: raise
+        `JournalCorrupt` if, in the file read afresh, that record is still
+        bad and good records follow it (`_refuse_damage`). A writer's write
+        seen half copied is whole by then. O(tail)."""
+        data = _read_file(seg.path)
+        if fmt.scan(data, pos, len(data), next_seq, fmt.GENESIS, seg.max_record, limit=1).count:
+            return                          # good now: the writer was writing it
+        _refuse_damage(data, seg.path, pos, next_seq, reason, seg.max_record)
 
 
 def _seek(index: fmt.SegmentIndex, from_seq: int, from_ts: int | None) -> tuple[int, int]:

@@ -290,6 +290,14 @@ def test_a_damaged_journal_is_left_as_it_is_until_repaired_on_purpose(tmp_path, 
     with pytest.raises(JournalCorrupt, match="record 11 .*good records follow it"):
         Journal.open(tmp_path / "j")
     assert live.read_bytes() == bytes(damaged) and not list(live.parent.glob("*.cut"))
+    # readers say so too, after the records before the damage
+    got = []
+    with pytest.raises(JournalCorrupt, match="record 11 .*good records follow it"):
+        got.extend(Journal.open_readonly(tmp_path / "j").read())
+    assert got == records[:10]
+    assert main(["journal", "dump", str(tmp_path / "j")]) == 1
+    printed = capsys.readouterr()
+    assert "good records follow it" in printed.err and len(printed.out.splitlines()) == 10
 
     assert main(["journal", "repair", str(tmp_path / "j")]) == 0
     out = capsys.readouterr().out
@@ -301,3 +309,14 @@ def test_a_damaged_journal_is_left_as_it_is_until_repaired_on_purpose(tmp_path, 
     journal.close()
     assert main(["journal", "repair", str(tmp_path / "j")]) == 0
     assert "nothing to repair" in capsys.readouterr().out
+
+
+def test_a_reader_that_saw_a_write_half_copied_reads_on_quietly(tmp_path):
+    """A reader of a live journal may see the writer's last write half
+    copied; if the record it stopped at is whole in the file by now, that
+    was the writer at work, not damage."""
+    write_journal(tmp_path / "j", segment_bytes=1 << 30)
+    reader = Journal.open_readonly(tmp_path / "j")
+    (seg,) = reader.segments()
+    start, _ = record_spans(seg.path.read_bytes())[10]
+    reader._damage_or_race(seg, start, 11, fmt.BAD_CHECKSUM)      # no error: it is good
