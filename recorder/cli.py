@@ -127,16 +127,14 @@ def run_head(args: argparse.Namespace) -> int:
         return 2
     try:
         journal = Journal.open_readonly(path)
+        seq, head = journal.last_seq, journal.head_hash
     except FileNotFoundError:
         print(f"lotex journal head: no journal at {path}", file=sys.stderr)
         return 2
     except JournalCorrupt as bad:
         print(f"BAD {bad}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps({"seq": journal.last_seq, "head": journal.head_hash}))
-    else:
-        print(journal.head_hash)
+    print(json.dumps({"seq": seq, "head": head}) if args.json else head)
     return 0
 
 
@@ -172,7 +170,9 @@ def run_dump(args: argparse.Namespace) -> int:
 
 
 def run_project(args: argparse.Namespace) -> int:
-    from recorder.store import Store
+    import sqlite3
+
+    from recorder.store import Store, StoreMismatch
 
     path = _journal(args.dir, "project")
     if path is None:
@@ -188,4 +188,11 @@ def run_project(args: argparse.Namespace) -> int:
     except JournalCorrupt as bad:
         print(f"BAD {bad}", file=sys.stderr)
         return 1
+    except StoreMismatch as exc:
+        print(f"lotex journal project: {exc}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, OSError) as exc:
+        print(f"lotex journal project: cannot use {db} as an analyst store: {exc}",
+              file=sys.stderr)
+        return 2
     return 0

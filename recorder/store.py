@@ -466,7 +466,9 @@ class Store:
         if meta:
             if int(meta.get("public", "0")) != int(public):
                 db.close()
-                raise StoreMismatch(f"{path} is a {'public' if meta.get('public') == '1' else 'full'} store")
+                kind = "public" if meta.get("public") == "1" else "full"
+                raise StoreMismatch(f"{path} is a {kind} store: a {'public' if public else 'full'} "
+                                    f"one needs a file of its own (--db)")
             if int(meta.get("schema_version", "0")) != SCHEMA_VERSION:
                 store._drop_all()
         store._create()

@@ -78,3 +78,22 @@ def test_project_builds_and_updates_the_store(tmp_path, capsys):
     assert "projected 0 entries" in capsys.readouterr().out
     assert main(["journal", "project", str(tmp_path), "--rebuild", "--db", str(tmp_path / "x.sqlite")]) == 0
     assert f"projected {d.seq} entries" in capsys.readouterr().out
+
+
+def test_project_and_head_say_in_a_line_what_is_wrong(tmp_path, capsys):
+    make_data_dir(tmp_path)
+    store = tmp_path / "full.sqlite"
+    assert main(["journal", "project", str(tmp_path), "--db", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["journal", "project", str(tmp_path), "--db", str(store), "--public"]) == 2
+    assert "is a full store: a public one needs a file of its own" in capsys.readouterr().err
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database")
+    assert main(["journal", "project", str(tmp_path), "--db", str(junk)]) == 2
+    assert f"cannot use {junk} as an analyst store" in capsys.readouterr().err
+    live = sorted(layout.journal_dir(tmp_path).glob("*.seg"))[-1]
+    data = bytearray(live.read_bytes())
+    data[64 + 40] ^= 0x01                 # the live segment's first record; good ones follow
+    live.write_bytes(bytes(data))
+    assert main(["journal", "head", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("BAD segment")
