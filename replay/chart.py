@@ -19,7 +19,9 @@ from typing import Any
 
 from replay.access import PUBLIC, Viewer
 from replay.history import history
-from replay.source import UTC, NS, Source
+from pathlib import Path
+
+from replay.source import UTC, NS, ReplayError, Source
 
 
 def _when(ts: int, tz: datetime.tzinfo) -> datetime.datetime:
@@ -33,6 +35,11 @@ def _major(amount: int) -> float:
 def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer = PUBLIC,
          tz: datetime.tzinfo = UTC) -> int:
     """Draw ``serial``'s price history into the PNG ``out``; return the points drawn."""
+    target = Path(out)
+    if target.is_dir():
+        raise ReplayError(f"{target} is a directory; give a file name for --out")
+    if not target.parent.is_dir():
+        raise ReplayError(f"no directory {target.parent} to write {target.name} in")
     _, rows = history(source, serial, viewer=viewer, tz=tz)
     import matplotlib
     matplotlib.use("Agg")
@@ -122,6 +129,10 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
         ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(out, format="png")
-    plt.close(fig)
+    try:
+        fig.savefig(out, format="png")
+    except OSError as exc:
+        raise ReplayError(f"cannot write {out}: {exc}") from None
+    finally:
+        plt.close(fig)
     return points

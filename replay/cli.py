@@ -163,6 +163,7 @@ def register(subparsers: Any) -> None:
     whatif.add_argument("--soft-extend", type=int, default=None,
                         help="soft-close extension, minutes (default: a journal lot's own, else 5)")
     whatif.add_argument("--limit", type=int, default=0, help="only the first N auctions")
+    _viewer(whatif)
     _format(whatif)
     whatif.set_defaults(run=run_whatif)
 
@@ -216,26 +217,34 @@ def _viewer_of(args: argparse.Namespace, source: Any):
     return operator_viewer(args.operator_key, store)
 
 
+MAX_SECONDS = 86_400.0      # the longest --max-gap, --wait or --linger
+
 SNAPSHOTS_ASIDE = ("; snapshots are only a shortcut: with DATA/snapshots moved aside the "
                    "journal alone rebuilds every state")
 
 
 def _guard(command: str, fn: Any, args: argparse.Namespace) -> int:
-    """Run ``fn(args)``; turn the expected failures into a message and exit 2."""
+    """Run ``fn(args)``; turn the expected failures into one line: exit 2 for
+    bad usage or input, 1 for a damaged or unusable source."""
     from recorder.journal import JournalCorrupt
     from recorder.recovery import RecoveryError
+    from recorder.store import StoreMismatch
     from replay.access import AccessDenied
     from replay.source import ReplayError
     try:
         return fn(args)
     except (ReplayError, AccessDenied) as exc:
         return _fail(command, str(exc))
+    except StoreMismatch as exc:
+        return _fail(command, f"{exc}; choose another file")
     except JournalCorrupt as exc:
         return _fail(command, f"BAD journal: {exc}", 1)
     except RecoveryError as exc:
         return _fail(command, f"cannot rebuild: {exc}{SNAPSHOTS_ASIDE}", 1)
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        return _fail(command, str(exc), 1)
 
 
 # --------------------------------------------------------------------------
@@ -254,17 +263,27 @@ def _state(args: argparse.Namespace) -> int:
     tz = zone(args.tz)
     at = parse_time(args.at, tz) if args.at is not None else None
     view = st.state_at(source, seq=args.seq, at=at, viewer=viewer, levels=args.levels)
-    lots = view.lots(args.lot or "")
-    books = view.books(args.lot or "")
-    if args.lot and not lots and not books:
+    text = args.format == "text"
+    lots = view.lots(args.lot or "", major=text)
+    books = view.books(args.lot or "", major=text)
+    if args.lot is not None and not lots and not books:
         return _fail("replay state", f"no lot or instrument {args.lot!r} as of that moment")
     for row in lots:
         if row.get("closes_at"):
             row["closes_at"] = format_time(row["closes_at"], tz)
     moment = format_time(at if at is not None else view.engine.state.now, tz)
     lot_columns = st.LOT_COLUMNS + (st.OPERATOR_LOT_COLUMNS if viewer.operator else [])
-    if args.format == "text":
+    note = ""
+    if view.past_end:
+        end = format_time(view.journal_end, tz) if view.journal_end is not None else "nothing"
+        note = (f"the journal ends earlier ({end}): this is the state at its end; nothing "
+                f"after it is known, and no timer due later has fired")
+        if not text:
+            print(f"lotex replay state: note: {note}", file=sys.stderr)
+    if text:
         print(f"state after journal entry {view.seq}, as of {moment} ({viewer.label})")
+        if note:
+            print(note)
         if lots:
             print()
             table.write(lot_columns, lots, money=st.MONEY, title="lots")
@@ -346,6 +365,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from replay import export as ex
+    ex.check_levels(args.levels)
     source = _open(args)
     if args.sqlite:
         report = ex.to_sqlite(source, args.sqlite, public=args.public,
@@ -368,7 +388,7 @@ def _comparables(args: argparse.Namespace) -> int:
     source = _open(args)
     criterion = next((name, value) for name, value in (
         ("patent", args.patent), ("family", args.family), ("field", args.field),
-        ("jurisdiction", args.jurisdiction), ("status", args.status)) if value)
+        ("jurisdiction", args.jurisdiction), ("status", args.status)) if value is not None)
     found = co.comparables(source, *criterion, bucket=args.bucket, tz=zone(args.tz))
     if args.format == "text":
         print(f"comparables for {criterion[0]} {criterion[1]!r}: {len(found.lots)} lots "
@@ -381,10 +401,15 @@ def _comparables(args: argparse.Namespace) -> int:
             table.write(co.ACTIVITY_COLUMNS, found.activity, money=co.MONEY,
                         title=f"continuous lots: spread and activity per {args.bucket}")
         return 0
+    if args.format == "json":               # one stream: each row says what it is
+        table.write(["kind_of_row"] + co.LOT_COLUMNS,
+                    [dict(row, kind_of_row="lot") for row in found.lots], "json")
+        table.write(["kind_of_row"] + co.ACTIVITY_COLUMNS,
+                    [dict(row, kind_of_row="activity") for row in found.activity], "json")
+        return 0
     table.write(co.LOT_COLUMNS, found.lots, args.format)
     if found.activity:
-        if args.format == "csv":
-            print()
+        print()
         table.write(co.ACTIVITY_COLUMNS, found.activity, args.format)
     return 0
 
@@ -408,10 +433,23 @@ def run_feed(args: argparse.Namespace) -> int:
 
 
 def _feed(args: argparse.Namespace) -> int:
+    import math
+
     from replay import feed
     source = _open(args)
-    if not args.fast and args.speed <= 0:
+    if not args.fast and not (math.isfinite(args.speed) and args.speed > 0):
         return _fail("replay feed", "--speed must be above 0 (or use --fast)")
+    for value, option in ((args.max_gap, "--max-gap"), (args.wait, "--wait"),
+                          (args.linger, "--linger")):
+        if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+            return _fail("replay feed", f"{option} must be 0 to {MAX_SECONDS} seconds, "
+                                        f"not {value}")
+    for value, option in ((args.limit, "--limit"), (args.to_seq, "--to-seq")):
+        if value < 0:
+            return _fail("replay feed", f"{option} must not be negative (0: no bound), "
+                                        f"not {value}")
+    if args.from_seq < 1:
+        return _fail("replay feed", f"--from-seq must be at least 1, not {args.from_seq}")
     publisher = feed.Publisher(args.endpoint)
     data = None
     try:
@@ -442,11 +480,19 @@ def _feed(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    return _guard("replay sample", _sample, args)
+
+
+def _sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from replay.sample import record_sample
-    if (Path(args.dir) / "journal").exists():
-        return _fail("replay sample", f"{args.dir} holds a journal already")
+    target = Path(args.dir)
+    if target.exists() and not target.is_dir():
+        return _fail("replay sample", f"{args.dir} is a file; give a new or empty directory")
+    if target.is_dir() and any(target.iterdir()):
+        return _fail("replay sample", f"{args.dir} is not empty (a journal or other files); "
+                                      f"give a new or empty directory")
     session = record_sample(args.dir)
     print(f"recorded the demo session into {args.dir}: {session.last_seq} entries, "
           f"{session.events} events")
@@ -458,10 +504,17 @@ def run_whatif(args: argparse.Namespace) -> int:
 
 
 def _whatif(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from replay import whatif as wi
+    from replay.access import PUBLIC
+    from replay.source import Source
+    viewer = PUBLIC
+    if Path(args.bids).is_dir():            # a journal: private bids, operators only
+        viewer = _viewer_of(args, Source.open(args.bids))
     report = wi.run_path(args.bids, rules=args.rules, increments=args.increments,
                          soft_window_min=args.soft_window, soft_extend_min=args.soft_extend,
-                         limit=args.limit)
+                         limit=args.limit, viewer=viewer)
     table.write(wi.COLUMNS, report.rows, args.format, money=wi.MONEY)
     if args.format != "json":
         print(report.summary)

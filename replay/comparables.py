@@ -21,7 +21,7 @@ from typing import Any
 
 from replay.access import PUBLIC
 from replay.catalogue import Catalogue, InstrumentInfo, LotInfo
-from replay.source import UTC, NS, Source, format_time
+from replay.source import UTC, NS, ReplayError, Source, format_time
 
 LOT_COLUMNS = ["serial", "session", "title", "mechanism", "matched", "outcome", "how", "paddle",
                "currency", "price", "total", "closed_at", "bids"]
@@ -60,6 +60,8 @@ def matches(patent: Any, criterion: str, value: str) -> bool:
 def comparables(source: Source, criterion: str, value: str, *, bucket: str = "day",
                 tz: datetime.tzinfo = UTC) -> Comparables:
     """Return the comparable lots and their books' activity (see the module doc)."""
+    if not value.strip():
+        raise ReplayError(f"give a {criterion} to compare with (it is empty)")
     cat = Catalogue(PUBLIC).fold_all(source.entries(label="comparables"))
     return select(cat, criterion, value, bucket=bucket, tz=tz)
 

@@ -14,7 +14,8 @@ instrument the LOBSTER pair ``lobster/<INSTRUMENT>_message_<N>.csv`` and
 ships them.
 
 ``--public`` keeps public events only (no commands, no parties): a store
-to share. O(journal).
+to share. ``--csv`` writes only into a new or empty directory, so no file of
+an earlier (full) export stays beside a public one. O(journal).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from recorder.store import Store
 from replay.lobster import MESSAGE_COLUMNS, OrderBookRebuilder, book_columns
 from replay.progress import Progress
 from replay.source import ReplayError, Source
+
+MAX_LEVELS = 200          # LOBSTER's deepest files; 4 columns a level stay far below SQLite's 2000
 
 
 class _ProgressReader:
@@ -60,8 +63,19 @@ class _ProgressReader:
             bar.close()
 
 
+def check_levels(levels: int) -> None:
+    """Refuse a LOBSTER depth that is not 1 to `MAX_LEVELS`."""
+    if not 1 <= levels <= MAX_LEVELS:
+        raise ReplayError(f"--levels must be 1 to {MAX_LEVELS}, not {levels} "
+                          f"(--no-lobster skips the LOBSTER files)")
+
+
 def _check_target(path: Path) -> None:
     """Refuse to overwrite a SQLite file that is not an analyst store."""
+    if path.is_dir():
+        raise ReplayError(f"{path} is a directory; give a file name for --sqlite")
+    if not path.parent.is_dir():
+        raise ReplayError(f"no directory {path.parent} to write {path.name} in")
     if not path.exists():
         return
     try:
@@ -110,9 +124,26 @@ def _write_lobster_tables(conn: Any, lobster: OrderBookRebuilder, levels: int) -
 
 def to_sqlite(source: Source, path: str | os.PathLike, *, public: bool = False,
               lobster_levels: int = 10) -> list[str]:
-    """Write the analyst store (and the LOBSTER tables) to ``path``; return report lines."""
+    """Write the analyst store (and the LOBSTER tables) to ``path``; return
+    report lines. A new file that cannot be finished is removed."""
     path = Path(path)
+    if lobster_levels:
+        check_levels(lobster_levels)
     _check_target(path)
+    new = not path.exists()
+    try:
+        return _write_sqlite(source, path, public, lobster_levels)
+    except BaseException as exc:
+        if new:
+            for leftover in (path, path.with_name(path.name + "-journal"),
+                             path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+        if isinstance(exc, sqlite3.Error):
+            raise ReplayError(f"cannot write {path}: {exc}") from None
+        raise
+
+
+def _write_sqlite(source: Source, path: Path, public: bool, lobster_levels: int) -> list[str]:
     store, lobster, entries = _project(source, path, public, lobster_levels)
     try:
         events = store.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
@@ -129,9 +160,24 @@ def to_sqlite(source: Source, path: str | os.PathLike, *, public: bool = False,
 
 def to_csv(source: Source, outdir: str | os.PathLike, *, public: bool = False,
            lobster_levels: int = 10) -> list[str]:
-    """Write one CSV per table and the LOBSTER pairs into ``outdir``; return report lines."""
+    """Write one CSV per table and the LOBSTER pairs into ``outdir`` (new or
+    empty); return report lines."""
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    if lobster_levels:
+        check_levels(lobster_levels)
+    if outdir.exists() and not outdir.is_dir():
+        raise ReplayError(f"{outdir} is a file; give a directory for --csv")
+    if outdir.is_dir() and any(outdir.iterdir()):
+        raise ReplayError(f"{outdir} is not empty; export into a new or empty directory "
+                          f"(files of an earlier export must not stay beside this one)")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        return _write_csv(source, outdir, public, lobster_levels)
+    except (sqlite3.Error, OSError) as exc:
+        raise ReplayError(f"cannot write into {outdir}: {exc}") from None
+
+
+def _write_csv(source: Source, outdir: Path, public: bool, lobster_levels: int) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="lotex-export-") as tmp:
         store, lobster, entries = _project(source, Path(tmp) / "store.sqlite", public,
                                            lobster_levels)

@@ -33,7 +33,7 @@ import zmq
 
 from gateway import protocol as p
 from gateway.view import MarketView
-from replay.source import Source
+from replay.source import ReplayError, Source
 
 NS = 10**9
 
@@ -45,6 +45,19 @@ class Sent:
     last_seq: int = 0
 
 
+def _bind(sock: zmq.Socket, endpoint: str) -> str:
+    """Bind ``sock`` to ``endpoint`` (port 0 or *: a free one); return where it is bound."""
+    host, _, port = endpoint.rpartition(":")
+    try:
+        if port in ("0", "*"):
+            return f"{host}:{sock.bind_to_random_port(host)}"
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise ReplayError(f"cannot bind {endpoint!r}: {exc} (give e.g. tcp://127.0.0.1:5560)") \
+            from None
+    return endpoint
+
+
 class Publisher:
     """An XPUB socket bound to ``endpoint`` (``tcp://127.0.0.1:0`` for a free port)."""
 
@@ -54,13 +67,11 @@ class Publisher:
         self.sock = self.context.socket(zmq.XPUB)
         self.sock.linger = 0
         self.sock.sndhwm = 1_000_000
-        host, _, port = endpoint.rpartition(":")
-        if port in ("0", "*"):
-            chosen = self.sock.bind_to_random_port(host)
-            self.endpoint = f"{host}:{chosen}"
-        else:
-            self.sock.bind(endpoint)
-            self.endpoint = endpoint
+        try:
+            self.endpoint = _bind(self.sock, endpoint)
+        except ReplayError:
+            self.close()
+            raise
         self.subscribers = 0
 
     def wait_for_subscriber(self, seconds: float) -> bool:
@@ -99,19 +110,23 @@ class DataService:
     """The snapshot and replay service of the live gateway, for a replayed feed."""
 
     def __init__(self, keys_dir: Path, endpoint: str, context: zmq.Context) -> None:
-        data = json.loads((keys_dir / "server.json").read_text())
-        self.public_key = data["public_key"]
+        keys = keys_dir / "server.json"
         self.sock = context.socket(zmq.ROUTER)
         self.sock.linger = 0
-        self.sock.curve_server = True
-        self.sock.curve_publickey = data["public_key"].encode()
-        self.sock.curve_secretkey = data["secret_key"].encode()
-        host, _, port = endpoint.rpartition(":")
-        if port in ("0", "*"):
-            self.endpoint = f"{host}:{self.sock.bind_to_random_port(host)}"
-        else:
-            self.sock.bind(endpoint)
-            self.endpoint = endpoint
+        try:
+            data = json.loads(keys.read_text())
+            self.public_key = data["public_key"]
+            self.sock.curve_server = True
+            self.sock.curve_publickey = data["public_key"].encode()
+            self.sock.curve_secretkey = data["secret_key"].encode()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zmq.ZMQError) as exc:
+            self.close()
+            raise ReplayError(f"cannot use the server's keys {keys}: {exc}") from None
+        try:
+            self.endpoint = _bind(self.sock, endpoint)
+        except ReplayError:
+            self.close()
+            raise
         self.view = MarketView()
         self.seqs: list[int] = []
         self.messages: list[p.Market] = []

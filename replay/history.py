@@ -22,7 +22,8 @@ from typing import Any, Callable
 from exchange.events import CommandRejected
 from replay.access import PUBLIC, Viewer
 from replay.catalogue import Catalogue
-from replay.source import UTC, ReplayError, Source, display_amount, format_time, money
+from replay.source import (UTC, ReplayError, Source, currency_code, display_amount, duration,
+                           format_time, money)
 
 COLUMNS = ["seq", "time", "event", "paddle", "side", "qty", "amount", "currency",
            "display_amount", "display_currency", "detail"]
@@ -34,7 +35,12 @@ Row = dict[str, Any]
 
 def history(source: Source, serial: str, *, viewer: Viewer = PUBLIC,
             tz: datetime.tzinfo = UTC, currency: str | None = None) -> tuple[list[str], list[Row]]:
-    """Return the columns and rows of ``serial``'s history (a lot or an instrument)."""
+    """Return the columns and rows of ``serial``'s history (a lot or an instrument).
+
+    A lot the viewer never saw an event of (unknown, or never public) is
+    refused the same way; ``currency`` must be a code with a display rate."""
+    if currency is not None:
+        currency = currency_code(currency)
     cat = Catalogue(viewer)
     cx = _Context(cat, tz)
     rows: list[Row] = []
@@ -54,9 +60,9 @@ def history(source: Source, serial: str, *, viewer: Viewer = PUBLIC,
                 if not (viewer.operator and type(event) is CommandRejected and event.ref == env.seq
                         and _command_about(env.cmd, keys)):
                     continue
-            found = True
             if not viewer.sees(event):
                 continue
+            found = True
             for row in _rows(event, env, cx):
                 row["seq"] = env.seq
                 row["time"] = format_time(env.ts, tz)
@@ -68,16 +74,33 @@ def history(source: Source, serial: str, *, viewer: Viewer = PUBLIC,
                 rows.append(row)
     if not found:
         raise ReplayError(f"no lot or instrument {serial!r} in the journal")
+    if currency is not None:
+        _check_rate(cat, serial, currency)
     return COLUMNS + (OPERATOR_COLUMNS if viewer.operator else []), rows
 
 
 def _about(event: Any, keys: set[str]) -> bool:
-    return getattr(event, "serial", None) in keys or getattr(event, "instrument", None) in keys
+    return _names(event, ("serial", "instrument")) & keys != set()
 
 
 def _command_about(cmd: Any, keys: set[str]) -> bool:
-    return getattr(cmd, "serial", None) in keys or getattr(cmd, "instrument", None) in keys \
-        or getattr(cmd, "lot", None) in keys
+    return _names(cmd, ("serial", "instrument", "lot")) & keys != set()
+
+
+def _names(item: Any, fields: tuple[str, ...]) -> set[str]:
+    """The non-empty lot and instrument names ``item`` carries."""
+    return {value for value in (getattr(item, name, None) for name in fields)
+            if isinstance(value, str) and value}
+
+
+def _check_rate(cat: Catalogue, serial: str, quote: str) -> None:
+    """Refuse a second currency the journal holds no display rate for."""
+    base, _ = _currency_of(cat, serial)
+    if not base or base == quote or (base, quote) in cat.rates:
+        return
+    known = ", ".join(sorted(q for b, q in cat.rates if b == base)) or "none"
+    raise ReplayError(f"no display rate from {base} to {quote} in the journal "
+                      f"(rates from {base}: {known})")
 
 
 def _session_of(cat: Catalogue, serial: str) -> str:
@@ -160,7 +183,8 @@ def _scheduled(ev, env, cx) -> Row:
     return dict(event="scheduled", amount=t.starting_bid or None,
                 detail=f"{t.mechanism}, opens {_t(cx, t.opens_at)}, closes {_t(cx, t.closes_at)}"
                        + (f", Ask {_m(t.ask)}" if t.ask else "")
-                       + (f", soft close {t.soft_window // 60_000_000_000} min" if t.soft_window else ""))
+                       + (f", soft close {duration(t.soft_window)} (extends "
+                          f"{duration(t.soft_extend)})" if t.soft_window else ""))
 
 
 def _created(ev, env, cx) -> Row:

@@ -14,7 +14,7 @@ from typing import Any
 
 from replay.access import PUBLIC, Viewer
 from replay.catalogue import Catalogue
-from replay.source import Source
+from replay.source import ReplayError, Source
 
 COLUMNS = ["session", "serial", "title", "mechanism", "outcome", "how", "paddle", "currency",
            "hammer", "premium", "total", "commission", "net", "display_currency",
@@ -24,8 +24,11 @@ MONEY = ("hammer", "premium", "total", "commission", "net", "display_hammer", "d
 
 
 def results(source: Source, viewer: Viewer = PUBLIC, session: str = "") -> tuple[list[str], list[dict[str, Any]]]:
-    """Return the columns and rows of the results table (lots, then totals)."""
+    """Return the columns and rows of the results table (lots, then totals);
+    refuse a session the journal does not hold."""
     cat = Catalogue(viewer).fold_all(source.entries(label="results"))
+    if session and session not in cat.sessions:
+        raise ReplayError(f"no session {session!r} in the journal")
     return table(cat, session)
 
 

@@ -69,6 +69,16 @@ class Source:
     def last_seq(self) -> int:
         return self.journal().last_seq
 
+    @property
+    def last_ts(self) -> int | None:
+        """The time of the journal's last entry (None for an empty journal)."""
+        journal = self.journal()
+        last = None
+        for rec in journal.read(max(1, journal.last_seq)):
+            if rec.kind == KIND_ENTRY:
+                last = rec.ts
+        return last
+
     def records(self, from_seq: int = 1, *, label: str = "reading", verify_chain: bool = False,
                 journal: Journal | None = None) -> Iterator[Record]:
         """Every record from ``from_seq`` on, with a progress bar on a terminal."""
@@ -123,10 +133,17 @@ class _CountingJournal:
             self._bar = None
 
 
-def advance_clock(engine: Engine, ts: int) -> list[Any]:
-    """Fire what the engine had scheduled up to ``ts`` (closes, Dutch steps,
-    expiries), as the next envelope at ``ts`` would, and return those events.
-    The state is then the state *as of* ``ts``; nothing is journaled."""
+def advance_clock(engine: Engine, ts: int, journal_end: int | None) -> list[Any]:
+    """Fire what the engine had scheduled up to ``ts`` but never past
+    ``journal_end`` (the journal's last entry), and return those events.
+
+    A later journaled entry proves the clock passed ``ts``: it fired these
+    timers first, so the state is the state *as of* ``ts``. Past the
+    journal's end no clock command said anything, and nothing fires.
+    Nothing is journaled."""
+    if journal_end is None:
+        return []
+    ts = min(ts, journal_end)
     state = engine.state
     if ts <= state.now or not state.timers or state.timers[0][0] > ts:
         return []
@@ -141,8 +158,11 @@ def advance_clock(engine: Engine, ts: int) -> list[Any]:
 
 def zone(name: str | None) -> datetime.tzinfo:
     """The viewer's time zone ("UTC" or an IANA name such as Asia/Shanghai)."""
-    if not name or name.upper() == "UTC":
+    if name is None or name.strip().upper() == "UTC":
         return UTC
+    if not name.strip():
+        raise ReplayError("the time zone is empty; use UTC or an IANA name such as "
+                          "Europe/Zurich or Asia/Shanghai")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -153,7 +173,9 @@ def zone(name: str | None) -> datetime.tzinfo:
 def parse_time(text: str, tz: datetime.tzinfo = UTC) -> int:
     """Return int ns UTC for an ISO 8601 time ("2026-03-02T01:30:00+08:00";
     without an offset it is in ``tz``), a date ("2026-03-02", midnight in
-    ``tz``) or a plain integer of ns since the epoch. Exact: no floats."""
+    ``tz``) or a plain integer of ns since the epoch. Exact: no floats; a
+    fraction of a second (after "." or ",", as ISO 8601 allows) is kept to
+    the ns, and refused beyond nine digits."""
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
@@ -170,13 +192,16 @@ def parse_time(text: str, tz: datetime.tzinfo = UTC) -> int:
     except ValueError:
         raise ReplayError(f"cannot read the time {text!r}; give ISO 8601 "
                           f"(2026-03-02T09:30:00+08:00) or ns since the epoch") from None
+    if moment.microsecond:                       # a fraction _FRACTION did not take
+        raise ReplayError(f"cannot read the time {text!r}: give a fraction only on the "
+                          f"seconds (2026-03-02T09:30:00.5)")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     delta = moment - datetime.datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * NS + fraction_ns
 
 
-_FRACTION = re.compile(r"(?<=:\d\d)\.(\d+)")
+_FRACTION = re.compile(r"(?:(?<=\d\d:\d\d:\d\d)|(?<=[Tt ]\d{6}))[.,](\d+)")
 
 
 def format_time(ts: int, tz: datetime.tzinfo = UTC) -> str:
@@ -190,6 +215,21 @@ def format_time(ts: int, tz: datetime.tzinfo = UTC) -> str:
     return text + ("Z" if offset == "+0000" and tz is UTC else f"{offset[:3]}:{offset[3:]}")
 
 
+def duration(ns: int) -> str:
+    """600_000_000_000 -> "10 min"; 2_000_000_000 -> "2 s"; 5_400 s -> "1 h 30 min"."""
+    if ns <= 0:
+        return "0 s"
+    seconds, rest = divmod(ns, NS)
+    parts = []
+    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "min")):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}")
+    if seconds or rest:
+        parts.append(f"{seconds}.{rest:09d}".rstrip("0").rstrip(".") + " s")
+    return " ".join(parts)
+
+
 def money(amount: int | None, currency: str = "") -> str:
     """1234567 -> "12,345.67" (with the currency code after it if given)."""
     if amount is None:
@@ -198,6 +238,14 @@ def money(amount: int | None, currency: str = "") -> str:
     whole, cents = divmod(abs(amount), 100)
     text = f"{sign}{whole:,}.{cents:02d}"
     return f"{text} {currency}" if currency else text
+
+
+def currency_code(text: str) -> str:
+    """Return ``text`` if it is a currency code of three capital letters, else refuse."""
+    if not re.fullmatch(r"[A-Z]{3}", text):
+        raise ReplayError(f"{text!r} is not a currency code; give three capital letters "
+                          f"such as USD or CNY")
+    return text
 
 
 def display_amount(rates: dict[tuple[str, str], tuple[int, int]], amount: int, base: str,

@@ -2,16 +2,20 @@
 
 ``--seq N``: the engine after journal entry N. ``--at TIME``: after every
 entry up to TIME, then the timers due by TIME fired (a close or a Dutch step
-that the next envelope would have fired first), so the answer is the state
-*as of* that moment even if nothing was recorded at it. Both go through
+that the next journaled envelope fired first), so the answer is the state
+*as of* that moment even if nothing was recorded at it. Past the journal's
+last entry nothing fires: no clock command said so, and what the journal
+does not hold did not happen (`StateView.past_end`). Both go through
 `recorder.recovery.rebuild`: the newest snapshot at or before the moment,
 then the journal after it.
 
 Per lot: status, mechanism, the public price (English: the standing price;
 Dutch: the clock; after a sale: the hammer), the leading paddle (English;
-after a sale the buyer), the number of bids this round, the close. Sealed
-amounts stay hidden until the close for the public; an operator also sees
-the reserve, the leader's proxy maximum and the live sealed bids. Per book:
+after a sale the buyer), the number of bids this round as the public feed counted them (live
+sealed bids while a sealed lot is open), the close. Sealed amounts stay
+hidden until the close for the public, and lots that never reached the
+public catalogue do not exist for it; an operator also sees the reserve,
+the leader's proxy maximum and the live sealed bids. Per book:
 phase, best bid and ask, the top levels (price, quantity, orders) and the
 trades so far. O(snapshot + entries replayed + lots + levels shown).
 """
@@ -23,7 +27,7 @@ from typing import Any
 from exchange import market
 from exchange.engine import Engine
 from replay.access import PUBLIC, Viewer
-from replay.source import ReplayError, Source, advance_clock
+from replay.source import ReplayError, Source, advance_clock, money
 
 LOT_COLUMNS = ["session", "serial", "mechanism", "status", "currency", "price", "leader",
                "bids", "closes_at", "reserve_met"]
@@ -31,6 +35,8 @@ OPERATOR_LOT_COLUMNS = ["reserve", "leader_max", "live_bids"]
 BOOK_COLUMNS = ["session", "instrument", "kind", "lot", "phase", "currency", "bid", "bid_qty",
                 "ask", "ask_qty", "spread", "last_price", "trades", "bids", "asks"]
 MONEY = ("price", "reserve", "leader_max", "bid", "ask", "spread", "last_price")
+SEALED = ("sealed_first", "sealed_second", "reverse")     # one live bid or offer per paddle
+PRIVATE_STATUSES = ("draft", "vetted", "rejected")
 
 
 class StateView:
@@ -41,26 +47,29 @@ class StateView:
         self.viewer = viewer
         self.levels = levels
         self.seq = engine.state.last_seq     # the last journal entry applied
+        self.journal_end: int | None = None  # the time of the journal's last entry (--at)
+        self.past_end = False                # --at is after it: the state is the journal's end
 
     @property
     def now(self) -> int:
         return self.engine.state.now
 
-    def lots(self, serial: str = "") -> list[dict[str, Any]]:
+    def lots(self, serial: str = "", *, major: bool = False) -> list[dict[str, Any]]:
+        """One row per lot the viewer may know of; ``major``: live bids in major units."""
         state = self.engine.state
         rows = []
         for lot in state.lots.values():
             if serial and lot.serial != serial and _book_of(state, serial) != lot.serial:
                 continue
-            if lot.status in ("draft", "vetted", "rejected") and not self.viewer.operator:
-                continue                    # not in the public catalogue
-            rows.append(self._lot_row(lot))
+            if not self.viewer.operator and not was_published(lot):
+                continue                    # never in the public catalogue: unknown to it
+            rows.append(self._lot_row(lot, major))
         return rows
 
-    def _lot_row(self, lot: Any) -> dict[str, Any]:
+    def _lot_row(self, lot: Any, major: bool) -> dict[str, Any]:
         row: dict[str, Any] = dict(session=lot.session, serial=lot.serial,
                                    mechanism=lot.mechanism, status=lot.status,
-                                   currency=lot.currency, bids=lot.bids,
+                                   currency=lot.currency, bids=public_bid_count(lot),
                                    closes_at=lot.closes_at or None)
         sale = lot.sale
         if sale is not None:
@@ -76,10 +85,12 @@ class StateView:
             if lot.mechanism == "english" and lot.leader:
                 row["leader_max"] = lot.leader_max
             if lot.live:
-                row["live_bids"] = " ".join(f"{b.paddle}:{b.amount}" for b in lot.live.values())
+                row["live_bids"] = " ".join(f"{b.paddle}:{_amount(b.amount, major)}"
+                                            for b in lot.live.values())
         return row
 
-    def books(self, instrument: str = "") -> list[dict[str, Any]]:
+    def books(self, instrument: str = "", *, major: bool = False) -> list[dict[str, Any]]:
+        """One row per book; ``major``: depth prices in major units."""
         state = self.engine.state
         rows = []
         for inst in state.books.values():
@@ -95,14 +106,32 @@ class StateView:
                 ask_qty=market.qty_at(state, inst.id, "sell", ask) if ask is not None else None,
                 spread=ask - bid if bid is not None and ask is not None else None,
                 last_price=inst.last_price or None, trades=inst.trades,
-                bids=_levels(market.depth(state, inst.id, "buy", self.levels)),
-                asks=_levels(market.depth(state, inst.id, "sell", self.levels))))
+                bids=_levels(market.depth(state, inst.id, "buy", self.levels), major),
+                asks=_levels(market.depth(state, inst.id, "sell", self.levels), major)))
         return rows
 
 
-def _levels(depth: list[tuple[int, int, int]]) -> str:
-    """"500x150(1) 480x100(2)": price x quantity (orders), best first."""
-    return " ".join(f"{price}x{qty}({orders})" for price, qty, orders in depth)
+def was_published(lot: Any) -> bool:
+    """Whether the lot ever reached the public catalogue (was scheduled)."""
+    return lot.status not in PRIVATE_STATUSES and lot.closes_at > 0
+
+
+def public_bid_count(lot: Any) -> int:
+    """The bid count the public feed gave: live sealed bids while open (a
+    revised sealed bid is still one), else the lot's count."""
+    if lot.mechanism in SEALED and lot.status in ("scheduled", "open"):
+        return len(lot.live)
+    return lot.bids
+
+
+def _amount(amount: int, major: bool) -> str:
+    return money(amount) if major else str(amount)
+
+
+def _levels(depth: list[tuple[int, int, int]], major: bool = False) -> str:
+    """"500x150(1) 480x100(2)" (or "5.00x150(1) ..." in major units): price x
+    quantity (orders), best first."""
+    return " ".join(f"{_amount(price, major)}x{qty}({orders})" for price, qty, orders in depth)
 
 
 def _book_of(state: Any, name: str) -> str:
@@ -117,8 +146,12 @@ def state_at(source: Source, *, seq: int | None = None, at: int | None = None,
         raise ReplayError("give exactly one of --seq and --at")
     if seq is not None and seq < 0:
         raise ReplayError("--seq must not be negative")
+    if levels < 1:
+        raise ReplayError(f"--levels must be at least 1, not {levels}")
     engine = source.rebuild(upto_seq=seq, upto_ts=at, label="rebuilding state")
     view = StateView(engine, viewer, levels)
     if at is not None:
-        advance_clock(engine, at)
+        view.journal_end = end = source.last_ts
+        view.past_end = end is None or end < at
+        advance_clock(engine, at, end)
     return view

@@ -10,7 +10,9 @@ Two inputs:
   is set up again in a fresh engine with its own terms (starting bid,
   reserve, Ask, schedule, increments unless others are asked for) under the
   chosen rules, and the bids that were placed on it (accepted or not) are
-  sent again at their recorded times (sealed withdrawals too). The recorded
+  sent again at their recorded times (sealed withdrawals too). These are
+  private amounts (sealed bids, proxy maxima, secret reserves): only an
+  operator may re-run a journal (``viewer``, see `replay.access`). The recorded
   price is the one the lot's auction gave (hammer at the close or at the
   Ask); a lot that passed has none. Dutch, reverse and bid-ask lots have no
   bids that another rule could read and are listed as skipped.
@@ -37,6 +39,7 @@ from exchange.driver import Driver
 from exchange.errors import MAX_INT
 from exchange.events import CommandRejected
 from exchange.increments import TABLES
+from replay.access import PUBLIC, AccessDenied, Viewer
 from replay.source import ReplayError, Source
 
 COLUMNS = ["auction", "item", "bids", "recorded", "price", "difference", "reproduced",
@@ -44,6 +47,7 @@ COLUMNS = ["auction", "item", "bids", "recorded", "price", "difference", "reprod
 MONEY = ("recorded", "price", "difference")
 MINUTE = 60 * 10**9
 RERUNNABLE = ("english", "sealed_first", "sealed_second")
+MAX_SOFT_MINUTES = 7 * 24 * 60          # a soft-close window or extension of a week at most
 
 
 @dataclass
@@ -69,15 +73,20 @@ class Report:
 
 def run_path(path: str | os.PathLike, *, rules: str = "english", increments: str | None = None,
              soft_window_min: int | None = None, soft_extend_min: int | None = None,
-             limit: int = 0) -> Report:
-    """Re-run a bid CSV or a lotex journal (a directory) under ``rules``. Soft
-    close (english-soft-close): the given window and extension in minutes; by
-    default a journal lot's own, else 5 and 5."""
+             limit: int = 0, viewer: Viewer = PUBLIC) -> Report:
+    """Re-run a bid CSV or a lotex journal (a directory; operators only) under
+    ``rules``. Soft close (english-soft-close): the given window and extension
+    in minutes; by default a journal lot's own, else 5 and 5."""
     if rules not in ebay.RULES:
         raise ReplayError(f"unknown rules {rules!r}; choose from {', '.join(ebay.RULES)}")
+    if limit < 0:
+        raise ReplayError(f"--limit must not be negative (0: every auction), not {limit}")
+    for value, option in ((soft_window_min, "--soft-window"), (soft_extend_min, "--soft-extend")):
+        if value is not None and not 1 <= value <= MAX_SOFT_MINUTES:
+            raise ReplayError(f"{option} must be 1 to {MAX_SOFT_MINUTES} minutes, not {value}")
     if Path(path).is_dir():
         return run_journal(Source.open(path), rules=rules, increments=increments or "lot",
-                           limit=limit,
+                           limit=limit, viewer=viewer,
                            soft_window=None if soft_window_min is None else soft_window_min * MINUTE,
                            soft_extend=None if soft_extend_min is None else soft_extend_min * MINUTE)
     options = dict(soft_window=(5 if soft_window_min is None else soft_window_min) * MINUTE,
@@ -106,7 +115,10 @@ def run_csv(path: str | os.PathLike, *, rules: str, increments: str, limit: int 
         auctions = auctions[:limit]
     report = Report()
     for auction in auctions:
-        outcome = ebay.run(auction, rules, increments, **options)
+        try:
+            outcome = ebay.run(auction, rules, increments, **options)
+        except ValueError as exc:             # the engine refused the auction's setup
+            raise ReplayError(f"cannot re-run {exc}") from None
         report.add(auction.auction_id, auction.item, len(auction.bids), outcome.recorded,
                    outcome.price, outcome.bids_refused)
     return report
@@ -159,8 +171,13 @@ def _collect(source: Source) -> dict[str, _Lot]:
 
 def run_journal(source: Source, *, rules: str, increments: str = "lot", limit: int = 0,
                 soft_window: int | None = None, soft_extend: int | None = None,
-                hard_extra: int = 60 * MINUTE) -> Report:
-    """Re-run the English and sealed-bid lots of a journal under ``rules``."""
+                hard_extra: int = 60 * MINUTE, viewer: Viewer = PUBLIC) -> Report:
+    """Re-run the English and sealed-bid lots of a journal under ``rules``;
+    only for an operator (``viewer``): the bids re-run are private."""
+    if not viewer.operator:
+        raise AccessDenied("whatif on a journal re-runs private bids (sealed amounts, proxy "
+                           "maxima, reserves): give --operator-key FILE (an operator's key, "
+                           "checked against the key store)")
     if increments not in TABLES and increments != "lot":
         raise ReplayError(f"unknown increment table {increments!r}; known: "
                           f"{', '.join(sorted(TABLES))}, lot")
@@ -205,23 +222,32 @@ def _rerun(lot: _Lot, rules: str, increments: str, soft_window: int | None,
         negotiation_window=0)
     setup = opened.opens_at - MINUTE
     d = Driver(start_ts=setup)
-    d.ok(CreateSession(session="whatif", name=f"what if: {lot.serial}",
-                       currency=terms.currency), ts=setup)
-    seller = d.ok(RegisterParty(name="(seller)"), actor="whatif", role="broker")[0].party
-    d.ok(ReviewCredit(party=seller, approved=True, credit_limit=MAX_INT, currency=terms.currency,
-                      agreement_version="whatif"))
+
+    def ok(cmd: Any, **kw: Any) -> list[Any]:
+        events = d.send(cmd, **kw)
+        refused = next((event for event in events if type(event) is CommandRejected), None)
+        if refused is not None:
+            raise ReplayError(f"cannot re-run lot {lot.serial} under {rules}: the engine "
+                              f"refused its {type(cmd).__name__}: {refused.code}: {refused.text}")
+        return events
+
+    ok(CreateSession(session="whatif", name=f"what if: {lot.serial}", currency=terms.currency),
+       ts=setup)
+    seller = ok(RegisterParty(name="(seller)"), actor="whatif", role="broker")[0].party
+    ok(ReviewCredit(party=seller, approved=True, credit_limit=MAX_INT, currency=terms.currency,
+                    agreement_version="whatif"))
     paddles: dict[int, int] = {}
     for _, _, paddle, _ in lot.bids:
         if paddle in paddles:
             continue
-        party = d.ok(RegisterParty(name=f"paddle {paddle}"), actor="whatif", role="broker")[0].party
-        d.ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
-                          currency=terms.currency, agreement_version="whatif"))
-        paddles[paddle] = d.ok(IssuePaddle(session="whatif", party=party))[0].paddle
-    d.ok(CreateLot(serial=lot.serial, session="whatif", seller=seller, terms=terms,
-                   reserve=lot.reserve), actor="whatif", role="broker")
-    d.ok(VetLot(serial=lot.serial, score=0, approved=True))
-    d.ok(ScheduleLot(serial=lot.serial))
+        party = ok(RegisterParty(name=f"paddle {paddle}"), actor="whatif", role="broker")[0].party
+        ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
+                        currency=terms.currency, agreement_version="whatif"))
+        paddles[paddle] = ok(IssuePaddle(session="whatif", party=party))[0].paddle
+    ok(CreateLot(serial=lot.serial, session="whatif", seller=seller, terms=terms,
+                 reserve=lot.reserve), actor="whatif", role="broker")
+    ok(VetLot(serial=lot.serial, score=0, approved=True))
+    ok(ScheduleLot(serial=lot.serial))
     refused = 0
     for ts, kind, paddle, amount in lot.bids:
         cmd = (PlaceBid(serial=lot.serial, paddle=paddles[paddle], amount=amount) if kind == "bid"

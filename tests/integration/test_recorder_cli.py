@@ -91,9 +91,15 @@ def test_project_and_head_say_in_a_line_what_is_wrong(tmp_path, capsys):
     junk.write_text("not a database")
     assert main(["journal", "project", str(tmp_path), "--db", str(junk)]) == 2
     assert f"cannot use {junk} as an analyst store" in capsys.readouterr().err
-    live = sorted(layout.journal_dir(tmp_path).glob("*.seg"))[-1]
+
+
+def test_head_of_a_damaged_live_segment_is_bad(tmp_path, capsys):
+    journal = Journal.open(layout.journal_dir(tmp_path))
+    core_session(JournaledDriver(journal), parties=3)
+    journal.close()
+    (live,) = layout.journal_dir(tmp_path).glob("*.seg")
     data = bytearray(live.read_bytes())
-    data[64 + 40] ^= 0x01                 # the live segment's first record; good ones follow
+    data[64 + 40] ^= 0x01                 # the first record; good ones follow
     live.write_bytes(bytes(data))
     assert main(["journal", "head", str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith("BAD segment")
