@@ -53,6 +53,39 @@ class SessionRejectedError(ClientError):
         self.client_id = client_id
 
 
+class ResultTimeout(ClientError):
+    """No result for ``client_id`` in time. The command stays pending: the
+    client resends it under the same id while it runs, and the exchange acts
+    on it at most once, so wait again or resend it with the same id (a new id
+    could make it act twice)."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"no result for client id {client_id!r} in time; it stays pending "
+                         f"(resent under the same id): wait again, or resend it with the same "
+                         f"id, never a new one")
+        self.client_id = client_id
+
+
+class BatchRejected(SessionRejectedError):
+    """Some requests of a batch were refused at session level: ``code``,
+    ``text`` and ``client_id`` are the first refusal's; ``results`` holds, in
+    order, each request's `Result` or its `SessionRejectedError`."""
+
+    def __init__(self, results: list[Any]) -> None:
+        refused = [r for r in results if isinstance(r, SessionRejectedError)]
+        first = refused[0]
+        super().__init__(first.code, f"{first.text} ({len(refused)} of {len(results)} "
+                                     f"requests refused)", first.client_id)
+        self.results = results
+
+
+def _batch_outcome(results: list[Any]) -> list[p.Result]:
+    """Return the results, or raise `BatchRejected` if any request was refused."""
+    if any(isinstance(r, SessionRejectedError) for r in results):
+        raise BatchRejected(results)
+    return results
+
+
 class BusinessReject(ClientError):
     """The engine refused the command (raised by `ok`): its reason code and sentence."""
 
@@ -130,6 +163,11 @@ def _port_of(key: ClientKey) -> str:
     return key.role
 
 
+MAX_UNCLAIMED = 100_000
+"""Results kept for requests nobody has asked the result of yet (`send` and
+forget): beyond this many the oldest are dropped."""
+
+
 class _Session:
     """What both clients share: pending requests, results, notices, timers.
     Pure bookkeeping; the drivers do the I/O."""
@@ -154,10 +192,27 @@ class _Session:
         self.reloaded: int | None = None
         self.recap_done: p.RecapDone | None = None
         self.logons = 0                   # LogonAccepted received (1 + times logged on again)
+        self.logon_sent = 0.0             # when the Logon now awaiting its answer went out
 
     def logon_message(self) -> bytes:
+        """Return a Logon and note that one is on its way."""
+        self.logon_sent = time.monotonic()
         return p.encode(p.Logon(heartbeat_ms=self.heartbeat_ms,
                                 cancel_on_disconnect=self.cod, notices=self.want_notices))
+
+    def logon_awaited(self) -> bool:
+        """Tell whether a Logon went out less than three heartbeats ago and
+        has no answer yet: one is enough, however many requests are refused
+        ``not_logged_on`` meanwhile."""
+        return bool(self.logon_sent) and \
+            time.monotonic() - self.logon_sent < 3 * self.heartbeat_ms / 1000
+
+    def resendable(self, now: float, resend_after: float) -> list[str]:
+        """Return the pending client ids due for a resend: none while logged
+        off (they all go again once the Logon is accepted)."""
+        if self.logged_on is None:
+            return []
+        return [cid for cid, (_, sent) in self.pending.items() if now - sent >= resend_after]
 
     def batch_message(self, cmds: list[Any], client_ids: list[str] | None
                       ) -> tuple[list[str], bytes]:
@@ -194,13 +249,17 @@ class _Session:
         if kind is p.Result:
             if msg.client_id in self.pending:      # later copies (resends) are dropped
                 del self.pending[msg.client_id]
-                self.results[msg.client_id] = msg
+                results = self.results
+                results[msg.client_id] = msg
+                if len(results) > MAX_UNCLAIMED:   # sent and never asked for: oldest first
+                    del results[next(iter(results))]
         elif kind is p.Notice:
             self.notices.append(msg)
         elif kind is p.LogonAccepted:
             self.logged_on = msg
             self.logged_out = None
             self.logons += 1
+            self.logon_sent = 0.0
             return "resend"
         elif kind is p.SessionRejected:
             error = SessionRejectedError(msg.code, msg.text, msg.client_id)
@@ -210,7 +269,7 @@ class _Session:
                 return ""
             if msg.code == "not_logged_on":
                 self.logged_on = None
-                return "relogon"
+                return "" if self.logon_awaited() else "relogon"
             if msg.code == "busy" and msg.client_id in self.pending:
                 return ""          # still pending: resent after resend_after, same id
             if msg.client_id:
@@ -288,6 +347,9 @@ class Client:
         """Connect as ``user`` with ``<data>/clients/<user>.json`` and ``endpoints.json``."""
         key = ClientKey.load(Path(data_dir) / "clients" / f"{user}.json")
         endpoints = Endpoints.load(data_dir)
+        gone = server_gone(data_dir)
+        if gone:
+            raise ClientError(gone)
         client = cls(key, getattr(endpoints, _port_of(key)), **kw)
         client.connect()
         return client
@@ -343,7 +405,8 @@ class Client:
             if session.logon_error is not None:
                 raise session.logon_error
             if not self._pump(deadline):
-                raise ClientError(f"no answer to Logon from {self.endpoint} in {self.timeout} s")
+                raise ClientError(f"no answer to Logon from {self.endpoint} in {self.timeout} s "
+                                  f"(is the server running, and does it know this key?)")
         return session.logged_on
 
     def drop(self) -> None:
@@ -395,7 +458,7 @@ class Client:
             if found is not None:
                 return found
             if not self._pump(deadline):
-                raise ClientError(f"no result for client id {cid!r} in time")
+                raise ResultTimeout(cid)
 
     def request(self, cmd: Any, client_id: str | None = None,
                 timeout: float | None = None) -> p.Result:
@@ -412,8 +475,18 @@ class Client:
 
     def request_batch(self, cmds: list[Any], client_ids: list[str] | None = None,
                       timeout: float | None = None) -> list[p.Result]:
-        """Send a `Batch` and wait for every result, in order."""
-        return [self.result(cid, timeout) for cid in self.send_batch(cmds, client_ids)]
+        """Send a `Batch` and wait for every result, in order; raise
+        `BatchRejected` (holding every outcome) if any was refused at session
+        level."""
+        results: list[Any] = []
+        for cid in self.send_batch(cmds, client_ids):
+            try:
+                results.append(self.result(cid, timeout))
+            except SessionRejectedError as refused:
+                if refused.client_id != cid:       # revoked, or not about this request
+                    raise
+                results.append(refused)
+        return _batch_outcome(results)
 
     def ok(self, cmd: Any, client_id: str | None = None, timeout: float | None = None
            ) -> p.Result:
@@ -527,10 +600,8 @@ class Client:
                     sock.connect(self.endpoint)
                 session.logged_on = None
                 self._send(session.logon_message())
-            elif session.pending:
-                stale = [cid for cid, (_, sent) in session.pending.items()
-                         if now - sent >= self.resend_after]
-                for cid in stale:
+            else:
+                for cid in session.resendable(now, self.resend_after):
                     self._resend(cid)
             if once or now >= deadline:
                 return False
@@ -571,8 +642,15 @@ class AsyncClient:
                             ) -> "AsyncClient":
         key = ClientKey.load(Path(data_dir) / "clients" / f"{user}.json")
         endpoints = Endpoints.load(data_dir)
+        gone = server_gone(data_dir)
+        if gone:
+            raise ClientError(gone)
         client = cls(key, getattr(endpoints, _port_of(key)), **kw)
-        await client.connect()
+        try:
+            await client.connect()
+        except BaseException:
+            await client.close()
+            raise
         return client
 
     async def connect(self) -> p.LogonAccepted:
@@ -597,9 +675,21 @@ class AsyncClient:
         self._logon_waiter = loop.create_future()
         self.session.logged_on = None
         await self._send(self.session.logon_message())
-        return await asyncio.wait_for(self._logon_waiter, self.timeout)
+        try:
+            return await asyncio.wait_for(self._logon_waiter, self.timeout)
+        except asyncio.TimeoutError:
+            raise ClientError(f"no answer to Logon from {self.endpoint} in {self.timeout} s "
+                              f"(is the server running, and does it know this key?)") from None
 
     async def close(self) -> None:
+        """Log out (best effort), close the socket, and fail every request
+        still waiting with `ClientError`."""
+        closed = ClientError("the client was closed")
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(closed)
+                future.exception()           # retrieved: no "never retrieved" warning
+        self._waiters.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -636,12 +726,23 @@ class AsyncClient:
 
     async def request(self, cmd: Any, client_id: str | None = None,
                       timeout: float | None = None) -> p.Result:
-        future = await self.send(cmd, client_id)
-        return await asyncio.wait_for(future, self.timeout if timeout is None else timeout)
+        """Send a command and wait for its result (accepted or business reject);
+        `ResultTimeout` if none came in time (it stays pending)."""
+        cid = client_id or self.session.ids.next()
+        future = await self.send(cmd, cid)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future),
+                                          self.timeout if timeout is None else timeout)
+        except asyncio.TimeoutError:
+            raise ResultTimeout(cid) from None
 
     async def send_batch(self, cmds: list[Any], client_ids: list[str] | None = None
                          ) -> list[asyncio.Future]:
         """Send up to 1000 commands in one `Batch`; return a future of each `Result`."""
+        return (await self._send_batch(cmds, client_ids))[1]
+
+    async def _send_batch(self, cmds: list[Any], client_ids: list[str] | None
+                          ) -> tuple[list[str], list[asyncio.Future]]:
         ids, data = self.session.batch_message(cmds, client_ids)
         loop = asyncio.get_running_loop()
         futures = []
@@ -652,14 +753,26 @@ class AsyncClient:
             futures.append(future)
         await self._send(data)
         self._settle()
-        return futures
+        return ids, futures
 
     async def request_batch(self, cmds: list[Any], client_ids: list[str] | None = None,
                             timeout: float | None = None) -> list[p.Result]:
-        """Send a `Batch` and wait for every result, in order."""
-        futures = await self.send_batch(cmds, client_ids)
-        return list(await asyncio.wait_for(asyncio.gather(*futures),
-                                           self.timeout if timeout is None else timeout))
+        """Send a `Batch` and wait for every result, in order; raise
+        `BatchRejected` (holding every outcome) if any was refused at session
+        level."""
+        ids, futures = await self._send_batch(cmds, client_ids)
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(asyncio.shield(f) for f in futures), return_exceptions=True),
+                self.timeout if timeout is None else timeout)
+        except asyncio.TimeoutError:
+            raise ResultTimeout(next(cid for cid, f in zip(ids, futures) if not f.done())) \
+                from None
+        for outcome in results:
+            if isinstance(outcome, BaseException) and \
+                    not isinstance(outcome, SessionRejectedError):
+                raise outcome
+        return _batch_outcome(list(results))
 
     async def ok(self, cmd: Any, client_id: str | None = None,
                  timeout: float | None = None) -> p.Result:
@@ -677,7 +790,8 @@ class AsyncClient:
             await self._notice_event.wait()
 
     async def _send(self, data: bytes) -> None:
-        assert self.socket is not None
+        if self.socket is None:
+            raise ClientError("the client is closed")
         try:
             await self.socket.send(data, zmq.NOBLOCK)
         except zmq.Again:
@@ -748,8 +862,8 @@ class AsyncClient:
                 session.logged_on = None
                 await self._send(session.logon_message())
             else:
-                for cid, (_, sent) in list(session.pending.items()):
-                    if now - sent >= self.resend_after and cid in session.pending:
+                for cid in session.resendable(now, self.resend_after):
+                    if cid in session.pending:
                         await self._resend(cid)
 
 
@@ -806,6 +920,7 @@ class FeedClient:
         self.timeout = timeout
         self._own_context = context is None
         self.context = context or zmq.Context()
+        self.data_endpoint = data_endpoint
         self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint, data_endpoint)
         self.state = _FeedState()
         self.gaps_recovered = 0
@@ -830,16 +945,26 @@ class FeedClient:
         self.close()
 
     def _ask(self, request: Any) -> Any:
+        """Send one request to the snapshot service and return its answer. A
+        request left unanswered takes its socket with it: answers carry no
+        request id, so a late one must never be read as the next one's."""
         try:
             self.data.send(p.encode(request), zmq.NOBLOCK)
         except zmq.Again:
+            self._renew_data()
             raise ClientError("the snapshot service is not reachable") from None
         if not self.data.poll(int(self.timeout * 1000), zmq.POLLIN):
+            self._renew_data()
             raise ClientError("no answer from the snapshot service in time")
         reply = p.data_reply_decoder.decode(self.data.recv())
         if type(reply) is p.SessionRejected:
             raise SessionRejectedError(reply.code, reply.text)
         return reply
+
+    def _renew_data(self) -> None:
+        self.data.close(linger=0)
+        self.data = _curve_socket(self.context, zmq.DEALER, self.key)
+        self.data.connect(self.data_endpoint)
 
     def snapshot(self, session: str = "", key: str = "") -> p.Snapshot:
         return self._ask(p.SnapshotRequest(session=session, key=key))
@@ -884,8 +1009,13 @@ class FeedClient:
                 return
             gap = state.gap(msg)
             if gap is not None:
+                try:
+                    missed = self.replay(gap[0], gap[1])
+                except ClientError:
+                    state.buffer.insert(0, msg)     # the gap is found again next time
+                    raise
                 self.gaps_recovered += 1
-                for old in self.replay(gap[0], gap[1]):
+                for old in missed:
                     if old.seq > state.covered:
                         state.covered = old.seq
                         sent += 1
@@ -910,6 +1040,7 @@ class AsyncFeedClient:
         self.key = key if isinstance(key, ClientKey) else ClientKey.load(key)
         self.timeout = timeout
         self.context = zmq.asyncio.Context()
+        self.data_endpoint = data_endpoint
         self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint, data_endpoint)
         self.state = _FeedState()
         self.gaps_recovered = 0
@@ -920,11 +1051,15 @@ class AsyncFeedClient:
         self.context.term()
 
     async def _ask(self, request: Any) -> Any:
+        """As `FeedClient._ask`: a request left unanswered takes its socket with it."""
         try:
             await self.data.send(p.encode(request), zmq.NOBLOCK)
-        except zmq.Again:
-            raise ClientError("the snapshot service is not reachable") from None
-        data = await asyncio.wait_for(self.data.recv(), self.timeout)
+            data = await asyncio.wait_for(self.data.recv(), self.timeout)
+        except (zmq.Again, asyncio.TimeoutError):
+            self.data.close(linger=0)
+            self.data = _curve_socket(self.context, zmq.DEALER, self.key)
+            self.data.connect(self.data_endpoint)
+            raise ClientError("no answer from the snapshot service in time") from None
         reply = p.data_reply_decoder.decode(data)
         if type(reply) is p.SessionRejected:
             raise SessionRejectedError(reply.code, reply.text)
@@ -971,8 +1106,13 @@ class AsyncFeedClient:
                 msg = p.feed_decoder.decode(data)
             gap = state.gap(msg)
             if gap is not None:
+                try:
+                    missed = await self.replay(gap[0], gap[1])
+                except ClientError:
+                    state.buffer.insert(0, msg)     # the gap is found again next time
+                    raise
                 self.gaps_recovered += 1
-                for old in await self.replay(gap[0], gap[1]):
+                for old in missed:
                     if old.seq > state.covered:
                         state.covered = old.seq
                         yield old

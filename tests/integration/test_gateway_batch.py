@@ -10,9 +10,10 @@ import pytest
 import zmq
 
 from exchange.codec import decode_entry
-from exchange.commands import RegisterParty, ReviewCredit
+from exchange.commands import RegisterParty, ReviewCredit, Tick
 from gateway import protocol as p
-from gateway.client import AsyncClient, SessionRejectedError
+from gateway.client import (AsyncClient, BatchRejected, ClientError, ResultTimeout,
+                            SessionRejectedError)
 from recorder.journal import read_journal
 from tests.integration.gateway_harness import (client, logged_on_dealer, raw_dealer,
                                                recv_message, recv_until, running)
@@ -143,6 +144,13 @@ def test_client_refuses_a_batch_out_of_bounds_and_raises_item_rejects(exchange):
         with pytest.raises(SessionRejectedError) as refused:
             b1.request_batch([RegisterParty(name="B")], ["same-1"])
         assert refused.value.code == "duplicate_client_id"
+        # one refused request does not hide the others' results
+        with pytest.raises(BatchRejected) as mixed:
+            b1.request_batch([RegisterParty(name="C"), Tick(), RegisterParty(name="D")])
+        first, tick, last = mixed.value.results
+        assert first.accepted and last.accepted and last.seq > first.seq
+        assert isinstance(tick, SessionRejectedError) and tick.code == "not_permitted"
+        assert mixed.value.code == "not_permitted" and not b1.session.results
 
 
 def test_async_client_batch(exchange):
@@ -154,10 +162,42 @@ def test_async_client_batch(exchange):
             results = await b1.request_batch([RegisterParty(name=f"A{i}") for i in range(20)])
             assert [r.accepted for r in results] == [True] * 20
             assert [r.seq for r in results] == list(range(results[0].seq, results[0].seq + 20))
+            with pytest.raises(BatchRejected) as mixed:
+                await b1.request_batch([RegisterParty(name="C"), Tick()])
+            first, tick = mixed.value.results
+            assert first.accepted and tick.code == "not_permitted"
         finally:
             await b1.close()
 
     asyncio.run(scenario())
+
+
+def test_async_client_close_fails_what_waits_and_refuses_what_comes_after(exchange):
+    data, server = exchange
+
+    async def scenario() -> None:
+        b1 = await AsyncClient.from_data_dir(data, "b1")
+        server.stop()                       # the loop stops: nothing is answered any more
+        waiting = [asyncio.ensure_future(b1.request(RegisterParty(name=f"W{i}"), timeout=30))
+                   for i in range(3)]
+        await asyncio.sleep(0.1)
+        await b1.close()
+        for outcome in await asyncio.gather(*waiting, return_exceptions=True):
+            assert isinstance(outcome, ClientError) and "closed" in str(outcome)
+        with pytest.raises(ClientError, match="closed"):
+            await b1.request(RegisterParty(name="after"))
+
+    asyncio.run(scenario())
+
+
+def test_a_request_that_times_out_says_it_stays_pending(exchange):
+    data, server = exchange
+    with client(data, "b1", timeout=0.3) as b1:
+        server.stop()
+        with pytest.raises(ResultTimeout) as late:
+            b1.request(RegisterParty(name="late"), client_id="late-1")
+        assert late.value.client_id == "late-1" and "late-1" in b1.session.pending
+        assert "never a new one" in str(late.value)
 
 
 def test_batches_end_a_turn_at_max_batch_entries_and_respect_the_backlog(tmp_path, monkeypatch):
@@ -189,3 +229,54 @@ def test_batches_end_a_turn_at_max_batch_entries_and_respect_the_backlog(tmp_pat
             context.destroy(linger=0)
     assert sum(turns) >= 500
     assert max(turns) < 64 + 50             # a turn stops once it made max_batch entries
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_server_that_forgot_the_session_gets_one_logon_and_each_request_again_once(
+        tmp_path, flavour):
+    """After a restart the server answers every pending request
+    ``not_logged_on``: the client logs on once, then resends each once (it
+    used to log on for every refusal and resend everything after each)."""
+    from collections import Counter
+
+    from gateway.server import run_in_thread, stop_thread
+    from tests.integration.test_gateway_turn_limits import _serve
+    server, thread = _serve(tmp_path)
+    sent: Counter = Counter()
+
+    def counted(send):
+        def send_counting(data):
+            sent[type(p.client_decoder.decode(data)).__name__] += 1
+            return send(data)
+        return send_counting
+    commands = [RegisterParty(name=f"P{i}") for i in range(60)]
+    try:
+        if flavour == "sync":
+            b1 = client(tmp_path, "b1", resend_after=60)
+            b1._send = counted(b1._send)
+        else:
+            loop = asyncio.new_event_loop()
+            b1 = loop.run_until_complete(AsyncClient.from_data_dir(tmp_path, "b1",
+                                                                   resend_after=60))
+            b1._send = counted(b1._send)
+        server.stop()
+        thread.join(timeout=10)
+        server.sessions["broker"].clear()            # as a restarted server knows no one
+        if flavour == "sync":
+            ids = [b1.send(cmd) for cmd in commands]
+            thread = run_in_thread(server)
+            results = [b1.result(cid) for cid in ids]
+            b1.close()
+        else:
+            async def scenario():
+                futures = [await b1.send(cmd) for cmd in commands]
+                return await asyncio.wait_for(asyncio.gather(*futures), 10)
+            thread = run_in_thread(server)
+            results = loop.run_until_complete(scenario())
+            loop.run_until_complete(b1.close())
+            loop.close()
+        assert all(r.accepted for r in results) and len({r.seq for r in results}) == 60
+        assert sent["Logon"] == 1
+        assert sent["Request"] == 2 * 60          # sent, refused, sent again once
+    finally:
+        stop_thread(server, thread)

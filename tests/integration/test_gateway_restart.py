@@ -4,6 +4,8 @@ engine from snapshot + journal); revoking a key takes effect without one."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from exchange.commands import PlaceBid, PlaceOrder, RegisterParty
@@ -498,3 +500,45 @@ def test_a_gateway_snapshot_written_before_the_feed_ring_still_serves(tmp_path):
     assert scanned[0][0] < scanned[0][1] and scanned[1][0] == scanned[1][1]   # it was used
     with running(tmp_path), FeedClient.from_data_dir(tmp_path, "viewer") as feed:
         assert [m.seq for m in feed.replay(1)] == converted["ring"][0]
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_feed_request_left_unanswered_never_takes_the_next_ones_answer(tmp_path, flavour):
+    """Answers of the snapshot service carry no request id: after a request
+    times out, its late answer must not be read as the next request's."""
+    from exchange.commands import CreateSession
+    from gateway.client import AsyncFeedClient
+    from gateway.server import run_in_thread, stop_thread
+    from tests.integration.test_gateway_turn_limits import _serve
+    server, thread = _serve(tmp_path)
+    try:
+        with client(tmp_path, "op") as op:
+            op.ok(CreateSession(session="S1", name="late answers"))
+        endpoints = Endpoints.load(tmp_path)
+        key = ClientKey.load(tmp_path / "clients" / "viewer.json")
+        server.stop()
+        thread.join(timeout=10)                   # the loop answers nothing now
+        if flavour == "sync":
+            feed = FeedClient(key, endpoints.feed, endpoints.data, timeout=0.3)
+            with pytest.raises(ClientError, match="in time"):
+                feed.replay(1)
+            thread = run_in_thread(server)
+            feed.timeout = 10
+            snap = feed.snapshot(session="S1")
+            feed.close()
+        else:
+            async def scenario():
+                feed = AsyncFeedClient(key, endpoints.feed, endpoints.data, timeout=0.3)
+                with pytest.raises(ClientError, match="in time"):
+                    await feed.replay(1)
+                nonlocal thread
+                thread = run_in_thread(server)
+                feed.timeout = 10
+                try:
+                    return await feed.snapshot(session="S1")
+                finally:
+                    feed.close()
+            snap = asyncio.run(scenario())
+        assert type(snap).__name__ == "Snapshot" and snap.session == "S1"
+    finally:
+        stop_thread(server, thread)
