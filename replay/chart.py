@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import datetime
 import os
+from pathlib import Path
 from typing import Any
 
 from replay.access import PUBLIC, Viewer
 from replay.history import history
-from pathlib import Path
-
 from replay.source import UTC, NS, ReplayError, Source
 
 

@@ -151,7 +151,8 @@ def register(subparsers: Any) -> None:
         description="Re-run external bid histories (the eBay auction.csv layout) or a lotex "
                     "journal's lots under other rules through the real engine; print the "
                     "recorded and the new price per auction, then 'reproduced N of M closing "
-                    "prices'.")
+                    "prices'. A journal's bids are private: re-running one needs "
+                    "--operator-key.")
     whatif.add_argument("bids", metavar="BIDS.csv|DIR", help="a bid CSV or a lotex journal")
     whatif.add_argument("--rules", default="english",
                         choices=("english", "english-soft-close", "vickrey", "first-price"))

@@ -80,11 +80,11 @@ def history(source: Source, serial: str, *, viewer: Viewer = PUBLIC,
 
 
 def _about(event: Any, keys: set[str]) -> bool:
-    return _names(event, ("serial", "instrument")) & keys != set()
+    return bool(_names(event, ("serial", "instrument")) & keys)
 
 
 def _command_about(cmd: Any, keys: set[str]) -> bool:
-    return _names(cmd, ("serial", "instrument", "lot")) & keys != set()
+    return bool(_names(cmd, ("serial", "instrument", "lot")) & keys)
 
 
 def _names(item: Any, fields: tuple[str, ...]) -> set[str]:

@@ -11,11 +11,11 @@ then the journal after it.
 
 Per lot: status, mechanism, the public price (English: the standing price;
 Dutch: the clock; after a sale: the hammer), the leading paddle (English;
-after a sale the buyer), the number of bids this round as the public feed counted them (live
-sealed bids while a sealed lot is open), the close. Sealed amounts stay
-hidden until the close for the public, and lots that never reached the
-public catalogue do not exist for it; an operator also sees the reserve,
-the leader's proxy maximum and the live sealed bids. Per book:
+after a sale the buyer), the number of bids this round as the public feed
+counted them (the live sealed bids while a sealed lot is open), the close.
+Sealed amounts stay hidden until the close for the public, and lots that
+never reached the public catalogue do not exist for it; an operator also
+sees the reserve, the leader's proxy maximum and the live sealed bids. Per book:
 phase, best bid and ask, the top levels (price, quantity, orders) and the
 trades so far. O(snapshot + entries replayed + lots + levels shown).
 """

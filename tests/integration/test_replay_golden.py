@@ -114,7 +114,8 @@ def test_state_after_the_english_lot_stands_at_90k(sample, source):
     assert (eng["status"], eng["price"], eng["leader"], eng["bids"], eng["reserve_met"]) == \
         ("open", 9_000_000, 102, 3, True)
     assert lots["L-DUT"]["price"] == 9_000_000                  # 100k - 2 steps of 5k
-    assert lots["L-SF"]["bids"] == 4 and lots["L-SF"].get("price") is None   # sealed: no price
+    # sealed: no price; 3 live bids as the feed counted them (102 revised its bid: still one)
+    assert lots["L-SF"]["bids"] == 3 and lots["L-SF"].get("price") is None
     assert lots["L-PASS"]["reserve_met"] is False
     assert "reserve" not in eng and "live_bids" not in lots["L-SF"]          # public view
     books = by_serial([dict(r, serial=r["instrument"]) for r in view.books()])
@@ -163,8 +164,9 @@ def test_state_after_the_first_closes_from_the_snapshot_equals_a_full_replay(sam
     assert lots["L-BA"]["status"] == "sold" and lots["L-BA"]["price"] == 20_000_000
 
 
-def test_state_at_a_time_fires_the_timers_due_by_then(tmp_path):
-    """A lot closing at T+1h with nothing recorded after it: as of T+2h it is sold."""
+def test_state_at_a_time_fires_only_the_timers_a_later_entry_fired(tmp_path):
+    """A lot closing at T+1h: with nothing recorded after it, as of T+2h it is
+    still open (the journal ends); a later entry proves the clock passed the close."""
     d = open_recording(tmp_path, start_ts=T0)
     d.ok(CreateSession(session="S", name="s"))
     seller = d.ok(RegisterParty(name="seller"), actor="b1", role="broker")[0].party
@@ -179,10 +181,14 @@ def test_state_at_a_time_fires_the_timers_due_by_then(tmp_path):
     d.ok(ScheduleLot(serial="X"))
     d.ok(PlaceBid(serial="X", paddle=102, amount=5_000), actor="b1", role="broker",
          ts=T0 + MINUTE)
-    d.journal.close()
+    d.commit()
     source = Source.open(tmp_path)
     assert by_serial(st.state_at(source, seq=d.seq).lots())["X"]["status"] == "open"
     assert by_serial(st.state_at(source, at=T0 + HOUR - 1).lots())["X"]["status"] == "open"
+    ended = st.state_at(source, at=T0 + 2 * HOUR)
+    assert by_serial(ended.lots())["X"]["status"] == "open" and ended.past_end
+    d.tick(T0 + 3 * HOUR)
+    d.journal.close()
     after = by_serial(st.state_at(source, at=T0 + 2 * HOUR).lots())["X"]
     assert (after["status"], after["price"], after["leader"]) == ("sold", 1_000, 102)
 
@@ -282,9 +288,13 @@ def test_history_errors_and_cli(sample, source, capsys):
     assert "Cobalt Licensing LLC" in out and "below_increment" in out
 
 
-def test_history_in_another_currency_without_a_rate_shows_none(source):
-    _, rows = hi.history(source, "L-ENG", currency="EUR")
-    assert all(r.get("display_amount") is None for r in rows)
+def test_history_in_another_currency_needs_a_display_rate(source):
+    with pytest.raises(ReplayError, match="no display rate from USD to EUR"):
+        hi.history(source, "L-ENG", currency="EUR")
+    with pytest.raises(ReplayError, match="not a currency code"):
+        hi.history(source, "L-ENG", currency="cny")
+    _, rows = hi.history(source, "L-ENG", currency="CNY")
+    assert any(r.get("display_currency") == "CNY" for r in rows)
 
 
 # --------------------------------------------------------------------------

@@ -7,16 +7,20 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.keys import initialise
 from replay import whatif
+from replay.access import Viewer
 from replay.sample import record_sample
 
 EBAY = Path(__file__).resolve().parent.parent / "data" / "ebay-auctions" / "auction.csv"
+OPERATOR = Viewer(operator=True, user="op")     # a journal's bids are private: operators only
 
 
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("sample")
     record_sample(data)
+    initialise(data)
     return data
 
 
@@ -50,7 +54,7 @@ def test_whatif_on_a_lotex_journal(sample_dir):
     """The demo session's English and sealed lots under each rule, by hand:
     OTBA increments ($30,000) make most sealed amounts too close to bid openly."""
     def prices(rules):
-        report = whatif.run_path(sample_dir, rules=rules)
+        report = whatif.run_path(sample_dir, rules=rules, viewer=OPERATOR)
         return {row["auction"]: (row.get("price"), row.get("refused")) for row in report.rows
                 if "skipped" not in (row.get("note") or "")}, report
 
@@ -77,7 +81,7 @@ def test_whatif_on_a_lotex_journal(sample_dir):
 
 
 def prices_with(sample_dir, rules, **options):
-    report = whatif.run_path(sample_dir, rules=rules, **options)
+    report = whatif.run_path(sample_dir, rules=rules, viewer=OPERATOR, **options)
     return {row["auction"]: (row.get("price"), row.get("refused")) for row in report.rows}, report
 
 
@@ -88,5 +92,6 @@ def test_whatif_cli_errors(sample_dir, tmp_path, capsys):
     bad.write_text("a,b\n1,2\n")
     assert main(["whatif", str(bad)]) == 2
     assert "eBay bid layout" in capsys.readouterr().err
-    assert main(["whatif", str(sample_dir), "--rules", "vickrey"]) == 0
+    assert main(["whatif", str(sample_dir), "--rules", "vickrey", "--operator-key",
+                 str(sample_dir / "clients" / "op.json")]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "reproduced 3 of 5 closing prices"

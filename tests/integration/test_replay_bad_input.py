@@ -1,0 +1,130 @@
+"""Bad input to `lotex replay` and `lotex whatif`: one clear line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from replay.sample import OPEN, record_sample
+from replay.source import ReplayError, parse_time
+
+EBAY = Path(__file__).resolve().parent.parent / "data" / "ebay-auctions" / "auction.csv"
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("sample")
+    record_sample(data)
+    return data
+
+
+def refused(capsys, args, says, code=2):
+    """Run ``lotex ARGS``; it must exit ``code`` with one line saying ``says``."""
+    assert main(args) == code, args
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert says in err, err
+
+
+def test_export_targets_that_cannot_be_written(sample_dir, tmp_path, capsys):
+    export = ["replay", "export", str(sample_dir)]
+    refused(capsys, export + ["--sqlite", str(tmp_path / "no" / "such" / "x.sqlite")],
+            "no directory")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    refused(capsys, export + ["--csv", str(a_file)], "is a file")
+    refused(capsys, export + ["--sqlite", str(tmp_path)], "is a directory")
+    deep = tmp_path / "deep.sqlite"
+    refused(capsys, export + ["--sqlite", str(deep), "--levels", "1000"], "--levels must be")
+    assert not deep.exists()
+    for levels in ("0", "-3"):
+        refused(capsys, export + ["--sqlite", str(deep), "--levels", levels], "--levels must be")
+        refused(capsys, export + ["--csv", str(tmp_path / "csv"), "--levels", levels],
+                "--levels must be")
+    assert not deep.exists() and not (tmp_path / "csv").exists()
+    full = tmp_path / "full.sqlite"
+    assert main(export + ["--sqlite", str(full)]) == 0
+    capsys.readouterr()
+    refused(capsys, export + ["--sqlite", str(full), "--public"], "is a full store")
+
+
+def test_chart_output_that_cannot_be_written(sample_dir, tmp_path, capsys):
+    chart = ["replay", "chart", str(sample_dir), "--lot", "L-ENG", "--out"]
+    refused(capsys, chart + [str(tmp_path / "no" / "x.png")], "no directory")
+    refused(capsys, chart + [str(tmp_path)], "is a directory")
+
+
+def test_empty_names_are_refused(sample_dir, capsys):
+    refused(capsys, ["replay", "comparables", str(sample_dir), "--family", ""], "empty")
+    refused(capsys, ["replay", "history", str(sample_dir), "--lot", ""], "no lot")
+    refused(capsys, ["replay", "state", str(sample_dir), "--seq", "5", "--lot", ""], "no lot")
+    refused(capsys, ["replay", "results", str(sample_dir), "--session", "NOPE"],
+            "no session 'NOPE'")
+    assert main(["replay", "results", str(sample_dir), "--session", "S1"]) == 0
+
+
+def test_feed_bad_endpoint_and_bounds(sample_dir, capsys):
+    feed = ["replay", "feed", str(sample_dir), "--fast", "--wait", "0"]
+    refused(capsys, feed + ["--endpoint", "garbage"], "cannot bind 'garbage'")
+    refused(capsys, feed + ["--limit", "-1"], "--limit must not be negative")
+    refused(capsys, feed + ["--to-seq", "-1"], "--to-seq must not be negative")
+    refused(capsys, feed + ["--from-seq", "0"], "--from-seq must be at least 1")
+    refused(capsys, ["replay", "feed", str(sample_dir), "--speed", "nan"], "--speed")
+    refused(capsys, feed + ["--max-gap", "-1"], "--max-gap must be")
+
+
+def test_whatif_bad_options(sample_dir, capsys):
+    for value in ("0", "-1"):
+        refused(capsys, ["whatif", str(EBAY), "--rules", "english-soft-close", "--soft-window",
+                         value], "--soft-window must be 1 to")
+        refused(capsys, ["whatif", str(EBAY), "--rules", "english-soft-close", "--soft-extend",
+                         value], "--soft-extend must be 1 to")
+    refused(capsys, ["whatif", str(EBAY), "--limit", "-1"], "--limit must not be negative")
+
+
+def test_currency_and_zone_are_checked(sample_dir, capsys):
+    history = ["replay", "history", str(sample_dir), "--lot", "L-ENG"]
+    refused(capsys, history + ["--currency", "XYZ"], "no display rate from USD to XYZ")
+    refused(capsys, history + ["--currency", "cny"], "not a currency code")
+    refused(capsys, history + ["--currency", "EURO"], "not a currency code")
+    refused(capsys, history + ["--tz", ""], "time zone is empty")
+    refused(capsys, ["replay", "state", str(sample_dir), "--seq", "5", "--tz", ""],
+            "time zone is empty")
+    assert main(history + ["--currency", "CNY"]) == 0
+    assert main(history + ["--currency", "USD"]) == 0
+    refused(capsys, ["replay", "state", str(sample_dir), "--seq", "5", "--levels", "-1"],
+            "--levels must be at least 1")
+    refused(capsys, ["replay", "state", str(sample_dir), "--seq", "5", "--levels", "0"],
+            "--levels must be at least 1")
+
+
+def test_fractions_of_a_second_are_exact_with_either_decimal_mark():
+    half = OPEN + 20 * 60 * 10**9 + 500_000_000
+    assert parse_time("2026-03-02T01:20:00,5") == half
+    assert parse_time("2026-03-02T01:20:00.5") == half
+    assert parse_time("2026-03-02T01:20:00,123456789Z") == half - 500_000_000 + 123_456_789
+    assert parse_time("2026-03-02T01:20:00.000001+00:00") == half - 500_000_000 + 1_000
+    assert parse_time("20260302T012000,25") == half - 250_000_000
+    with pytest.raises(ReplayError, match="nine decimals"):
+        parse_time("2026-03-02T01:20:00,1234567891")
+    with pytest.raises(ReplayError, match="fraction only on the seconds"):
+        parse_time("2026-03-02T01:20,5")          # half a minute is not half a second
+
+
+def test_sample_refuses_a_non_empty_directory_or_a_file(sample_dir, tmp_path, capsys):
+    journal = sample_dir / "journal"
+    before = sorted(p.name for p in journal.iterdir())
+    refused(capsys, ["replay", "sample", str(journal)], "not empty")
+    assert sorted(p.name for p in journal.iterdir()) == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    refused(capsys, ["replay", "sample", str(other)], "not empty")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    refused(capsys, ["replay", "sample", str(a_file)], "is a file")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["replay", "sample", str(empty)]) == 0

@@ -1,0 +1,193 @@
+"""Replay shows the public only what the live feed showed, and nothing the journal does not hold.
+
+- `replay state --at` past the journal's end fires no timer (no close, no
+  reveal): only journaled clock commands make scheduled things happen.
+- a lot withdrawn while still a draft never existed for the public.
+- a revised sealed bid counts once, as the feed counted it.
+- `whatif` on a journal (private bids) needs the operator key.
+- a public CSV export never lands beside an earlier full one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exchange.commands import (CreateLot, CreateSession, IssuePaddle, LotTerms, PlaceBid,
+                               RegisterParty, ReviewCredit, ScheduleLot, VetLot, WithdrawLot)
+from gateway.cli import main
+from gateway.keys import initialise
+from replay import history as hi
+from replay import state as st
+from replay import whatif
+from replay.access import PUBLIC, AccessDenied, Viewer
+from replay.journaling import open_recording
+from replay.sample import record_sample
+from replay.source import ReplayError, Source, format_time
+
+SECOND = 10**9
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+T0 = 1_772_409_600 * SECOND          # 2026-03-02T00:00:00Z
+OPERATOR = Viewer(operator=True, user="op")
+
+
+def record_sealed(data, *, later_entry: bool) -> None:
+    """A sealed lot closing at T0+1h: 102 bids 25k then revises to 30k, 103
+    bids 31k (the feed counts 2 live bids); a draft lot withdrawn unseen.
+    ``later_entry``: one more command at T0+3h, after the close."""
+    d = open_recording(data, start_ts=T0)
+    d.ok(CreateSession(session="S", name="s"), ts=T0)
+    parties = []
+    for name in ("seller", "acme", "bohai"):
+        party = d.ok(RegisterParty(name=name), actor="b1", role="broker")[0].party
+        d.ok(ReviewCredit(party=party, approved=True, credit_limit=10**9, agreement_version="v"))
+        d.ok(IssuePaddle(session="S", party=party))
+        parties.append(party)
+    d.ok(CreateLot(serial="SEAL", session="S", seller=parties[0], terms=LotTerms(
+        title="sealed", mechanism="sealed_first", starting_bid=1_000, opens_at=T0,
+        closes_at=T0 + HOUR)), actor="b1", role="broker")
+    d.ok(VetLot(serial="SEAL", score=1, approved=True))
+    d.ok(ScheduleLot(serial="SEAL"))
+    d.ok(CreateLot(serial="L-SECRET", session="S", seller=parties[0], terms=LotTerms(
+        title="Project Falcon", starting_bid=1_000, opens_at=T0 + HOUR,
+        closes_at=T0 + 2 * HOUR)), actor="b1", role="broker")
+    d.ok(WithdrawLot(serial="L-SECRET", reason="changed mind"), actor="b1", role="broker")
+    d.ok(PlaceBid(serial="SEAL", paddle=102, amount=2_500_000), actor="b1", role="broker",
+         ts=T0 + MINUTE)
+    d.ok(PlaceBid(serial="SEAL", paddle=103, amount=3_100_000), actor="b1", role="broker",
+         ts=T0 + 2 * MINUTE)
+    d.ok(PlaceBid(serial="SEAL", paddle=102, amount=3_000_000), actor="b1", role="broker",
+         ts=T0 + 3 * MINUTE)
+    if later_entry:
+        d.ok(RegisterParty(name="late"), actor="b1", role="broker", ts=T0 + 3 * HOUR)
+    d.journal.close()
+
+
+@pytest.fixture()
+def cut(tmp_path):
+    record_sealed(tmp_path, later_entry=False)
+    return tmp_path
+
+
+def lot_rows(view):
+    return {row["serial"]: row for row in view.lots()}
+
+
+# --------------------------------------------------------------------------
+# no timers past the journal's end
+# --------------------------------------------------------------------------
+
+def test_state_past_the_journal_end_fires_no_close(cut, capsys):
+    source = Source.open(cut)
+    view = st.state_at(source, at=T0 + 2 * HOUR)
+    seal = lot_rows(view)["SEAL"]
+    assert (seal["status"], seal.get("price"), seal.get("leader")) == ("open", None, None)
+    assert view.past_end and view.journal_end == T0 + 3 * MINUTE
+    assert main(["replay", "state", str(cut), "--at", "2026-03-02T02:00:00"]) == 0
+    out = capsys.readouterr().out
+    assert "31,000.00" not in out and "sold" not in out
+    assert f"the journal ends earlier ({format_time(T0 + 3 * MINUTE)})" in out
+    assert main(["replay", "state", str(cut), "--at", "2026-03-02T02:00:00", "--format",
+                 "json"]) == 0
+    captured = capsys.readouterr()
+    assert "journal ends earlier" in captured.err
+    assert all(json.loads(line)["status"] != "sold" for line in captured.out.splitlines())
+
+
+def test_state_inside_the_journal_fires_what_a_later_entry_fired(tmp_path, capsys):
+    record_sealed(tmp_path, later_entry=True)
+    source = Source.open(tmp_path)
+    assert lot_rows(st.state_at(source, at=T0 + HOUR - 1))["SEAL"]["status"] == "open"
+    view = st.state_at(source, at=T0 + 2 * HOUR)
+    seal = lot_rows(view)["SEAL"]
+    assert (seal["status"], seal["price"], seal["leader"]) == ("sold", 3_100_000, 103)
+    assert not view.past_end
+    assert main(["replay", "state", str(tmp_path), "--at", "2026-03-02T02:00:00"]) == 0
+    assert "journal ends" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------
+# never-public lots and sealed counts
+# --------------------------------------------------------------------------
+
+def test_a_lot_withdrawn_as_a_draft_is_unknown_to_the_public(cut, capsys):
+    source = Source.open(cut)
+    view = st.state_at(source, seq=source.last_seq)
+    assert "L-SECRET" not in lot_rows(view)
+    assert lot_rows(st.state_at(source, seq=source.last_seq, viewer=OPERATOR))["L-SECRET"][
+        "status"] == "withdrawn"
+    with pytest.raises(ReplayError) as secret:
+        hi.history(source, "L-SECRET")
+    with pytest.raises(ReplayError) as unknown:
+        hi.history(source, "L-NOPE")
+    assert str(secret.value).replace("L-SECRET", "X") == str(unknown.value).replace("L-NOPE", "X")
+    _, rows = hi.history(source, "L-SECRET", viewer=OPERATOR)
+    assert [r["event"] for r in rows][-1] == "withdrawn"
+    for serial in ("L-SECRET", "L-NOPE"):
+        assert main(["replay", "history", str(cut), "--lot", serial]) == 2
+        assert main(["replay", "state", str(cut), "--seq", str(source.last_seq), "--lot",
+                     serial]) == 2
+    err = capsys.readouterr().err.replace("L-SECRET", "X").replace("L-NOPE", "X").splitlines()
+    assert err[0] == err[2] and err[1] == err[3]
+
+
+def test_public_bid_count_of_a_sealed_lot_is_the_feeds(cut, capsys):
+    source = Source.open(cut)
+    _, rows = hi.history(source, "SEAL")
+    fed = [r["detail"] for r in rows if r["event"] == "sealed bids"]
+    assert fed[-1] == "2 live"
+    assert lot_rows(st.state_at(source, seq=source.last_seq))["SEAL"]["bids"] == 2
+    assert main(["replay", "state", str(cut), "--seq", str(source.last_seq), "--lot", "SEAL",
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bids"] == 2
+
+
+# --------------------------------------------------------------------------
+# whatif on a journal: operators only
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keyed_sample(tmp_path_factory):
+    data = tmp_path_factory.mktemp("keyed")
+    record_sample(data)
+    initialise(data)
+    return data
+
+
+def test_whatif_on_a_journal_needs_the_operator_key(keyed_sample, capsys):
+    with pytest.raises(AccessDenied, match="operator-key"):
+        whatif.run_path(keyed_sample, rules="vickrey")
+    with pytest.raises(AccessDenied):
+        whatif.run_journal(Source.open(keyed_sample), rules="vickrey", viewer=PUBLIC)
+    assert main(["whatif", str(keyed_sample), "--rules", "vickrey"]) == 2
+    captured = capsys.readouterr()
+    assert "operator-key" in captured.err and captured.out == ""
+    assert main(["whatif", str(keyed_sample), "--rules", "vickrey", "--operator-key",
+                 str(keyed_sample / "clients" / "b1.json")]) == 2
+    assert "not an operator" in capsys.readouterr().err
+    assert main(["whatif", str(keyed_sample), "--rules", "vickrey", "--operator-key",
+                 str(keyed_sample / "clients" / "op.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "reproduced 3 of 5 closing prices"
+
+
+# --------------------------------------------------------------------------
+# a public export never lands beside a full one
+# --------------------------------------------------------------------------
+
+def test_public_csv_export_refuses_a_directory_holding_a_full_export(keyed_sample, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "out"
+    assert main(["replay", "export", str(keyed_sample), "--csv", str(out)]) == 0
+    before = sorted(p.name for p in out.iterdir())
+    assert "commands.csv" in before
+    capsys.readouterr()
+    assert main(["replay", "export", str(keyed_sample), "--csv", str(out), "--public"]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == before        # nothing written, nothing lost
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["replay", "export", str(keyed_sample), "--csv", str(empty), "--public"]) == 0
+    assert not (empty / "commands.csv").exists()
