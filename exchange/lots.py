@@ -368,9 +368,19 @@ def award_to_bidder(state: State, ctx: Ctx, lot: Lot, *, paddle: int, party: int
                  hammer=hammer, how=how, tie_break=tie_break)
 
 
+SEALED_BIDS = ("sealed_first", "sealed_second", "reverse")
+
+
+def public_bids(lot: Lot) -> int:
+    """Return the bid count the public may know: for sealed bids and tenders
+    the live ones, one a paddle, as `SealedBidCounted` said (how often a
+    paddle revised its sealed bid is its own business); else every bid."""
+    return len(lot.live) if lot.mechanism in SEALED_BIDS else lot.bids
+
+
 def close(ctx: Ctx, lot: Lot, outcome: str, decision_by: int = 0) -> None:
-    ctx.emit(LotClosed(serial=lot.serial, session=lot.session, outcome=outcome, bids=lot.bids,
-                       decision_by=decision_by))
+    ctx.emit(LotClosed(serial=lot.serial, session=lot.session, outcome=outcome,
+                       bids=public_bids(lot), decision_by=decision_by))
 
 
 def pass_lot(state: State, ctx: Ctx, lot: Lot, reason: str, when: int, *,
@@ -387,7 +397,8 @@ def pass_lot(state: State, ctx: Ctx, lot: Lot, reason: str, when: int, *,
     else:
         lot.negotiation_ends = 0
     ctx.emit(LotPassed(serial=lot.serial, session=lot.session, mechanism=lot.mechanism,
-                       reason=reason, bids=lot.bids, negotiation_ends=lot.negotiation_ends))
+                       reason=reason, bids=public_bids(lot),
+                       negotiation_ends=lot.negotiation_ends))
     ctx.emit(LotPassedDetail(to=seller_audience(state, lot), serial=lot.serial,
                              session=lot.session, highest_bid=highest_bid,
                              highest_paddle=highest_paddle, reserve=lot.reserve))

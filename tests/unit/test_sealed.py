@@ -142,3 +142,18 @@ def test_sealed_bid_at_the_ask_buys_at_once_and_below_start_is_refused():
     award = one(ev, LotAwarded)
     assert (award.how, award.paddle, award.hammer) == ("ask", b, 4_000 * USD)
     assert m.exposure(a) == 0 and m.exposure(b) == 4_000 * USD
+
+
+@pytest.mark.parametrize("reserve, outcome", [(0, "sold"), (9_000 * USD, "passed")])
+def test_public_counts_at_the_close_are_the_live_bids_not_the_revisions(reserve, outcome):
+    m, (a, b, c) = sealed("sealed_first", reserve=reserve)
+    m.bid("L1", a, 1_500 * USD)
+    m.bid("L1", a, 1_600 * USD)          # revised twice: still one bid of Alice's
+    m.bid("L1", a, 1_700 * USD)
+    m.bid("L1", b, 2_000 * USD)
+    ev = m.tick(T0 + DAY)
+    closed = one(ev, LotClosed)
+    assert (closed.outcome, closed.bids) == (outcome, 2)
+    assert len(one(ev, SealedBidsRevealed).bids) == 2
+    if outcome == "passed":
+        assert one(ev, LotPassed).bids == 2
