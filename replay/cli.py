@@ -494,9 +494,12 @@ def _sample(args: argparse.Namespace) -> int:
     if target.is_dir() and any(target.iterdir()):
         return _fail("replay sample", f"{args.dir} is not empty (a journal or other files); "
                                       f"give a new or empty directory")
+    from gateway.keys import initialise           # so the operator's views can be tried
     session = record_sample(args.dir)
+    store, _ = initialise(args.dir)
     print(f"recorded the demo session into {args.dir}: {session.last_seq} entries, "
-          f"{session.events} events")
+          f"{session.events} events; an operator's key for the private views: "
+          f"{store.clients_dir / 'op.json'}")
     return 0
 
 

@@ -95,3 +95,13 @@ def test_whatif_cli_errors(sample_dir, tmp_path, capsys):
     assert main(["whatif", str(sample_dir), "--rules", "vickrey", "--operator-key",
                  str(sample_dir / "clients" / "op.json")]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "reproduced 3 of 5 closing prices"
+
+
+def test_the_readme_sample_runs_whatif_with_its_own_operator_key(tmp_path, capsys):
+    from gateway.cli import main
+    data = tmp_path / "demo"
+    assert main(["replay", "sample", str(data)]) == 0
+    key = data / "clients" / "op.json"
+    assert str(key) in capsys.readouterr().out
+    assert main(["whatif", str(data), "--rules", "vickrey", "--operator-key", str(key)]) == 0
+    assert "reproduced" in capsys.readouterr().out
