@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
@@ -74,21 +74,29 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def run_verify(args: argparse.Namespace) -> int:
-    path = _journal(args.dir, "verify")
+def _run(action: str, args: argparse.Namespace, body: Callable[[Path], int]) -> int:
+    """Run ``body`` on the journal of ``args.dir``; say in a line if there is
+    none (exit 2) or it is damaged (exit 1)."""
+    path = _journal(args.dir, action)
     if path is None:
         return 2
     try:
-        report = verify_journal(path)
+        return body(path)
     except FileNotFoundError:
-        print(f"lotex journal verify: no journal at {path}", file=sys.stderr)
+        print(f"lotex journal {action}: no journal at {path}", file=sys.stderr)
         return 2
     except JournalCorrupt as bad:
         print(f"BAD {bad}", file=sys.stderr)
         return 1
-    print(f"ok {report.count} records in {report.segments} segments, last seq {report.last_seq}, "
-          f"head {report.head_hash}")
-    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    def verify(path: Path) -> int:
+        report = verify_journal(path)
+        print(f"ok {report.count} records in {report.segments} segments, last seq "
+              f"{report.last_seq}, head {report.head_hash}")
+        return 0
+    return _run("verify", args, verify)
 
 
 def run_repair(args: argparse.Namespace) -> int:
@@ -122,51 +130,38 @@ def run_repair(args: argparse.Namespace) -> int:
 
 
 def run_head(args: argparse.Namespace) -> int:
-    path = _journal(args.dir, "head")
-    if path is None:
-        return 2
-    try:
+    def head(path: Path) -> int:
         journal = Journal.open_readonly(path)
-        seq, head = journal.last_seq, journal.head_hash
-    except FileNotFoundError:
-        print(f"lotex journal head: no journal at {path}", file=sys.stderr)
-        return 2
-    except JournalCorrupt as bad:
-        print(f"BAD {bad}", file=sys.stderr)
-        return 1
-    print(json.dumps({"seq": seq, "head": head}) if args.json else head)
-    return 0
+        seq, chain = journal.last_seq, journal.head_hash
+        print(json.dumps({"seq": seq, "head": chain}) if args.json else chain)
+        return 0
+    return _run("head", args, head)
 
 
 def run_dump(args: argparse.Namespace) -> int:
     from exchange.codec import decode_entry
 
-    path = _journal(args.dir, "dump")
-    if path is None:
-        return 2
-    out = sys.stdout
-    try:
-        for n, rec in enumerate(Journal.open_readonly(path).read(args.from_seq, from_ts=args.from_ts)):
-            if args.limit is not None and n >= args.limit:
-                break
-            line: dict[str, Any] = {"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, "chain": rec.chain.hex()}
-            try:
-                if rec.kind != KIND_ENTRY:
-                    raise ValueError(f"record kind {rec.kind}")
-                line["entry"] = msgspec.to_builtins(decode_entry(rec.payload))
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                line["payload"] = rec.payload.hex()
-                line["undecoded"] = str(exc)
-            out.write(json.dumps(line, separators=(",", ":")) + "\n")
-    except FileNotFoundError:
-        print(f"lotex journal dump: no journal at {path}", file=sys.stderr)
-        return 2
-    except JournalCorrupt as bad:
-        print(f"BAD {bad}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        pass
-    return 0
+    def dump(path: Path) -> int:
+        out = sys.stdout
+        records = Journal.open_readonly(path).read(args.from_seq, from_ts=args.from_ts)
+        try:
+            for n, rec in enumerate(records):
+                if args.limit is not None and n >= args.limit:
+                    break
+                line: dict[str, Any] = {"seq": rec.seq, "ts": rec.ts, "kind": rec.kind,
+                                        "chain": rec.chain.hex()}
+                try:
+                    if rec.kind != KIND_ENTRY:
+                        raise ValueError(f"record kind {rec.kind}")
+                    line["entry"] = msgspec.to_builtins(decode_entry(rec.payload))
+                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                    line["payload"] = rec.payload.hex()
+                    line["undecoded"] = str(exc)
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+        except BrokenPipeError:
+            pass
+        return 0
+    return _run("dump", args, dump)
 
 
 def run_project(args: argparse.Namespace) -> int:
@@ -174,25 +169,20 @@ def run_project(args: argparse.Namespace) -> int:
 
     from recorder.store import Store, StoreMismatch
 
-    path = _journal(args.dir, "project")
-    if path is None:
-        return 2
-    db = args.db or path.parent / layout.STORE
-    try:
-        with Store.open(db, public=args.public) as store:
-            added = store.rebuild(path) if args.rebuild else store.update(path)
-            print(f"projected {added} entries into {db} (up to seq {store.last_seq})")
-    except FileNotFoundError:
-        print(f"lotex journal project: no journal at {path}", file=sys.stderr)
-        return 2
-    except JournalCorrupt as bad:
-        print(f"BAD {bad}", file=sys.stderr)
-        return 1
-    except StoreMismatch as exc:
-        print(f"lotex journal project: {exc}", file=sys.stderr)
-        return 2
-    except (sqlite3.Error, OSError) as exc:
-        print(f"lotex journal project: cannot use {db} as an analyst store: {exc}",
-              file=sys.stderr)
-        return 2
-    return 0
+    def project(path: Path) -> int:
+        db = args.db or path.parent / layout.STORE
+        try:
+            with Store.open(db, public=args.public) as store:
+                added = store.rebuild(path) if args.rebuild else store.update(path)
+                print(f"projected {added} entries into {db} (up to seq {store.last_seq})")
+        except StoreMismatch as exc:
+            print(f"lotex journal project: {exc}", file=sys.stderr)
+            return 2
+        except (sqlite3.Error, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) and not path.is_dir():
+                raise
+            print(f"lotex journal project: cannot use {db} as an analyst store: {exc}",
+                  file=sys.stderr)
+            return 2
+        return 0
+    return _run("project", args, project)
