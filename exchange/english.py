@@ -60,17 +60,18 @@ class English(Mechanism):
 
     def place_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int,
                   amount: int) -> None:
+        ask = lot.terms.ask
+        reaches_ask = 0 < ask <= amount          # buys at the Ask, whatever the increment
         if paddle == lot.leader:
             if amount <= lot.leader_max:
                 raise Reject("not_above_own_max", f"paddle {paddle} leads with a maximum of "
                                                   f"{lot.leader_max}; a new one must exceed it")
-        else:
+        elif not reaches_ask:
             minimum = minimum_bid(lot)
             if amount < minimum:
                 raise Reject("below_minimum" if not lot.leader else "below_increment",
                              f"the least bid on lot {lot.serial} now is {minimum}")
-        ask = lot.terms.ask
-        if ask and amount >= ask:
+        if reaches_ask:
             check_credit(state, lot, party, total_due(lot, ask))
             self._record(lot, ctx, paddle, party, amount)
             ctx.emit(BidConfirmed(to=audience(state, party), serial=lot.serial,

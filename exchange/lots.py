@@ -192,6 +192,7 @@ class Mechanism:
 
     def on_close(self, state: State, ctx: Ctx, lot: Lot, when: int) -> None:
         """Decide the lot at its close: call `award` or `pass_lot`."""
+        close(ctx, lot, "passed")
         pass_lot(state, ctx, lot, "expired", when)
 
     def holds(self, lot: Lot) -> dict[int, int]:

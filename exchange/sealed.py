@@ -39,13 +39,14 @@ def reveal(ctx: Ctx, lot: Lot, ranked: list[Bid]) -> None:
 def record_live(state: State, ctx: Ctx, lot: Lot, paddle: int, party: int, amount: int) -> Bid:
     """Make ``amount`` the paddle's one live bid and publish the new count."""
     bid = Bid(seq=ctx.seq, ts=ctx.ts, paddle=paddle, party=party, amount=amount)
-    lot.live.pop(paddle, None)
+    revised = lot.live.pop(paddle, None) is not None
     lot.live[paddle] = bid
     lot.history.append(bid)
     lot.bids += 1
     ctx.emit(BidConfirmed(to=audience(state, party), serial=lot.serial, session=lot.session,
                           paddle=paddle, amount=amount, leading=False))
-    ctx.emit(SealedBidCounted(serial=lot.serial, session=lot.session, bids=len(lot.live)))
+    if not revised:                  # a revision changes no count: the public hears nothing
+        ctx.emit(SealedBidCounted(serial=lot.serial, session=lot.session, bids=len(lot.live)))
     return bid
 
 

@@ -250,7 +250,7 @@ def test_operator_history_has_identities_proxies_and_refusals(source, operator):
 def test_sealed_history_reveals_amounts_only_at_the_close(source):
     _, rows = hi.history(source, "L-SF")
     counts = [r["detail"] for r in rows if r["event"] == "sealed bids"]
-    assert counts == ["1 live", "2 live", "3 live", "3 live"]
+    assert counts == ["1 live", "2 live", "3 live"]       # a revision tells the public nothing
     revealed = [(r["paddle"], r["amount"]) for r in rows if r["event"] == "sealed bid revealed"]
     assert revealed == [(103, 3_100_000), (102, 3_000_000), (105, 2_800_000)]
     close = OPEN + HOUR

@@ -176,6 +176,18 @@ def test_ask_met_by_a_bid_sells_at_once():
     assert not of(m.tick(T0 + DAY), LotAwarded)      # the close timer finds it sold
 
 
+def test_a_bid_of_exactly_the_ask_buys_even_below_the_next_increment():
+    m, seller, a, b, _ = english()
+    m.lot("L1", seller=seller, starting_bid=10, ask=5_000, increments="custom",
+          custom_increments=((0, 100),))
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 4_900)
+    m.bid("L1", b, 4_990)
+    assert m.state.lots["L1"].price == 4_990               # b leads; the next least bid 5,090
+    award = one(m.bid("L1", a, 5_000), LotAwarded)       # ... but the Ask is 5,000: a buys
+    assert (award.how, award.paddle, award.hammer) == ("ask", a, 5_000)
+
+
 def test_award_carries_fees_display_amounts_and_a_private_sale():
     m, seller, a, b, _ = english()
     m.d.ok(SetDisplayRate(base="USD", quote="CNY", num=66402, den=10000))

@@ -281,6 +281,16 @@ def test_bid_ask_lot_holds_catalogue_and_lifecycle_only():
     assert sale.how == "book" and lot.status == "sold"
 
 
+def test_a_bid_ask_lot_unsold_at_its_close_closes_then_passes():
+    m, seller, *_ = market()
+    m.lot("B1", seller=seller, mechanism="bid_ask")
+    m.tick(T0 + HOUR)
+    ev = m.tick(T0 + DAY)
+    public = [type(e).__name__ for e in ev if e.to == () and type(e) in (LotClosed, LotPassed)]
+    assert public == ["LotClosed", "LotPassed"]
+    assert (one(ev, LotClosed).outcome, one(ev, LotPassed).reason) == ("passed", "expired")
+
+
 def _ctx(m):
     from exchange.commands import Envelope, Tick
     from exchange.engine import Ctx

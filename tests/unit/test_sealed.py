@@ -157,3 +157,13 @@ def test_public_counts_at_the_close_are_the_live_bids_not_the_revisions(reserve,
     assert len(one(ev, SealedBidsRevealed).bids) == 2
     if outcome == "passed":
         assert one(ev, LotPassed).bids == 2
+
+
+def test_a_revised_sealed_bid_tells_the_public_nothing():
+    m, (a, b, _) = sealed("sealed_first")
+    counts = [one(m.bid("L1", a, 1_500 * USD), SealedBidCounted).bids,
+              one(m.bid("L1", b, 1_600 * USD), SealedBidCounted).bids]
+    revised = m.bid("L1", a, 1_700 * USD)
+    assert counts == [1, 2] and not of(revised, SealedBidCounted)
+    assert not [e for e in revised if e.to == ()]
+    assert one(revised, BidConfirmed).amount == 1_700 * USD        # its owner hears it
