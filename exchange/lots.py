@@ -907,6 +907,11 @@ def withdraw_lot(state: State, ctx: Ctx, cmd: WithdrawLot) -> None:
                                                   "passed"):
         raise Reject("not_permitted", f"lot {lot.serial} is {lot.status}; only an operator "
                                       f"withdraws it now")
+    withdraw(state, ctx, lot, cmd.reason)
+
+
+def withdraw(state: State, ctx: Ctx, lot: Lot, reason: str) -> None:
+    """Take an unsold lot out: drop its offers, release what it holds. O(offers)."""
     was_public = lot.status not in ("draft", "vetted", "rejected")
     for offer in list(lot.offers.values()):
         _drop_offer(state, ctx, lot, offer, "withdrawn")
@@ -914,16 +919,21 @@ def withdraw_lot(state: State, ctx: Ctx, cmd: WithdrawLot) -> None:
     lot.status = "withdrawn"
     lot.negotiation_ends = 0
     ctx.emit(LotWithdrawn(to=() if was_public else seller_audience(state, lot),
-                          serial=lot.serial, session=lot.session, reason=cmd.reason))
+                          serial=lot.serial, session=lot.session, reason=reason))
 
 
 @reacts_to(PartyFrozen)
 def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
     """A party whose credit is frozen must not win what is still being
-    auctioned or negotiated: void its standing bids on every open or
-    scheduled lot and withdraw its offers on passed ones. O(lots)."""
+    auctioned or negotiated: void its standing bids (a tender's offers too) on
+    every open, scheduled or choosing lot, withdraw its offers on passed ones,
+    and withdraw the tenders it would buy through. O(lots)."""
     for lot in state.lots.values():
-        if lot.status in ("open", "scheduled"):
+        if lot.mechanism == "reverse" and lot.seller == event.party \
+                and lot.status in ("scheduled", "open", "choosing"):
+            withdraw(state, ctx, lot, "the buyer's credit is frozen")
+            continue
+        if lot.status in ("open", "scheduled", "choosing"):
             MECHANISMS[lot.mechanism].void_bids(state, ctx, lot, event.party, "party_frozen")
         if lot.offers:
             for offer in [o for o in lot.offers.values() if o.party == event.party]:

@@ -22,7 +22,8 @@ from exchange.engine import Ctx, State, on_timer
 from exchange.errors import Reject, positive
 from exchange.lots import (Bid, Lot, Mechanism, award, break_tie, ceiling, close, hold,
                            pass_lot, register_mechanism, total_due)
-from exchange.participants import get_party
+from exchange.events import BidVoided, SealedBidCounted
+from exchange.participants import audience, get_party
 from exchange.sealed import record_live, reveal, withdraw_live
 
 
@@ -81,6 +82,17 @@ class Reverse(Mechanism):
         award(state, ctx, lot, paddle=winner.paddle, buyer=lot.seller, seller=winner.party,
               hammer=winner.amount, how="auction", tie_break=rule)
 
+    def void_bids(self, state: State, ctx: Ctx, lot: Lot, party: int, reason: str) -> None:
+        """Drop the party's live offers (only it and operators hear which; the
+        public count follows); they held nothing. O(offers)."""
+        voided = [paddle for paddle, bid in lot.live.items() if bid.party == party]
+        for paddle in voided:
+            del lot.live[paddle]
+            ctx.emit(BidVoided(to=audience(state, party), serial=lot.serial,
+                               session=lot.session, paddle=paddle, reason=reason))
+        if voided:
+            ctx.emit(SealedBidCounted(serial=lot.serial, session=lot.session, bids=len(lot.live)))
+
     def holds(self, lot: Lot) -> dict[int, int]:
         return {lot.seller: total_due(lot, ceiling(lot))}
 
@@ -102,6 +114,7 @@ def _choice_due(state: State, ctx: Ctx, serial: str, round_: int) -> None:
     lot = state.lots.get(serial)
     if lot is None or lot.status != "choosing" or lot.round != round_:
         return
-    best = REVERSE.ranked(lot)[0]
-    pass_lot(state, ctx, lot, "no_choice", lot.choose_by, highest_bid=best.amount,
-             highest_paddle=best.paddle)
+    ranked = REVERSE.ranked(lot)          # empty if the offers' parties were frozen since
+    pass_lot(state, ctx, lot, "no_choice", lot.choose_by,
+             highest_bid=ranked[0].amount if ranked else 0,
+             highest_paddle=ranked[0].paddle if ranked else 0)

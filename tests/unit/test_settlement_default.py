@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.commands import (AnswerOffer, AnswerReaward, BuyAtAsk, CreateInstrument,
+from exchange.commands import (AnswerOffer, AnswerReaward, BuyAtAsk, ChooseOffer, CreateInstrument,
                                DeclareDefault, ExtendDueDate, IssueUnits, LiftFreeze, MakeOffer,
                                PlaceBid, PlaceOrder,
                                RecordAgreementTransfer,
@@ -94,6 +94,42 @@ def test_a_frozen_party_cannot_bid_until_the_freeze_is_lifted():
     assert lifted.to == (m.brokers[a], OPERATORS)
     m.bid("L2", a, 2_000 * USD)
     assert m.unchanged(LiftFreeze(party=sale.buyer), actor="op", role="operator").code == "not_frozen"
+
+
+@pytest.mark.parametrize("choice", ["lowest", "buyer"])
+def test_a_frozen_party_neither_sells_through_a_tender_nor_buys_through_its_own(choice):
+    m, sale, a, b, c, d = english()
+    fields = dict(mechanism="reverse", starting_bid=500 * USD, reverse_choice=choice,
+                  choice_window=DAY if choice == "buyer" else 0,
+                  opens_at=m.d.ts, closes_at=sale.opened.due_at - HOUR)
+    later = {**fields, "closes_at": sale.opened.due_at + DAY}
+    m.lot("T1", seller=sale.buyer, broker=m.brokers[a], **later)       # Alice buys through T1
+    m.lot("T2", seller=m.parties[d], broker=m.brokers[d], **fields)   # Dave buys; Alice offers
+    m.bid("T1", b, 400 * USD)
+    m.bid("T2", a, 300 * USD)
+    m.bid("T2", c, 350 * USD)
+    m.tick(fields["closes_at"])
+    if choice == "lowest":                     # T2 sold to Dave from Alice before the freeze
+        m.lot("T3", seller=m.parties[d], broker=m.brokers[d], **later)
+        m.bid("T3", a, 300 * USD)
+        m.bid("T3", c, 350 * USD)
+    else:
+        assert m.state.lots["T2"].status == "choosing"
+    tender = "T3" if choice == "lowest" else "T2"
+    overdue(sale)
+    events = m.d.ok(DeclareDefault(settlement=sale.sid, next="relist"), **OP)
+    assert m.state.lots["T1"].status == "withdrawn"            # Alice may buy nothing now
+    assert ("lot", "T1") not in m.state.exposure[("S1", sale.buyer)].items
+    voided = [e for e in events if type(e).__name__ == "BidVoided" and e.serial == tender]
+    assert [(v.paddle, v.to) for v in voided] == [(a, (m.brokers[a], OPERATORS))]
+    if choice == "buyer":
+        refused = m.send(ChooseOffer(serial="T2", paddle=a), d)
+        assert one(refused, CommandRejected).code == "no_live_bid"
+    m.tick(m.d.ts + 3 * DAY)
+    awarded = [s for s in m.state.settlements.values() if s.serial == tender]
+    assert all(s.seller != sale.buyer for s in awarded)
+    if choice == "lowest":
+        assert [s.seller for s in awarded] == [m.parties[c]]         # the next offer wins
 
 
 def test_declines_and_silence_pass_the_offer_down_the_list_until_none_is_left():
