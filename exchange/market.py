@@ -628,8 +628,8 @@ def create_instrument(state: State, ctx: Ctx, cmd: CreateInstrument) -> None:
             raise Reject("wrong_mechanism", f"lot {cmd.lot} is sold by {lot.mechanism}, not bid_ask")
         if lot.status in ("sold", "settled", "withdrawn", "rejected"):
             raise Reject("bad_status", f"lot {cmd.lot} is {lot.status}")
-        for other in state.books.values():
-            if other.lot == cmd.lot:
+        for other in state.books.values():     # a closed one (the lot passed, was relisted) is done
+            if other.lot == cmd.lot and other.phase != "closed":
                 raise Reject("instrument_exists", f"lot {cmd.lot} trades as {other.id!r} already")
         if cmd.currency and cmd.currency != lot.currency:
             raise Reject("wrong_currency", f"lot {cmd.lot} is in {lot.currency}")

@@ -9,8 +9,9 @@ from exchange import credit, market
 from exchange.codec import encode
 from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, CreateInstrument,
                                CreateLot, CreateSession, IssuePaddle, IssueUnits, LotTerms,
-                               MassCancel, ModifyOrder, PlaceOrder, RegisterParty, ReviewCredit,
-                               ScheduleLot, SetOrderLimit, StartCall, Uncross, VetLot)
+                               MassCancel, ModifyOrder, PlaceOrder, RegisterParty, RelistLot,
+                               ReviewCredit, ScheduleLot, SetOrderLimit, StartCall, Uncross,
+                               VetLot)
 from exchange.driver import Driver
 from exchange.engine import Engine
 from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, IndicativePrice,
@@ -474,6 +475,23 @@ def test_patent_book_closes_when_the_lot_passes():
     events = mk.d.tick(100 * SECOND)
     assert [c.reason for c in of(events, OrderCancelled)] == ["closed"]
     assert mk.state.books["P1"].phase == "closed" and mk.exposure("b1") == 0
+
+
+def test_a_passed_patent_lot_relisted_trades_on_a_new_book():
+    mk = patent_market()
+    mk.d.tick(100 * SECOND)                                  # passes: its book closes
+    assert mk.state.lots["L1"].status == "passed"
+    mk.d.ok(RelistLot(serial="L1", opens_at=101 * SECOND, closes_at=200 * SECOND))
+    mk.d.ok(CreateInstrument(session="S", instrument="P2", kind="patent", lot="L1"))
+    refused = mk.d.send(CreateInstrument(session="S", instrument="P3", kind="patent", lot="L1"),
+                        actor="op", role="operator")
+    assert rejected(refused) == "instrument_exists"           # one live book a lot
+    mk.d.tick(101 * SECOND)
+    mk.d.send(PlaceOrder(session="S", instrument="P2", paddle=mk.paddle["b1"], order=1,
+                         side="buy", qty=1, price=30_000), actor="b1", role="broker")
+    events = mk.d.send(PlaceOrder(session="S", instrument="P2", paddle=mk.paddle["b3"], order=1,
+                                  side="sell", qty=1, price=30_000), actor="b3", role="broker")
+    assert one(events, LotAwarded).hammer == 30_000 and mk.state.lots["L1"].status == "sold"
 
 
 def test_max_orders_caps_a_paddles_resting_orders_and_frees_as_they_leave():
