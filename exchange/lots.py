@@ -563,9 +563,12 @@ def vet_lot(state: State, ctx: Ctx, cmd: VetLot) -> None:
 def _schedule_times(state: State, lot: Lot, now: int, opens_at: int, closes_at: int,
                     hard_end: int) -> tuple[int, int, int]:
     """Validate a schedule, inside the session's dates when it has them, and
-    return (opens_at, closes_at, hard_end)."""
+    return (opens_at, closes_at, hard_end). An ``opens_at`` already past
+    becomes ``now``: the lot opens when it is scheduled, and nothing timed
+    from its opening (a Dutch clock's steps) happened before."""
     for value, what in ((opens_at, "opens_at"), (closes_at, "closes_at"), (hard_end, "hard_end")):
         a_time(value, what)
+    opens_at = max(opens_at, now)
     if closes_at <= opens_at:
         raise Reject("bad_field", f"lot {lot.serial} must close after it opens")
     if closes_at <= now:

@@ -61,3 +61,17 @@ def test_accept_over_the_credit_limit_is_refused_and_another_bidder_takes_it():
     assert m.state.lots["L1"].status == "open"
     award = one(m.bid("L1", b, 6_000 * USD), LotAwarded)
     assert award.paddle == b
+
+
+def test_a_clock_scheduled_with_its_opening_past_starts_at_the_top_now():
+    m = Market()
+    seller = m.seller()
+    m.bidder("Alice")
+    m.tick(T0 + 4 * HOUR + HOUR // 2)
+    ev = m.lot("L1", seller=seller, mechanism="dutch", starting_bid=1_000 * USD,
+               dutch_start=10_000 * USD, dutch_step=1_000 * USD, dutch_interval=HOUR)
+    assert one(ev, LotOpened).price == 10_000 * USD and not of(ev, DutchPriceChanged)
+    assert m.state.lots["L1"].opens_at == T0 + 4 * HOUR + HOUR // 2    # it opened now
+    assert not of(m.tick(T0 + 5 * HOUR), DutchPriceChanged)
+    ev = m.tick(T0 + 5 * HOUR + HOUR // 2)            # an interval after it opened
+    assert [e.price for e in of(ev, DutchPriceChanged)] == [9_000 * USD]
