@@ -331,6 +331,8 @@ def award(state: State, ctx: Ctx, lot: Lot, *, paddle: int, buyer: int, seller: 
     (``how="book"``) and settlement's re-award (``how="reaward"``)."""
     terms = lot.terms
     amounts = fees.compute(hammer, terms.buyer_premium_bp, terms.seller_commission_bp)
+    for offer in [o for o in lot.offers.values() if o.paddle != paddle]:
+        _drop_offer(state, ctx, lot, offer, "superseded")      # its bidder hears the lot went
     release_all(state, ctx, lot, keep=buyer)
     sale = Sale(seq=ctx.seq, ts=ctx.ts, how=how, paddle=paddle, buyer=buyer, seller=seller,
                 hammer=hammer, premium=amounts.premium, total=amounts.total,

@@ -207,6 +207,9 @@ def test_lowering_the_reserve_sells_to_the_best_offer_above_it():
     award = one(ev, LotAwarded)
     assert (award.paddle, award.hammer) == (c, 4_200 * USD)
     assert m.exposure(b) == 0 and m.exposure(c) == 4_620 * USD
+    gone = one(ev, OfferWithdrawn)                     # b's broker hears its offer is done
+    assert (gone.paddle, gone.reason, gone.to) == (b, "superseded",
+                                                   ("broker-Bob", "seller-broker", OPERATORS))
 
 
 def test_decline_and_withdraw_release_credit_and_the_window_expires():
