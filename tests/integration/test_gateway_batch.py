@@ -172,12 +172,15 @@ def test_async_client_batch(exchange):
     asyncio.run(scenario())
 
 
-def test_async_client_close_fails_what_waits_and_refuses_what_comes_after(exchange):
-    data, server = exchange
+def test_async_client_close_fails_what_waits_and_refuses_what_comes_after(tmp_path):
+    from gateway.server import stop_thread
+    from tests.integration.test_gateway_turn_limits import _serve
+    server, thread = _serve(tmp_path)
 
     async def scenario() -> None:
-        b1 = await AsyncClient.from_data_dir(data, "b1")
-        server.stop()                       # the loop stops: nothing is answered any more
+        b1 = await AsyncClient.from_data_dir(tmp_path, "b1")
+        server.stop()
+        thread.join(timeout=10)             # the loop answers nothing any more
         waiting = [asyncio.ensure_future(b1.request(RegisterParty(name=f"W{i}"), timeout=30))
                    for i in range(3)]
         await asyncio.sleep(0.1)
@@ -187,17 +190,26 @@ def test_async_client_close_fails_what_waits_and_refuses_what_comes_after(exchan
         with pytest.raises(ClientError, match="closed"):
             await b1.request(RegisterParty(name="after"))
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        stop_thread(server, thread)
 
 
-def test_a_request_that_times_out_says_it_stays_pending(exchange):
-    data, server = exchange
-    with client(data, "b1", timeout=0.3) as b1:
-        server.stop()
-        with pytest.raises(ResultTimeout) as late:
-            b1.request(RegisterParty(name="late"), client_id="late-1")
-        assert late.value.client_id == "late-1" and "late-1" in b1.session.pending
-        assert "never a new one" in str(late.value)
+def test_a_request_that_times_out_says_it_stays_pending(tmp_path):
+    from gateway.server import stop_thread
+    from tests.integration.test_gateway_turn_limits import _serve
+    server, thread = _serve(tmp_path)
+    try:
+        with client(tmp_path, "b1", timeout=0.3) as b1:
+            server.stop()
+            thread.join(timeout=10)              # the loop answers nothing now
+            with pytest.raises(ResultTimeout) as late:
+                b1.request(RegisterParty(name="late"), client_id="late-1")
+            assert late.value.client_id == "late-1" and "late-1" in b1.session.pending
+            assert "never a new one" in str(late.value)
+    finally:
+        stop_thread(server, thread)
 
 
 def test_batches_end_a_turn_at_max_batch_entries_and_respect_the_backlog(tmp_path, monkeypatch):
