@@ -299,7 +299,9 @@ class LotSold(Event, frozen=True):
 
 class LotPassed(Event, frozen=True):
     """The lot did not sell (public). ``reason``: "no_bids", "reserve_not_met",
-    "no_acceptable_offer", "no_choice" or "expired". No amounts."""
+    "no_acceptable_offer", "no_choice", "expired", or "sale_cancelled" (its
+    sale was cancelled in settlement: a default, a refund, an upheld
+    objection). No amounts."""
 
     serial: str
     session: str

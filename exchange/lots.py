@@ -455,8 +455,9 @@ def mark_settled(state: State, ctx: Ctx, serial: str) -> None:
 
 
 def unsell(state: State, ctx: Ctx, serial: str) -> None:
-    """Cancel a sale (buyer default): the lot becomes passed, without a
-    negotiation window, so an operator may relist it or `reaward` it."""
+    """Cancel a sale (buyer default, refund, upheld objection): the lot becomes
+    passed, without a negotiation window, so an operator may relist it or
+    `reaward` it; the public hears it passed (reason "sale_cancelled")."""
     lot = state.lots[serial]
     if lot.status != "sold":
         raise Reject("bad_status", f"lot {serial} is {lot.status}, not sold")
@@ -464,6 +465,8 @@ def unsell(state: State, ctx: Ctx, serial: str) -> None:
     lot.status = "passed"
     lot.sale = None
     lot.negotiation_ends = 0
+    ctx.emit(LotPassed(serial=lot.serial, session=lot.session, mechanism=lot.mechanism,
+                       reason="sale_cancelled", bids=public_bids(lot), negotiation_ends=0))
 
 
 def reaward(state: State, ctx: Ctx, serial: str, paddle: int, party: int, hammer: int) -> Sale:

@@ -278,7 +278,10 @@ def _lot_passed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
     return [_insert("passed_lots", dict(seq=seq, n=n, ts=ts, session=ev.session, serial=ev.serial,
                                         mechanism=ev.mechanism, reason=ev.reason, bids=ev.bids,
                                         negotiation_ends=ev.negotiation_ends)),
-            _update_lot(ev.serial, seq, status="passed", outcome="passed")]
+            _update_lot(ev.serial, seq, status="passed", outcome="passed")
+            if ev.reason != "sale_cancelled" else      # the sale stands no more
+            _update_lot(ev.serial, seq, status="passed", outcome="passed", winner_paddle=0,
+                        hammer=0, total=0)]
 
 
 @curates("LotWithdrawn", "LotSettled", "LotRelisted")

@@ -227,6 +227,8 @@ def _passed(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
     info = cat.lot(ev.serial, ev.session)
     info.status = "passed"
     info.passes.append((ts, ev))
+    if ev.reason == "sale_cancelled":      # the award stands no more (a default, a refund)
+        info.award = info.sale = None
 
 
 def _withdrawn(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:

@@ -12,7 +12,7 @@ from exchange.commands import (AnswerOffer, AnswerReaward, BuyAtAsk, ChooseOffer
                                RecordNegotiatedSale, RelistLot,
                                SetSettlementRules, WithdrawLot)
 from exchange.events import (OPERATORS, BuyerDefaulted, CommandRejected, CreditChanged,
-                             FreezeLifted, FundsRefunded, LotAwarded, OrderCancelled,
+                             FreezeLifted, FundsRefunded, LotAwarded, LotPassed, OrderCancelled,
                              PartyFrozen, ReawardEnded,
                              ReawardExhausted, ReawardOffered, SettlementCancelled,
                              SettlementOpened)
@@ -65,7 +65,10 @@ def test_english_default_then_reaward_to_the_next_highest_at_its_last_price():
     assert offer.to == (m.brokers[b], SELLER_BROKER, OPERATORS)
     assert offer.expires_at == m.d.ts + 2 * DAY
     assert m.state.lots["L1"].status == "passed"
-    assert all(event.to for event in events if not isinstance(event, CreditChanged))
+    # the public saw the lot sold: it hears it passed again, and nothing of why or whom
+    public = [event for event in events if not event.to]
+    assert public == [LotPassed(serial="L1", session="S1", mechanism="english",
+                                reason="sale_cancelled", bids=4, negotiation_ends=0)]
 
     events = answer(m, b, accept=True)
     award = one(events, LotAwarded)
@@ -435,3 +438,18 @@ def test_a_reaward_offer_to_a_party_that_defaults_elsewhere_moves_on():
     assert (ended.serial, ended.paddle, ended.reason) == ("L1", b, "party_frozen")
     offers = {e.serial: (e.paddle, e.price) for e in of(events, ReawardOffered)}
     assert offers == {"L6": (d, 1_100 * USD), "L1": (c, 1_500 * USD)}
+
+
+def test_a_cancelled_sale_leaves_the_public_results_and_the_store_passed(tmp_path):
+    from exchange.codec import Entry
+    from recorder.store import CURATORS
+    from replay.catalogue import Catalogue
+    m, sale, *_ = english(log=True)
+    overdue(sale)
+    m.d.ok(DeclareDefault(settlement=sale.sid, next="relist"), **OP)
+    catalogue = Catalogue().fold_all((None, Entry(env, events)) for env, events in m.d.log)
+    assert catalogue.lots["L1"].outcome == "passed" and catalogue.lots["L1"].award is None
+    (passed,) = [e for _, events in m.d.log for e in events
+                 if isinstance(e, LotPassed) and e.reason == "sale_cancelled"]
+    ops = CURATORS["LotPassed"](1, 0, 0, passed)
+    assert "winner_paddle" in ops[-1][1] and ops[-1][2][:5] == ("passed", "passed", 0, 0, 0)
