@@ -58,9 +58,10 @@ import msgspec
 from exchange.commands import AnyCommand
 
 TIME_FIELDS = frozenset({"opens_at", "closes_at", "hard_end", "starts_at", "ends_at",
-                         "expires", "priority_date", "expiry_date"})
+                         "expires", "priority_date", "expiry_date", "due_at"})
 DURATION_FIELDS = frozenset({"soft_window", "soft_extend", "dutch_interval", "choice_window",
-                             "negotiation_window"})
+                             "negotiation_window", "payment_term", "reaward_window",
+                             "publicity_period"})
 _UNITS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 
@@ -155,10 +156,10 @@ def load_steps(path: str | Path, now: int, names: set[str] | None = None) -> lis
     names = set() if names is None else names
     path = Path(path)
     text = path.read_text()
-    if path.suffix == ".toml":
-        raw: Any = tomllib.loads(text)
-    else:
-        raw = json.loads(text)
+    try:
+        raw: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except ValueError as exc:                     # TOMLDecodeError and JSONDecodeError
+        raise ValueError(f"{path}: {exc}") from None
     if isinstance(raw, dict):
         if "type" in raw:                         # one command alone
             raw = [raw]

@@ -141,3 +141,20 @@ def test_names_carry_from_one_file_to_the_next_of_the_same_sending(tmp_path, cap
         assert send(tmp_path, first, second) == 0
         (party,) = server.engine.state.parties.values()
         assert f"CreditReviewed(party={party.id})" in capsys.readouterr().out
+
+
+def test_settlement_terms_take_human_durations_and_a_bad_file_names_itself(tmp_path):
+    from exchange.commands import ExtendDueDate, SetSettlementRules
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[command]]\ntype = "SetSettlementRules"\nsession = "S1"\n'
+                     'payment_term = "2d"\nreaward_window = "12h"\npublicity_period = "30m"\n'
+                     '[[command]]\ntype = "ExtendDueDate"\nsettlement = 3\ndue_at = "+1h"\n')
+    (terms, extend) = [step.preview for step in load_steps(rules, now=10**18)]
+    assert terms == SetSettlementRules(session="S1", payment_term=2 * 86_400 * 10**9,
+                                       reaward_window=12 * 3_600 * 10**9,
+                                       publicity_period=30 * 60 * 10**9)
+    assert extend == ExtendDueDate(settlement=3, due_at=10**18 + 3_600 * 10**9)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[command\n")
+    with pytest.raises(ValueError, match="broken.toml: "):
+        load_steps(broken, now=0)
