@@ -123,7 +123,7 @@ def register_party(state: State, ctx: Ctx, cmd: RegisterParty) -> None:
     if not cmd.name.strip():
         raise Reject("bad_field", "a party needs a name")
     broker = ctx.actor
-    if cmd.broker:
+    if cmd.broker and cmd.broker != ctx.actor:     # naming itself is no claim
         if ctx.role != "operator":
             raise Reject("not_permitted", "only an operator registers a party for another broker")
         broker = cmd.broker

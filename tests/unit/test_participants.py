@@ -37,6 +37,14 @@ def test_identity_is_private_to_broker_and_operators():
     assert ev[0].to == ("b1", OPERATORS)
 
 
+def test_a_broker_may_name_itself_as_the_broker_but_no_other():
+    d = Driver()
+    ev = d.ok(RegisterParty(name="Own Client", broker="b1"), actor="b1", role="broker")
+    assert ev[0].broker == "b1"
+    refused = d.send(RegisterParty(name="Other", broker="b2"), actor="b1", role="broker")
+    assert refused[0].code == "not_permitted"
+
+
 def test_unapproved_party_gets_no_paddle():
     d = Driver()
     d.ok(CreateSession(session="S1", name="x"))
