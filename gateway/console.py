@@ -220,6 +220,26 @@ def client_ids(steps: list[Step]) -> list[str]:
     return ids
 
 
+def inline_step(type_name: str, pairs: list[str], now: int) -> Step:
+    """Make a step of a command given on the command line as ``TYPE`` and
+    ``field=value`` pairs; a value is read as JSON when it parses (numbers,
+    true, false, lists, quoted strings), else taken as text; human times and
+    durations as in files."""
+    item: dict[str, Any] = {"type": type_name}
+    for pair in pairs:
+        field, sep, text = pair.partition("=")
+        if not sep or not field:
+            raise ValueError(f"{pair!r}: give each field as name=value")
+        try:
+            item[field] = json.loads(text)
+        except ValueError:
+            item[field] = text
+    try:
+        return _step(f"command {type_name}", item, now, set())
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ValueError(f"{type_name}: {exc}") from None
+
+
 def load_commands(path: str | Path, now: int) -> list[Any]:
     """Read a TOML or JSON command file that names nothing into engine commands."""
     steps = load_steps(path, now)

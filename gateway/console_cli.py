@@ -131,6 +131,8 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument("num", type=int)
     rate.add_argument("den", type=int)
 
+    _add_do(sub)
+    _add_events(sub)
     sub.add_parser("reload", help="make the server reload its key store now")
     from gateway import certificate  # settlement (issue 7): reads the journal, no gateway
     certificate.add_op_parser(sub)
@@ -143,6 +145,8 @@ def _op_steps(args: argparse.Namespace, now: int) -> tuple[list[Any], list[str] 
     from gateway.console import Step
 
     action, what = args.op_command, getattr(args, "what", "")
+    if action == "do":
+        return _inline(args, now), None
     if action == "send" or (action == "lot" and what == "create"):
         from exchange.commands import CreateLot, VetLot
         steps, ids = _file_steps(args, now)
@@ -258,7 +262,35 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
     raise ValueError(f"unknown op action {action}")
 
 
+def _add_do(sub: Any) -> None:
+    do = sub.add_parser(
+        "do", help="send any command: TYPE field=value ... (PROTOCOL.md lists them)",
+        description="Send one command of PROTOCOL.md given as its type and field=value "
+                    "pairs, e.g. `do RecordPayment settlement=12 amount=500000` or `do "
+                    "ExtendDueDate settlement=12 due_at=+2d`. Values are JSON when they "
+                    "parse (numbers, true/false, lists), else text; times and durations as "
+                    "in command files.")
+    do.add_argument("type", help="the command's type, e.g. RecordPayment")
+    do.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
+
+
+def _add_events(sub: Any) -> None:
+    events = sub.add_parser("events", help="print this user's private events (fills, "
+                            "outbids, awards, settlement steps...) from a sequence number on")
+    events.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ",
+                        help="first journal sequence (default 1: the whole journal)")
+
+
+def _inline(args: argparse.Namespace, now: int) -> list[Any]:
+    from gateway.console import inline_step
+    return [inline_step(args.type, args.fields, now)]
+
+
 def run_op(args: argparse.Namespace) -> int:
+    if args.op_command == "events":
+        return _with_client(args, "op", "operator",
+                            lambda client, console: _print_events(client, console,
+                                                                  args.from_seq))
     if args.op_command == "reload":
         def reload(client: Any, console: Any) -> int:
             console.print(f"key store reloaded: {client.reload_keys()} active users")
@@ -370,9 +402,14 @@ def _request_once(client: Any, cmd: Any, cid: str | None) -> Any:
     return result
 
 
+DESCRIBED = ("settlement", "paddle", "party", "serial", "instrument", "amount", "paid",
+             "outstanding", "status")
+
+
 def _describe(event: Any) -> str:
-    """Name an event with the ids it carries: PaddleIssued(paddle=101, party=4)."""
-    ids = [f"{field}={value}" for field in ("paddle", "party", "serial", "instrument")
+    """Name an event with the ids (and settlement amounts) it carries:
+    PaddleIssued(paddle=101, party=4), PaymentRecorded(settlement=12, amount=...)."""
+    ids = [f"{field}={value}" for field in DESCRIBED
            if (value := getattr(event, field, None)) not in (None, "", 0)]
     if not ids and getattr(event, "session", ""):
         ids = [f"session={event.session}"]
@@ -422,10 +459,8 @@ def register_broker(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("instrument")
     cancel.add_argument("paddle", type=int)
     cancel.add_argument("order", type=int)
-    events = sub.add_parser("events", help="print this user's private events (fills, "
-                            "outbids, awards...) of the journal from a sequence number on")
-    events.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ",
-                        help="first journal sequence (default 1: the whole journal)")
+    _add_do(sub)
+    _add_events(sub)
     parser.set_defaults(run=run_broker)
 
 
@@ -459,6 +494,8 @@ def run_broker(args: argparse.Namespace) -> int:
     try:
         if args.broker_command == "send":
             steps, ids = _file_steps(args, now)
+        elif args.broker_command == "do":
+            steps, ids = _inline(args, now), None
         else:
             steps, ids = [Step.plain(cmd) for cmd in _broker_commands(args, now)], None
     except (OSError, ValueError) as exc:

@@ -94,3 +94,25 @@ def test_the_consoles_say_at_once_when_the_server_is_gone(tmp_path, capsys):
         assert main(argv) == 1                 # before trying to connect: no 10 s wait
         assert f"no lotex serve is running for {tmp_path} (its process {dead.pid} has ended)" \
             in capsys.readouterr().err
+
+
+def test_any_command_from_the_console_and_the_operators_own_events(tmp_path, capsys):
+    with running(tmp_path) as server:
+        data = str(tmp_path)
+        assert main(["op", "--data", data, "do", "CreateSession", "session=D1",
+                     "name=Done by hand"]) == 0
+        assert main(["op", "--data", data, "do", "SetSettlementRules", "session=D1",
+                     "payment_term=2d", "reaward_window=1d", "publicity_period=1h"]) == 0
+        assert capsys.readouterr().out.count("│ accepted") == 2
+        assert server.engine.state.sessions["D1"].name == "Done by hand"
+        assert main(["op", "--data", data, "do", "CreateSession", "session=D2"]) == 2
+        assert "CreateSession: Object missing required field `name`" in capsys.readouterr().err
+        assert main(["op", "--data", data, "do", "NoSuchCommand"]) == 2
+        assert main(["op", "--data", data, "do", "CreateSession", "name"]) == 2
+        assert "give each field as name=value" in capsys.readouterr().err
+        assert main(["broker", "--data", data, "do", "RegisterParty", "name=By Hand Ltd",
+                     "country=GB"]) == 0
+        assert "PartyRegistered(party=" in capsys.readouterr().out
+        assert main(["op", "--data", data, "events"]) == 0
+        seen = capsys.readouterr().out            # private to b1 and the operators
+        assert "PartyRegistered(" in seen and "name=By Hand Ltd" in seen
