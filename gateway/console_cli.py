@@ -369,7 +369,8 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
                 raise
             table.add_row(str(index), type(cmd).__name__, "",
                           "already sent today, with times relative to that sending: "
-                          "not sent again", "")
+                          "not sent again (if it was refused then, send this with --fresh)",
+                          "")
             continue
         status = "accepted" if result.accepted else f"[red]{result.code}[/]: {result.text}"
         if result.resent:
