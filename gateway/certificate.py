@@ -159,9 +159,11 @@ def render_html(document: dict[str, Any]) -> str:
                    ("Seller", f"paddle {cert['seller_paddle'] or '-'}")]
     amounts = [("Price", money(cert["price"], cur)),
                ("Buyer's premium", money(cert["premium"], cur)),
-               ("Total paid by the buyer", money(cert["total"], cur)),
+               ("Total paid by the buyer" if cert["paid_at"] else "Total due from the buyer",
+                money(cert["total"], cur)),
                ("Seller commission", money(cert["commission"], cur)),
-               ("Net to the seller", money(cert["net"] - cert["refunded"], cur)),
+               ("Net to the seller, less the refund" if cert["refunded"] else "Net to the seller",
+                money(cert["net"] - cert["refunded"], cur)),
                ("Refunded to the buyer", money(cert["refunded"], cur) if cert["refunded"] else "")]
     dates = [("Sold", when(cert["sold_at"])), ("Paid into escrow", when(cert["paid_at"])),
              ("Documents delivered", when(cert["delivered_at"])),

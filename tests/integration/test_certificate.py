@@ -111,6 +111,7 @@ def test_certificate_is_written_with_the_chain_hash_at_its_seq(market, tmp_path)
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
     assert f"paddle {run['paddles']['Alice Corp']}" in page
     assert "Alice Corp" not in page and "US7000002" in page
+    assert "Total paid by the buyer" in page            # paid into escrow before the release
     assert document["journal"]["chain_hash"] in page
     assert certificate.verify_certificate(json_path, data).ok
 
@@ -186,7 +187,10 @@ def test_no_objection_certificate(market, tmp_path):
     assert [e.kind for e in issued] == ["no_objection"]
     json_path, html_path = certificate.write_certificate(data, run["transfer"], tmp_path / "noobj",
                                                          kind="no_objection")
-    assert "No-objection certificate" in html_path.read_text()
+    page = html_path.read_text()
+    assert "No-objection certificate" in page
+    assert json.loads(json_path.read_text())["certificate"]["paid_at"] == 0
+    assert "Total due from the buyer" in page and "Total paid" not in page   # before payment
     assert certificate.verify_certificate(json_path, data).ok
     with pytest.raises(certificate.CertificateNotFound):
         certificate.write_certificate(data, run["transfer"], tmp_path / "none")
