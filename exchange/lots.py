@@ -241,6 +241,18 @@ def get_lot(state: State, serial: str) -> Lot:
     return lot
 
 
+def visible_lot(state: State, ctx: Ctx, serial: str) -> Lot:
+    """`get_lot` for a command: a lot never published (a draft, vetted or
+    rejected, or withdrawn before it was scheduled) is unknown to every
+    broker but its seller's, so no refusal tells them of it. O(1)."""
+    lot = get_lot(state, serial)
+    if not lot.opens_at and not ctx.is_operator and ctx.role != "system":
+        seller = state.parties.get(lot.seller)
+        if seller is None or seller.broker != ctx.actor:
+            raise Reject("unknown_lot", f"no lot {serial!r}")
+    return lot
+
+
 def lot_key(lot: Lot) -> Hashable:
     """The credit key of every commitment on ``lot``."""
     return ("lot", lot.serial)
@@ -554,7 +566,7 @@ def create_lot(state: State, ctx: Ctx, cmd: CreateLot) -> None:
 @handles(VetLot)
 def vet_lot(state: State, ctx: Ctx, cmd: VetLot) -> None:
     ctx.require_role("operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     if lot.status != "draft":
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}; only a draft is vetted")
     non_negative(cmd.score, "score")
@@ -605,7 +617,7 @@ def _publish_schedule(state: State, ctx: Ctx, lot: Lot, opens_at: int, closes_at
 @handles(ScheduleLot)
 def schedule_lot(state: State, ctx: Ctx, cmd: ScheduleLot) -> None:
     ctx.require_role("operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     if lot.status == "rejected":
         raise Reject("lot_rejected", f"lot {lot.serial} was rejected in vetting")
     if lot.status != "vetted":
@@ -660,7 +672,7 @@ def extend_close(state: State, ctx: Ctx, lot: Lot) -> None:
 @handles(PlaceBid)
 def place_bid(state: State, ctx: Ctx, cmd: PlaceBid) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     positive(cmd.amount, "bid")
     if cmd.currency and cmd.currency != lot.currency:
         raise Reject("wrong_currency", f"lot {lot.serial} trades in {lot.currency}, "
@@ -675,7 +687,7 @@ def place_bid(state: State, ctx: Ctx, cmd: PlaceBid) -> None:
 @handles(WithdrawBid)
 def withdraw_bid(state: State, ctx: Ctx, cmd: WithdrawBid) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     party = bidder(state, ctx, lot, cmd.paddle)
     require_open(lot, ctx.ts)
     MECHANISMS[lot.mechanism].withdraw_bid(state, ctx, lot, cmd.paddle, party)
@@ -684,7 +696,7 @@ def withdraw_bid(state: State, ctx: Ctx, cmd: WithdrawBid) -> None:
 @handles(BuyAtAsk)
 def buy_at_ask(state: State, ctx: Ctx, cmd: BuyAtAsk) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     if not lot.terms.ask:
         raise Reject("no_ask", f"lot {lot.serial} has no Ask")
     party = bidder(state, ctx, lot, cmd.paddle)
@@ -697,7 +709,7 @@ def buy_at_ask(state: State, ctx: Ctx, cmd: BuyAtAsk) -> None:
 @handles(ChooseOffer)
 def choose_offer(state: State, ctx: Ctx, cmd: ChooseOffer) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
     if lot.mechanism != "reverse":
         raise Reject("wrong_mechanism", f"lot {lot.serial} is not a reverse tender")
@@ -741,7 +753,7 @@ def _threshold(lot: Lot) -> int:
 @handles(MakeOffer)
 def make_offer(state: State, ctx: Ctx, cmd: MakeOffer) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     positive(cmd.amount, "offer")
     party = bidder(state, ctx, lot, cmd.paddle)
     _negotiating(lot, ctx.ts)
@@ -774,7 +786,7 @@ def _get_offer(lot: Lot, paddle: int) -> Offer:
 @handles(WithdrawOffer)
 def withdraw_offer(state: State, ctx: Ctx, cmd: WithdrawOffer) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     bidder(state, ctx, lot, cmd.paddle)
     _negotiating(lot, ctx.ts)
     _drop_offer(state, ctx, lot, _get_offer(lot, cmd.paddle), "withdrawn")
@@ -783,7 +795,7 @@ def withdraw_offer(state: State, ctx: Ctx, cmd: WithdrawOffer) -> None:
 @handles(AnswerOffer)
 def answer_offer(state: State, ctx: Ctx, cmd: AnswerOffer) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
     _negotiating(lot, ctx.ts)
     offer = _get_offer(lot, cmd.paddle)
@@ -805,7 +817,7 @@ def answer_offer(state: State, ctx: Ctx, cmd: AnswerOffer) -> None:
 @handles(AcceptCounter)
 def accept_counter(state: State, ctx: Ctx, cmd: AcceptCounter) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     party = bidder(state, ctx, lot, cmd.paddle)
     _negotiating(lot, ctx.ts)
     offer = _get_offer(lot, cmd.paddle)
@@ -819,7 +831,7 @@ def accept_counter(state: State, ctx: Ctx, cmd: AcceptCounter) -> None:
 @handles(LowerReserve)
 def lower_reserve(state: State, ctx: Ctx, cmd: LowerReserve) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
     _negotiating(lot, ctx.ts)
     non_negative(cmd.reserve, "reserve")
@@ -841,7 +853,7 @@ def lower_reserve(state: State, ctx: Ctx, cmd: LowerReserve) -> None:
 @handles(RecordNegotiatedSale)
 def record_negotiated_sale(state: State, ctx: Ctx, cmd: RecordNegotiatedSale) -> None:
     ctx.require_role("operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     positive(cmd.amount, "price")
     party = bidder(state, ctx, lot, cmd.paddle)
     if lot.mechanism in ("reverse", "bid_ask"):
@@ -868,7 +880,7 @@ def _negotiation_due(state: State, ctx: Ctx, serial: str, round_: int) -> None:
 @handles(RelistLot)
 def relist_lot(state: State, ctx: Ctx, cmd: RelistLot) -> None:
     ctx.require_role("operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     if lot.status != "passed":
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}; only a passed lot is relisted")
     if cmd.reserve is not None:
@@ -907,7 +919,7 @@ def _reset_round(lot: Lot) -> None:
 @handles(WithdrawLot)
 def withdraw_lot(state: State, ctx: Ctx, cmd: WithdrawLot) -> None:
     ctx.require_role("broker", "operator")
-    lot = get_lot(state, cmd.serial)
+    lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
     if lot.status not in UNSOLD:
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status} and cannot be withdrawn")

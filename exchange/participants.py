@@ -70,10 +70,14 @@ def get_session(state: State, session_id: str) -> Session:
 
 
 def own_party(state: State, ctx: Ctx, party_id: int) -> Party:
-    """Return the party if the sender may act for it: its broker or an operator."""
-    party = get_party(state, party_id)
-    if not ctx.is_operator and party.broker != ctx.actor:
-        raise Reject("not_your_party", f"party {party_id} is not a client of {ctx.actor!r}")
+    """Return the party if the sender may act for it: its broker or an operator.
+    To a broker another's party and no party look the same, and the refusal
+    names no id (it may be a lot's seller, which the broker was not told)."""
+    if ctx.is_operator:
+        return get_party(state, party_id)
+    party = state.parties.get(party_id)
+    if party is None or party.broker != ctx.actor:
+        raise Reject("not_your_party", f"that party is not a client of {ctx.actor!r}")
     return party
 
 
@@ -86,12 +90,15 @@ def paddle_party(state: State, ctx: Ctx, session_id: str, paddle: int) -> Party:
 def session_paddle_party(state: State, ctx: Ctx, session: Session, paddle: int) -> Party:
     """`paddle_party` for a session already looked up (the order path). O(1)."""
     party_id = session.paddles.get(paddle)
-    if party_id is None:
-        raise Reject("unknown_paddle", f"no paddle {paddle} in session {session.id!r}")
-    party = state.parties[party_id]
     role = ctx.role
-    if role != "operator" and role != "system" and party.broker != ctx.actor:
+    broker = role != "operator" and role != "system"
+    if party_id is None and not broker:
+        raise Reject("unknown_paddle", f"no paddle {paddle} in session {session.id!r}")
+    party = state.parties.get(party_id) if party_id is not None else None
+    if broker and (party is None or party.broker != ctx.actor):
+        # to a broker another's paddle and no paddle look the same
         raise Reject("not_your_paddle", f"paddle {paddle} is not one of {ctx.actor!r}'s")
+    assert party is not None
     if party.frozen:
         raise Reject("party_frozen", f"the credit of paddle {paddle} is frozen")
     if not party.approved:

@@ -232,8 +232,15 @@ def rules_for(state: State, session: str, serial: str = "") -> Rules:
     return table.get((session, serial)) or table.get((session, "")) or DEFAULT_RULES
 
 
-def get_settlement(state: State, settlement_id: int) -> Settlement:
+def get_settlement(state: State, settlement_id: int, ctx: Ctx | None = None) -> Settlement:
+    """Return the settlement; to a broker that is neither side's, one not
+    published (no publicity notice) is unknown, as a missing one is. O(1)."""
     found = state.settlements.get(settlement_id)
+    if found is not None and ctx is not None and not ctx.is_operator \
+            and ctx.role != "system" and found.publicity in ("", "none") \
+            and ctx.actor not in (state.parties[found.buyer].broker,
+                                  state.parties[found.seller].broker):
+        found = None
     if found is None:
         raise Reject("unknown_settlement", f"no settlement {settlement_id}")
     return found
@@ -414,7 +421,7 @@ def record_agreement_transfer(state: State, ctx: Ctx, cmd: RecordAgreementTransf
 @handles(RecordPayment)
 def record_payment(state: State, ctx: Ctx, cmd: RecordPayment) -> None:
     ctx.require_role("operator")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _still_open(s)
     positive(cmd.amount, "payment")
     if s.status == "disputed":
@@ -439,7 +446,7 @@ def record_payment(state: State, ctx: Ctx, cmd: RecordPayment) -> None:
 @handles(RecordDelivery)
 def record_delivery(state: State, ctx: Ctx, cmd: RecordDelivery) -> None:
     ctx.require_role("broker")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _seller_broker(state, ctx, s)
     _still_open(s)
     if not cmd.reference.strip():
@@ -460,7 +467,7 @@ def record_delivery(state: State, ctx: Ctx, cmd: RecordDelivery) -> None:
 @handles(ConfirmReceipt)
 def confirm_receipt(state: State, ctx: Ctx, cmd: ConfirmReceipt) -> None:
     ctx.require_role("broker")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _buyer_broker(state, ctx, s)
     _still_open(s)
     if s.status == "disputed":
@@ -477,7 +484,7 @@ def confirm_receipt(state: State, ctx: Ctx, cmd: ConfirmReceipt) -> None:
 @handles(RaiseDispute)
 def raise_dispute(state: State, ctx: Ctx, cmd: RaiseDispute) -> None:
     ctx.require_role("broker")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _buyer_broker(state, ctx, s)
     _still_open(s)
     _text(cmd.reason, "a dispute's reason")
@@ -495,7 +502,7 @@ def raise_dispute(state: State, ctx: Ctx, cmd: RaiseDispute) -> None:
 @handles(ResolveDispute)
 def resolve_dispute(state: State, ctx: Ctx, cmd: ResolveDispute) -> None:
     ctx.require_role("operator")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _still_open(s)
     if s.status != "disputed":
         raise Reject("no_dispute", f"settlement {s.id} is {s.status}, not in dispute")
@@ -523,7 +530,7 @@ def resolve_dispute(state: State, ctx: Ctx, cmd: ResolveDispute) -> None:
 @handles(ReleaseFunds)
 def release_funds(state: State, ctx: Ctx, cmd: ReleaseFunds) -> None:
     ctx.require_role("operator")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _still_open(s)
     if s.status == "disputed":
         raise Reject("in_dispute", f"settlement {s.id} is in dispute")
@@ -620,7 +627,7 @@ def _due(state: State, ctx: Ctx, ref: str, due_at: int) -> None:
 @handles(ExtendDueDate)
 def extend_due_date(state: State, ctx: Ctx, cmd: ExtendDueDate) -> None:
     ctx.require_role("operator")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _still_open(s)
     if s.status != "awaiting_payment":
         raise Reject("already_paid", f"settlement {s.id} is paid in full")
@@ -637,7 +644,7 @@ def extend_due_date(state: State, ctx: Ctx, cmd: ExtendDueDate) -> None:
 @handles(DeclareDefault)
 def declare_default(state: State, ctx: Ctx, cmd: DeclareDefault) -> None:
     ctx.require_role("operator")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _still_open(s)
     if s.status != "awaiting_payment":
         raise Reject("already_paid", f"settlement {s.id} is paid in full; no default")
@@ -704,13 +711,15 @@ def _end_offer(state: State, ctx: Ctx, offer: ReawardOffer, reason: str) -> None
 @handles(AnswerReaward)
 def answer_reaward(state: State, ctx: Ctx, cmd: AnswerReaward) -> None:
     ctx.require_role("broker", "operator")
-    lot = lots.get_lot(state, cmd.serial)
+    lot = lots.visible_lot(state, ctx, cmd.serial)
+    if not ctx.is_operator:              # whose paddle first: no oracle of who holds the offer
+        party_id = state.sessions[lot.session].paddles.get(cmd.paddle)
+        if party_id is None or state.parties[party_id].broker != ctx.actor:
+            raise Reject("not_your_paddle", f"paddle {cmd.paddle} is not one of {ctx.actor!r}'s")
     offer = peek(state).offers.get(cmd.serial)
     if offer is None or offer.paddle != cmd.paddle:
         raise Reject("no_reaward_offer", f"paddle {cmd.paddle} has no re-award offer on lot "
                                          f"{cmd.serial}")
-    if not ctx.is_operator and state.parties[offer.party].broker != ctx.actor:
-        raise Reject("not_your_paddle", f"paddle {cmd.paddle} is not one of {ctx.actor!r}'s")
     if cmd.accept:
         party = paddle_party(state, ctx, lot.session, cmd.paddle)
         lots.check_credit(state, lot, party.id, lots.total_due(lot, offer.price))
@@ -785,7 +794,7 @@ def _start_publicity(state: State, ctx: Ctx, s: Settlement) -> None:
 @handles(MarkStateTransfer)
 def mark_state_transfer(state: State, ctx: Ctx, cmd: MarkStateTransfer) -> None:
     ctx.require_role("operator")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _still_open(s)
     if s.how not in ("negotiated", "agreement"):
         raise Reject("not_publicizable", f"settlement {s.id} is a sale by {s.how}, not at an "
@@ -798,7 +807,7 @@ def mark_state_transfer(state: State, ctx: Ctx, cmd: MarkStateTransfer) -> None:
 @handles(RecordObjection)
 def record_objection(state: State, ctx: Ctx, cmd: RecordObjection) -> None:
     ctx.require_role("operator")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _still_open(s)
     if s.publicity != "running":
         raise Reject("not_in_publicity", f"settlement {s.id} is not in a publicity period")
@@ -826,7 +835,7 @@ def _publicity_due(state: State, ctx: Ctx, ref: str, ends_at: int) -> None:
 @handles(ResolveObjection)
 def resolve_objection(state: State, ctx: Ctx, cmd: ResolveObjection) -> None:
     ctx.require_role("operator")
-    s = get_settlement(state, cmd.settlement)
+    s = get_settlement(state, cmd.settlement, ctx)
     _still_open(s)
     if s.publicity == "running":
         raise Reject("in_publicity", f"settlement {s.id}'s publicity runs until {s.publicity_ends}")

@@ -94,7 +94,7 @@ def corpus(paddle_b1: int, paddle_b2: int, lot: str, instrument: str
                                                   "side": "buy", "qty": 1, "price": 5},
                                                  "steal-2"), "business:not_your_paddle"),
         ("unknown paddle", request({**bid, "paddle": 999999}, "ghost-1"),
-         "business:unknown_paddle"),
+         "business:not_your_paddle"),         # as another's: no oracle of which exist
         ("operator command", request({"type": "CreateSession", "session": "X", "name": "x"},
                                      "op-1"), "business:not_permitted"),
     ]

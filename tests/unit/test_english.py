@@ -150,7 +150,7 @@ def test_bids_before_open_after_close_and_bad_input():
     assert m.refused("NOPE", a, 1_000 * USD).code == "unknown_lot"
     r = m.d.send(PlaceBid(serial="L1", paddle=999, amount=1_000 * USD), actor="broker-Alice",
                  role="broker")
-    assert r[-1].code == "unknown_paddle"
+    assert r[-1].code == "not_your_paddle"        # to a broker: as another broker's paddle
     r = m.d.send(PlaceBid(serial="L1", paddle=a, amount=1_000 * USD), actor="broker-Bob",
                  role="broker")
     assert r[-1].code == "not_your_paddle"

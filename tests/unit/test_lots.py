@@ -59,7 +59,7 @@ def test_a_rejected_lot_never_opens():
     assert m.unchanged(VetLot(serial="L1", score=99, approved=True), **OP).code == "bad_status"
     m.tick(T0 + 2 * HOUR)
     assert m.state.lots["L1"].status == "rejected"
-    assert m.refused("L1", a, 1_000 * USD).code == "lot_not_open"
+    assert m.refused("L1", a, 1_000 * USD).code == "unknown_lot"   # never published
 
 
 def test_schedule_in_the_past_opens_at_once():

@@ -90,10 +90,10 @@ def test_every_out_of_order_step_is_refused_with_its_reason(status):
 WRONG = {  # step -> [(actor, role, code)]
     "pay": [("broker-Alice", "broker", "not_permitted"), ("seller-broker", "broker", "not_permitted")],
     "deliver": [("op", "operator", "not_permitted"), ("broker-Alice", "broker", "not_the_seller"),
-                (STRANGER, "broker", "not_the_seller"), ("viewer", "viewer", "not_permitted")],
+                (STRANGER, "broker", "unknown_settlement"), ("viewer", "viewer", "not_permitted")],
     "confirm": [("op", "operator", "not_permitted"), ("seller-broker", "broker", "not_the_buyer"),
-                (STRANGER, "broker", "not_the_buyer")],
-    "dispute": [("seller-broker", "broker", "not_the_buyer"), (STRANGER, "broker", "not_the_buyer"),
+                (STRANGER, "broker", "unknown_settlement")],
+    "dispute": [("seller-broker", "broker", "not_the_buyer"), (STRANGER, "broker", "unknown_settlement"),
                 ("op", "operator", "not_permitted")],
     "release": [("seller-broker", "broker", "not_permitted"), ("broker-Alice", "broker", "not_permitted")],
     "resolve": [("broker-Alice", "broker", "not_permitted")],
