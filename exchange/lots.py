@@ -951,7 +951,7 @@ def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
     for lot in state.lots.values():
         if lot.mechanism == "reverse" and lot.seller == event.party \
                 and lot.status in ("scheduled", "open", "choosing"):
-            withdraw(state, ctx, lot, "the buyer's credit is frozen")
+            withdraw(state, ctx, lot, "withdrawn by the exchange")   # says no why
             continue
         if lot.status in ("open", "scheduled", "choosing"):
             MECHANISMS[lot.mechanism].void_bids(state, ctx, lot, event.party, "party_frozen")
