@@ -91,14 +91,14 @@ def session_paddle_party(state: State, ctx: Ctx, session: Session, paddle: int) 
     """`paddle_party` for a session already looked up (the order path). O(1)."""
     party_id = session.paddles.get(paddle)
     role = ctx.role
-    broker = role != "operator" and role != "system"
-    if party_id is None and not broker:
-        raise Reject("unknown_paddle", f"no paddle {paddle} in session {session.id!r}")
-    party = state.parties.get(party_id) if party_id is not None else None
-    if broker and (party is None or party.broker != ctx.actor):
-        # to a broker another's paddle and no paddle look the same
-        raise Reject("not_your_paddle", f"paddle {paddle} is not one of {ctx.actor!r}'s")
-    assert party is not None
+    if role == "operator" or role == "system":
+        if party_id is None:
+            raise Reject("unknown_paddle", f"no paddle {paddle} in session {session.id!r}")
+        party = state.parties[party_id]
+    else:                   # to a broker another's paddle and no paddle look the same
+        party = state.parties[party_id] if party_id is not None else None
+        if party is None or party.broker != ctx.actor:
+            raise Reject("not_your_paddle", f"paddle {paddle} is not one of {ctx.actor!r}'s")
     if party.frozen:
         raise Reject("party_frozen", f"the credit of paddle {paddle} is frozen")
     if not party.approved:

@@ -889,14 +889,18 @@ class Journal:
                                            start_pos=fmt.HEADER_SIZE, from_seq=from_seq,
                                            verify_chain=verify_chain, to_the_end=not shrinkable,
                                            stopped=stopped)
-        if stopped and stopped[-1][2] != fmt.CLEAN:
-            self._damage_or_race(seg, *stopped[-1])
+            if stopped and stopped[-1][2] != fmt.CLEAN:
+                try:                            # zeros after the prefix (the usual) end here
+                    _refuse_damage(data, seg.path, *stopped[-1], seg.max_record)
+                except JournalCorrupt:
+                    self._damage_or_race(seg, *stopped[-1])
 
     def _damage_or_race(self, seg: Segment, pos: int, next_seq: int, reason: str) -> None:
-        """A reader stopped at a bad record of the live segment: raise
-        `JournalCorrupt` if, in the file read afresh, that record is still
-        bad and good records follow it (`_refuse_damage`). A writer's write
-        seen half copied is whole by then. O(tail)."""
+        """A reader stopped at a bad record of the live segment that good
+        records seemed to follow: raise `JournalCorrupt` if, in the file read
+        afresh, that record is still bad and good records follow it
+        (`_refuse_damage`). A writer's write seen half copied is whole by
+        then. O(segment)."""
         data = _read_file(seg.path)
         if fmt.scan(data, pos, len(data), next_seq, fmt.GENESIS, seg.max_record, limit=1).count:
             return                          # good now: the writer was writing it
