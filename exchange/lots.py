@@ -620,12 +620,15 @@ def schedule_lot(state: State, ctx: Ctx, cmd: ScheduleLot) -> None:
     lot = visible_lot(state, ctx, cmd.serial)
     if lot.status == "rejected":
         raise Reject("lot_rejected", f"lot {lot.serial} was rejected in vetting")
-    if lot.status != "vetted":
-        raise Reject("bad_status", f"lot {lot.serial} is {lot.status}; only a vetted lot is scheduled")
+    if lot.status not in ("vetted", "scheduled"):
+        raise Reject("bad_status", f"lot {lot.serial} is {lot.status}; only a vetted lot is "
+                                   f"scheduled, or a scheduled one not yet open rescheduled")
     terms = lot.terms
     times = _schedule_times(state, lot, ctx.ts, cmd.opens_at or terms.opens_at,
                             cmd.closes_at or terms.closes_at, cmd.hard_end or terms.hard_end)
     MECHANISMS[lot.mechanism].on_schedule_check(state, lot)
+    if lot.status == "scheduled":
+        lot.round += 1                    # the opening timer set before no longer matches
     _publish_schedule(state, ctx, lot, *times)
 
 

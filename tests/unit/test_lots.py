@@ -70,6 +70,22 @@ def test_schedule_in_the_past_opens_at_once():
     m.bid("L1", a, 1_000 * USD)
 
 
+def test_a_scheduled_lot_not_yet_open_is_rescheduled_or_opened_now():
+    m, seller, a, *_ = market()
+    m.lot("L1", seller=seller)                          # opens T0+1h, closes T0+1d
+    ev = m.d.ok(ScheduleLot(serial="L1", opens_at=T0 + 3 * HOUR), **OP)
+    assert one(ev, LotScheduled).terms.opens_at == T0 + 3 * HOUR
+    assert not of(m.tick(T0 + 2 * HOUR), LotOpened)     # the first opening no longer holds
+    assert one(m.tick(T0 + 3 * HOUR), LotOpened).opens_at == T0 + 3 * HOUR
+    assert m.unchanged(ScheduleLot(serial="L1", opens_at=T0 + 5 * HOUR), **OP).code == \
+        "bad_status"                                    # open: too late to reschedule
+    m.lot("L2", seller=seller, opens_at=T0 + 9 * HOUR)
+    opened = m.d.ok(ScheduleLot(serial="L2", opens_at=m.d.ts), **OP)   # open it now
+    assert one(opened, LotOpened).opens_at == m.d.ts
+    assert not of(m.tick(T0 + 9 * HOUR), LotOpened)     # and once only
+    m.bid("L2", a, 1_000 * USD)
+
+
 def test_schedule_must_fall_within_the_session_dates():
     m = Market(session="S0")
     m.d.ok(CreateSession(session="S2", name="One day", starts_at=T0, ends_at=T0 + DAY))
