@@ -163,11 +163,17 @@ class Board:
     def _on_LotAwarded(self, e: Any) -> None:
         row = self._lot(e)
         row.status, row.leader, row.price = "sold", e.paddle, e.hammer
+        row.display_currency, row.display_price = e.display_currency, e.display_hammer
         row.result = f"sold to {e.paddle} ({e.how})"
 
     def _on_LotPassed(self, e: Any) -> None:
         row = self._lot(e)
         row.status, row.result = "passed", e.reason.replace("_", " ")
+        if e.reason == "sale_cancelled":          # the award stands no more
+            row.leader, row.display_price = 0, 0
+
+    def _on_LotSettled(self, e: Any) -> None:
+        self._lot(e).status = "settled"
 
     def _on_LotWithdrawn(self, e: Any) -> None:
         row = self._lot(e)

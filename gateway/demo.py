@@ -468,10 +468,9 @@ class DemoSession:
                 passes.setdefault(event.serial, event)
             elif isinstance(event, CertificateIssued):
                 report.certificates += 1
-            elif isinstance(event, TradeExecuted):
-                report.trades += 1
-                if event.instrument == ULR:
-                    report.units_traded += event.qty
+            elif isinstance(event, TradeExecuted) and event.instrument == ULR:
+                report.trades += 1                 # the unit-licence book's (lot books apart)
+                report.units_traded += event.qty
         serials = [lot.serial for lot in self.catalogue] + ["RT-2017-001"]
         mechanisms = dict(zip(serials, PLAN + ["reverse"]))
         for serial in serials:

@@ -63,8 +63,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def money(minor: int, currency: str = "USD") -> str:
+    """Whole dollars without cents; CNY, converted at the display rate, always
+    with its two decimals so that its column lines up."""
     symbol = {"USD": "$", "CNY": "¥"}.get(currency, currency + " ")
-    if minor % 100 == 0:
+    if minor % 100 == 0 and currency == "USD":
         return f"{symbol}{minor // 100:,}"
     return f"{symbol}{minor // 100:,}.{minor % 100:02d}"
 

@@ -41,3 +41,10 @@ def test_demo_is_deterministic_in_process():
     first = DemoSession(InProcessVenue()).run()
     second = DemoSession(InProcessVenue()).run()
     assert first.lots == second.lots
+
+
+def test_demo_money_keeps_cny_decimals_and_drops_whole_dollar_cents():
+    from gateway.demo_cli import money
+    assert money(438_253_200, "CNY") == "¥4,382,532.00"
+    assert money(438_253_222, "CNY") == "¥4,382,532.22"
+    assert money(22_920_000) == "$229,200" and money(22_920_050) == "$229,200.50"

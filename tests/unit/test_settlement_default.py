@@ -453,3 +453,27 @@ def test_a_cancelled_sale_leaves_the_public_results_and_the_store_passed(tmp_pat
                  if isinstance(e, LotPassed) and e.reason == "sale_cancelled"]
     ops = CURATORS["LotPassed"](1, 0, 0, passed)
     assert "winner_paddle" in ops[-1][1] and ops[-1][2][:5] == ("passed", "passed", 0, 0, 0)
+
+
+def test_the_board_follows_a_sale_its_display_price_its_cancellation_and_its_settlement():
+    from exchange.commands import SetDisplayRate
+    from gateway.board import Board
+    m, sale, a, b, *_ = english(log=True, display_currency="CNY")
+    board = Board(session="S1")
+    m.d.ok(SetDisplayRate(base="USD", quote="CNY", num=2, den=1))
+    overdue(sale)
+    m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    board.apply(e for _, events in m.d.log for e in events if not e.to)
+    row = board.lots["L1"]
+    assert (row.status, row.leader, row.result) == ("passed", 0, "sale cancelled")
+    events = answer(m, b, accept=True)                  # re-awarded to B at its 2,000
+    award = one(events, LotAwarded)
+    board.apply(e for e in events if not e.to)
+    assert (row.status, row.price, row.display_price) == ("sold", 2_000 * USD,
+                                                          award.display_hammer)
+    assert award.display_hammer == 4_000 * USD        # the hammer's, not a bid's
+    resale = Sale(m, one(events, SettlementOpened), m.brokers[b], SELLER_BROKER,
+                  m.parties[b], sale.seller)
+    for step in (resale.pay, resale.deliver, resale.confirm, resale.release):
+        board.apply(e for e in step() if not e.to)
+    assert row.status == "settled"
