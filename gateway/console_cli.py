@@ -289,9 +289,7 @@ def _inline(args: argparse.Namespace, now: int) -> list[Any]:
 
 def run_op(args: argparse.Namespace) -> int:
     if args.op_command == "events":
-        return _with_client(args, "op", "operator",
-                            lambda client, console: _print_events(client, console,
-                                                                  args.from_seq))
+        return _events(args, "op", "operator")
     if args.op_command == "reload":
         def reload(client: Any, console: Any) -> int:
             console.print(f"key store reloaded: {client.reload_keys()} active users")
@@ -489,9 +487,7 @@ def run_broker(args: argparse.Namespace) -> int:
     from gateway.console import Step
 
     if args.broker_command == "events":
-        return _with_client(args, "broker", "broker",
-                            lambda client, console: _print_events(client, console,
-                                                                  args.from_seq))
+        return _events(args, "broker", "broker")
     now = time.time_ns()
     try:
         if args.broker_command == "send":
@@ -505,6 +501,11 @@ def run_broker(args: argparse.Namespace) -> int:
         return 2
     return _with_client(args, "broker", "broker",
                         lambda client, console: _send_steps(client, console, steps, ids, args))
+
+
+def _events(args: argparse.Namespace, prog: str, port: str) -> int:
+    return _with_client(args, prog, port,
+                        lambda client, console: _print_events(client, console, args.from_seq))
 
 
 def _print_events(client: Any, console: Any, from_seq: int) -> int:

@@ -7,6 +7,18 @@ import pytest
 from tests.integration.gateway_harness import running
 
 
+@pytest.fixture(scope="module")
+def keyed_sample(tmp_path_factory):
+    """The recorded demo session (`replay.sample`) with a key store, one per
+    test module: replay, feed and whatif tests read it, some as an operator."""
+    from gateway.keys import initialise
+    from replay.sample import record_sample
+    data = tmp_path_factory.mktemp("keyed-sample")
+    record_sample(data)
+    initialise(data)
+    return data
+
+
 @pytest.fixture
 def exchange(tmp_path):
     """A running server on a fresh data directory: (data dir, server)."""

@@ -17,13 +17,11 @@ import pytest
 from exchange.commands import (CreateLot, CreateSession, IssuePaddle, LotTerms, PlaceBid,
                                RegisterParty, ReviewCredit, ScheduleLot, VetLot, WithdrawLot)
 from gateway.cli import main
-from gateway.keys import initialise
 from replay import history as hi
 from replay import state as st
 from replay import whatif
 from replay.access import PUBLIC, AccessDenied, Viewer
 from replay.journaling import open_recording
-from replay.sample import record_sample
 from replay.source import ReplayError, Source, format_time
 
 SECOND = 10**9
@@ -147,14 +145,6 @@ def test_public_bid_count_of_a_sealed_lot_is_the_feeds(cut, capsys):
 # --------------------------------------------------------------------------
 # whatif on a journal: operators only
 # --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def keyed_sample(tmp_path_factory):
-    data = tmp_path_factory.mktemp("keyed")
-    record_sample(data)
-    initialise(data)
-    return data
-
 
 def test_whatif_on_a_journal_needs_the_operator_key(keyed_sample, capsys):
     with pytest.raises(AccessDenied, match="operator-key"):

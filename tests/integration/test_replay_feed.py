@@ -11,22 +11,13 @@ from exchange.codec import decode_entry
 from gateway import protocol as p
 from gateway.cli import main
 from gateway.client import FeedClient
-from gateway.keys import ClientKey, initialise
+from gateway.keys import ClientKey
 from recorder import layout
 from recorder.journal import read_journal
 from replay import feed
-from replay.sample import record_sample
 from replay.source import Source
 
 NS = 10**9
-
-
-@pytest.fixture(scope="module")
-def sample_dir(tmp_path_factory):
-    data = tmp_path_factory.mktemp("sample")
-    record_sample(data)
-    initialise(data)
-    return data
 
 
 def public_entries(data_dir):
@@ -49,7 +40,7 @@ def receive_all(sub, timeout_ms=5_000):
     return got
 
 
-def test_the_feed_repeats_every_public_event_as_the_live_feed_would(sample_dir):
+def test_the_feed_repeats_every_public_event_as_the_live_feed_would(keyed_sample):
     publisher = feed.Publisher("tcp://127.0.0.1:0")
     sub = publisher.context.socket(zmq.SUB)
     sub.linger = 0
@@ -57,12 +48,12 @@ def test_the_feed_repeats_every_public_event_as_the_live_feed_would(sample_dir):
     sub.connect(publisher.endpoint)
     try:
         assert publisher.wait_for_subscriber(10)
-        sent = feed.replay(Source.open(sample_dir), publisher, speed=None)
+        sent = feed.replay(Source.open(keyed_sample), publisher, speed=None)
         got = receive_all(sub)
     finally:
         sub.close(linger=0)
         publisher.close()
-    expected = public_entries(sample_dir)
+    expected = public_entries(keyed_sample)
     markets = [m for m in got if type(m) is p.Market]
     assert [(m.seq, m.ts, m.events) for m in markets] == expected
     assert [m.prev for m in markets] == [0] + [m.seq for m in markets[:-1]]
@@ -72,7 +63,7 @@ def test_the_feed_repeats_every_public_event_as_the_live_feed_would(sample_dir):
     assert not any(event.to for m in markets for event in m.events)
 
 
-def test_pacing_follows_the_recorded_gaps_divided_by_the_speed(sample_dir):
+def test_pacing_follows_the_recorded_gaps_divided_by_the_speed(keyed_sample):
     """Waits are on a schedule from the start: cumulative min(gap / speed, max_gap)."""
     waits: list[float] = []
 
@@ -80,9 +71,9 @@ def test_pacing_follows_the_recorded_gaps_divided_by_the_speed(sample_dir):
         def send(self, data):
             pass
 
-    sent = feed.replay(Source.open(sample_dir), Sink(), speed=10, max_gap=30.0,
+    sent = feed.replay(Source.open(keyed_sample), Sink(), speed=10, max_gap=30.0,
                        sleep=waits.append, clock=lambda: 0.0, from_seq=41, to_seq=48)
-    expected = [(seq, ts) for seq, ts, _ in public_entries(sample_dir) if 41 <= seq <= 48]
+    expected = [(seq, ts) for seq, ts, _ in public_entries(keyed_sample) if 41 <= seq <= 48]
     assert sent.messages == len(expected)
     due, schedule = 0.0, []
     for (_, before), (_, after) in zip(expected, expected[1:]):
@@ -91,15 +82,15 @@ def test_pacing_follows_the_recorded_gaps_divided_by_the_speed(sample_dir):
     assert waits == pytest.approx(schedule)
     assert waits[:3] == pytest.approx([0.0, 30.0, 36.0])   # same time, 5 min / 10, 1 min / 10
     waits.clear()
-    feed.replay(Source.open(sample_dir), Sink(), speed=1, max_gap=2.0, sleep=waits.append,
+    feed.replay(Source.open(keyed_sample), Sink(), speed=1, max_gap=2.0, sleep=waits.append,
                 clock=lambda: 0.0, from_seq=55, limit=4)
     assert waits == pytest.approx([2.0, 4.0, 6.0])          # 10, 5 and 5 minutes, capped at 2 s
 
 
-def test_lotex_watch_clients_get_snapshots_and_replays(sample_dir, tmp_path):
+def test_lotex_watch_clients_get_snapshots_and_replays(keyed_sample, tmp_path):
     """FeedClient (what `lotex watch` uses) against the replayed feed and its data service."""
     publisher = feed.Publisher("tcp://127.0.0.1:0")
-    data = feed.DataService(sample_dir / "keys", "tcp://127.0.0.1:0", publisher.context)
+    data = feed.DataService(keyed_sample / "keys", "tcp://127.0.0.1:0", publisher.context)
     endpoints = feed.write_endpoints(tmp_path, publisher.endpoint, data.endpoint, data.public_key)
     assert endpoints.exists()
     result: dict = {}
@@ -107,7 +98,7 @@ def test_lotex_watch_clients_get_snapshots_and_replays(sample_dir, tmp_path):
     def serve():
         try:
             if publisher.wait_for_subscriber(10):
-                result["sent"] = feed.replay(Source.open(sample_dir), publisher, speed=1_000,
+                result["sent"] = feed.replay(Source.open(keyed_sample), publisher, speed=1_000,
                                              max_gap=0.02, data=data)
             data.serve(3.0)
         except BaseException as exc:  # noqa: BLE001  (reported to the test thread)
@@ -115,7 +106,7 @@ def test_lotex_watch_clients_get_snapshots_and_replays(sample_dir, tmp_path):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    key = ClientKey.load(sample_dir / "clients" / "viewer.json")
+    key = ClientKey.load(keyed_sample / "clients" / "viewer.json")
     seqs: list[int] = []
     try:
         with FeedClient(key, publisher.endpoint, data.endpoint, timeout=5) as client:
@@ -127,14 +118,14 @@ def test_lotex_watch_clients_get_snapshots_and_replays(sample_dir, tmp_path):
         data.close()
         publisher.close()
     assert "error" not in result, result.get("error")
-    expected = [seq for seq, _, _ in public_entries(sample_dir)]
+    expected = [seq for seq, _, _ in public_entries(keyed_sample)]
     assert snap.seq in [0] + expected
     assert seqs == [seq for seq in expected if seq > snap.seq]
     assert data.answered >= 1
 
 
-def test_feed_cli_is_bounded(sample_dir, capsys):
-    assert main(["replay", "feed", str(sample_dir), "--fast", "--wait", "0", "--limit", "5"]) == 0
+def test_feed_cli_is_bounded(keyed_sample, capsys):
+    assert main(["replay", "feed", str(keyed_sample), "--fast", "--wait", "0", "--limit", "5"]) == 0
     out = capsys.readouterr().out
     assert "published 5 messages" in out and "snapshot and replay service on tcp://127.0.0.1:" in out
-    assert main(["replay", "feed", str(sample_dir), "--speed", "0"]) == 2
+    assert main(["replay", "feed", str(keyed_sample), "--speed", "0"]) == 2

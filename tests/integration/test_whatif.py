@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from gateway.cli import main
-from gateway.keys import initialise
 from replay import whatif
 from replay.access import Viewer
-from replay.sample import record_sample
 
 EBAY = Path(__file__).resolve().parent.parent / "data" / "ebay-auctions" / "auction.csv"
 OPERATOR = Viewer(operator=True, user="op")     # a journal's bids are private: operators only
-
-
-@pytest.fixture(scope="module")
-def sample_dir(tmp_path_factory):
-    data = tmp_path_factory.mktemp("sample")
-    record_sample(data)
-    initialise(data)
-    return data
 
 
 def test_english_with_ebay_increments_reproduces_at_least_94_percent(capsys):
@@ -50,11 +38,11 @@ def test_other_rules_on_the_csv(capsys):
     assert out[-1].startswith("reproduced ") and out[-1].endswith(" of 3 closing prices")
 
 
-def test_whatif_on_a_lotex_journal(sample_dir):
+def test_whatif_on_a_lotex_journal(keyed_sample):
     """The demo session's English and sealed lots under each rule, by hand:
     OTBA increments ($30,000) make most sealed amounts too close to bid openly."""
     def prices(rules):
-        report = whatif.run_path(sample_dir, rules=rules, viewer=OPERATOR)
+        report = whatif.run_path(keyed_sample, rules=rules, viewer=OPERATOR)
         return {row["auction"]: (row.get("price"), row.get("refused")) for row in report.rows
                 if "skipped" not in (row.get("note") or "")}, report
 
@@ -76,24 +64,24 @@ def test_whatif_on_a_lotex_journal(sample_dir):
     assert first["L-SF"][0] == 3_100_000 and first["L-SS"][0] == 5_000_000
     soft, soft_report = prices("english-soft-close")  # the lot's own 10-minute soft close
     assert soft["L-ENG"] == (15_000_000, 1)
-    short, _ = prices_with(sample_dir, "english-soft-close", soft_window_min=5, soft_extend_min=5)
+    short, _ = prices_with(keyed_sample, "english-soft-close", soft_window_min=5, soft_extend_min=5)
     assert short["L-ENG"] == (12_000_000, 2)         # 5 minutes: closed at +2h05 before 104
 
 
-def prices_with(sample_dir, rules, **options):
-    report = whatif.run_path(sample_dir, rules=rules, viewer=OPERATOR, **options)
+def prices_with(keyed_sample, rules, **options):
+    report = whatif.run_path(keyed_sample, rules=rules, viewer=OPERATOR, **options)
     return {row["auction"]: (row.get("price"), row.get("refused")) for row in report.rows}, report
 
 
-def test_whatif_cli_errors(sample_dir, tmp_path, capsys):
+def test_whatif_cli_errors(keyed_sample, tmp_path, capsys):
     assert main(["whatif", str(EBAY), "--increments", "nope"]) == 2
     assert "unknown increment table" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     assert main(["whatif", str(bad)]) == 2
     assert "eBay bid layout" in capsys.readouterr().err
-    assert main(["whatif", str(sample_dir), "--rules", "vickrey", "--operator-key",
-                 str(sample_dir / "clients" / "op.json")]) == 0
+    assert main(["whatif", str(keyed_sample), "--rules", "vickrey", "--operator-key",
+                 str(keyed_sample / "clients" / "op.json")]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "reproduced 3 of 5 closing prices"
 
 
