@@ -593,6 +593,10 @@ def _schedule_times(state: State, lot: Lot, now: int, opens_at: int, closes_at: 
     hard_end = hard_end or closes_at
     if hard_end < closes_at:
         raise Reject("bad_field", "the hard end cannot come before the close")
+    if lot.terms.soft_window and hard_end == closes_at:
+        raise Reject("bad_field", f"lot {lot.serial} has a soft close but no hard_end after "
+                                  f"its close (the latest a bid may move the close to), so "
+                                  f"no bid could extend it")
     session = state.sessions[lot.session]
     if opens_at < session.starts_at or (session.ends_at and hard_end > session.ends_at):
         raise Reject("outside_session", f"lot {lot.serial} must open and end within session "

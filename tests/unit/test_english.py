@@ -2,7 +2,7 @@
 
 import pytest
 
-from exchange.commands import PlaceBid, SetDisplayRate
+from exchange.commands import PlaceBid, ScheduleLot, SetDisplayRate, VetLot
 from exchange.events import (BidAccepted, BidConfirmed, LotAwarded, LotClosed, LotExtended,
                              LotOpened, LotPassed, LotPassedDetail, LotSold, OPERATORS)
 from tests.unit.auctionkit import DAY, HOUR, MINUTE, T0, USD, Market, of, one
@@ -135,6 +135,17 @@ def test_soft_close_extends_up_to_the_hard_end():
     assert viewer[-1].code == "not_permitted"
     lot = m.state.lots["L1"]
     assert lot.status == "sold" and lot.sale.paddle == b and lot.sale.hammer == 1_600 * USD
+
+
+def test_a_soft_close_without_a_hard_end_after_the_close_is_refused_at_scheduling():
+    m, seller, *_ = english()
+    m.lot("L1", seller=seller, soft_window=10 * MINUTE, soft_extend=10 * MINUTE, schedule=False)
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    refusal = m.d.refused(ScheduleLot(serial="L1"))
+    assert refusal.code == "bad_field" and "no hard_end after its close" in refusal.text
+    assert m.state.lots["L1"].status == "vetted"
+    m.d.ok(ScheduleLot(serial="L1", hard_end=T0 + DAY + HOUR))   # the schedule may give it
+    assert m.state.lots["L1"].hard_end == T0 + DAY + HOUR
 
 
 def test_bids_before_open_after_close_and_bad_input():
