@@ -190,19 +190,39 @@ class Book:
                     return qty
         return got
 
-    def buy_cost(self, qty: int, limit: int = MAX_PRICE) -> int:
+    def buy_cost(self, qty: int, limit: int = MAX_PRICE, owner: Hashable = None,
+                 stp: int = CANCEL_NEWEST) -> int:
         """Return the cost of buying ``qty`` from the best asks up to ``limit``
-        (what a market buy could spend at most). O(levels walked)."""
+        (what a market buy could spend at most). With an ``owner``, apply
+        self-trade prevention as `place` would: its own asks are never bought,
+        and the sweep goes on past them under CANCEL_OLDEST, else stops there.
+        O(levels walked); with an owner O(orders walked)."""
         keys = self.keys[SELL]
         levels = self.levels[SELL]
         cost = 0
         for i in range(len(keys) - 1, -1, -1):
             level = levels[keys[i]]
-            if level.price > limit or not qty:
+            price = level.price
+            if price > limit or not qty:
                 break
-            take = level.qty if level.qty < qty else qty
-            cost += take * level.price
-            qty -= take
+            if owner is None:
+                take = level.qty if level.qty < qty else qty
+                cost += take * price
+                qty -= take
+                continue
+            for o in level.queue:
+                oq = o.qty
+                if not oq:
+                    continue
+                if o.owner == owner:
+                    if stp == CANCEL_OLDEST:
+                        continue
+                    return cost
+                take = oq if oq < qty else qty
+                cost += take * price
+                qty -= take
+                if not qty:
+                    return cost
         return cost
 
     def __len__(self) -> int:

@@ -228,6 +228,18 @@ def test_buy_cost_sweeps_the_asks():
     assert book.buy_cost(4, limit=100) == 300
 
 
+def test_buy_cost_skips_or_stops_at_the_buyers_own_asks():
+    book = Book()
+    book.add("a", SELL, 100, 3, owner="B")
+    book.add("b", SELL, 100, 2, owner="A")
+    book.add("c", SELL, 110, 3, owner="A")
+    assert book.buy_cost(4, owner="B", stp=CANCEL_OLDEST) == 2 * 100 + 2 * 110
+    assert book.buy_cost(4, owner="B", stp=CANCEL_NEWEST) == 0
+    assert book.buy_cost(4, owner="B", stp=CANCEL_BOTH) == 0
+    assert book.buy_cost(4, owner="A", stp=CANCEL_NEWEST) == 3 * 100   # stops at its own "b"
+    assert book.buy_cost(4, owner="C") == 3 * 100 + 100
+
+
 # ---------------------------------------------------------------------------
 # call auction
 # ---------------------------------------------------------------------------

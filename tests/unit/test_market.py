@@ -184,6 +184,26 @@ def test_market_buy_is_checked_against_the_cost_of_sweeping():
     assert rejected(mk.order("b1", 2, "buy", 5, 100, tif="market")) == "bad_field"
 
 
+@pytest.mark.parametrize("stp,bought,cost", [
+    ("cancel_oldest", 10, 10 * 1_000),   # its own cheap ask is cancelled; it buys deeper
+    ("cancel_newest", 0, 0),             # the sweep stops at its own ask
+    ("cancel_both", 0, 0),
+])
+def test_a_market_buy_is_priced_without_the_buyers_own_asks(stp, bought, cost):
+    mk = Market(limit=2_000 if stp == "cancel_oldest" else 200, stp=stp)
+    mk.order("b1", 1, "sell", 10, 100)          # its own ask, cheap
+    mk.order("b2", 1, "sell", 10, 1_000)
+    events = mk.order("b1", 2, "buy", 10, tif="market")
+    if stp == "cancel_oldest":               # 10,000 for b2's units, over a limit of 2,000
+        assert rejected(events) == "over_credit_limit"
+        mk.d.ok(ReviewCredit(party=mk.party["b1"], approved=True, credit_limit=cost,
+                             currency="USD", agreement_version="BRA-1"))
+        events = mk.order("b1", 2, "buy", 10, tif="market")
+    assert not rejected(events)               # cancel_newest/both: it costs nothing, so fits
+    assert sum(t.qty for t in of(events, TradeExecuted)) == bought
+    assert mk.exposure("b1") == cost
+
+
 def test_sells_need_units_held_and_not_offered():
     mk = Market(units=0)
     mk.d.ok(IssueUnits(session="S", instrument="U", paddle=mk.paddle["b2"], qty=10))
