@@ -958,9 +958,10 @@ def uncross(state: State, ctx: Ctx, cmd: Uncross) -> None:
     price, volume = book.uncross(cmd.reference or _reference(inst))
     fills = book.fills
     # the book reports each order as it is at the end: what an order has
-    # left after one of its fills is that plus its later fills
+    # left after one of its fills is that plus its later fills (an IOC's
+    # rest, cancelled at the end, counts as left until its cancel)
     leaves = [0] * len(fills)
-    left_after: dict[tuple[int, int], int] = {}
+    left_after: dict[tuple[int, int], int] = {order.key: q for order, q in book.cancelled}
     for i in range(len(fills) - 1, -1, -1):
         order, q = fills[i]
         leaves[i] = left = left_after.get(order.key, order.qty)

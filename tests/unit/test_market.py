@@ -382,6 +382,16 @@ def test_an_uncross_reports_what_each_order_has_left_after_each_of_its_fills():
     assert mk.state.books["U"].book.orders[(mk.paddle["b1"], 1)].qty == 2
 
 
+def test_an_ioc_partly_filled_in_an_uncross_leaves_its_rest_until_the_cancel():
+    mk = Market(call=True)
+    mk.order("b1", 1, "buy", 10, 100, tif="ioc")
+    mk.order("b2", 1, "sell", 4, 100)
+    events = mk.d.ok(Uncross(session="S", instrument="U"))
+    mine = [(type(e).__name__, e.qty, getattr(e, "leaves", None)) for e in events
+            if isinstance(e, (OrderFilled, OrderCancelled)) and e.paddle == mk.paddle["b1"]]
+    assert mine == [("OrderFilled", 4, 6), ("OrderCancelled", 6, None)]
+
+
 @pytest.mark.parametrize("stp", ["cancel_newest", "cancel_oldest", "cancel_both"])
 def test_call_period_self_cross_is_prevented_on_entry(stp):
     mk = Market(call=True, stp=stp)
