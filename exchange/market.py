@@ -46,12 +46,12 @@ from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, Creat
                                RecordUnitsPayment, SetOrderLimit, StartCall, Uncross)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
 from exchange.errors import MAX_INT, Reject, a_time, non_negative, positive, register_reasons
-from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, IndicativePrice,
-                             InstrumentCreated, LotAwarded, LotPassed, LotWithdrawn,
-                             OrderAccepted, OrderCancelled, OrderFilled, OrderLimitSet,
-                             OrderModified, PartyFrozen, PhaseChanged, QuoteChanged,
-                             TradeExecuted, TradeRecorded, UnitsConsumed, UnitsIssued,
-                             UnitsPaymentRecorded)
+from exchange.events import (CallUncrossed, CreditChanged, CreditReviewed, DepthChanged,
+                             IndicativePrice, InstrumentCreated, LotAwarded, LotPassed,
+                             LotWithdrawn, OrderAccepted, OrderCancelled, OrderFilled,
+                             OrderLimitSet, OrderModified, PartyFrozen, PhaseChanged,
+                             QuoteChanged, SessionClosed, TradeExecuted, TradeRecorded,
+                             UnitsConsumed, UnitsIssued, UnitsPaymentRecorded)
 from exchange.invariants import invariant
 from exchange.participants import (audience, get_session, session_paddle_party,
                                    valid_currency)
@@ -1033,16 +1033,41 @@ def _close_lot_instrument(state: State, ctx: Ctx, serial: str) -> None:
 @reacts_to(PartyFrozen)
 def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
     """A frozen party places no orders, so its resting ones must not trade
-    either: cancel them in every book, both sides (reason "party_frozen").
-    O(resting orders)."""
+    either: cancel them in every book, both sides (reason "party_frozen")."""
+    _cancel_party_orders(state, ctx, event.party, "party_frozen")
+
+
+@reacts_to(CreditReviewed)
+def _on_credit_reviewed(state: State, ctx: Ctx, event: CreditReviewed) -> None:
+    """A party whose approval is withdrawn places no orders, so its resting
+    ones are cancelled as a frozen party's are (reason "approval_withdrawn")."""
+    if not event.approved:
+        _cancel_party_orders(state, ctx, event.party, "approval_withdrawn")
+
+
+def _cancel_party_orders(state: State, ctx: Ctx, party: int, reason: str) -> None:
+    """Cancel every resting order of ``party`` in every book. O(resting orders)."""
     for inst in state.books.values():
+        if inst.phase == "closed":
+            continue
         paddles = state.sessions[inst.session].paddles       # paddle -> party
         mine = [key for key, order in inst.book.orders.items()
-                if paddles.get(order.owner) == event.party]
+                if paddles.get(order.owner) == party]
         if mine:
             run = _Run(state, ctx, inst)
             for key in mine:
-                run.cancel(key, "party_frozen")
+                run.cancel(key, reason)
+            run.publish()
+
+
+@reacts_to(SessionClosed)
+def _on_session_closed(state: State, ctx: Ctx, event: SessionClosed) -> None:
+    """A closed session trades no more: close its books, cancelling every
+    resting order (reason "session_closed"). O(resting orders)."""
+    for inst in state.books.values():
+        if inst.session == event.session and inst.phase != "closed":
+            run = _Run(state, ctx, inst)
+            run.close("session_closed")
             run.publish()
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from exchange import credit, market
 from exchange.codec import encode
-from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, CreateInstrument,
+from exchange.commands import (CancelOrder, CloseInstrument, CloseSession, ConsumeUnits, CreateInstrument,
                                CreateLot, CreateSession, IssuePaddle, IssueUnits, LotTerms,
                                MassCancel, ModifyOrder, PlaceOrder, RegisterParty, RelistLot,
                                ReviewCredit, ScheduleLot, SetOrderLimit, StartCall, Uncross,
@@ -202,6 +202,37 @@ def test_a_market_buy_is_priced_without_the_buyers_own_asks(stp, bought, cost):
     assert not rejected(events)               # cancel_newest/both: it costs nothing, so fits
     assert sum(t.qty for t in of(events, TradeExecuted)) == bought
     assert mk.exposure("b1") == cost
+
+
+def test_closing_the_session_closes_its_books_and_cancels_what_rests():
+    mk = Market()
+    mk.order("b1", 1, "sell", 10, 100)
+    mk.order("b2", 1, "buy", 10, 90)
+    events = mk.d.ok(CloseSession(session="S"))
+    assert sorted((c.paddle, c.reason) for c in of(events, OrderCancelled)) == [
+        (mk.paddle["b1"], "session_closed"), (mk.paddle["b2"], "session_closed")]
+    assert one(events, PhaseChanged).phase == "closed"
+    assert mk.state.books["U"].phase == "closed" and not mk.state.books["U"].book.orders
+    assert mk.exposure("b2") == 0
+    assert rejected(mk.modify("b2", 1, 100, 10)) == "instrument_closed"
+    assert mk.d.refused(StartCall(session="S", instrument="U")).code == "instrument_closed"
+
+
+def test_a_withdrawn_approval_cancels_the_partys_resting_orders():
+    mk = Market()
+    mk.order("b1", 1, "buy", 10, 100)
+    mk.order("b1", 2, "sell", 5, 120)
+    mk.order("b2", 1, "buy", 1, 99)
+    events = mk.d.ok(ReviewCredit(party=mk.party["b1"], approved=False, credit_limit=0,
+                                  currency="USD"))
+    assert sorted((c.order, c.reason) for c in of(events, OrderCancelled)) == [
+        (1, "approval_withdrawn"), (2, "approval_withdrawn")]
+    assert list(mk.state.books["U"].book.orders) == [(mk.paddle["b2"], 1)]
+    assert mk.exposure("b1") == 0
+    assert not of(mk.order("b2", 2, "sell", 10, 100), TradeExecuted)
+    lowered = mk.d.ok(ReviewCredit(party=mk.party["b2"], approved=True, credit_limit=50,
+                                   currency="USD", agreement_version="BRA-1"))
+    assert not of(lowered, OrderCancelled)          # a lower limit keeps what rests
 
 
 def test_sells_need_units_held_and_not_offered():
