@@ -47,6 +47,7 @@ import datetime
 import json
 import os
 import pickle
+import resource
 import signal
 import threading
 import time
@@ -70,7 +71,7 @@ from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
 from gateway.tables import ID_MASK, ClientIds, FeedRing, RecentResults
 from gateway.view import MarketView
-from gateway.zap import ZapHandler
+from gateway.zap import KEY_PROPERTY, ZapHandler
 from recorder import layout
 from recorder.format import HARD_MAX_RECORD, KIND_ENTRY
 from recorder.journal import Journal, JournalFailed, RecordTooLarge
@@ -113,9 +114,38 @@ PORTS = ("broker", "operator", "feed", "data")
 FREEZE_EVERY = 1000             # entries between gc.freeze() calls (O(1) each)
 REFUSALS_LOGGED = 100           # refusal log lines per user and port ...
 REFUSAL_WINDOW_NS = 10 * 10**9  # ... in this window
+# Resent results one connection is answered with, in events a second; beyond
+# it a resend is answered `busy` (the client sends it again later). One Batch
+# of 64 KiB repeating the resend of a 3,000-order mass cancel made 400 MiB of
+# answers and held the loop seconds for everyone. A reconnecting client's
+# honest resends (each once) are a few events each.
+RESENT_EVENTS_PER_SECOND = 50_000
+# Replies queued to one data-socket connection (a client asks and waits, so it
+# needs a few): with the broker's 10,000, a viewer that sent replay requests
+# and never read made ZeroMQ hold up to 10,000 answers of up to 1 MiB each.
+DATA_SEND_HWM = 64
+HANDSHAKE_MS = 5000             # an unfinished CURVE handshake is dropped after this (libzmq: 30 s)
 client_decode = p.client_decoder.decode
 NOBLOCK = int(zmq.NOBLOCK)      # plain ints: enum.Flag arithmetic is Python code
 MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+SRCFD = int(zmq.SRCFD)          # a received frame's TCP socket
+DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
+
+
+def raise_descriptor_limit(most: int = 1 << 16) -> int:
+    """Raise this process's open-file limit to its hard limit (at most
+    ``most``) and return it: every peer costs the server a descriptor, even an
+    anonymous feed subscriber, and at the usual 1,024 a thousand of them left
+    none for the journal."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = most if hard == resource.RLIM_INFINITY else min(hard, most)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            return want
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def trading_day(ts: int) -> int:
@@ -131,10 +161,10 @@ class Conn:
     """A logged-on connection on the broker or operator socket."""
 
     __slots__ = ("port", "sock", "rid", "user", "role", "hb_ns", "last_in", "last_out", "cod",
-                 "notices", "dropped")
+                 "notices", "dropped", "fd", "resent_since", "resent_events")
 
     def __init__(self, port: str, sock: zmq.Socket, rid: bytes, user: str, role: str,
-                 hb_ns: int, now: int, cod: bool, notices: bool) -> None:
+                 hb_ns: int, now: int, cod: bool, notices: bool, fd: int = -1) -> None:
         self.port = port
         self.sock = sock
         self.rid = rid
@@ -146,6 +176,9 @@ class Conn:
         self.cod = cod
         self.notices = notices
         self.dropped = 0
+        self.fd = fd                  # the peer's TCP socket: its routing id may pass to another
+        self.resent_since = now       # the window of RESENT_EVENTS_PER_SECOND
+        self.resent_events = 0
 
 
 class ServerStopped(Exception):
@@ -193,6 +226,7 @@ class Server:
         from recorder import recovery  # the one recovery path
 
         cfg = self.config
+        raise_descriptor_limit()
         self.journal_dir = layout.journal_dir(self.data_dir)
         self.snapshot_dir = layout.snapshot_dir(self.data_dir)
         started = time.monotonic()
@@ -223,6 +257,7 @@ class Server:
         self.users: dict[str, User] = self.keystore.users()
         self.keys_stamp = self.keystore.stamp()
         self.sessions: dict[str, dict[bytes, Conn]] = {"broker": {}, "operator": {}}
+        self.by_fd: dict[tuple[str, int], Conn] = {}   # (port, the peer's socket) -> session
         self.user_conns: dict[str, list[Conn]] = {}
         # audience token (user id or OPERATORS) -> connections that take notices
         self.listeners: dict[str, list[Conn]] = {}
@@ -276,8 +311,9 @@ class Server:
                 sock.curve_secretkey = server_secret
                 sock.zap_domain = name.encode()
                 sock.router_mandatory = 1
-                sock.sndhwm = cfg.send_hwm
+                sock.sndhwm = DATA_SEND_HWM if name == "data" else cfg.send_hwm
                 sock.rcvhwm = cfg.recv_hwm
+                sock.handshake_ivl = HANDSHAKE_MS
                 sock.maxmsgsize = cfg.max_message_bytes
                 sock.heartbeat_ivl = max(cfg.heartbeat_ms, 100)
                 sock.heartbeat_timeout = 3 * max(cfg.heartbeat_ms, 100)
@@ -426,6 +462,9 @@ class Server:
             first = self.next_seq
             self.catch_up_left = CATCH_UP_PER_TURN
             self.read_back = None
+            for monitor in self.monitors:      # first: a session whose peer is gone gets nothing
+                if monitor in ready:
+                    self._log_monitor(monitor)
             if broker in ready:
                 self._drain(broker, "broker")
             if operator in ready:
@@ -442,9 +481,6 @@ class Server:
                 self._reserve()
             if data in ready:
                 self._serve_data()
-            for monitor in self.monitors:
-                if monitor in ready:
-                    self._log_monitor(monitor)
             self._housekeeping()
 
     def _poll_timeout_ms(self) -> int:
@@ -596,9 +632,12 @@ class Server:
         routing id, its last frame and how many frames it had."""
         user_id = last.get("User-Id")
         user = self.users.get(user_id)
-        if user is None or user.revoked:
+        if user is None or user.revoked or last.get(KEY_PROPERTY) != user.public_key:
             self._end_session(port, rid, "revoked")
-            self._reject(sock, rid, "revoked", user_id, port)
+            self._reject(sock, rid, "revoked", user_id, port,
+                         detail="" if user is None or user.revoked else
+                         "the key this connection was made with was replaced: connect "
+                         "again with the new one")
             return
         if frames != 1:
             self._reject(sock, rid, "undecodable", user_id, port,
@@ -615,11 +654,13 @@ class Server:
         conn = self.sessions[port].get(rid)
         now = time.monotonic_ns()
         if conn is not None:
-            if conn.user != user_id:      # cannot happen with CURVE; refuse anyway
-                self._reject(sock, rid, "not_permitted", user_id, port,
-                             detail="the connection is bound to another user")
-                return
-            conn.last_in = now
+            if conn.fd != last.get(SRCFD) or conn.user != user_id:
+                # another peer holds the routing id now (a client may choose
+                # its own): the session was the earlier peer's, so end it
+                self._end_session(port, rid, "peer changed")
+                conn = None
+            else:
+                conn.last_in = now
         kind = type(msg)
         if kind is p.Request:
             if conn is None:
@@ -638,7 +679,7 @@ class Server:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
         elif kind is p.Logon:
             self.requests_left -= SESSION_CHANGE_COST
-            self._logon(sock, port, rid, user, msg, now)
+            self._logon(sock, port, rid, user, msg, now, last.get(SRCFD))
         elif kind is p.Logout:
             self.requests_left -= SESSION_CHANGE_COST
             reason = "logout" if conn is not None else "not logged on"
@@ -648,7 +689,10 @@ class Server:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
             else:
-                self._recap(sock, conn, msg)
+                try:
+                    self._recap(sock, conn, msg)
+                except OSError as exc:
+                    self._journal_unreadable(sock, rid, user_id, port, exc)
         elif kind is p.Reload:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
@@ -689,7 +733,7 @@ class Server:
             through=through, more=through < self.durable_seq)))
 
     def _logon(self, sock: zmq.Socket, port: str, rid: bytes, user: User, msg: p.Logon,
-               now: int) -> None:
+               now: int, fd: int) -> None:
         if not 100 <= msg.heartbeat_ms <= 60000:
             self._reject(sock, rid, "bad_heartbeat", user.id, port)
             return
@@ -711,8 +755,12 @@ class Server:
         cod = user.cancel_on_disconnect if msg.cancel_on_disconnect is None \
             else msg.cancel_on_disconnect
         conn = Conn(port, sock, rid, user.id, user.role, msg.heartbeat_ms * NS_PER_MS, now, cod,
-                    msg.notices)
+                    msg.notices, fd)
+        stale = self.by_fd.get((port, fd))
+        if stale is not None:             # its disconnection not seen yet: the fd is reused
+            self._end_session(port, stale.rid, "peer gone")
         self.sessions[port][rid] = conn
+        self.by_fd[(port, fd)] = conn
         self.user_conns.setdefault(user.id, []).append(conn)
         if conn.notices:
             self.listeners.setdefault(user.id, []).append(conn)
@@ -766,7 +814,11 @@ class Server:
             known = self.ids_yesterday.shards[shard].get(key)
         if known is not None:
             seq = known
-            found = self._original(seq)
+            try:
+                found = self._original(seq)
+            except OSError as exc:            # out of file descriptors, a disk error
+                self.log.error("journal_read_failed", seq=seq, error=str(exc))
+                found = None
             if found is None:
                 self._reject(sock, conn.rid, "busy", user.id, conn.port, client_id=cid,
                              detail=f"client id {cid!r} is older than the results kept in "
@@ -774,6 +826,17 @@ class Server:
                                     f"resend it later")
                 return
             original, events = found
+            clock = time.monotonic_ns()
+            if clock - conn.resent_since >= 10**9:
+                conn.resent_since, conn.resent_events = clock, 0
+            if conn.resent_events + len(events) >= RESENT_EVENTS_PER_SECOND \
+                    and conn.resent_events:
+                self._reject(sock, conn.rid, "busy", user.id, conn.port, client_id=cid,
+                             detail=f"this connection was sent {conn.resent_events} events of "
+                                    f"resent results in the last second, the most it may: "
+                                    f"resend it later")
+                return
+            conn.resent_events += len(events) + 1
             if original != cmd:
                 self._reject(sock, conn.rid, "duplicate_client_id", user.id, conn.port,
                              client_id=cid,
@@ -1018,6 +1081,8 @@ class Server:
 
     def _forget(self, conn: Conn) -> None:
         self.sessions[conn.port].pop(conn.rid, None)
+        if self.by_fd.get((conn.port, conn.fd)) is conn:
+            del self.by_fd[(conn.port, conn.fd)]
         for table, key in ((self.user_conns, conn.user), (self.listeners, conn.user),
                            (self.listeners, OPERATORS)):
             conns = table.get(key)
@@ -1103,13 +1168,15 @@ class Server:
             self.log.error("keys_reload_failed", error=str(exc))
             return
         self.keys_stamp = stamp
+        before = self.users
         self.users = users
         self.zap.set_users(users)
         for port in ("broker", "operator"):
             sock = self.sockets[port]
             for conn in list(self.sessions[port].values()):
-                user = users.get(conn.user)
-                if user is None or user.revoked:
+                user, was = users.get(conn.user), before.get(conn.user)
+                if user is None or user.revoked or (was is not None
+                                                    and was.public_key != user.public_key):
                     self._end_session(port, conn.rid, "revoked")
                     self._queue(sock, conn.rid, p.encode(p.LoggedOut(reason="revoked")))
         self.log.info("keys_reloaded", users=sum(1 for u in users.values() if not u.revoked))
@@ -1237,7 +1304,7 @@ class Server:
             rid = frames[0].bytes
             user_id = frames[-1].get("User-Id")
             user = self.users.get(user_id)
-            if user is None or user.revoked:
+            if user is None or user.revoked or frames[-1].get(KEY_PROPERTY) != user.public_key:
                 self._reject(sock, rid, "revoked", user_id, "data")
                 continue
             if len(frames) != 2:
@@ -1259,7 +1326,19 @@ class Server:
                     seq=self.last_public, session=request.session, key=request.key,
                     events=events)), now)
             else:
-                self._replay(sock, rid, user_id, request)
+                try:
+                    self._replay(sock, rid, user_id, request)
+                except OSError as exc:           # out of file descriptors, a disk error
+                    self._journal_unreadable(sock, rid, user_id, "data", exc)
+
+    def _journal_unreadable(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,
+                            exc: OSError) -> None:
+        """Answer a catch-up request the journal could not be read for: `busy`,
+        ask again later; the server goes on serving."""
+        self.log.error("journal_read_failed", error=str(exc))
+        self._reject(sock, rid, "busy", user_id, port,
+                     detail=f"the journal could not be read now ({exc.strerror or exc}): "
+                            f"ask again later")
 
     def _replay(self, sock: zmq.Socket, rid: bytes, user_id: str, req: p.ReplayRequest) -> None:
         """Answer with the Market messages in [from_seq, to_seq]: from the ring
@@ -1350,6 +1429,13 @@ class Server:
             name = zmq.Event(event["event"]).name.lower()
             self.log.info("connection", port=port, what=name, fd=event["value"],
                           endpoint=event["endpoint"].decode(errors="replace"))
+            if event["event"] == DISCONNECTED:
+                # the session ends with its connection, at once: its routing id
+                # may come back with another peer, which must get none of its
+                # messages (and cancel-on-disconnect need not wait for heartbeats)
+                conn = self.by_fd.get((port, int(event["value"])))
+                if conn is not None:
+                    self._end_session(port, conn.rid, "disconnected")
 
     # ------------------------------------------------------------------ shutdown
 

@@ -5,7 +5,9 @@ public key may connect to a socket (identified by its ZAP domain). Without a
 running handler CURVE accepts any client key, so the server starts this thread
 before it binds a single socket. A known, unrevoked key whose role the domain
 admits is accepted and the connection's ``User-Id`` is set to the user id;
-every message from it carries that id (``zmq.Frame.get("User-Id")``).
+every message from it carries that id (``zmq.Frame.get("User-Id")``) and the
+public key it authenticated with (``zmq.Frame.get(KEY_PROPERTY)``), so that a
+connection made with a key since replaced (`lotex keys rotate`) is known.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from gateway import logs
 from gateway.keys import User
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+KEY_PROPERTY = "X-Public-Key"
+
+
+def _key_metadata(public_key: str) -> bytes:
+    """Encode the connection's metadata as ZMTP properties: the key, Z85."""
+    name, value = KEY_PROPERTY.encode(), public_key.encode()
+    return bytes((len(name),)) + name + len(value).to_bytes(4, "big") + value
 
 # ZAP domain of each server socket -> roles it admits.
 DOMAIN_ROLES: dict[str, tuple[str, ...]] = {
@@ -75,7 +84,7 @@ class ZapHandler(threading.Thread):
         roles = DOMAIN_ROLES.get(domain_s, ())
         if user is not None and user.role in roles:
             self.socket.send_multipart([version, request_id, b"200", b"OK",
-                                        user.id.encode(), b""])
+                                        user.id.encode(), _key_metadata(user.public_key)])
             self.log.info("auth_accepted", domain=domain_s, address=address.decode(),
                           user=user.id, role=user.role)
             return

@@ -1,0 +1,143 @@
+"""Abuse of the gateway by authenticated peers (found by a security audit):
+a routing id taken over by another broker, resends repeated to multiply the
+server's answers, a journal that cannot be read. Each keeps the server
+serving, and leaks nothing."""
+
+from __future__ import annotations
+
+import errno
+
+import zmq
+
+from exchange.commands import CreateSession, RegisterParty, ReviewCredit
+from gateway import protocol as p
+from gateway.client import Endpoints
+from gateway.keys import ClientKey
+from tests.integration.gateway_harness import (client, raw_dealer, recv_message, recv_until,
+                                               running, wait_for)
+
+
+def dealer_with_routing_id(data, user: str, rid: bytes, context: zmq.Context) -> zmq.Socket:
+    key = ClientKey.load(data / "clients" / f"{user}.json")
+    sock = context.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.routing_id = rid                       # any client may choose its own
+    sock.curve_serverkey = key.server_public_key.encode()
+    sock.curve_publickey = key.public_key.encode()
+    sock.curve_secretkey = key.secret_key.encode()
+    sock.connect(Endpoints.load(data).broker)
+    return sock
+
+
+def test_a_routing_id_taken_by_another_broker_gets_nothing_of_the_first_ones(exchange):
+    data, server = exchange
+    context = zmq.Context()
+    try:
+        victim = dealer_with_routing_id(data, "b1", b"desk-7", context)
+        victim.send(p.encode(p.Logon(heartbeat_ms=60000, notices=True)))   # 3 min to time out
+        assert isinstance(recv_until(victim, p.LogonAccepted), p.LogonAccepted)
+        victim.close()                          # its link drops
+        assert wait_for(lambda: b"desk-7" not in server.sessions["broker"], timeout=5), \
+            "the session outlived its connection"
+        thief = dealer_with_routing_id(data, "b2", b"desk-7", context)
+        thief.send(p.encode(p.Heartbeat()))
+        refused = recv_until(thief, p.SessionRejected)
+        assert refused is not None and refused.code == "not_logged_on"
+        with client(data, "op") as op:          # private to b1 (and operators)
+            party = op.ok(RegisterParty(name="SecretCo", broker="b1")).seq
+            op.ok(ReviewCredit(party=party, approved=True, credit_limit=987654321,
+                               agreement_version="v1"))
+        while (msg := recv_message(thief, timeout=0.5)) is not None:
+            assert not isinstance(msg, p.Notice), msg
+    finally:
+        context.destroy(linger=0)
+
+
+def test_resent_results_past_the_connections_budget_are_answered_busy(exchange, monkeypatch):
+    import gateway.server
+    data, _ = exchange
+    with client(data, "b1") as b1:
+        original = b1.ok(RegisterParty(name="Acme"), client_id="acme-1")
+        size = len(original.events)
+        monkeypatch.setattr(gateway.server, "RESENT_EVENTS_PER_SECOND", 3 * (size + 1))
+        context = zmq.Context()
+        try:
+            sock = dealer_with_routing_id(data, "b1", b"resender", context)
+            sock.send(p.encode(p.Logon()))
+            assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+            again = p.Request(client_id="acme-1", cmd=RegisterParty(name="Acme"))
+            sock.send(p.encode(p.Batch(requests=[again] * 50)))
+            results = recv_until(sock, p.Results)
+        finally:
+            context.destroy(linger=0)
+        answers = [type(r).__name__ + ("" if isinstance(r, p.Result) else ":" + r.code)
+                   for r in results.results]
+        assert answers == ["Result"] * 3 + ["SessionRejected:busy"] * 47
+        assert all(r.resent and r.seq == original.seq for r in results.results[:3])
+        assert b1.ok(RegisterParty(name="Borealis")).accepted      # still serving
+
+
+def test_a_journal_that_cannot_be_read_answers_busy_and_the_server_goes_on(tmp_path,
+                                                                           monkeypatch):
+    with running(tmp_path, feed_ring=1) as server, client(tmp_path, "op") as op:
+        for n in range(4):                       # public: the ring keeps the last two
+            op.ok(CreateSession(session=f"S{n}", name="fd"))
+
+        def out_of_descriptors(*args, **kwargs):
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        monkeypatch.setattr(server.journal, "read", out_of_descriptors)
+        context = zmq.Context()
+        try:
+            viewer = raw_dealer(tmp_path, "viewer", "data", context)
+            viewer.send(p.encode(p.ReplayRequest(from_seq=1)))   # before the ring: the journal
+            assert viewer.poll(10000)
+            answer = p.data_reply_decoder.decode(viewer.recv())
+        finally:
+            context.destroy(linger=0)
+        assert isinstance(answer, p.SessionRejected) and answer.code == "busy"
+        assert "Too many open files" in answer.text
+        assert op.ok(CreateSession(session="S9", name="still serving")).accepted
+        assert server.failed is None
+
+
+def test_the_server_raises_its_open_file_limit_to_the_hard_limit():
+    import resource
+
+    from gateway.server import raise_descriptor_limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        got = raise_descriptor_limit(most=min(hard, 4096))
+        assert got == min(hard, 4096) == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_connection_made_with_a_key_since_rotated_cannot_log_on_again(exchange):
+    from gateway.keys import KeyStore
+    data, _ = exchange
+    context = zmq.Context()
+    try:
+        old = raw_dealer(data, "b1", "broker", context)          # the key before rotation
+        old.send(p.encode(p.Logon(heartbeat_ms=60000)))
+        assert isinstance(recv_until(old, p.LogonAccepted), p.LogonAccepted)
+        viewer = raw_dealer(data, "viewer", "data", context)
+        viewer.send(p.encode(p.SnapshotRequest()))
+        assert isinstance(p.data_reply_decoder.decode(viewer.recv()), p.Snapshot)
+        KeyStore(data).rotate("b1")
+        KeyStore(data).rotate("viewer")
+        with client(data, "op") as op:
+            op.reload_keys()
+        ended = recv_until(old, p.LoggedOut)
+        assert ended is not None and ended.reason == "revoked"
+        old.send(p.encode(p.Logon(heartbeat_ms=60000)))           # the same connection
+        refused = recv_until(old, p.SessionRejected)
+        assert refused is not None and refused.code == "revoked" and "replaced" in refused.text
+        viewer.send(p.encode(p.SnapshotRequest()))
+        answer = p.data_reply_decoder.decode(viewer.recv())
+        assert isinstance(answer, p.SessionRejected) and answer.code == "revoked"
+        with client(data, "b1") as b1:                            # the new key serves
+            assert b1.ok(RegisterParty(name="Acme")).accepted
+    finally:
+        context.destroy(linger=0)
