@@ -10,9 +10,11 @@ Layout under a data directory::
                            to the user and delete it here
 
 Every write replaces the file atomically (write, fsync, rename), so the server
-can reload ``users.json`` whenever its modification stamp changes: that is how
-a revocation takes effect without a restart. Keys are Z85 text, as ZeroMQ
-prints them.
+can reload ``users.json`` whenever its stamp changes: that is how a revocation
+or a key rotation takes effect without a restart (within the server's
+``keys_check_ms``, half a second by default). ``keys/`` and ``clients/`` are
+made readable by their owner only (0700). Keys are Z85 text, as ZeroMQ prints
+them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from pathlib import Path
 import zmq
 
 ROLES = ("broker", "operator", "viewer")
-USER_ID = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+# Matched with fullmatch: with match and "$", "evil\n" would pass ("$" matches
+# before a trailing newline) and name a client key file "evil\n.json".
+USER_ID = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 RESERVED_USERS = ("clock", "system", "gateway")
 
 
@@ -67,8 +71,9 @@ class ClientKey:
 
 
 def _write_atomic(path: Path, text: str, *, secret: bool = False) -> None:
-    """Replace ``path`` with ``text`` atomically (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace ``path`` with ``text`` atomically (temp file, fsync, rename).
+    A directory it creates is the owner's only (0700)."""
+    os.makedirs(path.parent, mode=0o700, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     fd = os.open(tmp, flags, 0o600 if secret else 0o644)
@@ -124,13 +129,16 @@ class KeyStore:
         data = json.loads(self.users_file.read_text())
         return {uid: User(id=uid, **fields) for uid, fields in data["users"].items()}
 
-    def stamp(self) -> tuple[int, int]:
-        """Return (mtime ns, size) of ``users.json``: it changes on every write."""
+    def stamp(self) -> tuple[int, int, int]:
+        """Return (mtime ns, size, inode) of ``users.json``: it changes on every
+        write. The inode is there because a rotation keeps the size (a new key
+        is as long as the old one) and two writes can share a coarse mtime;
+        every write is a rename of a new file, so a new inode."""
         try:
             st = os.stat(self.users_file)
         except FileNotFoundError:
-            return (0, 0)
-        return (st.st_mtime_ns, st.st_size)
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _save(self, users: dict[str, User]) -> None:
         body = {"version": 1, "users": {}}
@@ -144,7 +152,7 @@ class KeyStore:
                  cancel_on_disconnect: bool = False) -> Path:
         """Create a key pair for a new user, record its public key and role, and
         write its client key file; return that file's path."""
-        if not USER_ID.match(user_id) or user_id in RESERVED_USERS:
+        if not USER_ID.fullmatch(user_id) or user_id in RESERVED_USERS:
             raise KeyStoreError(f"user id {user_id!r} must be 1-32 of a-z 0-9 _ . - starting "
                                 f"with a letter, and not one of {', '.join(RESERVED_USERS)}")
         if role not in ROLES:
@@ -157,27 +165,61 @@ class KeyStore:
         if user_id in users:
             raise KeyStoreError(f"user {user_id!r} exists already"
                                 + (" (revoked)" if users[user_id].revoked else ""))
-        server_public, _ = self.server_keys()
-        public, secret = zmq.curve_keypair()
-        users[user_id] = User(id=user_id, role=role, public_key=public.decode(),
-                              clients=list(clients), cancel_on_disconnect=cancel_on_disconnect,
-                              created_ns=time.time_ns())
-        path = self.client_key_path(user_id)
-        _write_atomic(path, json.dumps({
-            "user": user_id, "role": role, "public_key": public.decode(),
-            "secret_key": secret.decode(), "server_public_key": server_public.decode(),
-        }, indent=2) + "\n", secret=True)
+        user = User(id=user_id, role=role, public_key="", clients=list(clients),
+                    cancel_on_disconnect=cancel_on_disconnect, created_ns=time.time_ns())
+        path = self._new_key_pair(user)
+        users[user_id] = user
         self._save(users)
         return path
 
-    def revoke(self, user_id: str) -> User:
-        """Revoke a user: its key is refused from now on, by a running server too."""
+    def rotate(self, user_id: str) -> Path:
+        """Give an active user a new key pair (same id, role, clients): replace
+        its client key file and its public key in ``users.json``; return the
+        file's path. The old key is refused from then on, as after a
+        revocation (a running server re-reads ``users.json``)."""
+        users = self.users()
+        user = users.get(user_id)
+        if user is None:
+            raise KeyStoreError(f"no user {user_id!r}")
+        if user.revoked:
+            raise KeyStoreError(f"user {user_id!r} is revoked: a revoked user stays revoked "
+                                f"and gets no new key (add a user with another id)")
+        path = self._new_key_pair(user)
+        self._save(users)
+        return path
+
+    def _new_key_pair(self, user: User) -> Path:
+        """Make a key pair for ``user``, set its public key and write its client
+        key file (0600, atomically); return the file's path. ``users.json`` is
+        the caller's to save, after the file: a crash between the two leaves a
+        key file the store does not know yet (add or rotate again), never a
+        store key without its file."""
+        server_public, _ = self.server_keys()
+        public, secret = zmq.curve_keypair()
+        user.public_key = public.decode()
+        path = self.client_key_path(user.id)
+        _write_atomic(path, json.dumps({
+            "user": user.id, "role": user.role, "public_key": public.decode(),
+            "secret_key": secret.decode(), "server_public_key": server_public.decode(),
+        }, indent=2) + "\n", secret=True)
+        return path
+
+    def revoke(self, user_id: str, *, force: bool = False) -> User:
+        """Revoke a user: its key is refused from now on, by a running server
+        too. The last active operator is kept unless ``force``: an exchange
+        without an operator cannot be run."""
         users = self.users()
         user = users.get(user_id)
         if user is None:
             raise KeyStoreError(f"no user {user_id!r}")
         if user.revoked:
             raise KeyStoreError(f"user {user_id!r} is revoked already")
+        if user.role == "operator" and not force and not any(
+                other.role == "operator" and not other.revoked and other.id != user_id
+                for other in users.values()):
+            raise KeyStoreError(f"{user_id!r} is the last active operator, and an exchange "
+                                f"without an operator cannot be run: add another operator "
+                                f"first, or revoke with --force")
         user.revoked = True
         user.revoked_ns = time.time_ns()
         self._save(users)

@@ -52,13 +52,16 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from gateway import logs
     logs.configure(json_lines=True if args.log_json else None)
-    from gateway.config import load_or_create
+    from gateway.config import load_or_create, private_data_dir
     from gateway.keys import initialise
     from gateway.server import Server, ServerStopped
 
     data = Path(args.data)
     config_path = data / "config.toml"
     try:
+        # sealed bids, reserves and identities: the owner's only (0700), an
+        # existing directory tightened, before anything is written in it
+        private_data_dir(data)
         config, config_path, config_new = load_or_create(data)
         if args.random_ports:
             config.broker_port = config.operator_port = config.feed_port = config.data_port = 0
@@ -134,9 +137,10 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
 
 def _register_keys(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "keys", help="server keys and users (add, list, revoke)",
+        "keys", help="server keys and users (add, list, revoke, rotate)",
         description="Manage the CURVE keys: the server's pair and one pair per user with "
-                    "its role. A running server picks up changes within a second.")
+                    "its role. A running server picks up changes within a second, "
+                    "without a restart.")
     _data_arg(parser)
     sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     init = sub.add_parser("init", help="create the server's key pair")
@@ -152,8 +156,23 @@ def _register_keys(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--cancel-on-disconnect", action="store_true",
                      help="cancel the broker's book orders when its session ends")
     sub.add_parser("list", help="list users")
-    revoke = sub.add_parser("revoke", help="revoke a user's key (takes effect at once)")
+    revoke = sub.add_parser(
+        "revoke", help="revoke a user's key (takes effect within a second, without a restart)",
+        description="Revoke a user: a running server refuses its key and ends its sessions "
+                    "within a second, without a restart. A revoked id stays revoked. The "
+                    "last active operator is kept unless --force.")
     revoke.add_argument("user")
+    revoke.add_argument("--force", action="store_true",
+                        help="revoke the last active operator too (the exchange then has "
+                             "no operator until one is added)")
+    rotate = sub.add_parser(
+        "rotate", help="give a user a new key pair (takes effect within a second, without "
+                       "a restart)",
+        description="Replace an active user's key pair (same id, role and clients): a new "
+                    "client key file, and the new public key in the key store. A running "
+                    "server refuses the old key within a second, without a restart. A "
+                    "revoked user is refused.")
+    rotate.add_argument("user")
     parser.set_defaults(run=run_keys)
 
 
@@ -180,8 +199,13 @@ def run_keys(args: argparse.Namespace) -> int:
             print(f"added {args.role} {args.user}; give it {path} (then delete it here)")
             return 0
         if args.keys_command == "revoke":
-            store.revoke(args.user)
+            store.revoke(args.user, force=args.force)
             print(f"revoked {args.user}")
+            return 0
+        if args.keys_command == "rotate":
+            path = store.rotate(args.user)
+            print(f"new key pair for {args.user}; give it {path} (then delete it here); "
+                  f"a running server refuses the old key within a second")
             return 0
         from rich.console import Console
         from rich.table import Table

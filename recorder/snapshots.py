@@ -11,6 +11,8 @@ Written atomically (temporary file, fsync, rename, fsync of the directory);
 a damaged or half-written snapshot is skipped in favour of an older one, so
 recovery replays more of the journal but never trusts bad bytes. The data is
 a pickle of the engine state: the directory must be as trusted as the code.
+Snapshot files are 0600 and a directory created here 0700 (the state holds
+sealed bids, reserves and identities).
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ def write_snapshot(directory: str | os.PathLike, seq: int, data: bytes, *, ts: i
         raise ValueError("chain must be 32 bytes")
     directory = Path(directory)
     if not directory.exists():
-        directory.mkdir(parents=True)
+        os.makedirs(directory, mode=0o700)     # engine state: sealed bids, reserves
         fsync_dir(directory.parent)
     head = HEAD.pack(SNAPSHOT_MAGIC, VERSION, 0, seq, ts, len(data), chain, hashlib.sha256(data).digest())
     target = directory / snapshot_name(seq)
     tmp = directory / f".{target.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(head + struct.pack("<I", zlib.crc32(head)) + data)
         while view:

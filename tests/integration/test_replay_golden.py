@@ -320,7 +320,7 @@ def test_operator_key_checks(sample, tmp_path, capsys):
     # a revoked operator
     copy = tmp_path / "copy"
     shutil.copytree(data, copy)
-    KeyStore(copy).revoke("op")
+    KeyStore(copy).revoke("op", force=True)
     with pytest.raises(AccessDenied, match="revoked"):
         operator_viewer(copy / "clients" / "op.json", copy)
     assert main(["replay", "results", str(copy), "--operator-key",

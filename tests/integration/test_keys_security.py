@@ -1,0 +1,277 @@
+"""Security of the key store and the data directory: user ids checked whole
+(no trailing newline), the last operator kept unless forced, key rotation
+(the new key serves, the old one is refused by a running server), and the
+data directory, journal and snapshots readable by their owner only."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from exchange.commands import CreateSession, RegisterParty
+from gateway.cli import main
+from gateway.client import Client, ClientError, Endpoints, FeedClient, SessionRejectedError
+from gateway.config import private_data_dir
+from gateway.keys import ClientKey, KeyStore, KeyStoreError, initialise
+from recorder.journal import Journal
+from recorder.snapshots import write_snapshot
+from tests.integration.gateway_harness import client, running, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def loose_umask() -> Iterator[None]:
+    """The usual umask 022, so only modes the code asks for make files private."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def keys(data: Path, *args: str) -> int:
+    return main(["keys", "--data", str(data), *args])
+
+
+# ------------------------------------------------------------------------- user ids
+
+def test_a_user_id_with_a_trailing_newline_or_other_bad_ids_are_refused(tmp_path, capsys):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    store = KeyStore(tmp_path)
+    for bad in ("evil\n", "evil\r\n", "\nevil", "Evil", "1evil", "ev il", "a" * 33, "",
+                "../evil", "system"):
+        with pytest.raises(KeyStoreError, match="must be 1-32"):
+            store.add_user(bad, "broker")
+    capsys.readouterr()
+    assert keys(tmp_path, "add", "evil\n", "--role", "broker") == 1
+    assert "must be 1-32" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "clients").iterdir()) == [
+        "b1.json", "b2.json", "op.json", "viewer.json"]
+    assert set(store.users()) == {"op", "b1", "b2", "viewer"}
+    store.add_user("a" * 32, "viewer")                  # the longest good id still passes
+    store.add_user("x.y-z_9", "broker")
+
+
+# ------------------------------------------------------------------ last operator
+
+def test_revoking_the_last_operator_is_refused_unless_forced(tmp_path, capsys):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    store = KeyStore(tmp_path)
+    capsys.readouterr()
+    assert keys(tmp_path, "revoke", "op") == 1
+    err = capsys.readouterr().err
+    assert "last active operator" in err and "--force" in err
+    assert not store.users()["op"].revoked
+    with pytest.raises(KeyStoreError, match="last active operator"):
+        store.revoke("op")
+
+    # with a second operator the first may go; then the second is the last
+    assert keys(tmp_path, "add", "op2", "--role", "operator") == 0
+    assert keys(tmp_path, "revoke", "op") == 0
+    assert keys(tmp_path, "revoke", "b1") == 0          # brokers are never held back
+    capsys.readouterr()
+    assert keys(tmp_path, "revoke", "op2") == 1
+    assert "last active operator" in capsys.readouterr().err
+    assert not store.users()["op2"].revoked
+
+    assert keys(tmp_path, "revoke", "op2", "--force") == 0
+    users = store.users()
+    assert users["op"].revoked and users["op2"].revoked
+    assert not any(u.role == "operator" and not u.revoked for u in users.values())
+
+
+# ------------------------------------------------------------------------- rotation
+
+def _connects(key: ClientKey, endpoint: str) -> bool:
+    attempt = Client(key, endpoint, timeout=1.0)
+    try:
+        attempt.connect()
+        return True
+    except ClientError:
+        return False
+    finally:
+        attempt.close()
+
+
+def test_rotate_gives_a_new_key_that_serves_and_a_running_server_refuses_the_old(
+        tmp_path, capsys):
+    with running(tmp_path, keys_check_ms=50) as server:
+        endpoints = Endpoints.load(tmp_path)
+        key_file = tmp_path / "clients" / "b1.json"
+        old = ClientKey.load(key_file)
+        before = KeyStore(tmp_path).users()["b1"]
+        assert _connects(old, endpoints.broker)
+
+        capsys.readouterr()
+        assert keys(tmp_path, "rotate", "b1") == 0
+        out = capsys.readouterr().out
+        assert str(key_file) in out
+
+        new = ClientKey.load(key_file)
+        assert (new.user, new.role, new.server_public_key) == (
+            old.user, old.role, old.server_public_key)
+        assert new.public_key != old.public_key and new.secret_key != old.secret_key
+        assert mode(key_file) == 0o600
+        assert not list((tmp_path / "clients").glob(".*.tmp"))
+        after = KeyStore(tmp_path).users()["b1"]
+        assert after.public_key == new.public_key
+        assert (after.role, after.clients, after.cancel_on_disconnect, after.revoked,
+                after.created_ns) == (before.role, before.clients, before.cancel_on_disconnect,
+                                      False, before.created_ns)
+
+        # no restart and no Reload: the server's own check of users.json
+        assert wait_for(lambda: server.users["b1"].public_key == new.public_key, timeout=10)
+        assert wait_for(lambda: _connects(new, endpoints.broker), timeout=10)
+        with Client(new, endpoints.broker, timeout=10.0) as b1:
+            b1.connect()
+            assert b1.ok(RegisterParty(name="Acme")).accepted
+        assert not _connects(old, endpoints.broker)
+        with FeedClient(old, endpoints.feed, endpoints.data, timeout=1.0) as feed:
+            with pytest.raises(ClientError):
+                feed.snapshot()
+        with FeedClient(new, endpoints.feed, endpoints.data, timeout=10.0) as feed:
+            feed.snapshot()
+
+
+def test_rotate_ends_a_session_logged_on_with_the_old_key(tmp_path):
+    with running(tmp_path), client(tmp_path, "op") as op, client(tmp_path, "b1") as b1:
+        assert b1.ok(RegisterParty(name="before")).accepted
+        KeyStore(tmp_path).rotate("b1")
+        op.reload_keys()
+        with pytest.raises(SessionRejectedError):
+            b1.request(RegisterParty(name="after"), timeout=5.0)
+
+
+def test_rotate_refuses_a_revoked_or_unknown_user(tmp_path, capsys):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    assert keys(tmp_path, "revoke", "b2") == 0
+    users_file = tmp_path / "keys" / "users.json"
+    key_file = tmp_path / "clients" / "b2.json"
+    users_before, key_before = users_file.read_bytes(), key_file.read_bytes()
+    capsys.readouterr()
+
+    assert keys(tmp_path, "rotate", "b2") == 1
+    err = capsys.readouterr().err
+    assert "'b2' is revoked" in err
+    assert keys(tmp_path, "rotate", "nobody") == 1
+    assert "no user 'nobody'" in capsys.readouterr().err
+    with pytest.raises(KeyStoreError, match="revoked"):
+        KeyStore(tmp_path).rotate("b2")
+    assert users_file.read_bytes() == users_before and key_file.read_bytes() == key_before
+    assert not (tmp_path / "clients" / "nobody.json").exists()
+    # a revoked id stays revoked: it cannot be added again either
+    assert keys(tmp_path, "add", "b2", "--role", "broker") == 1
+
+
+# ---------------------------------------------------------------------- permissions
+
+PRIVATE_DIRS = ("", "journal", "snapshots", "gateway", "keys", "clients")
+
+
+@contextlib.contextmanager
+def serving(data: Path) -> Iterator[subprocess.Popen]:
+    """`lotex serve` on ``data`` (free ports on 127.0.0.1) until the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data), "--random-ports"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while True:
+            line = proc.stdout.readline()
+            assert line, f"lotex serve exited: {proc.wait()}"
+            if line.strip() == b"ready":
+                break
+            assert time.monotonic() < deadline, "lotex serve did not get ready"
+        yield proc
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_serve_makes_its_data_directory_journal_and_snapshots_private(tmp_path, loose_umask):
+    data = tmp_path / "fresh" / "data"
+    with serving(data):
+        with client(data, "op") as op:
+            assert op.request(CreateSession(session="S1", name="private")).accepted
+    # shutdown snapshots the engine and the gateway
+    for name in PRIVATE_DIRS:
+        assert mode(data / name) == 0o700, name
+    files = {
+        "journal segment": list((data / "journal").glob("*.seg")),
+        "journal lock": [data / "journal" / "LOCK"],
+        "snapshot": list((data / "snapshots").glob("*.snap")),
+        "gateway snapshot": list((data / "gateway").glob("*.snap")),
+        "key file": [data / "keys" / "server.json", *(data / "clients").glob("*.json")],
+    }
+    for what, paths in files.items():
+        assert paths, what
+        for path in paths:
+            assert mode(path) == 0o600, (what, path)
+
+    # an existing directory left open to others is closed at the next start
+    os.chmod(data, 0o755)
+    with serving(data):
+        assert mode(data) == 0o700
+
+
+def test_private_data_dir_creates_or_tightens(tmp_path, loose_umask):
+    made = private_data_dir(tmp_path / "a" / "b")
+    assert mode(made) == 0o700
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o777)
+    os.chmod(open_dir, 0o777)
+    private_data_dir(open_dir)
+    assert mode(open_dir) == 0o700
+
+
+def test_journal_files_and_snapshots_are_private(tmp_path, loose_umask):
+    path = tmp_path / "journal"
+    with Journal.open(path, segment_bytes=4096) as journal:
+        for n in range(200):                     # several segments: closed ones get an index
+            journal.append(n, 1, b"sealed bid %d" % n)
+        journal.commit()
+    assert mode(path) == 0o700
+    segments = sorted(path.glob("*.seg"))
+    assert len(segments) > 1 and list(path.glob("*.idx"))
+    for file in path.iterdir():
+        assert mode(file) == 0o600, file
+    # a torn tail moved aside on reopening is as private as the journal
+    with open(segments[-1], "ab") as live:
+        live.write(b"\x07" * 40)
+    Journal.open(path).close()
+    cut = list(path.glob("*.cut"))
+    assert cut and all(mode(file) == 0o600 for file in cut)
+
+    snaps = tmp_path / "snapshots"
+    written = write_snapshot(snaps, 7, b"reserve 7654321", ts=1)
+    assert mode(snaps) == 0o700 and mode(written) == 0o600
+    written = write_snapshot(snaps, 8, b"reserve 7654321", ts=2)   # into an existing dir
+    assert mode(written) == 0o600
+
+
+def test_keys_directories_are_private(tmp_path, loose_umask):
+    initialise(tmp_path / "data")
+    for name in ("keys", "clients"):
+        assert mode(tmp_path / "data" / name) == 0o700, name
+    assert json.loads((tmp_path / "data" / "keys" / "users.json").read_text())["users"]
