@@ -130,3 +130,25 @@ def test_snapshot_restore_round_trip():
     setup_party(d)
     again = Engine.restore(d.engine.snapshot())
     assert again.snapshot() == d.engine.snapshot()
+
+
+def test_texts_and_lists_over_the_engines_sizes_are_refused_too_long():
+    from exchange.commands import CreateLot, LotTerms, Patent
+    from exchange.errors import MAX_ITEMS, MAX_TEXT
+    d = Driver()
+    before = len(d.engine.state.parties)
+    refusal = d.refused(RegisterParty(name="x" * (MAX_TEXT + 1)), actor="b1", role="broker")
+    assert refusal.code == "too_long" and "name has 1001 characters" in refusal.text
+    assert len(d.engine.state.parties) == before
+    party = d.ok(RegisterParty(name="x" * MAX_TEXT), actor="b1", role="broker")[0].party
+    d.ok(CreateSession(session="S", name="s"))
+    patent = Patent(number="US1", title="t")
+    long_title = LotTerms(title="t", patents=(Patent(number="US2", title="y" * 5000),))
+    refusal = d.refused(CreateLot(serial="L1", session="S", seller=party, terms=long_title),
+                        actor="b1", role="broker")
+    assert refusal.code == "too_long" and "terms.patents[0].title" in refusal.text
+    many = LotTerms(title="t", patents=(patent,) * (MAX_ITEMS + 1))
+    refusal = d.refused(CreateLot(serial="L1", session="S", seller=party, terms=many),
+                        actor="b1", role="broker")
+    assert refusal.code == "too_long" and "terms.patents has 10001 items" in refusal.text
+    assert "L1" not in d.engine.state.lots
