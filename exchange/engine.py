@@ -139,6 +139,8 @@ class Engine:
         ctx = Ctx(env, out)
         if env.ts > state.now:
             state.now = env.ts
+        else:
+            ctx.ts = state.now        # time never runs backwards inside the engine
         state.last_seq = env.seq
         timers = state.timers
         if timers and timers[0][0] <= state.now:

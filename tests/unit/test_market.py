@@ -327,6 +327,19 @@ def test_gtd_order_expires_at_its_time():
     assert mk.d.tick(9 * SECOND) == [] and market.best_bid(mk.state, "U") == 100
 
 
+def test_an_envelope_older_than_the_engine_clock_is_handled_at_the_engine_time():
+    from exchange.commands import Envelope
+    mk = Market()
+    mk.d.tick(10 * SECOND)
+    engine = mk.d.engine
+    late = PlaceOrder(session="S", instrument="U", paddle=mk.paddle["b1"], order=7, side="sell",
+                      qty=1, price=500, tif="gtd", expires=9 * SECOND)
+    events = engine.apply(Envelope(seq=mk.d.seq + 1, ts=8 * SECOND, actor="b1", role="broker",
+                                   cmd=late))
+    assert rejected(events) == "bad_expiry"       # 9 s is past: the engine's time is 10 s
+    assert engine.state.now == 10 * SECOND
+
+
 def test_modify_keeps_or_loses_priority_and_trades_at_resting_price():
     mk = Market()
     mk.order("b1", 1, "buy", 5, 100)
