@@ -113,7 +113,7 @@ SNAPSHOT_CHILD_WAIT_S = 120     # on shutdown, then a snapshot child still writi
 PORTS = ("broker", "operator", "feed", "data")
 FREEZE_EVERY = 1000             # entries between gc.freeze() calls (O(1) each)
 REFUSALS_LOGGED = 100           # refusal log lines per user and port ...
-REFUSAL_WINDOW_NS = 10 * 10**9  # ... in this window
+REFUSAL_WINDOW_NS = 10 * 10**9  # ... in this window (connection lines: per port)
 # Resent results one connection is answered with, in events a second; beyond
 # it a resend is answered `busy` (the client sends it again later). One Batch
 # of 64 KiB repeating the resend of a 3,000-order mass cancel made 400 MiB of
@@ -261,7 +261,8 @@ class Server:
         self.user_conns: dict[str, list[Conn]] = {}
         # audience token (user id or OPERATORS) -> connections that take notices
         self.listeners: dict[str, list[Conn]] = {}
-        self.refusals: dict[tuple[str, str], list[int]] = {}   # (user, port) -> [start, n]
+        self.refusals = logs.LogBudget(REFUSALS_LOGGED, REFUSAL_WINDOW_NS)  # (user, port)
+        self.connection_lines = logs.LogBudget(REFUSALS_LOGGED, REFUSAL_WINDOW_NS)  # port
         # waiting for durability: (seq it follows, socket, routing id, bytes)
         self.outbox: deque[tuple[int, zmq.Socket, bytes, bytes]] = deque()
         # Market messages waiting for durability: (seq, public events, bytes)
@@ -613,16 +614,10 @@ class Server:
             self._queue(sock, rid, data)
         # one log line per refusal, but at most REFUSALS_LOGGED per user and
         # port in each REFUSAL_WINDOW_NS; the rest are counted in one line
-        now = time.monotonic_ns()
-        key = (user, port)
-        window = self.refusals.get(key)
-        if window is None or now - window[0] >= REFUSAL_WINDOW_NS:
-            if window is not None and window[1] > REFUSALS_LOGGED:
-                self.log.warning("refused_unlogged", user=user, port=port,
-                                 count=window[1] - REFUSALS_LOGGED)
-            window = self.refusals[key] = [now, 0]
-        window[1] += 1
-        if window[1] <= REFUSALS_LOGGED:
+        write, unwritten = self.refusals.allow((user, port), time.monotonic_ns())
+        if unwritten:
+            self.log.warning("refused_unlogged", user=user, port=port, count=unwritten)
+        if write:
             self.log.warning("refused", code=code, user=user, port=port, client_id=client_id,
                              detail=text[:200])
 
@@ -1426,9 +1421,13 @@ class Server:
             except zmq.Again:
                 return
             event = parse_monitor_message(frames)
-            name = zmq.Event(event["event"]).name.lower()
-            self.log.info("connection", port=port, what=name, fd=event["value"],
-                          endpoint=event["endpoint"].decode(errors="replace"))
+            write, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
+            if unwritten:
+                self.log.warning("connections_unlogged", port=port, count=unwritten)
+            if write:
+                self.log.info("connection", port=port,
+                              what=zmq.Event(event["event"]).name.lower(), fd=event["value"],
+                              endpoint=event["endpoint"].decode(errors="replace"))
             if event["event"] == DISCONNECTED:
                 # the session ends with its connection, at once: its routing id
                 # may come back with another peer, which must get none of its

@@ -13,6 +13,7 @@ connection made with a key since replaced (`lotex keys rotate`) is known.
 from __future__ import annotations
 
 import threading
+import time
 
 import zmq
 from zmq.utils import z85
@@ -49,6 +50,7 @@ class ZapHandler(threading.Thread):
         self.socket.linger = 0
         self.socket.bind(ZAP_ENDPOINT)
         self.log = logs.get(component="zap")
+        self.refusals = logs.LogBudget()       # per domain: a peer may retry without end
 
     def set_users(self, users: dict[str, User]) -> None:
         """Replace the key map (safe from another thread: one reference swap)."""
@@ -93,6 +95,11 @@ class ZapHandler(threading.Thread):
         if mechanism != b"CURVE":
             reason = f"mechanism {mechanism.decode(errors='replace')} not allowed"
         self.socket.send_multipart([version, request_id, b"400", reason.encode(), b"", b""])
+        write, unwritten = self.refusals.allow(domain_s, time.monotonic_ns())
+        if unwritten:
+            self.log.warning("auth_refused_unlogged", domain=domain_s, count=unwritten)
+        if not write:
+            return
         self.log.warning("auth_refused", domain=domain_s, address=address.decode(),
                          reason=reason, key=z85.encode(frames[6]).decode()
                          if len(frames) >= 7 and len(frames[6]) == 32 else "")

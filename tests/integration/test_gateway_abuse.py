@@ -141,3 +141,38 @@ def test_a_connection_made_with_a_key_since_rotated_cannot_log_on_again(exchange
             assert b1.ok(RegisterParty(name="Acme")).accepted
     finally:
         context.destroy(linger=0)
+
+
+def test_failed_handshakes_and_connections_log_a_bounded_number_of_lines(tmp_path, capsys):
+    from gateway.logs import LogBudget
+    with running(tmp_path) as server:
+        server.zap.refusals = LogBudget(3, 10**12)
+        server.connection_lines = LogBudget(4, 10**12)
+        capsys.readouterr()
+        context = zmq.Context()
+        strangers = []
+        try:
+            endpoint = Endpoints.load(tmp_path).broker
+            server_key = ClientKey.load(tmp_path / "clients" / "b1.json").server_public_key
+            for _ in range(12):                          # keys nobody registered
+                public, secret = zmq.curve_keypair()
+                sock = context.socket(zmq.DEALER)
+                strangers.append(sock)
+                sock.linger = 0
+                sock.curve_serverkey = server_key.encode()
+                sock.curve_publickey, sock.curve_secretkey = public, secret
+                sock.connect(endpoint)
+                sock.send(p.encode(p.Logon()))
+            seen = []
+            wait_for(lambda: seen.append(capsys.readouterr().err) or
+                     "".join(seen).count('"connection"') >= 4, timeout=10)
+            with client(tmp_path, "b1") as b1:           # served throughout
+                assert b1.ok(RegisterParty(name="Acme")).accepted
+            seen.append(capsys.readouterr().err)
+        finally:
+            for sock in strangers:
+                sock.close()
+            context.destroy(linger=0)
+    text = "".join(seen)
+    assert text.count('"auth_refused"') == 3
+    assert text.count('"connection"') == 4

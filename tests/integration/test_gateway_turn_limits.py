@@ -93,7 +93,7 @@ def test_old_resends_are_read_back_in_order_and_over_budget_are_busy(tmp_path, m
             again = b1.request_batch(cmds, client_ids=ids)
             assert [(r.seq, r.events, r.resent) for r in again] == \
                 [(r.seq, r.events, True) for r in originals]
-            refused = server.refusals.get(("b1", "broker"))
+            refused = server.refusals.windows.get(("b1", "broker"))
             assert refused is not None and refused[1] >= 3    # at most 5 a turn: busy ones
         # the asyncio client keeps a `busy` request pending and resends it too
         again = asyncio.run(_async_resend(tmp_path, cmds, ids))

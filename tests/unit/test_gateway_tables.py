@@ -77,3 +77,14 @@ def test_feed_ring_from_an_older_snapshot_and_resized():
     assert ring.seqs == seqs[-20:] and len(ring.msgs) == 20
     ring.append(301, b"m301")
     assert ring.seqs[-1] == 301 and ring.count == 301
+
+
+def test_a_log_budget_writes_so_many_lines_a_window_then_counts_the_rest():
+    from gateway.logs import LogBudget
+    budget = LogBudget(per_window=2, window_ns=100)
+    assert [budget.allow("b1", t) for t in (0, 10, 20, 30)] == [
+        (True, 0), (True, 0), (False, 0), (False, 0)]
+    assert budget.allow("b2", 40) == (True, 0)           # keys apart
+    assert budget.allow("b1", 100) == (True, 2)          # a new window says what went unwritten
+    assert budget.allow("b1", 150) == (True, 0)
+    assert budget.allow("b1", 250) == (True, 0)          # nothing left unwritten
