@@ -31,9 +31,11 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     create = ss.add_parser("create", help="open a sale: lots and books are added to it")
     create.add_argument("session")
     create.add_argument("--name", required=True)
-    create.add_argument("--currency", default="USD")
-    create.add_argument("--starts", default="")
-    create.add_argument("--ends", default="")
+    create.add_argument("--currency", default="USD", help="the session's currency (ISO 4217)")
+    create.add_argument("--starts", default="",
+                        help="when lots may open: now, +2h, an ISO time or ns UTC (default: any)")
+    create.add_argument("--ends", default="",
+                        help="by when every lot must end, as --starts (default: open-ended)")
     close = ss.add_parser("close", help="close a session: no new paddles, lots, books or bids")
     close.add_argument("session")
 
@@ -46,7 +48,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     approve = ps.add_parser("approve", help="record a passed credit review")
     approve.add_argument("party", type=int)
     approve.add_argument("--limit", type=int, required=True, help="credit limit, minor units")
-    approve.add_argument("--currency", default="USD")
+    approve.add_argument("--currency", default="USD", help="the credit limit's currency")
     approve.add_argument("--agreement", required=True, help="agreement version signed")
     approve.add_argument("--score", type=int, default=0)
     refuse = ps.add_parser("refuse", help="record a failed credit review")
@@ -127,12 +129,12 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     book("close", "stop trading; resting orders are cancelled")
 
     rate = sub.add_parser("rate", help="set a display rate: 1 BASE shows as NUM/DEN QUOTE")
-    rate.add_argument("base")
-    rate.add_argument("quote")
-    rate.add_argument("num", type=int)
-    rate.add_argument("den", type=int)
+    rate.add_argument("base", help="the lots' currency, e.g. USD")
+    rate.add_argument("quote", help="the display currency, e.g. CNY")
+    rate.add_argument("num", type=int, help="numerator: 1 BASE shows as NUM/DEN QUOTE")
+    rate.add_argument("den", type=int, help="denominator")
 
-    _add_do(sub)
+    _add_do(sub, "operator")
     _add_events(sub)
     sub.add_parser("reload", help="make the server reload its key store now")
     from gateway import certificate  # settlement (issue 7): reads the journal, no gateway
@@ -263,15 +265,23 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
     raise ValueError(f"unknown op action {action}")
 
 
-def _add_do(sub: Any) -> None:
+DO_EXAMPLES = {
+    "operator": ("RecordPayment settlement=12 amount=500000",
+                 "ExtendDueDate settlement=12 due_at=+2d"),
+    "broker": ("WithdrawBid serial=WS-001 paddle=101",
+               "MassCancel session=WS-2026 instrument=ULR-LENS"),
+}
+
+
+def _add_do(sub: Any, role: str) -> None:
+    first, second = DO_EXAMPLES[role]
     do = sub.add_parser(
         "do", help="send any command: TYPE field=value ... (PROTOCOL.md lists them)",
-        description="Send one command of PROTOCOL.md given as its type and field=value "
-                    "pairs, e.g. `do RecordPayment settlement=12 amount=500000` or `do "
-                    "ExtendDueDate settlement=12 due_at=+2d`. Values are JSON when they "
-                    "parse (numbers, true/false, lists), else text; times and durations as "
-                    "in command files.")
-    do.add_argument("type", help="the command's type, e.g. RecordPayment")
+        description=f"Send one command of PROTOCOL.md given as its type and field=value "
+                    f"pairs, e.g. `do {first}` or `do {second}`. Values are JSON when they "
+                    f"parse (numbers, true/false, lists), else text; times and durations as "
+                    f"in command files.")
+    do.add_argument("type", help=f"the command's type, e.g. {first.split()[0]}")
     do.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
 
 
@@ -459,7 +469,7 @@ def register_broker(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("instrument")
     cancel.add_argument("paddle", type=int)
     cancel.add_argument("order", type=int)
-    _add_do(sub)
+    _add_do(sub, "broker")
     _add_events(sub)
     parser.set_defaults(run=run_broker)
 

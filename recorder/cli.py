@@ -93,7 +93,8 @@ def _run(action: str, args: argparse.Namespace, body: Callable[[Path], int]) -> 
 def run_verify(args: argparse.Namespace) -> int:
     def verify(path: Path) -> int:
         report = verify_journal(path)
-        print(f"ok {report.count} records in {report.segments} segments, last seq "
+        print(f"ok {report.count} records in {report.segments} "
+              f"segment{'' if report.segments == 1 else 's'}, last seq "
               f"{report.last_seq}, head {report.head_hash}")
         return 0
     return _run("verify", args, verify)

@@ -140,9 +140,10 @@ def register(subparsers: Any) -> None:
     feed.set_defaults(run=run_feed)
 
     sample = actions.add_parser("sample", help="write the recorded demo session into DIR",
-                                description="Record the deterministic demo session (every "
-                                            "mechanism, a negotiated sale, two books) into DIR "
-                                            "to try the replay commands on.")
+                                description="Record the deterministic demo session (English, "
+                                            "sealed first and second price, Dutch, bid-ask, a "
+                                            "negotiated sale, two books) into DIR to try the "
+                                            "replay commands on.")
     sample.add_argument("dir", metavar="DIR", help="new data directory")
     sample.set_defaults(run=run_sample)
 
