@@ -66,6 +66,22 @@ _UNITS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 8640
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 
 
+# a nanosecond time since the epoch in a text: 19 digits, from 2017 on (amounts
+# stop at 16 digits, ids and sequence numbers long before)
+_NS_TIME = re.compile(r"(?<![\d.])(?:1[5-9]\d{17}|[2-8]\d{18}|9[01]\d{17})(?!\d)")
+
+
+def humane_times(text: str) -> str:
+    """Show the nanosecond times in ``text`` (reject texts, event fields) as
+    UTC ISO 8601: 1764526800500000000 -> 2025-11-30T18:20:00.5Z."""
+    def iso(match: re.Match[str]) -> str:
+        ns = int(match.group(0))
+        moment = datetime.datetime.fromtimestamp(ns // 10**9, datetime.timezone.utc)
+        fraction = f".{ns % 10**9:09d}".rstrip("0") if ns % 10**9 else ""
+        return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+    return _NS_TIME.sub(iso, text)
+
+
 def parse_duration(text: str) -> int:
     """'90s' -> 90_000_000_000 ns."""
     match = _DURATION.match(text.strip())

@@ -351,9 +351,11 @@ def _with_client(args: argparse.Namespace, prog: str, port: str,
 def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | None,
                 args: argparse.Namespace) -> int:
     """Send the steps one at a time, print their results; return 1 if any was refused."""
+    from rich.markup import escape
     from rich.table import Table
 
     from gateway.client import SessionRejectedError
+    from gateway.console import humane_times
 
     table = Table()
     for column in ("#", "command", "seq", "result"):
@@ -381,7 +383,8 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
                           "not sent again (if it was refused then, send this with --fresh)",
                           "")
             continue
-        status = "accepted" if result.accepted else f"[red]{result.code}[/]: {result.text}"
+        status = ("accepted" if result.accepted
+                  else f"[red]{result.code}[/]: {escape(humane_times(result.text))}")
         if result.resent:
             status += " (sent before)"
         table.add_row(str(index), type(cmd).__name__, str(result.seq), status,
@@ -523,7 +526,10 @@ def _print_events(client: Any, console: Any, from_seq: int) -> int:
     import datetime
 
     import msgspec
+    from rich.markup import escape
     from rich.table import Table
+
+    from gateway.console import humane_times
 
     table = Table()
     for column in ("seq", "time (UTC)"):
@@ -535,6 +541,6 @@ def _print_events(client: Any, console: Any, from_seq: int) -> int:
             fields = ", ".join(f"{name}={value}" for name, value
                                in msgspec.structs.asdict(event).items() if name != "to")
             table.add_row(str(notice.seq), moment.strftime("%Y-%m-%d %H:%M:%S"),
-                          f"{type(event).__name__}({fields})")
+                          escape(humane_times(f"{type(event).__name__}({fields})")))
     console.print(table)
     return 0

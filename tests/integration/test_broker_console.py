@@ -43,6 +43,12 @@ def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
         assert "OrderCancelled" in capsys.readouterr().out
         assert not state.books["ULR-LENS"].book.orders
 
+        # times in refusals print as UTC ISO times, not ns
+        assert broker(tmp_path, "b1", "order", "WS-2026", "ULR-LENS", str(ACME), "9", "buy",
+                      "1", "1400", "--tif", "gtd", "--expires", "2020-01-01T00:00:00") == 1
+        refused = capsys.readouterr().out
+        assert "bad_expiry" in refused and "expiry 2020-01-01T00:00:00Z is not after" in refused
+
         assert broker(tmp_path, "b1", "register", "Acme Labs GmbH", "--country", "DE") == 0
         assert "PartyRegistered(party=" in capsys.readouterr().out
         orders = tmp_path / "orders.toml"

@@ -88,3 +88,12 @@ def test_a_log_budget_writes_so_many_lines_a_window_then_counts_the_rest():
     assert budget.allow("b1", 100) == (True, 2)          # a new window says what went unwritten
     assert budget.allow("b1", 150) == (True, 0)
     assert budget.allow("b1", 250) == (True, 0)          # nothing left unwritten
+
+
+def test_nanosecond_times_in_texts_print_as_utc_iso_times():
+    from gateway.console import humane_times
+    assert humane_times("expiry 1764526800500000000 is not after now (1764526800000000000)") \
+        == "expiry 2025-11-30T18:20:00.5Z is not after now (2025-11-30T18:20:00Z)"
+    # amounts (at most 16 digits), ids and decimals stay as they are
+    assert humane_times("amount 1000000000000000, seq 17, 1.764526800500000000") == \
+        "amount 1000000000000000, seq 17, 1.764526800500000000"
