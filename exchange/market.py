@@ -175,6 +175,8 @@ class Instrument(msgspec.Struct, kw_only=True):
     # key -> "filled" | "cancelled" of orders no longer resting (see `_Run.forget`)
     gone: GoneOrders = msgspec.field(default_factory=GoneOrders)
     quote: tuple = (0, 0, 0, 0)
+    # the last IndicativePrice published, kept across phases: a new call
+    # period that does not cross publishes zeros if the last said otherwise
     indicative: tuple = (0, 0, 0)
     max_orders: int = 0          # resting orders a paddle may hold (0: no limit)
     open_orders: dict = {}       # paddle -> its resting orders, kept when max_orders
@@ -246,10 +248,12 @@ def _paddle_owner(state: State, ctx: Ctx, session_id: str, paddle: int) -> int:
     if session is None:
         get_session(state, session_id)           # refuses
     party_id = session.paddles.get(paddle)
-    if party_id is None:
-        raise Reject("unknown_paddle", f"no paddle {paddle} in session {session_id!r}")
     role = ctx.role
-    if role != "operator" and role != "system" and state.parties[party_id].broker != ctx.actor:
+    if role == "operator" or role == "system":
+        if party_id is None:
+            raise Reject("unknown_paddle", f"no paddle {paddle} in session {session_id!r}")
+    elif party_id is None or state.parties[party_id].broker != ctx.actor:
+        # to a broker another's paddle and no paddle look the same
         raise Reject("not_your_paddle", f"paddle {paddle} is not one of {ctx.actor!r}'s")
     return party_id
 
@@ -628,6 +632,8 @@ def create_instrument(state: State, ctx: Ctx, cmd: CreateInstrument) -> None:
             raise Reject("wrong_mechanism", f"lot {cmd.lot} is sold by {lot.mechanism}, not bid_ask")
         if lot.status in ("sold", "settled", "withdrawn", "rejected"):
             raise Reject("bad_status", f"lot {cmd.lot} is {lot.status}")
+        if not lot.opens_at:          # its book would name it on the feed
+            raise Reject("bad_status", f"lot {cmd.lot} is not published yet: schedule it first")
         for other in state.books.values():     # a closed one (the lot passed, was relisted) is done
             if other.lot == cmd.lot and other.phase != "closed":
                 raise Reject("instrument_exists", f"lot {cmd.lot} trades as {other.id!r} already")
@@ -940,7 +946,6 @@ def start_call(state: State, ctx: Ctx, cmd: StartCall) -> None:
     if inst.phase != "continuous":
         raise Reject("wrong_phase", f"instrument {inst.id!r} is in its {inst.phase} phase")
     inst.phase = "call"
-    inst.indicative = (0, 0, 0)
     ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="call"))
     _Run(state, ctx, inst).publish()
 
@@ -973,7 +978,6 @@ def uncross(state: State, ctx: Ctx, cmd: Uncross) -> None:
         run.cancelled(order, q, "auction_ioc")
     ctx.emit(CallUncrossed(session=inst.session, instrument=inst.id, price=price, volume=volume))
     inst.phase = "continuous"
-    inst.indicative = (0, 0, 0)
     ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="continuous"))
     run.publish()
 

@@ -354,15 +354,19 @@ def _on_lot_sold(state: State, ctx: Ctx, event: LotSold) -> None:
 def set_rules(state: State, ctx: Ctx, cmd: SetSettlementRules) -> None:
     ctx.require_role("operator")
     get_session(state, cmd.session)
+    to: tuple[str, ...] = ()
     if cmd.lot:
         lot = lots.get_lot(state, cmd.lot)
         if lot.session != cmd.session:
             raise Reject("unknown_lot", f"lot {cmd.lot!r} is not in session {cmd.session!r}")
+        if not lot.opens_at:          # never published: the public does not know the serial
+            to = audience(state, lot.seller)
     rules = Rules(payment_term=_duration(cmd.payment_term, "payment term"),
                   reaward_window=_duration(cmd.reaward_window, "re-award window"),
                   publicity_period=_duration(cmd.publicity_period, "publicity period"))
     desk(state).rules[(cmd.session, cmd.lot)] = rules
-    ctx.emit(SettlementRulesSet(session=cmd.session, lot=cmd.lot, payment_term=rules.payment_term,
+    ctx.emit(SettlementRulesSet(to=to, session=cmd.session, lot=cmd.lot,
+                                payment_term=rules.payment_term,
                                 reaward_window=rules.reaward_window,
                                 publicity_period=rules.publicity_period))
 

@@ -68,3 +68,42 @@ def test_who_holds_a_reaward_offer_is_not_told_to_others():
     assert holder[0] == other[0] == "not_your_paddle"
     assert m.state.settlements and b in [o.paddle for o in
                                           m.state.extra["settlement"].offers.values()]
+
+
+def test_a_book_command_on_another_brokers_paddle_or_none_gets_one_answer():
+    from exchange.commands import (CancelOrder, ConsumeUnits, CreateInstrument, MassCancel,
+                                   ModifyOrder, PlaceOrder)
+    m = Market()
+    m.bidder("Bob")
+    carol = m.bidder("Carol")
+    m.d.ok(CreateInstrument(session="S1", instrument="U"))
+    for make in (lambda p: CancelOrder(session="S1", instrument="U", paddle=p, order=1),
+                 lambda p: ConsumeUnits(session="S1", instrument="U", paddle=p, qty=1),
+                 lambda p: MassCancel(session="S1", paddle=p),
+                 lambda p: ModifyOrder(session="S1", instrument="U", paddle=p, order=1,
+                                       price=1, qty=1),
+                 lambda p: PlaceOrder(session="S1", instrument="U", paddle=p, order=1,
+                                      side="buy", qty=1, price=1)):
+        theirs = refusal(m, make(carol), "broker-Bob")
+        nobody = refusal(m, make(999), "broker-Bob")
+        assert theirs[0] == nobody[0] == "not_your_paddle", type(make(1)).__name__
+        assert theirs[1].replace(str(carol), "P") == nobody[1].replace("999", "P")
+
+
+def test_an_unpublished_lot_is_named_on_no_public_event():
+    from exchange.commands import CreateInstrument, ScheduleLot, SetSettlementRules, VetLot
+    m = Market()
+    seller = m.seller()
+    m.lot("DRAFT", seller=seller, schedule=False, mechanism="bid_ask", ask=0)
+    refused = m.d.refused(CreateInstrument(session="S1", instrument="P1", kind="patent",
+                                           lot="DRAFT"))
+    assert refused.code == "bad_status" and "not published" in refused.text
+    rules = m.d.ok(SetSettlementRules(session="S1", lot="DRAFT", payment_term=HOUR,
+                                      reaward_window=HOUR, publicity_period=HOUR))
+    assert rules and all(e.to for e in rules)                   # the seller's broker's only
+    m.d.ok(VetLot(serial="DRAFT", score=80, approved=True))
+    m.d.ok(ScheduleLot(serial="DRAFT"))
+    assert m.d.ok(CreateInstrument(session="S1", instrument="P1", kind="patent", lot="DRAFT"))
+    rules = m.d.ok(SetSettlementRules(session="S1", lot="DRAFT", payment_term=HOUR,
+                                      reaward_window=HOUR, publicity_period=HOUR))
+    assert [e.to for e in rules] == [()]                        # published now: public

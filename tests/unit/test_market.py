@@ -406,7 +406,9 @@ def test_call_auction_collects_publishes_indicative_and_uncrosses():
     assert not mk.state.books["U"].book.crossed()
     # continuous again: orders trade on arrival
     assert of(mk.order("b3", 3, "sell", 1, 90), TradeExecuted) == []  # nothing left to hit
-    mk.d.ok(StartCall(session="S", instrument="U"))
+    # a new call period that does not cross says so, after the last one's match
+    events = mk.d.ok(StartCall(session="S", instrument="U"))
+    assert [(i.price, i.volume, i.imbalance) for i in of(events, IndicativePrice)] == [(0, 0, 0)]
     assert mk.d.refused(StartCall(session="S", instrument="U")).code == "wrong_phase"
 
 
