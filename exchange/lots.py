@@ -583,6 +583,8 @@ def _schedule_times(state: State, lot: Lot, now: int, opens_at: int, closes_at: 
     return (opens_at, closes_at, hard_end). An ``opens_at`` already past
     becomes ``now``: the lot opens when it is scheduled, and nothing timed
     from its opening (a Dutch clock's steps) happened before."""
+    if not state.sessions[lot.session].open:
+        raise Reject("session_closed", f"session {lot.session!r} is closed: no lot opens in it")
     for value, what in ((opens_at, "opens_at"), (closes_at, "closes_at"), (hard_end, "hard_end")):
         a_time(value, what)
     opens_at = max(opens_at, now)

@@ -148,6 +148,20 @@ def test_a_soft_close_without_a_hard_end_after_the_close_is_refused_at_schedulin
     assert m.state.lots["L1"].hard_end == T0 + DAY + HOUR
 
 
+def test_no_lot_is_scheduled_or_relisted_in_a_closed_session():
+    from exchange.commands import CloseSession, RelistLot
+    m, seller, *_ = english()
+    m.lot("L1", seller=seller, schedule=False)
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    m.lot("L2", seller=seller, negotiation_window=0)
+    m.tick(T0 + DAY)                                             # L2 passes: no bids
+    m.d.ok(CloseSession(session=m.session))
+    assert m.d.refused(ScheduleLot(serial="L1")).code == "session_closed"
+    relist = RelistLot(serial="L2", opens_at=T0 + DAY + HOUR, closes_at=T0 + 2 * DAY)
+    assert m.d.refused(relist).code == "session_closed"
+    assert m.state.lots["L1"].status == "vetted"
+
+
 def test_bids_before_open_after_close_and_bad_input():
     m, seller, a, b, _ = english()
     s_paddle = m.bidder("SellerAsBidder", broker="seller-broker")
