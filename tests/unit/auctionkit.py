@@ -131,10 +131,44 @@ class Market:
         return events, rejected[0]
 
     def _image(self) -> bytes:
-        state = self.state
-        seq, now = state.last_seq, state.now
-        state.last_seq = 0
-        try:
-            return self.d.engine.snapshot()
-        finally:
-            state.last_seq, state.now = seq, now
+        return state_image(self.d.engine)
+
+
+def state_image(engine: Any) -> bytes:
+    """The engine's state as bytes, but the sequence number and clock a
+    refused command moves: equal before and after it, if it changed nothing."""
+    state = engine.state
+    seq, now = state.last_seq, state.now
+    state.last_seq = 0
+    try:
+        return engine.snapshot()
+    finally:
+        state.last_seq, state.now = seq, now
+
+
+def mechanism_terms(rng: Any, mechanism: str, start: int, reserve: int, closes: int) -> dict:
+    """Random terms a lot of ``mechanism`` adds to the common ones (for the
+    stress runs): an Ask, a soft close, a Dutch clock."""
+    fields: dict = {}
+    if mechanism in ("english", "sealed_first", "sealed_second") and rng.random() < 0.3:
+        fields["ask"] = rng.choice((3, 6, 10)) * start
+    if mechanism == "english" and rng.random() < 0.5:
+        fields.update(soft_window=30 * MINUTE, soft_extend=20 * MINUTE,
+                      hard_end=closes + rng.choice((0, HOUR, 3 * HOUR)))
+    if mechanism == "dutch":
+        fields.update(dutch_start=8 * start + reserve, dutch_step=start // 2,
+                      dutch_interval=rng.choice((10 * MINUTE, HOUR)))
+    return fields
+
+
+def bid_amount(rng: Any, lot: Any) -> int:
+    """A random bid on ``lot`` near where it stands (for the stress runs):
+    under or over a tender's ceiling, around the next English step, the Dutch
+    clock or the starting bid."""
+    if lot.mechanism == "reverse":
+        return rng.randrange(lot.terms.starting_bid // 3, lot.terms.starting_bid + 2 * USD)
+    if lot.mechanism == "english" and lot.leader:
+        base = lot.price + lot.ladder.at(lot.price)
+    else:
+        base = max(lot.clock, lot.terms.starting_bid)
+    return base + rng.randrange(-1, 12) * 100 * USD

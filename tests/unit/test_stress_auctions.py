@@ -22,7 +22,8 @@ from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, ChooseOffer
                                LowerReserve, MakeOffer, PlaceBid, RecordNegotiatedSale, RelistLot,
                                ScheduleLot, VetLot, WithdrawBid, WithdrawLot, WithdrawOffer)
 from exchange.events import LotAwarded
-from tests.unit.auctionkit import DAY, HOUR, MINUTE, T0, USD, Market
+from tests.unit.auctionkit import (DAY, HOUR, MINUTE, T0, USD, Market, bid_amount,
+                                   mechanism_terms)
 
 SEED = int(os.environ.get("LOTEX_STRESS_SEED", "20260101"))
 COMMANDS = int(os.environ.get("LOTEX_STRESS_COMMANDS", "4000"))
@@ -61,14 +62,7 @@ class Stress:
                             negotiation_window=rng.choice((0, DAY)),
                             increments=rng.choice(("custom", "ebay2003")),
                             custom_increments=((0, 100 * USD), (5_000 * USD, 250 * USD)))
-        if mechanism in ("english", "sealed_first", "sealed_second") and rng.random() < 0.3:
-            fields["ask"] = rng.choice((3, 6, 10)) * start
-        if mechanism == "english" and rng.random() < 0.5:
-            fields.update(soft_window=30 * MINUTE, soft_extend=20 * MINUTE,
-                          hard_end=closes + rng.choice((0, HOUR, 3 * HOUR)))
-        if mechanism == "dutch":
-            fields.update(dutch_start=8 * start + reserve, dutch_step=start // 2,
-                          dutch_interval=rng.choice((10 * MINUTE, HOUR)))
+        fields.update(mechanism_terms(rng, mechanism, start, reserve, closes))
         if mechanism == "reverse":
             fields.update(starting_bid=20 * start, reverse_choice=rng.choice(("lowest", "buyer")),
                           choice_window=DAY)
@@ -85,13 +79,7 @@ class Stress:
             return rng.choice((0, -1, 10**16))
         if lot is None:
             return rng.randrange(1, 10_000) * USD
-        if lot.mechanism == "reverse":
-            return rng.randrange(lot.terms.starting_bid // 3, lot.terms.starting_bid + 2 * USD)
-        if lot.mechanism == "english" and lot.leader:
-            base = lot.price + lot.ladder.at(lot.price)
-        else:
-            base = max(lot.clock, lot.terms.starting_bid)
-        return base + rng.randrange(-1, 12) * 100 * USD
+        return bid_amount(rng, lot)
 
     def pick(self) -> tuple | None:
         rng = self.rng

@@ -84,13 +84,8 @@ from exchange.events import (OPERATORS, BidAccepted, BidVoided, CommandRejected,
                              LotSettled, LotWithdrawn, OrderAccepted, OrderCancelled,
                              OrderFilled, OrderModified, PaymentRecorded, PhaseChanged,
                              QuoteChanged, SealedBidCounted, SealedBidsRevealed, TradeExecuted)
-
-SECOND = 10**9
-MINUTE = 60 * SECOND
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
-T0 = 1_767_225_600 * SECOND  # 2026-01-01T00:00:00Z
-USD = 100
+from tests.unit.auctionkit import (DAY, HOUR, MINUTE, SECOND, T0, USD, bid_amount,
+                                   mechanism_terms, state_image)
 
 SEED = int(os.environ.get("LOTEX_EVERYTHING_SEED", "20260315"))
 STEPS = int(os.environ.get("LOTEX_EVERYTHING_STEPS", "3000"))
@@ -514,14 +509,7 @@ class Everything:
                             display_currency=rng.choice(("", "", "EUR")),
                             currency=state.sessions[session].currency if rng.random() < 0.9
                             else rng.choice(("USD", "EUR")))
-        if mechanism in ("english", "sealed_first", "sealed_second") and rng.random() < 0.3:
-            fields["ask"] = rng.choice((3, 6, 10)) * start
-        if mechanism == "english" and rng.random() < 0.5:
-            fields.update(soft_window=30 * MINUTE, soft_extend=20 * MINUTE,
-                          hard_end=closes + rng.choice((0, HOUR, 3 * HOUR)))
-        if mechanism == "dutch":
-            fields.update(dutch_start=8 * start + reserve, dutch_step=start // 2,
-                          dutch_interval=rng.choice((10 * MINUTE, HOUR)))
+        fields.update(mechanism_terms(rng, mechanism, start, reserve, closes))
         if mechanism == "reverse":
             fields.update(starting_bid=5 * start, reverse_choice=rng.choice(("lowest", "buyer")),
                           choice_window=DAY)
@@ -542,13 +530,7 @@ class Everything:
         rng = self.rng
         if rng.random() < 0.03:
             return rng.choice((0, -1, 10**16))
-        if lot.mechanism == "reverse":
-            return rng.randrange(lot.terms.starting_bid // 3, lot.terms.starting_bid + 2 * USD)
-        if lot.mechanism == "english" and lot.leader:
-            base = lot.price + lot.ladder.at(lot.price)
-        else:
-            base = max(lot.clock, lot.terms.starting_bid)
-        return base + rng.randrange(-1, 12) * 100 * USD
+        return bid_amount(rng, lot)
 
     def lots_step(self) -> list[Step]:
         rng, state = self.rng, self.state
@@ -1026,13 +1008,7 @@ class Everything:
         return f"seed {self.seed}, step {self.step}, seq {self.d.seq}"
 
     def image(self) -> bytes:
-        state = self.state
-        seq, now = state.last_seq, state.now
-        state.last_seq = 0
-        try:
-            return self.d.engine.snapshot()
-        finally:
-            state.last_seq, state.now = seq, now
+        return state_image(self.d.engine)
 
     def run_steps(self, steps: list) -> None:
         for step in steps:
