@@ -33,7 +33,7 @@ TIMER_ACTIONS: dict[str, TimerAction] = {}
 REACTIONS: dict[type[Event], list[Reaction]] = {}
 # Commands whose texts are ids looked up (refused when unknown) and that come
 # at full speed: not walked by `check_sizes` (~1 us a command).
-SIZED: frozenset[type[Command]] = frozenset((PlaceOrder, CancelOrder, ModifyOrder, PlaceBid))
+NOT_WALKED: frozenset[type[Command]] = frozenset((PlaceOrder, CancelOrder, ModifyOrder, PlaceBid))
 
 
 def handles(command_type: type[Command]) -> Callable[[Handler], Handler]:
@@ -158,7 +158,7 @@ class Engine:
         else:
             mark = len(out)
             try:
-                if type(cmd) not in SIZED:
+                if type(cmd) not in NOT_WALKED:
                     check_sizes(cmd)
                 handler(state, ctx, cmd)
             except Reject as refusal:
