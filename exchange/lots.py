@@ -46,7 +46,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, ChooseOffer
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
 from exchange.errors import Reject, a_time, non_negative, positive, register_reasons
 from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, LotExtended,
-                             LotOpened, PartyFrozen,
+                             LotOpened, PartyFrozen, SessionClosed,
                              LotPassed, LotPassedDetail, LotRelisted, LotScheduled, LotSettled,
                              LotSold, LotVetted, LotWithdrawn, NegotiationEnded, OfferAnswered,
                              OfferMade, OfferWithdrawn, ReserveLowered)
@@ -949,6 +949,16 @@ def withdraw(state: State, ctx: Ctx, lot: Lot, reason: str) -> None:
     lot.negotiation_ends = 0
     ctx.emit(LotWithdrawn(to=() if was_public else seller_audience(state, lot),
                           serial=lot.serial, session=lot.session, reason=reason))
+
+
+@reacts_to(SessionClosed)
+def _on_session_closed(state: State, ctx: Ctx, event: SessionClosed) -> None:
+    """A closed session opens no lot: withdraw the ones scheduled but not yet
+    open (releasing what they hold, a tender's ceiling among it), reason
+    "session closed". Open lots end at their own close. O(lots)."""
+    for lot in list(state.lots.values()):
+        if lot.session == event.session and lot.status == "scheduled":
+            withdraw(state, ctx, lot, "session closed")
 
 
 @reacts_to(PartyFrozen)

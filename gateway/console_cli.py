@@ -36,7 +36,8 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
                         help="when lots may open: now, +2h, an ISO time or ns UTC (default: any)")
     create.add_argument("--ends", default="",
                         help="by when every lot must end, as --starts (default: open-ended)")
-    close = ss.add_parser("close", help="close a session: no new paddles, lots, books or bids")
+    close = ss.add_parser("close", help="close a session: no new paddles, lots, books, bids "
+                          "or orders; its books close, its lots not yet open are withdrawn")
     close.add_argument("session")
 
     party = sub.add_parser("party", help="register, approve or refuse a bidder")

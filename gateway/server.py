@@ -114,12 +114,13 @@ PORTS = ("broker", "operator", "feed", "data")
 FREEZE_EVERY = 1000             # entries between gc.freeze() calls (O(1) each)
 REFUSALS_LOGGED = 100           # refusal log lines per user and port ...
 REFUSAL_WINDOW_NS = 10 * 10**9  # ... in this window (connection lines: per port)
-# Resent results one connection is answered with, in events a second; beyond
+# Resent results one user is answered with, in events a second; beyond
 # it a resend is answered `busy` (the client sends it again later). One Batch
 # of 64 KiB repeating the resend of a 3,000-order mass cancel made 400 MiB of
 # answers and held the loop seconds for everyone. A reconnecting client's
 # honest resends (each once) are a few events each.
 RESENT_EVENTS_PER_SECOND = 50_000
+RESENT_WINDOW_NS = 10**9
 # Replies queued to one data-socket connection (a client asks and waits, so it
 # needs a few): with the broker's 10,000, a viewer that sent replay requests
 # and never read made ZeroMQ hold up to 10,000 answers of up to 1 MiB each.
@@ -161,7 +162,7 @@ class Conn:
     """A logged-on connection on the broker or operator socket."""
 
     __slots__ = ("port", "sock", "rid", "user", "role", "hb_ns", "last_in", "last_out", "cod",
-                 "notices", "dropped", "fd", "resent_since", "resent_events")
+                 "notices", "dropped", "fd")
 
     def __init__(self, port: str, sock: zmq.Socket, rid: bytes, user: str, role: str,
                  hb_ns: int, now: int, cod: bool, notices: bool, fd: int = -1) -> None:
@@ -177,8 +178,6 @@ class Conn:
         self.notices = notices
         self.dropped = 0
         self.fd = fd                  # the peer's TCP socket: its routing id may pass to another
-        self.resent_since = now       # the window of RESENT_EVENTS_PER_SECOND
-        self.resent_events = 0
 
 
 class ServerStopped(Exception):
@@ -258,6 +257,8 @@ class Server:
         self.keys_stamp = self.keystore.stamp()
         self.sessions: dict[str, dict[bytes, Conn]] = {"broker": {}, "operator": {}}
         self.by_fd: dict[tuple[str, int], Conn] = {}   # (port, the peer's socket) -> session
+        # user -> [start of its second, events of resent results sent in it]
+        self.resent: dict[str, list[int]] = {}
         self.user_conns: dict[str, list[Conn]] = {}
         # audience token (user id or OPERATORS) -> connections that take notices
         self.listeners: dict[str, list[Conn]] = {}
@@ -300,6 +301,7 @@ class Server:
         server_public, server_secret = self.keystore.server_keys()
         self.sockets: dict[str, zmq.Socket] = {}
         self.monitors: dict[zmq.Socket, str] = {}
+        self.monitor_of: dict[str, zmq.Socket] = {}
         for name in PORTS:
             sock = self.context.socket(zmq.PUB if name == "feed" else zmq.ROUTER)
             sock.linger = 0
@@ -331,6 +333,7 @@ class Server:
                 monitor.rcvhwm = 0
                 monitor.connect(address)
                 self.monitors[monitor] = name
+                self.monitor_of[name] = monitor
             port = getattr(cfg, f"{name}_port")
             if port == 0:
                 port = sock.bind_to_random_port(f"tcp://{cfg.host}")
@@ -751,8 +754,11 @@ class Server:
             else msg.cancel_on_disconnect
         conn = Conn(port, sock, rid, user.id, user.role, msg.heartbeat_ms * NS_PER_MS, now, cod,
                     msg.notices, fd)
+        # the earlier peer of this fd disconnected before this one connected:
+        # take its event now, or it would end this session a turn later
+        self._log_monitor(self.monitor_of[port])
         stale = self.by_fd.get((port, fd))
-        if stale is not None:             # its disconnection not seen yet: the fd is reused
+        if stale is not None:             # no event seen for it, but the fd is reused
             self._end_session(port, stale.rid, "peer gone")
         self.sessions[port][rid] = conn
         self.by_fd[(port, fd)] = conn
@@ -812,8 +818,8 @@ class Server:
             try:
                 found = self._original(seq)
             except OSError as exc:            # out of file descriptors, a disk error
-                self.log.error("journal_read_failed", seq=seq, error=str(exc))
-                found = None
+                self._journal_unreadable(sock, conn.rid, user.id, conn.port, exc, cid)
+                return
             if found is None:
                 self._reject(sock, conn.rid, "busy", user.id, conn.port, client_id=cid,
                              detail=f"client id {cid!r} is older than the results kept in "
@@ -822,16 +828,16 @@ class Server:
                 return
             original, events = found
             clock = time.monotonic_ns()
-            if clock - conn.resent_since >= 10**9:
-                conn.resent_since, conn.resent_events = clock, 0
-            if conn.resent_events + len(events) >= RESENT_EVENTS_PER_SECOND \
-                    and conn.resent_events:
+            window = self.resent.get(user.id)       # per user: a new logon starts no new one
+            if window is None or clock - window[0] >= RESENT_WINDOW_NS:
+                window = self.resent[user.id] = [clock, 0]
+            if window[1] + len(events) >= RESENT_EVENTS_PER_SECOND and window[1]:
                 self._reject(sock, conn.rid, "busy", user.id, conn.port, client_id=cid,
-                             detail=f"this connection was sent {conn.resent_events} events of "
-                                    f"resent results in the last second, the most it may: "
-                                    f"resend it later")
+                             detail=f"{user.id!r} was sent {window[1]} events of resent "
+                                    f"results in the last second, the most it may: resend "
+                                    f"it later")
                 return
-            conn.resent_events += len(events) + 1
+            window[1] += len(events) + 1
             if original != cmd:
                 self._reject(sock, conn.rid, "duplicate_client_id", user.id, conn.port,
                              client_id=cid,
@@ -1327,11 +1333,11 @@ class Server:
                     self._journal_unreadable(sock, rid, user_id, "data", exc)
 
     def _journal_unreadable(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,
-                            exc: OSError) -> None:
-        """Answer a catch-up request the journal could not be read for: `busy`,
-        ask again later; the server goes on serving."""
+                            exc: OSError, client_id: str = "") -> None:
+        """Answer a request the journal could not be read for (a catch-up, an
+        old resend): `busy`, ask again later; the server goes on serving."""
         self.log.error("journal_read_failed", error=str(exc))
-        self._reject(sock, rid, "busy", user_id, port,
+        self._reject(sock, rid, "busy", user_id, port, client_id=client_id,
                      detail=f"the journal could not be read now ({exc.strerror or exc}): "
                             f"ask again later")
 
@@ -1413,7 +1419,7 @@ class Server:
             if public:
                 prev = record.seq
 
-    def _log_monitor(self, monitor: zmq.Socket) -> None:
+    def _log_monitor(self, monitor: zmq.Socket, end_sessions: bool = True) -> None:
         port = self.monitors[monitor]
         while True:
             try:
@@ -1428,7 +1434,7 @@ class Server:
                 self.log.info("connection", port=port,
                               what=zmq.Event(event["event"]).name.lower(), fd=event["value"],
                               endpoint=event["endpoint"].decode(errors="replace"))
-            if event["event"] == DISCONNECTED:
+            if event["event"] == DISCONNECTED and end_sessions:
                 # the session ends with its connection, at once: its routing id
                 # may come back with another peer, which must get none of its
                 # messages (and cancel-on-disconnect need not wait for heartbeats)
@@ -1455,8 +1461,8 @@ class Server:
                 # a lock that disable_monitor needs: stop the monitors while
                 # their readers are open and drained, then close the readers
                 # (the other order deadlocked when an event came in between).
-                for monitor in self.monitors:
-                    self._log_monitor(monitor)
+                for monitor in self.monitors:   # no session ends: nothing is journaled now
+                    self._log_monitor(monitor, end_sessions=False)
                 for sock in self.sockets.values():
                     if sock.type == zmq.ROUTER:
                         sock.disable_monitor()

@@ -60,6 +60,7 @@ def test_resent_results_past_the_connections_budget_are_answered_busy(exchange, 
         original = b1.ok(RegisterParty(name="Acme"), client_id="acme-1")
         size = len(original.events)
         monkeypatch.setattr(gateway.server, "RESENT_EVENTS_PER_SECOND", 3 * (size + 1))
+        monkeypatch.setattr(gateway.server, "RESENT_WINDOW_NS", 600 * 10**9)
         context = zmq.Context()
         try:
             sock = dealer_with_routing_id(data, "b1", b"resender", context)
@@ -68,12 +69,17 @@ def test_resent_results_past_the_connections_budget_are_answered_busy(exchange, 
             again = p.Request(client_id="acme-1", cmd=RegisterParty(name="Acme"))
             sock.send(p.encode(p.Batch(requests=[again] * 50)))
             results = recv_until(sock, p.Results)
+            sock.send(p.encode(p.Logon()))                   # a new session: no new budget
+            assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+            sock.send(p.encode(p.Batch(requests=[again] * 5)))
+            later = recv_until(sock, p.Results)
         finally:
             context.destroy(linger=0)
         answers = [type(r).__name__ + ("" if isinstance(r, p.Result) else ":" + r.code)
                    for r in results.results]
         assert answers == ["Result"] * 3 + ["SessionRejected:busy"] * 47
         assert all(r.resent and r.seq == original.seq for r in results.results[:3])
+        assert [getattr(r, "code", "") for r in later.results] == ["busy"] * 5
         assert b1.ok(RegisterParty(name="Borealis")).accepted      # still serving
 
 
@@ -176,3 +182,67 @@ def test_failed_handshakes_and_connections_log_a_bounded_number_of_lines(tmp_pat
     text = "".join(seen)
     assert text.count('"auth_refused"') == 3
     assert text.count('"connection"') == 4
+
+
+SLOW_SERVER = '''
+import sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path.cwd()))             # the repository: tests.integration
+import gateway.server as gs
+from tests.integration.gateway_harness import running
+drain, flag, stop = gs.Server._drain, Path(sys.argv[2]), Path(sys.argv[3])
+def slow_drain(self, sock, port):
+    if port == "broker" and flag.exists():       # one slow turn: events queue behind it
+        flag.unlink()
+        time.sleep(0.6)
+    return drain(self, sock, port)
+gs.Server._drain = slow_drain
+with running(Path(sys.argv[1])):
+    print("up", flush=True)
+    deadline = time.monotonic() + 30
+    while not stop.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+'''
+
+
+def test_a_disconnection_seen_late_ends_no_session_of_the_next_peer_on_its_fd(tmp_path):
+    """Peer A drops while a turn drains; peer B gets A's file descriptor and
+    logs on in that turn: A's late event must not end B's session."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    flag, stop = tmp_path / "slow", tmp_path / "stop"
+    script = tmp_path / "slow_server.py"
+    script.write_text(SLOW_SERVER)
+    data = tmp_path / "data"
+    server = subprocess.Popen([sys.executable, str(script), str(data), str(flag), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              cwd=Path(__file__).parents[2])
+    context = zmq.Context()
+    try:
+        assert server.stdout.readline().strip() == "up"
+        a = raw_dealer(data, "b1", "broker", context)
+        a.send(p.encode(p.Logon(heartbeat_ms=60000)))
+        assert isinstance(recv_until(a, p.LogonAccepted), p.LogonAccepted)
+        flag.touch()
+        a.send(p.encode(p.Heartbeat()))          # wakes the slow turn
+        time.sleep(0.1)
+        a.close()                                # dropped while that turn sleeps
+        time.sleep(0.2)
+        b = raw_dealer(data, "b2", "broker", context)
+        b.send(p.encode(p.Logon(heartbeat_ms=60000)))
+        assert isinstance(recv_until(b, p.LogonAccepted), p.LogonAccepted)
+        time.sleep(0.3)
+        b.send(p.encode(p.Request(client_id="late-1", cmd=RegisterParty(name="Borealis"))))
+        answer = recv_until(b, (p.Result, p.SessionRejected))
+        assert isinstance(answer, p.Result) and answer.accepted, answer
+    finally:
+        stop.touch()
+        context.destroy(linger=0)
+        try:
+            server.wait(timeout=20)
+        finally:
+            if server.poll() is None:
+                server.kill()
+            server.stdout.close()

@@ -162,6 +162,19 @@ def test_no_lot_is_scheduled_or_relisted_in_a_closed_session():
     assert m.state.lots["L1"].status == "vetted"
 
 
+def test_a_lot_scheduled_when_its_session_closes_is_withdrawn_and_never_opens():
+    from exchange.commands import CloseSession
+    from exchange.events import LotOpened, LotWithdrawn
+    m, seller, *_ = english()
+    m.lot("L1", seller=seller, schedule=False)
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    m.d.ok(ScheduleLot(serial="L1", opens_at=T0 + 2 * HOUR, closes_at=T0 + DAY))
+    withdrawn = one(m.d.ok(CloseSession(session=m.session)), LotWithdrawn)
+    assert (withdrawn.serial, withdrawn.reason, withdrawn.to) == ("L1", "session closed", ())
+    assert not of(m.tick(T0 + 3 * HOUR), LotOpened)
+    assert m.state.lots["L1"].status == "withdrawn"
+
+
 def test_bids_before_open_after_close_and_bad_input():
     m, seller, a, b, _ = english()
     s_paddle = m.bidder("SellerAsBidder", broker="seller-broker")
