@@ -742,6 +742,12 @@ class Server:
         old = self.sessions[port].get(rid)
         if old is not None:
             self._forget(old)
+        # the earlier peer of this fd disconnected before this one connected:
+        # take its event now, or it would end this session a turn later
+        self._log_monitor(self.monitor_of[port])
+        stale = self.by_fd.get((port, fd))
+        if stale is not None:             # no event seen for it, but the fd is reused
+            self._end_session(port, stale.rid, "peer gone")
         # every private event goes to each listening connection of its user:
         # a cap on them keeps one user from multiplying the loop's sends
         if len(self.user_conns.get(user.id, ())) >= self.config.max_sessions_per_user:
@@ -754,12 +760,6 @@ class Server:
             else msg.cancel_on_disconnect
         conn = Conn(port, sock, rid, user.id, user.role, msg.heartbeat_ms * NS_PER_MS, now, cod,
                     msg.notices, fd)
-        # the earlier peer of this fd disconnected before this one connected:
-        # take its event now, or it would end this session a turn later
-        self._log_monitor(self.monitor_of[port])
-        stale = self.by_fd.get((port, fd))
-        if stale is not None:             # no event seen for it, but the fd is reused
-            self._end_session(port, stale.rid, "peer gone")
         self.sessions[port][rid] = conn
         self.by_fd[(port, fd)] = conn
         self.user_conns.setdefault(user.id, []).append(conn)
