@@ -53,11 +53,15 @@ def client(data_dir: Path, user: str, **kw: Any) -> Client:
     return Client.from_data_dir(data_dir, user, **kw)
 
 
-def raw_dealer(data_dir: Path, user: str, port: str, context: zmq.Context) -> zmq.Socket:
-    """A bare DEALER with ``user``'s CURVE key connected to ``port`` (for bad input)."""
+def raw_dealer(data_dir: Path, user: str, port: str, context: zmq.Context,
+               routing_id: bytes = b"") -> zmq.Socket:
+    """A bare DEALER with ``user``'s CURVE key connected to ``port`` (for bad
+    input), with the ``routing_id`` it chooses, if any (any client may)."""
     key = ClientKey.load(data_dir / "clients" / f"{user}.json")
     sock = context.socket(zmq.DEALER)
     sock.linger = 0
+    if routing_id:
+        sock.routing_id = routing_id
     sock.curve_serverkey = key.server_public_key.encode()
     sock.curve_publickey = key.public_key.encode()
     sock.curve_secretkey = key.secret_key.encode()

@@ -17,29 +17,17 @@ from tests.integration.gateway_harness import (client, raw_dealer, recv_message,
                                                running, wait_for)
 
 
-def dealer_with_routing_id(data, user: str, rid: bytes, context: zmq.Context) -> zmq.Socket:
-    key = ClientKey.load(data / "clients" / f"{user}.json")
-    sock = context.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.routing_id = rid                       # any client may choose its own
-    sock.curve_serverkey = key.server_public_key.encode()
-    sock.curve_publickey = key.public_key.encode()
-    sock.curve_secretkey = key.secret_key.encode()
-    sock.connect(Endpoints.load(data).broker)
-    return sock
-
-
 def test_a_routing_id_taken_by_another_broker_gets_nothing_of_the_first_ones(exchange):
     data, server = exchange
     context = zmq.Context()
     try:
-        victim = dealer_with_routing_id(data, "b1", b"desk-7", context)
+        victim = raw_dealer(data, "b1", "broker", context, b"desk-7")
         victim.send(p.encode(p.Logon(heartbeat_ms=60000, notices=True)))   # 3 min to time out
         assert isinstance(recv_until(victim, p.LogonAccepted), p.LogonAccepted)
         victim.close()                          # its link drops
         assert wait_for(lambda: b"desk-7" not in server.sessions["broker"], timeout=5), \
             "the session outlived its connection"
-        thief = dealer_with_routing_id(data, "b2", b"desk-7", context)
+        thief = raw_dealer(data, "b2", "broker", context, b"desk-7")
         thief.send(p.encode(p.Heartbeat()))
         refused = recv_until(thief, p.SessionRejected)
         assert refused is not None and refused.code == "not_logged_on"
@@ -63,7 +51,7 @@ def test_resent_results_past_the_connections_budget_are_answered_busy(exchange, 
         monkeypatch.setattr(gateway.server, "RESENT_WINDOW_NS", 600 * 10**9)
         context = zmq.Context()
         try:
-            sock = dealer_with_routing_id(data, "b1", b"resender", context)
+            sock = raw_dealer(data, "b1", "broker", context, b"resender")
             sock.send(p.encode(p.Logon()))
             assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
             again = p.Request(client_id="acme-1", cmd=RegisterParty(name="Acme"))
