@@ -115,8 +115,14 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
     import zmq
 
     from recorder.journal import JournalCorrupt, JournalLocked
-    from recorder.recovery import RecoveryError
+    from recorder.recovery import RecoveryError, ReplayDiverged
 
+    if isinstance(exc, ReplayDiverged):
+        return (f"journal entry {exc.seq} replays to other events than it recorded: this "
+                f"lotex's engine rules differ from those of the lotex that wrote it (or the "
+                f"engine is not deterministic); nothing was changed. Start the lotex that "
+                f"wrote the journal and stop it cleanly (a clean stop snapshots the journal's "
+                f"end), then this one; `lotex replay check {data}` shows the difference")
     if isinstance(exc, RecoveryError):
         return (f"recovery failed: {exc}; snapshots are only a shortcut: with "
                 f"{data / 'snapshots'} moved aside the journal alone rebuilds the state")

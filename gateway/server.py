@@ -231,7 +231,11 @@ class Server:
         started = time.monotonic()
         self.journal = Journal.open(self.journal_dir, durability=cfg.durability,
                                     max_record=MAX_ENTRY_BYTES, preallocate=cfg.preallocate_bytes)
-        self.engine: Engine = recovery.rebuild(self.data_dir, journal=self.journal)
+        # check_events: an entry that replays to other events than it recorded (a lotex
+        # with other rules wrote it) stops the start; ~+30 % on the journal after the
+        # snapshot (100,000 entries: 1.0 -> 1.3 s)
+        self.engine: Engine = recovery.rebuild(self.data_dir, journal=self.journal,
+                                               check_events=True)
         if self.engine.state.last_seq != self.journal.last_seq:
             raise RuntimeError(f"recovered engine at seq {self.engine.state.last_seq} but the "
                                f"journal ends at {self.journal.last_seq}")

@@ -11,7 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
+
 from exchange.commands import CreateSession
+from recorder import layout
+from recorder.journal import Journal
+from replay.journaling import RecordingDriver
 from tests.e2e.test_serve_cpus import REPO, serve
 from tests.integration.gateway_harness import client
 
@@ -88,3 +93,33 @@ def test_a_snapshot_of_another_journal_is_refused(tmp_path):
     target.write_bytes(snap.read_bytes())      # b's own, overwritten by a's
     line = refused(tmp_path / "b", "--random-ports")
     assert "recovery failed" in line and "does not belong to this journal" in line
+
+
+class _OtherRules(RecordingDriver):
+    """Record as a lotex whose rules named a session differently would have."""
+
+    def record(self, env, events):
+        if type(env.cmd) is CreateSession and env.cmd.session == "S1":
+            events = [msgspec.structs.replace(e, name="named by other rules") for e in events]
+        super().record(env, events)
+
+
+def test_a_journal_that_replays_to_other_events_is_refused_and_left_alone(tmp_path):
+    journal = Journal.open(layout.journal_dir(tmp_path))
+    other = _OtherRules(journal, start_ts=1_800_000_000 * 10**9)
+    for n in range(3):
+        other.ok(CreateSession(session=f"S{n}", name="session"))
+    journal.close()
+    recorded = _records(tmp_path)
+    line = refused(tmp_path, "--random-ports")
+    assert "journal entry 2 replays to other events than it recorded" in line, line
+    assert f"lotex replay check {tmp_path}" in line
+    assert _records(tmp_path) == recorded
+
+
+def _records(data: Path) -> list[tuple[int, bytes]]:
+    journal = Journal.open_readonly(layout.journal_dir(data))
+    try:
+        return [(record.seq, bytes(record.payload)) for record in journal.read(1)]
+    finally:
+        journal.close()
