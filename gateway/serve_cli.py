@@ -183,10 +183,12 @@ def _register_keys(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_keys(args: argparse.Namespace) -> int:
+    from gateway.config import private_data_dir
     from gateway.keys import KeyStore, KeyStoreError, initialise
     store = KeyStore(args.data)
     try:
         if args.keys_command == "init":
+            private_data_dir(args.data)       # the data directory's journal will follow
             if args.defaults and not store.exists():
                 initialise(args.data)
                 print(f"server keys and default users created in {store.keys_dir}")

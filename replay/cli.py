@@ -495,7 +495,9 @@ def _sample(args: argparse.Namespace) -> int:
     if target.is_dir() and any(target.iterdir()):
         return _fail("replay sample", f"{args.dir} is not empty (a journal or other files); "
                                       f"give a new or empty directory")
+    from gateway.config import private_data_dir
     from gateway.keys import initialise           # so the operator's views can be tried
+    private_data_dir(target)                      # sealed bids, reserves, identities
     session = record_sample(args.dir)
     store, _ = initialise(args.dir)
     print(f"recorded the demo session into {args.dir}: {session.last_seq} entries, "

@@ -275,3 +275,13 @@ def test_keys_directories_are_private(tmp_path, loose_umask):
     for name in ("keys", "clients"):
         assert mode(tmp_path / "data" / name) == 0o700, name
     assert json.loads((tmp_path / "data" / "keys" / "users.json").read_text())["users"]
+
+
+def test_keys_init_and_replay_sample_make_a_missing_data_directory_private(tmp_path,
+                                                                          loose_umask):
+    assert main(["keys", "--data", str(tmp_path / "keys-first"), "init"]) == 0
+    assert mode(tmp_path / "keys-first") == 0o700
+    assert main(["keys", "--data", str(tmp_path / "defaults"), "init", "--defaults"]) == 0
+    assert mode(tmp_path / "defaults") == 0o700
+    assert main(["replay", "sample", str(tmp_path / "sample")]) == 0
+    assert mode(tmp_path / "sample") == 0o700
