@@ -159,6 +159,11 @@ acks_decoder = msgspec.msgpack.Decoder(Acks)
 # the exchange under test and the echo
 # ---------------------------------------------------------------------------------
 
+# each connection is a broker of its own, sending at up to ~50,000/s: the throttle
+# is checked (as in production) but never reached
+THROTTLE_OUT_OF_REACH = 10**9
+
+
 def start_server(data: Path, durability: str = "group") -> tuple[subprocess.Popen, dict]:
     initialise(data)
     store = KeyStore(data)
@@ -166,7 +171,7 @@ def start_server(data: Path, durability: str = "group") -> tuple[subprocess.Pope
         store.add_user(f"bench{i}", "broker")
     config = Config(broker_port=0, operator_port=0, feed_port=0, data_port=0,
                     durability=durability, snapshot_every=10**9, snapshot_seconds=10**6,
-                    engine_cpu=ENGINE_CPU)
+                    engine_cpu=ENGINE_CPU, max_requests_per_second=THROTTLE_OUT_OF_REACH)
     (data / "config.toml").write_text(config.to_toml())
     with open(data / "serve.log", "wb") as log, every_cpu():
         proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--data",
@@ -211,7 +216,8 @@ def stopped_market_server(data: Path) -> tuple[Server, dict[str, tuple[int, int]
     for i in range(1, max(CONNECTIONS) + 1):
         store.add_user(f"bench{i}", "broker")
     config = Config(broker_port=0, operator_port=0, feed_port=0, data_port=0,
-                    snapshot_every=10**9, snapshot_seconds=10**6)
+                    snapshot_every=10**9, snapshot_seconds=10**6,
+                    max_requests_per_second=THROTTLE_OUT_OF_REACH)
     server, thread = serve_in_thread(data, config)
     try:
         paddles = set_up_market(data)

@@ -40,6 +40,9 @@ SETTINGS: dict[str, str] = {
     "keys_check_ms": "how often the key store is checked for changes (revocations)",
     "max_sessions_per_user": "logged-on connections one user may hold at once; a Logon "
                              "beyond is refused (a dead one ends after 3 missed heartbeats)",
+    "max_requests_per_second": "requests one broker may send a second over all its "
+                               "connections (a Batch's each count; bursts up to a second's "
+                               "worth); beyond, each is refused `throttled` (0: no limit)",
     "engine_cpu": "CPU the engine thread runs on alone, the server's other threads on the "
                   "others (Linux; -1: not pinned)",
 }
@@ -72,6 +75,7 @@ class Config:
     feed_ring: int = 65536
     keys_check_ms: int = 500
     max_sessions_per_user: int = 16
+    max_requests_per_second: int = 10000
     engine_cpu: int = -1
 
     def validate(self) -> "Config":
@@ -96,6 +100,8 @@ class Config:
             raise ValueError("preallocate_bytes must be >= 0")
         if self.max_backlog > MAX_BACKLOG:
             raise ValueError(f"max_backlog must be at most {MAX_BACKLOG}")
+        if self.max_requests_per_second < 0:
+            raise ValueError("max_requests_per_second must be >= 0 (0: no limit)")
         if self.engine_cpu < -1:
             raise ValueError("engine_cpu must be a CPU number, or -1 for none")
         return self

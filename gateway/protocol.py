@@ -258,5 +258,7 @@ SESSION_REJECTS: dict[str, str] = {
                        "takes; nothing was done",
     "bad_request": "the snapshot, replay or recap request has values out of range",
     "bad_batch": "a Batch holds 1 to 1000 requests",
+    "throttled": "the broker sent more requests in the last second than the exchange allows "
+                 "(max_requests_per_second); nothing was done",
     "busy": "the exchange cannot look this resend up now: send it again later, same client id",
 }

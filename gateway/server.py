@@ -76,6 +76,7 @@ from recorder import layout
 from recorder.format import HARD_MAX_RECORD, KIND_ENTRY
 from recorder.journal import Journal, JournalFailed, RecordTooLarge
 
+NS_PER_SECOND = 1_000_000_000
 NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 10**9
 RECENT_RESULTS = 65536          # entries whose events are kept to answer resends (a power of 2)
@@ -263,6 +264,8 @@ class Server:
         self.by_fd: dict[tuple[str, int], Conn] = {}   # (port, the peer's socket) -> session
         # user -> [start of its second, events of resent results sent in it]
         self.resent: dict[str, list[int]] = {}
+        # broker -> [requests it may still send, when that was last topped up]
+        self.allowance: dict[str, list[int]] = {}
         self.user_conns: dict[str, list[Conn]] = {}
         # audience token (user id or OPERATORS) -> connections that take notices
         self.listeners: dict[str, list[Conn]] = {}
@@ -793,6 +796,13 @@ class Server:
     def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> None:
         self.requests_left -= 1
         cid = msg.client_id
+        if conn.role == "broker" and self._throttled(user.id):
+            rate = self.config.max_requests_per_second
+            self._reject(sock, conn.rid, "throttled", user.id, conn.port,
+                         client_id=cid[:p.MAX_CLIENT_ID],
+                         detail=f"{user.id!r} sent more than {rate:,} requests in a second, "
+                                f"the most it may (max_requests_per_second); nothing was done")
+            return
         if not (0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable()
                 and " " not in cid):       # 1..64 printable ASCII, no space
             self._reject(sock, conn.rid, "bad_client_id", user.id, conn.port,
@@ -852,6 +862,28 @@ class Server:
                                                      resent=True))
             return
         self._apply(cmd, user.id, conn.role, cid, conn, now)
+
+    def _throttled(self, user_id: str) -> bool:
+        """Take one request from the broker's allowance; True if none is left.
+        A token bucket of one second's worth, topped up only when it runs dry
+        (by the time since the last top-up): O(1), no clock read while there
+        is allowance left."""
+        rate = self.config.max_requests_per_second
+        if not rate:
+            return False
+        allowance = self.allowance.get(user_id)
+        if allowance is None:
+            allowance = self.allowance[user_id] = [rate, time.monotonic_ns()]
+        if allowance[0] > 0:
+            allowance[0] -= 1
+            return False
+        now = time.monotonic_ns()
+        earned = (now - allowance[1]) * rate // NS_PER_SECOND
+        if earned <= 0:
+            return True
+        allowance[0] = min(rate, earned) - 1
+        allowance[1] = now
+        return False
 
     # ------------------------------------------------------------------ apply
 

@@ -32,6 +32,7 @@ def test_first_start_writes_every_setting_under_a_comment_and_reads_it_back(tmp_
     ("max_batch = true\n", "max_batch must be an integer, not true"),
     ("host = 127\n", "host must be a string, not 127"),
     ("engine_cpu = -2\n", "engine_cpu must be a CPU number, or -1 for none"),
+    ("max_requests_per_second = -1\n", "max_requests_per_second must be >= 0"),
 ])
 def test_a_bad_setting_is_refused_with_its_reason(tmp_path, text, reason):
     (tmp_path / "config.toml").write_text(text)

@@ -12,7 +12,7 @@ import time
 
 import zmq
 
-from exchange.commands import RegisterParty
+from exchange.commands import CreateSession, RegisterParty
 from gateway import protocol as p
 from tests.integration.gateway_harness import (client, gateway_config, logged_on_dealer,
                                                raw_dealer, recv_until)
@@ -195,6 +195,58 @@ def test_a_user_holds_at_most_max_sessions_per_user(tmp_path):
             third.send(p.encode(p.Logon()))
             assert recv_until(third, p.LogonAccepted) is not None
             for sock in (first, second, third):
+                sock.close()
+        finally:
+            context.destroy(linger=0)
+
+
+def _answers(sock) -> list[str]:
+    """The next Results message: per request "ok" (a Result) or the session reject's code."""
+    results = recv_until(sock, p.Results)
+    assert results is not None
+    return ["ok" if type(r) is p.Result and r.accepted else r.code for r in results.results]
+
+
+def test_a_broker_beyond_max_requests_per_second_is_throttled_over_all_its_connections(
+        tmp_path):
+    """The allowance is the broker's, not a connection's: five a second here,
+    shared by its two connections; a request beyond it is refused `throttled`
+    and makes no journal entry; another broker and the operators are served
+    meanwhile; a second later the broker has a second's worth again."""
+    from tests.integration.gateway_harness import running
+    with running(tmp_path, max_requests_per_second=5) as server:
+        context = zmq.Context()
+        try:
+            first = logged_on_dealer(tmp_path, "b1", context)
+            second = logged_on_dealer(tmp_path, "b1", context)
+            other = logged_on_dealer(tmp_path, "b2", context)
+            operator = logged_on_dealer(tmp_path, "op", context, port="operator")
+
+            def batch(prefix: str, n: int) -> bytes:
+                return p.encode(p.Batch(requests=[
+                    p.Request(client_id=f"{prefix}-{i}", cmd=RegisterParty(name=f"{prefix} {i}"))
+                    for i in range(n)]))
+
+            entries = server.next_seq
+            first.send(batch("a", 4))
+            second.send(batch("b", 4))
+            answers = _answers(first) + _answers(second)
+            assert sorted(answers) == ["ok"] * 5 + ["throttled"] * 3, answers
+            assert server.next_seq == entries + 5            # refused: nothing journaled
+            other.send(batch("c", 5))
+            assert _answers(other) == ["ok"] * 5
+            operator.send(p.encode(p.Batch(requests=[
+                p.Request(client_id=f"s-{i}", cmd=CreateSession(session=f"S{i}", name="day"))
+                for i in range(8)])))
+            assert _answers(operator) == ["ok"] * 8       # operators are not throttled
+            first.send(batch("d", 1))
+            refused = recv_until(first, p.Results).results[0]
+            assert refused.code == "throttled" and "'b1' sent more than 5 requests" in refused.text
+            assert refused.client_id == "d-0"
+            time.sleep(1.05)
+            second.send(batch("e", 6))
+            assert _answers(second) == ["ok"] * 5 + ["throttled"]
+            for sock in (first, second, other, operator):
                 sock.close()
         finally:
             context.destroy(linger=0)
