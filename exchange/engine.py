@@ -203,6 +203,10 @@ class Engine:
         for inst in state.books.values():
             if isinstance(inst.gone, dict):     # snapshots from before GoneOrders
                 inst.gone = GoneOrders(inst.gone.items())
+        ending = [ref for _, _, kind, ref, _ in state.timers if kind == "session_end"]
+        for session in state.sessions.values():    # snapshots from before sessions ended alone
+            if session.open and session.ends_at and session.id not in ending:
+                state.schedule(session.ends_at, "session_end", session.id)
         return cls(state)
 
 

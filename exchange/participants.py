@@ -13,7 +13,7 @@ import msgspec
 
 from exchange.commands import (CloseSession, CreateSession, IssuePaddle, RegisterParty,
                                ReviewCredit, SetDisplayRate)
-from exchange.engine import Ctx, State, handles, private
+from exchange.engine import Ctx, State, handles, on_timer, private
 from exchange.errors import Reject, a_time, non_negative, positive
 from exchange.events import (DisplayRateSet, PaddleIssued, PartyRegistered, CreditReviewed,
                              SessionClosed, SessionCreated)
@@ -171,10 +171,15 @@ def create_session(state: State, ctx: Ctx, cmd: CreateSession) -> None:
     a_time(cmd.ends_at, "ends_at")
     if cmd.ends_at and cmd.ends_at < cmd.starts_at:
         raise Reject("bad_field", "a session cannot end before it starts")
+    if cmd.ends_at and cmd.ends_at <= ctx.ts:
+        raise Reject("bad_field", f"a session cannot end at {cmd.ends_at}, not after now "
+                                  f"({ctx.ts})")
     state.sessions[cmd.session] = Session(id=cmd.session, name=cmd.name, currency=cmd.currency,
                                           starts_at=cmd.starts_at, ends_at=cmd.ends_at)
     ctx.emit(SessionCreated(session=cmd.session, name=cmd.name, currency=cmd.currency,
                             starts_at=cmd.starts_at, ends_at=cmd.ends_at))
+    if cmd.ends_at:
+        state.schedule(cmd.ends_at, "session_end", cmd.session)
 
 
 @handles(CloseSession)
@@ -185,6 +190,23 @@ def close_session(state: State, ctx: Ctx, cmd: CloseSession) -> None:
         raise Reject("session_closed", f"session {cmd.session!r} is closed already")
     session.open = False
     ctx.emit(SessionClosed(session=cmd.session))
+
+
+@on_timer("session_end")
+def _session_end(state: State, ctx: Ctx, session_id: str, _: int) -> None:
+    """Close a session still open at its ``ends_at``, as `CloseSession` does,
+    after everything else due by then (a lot closing at the same time is
+    awarded first; sessions ending together close in the order created).
+    O(timers), once or twice a session."""
+    session = state.sessions[session_id]
+    if not session.open:
+        return
+    ends = session.ends_at
+    if any(when <= ends and kind != "session_end" for when, _, kind, _, _ in state.timers):
+        state.schedule(ends, "session_end", session_id)   # behind the others due by then
+        return
+    session.open = False
+    ctx.emit(SessionClosed(session=session_id))
 
 
 @handles(IssuePaddle)

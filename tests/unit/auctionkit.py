@@ -31,13 +31,15 @@ def one(events: list, kind: type) -> Any:
 class Market:
     """One engine with session "S1" (USD) and helpers to add parties and lots."""
 
-    def __init__(self, *, check: bool = True, session: str = "S1", log: bool = False) -> None:
+    def __init__(self, *, check: bool = True, session: str = "S1", log: bool = False,
+                 ends_at: int = 0) -> None:
         self.d = Driver(start_ts=T0, keep_log=log)
         self.d.engine.check_invariants = check
         self.session = session
         self.brokers: dict[int, str] = {}   # paddle -> broker
         self.parties: dict[int, int] = {}   # paddle -> party
-        self.d.ok(CreateSession(session=session, name="Test session", currency="USD"))
+        self.d.ok(CreateSession(session=session, name="Test session", currency="USD",
+                                ends_at=ends_at))
 
     @property
     def state(self):

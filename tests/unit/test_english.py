@@ -175,6 +175,26 @@ def test_a_lot_scheduled_when_its_session_closes_is_withdrawn_and_never_opens():
     assert m.state.lots["L1"].status == "withdrawn"
 
 
+def test_a_lot_closing_when_its_session_ends_is_awarded_before_the_session_closes():
+    from exchange.events import LotWithdrawn, SessionClosed
+    m = Market(ends_at=T0 + DAY)
+    seller = m.seller()
+    a = m.bidder("Alice")
+    m.lot("L1", seller=seller, closes_at=T0 + DAY)              # closes as the session ends
+    m.lot("L2", seller=seller, schedule=False)
+    m.d.ok(VetLot(serial="L2", score=80, approved=True))
+    m.d.ok(ScheduleLot(serial="L2", opens_at=T0 + 2 * HOUR, closes_at=T0 + DAY - HOUR))
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 1_000 * USD)
+    events = m.tick(T0 + DAY + MINUTE)          # the first command after the end
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.index("LotAwarded") < kinds.index("SessionClosed"), kinds
+    assert one(events, LotAwarded).paddle == a and one(events, SessionClosed).session == "S1"
+    assert not of(events, LotWithdrawn)                   # L2 opened and passed on its own
+    assert m.state.lots["L1"].status == "sold" and m.state.lots["L2"].status == "passed"
+    assert m.refused("L1", a, 2_000 * USD).code == "session_closed"
+
+
 def test_bids_before_open_after_close_and_bad_input():
     m, seller, a, b, _ = english()
     s_paddle = m.bidder("SellerAsBidder", broker="seller-broker")

@@ -28,10 +28,11 @@ class Market:
     units instrument "U" whose holders got units."""
 
     def __init__(self, parties: int = 3, limit: int = 10**9, stp: str = "cancel_newest",
-                 call: bool = False, units: int = 1000, max_orders: int = 0) -> None:
+                 call: bool = False, units: int = 1000, max_orders: int = 0,
+                 ends_at: int = 0) -> None:
         self.d = Driver(start_ts=SECOND)
         self.d.engine.check_invariants = True
-        self.d.ok(CreateSession(session="S", name="book"))
+        self.d.ok(CreateSession(session="S", name="book", ends_at=ends_at))
         self.paddle: dict[str, int] = {}
         self.party: dict[str, int] = {}
         for n in range(1, parties + 1):
@@ -216,6 +217,51 @@ def test_closing_the_session_closes_its_books_and_cancels_what_rests():
     assert mk.exposure("b2") == 0
     assert rejected(mk.modify("b2", 1, 100, 10)) == "instrument_closed"
     assert mk.d.refused(StartCall(session="S", instrument="U")).code == "instrument_closed"
+
+
+def test_a_session_closes_its_books_at_its_end_time_without_an_operator():
+    mk = Market(ends_at=100 * SECOND)
+    mk.order("b1", 1, "sell", 10, 100)
+    mk.order("b2", 1, "buy", 10, 90, tif="gtd", expires=100 * SECOND)   # due at the end too
+    assert not of(mk.d.tick(100 * SECOND - 1), PhaseChanged)
+    events = mk.d.tick(100 * SECOND)
+    cancelled = [(c.paddle, c.reason) for c in of(events, OrderCancelled)]
+    assert cancelled == [(mk.paddle["b2"], "expired"), (mk.paddle["b1"], "session_closed")]
+    assert [type(e).__name__ for e in events if type(e).__name__ == "SessionClosed"] == \
+        ["SessionClosed"]
+    assert mk.state.books["U"].phase == "closed" and not mk.state.sessions["S"].open
+    assert rejected(mk.order("b2", 2, "buy", 1, 100)) == "instrument_closed"
+    assert mk.d.refused(CloseSession(session="S")).code == "session_closed"
+
+
+def test_sessions_ending_at_the_same_time_close_in_the_order_created():
+    mk = Market(ends_at=100 * SECOND)
+    mk.d.ok(CreateSession(session="T", name="same end", ends_at=100 * SECOND))
+    mk.order("b1", 1, "sell", 10, 100, tif="gtd", expires=100 * SECOND)
+    events = mk.d.tick(100 * SECOND)
+    assert [e.session for e in events if type(e).__name__ == "SessionClosed"] == ["S", "T"]
+    assert one(events, OrderCancelled).reason == "expired"        # due then: before the close
+
+
+def test_a_session_closed_before_its_end_time_is_not_closed_again_and_no_end_is_past():
+    mk = Market(ends_at=100 * SECOND)
+    mk.d.ok(CloseSession(session="S"))
+    assert not mk.d.tick(200 * SECOND)                 # the end's timer finds it closed
+    refusal = mk.d.refused(CreateSession(session="T", name="late", ends_at=200 * SECOND))
+    assert refusal.code == "bad_field" and "not after now" in refusal.text
+    mk.d.ok(CreateSession(session="T", name="open-ended"))           # 0: no end time
+
+
+def test_a_snapshot_without_the_session_end_timer_gets_it_back_on_restore():
+    mk = Market(ends_at=100 * SECOND)
+    state = mk.state
+    state.timers = [t for t in state.timers if t[2] != "session_end"]   # as older lotex wrote
+    engine = Engine.restore(mk.d.engine.snapshot())
+    assert [t[2:4] for t in engine.state.timers] == [("session_end", "S")]
+    assert Engine.restore(engine.snapshot()).state.timers == engine.state.timers   # not twice
+    mk.d.engine = engine
+    mk.d.tick(100 * SECOND)
+    assert not engine.state.sessions["S"].open
 
 
 def test_a_withdrawn_approval_cancels_the_partys_resting_orders():
