@@ -187,6 +187,7 @@ class _Session:
         self.logon_error: SessionRejectedError | None = None
         self.last_in = time.monotonic()
         self.last_out = 0.0
+        self.kept_alive = time.monotonic()   # when heartbeats and resends were last seen to
         self.logged_out: str | None = None
         self.fatal: SessionRejectedError | None = None
         self.reloaded: int | None = None
@@ -575,36 +576,47 @@ class Client:
         """Receive one message (or time out at ``deadline``); keep heartbeats and
         resends going. Return False at the deadline."""
         session = self.session
-        sock = self.socket
-        assert sock is not None
         hb = session.heartbeat_ms / 1000
         while True:
             now = time.monotonic()
             if now >= deadline and not once:
                 return False
+            sock = self.socket
+            assert sock is not None
             if sock.poll(max(0, int(min(deadline - now, hb) * 1000)), zmq.POLLIN):
                 action = session.handle(sock.recv())
                 if action == "relogon":
                     self._send(session.logon_message())
                 elif action == "resend":
                     self._resend_all()
+                # a stream of notices must not keep the session from its own
+                # heartbeats and resends (the server ends a silent session)
+                if time.monotonic() - session.kept_alive >= hb / 2:
+                    self._keep_alive(hb)
                 return True
-            now = time.monotonic()
-            if now - session.last_out >= hb:
-                self._send(p.encode(p.Heartbeat()))
-            if now - session.last_in > 3 * hb:
-                session.last_in = now              # the server went quiet: log on again
-                if session.logged_on is None and self.socket is not None:
-                    self.socket.close(linger=0)    # a refused handshake never reconnects
-                    self.socket = sock = _curve_socket(self.context, zmq.DEALER, self.key)
-                    sock.connect(self.endpoint)
-                session.logged_on = None
-                self._send(session.logon_message())
-            else:
-                for cid in session.resendable(now, self.resend_after):
-                    self._resend(cid)
-            if once or now >= deadline:
+            self._keep_alive(hb)
+            if once or time.monotonic() >= deadline:
                 return False
+
+    def _keep_alive(self, hb: float) -> None:
+        """Send a heartbeat if nothing went out for ``hb`` seconds; log on again
+        (on a new socket if the handshake was refused) if nothing came in for
+        three; else resend the requests due. O(pending requests)."""
+        session = self.session
+        now = session.kept_alive = time.monotonic()
+        if now - session.last_out >= hb:
+            self._send(p.encode(p.Heartbeat()))
+        if now - session.last_in > 3 * hb:
+            session.last_in = now              # the server went quiet: log on again
+            if session.logged_on is None and self.socket is not None:
+                self.socket.close(linger=0)    # a refused handshake never reconnects
+                self.socket = _curve_socket(self.context, zmq.DEALER, self.key)
+                self.socket.connect(self.endpoint)
+            session.logged_on = None
+            self._send(session.logon_message())
+        else:
+            for cid in session.resendable(now, self.resend_after):
+                self._resend(cid)
 
     def _resend(self, cid: str) -> None:
         cmd, _ = self.session.pending[cid]

@@ -266,6 +266,39 @@ def test_cancel_on_disconnect_cancels_book_orders_not_auction_bids(exchange):
         b2.ok(MassCancel(session="S1"))
 
 
+def test_a_client_waiting_in_poll_while_notices_stream_in_keeps_its_session(exchange):
+    """Notices arriving faster than the heartbeat must not keep a waiting
+    client from sending its own heartbeats: the server would end its session
+    (and with cancel-on-disconnect, cancel its orders) every three intervals."""
+    data, _ = exchange
+    with client(data, "b1") as sender:
+        listener = client(data, "b1", heartbeat_ms=100, cancel_on_disconnect=True)
+        try:
+            import threading
+            stop = threading.Event()
+
+            def stream() -> None:              # b1's other connection: a notice each 20 ms
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    sender.ok(RegisterParty(name=f"Streamed {n}"))
+                    time.sleep(0.02)
+
+            streamer = threading.Thread(target=stream)
+            streamer.start()
+            try:
+                end = time.monotonic() + 1.5
+                while time.monotonic() < end:
+                    listener.poll(1.0)            # ten heartbeat intervals per call
+            finally:
+                stop.set()
+                streamer.join(timeout=10)
+            assert len(listener.session.notices) > 30
+            assert listener.session.logons == 1 and listener.session.logged_out is None
+        finally:
+            listener.close()
+
+
 def test_an_idle_client_keeps_its_session_and_its_orders(exchange):
     data, server = exchange
     with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
