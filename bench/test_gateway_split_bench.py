@@ -60,7 +60,7 @@ from exchange.commands import Envelope
 from exchange.events import CommandRejected
 from gateway import protocol as p
 from gateway.server import FREEZE_EVERY, Server, _ResultsOut
-from gateway.tables import ID_MASK
+from gateway.tables import ID_JOIN, ID_MASK
 from gateway.zap import ZapHandler
 from recorder.format import KIND_ENTRY
 
@@ -104,7 +104,7 @@ def engine_process(server: Server, endpoint: str) -> None:
                 if not (0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable()
                         and " " not in cid):
                     continue
-                key = (user, cid)
+                key = f"{user}{ID_JOIN}{cid}"
                 shard = ids.shards[hash(key) & ID_MASK]
                 if key in shard:
                     continue

@@ -69,7 +69,7 @@ from gateway import logs
 from gateway import protocol as p
 from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
-from gateway.tables import ID_MASK, ClientIds, FeedRing, RecentResults
+from gateway.tables import ID_JOIN, ID_MASK, ClientIds, FeedRing, RecentResults, id_key
 from gateway.view import MarketView
 from gateway.zap import KEY_PROPERTY, ZapHandler
 from recorder import layout
@@ -100,7 +100,9 @@ SNAPSHOT_EVENTS_PER_UNIT = 4    # a Snapshot answer: 0.18-0.3 us an event (20,00
 # ~25 us each with its log line, against 1-4 us for a resend or a refusal
 # (a client logging on 2,048 times a turn held the loop 52 ms).
 SESSION_CHANGE_COST = 16
-IDS_FREED_PER_HOUSEKEEPING = 4  # shards of a past day's client ids freed each housekeeping
+# client ids of a past day freed each housekeeping (each 50 ms): ~1-3 ms, so a
+# day of 3 million is gone in 15 s without a pause (whole tables: 31-55 ms)
+IDS_FREED_PER_HOUSEKEEPING = 10_000
 # One command and all its events: the journal's hard limit, 1 GiB (a mass
 # cancel takes ~190 bytes an order, so ~5.6 million orders). A larger entry
 # is refused like a failed handler; at 16 MiB (~90,000 orders) it stopped
@@ -255,8 +257,9 @@ class Server:
         self.today = trading_day(max(time.time_ns(), self.last_ts))
         self.recent = RecentResults(RECENT_RESULTS)           # seq -> (ts, events, command)
         self.gateway_snapshot_dir = layout.gateway_snapshot_dir(self.data_dir)
+        self.ids_covered = False
         covered = self._restore_gateway_state()
-        self._scan_journal(covered)
+        self._scan_journal(covered, self.ids_covered)
 
         self.users: dict[str, User] = self.keystore.users()
         self.keys_stamp = self.keystore.stamp()
@@ -377,14 +380,15 @@ class Server:
                                    "pid": os.getpid()}, indent=2) + "\n")
         os.replace(tmp, path)
 
-    def _scan_journal(self, after: int = 0) -> None:
+    def _scan_journal(self, after: int = 0, ids_covered: bool = False) -> None:
         """Rebuild the feed ring, the public view and the recent results from
         the journal entries after ``after`` (what a gateway snapshot covers),
         and the client ids of today and yesterday from that day's first entry
-        on. O(entries after ``after`` + entries of the last two days)."""
+        on, unless the snapshot held them (``ids_covered``). O(entries after
+        ``after``, + entries of the last two days without the ids)."""
         first_day = self.today - 1
         last = self.journal.last_seq
-        if after:                      # ids from entries the snapshot covers: envelopes only
+        if after and not ids_covered:  # ids from entries the snapshot covers: envelopes only
             for record in self.journal.read(from_ts=first_day * NS_PER_DAY):
                 if record.seq > after:
                     break
@@ -409,18 +413,21 @@ class Server:
             day = trading_day(env.ts)
             if day >= self.today - 1:
                 ids = self.ids_today if day >= self.today else self.ids_yesterday
-                ids.put((env.actor, env.client_id), env.seq)
+                ids.put(id_key(env.actor, env.client_id), env.seq)
 
     def _gateway_state(self) -> dict[str, Any]:
-        """Return the feed's state (view, Market seqs, ring) as of the last
-        applied entry, for the gateway snapshot. Client ids are not in it (a
-        busy day's would take seconds to pickle): a start reads them from the
-        journal's last two trading days. It is pickled at once (in the
-        snapshot child, or in place at shutdown), so nothing is copied."""
+        """Return the feed's state (view, Market seqs, ring) and the client ids
+        of today and yesterday as of the last applied entry, for the gateway
+        snapshot. It is pickled at once (in the snapshot child, or in place at
+        shutdown: ~0.45 s a million ids), so nothing is copied; a start reads
+        it instead of the envelopes of two days (~4 us an id)."""
         return {"view": pickle.dumps(self.view, protocol=pickle.HIGHEST_PROTOCOL),
                 "ring": self.ring,
                 "last_public": self.last_public,
-                "last_public_assigned": self.last_public_assigned}
+                "last_public_assigned": self.last_public_assigned,
+                "ids_day": self.today,
+                "ids_today": self.ids_today.shards,
+                "ids_yesterday": self.ids_yesterday.shards}
 
     def _restore_gateway_state(self) -> int:
         """Load the newest intact gateway snapshot that the journal holds (its
@@ -444,11 +451,23 @@ class Server:
                                           state["ring_msgs"])
             ring.resize(self.config.feed_ring)
             last_public, assigned = state["last_public"], state["last_public_assigned"]
+            ids = None                          # snapshots from before held no ids
+            if "ids_day" in state:
+                day, today, yesterday = state["ids_day"], ClientIds(), ClientIds()
+                if day == self.today:
+                    today = ClientIds.from_shards(state["ids_today"])
+                    yesterday = ClientIds.from_shards(state["ids_yesterday"])
+                elif day == self.today - 1:
+                    yesterday = ClientIds.from_shards(state["ids_today"])
+                ids = (today, yesterday)
         except Exception as exc:  # noqa: BLE001  (a snapshot of another version: scan instead)
             self.log.warning("gateway_snapshot_ignored", seq=snap.seq, reason=repr(exc))
             return 0
         self.view, self.ring = view, ring
         self.last_public, self.last_public_assigned = last_public, assigned
+        if ids is not None:
+            self.ids_today, self.ids_yesterday = ids
+            self.ids_covered = True
         return snap.seq
 
     # ------------------------------------------------------------------ the loop
@@ -822,7 +841,7 @@ class Server:
         now = time.time_ns()
         if (now if now > self.last_ts else self.last_ts) // NS_PER_DAY != self.today:
             self._roll_day(trading_day(max(now, self.last_ts)))
-        key = (user.id, cid)
+        key = f"{user.id}{ID_JOIN}{cid}"            # id_key, inlined
         shard = hash(key) & ID_MASK               # ClientIds.get, inlined
         known = self.ids_today.shards[shard].get(key)
         if known is None:
@@ -921,7 +940,7 @@ class Server:
         self.entries_since_snapshot += 1
         self.entries_since_freeze += 1
         if cid:
-            key = (actor, cid)                    # ClientIds.put, inlined
+            key = f"{actor}{ID_JOIN}{cid}"        # id_key and ClientIds.put, inlined
             self.ids_today.shards[hash(key) & ID_MASK][key] = seq
         recent = self.recent                      # results kept for resends (put, inlined)
         recent.slots[seq & recent.mask] = (seq, ts, events, cmd)
@@ -1173,7 +1192,7 @@ class Server:
         self._flush()
         self._maybe_snapshot()
         if self.ids_dropping:
-            del self.ids_dropping[-IDS_FREED_PER_HOUSEKEEPING:]
+            self._free_ids(IDS_FREED_PER_HOUSEKEEPING)
         if self.entries_since_freeze >= FREEZE_EVERY:
             # Long-lived objects (state, ids, ring) leave the collector's
             # generations: collections stay short however large the state grows.
@@ -1183,6 +1202,21 @@ class Server:
             # 1.3 ms after). Frozen objects are still freed by refcount.
             gc.freeze()
             self.entries_since_freeze = 0
+
+    def _free_ids(self, most: int) -> None:
+        """Free up to ``most`` client ids of a past day, a few at a time (a whole
+        table of a busy day took 8-50 ms to free, cold in memory). O(most)."""
+        dropping = self.ids_dropping
+        while most > 0 and dropping:
+            table = dropping[-1]
+            if len(table) <= most:
+                most -= len(table)
+                dropping.pop()
+                continue
+            pop = table.popitem
+            for _ in range(most):
+                pop()
+            return
 
     def _answer_reloads(self) -> None:
         """Reload the key store once for every `Reload` of the turn (each was

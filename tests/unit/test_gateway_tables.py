@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from gateway.tables import ID_SHARDS, MARK_EVERY, ClientIds, FeedRing, RecentResults
+from gateway.tables import ID_SHARDS, MARK_EVERY, ClientIds, FeedRing, RecentResults, id_key
 
 SEED = int(os.environ.get("TABLES_SEED", "20261130"))
 
@@ -17,7 +17,7 @@ def test_client_ids_hold_what_a_dict_holds():
     rnd = random.Random(SEED)
     ids, ref = ClientIds(), {}
     for step in range(20000):
-        key = (rnd.choice(("b1", "b2", "op")), f"c-{rnd.randrange(5000)}")
+        key = id_key(rnd.choice(("b1", "b2", "op")), f"c-{rnd.randrange(5000)}")
         if rnd.random() < 0.5:
             ids.put(key, step)
             ref[key] = step
@@ -25,6 +25,23 @@ def test_client_ids_hold_what_a_dict_holds():
     assert len(ids) == len(ref)
     assert dict(ids.items()) == ref
     assert sum(1 for shard in ids.shards if shard) > ID_SHARDS // 2   # spread out
+
+
+def test_client_ids_from_another_processs_shards_are_found_here():
+    """A snapshot's shards were chosen by another process's string hashes."""
+    import pickle
+    import subprocess
+    import sys
+    script = ("import pickle, sys; from gateway.tables import ClientIds, id_key; ids = ClientIds()\n"
+              "for n in range(2000): ids.put(id_key('b1', f'c-{n}'), n)\n"
+              "sys.stdout.buffer.write(pickle.dumps(ids.shards))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    shards = pickle.loads(subprocess.run([sys.executable, "-c", script], check=True,
+                                         capture_output=True, env=env).stdout)
+    ids = ClientIds.from_shards(shards)
+    assert all(ids.get(id_key("b1", f"c-{n}")) == n for n in range(2000))
+    assert len(ids) == 2000 and ids.get(id_key("b2", "c-1")) is None
+    assert id_key("b1", "c-1") != id_key("b1c", "-1")
 
 
 def test_recent_results_keep_the_last_size_entries():
@@ -97,3 +114,16 @@ def test_nanosecond_times_in_texts_print_as_utc_iso_times():
     # amounts (at most 16 digits), ids and decimals stay as they are
     assert humane_times("amount 1000000000000000, seq 17, 1.764526800500000000") == \
         "amount 1000000000000000, seq 17, 1.764526800500000000"
+
+
+def test_a_past_days_client_ids_are_freed_a_bounded_number_at_a_time():
+    from gateway.server import Server
+    server = Server.__new__(Server)                 # only its table of ids to free
+    server.ids_dropping = [{f"k{t}-{n}": n for n in range(size)}
+                           for t, size in enumerate((5, 30_000, 12_000))]
+    sizes = []
+    while server.ids_dropping:
+        before = sum(map(len, server.ids_dropping))
+        server._free_ids(10_000)
+        sizes.append(before - sum(map(len, server.ids_dropping)))
+    assert sizes == [10_000, 10_000, 10_000, 10_000, 2_005]
