@@ -422,6 +422,21 @@ class SetOrderLimit(Command, frozen=True):
     max_orders: int
 
 
+class SetPriceRules(Command, frozen=True):
+    """Set a live instrument's tick and price band (operator only). ``tick``:
+    every limit price must be a multiple of it (1: any price). ``band_bp``: an
+    order may not buy above, or sell below, the reference by more than this
+    many basis points (0: no band); the reference is the last trade price, or
+    the instrument's ``reference`` before its first trade (no band without
+    either). A market order trades only within the band. Resting orders stay
+    as they are; the rules apply to the orders and price changes that come after."""
+
+    session: str
+    instrument: str
+    tick: int = 1
+    band_bp: int = 0
+
+
 class ConsumeUnits(Command, frozen=True):
     """Record that the paddle's party used ``qty`` units: they leave its holding."""
 

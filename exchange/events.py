@@ -418,6 +418,17 @@ class PhaseChanged(Event, frozen=True):
     phase: str
 
 
+class PriceRulesSet(Event, frozen=True):
+    """Limit prices on the instrument must now be multiples of ``tick``, and
+    no order may buy above or sell below the reference by more than
+    ``band_bp`` basis points (0: no band). Public."""
+
+    session: str
+    instrument: str
+    tick: int
+    band_bp: int
+
+
 class OrderLimitSet(Event, frozen=True):
     """The resting orders a paddle may hold on the instrument are now at most
     ``max_orders`` (0: no limit)."""

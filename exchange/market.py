@@ -43,13 +43,15 @@ from exchange.book import (BUY, CANCEL_BOTH, CANCEL_NEWEST, CANCEL_OLDEST, FOK, 
                            MAX_PRICE, POST_ONLY, SELL, Book, Order)
 from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, CreateInstrument,
                                IssueUnits, MassCancel, ModifyOrder, PlaceOrder,
-                               RecordUnitsPayment, SetOrderLimit, StartCall, Uncross)
+                               RecordUnitsPayment, SetOrderLimit, SetPriceRules, StartCall,
+                               Uncross)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
 from exchange.errors import MAX_INT, Reject, a_time, non_negative, positive, register_reasons
 from exchange.events import (CallUncrossed, CreditChanged, CreditReviewed, DepthChanged,
                              IndicativePrice, InstrumentCreated, LotAwarded, LotPassed,
                              LotWithdrawn, OrderAccepted, OrderCancelled, OrderFilled,
                              OrderLimitSet, OrderModified, PartyFrozen, PhaseChanged,
+                             PriceRulesSet,
                              QuoteChanged, SessionClosed, TradeExecuted, TradeRecorded,
                              UnitsConsumed, UnitsIssued, UnitsPaymentRecorded)
 from exchange.invariants import invariant
@@ -68,6 +70,8 @@ register_reasons({
     "order_filled": "the order has traded in full and no longer rests",
     "order_cancelled": "the order was cancelled or expired and no longer rests",
     "would_trade": "a post-only order would trade on arrival",
+    "bad_tick": "the price is not a multiple of the instrument's tick",
+    "price_out_of_band": "the order would buy above or sell below the instrument's price band",
     "bad_quantity": "a patent trades in a quantity of exactly 1",
     "bad_expiry": "a good-till-date order needs an expiry after now",
     "insufficient_units": "the party does not hold enough units that are not already offered",
@@ -179,6 +183,8 @@ class Instrument(msgspec.Struct, kw_only=True):
     # period that does not cross publishes zeros if the last said otherwise
     indicative: tuple = (0, 0, 0)
     max_orders: int = 0          # resting orders a paddle may hold (0: no limit)
+    tick: int = 1                # limit prices are multiples of it
+    band_bp: int = 0             # how far from the reference an order may buy or sell
     open_orders: dict = {}       # paddle -> its resting orders, kept when max_orders
 
 
@@ -573,6 +579,41 @@ def _reference(inst: Instrument) -> int:
     return inst.reference or inst.last_price
 
 
+def _band(inst: Instrument) -> tuple[int, int] | None:
+    """Return the lowest price a sell and the highest a buy may have, or None
+    without a band (or a reference to centre it on). O(1)."""
+    centre = inst.last_price or inst.reference
+    if not centre:
+        return None
+    width = centre * inst.band_bp // 10_000
+    return max(1, centre - width), centre + width
+
+
+def _check_price_rules(inst: Instrument, side: int, price: int) -> None:
+    """Refuse a limit price off the tick or beyond the band on its trading side."""
+    tick = inst.tick
+    if tick != 1 and price % tick:
+        raise Reject("bad_tick", f"price {price} is not a multiple of {inst.id!r}'s tick "
+                                 f"of {tick}")
+    if inst.band_bp:
+        band = _band(inst)
+        if band is None:
+            return
+        low, high = band
+        if side == BUY and price > high:
+            raise Reject("price_out_of_band", f"a buy at {price} is above {inst.id!r}'s band: "
+                                              f"at most {high} ({_percent(inst.band_bp)} over "
+                                              f"the reference {inst.last_price or inst.reference})")
+        if side == SELL and price < low:
+            raise Reject("price_out_of_band", f"a sell at {price} is below {inst.id!r}'s band: "
+                                              f"at least {low} ({_percent(inst.band_bp)} under "
+                                              f"the reference {inst.last_price or inst.reference})")
+
+
+def _percent(bp: int) -> str:
+    return f"{bp // 100}.{bp % 100:02d} %"
+
+
 def _own_crossing(book: Book, side: int, price: int, paddle: int) -> list[Order]:
     """Return the paddle's own orders on the other side that ``price`` crosses.
     O(orders at crossing prices)."""
@@ -758,11 +799,17 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
         if cmd.price:
             raise Reject("bad_field", "a market order has no price")
         price = MAX_PRICE if side == BUY else 0
+        if inst.band_bp:                       # it trades only within the band
+            band = _band(inst)
+            if band is not None:
+                price = band[1] if side == BUY else band[0]
         book_tif = IOC
     else:
         price = cmd.price
         if price <= 0 or price > MAX_INT:
             positive(price, "price")
+        if inst.tick != 1 or inst.band_bp:
+            _check_price_rules(inst, side, price)
         book_tif = IOC if tif == "ioc" else FOK if tif == "fok" else GTC
     post_only = cmd.post_only
     if post_only:
@@ -808,6 +855,8 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
     else:
         if tif == "market":
             cost = book.buy_cost(qty, owner=paddle, stp=STP_MODES[inst.stp])
+            if price != MAX_PRICE:                # within the band: at most its top each
+                cost = min(cost, price * qty)
             amount = lots.total_due(state.lots[inst.lot], cost) if kind == "patent" else cost
         else:
             amount = price * qty if kind != "patent" else _buy_commitment(state, inst, price, qty)
@@ -880,6 +929,8 @@ def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
         raise Reject("bad_quantity", f"a patent trades in a quantity of 1, not {qty}")
     keeps = price == order.price and qty <= order.qty
     side = order.side
+    if price != order.price and (inst.tick != 1 or inst.band_bp):
+        _check_price_rules(inst, side, price)
     if side == SELL:
         free = inst.holdings.get(party, 0) - inst.offered.get(party, 0) + order.qty
         if qty > free:
@@ -999,6 +1050,23 @@ def set_order_limit(state: State, ctx: Ctx, cmd: SetOrderLimit) -> None:
     inst.open_orders = counts
     ctx.emit(OrderLimitSet(session=inst.session, instrument=inst.id,
                            max_orders=cmd.max_orders))
+
+
+@handles(SetPriceRules)
+def set_price_rules(state: State, ctx: Ctx, cmd: SetPriceRules) -> None:
+    """Set the tick and the price band of a live instrument. O(1)."""
+    ctx.require_role("operator")
+    inst = _instrument(state, cmd.session, cmd.instrument)
+    if inst.phase == "closed":
+        raise Reject("instrument_closed", f"instrument {inst.id!r} is closed")
+    positive(cmd.tick, "tick")
+    non_negative(cmd.band_bp, "band_bp")
+    if cmd.band_bp > 10_000:
+        raise Reject("bad_field", f"band_bp {cmd.band_bp} is over 10000 (100 %)")
+    inst.tick = cmd.tick
+    inst.band_bp = cmd.band_bp
+    ctx.emit(PriceRulesSet(session=inst.session, instrument=inst.id, tick=cmd.tick,
+                           band_bp=cmd.band_bp))
 
 
 @handles(CloseInstrument)

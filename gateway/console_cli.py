@@ -99,7 +99,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     sell.add_argument("amount", type=int, help="hammer price, minor units")
 
     instrument = sub.add_parser(
-        "instrument", help="create, limit, call, uncross or close a continuous book",
+        "instrument", help="create, limit, set price rules, call, uncross or close a book",
         description="Continuous books of a session: unit licence rights or a bid-ask patent "
                     "lot. Prices and amounts in minor units.")
     ins = instrument.add_subparsers(dest="what", required=True)
@@ -121,6 +121,12 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
                           help="resting orders a paddle may hold (0: no limit)")
     book("limit", "change the resting orders a paddle may hold").add_argument(
         "max_orders", type=int, help="0: no limit")
+    i_rules = book("rules", "set the tick and the price band")
+    i_rules.add_argument("--tick", type=int, default=1,
+                         help="limit prices are multiples of it (1: any)")
+    i_rules.add_argument("--band-bp", type=int, default=0,
+                         help="no buy above / sell below the last trade (or the reference) "
+                              "by more than this many basis points (0: no band)")
     i_units = book("issue-units", "credit new units to a paddle's party")
     i_units.add_argument("paddle", type=int)
     i_units.add_argument("qty", type=int)
@@ -253,6 +259,8 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
                                        max_orders=args.max_orders)]
         if what == "limit":
             return [c.SetOrderLimit(**book, max_orders=args.max_orders)]
+        if what == "rules":
+            return [c.SetPriceRules(**book, tick=args.tick, band_bp=args.band_bp)]
         if what == "issue-units":
             return [c.IssueUnits(**book, paddle=args.paddle, qty=args.qty)]
         if what == "call":

@@ -41,6 +41,7 @@ LAST_VALUE: dict[str, tuple[str, ...]] = {
     "IndicativePrice": (),
     "PhaseChanged": (),
     "OrderLimitSet": (),
+    "PriceRulesSet": (),
 }
 
 # Event types whose last-value entry is removed when this field is zero

@@ -120,12 +120,15 @@ def test_op_console_and_watch(tmp_path, capsys):
                      "101", "500"]) == 0
         assert main(["op", "--data", data, "instrument", "limit", "OT-2017", "ULR-1",
                      "5"]) == 0
+        assert main(["op", "--data", data, "instrument", "rules", "OT-2017", "ULR-1",
+                     "--tick", "5", "--band-bp", "1000"]) == 0
         assert main(["op", "--data", data, "instrument", "call", "OT-2017", "ULR-1"]) == 0
         assert main(["op", "--data", data, "instrument", "uncross", "OT-2017", "ULR-1",
                      "--reference", "100"]) == 0
         assert main(["op", "--data", data, "instrument", "close", "OT-2017", "ULR-1"]) == 0
         out = capsys.readouterr().out
-        for event in ("InstrumentCreated", "UnitsIssued", "OrderLimitSet", "PhaseChanged"):
+        for event in ("InstrumentCreated", "UnitsIssued", "OrderLimitSet", "PriceRulesSet",
+                      "PhaseChanged"):
             assert event in out, event
         assert main(["op", "--data", data, "instrument", "limit", "OT-2017", "ULR-1",
                      "-1"]) == 1

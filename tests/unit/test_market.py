@@ -10,8 +10,8 @@ from exchange.codec import encode
 from exchange.commands import (CancelOrder, CloseInstrument, CloseSession, ConsumeUnits, CreateInstrument,
                                CreateLot, CreateSession, IssuePaddle, IssueUnits, LotTerms,
                                MassCancel, ModifyOrder, PlaceOrder, RegisterParty, RelistLot,
-                               ReviewCredit, ScheduleLot, SetOrderLimit, StartCall, Uncross,
-                               VetLot)
+                               ReviewCredit, ScheduleLot, SetOrderLimit, SetPriceRules,
+                               StartCall, Uncross, VetLot)
 from exchange.driver import Driver
 from exchange.engine import Engine
 from exchange.events import (CallUncrossed, CreditChanged, DepthChanged, IndicativePrice,
@@ -262,6 +262,56 @@ def test_a_snapshot_without_the_session_end_timer_gets_it_back_on_restore():
     mk.d.engine = engine
     mk.d.tick(100 * SECOND)
     assert not engine.state.sessions["S"].open
+
+
+def test_prices_off_the_tick_are_refused_on_place_and_modify():
+    mk = Market()
+    event = one(mk.d.ok(SetPriceRules(session="S", instrument="U", tick=5)),
+                __import__("exchange.events", fromlist=["PriceRulesSet"]).PriceRulesSet)
+    assert (event.to, event.tick, event.band_bp) == ((), 5, 0)          # public
+    refusal = mk.refused("b1", PlaceOrder(session="S", instrument="U", paddle=mk.paddle["b1"],
+                                          order=1, side="sell", qty=1, price=102))
+    assert refusal.code == "bad_tick" and "not a multiple of 'U''s tick of 5" in refusal.text
+    assert not rejected(mk.order("b1", 1, "sell", 2, 105))
+    assert rejected(mk.modify("b1", 1, 103, 2)) == "bad_tick"
+    assert not rejected(mk.modify("b1", 1, 105, 1))       # a reduction at the same price
+
+
+def test_the_band_refuses_what_would_trade_beyond_it_and_market_orders_stop_at_it():
+    mk = Market(limit=10**12)
+    mk.d.ok(SetPriceRules(session="S", instrument="U", band_bp=1_000))   # 10 %
+    assert not rejected(mk.order("b1", 1, "sell", 1, 5_000))       # no reference yet: no band
+    assert not rejected(mk.order("b2", 1, "buy", 1, 5_000))        # trades at 5,000
+    assert mk.state.books["U"].last_price == 5_000                  # band 4,500 .. 5,500
+    assert rejected(mk.order("b2", 2, "buy", 1, 5_501)) == "price_out_of_band"
+    refusal = mk.refused("b1", PlaceOrder(session="S", instrument="U", paddle=mk.paddle["b1"],
+                                          order=2, side="sell", qty=1, price=4_499))
+    assert refusal.code == "price_out_of_band"
+    assert "below 'U''s band: at least 4500 (10.00 % under the reference 5000)" in refusal.text
+    assert not rejected(mk.order("b2", 3, "buy", 1, 100))           # far, but passive: rests
+    assert not rejected(mk.order("b1", 3, "sell", 1, 90_000))       # likewise
+    mk.order("b1", 4, "sell", 2, 5_400)
+    mk.order("b3", 4, "sell", 5, 6_000)                             # beyond the band
+    events = mk.order("b2", 5, "buy", 4, tif="market")
+    assert [(t.price, t.qty) for t in of(events, TradeExecuted)] == [(5_400, 2)]
+    assert one(events, OrderCancelled).reason == "ioc"             # the rest: not at 6,000
+    assert mk.state.books["U"].last_price == 5_400                  # band now 4,860 .. 5,940
+    assert rejected(mk.modify("b2", 3, 5_950, 1)) == "price_out_of_band"
+    assert not rejected(mk.modify("b2", 3, 5_000, 1))
+
+
+def test_price_rules_are_the_operators_and_checked():
+    mk = Market()
+    assert mk.refused("b1", SetPriceRules(session="S", instrument="U", tick=5)).code \
+        == "not_permitted"
+    assert mk.d.refused(SetPriceRules(session="S", instrument="U", tick=0)).code == "non_positive"
+    assert mk.d.refused(SetPriceRules(session="S", instrument="U", band_bp=10_001)).code \
+        == "bad_field"
+    assert mk.d.refused(SetPriceRules(session="S", instrument="X")).code \
+        == "unknown_instrument"
+    mk.d.ok(CloseInstrument(session="S", instrument="U"))
+    assert mk.d.refused(SetPriceRules(session="S", instrument="U", tick=5)).code \
+        == "instrument_closed"
 
 
 def test_a_withdrawn_approval_cancels_the_partys_resting_orders():

@@ -13,7 +13,8 @@ import os
 import random
 
 from exchange.commands import (CancelOrder, ConsumeUnits, MassCancel, ModifyOrder, PlaceOrder,
-                               RecordUnitsPayment, SetOrderLimit, StartCall, Uncross)
+                               RecordUnitsPayment, SetOrderLimit, SetPriceRules, StartCall,
+                               Uncross)
 from exchange.events import CommandRejected, TradeExecuted
 from tests.unit.test_market import SECOND, Market
 
@@ -73,9 +74,15 @@ def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]
                                               amount=rnd.randint(1, 3000)),
                            actor="op", role="operator", ts=mk.d.ts + 1000)
         return 0, sum(isinstance(e, CommandRejected) for e in events)
-    elif roll < 0.94:                   # the operator changes the resting-order limit
+    elif roll < 0.935:                  # the operator changes the resting-order limit
         events = mk.d.send(SetOrderLimit(session="S", instrument="U",
                                          max_orders=rnd.choice([0, 1, 3, 8])),
+                           actor="op", role="operator", ts=mk.d.ts + 1000)
+        return 0, sum(isinstance(e, CommandRejected) for e in events)
+    elif roll < 0.94:                   # ... or the tick and the price band
+        events = mk.d.send(SetPriceRules(session="S", instrument="U",
+                                         tick=rnd.choice([1, 1, 2, 5]),
+                                         band_bp=rnd.choice([0, 0, 500, 2_000])),
                            actor="op", role="operator", ts=mk.d.ts + 1000)
         return 0, sum(isinstance(e, CommandRejected) for e in events)
     elif roll < 0.96:

@@ -74,7 +74,8 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                RecordObjection, RecordPayment, RecordUnitsPayment, RegisterParty,
                                ReleaseFunds, RelistLot, ResolveDispute, ResolveObjection,
                                ReviewCredit, ScheduleLot, SetDisplayRate, SetOrderLimit,
-                               SetSettlementRules, StartCall, Uncross, VetLot, WithdrawBid,
+                               SetPriceRules, SetSettlementRules, StartCall, Uncross, VetLot,
+                               WithdrawBid,
                                WithdrawLot, WithdrawOffer)
 from exchange.driver import Driver
 from exchange.events import (OPERATORS, BidAccepted, BidVoided, CommandRejected, CreditChanged,
@@ -734,8 +735,12 @@ class Everything:
             amount = rng.choice((owed, max(1, owed // 2), owed + 1)) if owed else rng.randint(1, 99)
             return [(RecordUnitsPayment(session=s, instrument=i, paddle=paddle, amount=amount,
                                         reference="WIRE"), "op", "operator", False)]
-        if roll < 0.90:
+        if roll < 0.89:
             return [(SetOrderLimit(session=s, instrument=i, max_orders=rng.choice((0, 1, 3, 8))),
+                     "op", "operator", False)]
+        if roll < 0.90:
+            return [(SetPriceRules(session=s, instrument=i, tick=rng.choice((1, 1, USD, 5 * USD)),
+                                   band_bp=rng.choice((0, 0, 300, 1_000))),
                      "op", "operator", False)]
         if roll < 0.95:
             if inst.phase == "continuous":
