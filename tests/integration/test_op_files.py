@@ -36,7 +36,7 @@ def test_the_example_sale_sets_up_a_whole_session_and_acts_once(tmp_path, capsys
         # sent again: nothing acts twice; the lines with relative times say so
         assert send(tmp_path, EXAMPLE) == 0
         out = capsys.readouterr().out
-        assert out.count("(sent before)") == 18 and out.count("already sent today") == 4
+        assert out.count("(sent before)") == 19 and out.count("already sent today") == 4
         assert server.next_seq == entries
 
         # a broker bids with the paddle the file issued to its client
