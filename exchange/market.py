@@ -854,9 +854,7 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
                                                f"offered for sale, fewer than {qty}")
     else:
         if tif == "market":
-            cost = book.buy_cost(qty, owner=paddle, stp=STP_MODES[inst.stp])
-            if price != MAX_PRICE:                # within the band: at most its top each
-                cost = min(cost, price * qty)
+            cost = book.buy_cost(qty, price, owner=paddle, stp=STP_MODES[inst.stp])
             amount = lots.total_due(state.lots[inst.lot], cost) if kind == "patent" else cost
         else:
             amount = price * qty if kind != "patent" else _buy_commitment(state, inst, price, qty)

@@ -628,6 +628,9 @@ class Client:
             self._resend(cid)
 
 
+READER_YIELD_EVERY = 64      # messages an AsyncClient reads before it lets other tasks run
+
+
 class AsyncClient:
     """An asyncio broker or operator client; a background task reads and keeps
     the session alive (heartbeats, logon again, resends)."""
@@ -833,8 +836,15 @@ class AsyncClient:
     async def _reader(self) -> None:
         assert self.socket is not None
         session = self.session
+        handled = 0
         while True:
             data = await self.socket.recv()
+            handled += 1
+            if not handled % READER_YIELD_EVERY:
+                # a recv that finds a message queued returns without yielding:
+                # while messages keep coming, let the keeper (heartbeats,
+                # resends) and the application's tasks run now and then
+                await asyncio.sleep(0)
             action = session.handle(data)
             if session.logged_on is not None and self._logon_waiter is not None \
                     and not self._logon_waiter.done():

@@ -267,8 +267,8 @@ class Server:
         self.by_fd: dict[tuple[str, int], Conn] = {}   # (port, the peer's socket) -> session
         # user -> [start of its second, events of resent results sent in it]
         self.resent: dict[str, list[int]] = {}
-        # broker -> [requests it may still send, when that was last topped up]
-        self.allowance: dict[str, list[int]] = {}
+        # broker -> when its allowance is next due (`_throttled`)
+        self.allowance: dict[str, int] = {}
         self.user_conns: dict[str, list[Conn]] = {}
         # audience token (user id or OPERATORS) -> connections that take notices
         self.listeners: dict[str, list[Conn]] = {}
@@ -452,12 +452,14 @@ class Server:
             ring.resize(self.config.feed_ring)
             last_public, assigned = state["last_public"], state["last_public_assigned"]
             ids = None                          # snapshots from before held no ids
+            day = self.today
             if "ids_day" in state:
-                day, today, yesterday = state["ids_day"], ClientIds(), ClientIds()
-                if day == self.today:
+                today, yesterday = ClientIds(), ClientIds()
+                if state["ids_day"] >= self.today:  # later: the clock went back; keep its day
+                    day = state["ids_day"]
                     today = ClientIds.from_shards(state["ids_today"])
                     yesterday = ClientIds.from_shards(state["ids_yesterday"])
-                elif day == self.today - 1:
+                elif state["ids_day"] == self.today - 1:
                     yesterday = ClientIds.from_shards(state["ids_today"])
                 ids = (today, yesterday)
         except Exception as exc:  # noqa: BLE001  (a snapshot of another version: scan instead)
@@ -468,6 +470,7 @@ class Server:
         if ids is not None:
             self.ids_today, self.ids_yesterday = ids
             self.ids_covered = True
+            self.today = day
         return snap.seq
 
     # ------------------------------------------------------------------ the loop
@@ -815,13 +818,6 @@ class Server:
     def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> None:
         self.requests_left -= 1
         cid = msg.client_id
-        if conn.role == "broker" and self._throttled(user.id):
-            rate = self.config.max_requests_per_second
-            self._reject(sock, conn.rid, "throttled", user.id, conn.port,
-                         client_id=cid[:p.MAX_CLIENT_ID],
-                         detail=f"{user.id!r} sent more than {rate:,} requests in a second, "
-                                f"the most it may (max_requests_per_second); nothing was done")
-            return
         if not (0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable()
                 and " " not in cid):       # 1..64 printable ASCII, no space
             self._reject(sock, conn.rid, "bad_client_id", user.id, conn.port,
@@ -839,7 +835,8 @@ class Server:
                                 f"in the key store")
             return
         now = time.time_ns()
-        if (now if now > self.last_ts else self.last_ts) // NS_PER_DAY != self.today:
+        # the day rolls forward only: a clock set back keeps the later day's ids
+        if (now if now > self.last_ts else self.last_ts) // NS_PER_DAY > self.today:
             self._roll_day(trading_day(max(now, self.last_ts)))
         key = f"{user.id}{ID_JOIN}{cid}"            # id_key, inlined
         shard = hash(key) & ID_MASK               # ClientIds.get, inlined
@@ -880,28 +877,31 @@ class Server:
             self._queue(sock, conn.rid, self._result(cid, seq, events, conn.user, conn.role,
                                                      resent=True))
             return
+        # after the known ids: a resend of what acted is answered, never throttled
+        if conn.role == "broker" and self.config.max_requests_per_second \
+                and self._throttled(user.id):
+            rate = self.config.max_requests_per_second
+            self._reject(sock, conn.rid, "throttled", user.id, conn.port, client_id=cid,
+                         detail=f"{user.id!r} sent more than {rate:,} requests in a second, "
+                                f"the most it may (max_requests_per_second); nothing was done")
+            return
         self._apply(cmd, user.id, conn.role, cid, conn, now)
 
     def _throttled(self, user_id: str) -> bool:
-        """Take one request from the broker's allowance; True if none is left.
-        A token bucket of one second's worth, topped up only when it runs dry
-        (by the time since the last top-up): O(1), no clock read while there
-        is allowance left."""
+        """Count one request of the broker; True if it is over its rate. The
+        generic cell rate algorithm (a token bucket of one second's worth) in
+        integers: each request moves the broker's theoretical arrival time on
+        by 1/rate s (here: by 10^9 in units of 1/rate ns); a request that
+        would move it more than a second ahead of now is refused. O(1)."""
         rate = self.config.max_requests_per_second
-        if not rate:
-            return False
-        allowance = self.allowance.get(user_id)
-        if allowance is None:
-            allowance = self.allowance[user_id] = [rate, time.monotonic_ns()]
-        if allowance[0] > 0:
-            allowance[0] -= 1
-            return False
-        now = time.monotonic_ns()
-        earned = (now - allowance[1]) * rate // NS_PER_SECOND
-        if earned <= 0:
+        now = time.monotonic_ns() * rate
+        due = self.allowance.get(user_id, 0)
+        if due < now:
+            due = now
+        due += NS_PER_SECOND
+        if due - now > NS_PER_SECOND * rate:
             return True
-        allowance[0] = min(rate, earned) - 1
-        allowance[1] = now
+        self.allowance[user_id] = due
         return False
 
     # ------------------------------------------------------------------ apply
@@ -916,7 +916,7 @@ class Server:
         if not now:
             now = time.time_ns()
         ts = now if now > self.last_ts else self.last_ts
-        if ts // NS_PER_DAY != self.today:
+        if ts // NS_PER_DAY > self.today:
             self._roll_day(ts // NS_PER_DAY)
         seq = self.next_seq
         env = Envelope(seq=seq, ts=ts, actor=actor, role=role, cmd=cmd, client_id=cid)

@@ -561,3 +561,39 @@ def test_a_start_takes_the_days_client_ids_from_the_gateway_snapshot(tmp_path, m
         again = b1.request(RegisterParty(name="Acme Research"), client_id="snap-1")
         assert again.resent and again.seq == first.seq
     assert remembered == []
+
+
+class _ShiftedTime:
+    """The time module with ``time_ns`` moved by ``offset``."""
+
+    offset = 0
+
+    def __getattr__(self, name):
+        import time as real_time
+        return getattr(real_time, name)
+
+    def time_ns(self):
+        import time as real_time
+        return real_time.time_ns() + _ShiftedTime.offset
+
+
+def test_client_ids_survive_a_restart_with_the_clock_behind_the_snapshots_day(tmp_path,
+                                                                            monkeypatch):
+    """A resend just after midnight rolled the gateway's day (no entry); the
+    clean stop snapshotted the ids under the new day; the restarted server's
+    clock is behind it: the ids are kept under the snapshot's day."""
+    import time as real_time
+
+    import gateway.server as gateway_server
+    day = 86_400 * 10**9
+    monkeypatch.setattr(gateway_server, "time", _ShiftedTime())
+    _ShiftedTime.offset = 0
+    with running(tmp_path), client(tmp_path, "b1") as b1:
+        first = b1.ok(RegisterParty(name="Acme Research"), client_id="c-1")
+        now = real_time.time_ns()
+        _ShiftedTime.offset = (now // day + 1) * day + 10**9 - now    # past midnight
+        assert b1.request(RegisterParty(name="Acme Research"), client_id="c-1").resent
+    _ShiftedTime.offset = 0
+    with running(tmp_path), client(tmp_path, "b1") as b1:
+        again = b1.request(RegisterParty(name="Acme Research"), client_id="c-1")
+        assert again.resent and again.seq == first.seq

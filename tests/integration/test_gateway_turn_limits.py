@@ -243,6 +243,10 @@ def test_a_broker_beyond_max_requests_per_second_is_throttled_over_all_its_conne
             refused = recv_until(first, p.Results).results[0]
             assert refused.code == "throttled" and "'b1' sent more than 5 requests" in refused.text
             assert refused.client_id == "d-0"
+            first.send(p.encode(p.Batch(requests=[                 # a resend of what acted
+                p.Request(client_id="a-0", cmd=RegisterParty(name="a 0"))])))
+            resent = recv_until(first, p.Results).results[0]
+            assert type(resent) is p.Result and resent.resent and resent.accepted
             time.sleep(1.05)
             second.send(batch("e", 6))
             assert _answers(second) == ["ok"] * 5 + ["throttled"]

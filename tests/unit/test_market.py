@@ -300,6 +300,20 @@ def test_the_band_refuses_what_would_trade_beyond_it_and_market_orders_stop_at_i
     assert not rejected(mk.modify("b2", 3, 5_000, 1))
 
 
+def test_a_market_buy_under_a_band_is_charged_for_what_it_can_buy_within_it():
+    mk = Market(limit=10**12)
+    mk.d.ok(SetPriceRules(session="S", instrument="U", band_bp=1_000))
+    mk.order("b1", 1, "sell", 1, 5_000)
+    mk.order("b2", 1, "buy", 1, 5_000)                  # the last trade: 5,000
+    mk.order("b1", 2, "sell", 1, 5_000)
+    mk.order("b3", 1, "sell", 900, 50_000)              # far beyond the band
+    mk.d.ok(ReviewCredit(party=mk.party["b2"], approved=True, credit_limit=10_000,
+                         currency="USD", agreement_version="BRA-1"))
+    events = mk.order("b2", 2, "buy", 100, tif="market")
+    assert not rejected(events)                         # at most 5,000 can trade
+    assert [(t.price, t.qty) for t in of(events, TradeExecuted)] == [(5_000, 1)]
+
+
 def test_price_rules_are_the_operators_and_checked():
     mk = Market()
     assert mk.refused("b1", SetPriceRules(session="S", instrument="U", tick=5)).code \
