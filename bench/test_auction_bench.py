@@ -47,16 +47,16 @@ def setup_envelopes(mechanism: str) -> list[Envelope]:
     seq = 0
     for actor, role, cmd in commands:
         seq += 1
-        envelopes.append(Envelope(seq=seq, ts=T0, actor=actor, role=role, cmd=cmd))
+        envelopes.append(Envelope(client_id="", seq=seq, ts=T0, actor=actor, role=role, cmd=cmd))
     parties = [env.seq for env in envelopes[1:]]
     for party in parties:
         seq += 1
-        envelopes.append(Envelope(seq=seq, ts=T0, actor="op", role="operator",
+        envelopes.append(Envelope(client_id="", seq=seq, ts=T0, actor="op", role="operator",
                                   cmd=ReviewCredit(party=party, approved=True,
                                                    credit_limit=10**14, agreement_version="v1")))
     for party in parties[1:]:
         seq += 1
-        envelopes.append(Envelope(seq=seq, ts=T0, actor="op", role="operator",
+        envelopes.append(Envelope(client_id="", seq=seq, ts=T0, actor="op", role="operator",
                                   cmd=IssuePaddle(session="B", party=party)))
     terms = LotTerms(title="Bench lot", mechanism=mechanism, starting_bid=10_000,
                      increments="ebay2003", opens_at=T0, closes_at=T0 + DAY,
@@ -66,7 +66,7 @@ def setup_envelopes(mechanism: str) -> list[Envelope]:
                              ("op", "operator", VetLot(serial="X", score=1, approved=True)),
                              ("op", "operator", ScheduleLot(serial="X"))):
         seq += 1
-        envelopes.append(Envelope(seq=seq, ts=T0, actor=actor, role=role, cmd=cmd))
+        envelopes.append(Envelope(client_id="", seq=seq, ts=T0, actor=actor, role=role, cmd=cmd))
     return envelopes
 
 
@@ -98,7 +98,7 @@ def bid_stream(mechanism: str, setup: list[Envelope]) -> list[Envelope]:
             amount = 10_000 + rng.randrange(0, 1_000_000)
         seq += 1
         ts += 1_000
-        env = Envelope(seq=seq, ts=ts, actor=f"broker-{(paddle - 101) % 10}", role="broker",
+        env = Envelope(client_id="", seq=seq, ts=ts, actor=f"broker-{(paddle - 101) % 10}", role="broker",
                        cmd=PlaceBid(serial="X", paddle=paddle, amount=amount))
         events = engine.apply(env)
         assert not any(isinstance(event, CommandRejected) for event in events), events

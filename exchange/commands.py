@@ -627,12 +627,23 @@ COMMAND_TYPES: tuple[type[Command], ...] = tuple(_concrete(Command))
 AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
-    """A sequenced command as the engine receives it and the journal keeps it."""
+# The engine's rules, by version. An envelope carries the version it is to be
+# applied under, so a journal replays under the rules that first applied it,
+# whatever lotex replays it. 1: the rules before session end times; 2: a
+# session with ``ends_at`` closes by itself then, and one may not end in the past.
+RULES = 2
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A sequenced command as the engine receives it and the journal keeps it.
+    ``client_id``: the sender's id for it ("" for none). ``rules``: the version
+    of the engine's rules it is applied under (`RULES` when made; 1, left out
+    of the encoding, as in entries journaled before versions were recorded)."""
 
     seq: int
     ts: int
     actor: str
     role: Role
     cmd: AnyCommand
-    client_id: str = ""
+    client_id: str
+    rules: int = 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.commands import Command, Envelope, Tick
+from exchange.commands import RULES, Command, Envelope, Tick
 from exchange.engine import Engine
 from exchange.events import CommandRejected, Event
 
@@ -31,7 +31,7 @@ class Driver:
             self.ts = max(self.ts, ts)
         self.seq += 1
         env = Envelope(seq=self.seq, ts=self.ts, actor=actor, role=role, cmd=cmd,
-                       client_id=client_id)
+                       client_id=client_id, rules=RULES)
         events = self.engine.apply(env)
         self.record(env, events)
         if self.log is not None:

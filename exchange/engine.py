@@ -101,7 +101,7 @@ class State:
 class Ctx:
     """What a handler knows of the command at hand, and where its events go."""
 
-    __slots__ = ("seq", "ts", "actor", "role", "client_id", "out")
+    __slots__ = ("seq", "ts", "actor", "role", "client_id", "rules", "out")
 
     def __init__(self, env: Envelope, out: list[Event]) -> None:
         self.seq = env.seq
@@ -109,6 +109,7 @@ class Ctx:
         self.actor = env.actor
         self.role = env.role
         self.client_id = env.client_id
+        self.rules = env.rules        # the rules version to apply (`commands.RULES`)
         self.out = out
 
     def emit(self, event: Event) -> None:
@@ -203,10 +204,6 @@ class Engine:
         for inst in state.books.values():
             if isinstance(inst.gone, dict):     # snapshots from before GoneOrders
                 inst.gone = GoneOrders(inst.gone.items())
-        ending = [ref for _, _, kind, ref, _ in state.timers if kind == "session_end"]
-        for session in state.sessions.values():    # snapshots from before sessions ended alone
-            if session.open and session.ends_at and session.id not in ending:
-                state.schedule(session.ends_at, "session_end", session.id)
         return cls(state)
 
 

@@ -171,14 +171,14 @@ def create_session(state: State, ctx: Ctx, cmd: CreateSession) -> None:
     a_time(cmd.ends_at, "ends_at")
     if cmd.ends_at and cmd.ends_at < cmd.starts_at:
         raise Reject("bad_field", "a session cannot end before it starts")
-    if cmd.ends_at and cmd.ends_at <= ctx.ts:
+    if cmd.ends_at and cmd.ends_at <= ctx.ts and ctx.rules >= 2:
         raise Reject("bad_field", f"a session cannot end at {cmd.ends_at}, not after now "
                                   f"({ctx.ts})")
     state.sessions[cmd.session] = Session(id=cmd.session, name=cmd.name, currency=cmd.currency,
                                           starts_at=cmd.starts_at, ends_at=cmd.ends_at)
     ctx.emit(SessionCreated(session=cmd.session, name=cmd.name, currency=cmd.currency,
                             starts_at=cmd.starts_at, ends_at=cmd.ends_at))
-    if cmd.ends_at:
+    if cmd.ends_at and ctx.rules >= 2:          # rules 1: it stays open until CloseSession
         state.schedule(cmd.ends_at, "session_end", cmd.session)
 
 

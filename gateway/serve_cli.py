@@ -125,8 +125,7 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
                 f"end), then this one; `lotex replay check {data}` shows the difference")
     if isinstance(exc, RecoveryError):
         return (f"recovery failed: {exc}; snapshots are only a shortcut: with "
-                f"{data / 'snapshots'} moved aside the journal alone rebuilds the state "
-                f"(unless it spans an upgrade of lotex that changed the engine's rules)")
+                f"{data / 'snapshots'} moved aside the journal alone rebuilds the state")
     if isinstance(exc, JournalLocked):
         return f"{data} is in use by another lotex serve (its journal is locked)"
     if isinstance(exc, JournalCorrupt):

@@ -62,7 +62,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 import exchange  # noqa: F401  (registers every handler)
 from exchange.codec import Entry, decode_entry, decode_entry_envelope, encode_entry
-from exchange.commands import Envelope, MassCancel, RegisterParty, Tick
+from exchange.commands import RULES, Envelope, MassCancel, RegisterParty, Tick
 from exchange.engine import Engine
 from exchange.events import CommandRejected, OPERATORS
 from gateway import logs
@@ -919,7 +919,8 @@ class Server:
         if ts // NS_PER_DAY > self.today:
             self._roll_day(ts // NS_PER_DAY)
         seq = self.next_seq
-        env = Envelope(seq=seq, ts=ts, actor=actor, role=role, cmd=cmd, client_id=cid)
+        env = Envelope(seq=seq, ts=ts, actor=actor, role=role, cmd=cmd, client_id=cid,
+                       rules=RULES)
         try:
             events = self.engine.apply(env)
         except Exception as exc:   # a bug in a handler: the state may be damaged

@@ -149,7 +149,7 @@ def advance_clock(engine: Engine, ts: int, journal_end: int | None) -> list[Any]
         return []
     from exchange.commands import Envelope
     return engine.apply(Envelope(seq=state.last_seq + 1, ts=ts, actor="replay", role="system",
-                                 cmd=Tick()))
+                                 cmd=Tick(), client_id=""))
 
 
 # --------------------------------------------------------------------------

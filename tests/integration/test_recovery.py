@@ -102,7 +102,7 @@ def test_a_snapshot_ahead_of_the_journal_is_not_used(tmp_path):
     d = run_server(tmp_path, sessions=2, snapshot_every=1)
     d.journal.close()
     engine = Engine.restore(d.engine.snapshot())
-    engine.apply(Envelope(seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=CloseSession(session="S0")))
+    engine.apply(Envelope(client_id="", seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=CloseSession(session="S0")))
     write_snapshot(layout.snapshot_dir(tmp_path), d.seq + 1, engine.snapshot())
     assert same_state(rebuild(tmp_path), d.engine)
 
@@ -129,7 +129,7 @@ def test_save_snapshot_needs_the_engine_and_journal_in_step(tmp_path):
     journal = Journal.open(tmp_path / "j")
     d = JournaledDriver(journal)
     core_session(d, parties=2)
-    d.engine.apply(Envelope(seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=Tick()))
+    d.engine.apply(Envelope(client_id="", seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=Tick()))
     with pytest.raises(RecoveryError):
         save_snapshot(d.engine, journal, tmp_path / "snaps")
     journal.close()
@@ -139,7 +139,7 @@ def test_check_events_finds_a_divergence(tmp_path):
     journal = Journal.open(tmp_path / "journal")
     d = JournaledDriver(journal)
     core_session(d, parties=2)
-    env = Envelope(seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=CloseSession(session="S1"))
+    env = Envelope(client_id="", seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=CloseSession(session="S1"))
     journal.append(env.ts, KIND_ENTRY, encode_entry(Entry(env, [])))   # events left out
     journal.close()
     rebuild(tmp_path)                                  # replay alone does not judge
@@ -170,3 +170,25 @@ def test_server_restart_continues_where_it_left_off(tmp_path):
     core_session(reference, parties=2, start=T0 + 9000 * SECOND, session="S9")
     journal.close()
     assert same_state(rebuild(tmp_path), reference.engine)
+
+
+def test_a_journal_of_the_first_rules_replays_as_recorded_under_the_current_ones(tmp_path):
+    """Entries journaled before envelopes carried a rules version (a session
+    with an end time that stayed open past it) replay byte for byte from the
+    journal's start, and `lotex replay check` finds each record canonical."""
+    from exchange.commands import CreateSession, RegisterParty
+    from gateway.cli import main
+    engine = Engine()
+    steps = [(CreateSession(session="S1", name="day", ends_at=T0 + SECOND), "op", "operator"),
+             (Tick(), "clock", "system"),
+             (RegisterParty(name="Acme"), "b1", "broker")]
+    with Journal.open(layout.journal_dir(tmp_path)) as journal:
+        for seq, (cmd, actor, role) in enumerate(steps, start=1):
+            env = Envelope(seq=seq, ts=T0 + seq * 5 * SECOND, actor=actor, role=role, cmd=cmd,
+                           client_id="")                     # rules 1: as written then
+            journal.append(env.ts, KIND_ENTRY, encode_entry(Entry(env, engine.apply(env))))
+        journal.commit()
+    assert engine.state.sessions["S1"].open                  # the first rules kept it open
+    rebuilt = rebuild(tmp_path, check_events=True)
+    assert rebuilt.state.sessions["S1"].open
+    assert main(["replay", "check", str(tmp_path)]) == 0

@@ -3,6 +3,7 @@ confidentiality, market data, expiry, mass cancel, call auction, patents."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from exchange import credit, market
@@ -172,7 +173,7 @@ def test_recorded_payment_for_units_bought_frees_the_credit_they_held():
 def _ctx():
     from exchange.commands import Envelope, Tick
     from exchange.engine import Ctx
-    return Ctx(Envelope(seq=0, ts=0, actor="op", role="operator", cmd=Tick()), [])
+    return Ctx(Envelope(client_id="", seq=0, ts=0, actor="op", role="operator", cmd=Tick()), [])
 
 
 def test_market_buy_is_checked_against_the_cost_of_sweeping():
@@ -252,16 +253,23 @@ def test_a_session_closed_before_its_end_time_is_not_closed_again_and_no_end_is_
     mk.d.ok(CreateSession(session="T", name="open-ended"))           # 0: no end time
 
 
-def test_a_snapshot_without_the_session_end_timer_gets_it_back_on_restore():
-    mk = Market(ends_at=100 * SECOND)
-    state = mk.state
-    state.timers = [t for t in state.timers if t[2] != "session_end"]   # as older lotex wrote
-    engine = Engine.restore(mk.d.engine.snapshot())
-    assert [t[2:4] for t in engine.state.timers] == [("session_end", "S")]
-    assert Engine.restore(engine.snapshot()).state.timers == engine.state.timers   # not twice
-    mk.d.engine = engine
-    mk.d.tick(100 * SECOND)
-    assert not engine.state.sessions["S"].open
+def test_a_session_created_under_the_first_rules_stays_open_past_its_end_time():
+    """An envelope is applied under the rules version it carries: a journal
+    written before sessions closed at their end time replays as it was."""
+    from exchange.commands import Envelope, Tick
+    engine = Engine()
+    first = Envelope(client_id="", seq=1, ts=SECOND, actor="op", role="operator", rules=1,
+                     cmd=CreateSession(session="S", name="old", ends_at=100 * SECOND))
+    assert not rejected(engine.apply(first))
+    late = engine.apply(Envelope(client_id="", seq=2, ts=200 * SECOND, actor="clock", role="system",
+                                 cmd=Tick(), rules=2))
+    assert late == [] and engine.state.sessions["S"].open
+    past = Envelope(client_id="", seq=3, ts=300 * SECOND, actor="op", role="operator",
+                    cmd=CreateSession(session="T", name="old", ends_at=250 * SECOND))
+    assert past.rules == 1 and not rejected(engine.apply(past))     # allowed then
+    now = msgspec.structs.replace(past, seq=4, rules=2,
+                                  cmd=CreateSession(session="U", name="new", ends_at=250 * SECOND))
+    assert rejected(engine.apply(now)) == "bad_field"
 
 
 def test_prices_off_the_tick_are_refused_on_place_and_modify():
@@ -444,7 +452,7 @@ def test_an_envelope_older_than_the_engine_clock_is_handled_at_the_engine_time()
     engine = mk.d.engine
     late = PlaceOrder(session="S", instrument="U", paddle=mk.paddle["b1"], order=7, side="sell",
                       qty=1, price=500, tif="gtd", expires=9 * SECOND)
-    events = engine.apply(Envelope(seq=mk.d.seq + 1, ts=8 * SECOND, actor="b1", role="broker",
+    events = engine.apply(Envelope(client_id="", seq=mk.d.seq + 1, ts=8 * SECOND, actor="b1", role="broker",
                                    cmd=late))
     assert rejected(events) == "bad_expiry"       # 9 s is past: the engine's time is 10 s
     assert engine.state.now == 10 * SECOND
