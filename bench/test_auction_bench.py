@@ -47,17 +47,17 @@ def setup_envelopes(mechanism: str) -> list[Envelope]:
     seq = 0
     for actor, role, cmd in commands:
         seq += 1
-        envelopes.append(Envelope(client_id="", seq=seq, ts=T0, actor=actor, role=role, cmd=cmd))
+        envelopes.append(Envelope(seq=seq, ts=T0, actor=actor, role=role, cmd=cmd, client_id=""))
     parties = [env.seq for env in envelopes[1:]]
     for party in parties:
         seq += 1
-        envelopes.append(Envelope(client_id="", seq=seq, ts=T0, actor="op", role="operator",
+        envelopes.append(Envelope(seq=seq, ts=T0, actor="op", role="operator",
                                   cmd=ReviewCredit(party=party, approved=True,
-                                                   credit_limit=10**14, agreement_version="v1")))
+                                                   credit_limit=10**14, agreement_version="v1"), client_id=""))
     for party in parties[1:]:
         seq += 1
-        envelopes.append(Envelope(client_id="", seq=seq, ts=T0, actor="op", role="operator",
-                                  cmd=IssuePaddle(session="B", party=party)))
+        envelopes.append(Envelope(seq=seq, ts=T0, actor="op", role="operator",
+                                  cmd=IssuePaddle(session="B", party=party), client_id=""))
     terms = LotTerms(title="Bench lot", mechanism=mechanism, starting_bid=10_000,
                      increments="ebay2003", opens_at=T0, closes_at=T0 + DAY,
                      buyer_premium_bp=1_000, seller_commission_bp=1_500)
@@ -66,7 +66,7 @@ def setup_envelopes(mechanism: str) -> list[Envelope]:
                              ("op", "operator", VetLot(serial="X", score=1, approved=True)),
                              ("op", "operator", ScheduleLot(serial="X"))):
         seq += 1
-        envelopes.append(Envelope(client_id="", seq=seq, ts=T0, actor=actor, role=role, cmd=cmd))
+        envelopes.append(Envelope(seq=seq, ts=T0, actor=actor, role=role, cmd=cmd, client_id=""))
     return envelopes
 
 
@@ -98,8 +98,8 @@ def bid_stream(mechanism: str, setup: list[Envelope]) -> list[Envelope]:
             amount = 10_000 + rng.randrange(0, 1_000_000)
         seq += 1
         ts += 1_000
-        env = Envelope(client_id="", seq=seq, ts=ts, actor=f"broker-{(paddle - 101) % 10}", role="broker",
-                       cmd=PlaceBid(serial="X", paddle=paddle, amount=amount))
+        env = Envelope(seq=seq, ts=ts, actor=f"broker-{(paddle - 101) % 10}", role="broker",
+                       cmd=PlaceBid(serial="X", paddle=paddle, amount=amount), client_id="")
         events = engine.apply(env)
         assert not any(isinstance(event, CommandRejected) for event in events), events
         stream.append(env)

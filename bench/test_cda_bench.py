@@ -358,7 +358,7 @@ def engine_envelopes(messages, paddles: dict[int, int], first_seq: int, ts: int)
                               price=price, qty=qty)
         seq += 1
         ts += 1000
-        out.append(Envelope(client_id="", seq=seq, ts=ts, actor=f"b{owner}", role="broker", cmd=cmd))
+        out.append(Envelope(seq=seq, ts=ts, actor=f"b{owner}", role="broker", cmd=cmd, client_id=""))
     return out
 
 

@@ -102,7 +102,7 @@ def test_a_snapshot_ahead_of_the_journal_is_not_used(tmp_path):
     d = run_server(tmp_path, sessions=2, snapshot_every=1)
     d.journal.close()
     engine = Engine.restore(d.engine.snapshot())
-    engine.apply(Envelope(client_id="", seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=CloseSession(session="S0")))
+    engine.apply(Envelope(seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=CloseSession(session="S0"), client_id=""))
     write_snapshot(layout.snapshot_dir(tmp_path), d.seq + 1, engine.snapshot())
     assert same_state(rebuild(tmp_path), d.engine)
 
@@ -129,7 +129,7 @@ def test_save_snapshot_needs_the_engine_and_journal_in_step(tmp_path):
     journal = Journal.open(tmp_path / "j")
     d = JournaledDriver(journal)
     core_session(d, parties=2)
-    d.engine.apply(Envelope(client_id="", seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=Tick()))
+    d.engine.apply(Envelope(seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=Tick(), client_id=""))
     with pytest.raises(RecoveryError):
         save_snapshot(d.engine, journal, tmp_path / "snaps")
     journal.close()
@@ -139,7 +139,7 @@ def test_check_events_finds_a_divergence(tmp_path):
     journal = Journal.open(tmp_path / "journal")
     d = JournaledDriver(journal)
     core_session(d, parties=2)
-    env = Envelope(client_id="", seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=CloseSession(session="S1"))
+    env = Envelope(seq=d.seq + 1, ts=d.ts, actor="op", role="operator", cmd=CloseSession(session="S1"), client_id="")
     journal.append(env.ts, KIND_ENTRY, encode_entry(Entry(env, [])))   # events left out
     journal.close()
     rebuild(tmp_path)                                  # replay alone does not judge

@@ -313,7 +313,7 @@ def test_a_bid_ask_lot_unsold_at_its_close_closes_then_passes():
 def _ctx(m):
     from exchange.commands import Envelope, Tick
     from exchange.engine import Ctx
-    return Ctx(Envelope(client_id="", seq=m.d.seq + 1, ts=m.d.ts, actor="sys", role="system", cmd=Tick()), [])
+    return Ctx(Envelope(seq=m.d.seq + 1, ts=m.d.ts, actor="sys", role="system", cmd=Tick(), client_id=""), [])
 
 
 # --------------------------------------------------------------------------- settlement hooks

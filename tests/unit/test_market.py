@@ -173,7 +173,7 @@ def test_recorded_payment_for_units_bought_frees_the_credit_they_held():
 def _ctx():
     from exchange.commands import Envelope, Tick
     from exchange.engine import Ctx
-    return Ctx(Envelope(client_id="", seq=0, ts=0, actor="op", role="operator", cmd=Tick()), [])
+    return Ctx(Envelope(seq=0, ts=0, actor="op", role="operator", cmd=Tick(), client_id=""), [])
 
 
 def test_market_buy_is_checked_against_the_cost_of_sweeping():
@@ -258,14 +258,14 @@ def test_a_session_created_under_the_first_rules_stays_open_past_its_end_time():
     written before sessions closed at their end time replays as it was."""
     from exchange.commands import Envelope, Tick
     engine = Engine()
-    first = Envelope(client_id="", seq=1, ts=SECOND, actor="op", role="operator", rules=1,
-                     cmd=CreateSession(session="S", name="old", ends_at=100 * SECOND))
+    first = Envelope(seq=1, ts=SECOND, actor="op", role="operator", rules=1,
+                     cmd=CreateSession(session="S", name="old", ends_at=100 * SECOND), client_id="")
     assert not rejected(engine.apply(first))
-    late = engine.apply(Envelope(client_id="", seq=2, ts=200 * SECOND, actor="clock", role="system",
-                                 cmd=Tick(), rules=2))
+    late = engine.apply(Envelope(seq=2, ts=200 * SECOND, actor="clock", role="system",
+                                 cmd=Tick(), rules=2, client_id=""))
     assert late == [] and engine.state.sessions["S"].open
-    past = Envelope(client_id="", seq=3, ts=300 * SECOND, actor="op", role="operator",
-                    cmd=CreateSession(session="T", name="old", ends_at=250 * SECOND))
+    past = Envelope(seq=3, ts=300 * SECOND, actor="op", role="operator",
+                    cmd=CreateSession(session="T", name="old", ends_at=250 * SECOND), client_id="")
     assert past.rules == 1 and not rejected(engine.apply(past))     # allowed then
     now = msgspec.structs.replace(past, seq=4, rules=2,
                                   cmd=CreateSession(session="U", name="new", ends_at=250 * SECOND))
@@ -452,8 +452,8 @@ def test_an_envelope_older_than_the_engine_clock_is_handled_at_the_engine_time()
     engine = mk.d.engine
     late = PlaceOrder(session="S", instrument="U", paddle=mk.paddle["b1"], order=7, side="sell",
                       qty=1, price=500, tif="gtd", expires=9 * SECOND)
-    events = engine.apply(Envelope(client_id="", seq=mk.d.seq + 1, ts=8 * SECOND, actor="b1", role="broker",
-                                   cmd=late))
+    events = engine.apply(Envelope(seq=mk.d.seq + 1, ts=8 * SECOND, actor="b1", role="broker",
+                                   cmd=late, client_id=""))
     assert rejected(events) == "bad_expiry"       # 9 s is past: the engine's time is 10 s
     assert engine.state.now == 10 * SECOND
 

@@ -101,7 +101,7 @@ def test_display_rate_rounds_half_up():
 
 
 def test_envelope_round_trips_through_msgpack():
-    env = Envelope(client_id="", seq=7, ts=123, actor="b1", role="broker", cmd=RegisterParty(name="A"))
+    env = Envelope(seq=7, ts=123, actor="b1", role="broker", cmd=RegisterParty(name="A"), client_id="")
     assert decode_envelope(encode(env)) == env
     d = Driver()
     events = d.send(RegisterParty(name="A"), actor="b1", role="broker")
