@@ -319,8 +319,8 @@ def _history(args: argparse.Namespace) -> int:
     from replay.source import zone
     source = _open(args)
     viewer = _viewer_of(args, source)
-    columns, rows = hi.history(source, args.lot, viewer=viewer, tz=zone(args.tz),
-                               currency=args.currency)
+    columns, rows = hi.history_rows(source, args.lot, viewer=viewer, tz=zone(args.tz),
+                                    currency=args.currency)
     if args.format == "text":
         print(f"history of {args.lot}, times in {args.tz} ({viewer.label})")
     table.write(columns, rows, args.format, money=hi.MONEY)

@@ -17,7 +17,8 @@ O(journal).
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable
+import itertools
+from typing import Any, Callable, Iterator
 
 from exchange.events import CommandRejected
 from replay.access import PUBLIC, Viewer
@@ -39,11 +40,30 @@ def history(source: Source, serial: str, *, viewer: Viewer = PUBLIC,
 
     A lot the viewer never saw an event of (unknown, or never public) is
     refused the same way; ``currency`` must be a code with a display rate."""
+    columns, rows = history_rows(source, serial, viewer=viewer, tz=tz, currency=currency)
+    return columns, list(rows)
+
+
+def history_rows(source: Source, serial: str, *, viewer: Viewer = PUBLIC,
+                 tz: datetime.tzinfo = UTC, currency: str | None = None
+                 ) -> tuple[list[str], Iterator[Row]]:
+    """Return the columns of ``serial``'s history and its rows as they are
+    found, one pass over the journal in constant memory besides the
+    catalogue. The first row is found before this returns, so an unknown
+    lot raises `ReplayError` here; a ``currency`` without a display rate
+    raises at the end of the rows."""
     if currency is not None:
         currency = currency_code(currency)
+    rows = _history_rows(source, serial, viewer, tz, currency)
+    first = next(rows, None)           # raises ReplayError for a lot never seen
+    columns = COLUMNS + (OPERATOR_COLUMNS if viewer.operator else [])
+    return columns, itertools.chain(() if first is None else (first,), rows)
+
+
+def _history_rows(source: Source, serial: str, viewer: Viewer, tz: datetime.tzinfo,
+                  currency: str | None) -> Iterator[Row]:
     cat = Catalogue(viewer)
     cx = _Context(cat, tz)
-    rows: list[Row] = []
     keys = {serial}
     found = False
     for _, entry in source.entries(label=f"history of {serial}"):
@@ -71,12 +91,11 @@ def history(source: Source, serial: str, *, viewer: Viewer = PUBLIC,
                 if viewer.operator and row.get("paddle"):
                     session = getattr(event, "session", "") or _session_of(cat, serial)
                     row["party"] = cat.who(session, row["paddle"])
-                rows.append(row)
+                yield row
     if not found:
         raise ReplayError(f"no lot or instrument {serial!r} in the journal")
     if currency is not None:
         _check_rate(cat, serial, currency)
-    return COLUMNS + (OPERATOR_COLUMNS if viewer.operator else []), rows
 
 
 def _about(event: Any, keys: set[str]) -> bool:
