@@ -510,6 +510,11 @@ class Store:
             for name, column in (("events", "type"), ("bids", "serial"), ("awards", "serial"),
                                  ("lots", "session"), ("orders", "instrument"), ("trades", "instrument")):
                 db[name].create_index([column], if_not_exists=True)
+            # the live orders alone (`_update_order`): a paddle reuses its order
+            # numbers, so the key's past orders pile up (quadratic without it:
+            # 28 s / 111 s / 408 s for 100 k / 200 k / 400 k entries)
+            db.execute("CREATE INDEX IF NOT EXISTS idx_orders_live ON orders "
+                       "(instrument, paddle, order_id) WHERE status IN ('open', 'partial')")
 
     def _ensure(self, name: str, columns: dict[str, type], pk: tuple[str, ...], existing: set[str]) -> None:
         """Create the table, or add the columns a newer schema has."""

@@ -474,6 +474,10 @@ def _feed(args: argparse.Namespace) -> int:
               f"{sent.last_seq}", flush=True)
         if data is not None and args.linger > 0:
             data.serve(args.linger)
+        if data is not None:
+            data.close()
+            data = None
+        publisher.close(drain=feed.DRAIN_SECONDS)    # the end reaches slow subscribers
     finally:
         if data is not None:
             data.close()

@@ -100,10 +100,18 @@ class Publisher:
         self._drain()
         self.sock.send(data)
 
-    def close(self) -> None:
-        self.sock.close(linger=0)
+    def close(self, drain: float = 0.0) -> None:
+        """Close; with ``drain`` seconds, first let subscribers take what is
+        still queued for them (at most that long: a subscriber slower than a
+        --fast replay would otherwise lose the end of the stream unseen)."""
+        if self.sock.closed:
+            return
+        self.sock.close(linger=int(drain * 1000))
         if self._own:
-            self.context.term()
+            self.context.term()       # waits for the queued messages, ``drain`` at most
+
+
+DRAIN_SECONDS = 30.0                # what a publisher waits at the end for slow subscribers
 
 
 class DataService:
