@@ -247,6 +247,8 @@ def _guard(command: str, fn: Any, args: argparse.Namespace) -> int:
         return 0
     except OSError as exc:
         return _fail(command, str(exc), 1)
+    except KeyboardInterrupt:                  # Ctrl-C: one line, not a traceback
+        return _fail(command, "interrupted", 130)
 
 
 # --------------------------------------------------------------------------

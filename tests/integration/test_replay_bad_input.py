@@ -128,3 +128,12 @@ def test_sample_refuses_a_non_empty_directory_or_a_file(sample_dir, tmp_path, ca
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["replay", "sample", str(empty)]) == 0
+
+
+def test_ctrl_c_stops_a_replay_command_with_one_line(sample_dir, capsys, monkeypatch):
+    from replay import history
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(history, "history_rows", interrupted)
+    assert main(["replay", "history", str(sample_dir), "--lot", "OT-2026-001"]) == 130
+    assert capsys.readouterr().err == "lotex replay history: interrupted\n"
