@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from replay.access import PUBLIC, Viewer
-from replay.history import history
+from replay.history import history_rows
 from replay.source import UTC, NS, ReplayError, Source
 
 
@@ -39,7 +39,7 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
         raise ReplayError(f"{target} is a directory; give a file name for --out")
     if not target.parent.is_dir():
         raise ReplayError(f"no directory {target.parent} to write {target.name} in")
-    _, rows = history(source, serial, viewer=viewer, tz=tz)
+    _, rows = history_rows(source, serial, viewer=viewer, tz=tz)   # streamed: points kept only
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
