@@ -20,6 +20,7 @@ nothing else is kept than the messages sent. O(entries read).
 
 from __future__ import annotations
 
+from array import array
 import bisect
 import json
 import os
@@ -114,6 +115,14 @@ class Publisher:
 DRAIN_SECONDS = 30.0                # what a publisher waits at the end for slow subscribers
 
 
+class _ReplayOut(msgspec.Struct, tag="Replay", tag_field="type", kw_only=True):
+    """Encode-only twin of `protocol.Replay` with the Market messages as sent."""
+
+    messages: list[msgspec.Raw]
+    through: int
+    more: bool
+
+
 class DataService:
     """The snapshot and replay service of the live gateway, for a replayed feed."""
 
@@ -136,14 +145,15 @@ class DataService:
             self.close()
             raise
         self.view = MarketView()
-        self.seqs: list[int] = []
-        self.messages: list[p.Market] = []
+        self.seqs = array("q")                 # of the messages published, in order
+        self.messages: list[bytes] = []         # each as sent: ~3x smaller than objects
         self.answered = 0
 
-    def published(self, market: p.Market) -> None:
+    def published(self, market: p.Market, data: bytes) -> None:
+        """Keep ``market``, published as ``data``, for replay requests."""
         self.view.fold(market.seq, market.events)
         self.seqs.append(market.seq)
-        self.messages.append(market)
+        self.messages.append(data)
 
     def serve(self, timeout_s: float) -> None:
         """Answer requests for up to ``timeout_s`` seconds (returns at once on 0)."""
@@ -175,10 +185,11 @@ class DataService:
         upto = min(request.to_seq or last, last)
         i = bisect.bisect_left(self.seqs, request.from_seq)
         j = bisect.bisect_right(self.seqs, upto)
-        chosen = self.messages[i:min(j, i + request.limit)]
+        end = min(j, i + request.limit)
         more = i + request.limit < j
-        through = chosen[-1].seq if more else max(upto, request.from_seq - 1)
-        return p.encode(p.Replay(messages=chosen, through=through, more=more))
+        through = self.seqs[end - 1] if more else max(upto, request.from_seq - 1)
+        return p.encode(_ReplayOut(messages=[msgspec.Raw(m) for m in self.messages[i:end]],
+                                   through=through, more=more))
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -226,9 +237,10 @@ def replay(source: Source, publisher: Publisher, *, speed: float | None = 1.0,
             data.serve(0)
         last_ts = env.ts
         market = p.Market(seq=env.seq, prev=prev, ts=env.ts, events=public)
-        publisher.send(p.encode(market))
+        encoded = p.encode(market)
+        publisher.send(encoded)
         if data is not None:
-            data.published(market)
+            data.published(market, encoded)
         prev = env.seq
         sent.messages += 1
         sent.events += len(public)

@@ -159,3 +159,29 @@ def test_a_publisher_lets_a_slow_subscriber_take_the_end_before_it_closes():
     reader.join(timeout=120)
     sub.close(linger=0)
     assert len(got) == 20_000 and got[-1].startswith(b"m19999")
+
+
+def test_the_replay_service_pages_what_was_published_as_it_was_sent(keyed_sample):
+    publisher = feed.Publisher("tcp://127.0.0.1:0")
+    data = feed.DataService(keyed_sample / "keys", "tcp://127.0.0.1:0", publisher.context)
+    try:
+        feed.replay(Source.open(keyed_sample), publisher, speed=None, data=data)
+        expected = [seq for seq, _, _ in public_entries(keyed_sample)]
+        got: list = []
+        from_seq = 1
+        while True:
+            reply = p.data_reply_decoder.decode(
+                data._answer(p.encode(p.ReplayRequest(from_seq=from_seq, limit=7))))
+            got += reply.messages
+            if not reply.more:
+                break
+            assert reply.through == reply.messages[-1].seq
+            from_seq = reply.through + 1
+        assert [m.seq for m in got] == expected and reply.through == expected[-1]
+        assert [m.prev for m in got] == [0] + expected[:-1]
+        middle = p.data_reply_decoder.decode(data._answer(p.encode(
+            p.ReplayRequest(from_seq=expected[3], to_seq=expected[5]))))
+        assert [m.seq for m in middle.messages] == expected[3:6] and not middle.more
+    finally:
+        data.close()
+        publisher.close()
