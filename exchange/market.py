@@ -1035,10 +1035,7 @@ def uncross(state: State, ctx: Ctx, cmd: Uncross) -> None:
 def set_order_limit(state: State, ctx: Ctx, cmd: SetOrderLimit) -> None:
     """Set ``max_orders`` and count each paddle's resting orders anew from the
     book (or drop the counts for no limit). O(resting orders)."""
-    ctx.require_role("operator")
-    inst = _instrument(state, cmd.session, cmd.instrument)
-    if inst.phase == "closed":
-        raise Reject("instrument_closed", f"instrument {inst.id!r} is closed")
+    inst = _operator_live_instrument(state, ctx, cmd.session, cmd.instrument)
     non_negative(cmd.max_orders, "max_orders")
     counts: dict[int, int] = {}
     if cmd.max_orders:
@@ -1050,13 +1047,20 @@ def set_order_limit(state: State, ctx: Ctx, cmd: SetOrderLimit) -> None:
                            max_orders=cmd.max_orders))
 
 
+def _operator_live_instrument(state: State, ctx: Ctx, session: str, instrument: str,
+                              already: str = "") -> Instrument:
+    """Return an instrument still trading, for an operator's command; else refuse."""
+    ctx.require_role("operator")
+    inst = _instrument(state, session, instrument)
+    if inst.phase == "closed":
+        raise Reject("instrument_closed", f"instrument {inst.id!r} is closed{already}")
+    return inst
+
+
 @handles(SetPriceRules)
 def set_price_rules(state: State, ctx: Ctx, cmd: SetPriceRules) -> None:
     """Set the tick and the price band of a live instrument. O(1)."""
-    ctx.require_role("operator")
-    inst = _instrument(state, cmd.session, cmd.instrument)
-    if inst.phase == "closed":
-        raise Reject("instrument_closed", f"instrument {inst.id!r} is closed")
+    inst = _operator_live_instrument(state, ctx, cmd.session, cmd.instrument)
     positive(cmd.tick, "tick")
     non_negative(cmd.band_bp, "band_bp")
     if cmd.band_bp > 10_000:
@@ -1069,10 +1073,7 @@ def set_price_rules(state: State, ctx: Ctx, cmd: SetPriceRules) -> None:
 
 @handles(CloseInstrument)
 def close_instrument(state: State, ctx: Ctx, cmd: CloseInstrument) -> None:
-    ctx.require_role("operator")
-    inst = _instrument(state, cmd.session, cmd.instrument)
-    if inst.phase == "closed":
-        raise Reject("instrument_closed", f"instrument {inst.id!r} is closed already")
+    inst = _operator_live_instrument(state, ctx, cmd.session, cmd.instrument, " already")
     run = _Run(state, ctx, inst)
     run.close("closed")
     run.publish()
