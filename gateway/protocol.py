@@ -225,6 +225,15 @@ class Replay(Message, frozen=True):
     more: bool
 
 
+class ReplayOut(msgspec.Struct, tag="Replay", tag_field="type", kw_only=True):
+    """Encode-only twin of `Replay` that embeds Market messages as they were
+    sent (`msgspec.Raw`): a replay answer is never decoded and encoded again."""
+
+    messages: list[msgspec.Raw]
+    through: int
+    more: bool
+
+
 DataRequest = Union[SnapshotRequest, ReplayRequest]
 DataReply = Union[Snapshot, Replay, SessionRejected]
 

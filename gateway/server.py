@@ -187,14 +187,6 @@ class ServerStopped(Exception):
     """The server stopped because its journal failed."""
 
 
-class _ReplayOut(msgspec.Struct, tag="Replay", tag_field="type", kw_only=True):
-    """Encode-only twin of `protocol.Replay` that embeds pre-encoded Market messages."""
-
-    messages: list[msgspec.Raw]
-    through: int
-    more: bool
-
-
 class _ResultsOut(msgspec.Struct, tag="Results", tag_field="type", kw_only=True):
     """Encode-only twin of `protocol.Results` that embeds pre-encoded answers."""
 
@@ -257,9 +249,8 @@ class Server:
         self.today = trading_day(max(time.time_ns(), self.last_ts))
         self.recent = RecentResults(RECENT_RESULTS)           # seq -> (ts, events, command)
         self.gateway_snapshot_dir = layout.gateway_snapshot_dir(self.data_dir)
-        self.ids_covered = False
-        covered = self._restore_gateway_state()
-        self._scan_journal(covered, self.ids_covered)
+        covered, ids_covered = self._restore_gateway_state()
+        self._scan_journal(covered, ids_covered)
 
         self.users: dict[str, User] = self.keystore.users()
         self.keys_stamp = self.keystore.stamp()
@@ -429,19 +420,19 @@ class Server:
                 "ids_today": self.ids_today.shards,
                 "ids_yesterday": self.ids_yesterday.shards}
 
-    def _restore_gateway_state(self) -> int:
+    def _restore_gateway_state(self) -> tuple[int, bool]:
         """Load the newest intact gateway snapshot that the journal holds (its
         chain hash must match the journal's at its seq); return the seq it
-        covers, or 0 to scan the whole journal."""
+        covers (0: scan the whole journal) and whether it held the client ids."""
         from recorder.snapshots import find_snapshot
         snap = find_snapshot(self.gateway_snapshot_dir, upto_seq=self.journal.last_seq)
         if snap is None:
-            return 0
+            return 0, False
         covered = next(iter(self.journal.read(snap.seq)), None)
         if covered is None or covered.seq != snap.seq or covered.chain != snap.chain:
             self.log.warning("gateway_snapshot_ignored", seq=snap.seq,
                              reason="it does not match the journal")
-            return 0
+            return 0, False
         try:
             state = pickle.loads(snap.data)
             view = pickle.loads(state["view"])
@@ -464,14 +455,14 @@ class Server:
                 ids = (today, yesterday)
         except Exception as exc:  # noqa: BLE001  (a snapshot of another version: scan instead)
             self.log.warning("gateway_snapshot_ignored", seq=snap.seq, reason=repr(exc))
-            return 0
+            return 0, False
         self.view, self.ring = view, ring
         self.last_public, self.last_public_assigned = last_public, assigned
-        if ids is not None:
-            self.ids_today, self.ids_yesterday = ids
-            self.ids_covered = True
-            self.today = day
-        return snap.seq
+        if ids is None:
+            return snap.seq, False
+        self.ids_today, self.ids_yesterday = ids
+        self.today = day
+        return snap.seq, True
 
     # ------------------------------------------------------------------ the loop
 
@@ -1466,7 +1457,7 @@ class Server:
         self.catch_up_left = left
         if not full:
             through = max(upto, through)
-        self._send(sock, rid, p.encode(_ReplayOut(messages=messages, through=through,
+        self._send(sock, rid, p.encode(p.ReplayOut(messages=messages, through=through,
                                                   more=through < upto)), time.monotonic_ns())
 
     def _old_market(self, first: int, last: int) -> Iterator[tuple[int, bytes | None]]:

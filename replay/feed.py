@@ -115,14 +115,6 @@ class Publisher:
 DRAIN_SECONDS = 30.0                # what a publisher waits at the end for slow subscribers
 
 
-class _ReplayOut(msgspec.Struct, tag="Replay", tag_field="type", kw_only=True):
-    """Encode-only twin of `protocol.Replay` with the Market messages as sent."""
-
-    messages: list[msgspec.Raw]
-    through: int
-    more: bool
-
-
 class DataService:
     """The snapshot and replay service of the live gateway, for a replayed feed."""
 
@@ -188,7 +180,7 @@ class DataService:
         end = min(j, i + request.limit)
         more = i + request.limit < j
         through = self.seqs[end - 1] if more else max(upto, request.from_seq - 1)
-        return p.encode(_ReplayOut(messages=[msgspec.Raw(m) for m in self.messages[i:end]],
+        return p.encode(p.ReplayOut(messages=[msgspec.Raw(m) for m in self.messages[i:end]],
                                    through=through, more=more))
 
     def close(self) -> None:
