@@ -437,6 +437,27 @@ class SetPriceRules(Command, frozen=True):
     band_bp: int = 0
 
 
+class HaltTrading(Command, frozen=True):
+    """Halt trading on a live instrument (operator only), e.g. news pending on
+    the patents behind it. No order may enter or change while it is halted;
+    resting orders stay and may be cancelled. ``reason`` (1..200 characters)
+    is public."""
+
+    session: str
+    instrument: str
+    reason: str
+
+
+class ResumeTrading(Command, frozen=True):
+    """End a halt (operator only), into the ``phase`` given: "continuous", or
+    "call" for a reopening call period that `Uncross` ends. A book left
+    crossed, or holding call orders, by a halt during a call reopens in a call."""
+
+    session: str
+    instrument: str
+    phase: Literal["continuous", "call"] = "continuous"
+
+
 class ConsumeUnits(Command, frozen=True):
     """Record that the paddle's party used ``qty`` units: they leave its holding."""
 

@@ -411,7 +411,7 @@ class InstrumentCreated(Event, frozen=True):
 
 
 class PhaseChanged(Event, frozen=True):
-    """The instrument entered ``phase``: "call", "continuous" or "closed"."""
+    """The instrument entered ``phase``: "call", "continuous", "halted" or "closed"."""
 
     session: str
     instrument: str
@@ -427,6 +427,15 @@ class PriceRulesSet(Event, frozen=True):
     instrument: str
     tick: int
     band_bp: int
+
+
+class TradingHalted(Event, frozen=True):
+    """Trading on the instrument is halted, for ``reason``, until a
+    `PhaseChanged` out of "halted". Public; a `PhaseChanged` to "halted" follows."""
+
+    session: str
+    instrument: str
+    reason: str
 
 
 class OrderLimitSet(Event, frozen=True):

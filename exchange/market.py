@@ -43,17 +43,17 @@ from exchange.book import (BUY, CANCEL_BOTH, CANCEL_NEWEST, CANCEL_OLDEST, FOK, 
                            MAX_PRICE, POST_ONLY, SELL, Book, Order)
 from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, CreateInstrument,
                                IssueUnits, MassCancel, ModifyOrder, PlaceOrder,
-                               RecordUnitsPayment, SetOrderLimit, SetPriceRules, StartCall,
-                               Uncross)
+                               HaltTrading, RecordUnitsPayment, ResumeTrading, SetOrderLimit,
+                               SetPriceRules, StartCall, Uncross)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
 from exchange.errors import MAX_INT, Reject, a_time, non_negative, positive, register_reasons
 from exchange.events import (CallUncrossed, CreditChanged, CreditReviewed, DepthChanged,
                              IndicativePrice, InstrumentCreated, LotAwarded, LotPassed,
                              LotWithdrawn, OrderAccepted, OrderCancelled, OrderFilled,
                              OrderLimitSet, OrderModified, PartyFrozen, PhaseChanged,
-                             PriceRulesSet,
-                             QuoteChanged, SessionClosed, TradeExecuted, TradeRecorded,
-                             UnitsConsumed, UnitsIssued, UnitsPaymentRecorded)
+                             PriceRulesSet, QuoteChanged, SessionClosed, TradeExecuted, TradeRecorded,
+                             TradingHalted, UnitsConsumed, UnitsIssued,
+                             UnitsPaymentRecorded)
 from exchange.invariants import invariant
 from exchange.participants import (audience, get_session, session_paddle_party,
                                    valid_currency)
@@ -64,6 +64,7 @@ register_reasons({
     "instrument_closed": "the instrument no longer trades",
     "lot_not_trading": "the patent lot is not open for trading",
     "wrong_phase": "the instrument's phase does not allow this",
+    "instrument_halted": "trading on the instrument is halted: orders may only be cancelled",
     "wrong_kind": "the instrument's kind does not allow this",
     "duplicate_order": "the paddle has a live order with this id on the instrument",
     "unknown_order": "the paddle has no resting order with this id on the instrument",
@@ -166,7 +167,7 @@ class Instrument(msgspec.Struct, kw_only=True):
     lot: str
     currency: str
     stp: str
-    phase: str                   # "continuous" | "call" | "closed"
+    phase: str                   # "continuous" | "call" | "halted" | "closed"
     reference: int = 0
     last_price: int = 0
     trades: int = 0
@@ -182,6 +183,7 @@ class Instrument(msgspec.Struct, kw_only=True):
     # the last IndicativePrice published, kept across phases: a new call
     # period that does not cross publishes zeros if the last said otherwise
     indicative: tuple = (0, 0, 0)
+    halt_reason: str = ""        # why trading is halted, while ``phase`` is "halted"
     max_orders: int = 0          # resting orders a paddle may hold (0: no limit)
     tick: int = 1                # limit prices are multiples of it
     band_bp: int = 0             # how far from the reference an order may buy or sell
@@ -241,6 +243,9 @@ def _instrument(state: State, session: str, instrument: str) -> Instrument:
 def _require_trading(state: State, inst: Instrument) -> None:
     if inst.phase == "closed":
         raise Reject("instrument_closed", f"instrument {inst.id!r} is closed")
+    if inst.phase == "halted":
+        raise Reject("instrument_halted", f"trading on {inst.id!r} is halted "
+                                          f"({inst.halt_reason}); orders may only be cancelled")
     if inst.kind == "patent":
         status = state.lots[inst.lot].status
         if status != "open":
@@ -507,7 +512,7 @@ class _Run:
 
     def publish(self) -> None:
         """Emit depth for touched levels, the quote or indicative price if it
-        changed, the credit of parties whose exposure changed; sell a patent.
+        changed (neither while halted), the credit of parties whose exposure changed; sell a patent.
         O(levels touched + parties changed)."""
         state, inst, emit = self.state, self.inst, self.emit
         if self.sold is not None:
@@ -524,7 +529,10 @@ class _Run:
                 else:
                     emit(DepthChanged(session=session, instrument=instrument, side=SIDES[side],
                                       price=price, qty=level.qty, orders=level.n))
-        if inst.phase == "call":
+        phase = inst.phase
+        if phase == "halted":
+            pass                                 # no quote while halted: the resume brings it
+        elif phase == "call":
             indicative = book.equilibrium(_reference(inst))
             if indicative != inst.indicative:
                 inst.indicative = indicative
@@ -563,6 +571,7 @@ class _Run:
         for key in list(inst.book.orders):
             self.cancel(key, reason)
         inst.phase = "closed"
+        inst.halt_reason = ""
         self.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="closed"))
 
 
@@ -780,7 +789,7 @@ def place_order(state: State, ctx: Ctx, cmd: PlaceOrder) -> None:
         _instrument(state, session_id, cmd.instrument)      # refuses
     kind = inst.kind
     phase = inst.phase
-    if phase == "closed" or kind == "patent":
+    if phase == "closed" or phase == "halted" or kind == "patent":
         _require_trading(state, inst)
     session = state.sessions[session_id]
     if not session.open:
@@ -908,7 +917,7 @@ def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
     inst = state.books.get(cmd.instrument)
     if inst is None or inst.session != session_id:
         _instrument(state, session_id, cmd.instrument)      # refuses
-    if inst.phase == "closed" or inst.kind == "patent":
+    if inst.phase == "closed" or inst.phase == "halted" or inst.kind == "patent":
         _require_trading(state, inst)
     paddle = cmd.paddle
     party = session_paddle_party(state, ctx, state.sessions[session_id], paddle).id
@@ -1071,6 +1080,45 @@ def set_price_rules(state: State, ctx: Ctx, cmd: SetPriceRules) -> None:
                            band_bp=cmd.band_bp))
 
 
+@handles(HaltTrading)
+def halt_trading(state: State, ctx: Ctx, cmd: HaltTrading) -> None:
+    """Halt a trading instrument: orders may then only be cancelled. O(1)."""
+    inst = _operator_live_instrument(state, ctx, cmd.session, cmd.instrument)
+    if inst.phase == "halted":
+        raise Reject("wrong_phase", f"trading on {inst.id!r} is halted already "
+                                    f"({inst.halt_reason})")
+    reason = cmd.reason.strip()
+    if not reason:
+        raise Reject("bad_field", "a halt needs a reason, which is published")
+    inst.phase = "halted"
+    inst.halt_reason = reason
+    ctx.emit(TradingHalted(session=inst.session, instrument=inst.id, reason=reason))
+    ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="halted"))
+
+
+@handles(ResumeTrading)
+def resume_trading(state: State, ctx: Ctx, cmd: ResumeTrading) -> None:
+    """End a halt, into a call period or continuous trading; a book a halt
+    left crossed or holding call orders (IOC) reopens in a call only.
+    O(1), O(resting orders) into continuous trading after a halted call."""
+    inst = _operator_live_instrument(state, ctx, cmd.session, cmd.instrument)
+    if inst.phase != "halted":
+        raise Reject("wrong_phase", f"trading on {inst.id!r} is not halted")
+    if cmd.phase not in ("continuous", "call"):
+        raise Reject("bad_field", f"phase {cmd.phase!r} is not continuous or call")
+    if cmd.phase == "continuous":
+        book = inst.book
+        if book.crossed() or any(order.tif != GTC and order.tif != POST_ONLY
+                                 for order in book.orders.values()):
+            raise Reject("wrong_phase", f"the book of {inst.id!r} holds the crossed or IOC "
+                                        f"orders of a call period: resume into a call "
+                                        f"and uncross")
+    inst.phase = cmd.phase
+    inst.halt_reason = ""
+    ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase=cmd.phase))
+    _Run(state, ctx, inst).publish()
+
+
 @handles(CloseInstrument)
 def close_instrument(state: State, ctx: Ctx, cmd: CloseInstrument) -> None:
     inst = _operator_live_instrument(state, ctx, cmd.session, cmd.instrument, " already")
@@ -1174,7 +1222,7 @@ def _books_check(state: State) -> None:
     expected: dict[tuple[str, str, int, int], int] = {}
     for inst in state.books.values():
         book = inst.book
-        book.check(allow_crossed=inst.phase == "call")
+        book.check(allow_crossed=inst.phase == "call" or inst.phase == "halted")
         inst.gone.check()
         paddles = state.sessions[inst.session].paddles
         offered: dict[int, int] = {}
@@ -1188,7 +1236,7 @@ def _books_check(state: State) -> None:
             else:
                 expected[(inst.session, inst.id, party, oid)] = _buy_commitment(
                     state, inst, order.price, order.qty)
-            assert order.tif in (GTC, POST_ONLY) or inst.phase == "call", (inst.id, oid)
+            assert order.tif in (GTC, POST_ONLY) or inst.phase in ("call", "halted"), (inst.id, oid)
         assert offered == inst.offered, (inst.id, offered, inst.offered)
         if inst.max_orders:                  # above it only after `SetOrderLimit` lowered it
             assert counts == inst.open_orders, (inst.id, counts, inst.open_orders)
@@ -1200,4 +1248,5 @@ def _books_check(state: State) -> None:
         assert sum(inst.holdings.values()) + inst.consumed == inst.issued, inst.id
         if inst.phase == "closed":
             assert not book.orders, inst.id
+        assert bool(inst.halt_reason) == (inst.phase == "halted"), (inst.id, inst.phase)
     assert committed == expected, (committed, expected)

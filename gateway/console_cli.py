@@ -99,7 +99,8 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     sell.add_argument("amount", type=int, help="hammer price, minor units")
 
     instrument = sub.add_parser(
-        "instrument", help="create, limit, set price rules, call, uncross or close a book",
+        "instrument", help="create, limit, set price rules, halt, resume, call, uncross or "
+                           "close a book",
         description="Continuous books of a session: unit licence rights or a bid-ask patent "
                     "lot. Prices and amounts in minor units.")
     ins = instrument.add_subparsers(dest="what", required=True)
@@ -130,6 +131,10 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     i_units = book("issue-units", "credit new units to a paddle's party")
     i_units.add_argument("paddle", type=int)
     i_units.add_argument("qty", type=int)
+    book("halt", "halt trading: orders may then only be cancelled").add_argument(
+        "reason", help="why, published on the feed")
+    book("resume", "end a halt").add_argument(
+        "--call", action="store_true", help="reopen in a call period (then uncross)")
     book("call", "start a call period")
     book("uncross", "end the call period with one price").add_argument(
         "--reference", type=int, default=0)
@@ -263,6 +268,10 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
             return [c.SetPriceRules(**book, tick=args.tick, band_bp=args.band_bp)]
         if what == "issue-units":
             return [c.IssueUnits(**book, paddle=args.paddle, qty=args.qty)]
+        if what == "halt":
+            return [c.HaltTrading(**book, reason=args.reason)]
+        if what == "resume":
+            return [c.ResumeTrading(**book, phase="call" if args.call else "continuous")]
         if what == "call":
             return [c.StartCall(**book)]
         if what == "uncross":

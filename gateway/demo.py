@@ -23,10 +23,11 @@ from exchange.commands import (AnswerOffer, CreateInstrument, CreateLot, CreateS
                                SetDisplayRate, StartCall, Uncross, BuyAtAsk, CancelOrder,
                                ModifyOrder, ConsumeUnits, VetLot, LowerReserve, SetSettlementRules,
                                RecordPayment, RecordDelivery, ConfirmReceipt, ReleaseFunds,
-                               DeclareDefault, AnswerReaward, RecordUnitsPayment)
+                               DeclareDefault, AnswerReaward, RecordUnitsPayment, HaltTrading,
+                               ResumeTrading)
 from exchange.events import (CertificateIssued, CommandRejected, CreditChanged, Event,
                              LotAwarded, LotPassed, ReawardOffered, SettlementOpened,
-                             TradeExecuted, TradeRecorded)
+                             TradeExecuted, TradeRecorded, TradingHalted)
 from gateway.demo_catalogue import DemoLot, build_catalogue
 
 SECOND = 10**9
@@ -93,6 +94,7 @@ class DemoReport:
     lots: list[dict[str, Any]] = field(default_factory=list)
     trades: int = 0
     units_traded: int = 0
+    halts: int = 0                   # trading halts of the unit-licence book
     settled: int = 0
     certificates: int = 0
     defaults: int = 0
@@ -120,7 +122,8 @@ BIDDING_RISKS = ("below_minimum", "below_increment", "below_current_price", "not
                  "over_credit_limit", "lot_not_open", "lot_closed", "no_ask", "above_budget",
                  "not_acceptable")
 TRADING_RISKS = ("over_credit_limit", "insufficient_units", "instrument_closed", "order_filled",
-                 "order_cancelled", "unknown_order", "lot_not_trading", "wrong_phase")
+                 "order_cancelled", "unknown_order", "lot_not_trading", "wrong_phase",
+                 "instrument_halted")
 NEGOTIATION_RISKS = ("over_credit_limit", "not_in_negotiation", "no_offer", "not_lower",
                      "lot_closed", "bad_status")
 
@@ -370,6 +373,14 @@ class DemoSession:
                 self.plan(when + 0.3, bidder.broker,
                           _modify(ULR, bidder.paddle, order_id, price, max(100, qty // 2)),
                           tolerate=TRADING_RISKS)
+        # news on a licensed patent: the operator halts the book, then reopens
+        # it with a call auction
+        self.plan(10.0, OPERATOR, lambda: HaltTrading(
+            session=SESSION, instrument=ULR,
+            reason="ex parte reexamination ordered on a licensed patent"))
+        self.plan(10.8, OPERATOR, lambda: ResumeTrading(session=SESSION, instrument=ULR,
+                                                        phase="call"))
+        self.plan(11.3, OPERATOR, lambda: Uncross(session=SESSION, instrument=ULR))
         consumer = self.bidders[0]
         self.plan(17.0, consumer.broker, lambda: ConsumeUnits(session=SESSION, instrument=ULR,
                                                               paddle=consumer.paddle, qty=1_000),
@@ -471,6 +482,8 @@ class DemoSession:
             elif isinstance(event, TradeExecuted) and event.instrument == ULR:
                 report.trades += 1                 # the unit-licence book's (lot books apart)
                 report.units_traded += event.qty
+            elif isinstance(event, TradingHalted) and event.instrument == ULR:
+                report.halts += 1
         serials = [lot.serial for lot in self.catalogue] + ["RT-2017-001"]
         mechanisms = dict(zip(serials, PLAN + ["reverse"]))
         for serial in serials:

@@ -97,8 +97,9 @@ def print_report(console, report) -> None:
     console.print(table)
     console.print(f"{sold} lots sold, {passed} not sold; hammer total {money(hammer_sum)}, "
                   f"due from buyers {money(total_sum)}; unit-licence book: {report.trades} "
-                  f"trades, {report.units_traded:,} units; {len(report.rejected)} commands "
-                  f"refused with a reason (late bids, credit limits, filled orders)")
+                  f"trades, {report.units_traded:,} units, {report.halts} trading halt "
+                  f"reopened by a call auction; {len(report.rejected)} commands refused with "
+                  f"a reason (late bids, credit limits, filled orders, the halt)")
     console.print(f"settlement: {report.settled} sales paid through escrow, delivered and "
                   f"released; {report.certificates} transaction certificates; "
                   f"{report.defaults} buyer default, {report.reawarded} lot re-awarded to the "

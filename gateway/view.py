@@ -42,6 +42,7 @@ LAST_VALUE: dict[str, tuple[str, ...]] = {
     "PhaseChanged": (),
     "OrderLimitSet": (),
     "PriceRulesSet": (),
+    "TradingHalted": (),
 }
 
 # Event types whose last-value entry is removed when this field is zero

@@ -11,8 +11,9 @@ import time
 import pytest
 import zmq
 
-from exchange.commands import (CreateSession, MassCancel, PlaceBid, PlaceOrder, RegisterParty,
-                               ReviewCredit, SetOrderLimit)
+from exchange.commands import (CancelOrder, CreateSession, HaltTrading, MassCancel, PlaceBid,
+                               PlaceOrder, RegisterParty, ResumeTrading, ReviewCredit,
+                               SetOrderLimit)
 from gateway import protocol as p
 from gateway.board import Board
 from gateway.client import (AsyncClient, Client, ClientError, Endpoints, FeedClient,
@@ -94,6 +95,48 @@ def test_the_operator_limits_resting_orders_on_a_live_instrument(exchange):
             feed.close()
         b2.ok(MassCancel(session="S1"))
         assert order(4).accepted
+
+
+def test_the_operator_halts_and_resumes_a_book(exchange):
+    """`HaltTrading` over real sockets: refused for a broker; while halted a
+    broker's order is refused with the reason and a cancel goes through; the
+    feed and a late subscriber's snapshot say halted; the resume reopens."""
+    data, _ = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        market = build_market(op, b1, b2)
+        paddle, book = market.paddles["Borealis"], market.instrument
+
+        def order(oid: int) -> p.Result:
+            return b2.request(PlaceOrder(session="S1", instrument=book, paddle=paddle,
+                                         order=oid, side="buy", qty=1, price=100))
+        assert order(1).accepted
+        refused = b2.request(HaltTrading(session="S1", instrument=book, reason="mine"))
+        assert not refused.accepted and refused.code == "not_permitted"
+        feed = FeedClient.from_data_dir(data, "viewer")
+        try:
+            feed.start(session="S1")
+            op.ok(HaltTrading(session="S1", instrument=book, reason="reexamination ordered"))
+            refused = order(2)
+            assert not refused.accepted and refused.code == "instrument_halted"
+            assert "reexamination ordered" in refused.text
+            assert b2.request(CancelOrder(session="S1", instrument=book, paddle=paddle,
+                                          order=1)).accepted
+            seen = [e for m in feed.updates(timeout=1.0) for e in m.events]
+            halted = [e for e in seen if type(e).__name__ == "TradingHalted"]
+            assert [e.reason for e in halted] == ["reexamination ordered"]
+            assert ["halted"] == [e.phase for e in seen if type(e).__name__ == "PhaseChanged"]
+        finally:
+            feed.close()
+        late = FeedClient.from_data_dir(data, "viewer")
+        try:
+            snap = late.start(session="S1", key=book)
+            board = Board(session="S1")
+            board.apply(snap.events, snap.seq)
+            assert board.books[book].phase == "halted"
+        finally:
+            late.close()
+        op.ok(ResumeTrading(session="S1", instrument=book))
+        assert order(3).accepted
 
 
 def test_keys_outside_their_socket_or_unknown_are_refused(exchange, tmp_path_factory):

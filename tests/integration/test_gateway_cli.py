@@ -122,13 +122,23 @@ def test_op_console_and_watch(tmp_path, capsys):
                      "5"]) == 0
         assert main(["op", "--data", data, "instrument", "rules", "OT-2017", "ULR-1",
                      "--tick", "5", "--band-bp", "1000"]) == 0
+        assert main(["op", "--data", data, "instrument", "halt", "OT-2017", "ULR-1",
+                     "court order pending"]) == 0
+        before = capsys.readouterr().out
+        assert main(["op", "--data", data, "instrument", "halt", "OT-2017", "ULR-1",
+                     "again"]) == 1
+        assert "wrong_phase" in capsys.readouterr().out
+        assert main(["op", "--data", data, "instrument", "resume", "OT-2017", "ULR-1",
+                     "--call"]) == 0
+        assert main(["op", "--data", data, "instrument", "uncross", "OT-2017", "ULR-1",
+                     "--reference", "100"]) == 0
         assert main(["op", "--data", data, "instrument", "call", "OT-2017", "ULR-1"]) == 0
         assert main(["op", "--data", data, "instrument", "uncross", "OT-2017", "ULR-1",
                      "--reference", "100"]) == 0
         assert main(["op", "--data", data, "instrument", "close", "OT-2017", "ULR-1"]) == 0
-        out = capsys.readouterr().out
+        out = before + capsys.readouterr().out
         for event in ("InstrumentCreated", "UnitsIssued", "OrderLimitSet", "PriceRulesSet",
-                      "PhaseChanged"):
+                      "PhaseChanged", "TradingHalted"):
             assert event in out, event
         assert main(["op", "--data", data, "instrument", "limit", "OT-2017", "ULR-1",
                      "-1"]) == 1

@@ -13,9 +13,10 @@ import os
 import random
 
 from exchange.commands import (CancelOrder, ConsumeUnits, MassCancel, ModifyOrder, PlaceOrder,
-                               RecordUnitsPayment, SetOrderLimit, SetPriceRules, StartCall,
+                               HaltTrading, RecordUnitsPayment, ResumeTrading, SetOrderLimit,
+                               SetPriceRules, StartCall,
                                Uncross)
-from exchange.events import CommandRejected, TradeExecuted
+from exchange.events import CommandRejected, OrderAccepted, OrderModified, TradeExecuted
 from tests.unit.test_market import SECOND, Market
 
 SEED = int(os.environ.get("MARKET_STRESS_SEED", "7"))
@@ -29,6 +30,7 @@ def test_random_stress_keeps_every_invariant():
                     max_orders=rnd.choice([0, 3, 8]))     # the open-order count checked too
         brokers = list(mk.paddle)
         trades = refusals = step = 0
+        mk.halted_refusals = 0               # orders and modifies refused while halted
         # 1,500 steps, and on (up to 6,000) until the run has traded and been
         # refused enough, so that any seed exercises both.
         while step < 1500 or (step < 6000 and (trades <= 50 or refusals <= 50)):
@@ -41,6 +43,7 @@ def test_random_stress_keeps_every_invariant():
             step += 1
         assert trades > 50 and refusals > 50, \
             f"seed {seed}: {trades} trades, {refusals} refusals in {step} steps"
+        assert mk.halted_refusals > 0, f"seed {seed}: no order came while trading was halted"
 
 
 def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]:
@@ -86,10 +89,16 @@ def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]
                            actor="op", role="operator", ts=mk.d.ts + 1000)
         return 0, sum(isinstance(e, CommandRejected) for e in events)
     elif roll < 0.96:
-        events = mk.d.send(StartCall(session="S", instrument="U") if phase == "continuous"
-                           else Uncross(session="S", instrument="U",
-                                        reference=rnd.choice([0, 100])),
-                           ts=mk.d.ts + SECOND)
+        if phase == "halted":
+            op_cmd: object = ResumeTrading(session="S", instrument="U",
+                                           phase=rnd.choice(["continuous", "call"]))
+        elif rnd.random() < 0.15:
+            op_cmd = HaltTrading(session="S", instrument="U", reason="news pending")
+        elif phase == "continuous":
+            op_cmd = StartCall(session="S", instrument="U")
+        else:
+            op_cmd = Uncross(session="S", instrument="U", reference=rnd.choice([0, 100]))
+        events = mk.d.send(op_cmd, ts=mk.d.ts + SECOND)
         return sum(isinstance(e, TradeExecuted) for e in events), 0
     else:
         mk.d.tick(mk.d.ts + rnd.randint(1, 5) * SECOND)
@@ -100,6 +109,10 @@ def _step(mk: Market, rnd: random.Random, brokers: list[str]) -> tuple[int, int]
         events = mk.d.send(cmd, actor=broker, role="broker", ts=mk.d.ts + 1000)
     except AssertionError as broken:
         raise AssertionError(f"{cmd}: {broken}") from broken
+    if phase == "halted" and not isinstance(cmd, (CancelOrder, MassCancel, ConsumeUnits)):
+        assert not any(isinstance(e, (OrderAccepted, OrderModified, TradeExecuted))
+                       for e in events), f"{cmd}: accepted while trading is halted"
+        mk.halted_refusals += 1
     state = mk.state
     for (_, party), found in state.exposure.items():
         assert found.total <= state.parties[party].credit_limit, \

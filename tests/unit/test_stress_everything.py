@@ -75,6 +75,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                ReleaseFunds, RelistLot, ResolveDispute, ResolveObjection,
                                ReviewCredit, ScheduleLot, SetDisplayRate, SetOrderLimit,
                                SetPriceRules, SetSettlementRules, StartCall, Uncross, VetLot,
+                               HaltTrading, ResumeTrading,
                                WithdrawBid,
                                WithdrawLot, WithdrawOffer)
 from exchange.driver import Driver
@@ -227,7 +228,9 @@ class Views:
             assert told == actual, f"{where}: public depth of {inst.id} {told} != book {actual}"
             assert self.phase.get(inst.id) == inst.phase, \
                 f"{where}: public phase of {inst.id} {self.phase.get(inst.id)} != {inst.phase}"
-            if inst.phase == "call":
+            if inst.phase == "halted":
+                pass                    # no quote while halted: the resume brings it
+            elif inst.phase == "call":
                 reference = inst.reference or inst.last_price
                 now = inst.book.equilibrium(reference)
                 told_ip = self.indicative.get(inst.id, (0, 0, 0))
@@ -743,6 +746,13 @@ class Everything:
                                    band_bp=rng.choice((0, 0, 300, 1_000))),
                      "op", "operator", False)]
         if roll < 0.95:
+            if inst.phase == "halted":
+                return [(ResumeTrading(session=s, instrument=i,
+                                       phase=rng.choice(("continuous", "call"))),
+                         "op", "operator", False)]
+            if rng.random() < 0.2:
+                return [(HaltTrading(session=s, instrument=i, reason="news pending"),
+                         "op", "operator", False)]
             if inst.phase == "continuous":
                 return [(StartCall(session=s, instrument=i), "op", "operator", False)]
             return [(Uncross(session=s, instrument=i, reference=rng.choice((0, 100 * USD))),
@@ -765,6 +775,13 @@ class Everything:
         start = lot.terms.starting_bid
         roll = rng.random()
         if roll < 0.04:
+            if inst.phase == "halted":
+                return [(ResumeTrading(session=s, instrument=i,
+                                       phase=rng.choice(("continuous", "call"))),
+                         "op", "operator", False)]
+            if rng.random() < 0.2:
+                return [(HaltTrading(session=s, instrument=i, reason="ruling due"),
+                         "op", "operator", False)]
             if inst.phase == "continuous":
                 return [(StartCall(session=s, instrument=i), "op", "operator", False)]
             return [(Uncross(session=s, instrument=i, reference=rng.choice((0, start))),
