@@ -291,6 +291,29 @@ class WithdrawLot(Command, frozen=True):
     reason: str = ""
 
 
+class ExtendLot(Command, frozen=True):
+    """Move an open lot's close later (operator only), e.g. after an outage that
+    kept bidders out. ``reason`` is published as a notice. ``hard_end``: the
+    latest a soft close may then reach (0: the old one moved by as much as the
+    close). Not for a Dutch lot, whose clock sets its end."""
+
+    serial: str
+    closes_at: int
+    reason: str
+    hard_end: int = 0
+
+
+class PostNotice(Command, frozen=True):
+    """Publish a saleroom notice (operator only): an announcement or a
+    correction to the catalogue, about a session, one of its lots (``serial``)
+    or one of its books (``instrument``)."""
+
+    session: str
+    text: str
+    serial: str = ""
+    instrument: str = ""
+
+
 # --------------------------------------------------------------------------
 # continuous book and call auction (issue 3)
 # --------------------------------------------------------------------------

@@ -204,7 +204,8 @@ class BidVoided(Event, frozen=True):
 
 
 class LotExtended(Event, frozen=True):
-    """A late bid moved the close (soft close), never past the hard end (public)."""
+    """A late bid moved the close (soft close), never past the hard end; or an
+    operator did (`ExtendLot`), moving the hard end too (public)."""
 
     serial: str
     session: str
@@ -383,6 +384,17 @@ class LotWithdrawn(Event, frozen=True):
     serial: str
     session: str
     reason: str
+
+
+class NoticePosted(Event, frozen=True):
+    """A saleroom notice of the operator's about the session, a lot
+    (``serial``) or a book (``instrument``); "" where it is about neither
+    (public). An `ExtendLot`'s reason comes as one, after its `LotExtended`."""
+
+    session: str
+    serial: str
+    instrument: str
+    text: str
 
 
 class LotSettled(Event, frozen=True):

@@ -40,16 +40,16 @@ import msgspec
 
 from exchange import credit, fees
 from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, ChooseOffer, CreateLot,
-                               LotTerms, LowerReserve, MakeOffer, PlaceBid, RecordNegotiatedSale,
-                               RelistLot, ScheduleLot, VetLot, WithdrawBid, WithdrawLot,
-                               WithdrawOffer)
+                               ExtendLot, LotTerms, LowerReserve, MakeOffer, PlaceBid,
+                               PostNotice, RecordNegotiatedSale, RelistLot, ScheduleLot, VetLot,
+                               WithdrawBid, WithdrawLot, WithdrawOffer)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
 from exchange.errors import Reject, a_time, non_negative, positive, register_reasons
 from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, LotExtended,
                              LotOpened, PartyFrozen, SessionClosed,
                              LotPassed, LotPassedDetail, LotRelisted, LotScheduled, LotSettled,
-                             LotSold, LotVetted, LotWithdrawn, NegotiationEnded, OfferAnswered,
-                             OfferMade, OfferWithdrawn, ReserveLowered)
+                             LotSold, LotVetted, LotWithdrawn, NegotiationEnded, NoticePosted,
+                             OfferAnswered, OfferMade, OfferWithdrawn, ReserveLowered)
 from exchange.increments import Ladder, resolve
 from exchange.invariants import invariant
 from exchange.participants import (audience, display_amount, get_party, get_session, own_party,
@@ -676,6 +676,57 @@ def extend_close(state: State, ctx: Ctx, lot: Lot) -> None:
         state.schedule(later, "lot_close", lot.serial, later)
         ctx.emit(LotExtended(serial=lot.serial, session=lot.session, closes_at=later,
                              hard_end=lot.hard_end))
+
+
+@handles(ExtendLot)
+def extend_lot(state: State, ctx: Ctx, cmd: ExtendLot) -> None:
+    """Move an open lot's close (and hard end) later, publishing why. O(log timers)."""
+    ctx.require_role("operator")
+    lot = get_lot(state, cmd.serial)
+    if lot.status != "open":
+        raise Reject("bad_status", f"lot {lot.serial} is {lot.status}; only an open lot's close "
+                                   f"moves (a scheduled one is rescheduled)")
+    if lot.mechanism == "dutch":
+        raise Reject("wrong_mechanism", f"lot {lot.serial} is a Dutch auction: its clock sets "
+                                        f"its end")
+    reason = cmd.reason.strip()
+    if not reason:
+        raise Reject("bad_field", "an extension needs a reason, which is published")
+    closes_at = a_time(cmd.closes_at, "closes_at")
+    if closes_at <= lot.closes_at or closes_at <= ctx.ts:
+        raise Reject("bad_field", f"lot {lot.serial} closes at {lot.closes_at}; an extension "
+                                  f"moves it later, and after now ({ctx.ts})")
+    hard_end = a_time(cmd.hard_end, "hard_end") or lot.hard_end + closes_at - lot.closes_at
+    if hard_end < closes_at:
+        raise Reject("bad_field", "the hard end cannot come before the close")
+    session = state.sessions[lot.session]
+    if session.ends_at and hard_end > session.ends_at:
+        raise Reject("outside_session", f"lot {lot.serial} must end within session "
+                                        f"{session.id!r} (by {session.ends_at})")
+    lot.closes_at, lot.hard_end = closes_at, hard_end
+    state.schedule(closes_at, "lot_close", lot.serial, closes_at)
+    ctx.emit(LotExtended(serial=lot.serial, session=lot.session, closes_at=closes_at,
+                         hard_end=hard_end))
+    ctx.emit(NoticePosted(session=lot.session, serial=lot.serial, instrument="", text=reason))
+
+
+@handles(PostNotice)
+def post_notice(state: State, ctx: Ctx, cmd: PostNotice) -> None:
+    """Publish a saleroom notice about a session, a lot or a book of it. O(1)."""
+    ctx.require_role("operator")
+    get_session(state, cmd.session)
+    if cmd.serial and get_lot(state, cmd.serial).session != cmd.session:
+        raise Reject("unknown_lot", f"no lot {cmd.serial!r} in session {cmd.session!r}")
+    if cmd.instrument:
+        inst = state.books.get(cmd.instrument)
+        if inst is None or inst.session != cmd.session:
+            raise Reject("unknown_instrument", f"no instrument {cmd.instrument!r} in session "
+                                               f"{cmd.session!r}")
+    text = cmd.text.strip()
+    if not text:
+        raise Reject("bad_field", "a notice needs a text")
+    ctx.emit(NoticePosted(session=cmd.session, serial=cmd.serial, instrument=cmd.instrument,
+                          text=text))
 
 
 @handles(PlaceBid)

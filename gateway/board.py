@@ -4,7 +4,8 @@
 `Board.apply(events)` folds public events in feed order (a snapshot's first,
 then every Market message above it); `Board.render(now)` draws the lots
 (status, current price, leading paddle, reserve met, time left) and the
-books (best bid and ask, last trade). Paddle numbers only: the feed carries
+books (phase, best bid and ask, last trade) and the latest saleroom
+notices. Paddle numbers only: the feed carries
 nothing else.
 """
 
@@ -80,6 +81,11 @@ class BookRow:
     last: int = 0
     last_qty: int = 0
     trades: int = 0
+    halt_reason: str = ""
+
+
+NOTICES_SHOWN = 5
+"""Saleroom notices the board shows, the latest last."""
 
 
 @dataclass
@@ -90,6 +96,7 @@ class Board:
     sessions: dict[str, str] = field(default_factory=dict)   # id -> name
     lots: dict[str, LotRow] = field(default_factory=dict)
     books: dict[str, BookRow] = field(default_factory=dict)
+    notices: list[tuple[str, str]] = field(default_factory=list)   # (about, text)
     seq: int = 0
 
     def apply(self, events: Iterable[Any], seq: int = 0) -> None:
@@ -194,6 +201,13 @@ class Board:
     def _on_PhaseChanged(self, e: Any) -> None:
         self._book(e).phase = e.phase
 
+    def _on_TradingHalted(self, e: Any) -> None:
+        self._book(e).halt_reason = e.reason
+
+    def _on_NoticePosted(self, e: Any) -> None:
+        self.notices.append((e.serial or e.instrument or e.session, e.text))
+        del self.notices[:-NOTICES_SHOWN]
+
     def _on_QuoteChanged(self, e: Any) -> None:
         row = self._book(e)
         row.bid, row.bid_qty, row.ask, row.ask_qty = e.bid, e.bid_qty, e.ask, e.ask_qty
@@ -234,6 +248,14 @@ class Board:
                 bid = f"{row.bid_qty} @ {money(row.bid)}" if row.bid_qty else ""
                 ask = f"{row.ask_qty} @ {money(row.ask)}" if row.ask_qty else ""
                 last = f"{row.last_qty} @ {money(row.last, row.currency)}" if row.last_qty else ""
-                books.add_row(row.instrument, row.phase, bid, ask, last, str(row.trades or ""))
+                phase = f"halted: {row.halt_reason}" if row.phase == "halted" else row.phase
+                books.add_row(row.instrument, phase, bid, ask, last, str(row.trades or ""))
             parts.append(books)
+        if self.notices:
+            notices = Table(title="saleroom notices", expand=True)
+            notices.add_column("about", justify="left")
+            notices.add_column("notice", justify="left")
+            for about, text in self.notices:
+                notices.add_row(about, text)
+            parts.append(notices)
         return Group(*parts)

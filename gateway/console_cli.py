@@ -61,7 +61,15 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     issue.add_argument("session")
     issue.add_argument("party", type=int)
 
-    lot = sub.add_parser("lot", help="vet, schedule, open, relist, withdraw or sell a lot")
+    notice = sub.add_parser("notice", help="publish a saleroom notice about a session, a lot "
+                            "or a book")
+    notice.add_argument("session")
+    notice.add_argument("text")
+    notice.add_argument("--lot", default="", help="the lot it is about")
+    notice.add_argument("--instrument", default="", help="the book it is about")
+
+    lot = sub.add_parser("lot", help="vet, schedule, open, extend, relist, withdraw or sell "
+                         "a lot")
     ls = lot.add_subparsers(dest="what", required=True)
     create_lots = ls.add_parser("create", help="create (and optionally vet) lots from files")
     create_lots.add_argument("files", nargs="+", type=Path)
@@ -90,6 +98,13 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     relist.add_argument("--closes", required=True)
     relist.add_argument("--hard-end", default="")
     relist.add_argument("--reserve", type=int)
+    extend = ls.add_parser("extend", help="move an open lot's close later (e.g. after an "
+                           "outage); the reason is published as a saleroom notice")
+    extend.add_argument("serial")
+    extend.add_argument("--closes", required=True, help="the new close, e.g. +30m from now")
+    extend.add_argument("--hard-end", default="",
+                        help="default: the old hard end moved as much as the close")
+    extend.add_argument("--reason", required=True, help="published, e.g. 'outage 10:02-10:40'")
     withdraw = ls.add_parser("withdraw", help="take a lot out of the sale before it is sold")
     withdraw.add_argument("serial")
     withdraw.add_argument("--reason", default="")
@@ -251,6 +266,9 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
             return [c.RelistLot(serial=args.serial, opens_at=when(args.opens),
                                 closes_at=when(args.closes), hard_end=when(args.hard_end),
                                 reserve=args.reserve)]
+        if what == "extend":
+            return [c.ExtendLot(serial=args.serial, closes_at=when(args.closes),
+                                hard_end=when(args.hard_end), reason=args.reason)]
         if what == "withdraw":
             return [c.WithdrawLot(serial=args.serial, reason=args.reason)]
         return [c.RecordNegotiatedSale(serial=args.serial, paddle=args.paddle,
@@ -277,6 +295,9 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
         if what == "uncross":
             return [c.Uncross(**book, reference=args.reference)]
         return [c.CloseInstrument(**book)]
+    if action == "notice":
+        return [c.PostNotice(session=args.session, text=args.text, serial=args.lot,
+                             instrument=args.instrument)]
     if action == "rate":
         return [c.SetDisplayRate(base=args.base, quote=args.quote, num=args.num,
                                  den=args.den)]

@@ -24,10 +24,10 @@ from exchange.commands import (AnswerOffer, CreateInstrument, CreateLot, CreateS
                                ModifyOrder, ConsumeUnits, VetLot, LowerReserve, SetSettlementRules,
                                RecordPayment, RecordDelivery, ConfirmReceipt, ReleaseFunds,
                                DeclareDefault, AnswerReaward, RecordUnitsPayment, HaltTrading,
-                               ResumeTrading)
+                               ResumeTrading, PostNotice)
 from exchange.events import (CertificateIssued, CommandRejected, CreditChanged, Event,
                              LotAwarded, LotPassed, ReawardOffered, SettlementOpened,
-                             TradeExecuted, TradeRecorded, TradingHalted)
+                             NoticePosted, TradeExecuted, TradeRecorded, TradingHalted)
 from gateway.demo_catalogue import DemoLot, build_catalogue
 
 SECOND = 10**9
@@ -95,6 +95,7 @@ class DemoReport:
     trades: int = 0
     units_traded: int = 0
     halts: int = 0                   # trading halts of the unit-licence book
+    notices: int = 0                 # saleroom notices
     settled: int = 0
     certificates: int = 0
     defaults: int = 0
@@ -199,6 +200,11 @@ class DemoSession:
         self.setup_lots()
         self.setup_tender()
         self.setup_units_book()
+        first = self.catalogue[0]
+        self.send(OPERATOR, PostNotice(
+            session=SESSION, serial=first.serial,
+            text=f"saleroom notice: {first.patents[0].number} in lot {first.serial} is "
+                 f"subject to a terminal disclaimer; bids stand"))
         self.say(f"catalogue: {len(self.catalogue)} lots, "
                  f"{sum(len(lot.patents) for lot in self.catalogue)} patents; bidding opens")
         self.run_actions(until=18.5)
@@ -484,6 +490,8 @@ class DemoSession:
                 report.units_traded += event.qty
             elif isinstance(event, TradingHalted) and event.instrument == ULR:
                 report.halts += 1
+            elif isinstance(event, NoticePosted):
+                report.notices += 1
         serials = [lot.serial for lot in self.catalogue] + ["RT-2017-001"]
         mechanisms = dict(zip(serials, PLAN + ["reverse"]))
         for serial in serials:

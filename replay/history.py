@@ -394,6 +394,7 @@ _MAKERS: dict[str, Callable[..., Any]] = {
     "LotWithdrawn": _simple("withdrawn", "reason"), "LotSettled": _simple("settled"),
     "InstrumentCreated": _instrument, "PhaseChanged": _simple("phase", "phase"),
     "TradingHalted": _simple("trading halted", "reason"),
+    "NoticePosted": _simple("notice", "text"),
     "OrderAccepted": _order, "OrderFilled": _fill, "OrderCancelled": _cancel,
     "OrderModified": _modify, "TradeExecuted": _trade, "TradeRecorded": _trade_recorded,
     "QuoteChanged": _quote, "DepthChanged": _depth, "IndicativePrice": _indicative,

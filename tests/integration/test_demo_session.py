@@ -26,7 +26,7 @@ def test_demo_session_uses_every_mechanism_and_ends_each_lot():
     assert outcomes["passed"] >= 1
     assert outcomes["sold (ask)"] >= 1 and outcomes["sold (book)"] >= 1
     assert "unsold" not in outcomes
-    assert report.units_traded > 0 and report.halts == 1
+    assert report.units_traded > 0 and report.halts == 1 and report.notices == 1
     assert report.settled >= 5 and report.certificates == report.settled
     assert report.defaults == 1 and report.reawarded == 1
     assert report.units_payers >= 1 and report.units_paid > 0

@@ -113,6 +113,19 @@ def test_op_console_and_watch(tmp_path, capsys):
         assert "OT-2017-001" in board and "Printing portfolio 1" in board and "open" in board
         assert "30,000.00 USD" in board
 
+        # the operator extends the open lot after an outage and posts a notice
+        assert main(["op", "--data", data, "lot", "extend", "OT-2017-001", "--closes", "+4h",
+                     "--reason", "gateway outage 10:02-10:40"]) == 0
+        assert main(["op", "--data", data, "lot", "extend", "OT-2017-001", "--closes", "+1h",
+                     "--reason", "earlier"]) == 1
+        assert "bad_field" in capsys.readouterr().out
+        assert main(["op", "--data", data, "notice", "OT-2017", "patent 2 of the lot lapsed",
+                     "--lot", "OT-2017-001"]) == 0
+        assert main(["watch", "--data", data, "--session", "OT-2017", "--once"]) == 0
+        board = capsys.readouterr().out
+        assert "saleroom notices" in board and "gateway outage 10:02-10:40" in board
+        assert "patent 2 of the lot lapsed" in board and "3h 59m" in board
+
         # a continuous book from the console: created with a limit, limit changed, closed
         assert main(["op", "--data", data, "instrument", "create", "OT-2017", "ULR-1",
                      "--max-orders", "3"]) == 0
@@ -125,6 +138,8 @@ def test_op_console_and_watch(tmp_path, capsys):
         assert main(["op", "--data", data, "instrument", "halt", "OT-2017", "ULR-1",
                      "court order pending"]) == 0
         before = capsys.readouterr().out
+        assert main(["watch", "--data", data, "--session", "OT-2017", "--once"]) == 0
+        assert "halted: court order pending" in capsys.readouterr().out
         assert main(["op", "--data", data, "instrument", "halt", "OT-2017", "ULR-1",
                      "again"]) == 1
         assert "wrong_phase" in capsys.readouterr().out
