@@ -715,8 +715,13 @@ def post_notice(state: State, ctx: Ctx, cmd: PostNotice) -> None:
     """Publish a saleroom notice about a session, a lot or a book of it. O(1)."""
     ctx.require_role("operator")
     get_session(state, cmd.session)
-    if cmd.serial and get_lot(state, cmd.serial).session != cmd.session:
-        raise Reject("unknown_lot", f"no lot {cmd.serial!r} in session {cmd.session!r}")
+    if cmd.serial:
+        lot = get_lot(state, cmd.serial)
+        if lot.session != cmd.session:
+            raise Reject("unknown_lot", f"no lot {cmd.serial!r} in session {cmd.session!r}")
+        if not lot.opens_at:
+            raise Reject("bad_status", f"lot {lot.serial} is not published (it is {lot.status}): "
+                                       f"a notice would make it known")
     if cmd.instrument:
         inst = state.books.get(cmd.instrument)
         if inst is None or inst.session != cmd.session:

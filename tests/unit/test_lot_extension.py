@@ -90,6 +90,7 @@ def test_a_sealed_lot_extended_reveals_at_its_new_close():
 def test_notices_about_a_session_a_lot_or_a_book():
     m, a, _ = english()
     m.d.ok(CreateInstrument(session="S1", instrument="U"))
+    m.lot("D1", seller=m.seller("Other"), schedule=False)     # a draft: not published
     for fields in ({}, {"serial": "L1"}, {"instrument": "U"}):
         notice = one(m.d.ok(PostNotice(session="S1", text=" lot 12 withdrawn by the seller ",
                                        **fields)), NoticePosted)
@@ -100,7 +101,8 @@ def test_notices_about_a_session_a_lot_or_a_book():
     for cmd, code in ((PostNotice(session="S9", text="x"), "unknown_session"),
                       (PostNotice(session="S1", serial="L9", text="x"), "unknown_lot"),
                       (PostNotice(session="S1", instrument="V", text="x"), "unknown_instrument"),
-                      (PostNotice(session="S1", text="  "), "bad_field")):
+                      (PostNotice(session="S1", text="  "), "bad_field"),
+                      (PostNotice(session="S1", serial="D1", text="x"), "bad_status")):
         assert m.unchanged(cmd, actor="op", role="operator").code == code, cmd
     assert m.unchanged(PostNotice(session="S1", text="x"), actor=m.brokers[a]).code \
         == "not_permitted"

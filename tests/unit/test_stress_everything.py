@@ -75,7 +75,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                ReleaseFunds, RelistLot, ResolveDispute, ResolveObjection,
                                ReviewCredit, ScheduleLot, SetDisplayRate, SetOrderLimit,
                                SetPriceRules, SetSettlementRules, StartCall, Uncross, VetLot,
-                               HaltTrading, ResumeTrading,
+                               HaltTrading, ResumeTrading, ExtendLot, PostNotice,
                                WithdrawBid,
                                WithdrawLot, WithdrawOffer)
 from exchange.driver import Driver
@@ -109,7 +109,7 @@ PUBLIC_BY_DESIGN = {("SessionCreated", "name"), ("RevealedBid", "amount")}
 SEALED_PUBLIC = {"LotScheduled", "LotOpened", "SealedBidCounted", "LotExtended", "LotClosed",
                  "SealedBidsRevealed", "LotAwarded", "LotPassed", "LotWithdrawn",
                  "LotRelisted", "NegotiationEnded", "LotSettled", "SettlementRulesSet",
-                 "PublicityStarted", "PublicityEnded", "CertificateIssued"}
+                 "PublicityStarted", "PublicityEnded", "CertificateIssued", "NoticePosted"}
 
 Step = tuple  # (command, actor, role, must_refuse)
 
@@ -543,8 +543,20 @@ class Everything:
                 and rng.random() < 0.25 or not self.serials):
             return self.new_lot()
         op = rng.choices(("vet", "schedule", "bid", "withdraw_bid", "ask", "negotiate", "choose",
-                          "withdraw_lot", "lot_rules"),
-                         weights=(6, 6, 60, 5, 4, 14, 3, 2, 0.5))[0]
+                          "withdraw_lot", "lot_rules", "extend", "notice"),
+                         weights=(6, 6, 60, 5, 4, 14, 3, 2, 0.5, 1, 0.3))[0]
+        if op == "extend":
+            opened = self.recent_lots("open")
+            if opened:
+                lot = rng.choice(opened)
+                closes = lot.closes_at + rng.randrange(1, 2 * HOUR)
+                hard = rng.choice((0, 0, closes, closes + HOUR))
+                return [(ExtendLot(serial=lot.serial, closes_at=closes, hard_end=hard,
+                                   reason="outage"), "op", "operator", False)]
+        if op == "notice":
+            lot = state.lots[rng.choice(self.serials[-30:])]
+            return [(PostNotice(session=lot.session, serial=lot.serial, text="notice"),
+                     "op", "operator", False)]
         if op == "vet":
             drafts = self.recent_lots("draft")
             if drafts:
