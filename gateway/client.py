@@ -192,6 +192,7 @@ class _Session:
         self.fatal: SessionRejectedError | None = None
         self.reloaded: int | None = None
         self.recap_done: p.RecapDone | None = None
+        self.status: p.Status | None = None
         self.logons = 0                   # LogonAccepted received (1 + times logged on again)
         self.logon_sent = 0.0             # when the Logon now awaiting its answer went out
 
@@ -284,6 +285,8 @@ class _Session:
             self.reloaded = msg.users
         elif kind is p.RecapDone:
             self.recap_done = msg
+        elif kind is p.Status:
+            self.status = msg
         elif kind is p.LoggedOut:
             self.logged_on = None
             self.logged_out = msg.reason
@@ -514,6 +517,24 @@ class Client:
             if not self._pump(deadline):
                 raise ClientError("no answer to Reload in time")
         return session.reloaded
+
+    @_locked
+    def status(self, session: str = "", broker: str = "") -> p.Status:
+        """Return a broker's resting orders, units and credit now (brokers:
+        their own; operators name the broker), in ``session`` or all."""
+        session_state = self.session
+        session_state.status = None
+        self._send(p.encode(p.StatusRequest(session=session, broker=broker)))
+        deadline = time.monotonic() + self.timeout
+        while session_state.status is None:
+            error = session_state.errors.pop("", None)
+            if error is not None:
+                raise error
+            if session_state.fatal is not None:
+                raise session_state.fatal
+            if not self._pump(deadline):
+                raise ClientError("no answer to StatusRequest in time")
+        return session_state.status
 
     @_locked
     def recap(self, from_seq: int, limit: int = 1000) -> list[p.Notice]:

@@ -513,6 +513,9 @@ def register_broker(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("order", type=int)
     _add_do(sub, "broker")
     _add_events(sub)
+    status = sub.add_parser("status", help="print my clients' resting orders, units and "
+                            "credit now")
+    status.add_argument("--session", default="", help="one session (default: all)")
     parser.set_defaults(run=run_broker)
 
 
@@ -540,6 +543,9 @@ def run_broker(args: argparse.Namespace) -> int:
 
     if args.broker_command == "events":
         return _events(args, "broker", "broker")
+    if args.broker_command == "status":
+        return _with_client(args, "broker", "broker", lambda client, console: _print_status(
+            client, console, args.session))
     now = time.time_ns()
     try:
         if args.broker_command == "send":
@@ -558,6 +564,27 @@ def run_broker(args: argparse.Namespace) -> int:
 def _events(args: argparse.Namespace, prog: str, port: str) -> int:
     return _with_client(args, prog, port,
                         lambda client, console: _print_events(client, console, args.from_seq))
+
+
+def _print_status(client: Any, console: Any, session: str) -> int:
+    """Print the broker's resting orders, holdings and credit (`Client.status`)."""
+    from rich.table import Table
+
+    status = client.status(session=session)
+    parts = (("resting orders", ("session", "instrument", "paddle", "order", "side", "price",
+                                 "qty", "tif", "post_only", "expires"), status.orders),
+             ("units", ("session", "instrument", "paddle", "party", "units", "offered"),
+              status.holdings),
+             ("credit", ("session", "paddle", "party", "exposure", "credit_limit", "currency",
+                         "frozen"), status.credit))
+    for title, columns, rows in parts:
+        table = Table(title=f"{title} (as of seq {status.seq})")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(getattr(row, column)) for column in columns))
+        console.print(table)
+    return 0
 
 
 def _print_events(client: Any, console: Any, from_seq: int) -> int:

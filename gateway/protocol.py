@@ -24,6 +24,7 @@ import msgspec
 
 from exchange.commands import AnyCommand
 from exchange.events import AnyEvent
+from exchange.status import CreditLine, Holding, OpenOrder
 
 MAX_CLIENT_ID = 64
 MAX_BATCH = 1000           # requests in one Batch, at most
@@ -87,7 +88,16 @@ class Recap(Message, frozen=True):
     limit: int = 1000
 
 
-ClientMessage = Union[Logon, Heartbeat, Request, Batch, Logout, Reload, Recap]
+class StatusRequest(Message, frozen=True):
+    """Ask for a broker's resting orders, units and credit now, in ``session``
+    ("": every session). A broker asks for its own (``broker`` "" or itself);
+    an operator names the broker. A `Status` answers."""
+
+    session: str = ""
+    broker: str = ""
+
+
+ClientMessage = Union[Logon, Heartbeat, Request, Batch, Logout, Reload, Recap, StatusRequest]
 
 
 # -- server -> client on the order sockets -----------------------------------
@@ -161,8 +171,19 @@ class RecapDone(Message, frozen=True):
     more: bool
 
 
+class Status(Message, frozen=True):
+    """A broker's state after every journal entry up to ``seq`` (all durable):
+    its clients' resting orders, their units and their credit per session."""
+
+    seq: int
+    broker: str
+    orders: list[OpenOrder]
+    holdings: list[Holding]
+    credit: list[CreditLine]
+
+
 ServerMessage = Union[LogonAccepted, Heartbeat, Result, Results, Notice, SessionRejected,
-                      LoggedOut, Reloaded, RecapDone]
+                      LoggedOut, Reloaded, RecapDone, Status]
 
 
 # -- market data (PUB) ---------------------------------------------------------
@@ -265,7 +286,7 @@ SESSION_REJECTS: dict[str, str] = {
     "internal_error": "the exchange failed to process the command; nothing was recorded",
     "entry_too_large": "the command's outcome (its journal entry) is larger than the journal "
                        "takes; nothing was done",
-    "bad_request": "the snapshot, replay or recap request has values out of range",
+    "bad_request": "the snapshot, replay, recap or status request has values out of range",
     "bad_batch": "a Batch holds 1 to 1000 requests",
     "throttled": "the broker sent more requests in the last second than the exchange allows "
                  "(max_requests_per_second); nothing was done",

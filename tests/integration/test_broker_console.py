@@ -60,6 +60,13 @@ def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
             assert sent in capsys.readouterr().out
         assert len(state.books["ULR-LENS"].book.orders) == 1
 
+        # b1's status: its resting order 8 and its credit; nothing of b2's
+        assert broker(tmp_path, "b1", "status", "--session", "WS-2026") == 0
+        status = capsys.readouterr().out
+        assert "resting orders" in status and "ULR-LENS" in status and "1400" in status
+        assert f"│ {ACME} " in status
+        assert f"│ {NORDLICHT} " not in status and f"│ {PHOTONICS} " not in status
+
         # b1's own events: its bid, its fill, its new client; none of b2's
         assert broker(tmp_path, "b1", "events") == 0
         mine = capsys.readouterr().out

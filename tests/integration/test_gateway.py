@@ -139,6 +139,42 @@ def test_the_operator_halts_and_resumes_a_book(exchange):
         assert order(3).accepted
 
 
+def test_a_broker_asks_for_its_status_and_sees_only_its_own(exchange):
+    """`StatusRequest` over real sockets: a broker's resting orders, units and
+    credit, nobody else's; an operator names the broker."""
+    data, _ = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        market = build_market(op, b1, b2)
+        book = market.instrument
+        borealis, seller = market.paddles["Borealis"], market.paddles["Seller"]
+        b2.ok(PlaceOrder(session="S1", instrument=book, paddle=borealis, order=7, side="buy",
+                         qty=3, price=90, tif="gtd", expires=time.time_ns() + 3600 * 10**9))
+        b1.ok(PlaceOrder(session="S1", instrument=book, paddle=seller, order=1, side="sell",
+                         qty=500, price=120, post_only=True))
+        b1.ok(PlaceBid(serial=market.english, paddle=market.paddles["Acme"], amount=3_000_000))
+        mine = b2.status()
+        assert mine.broker == "b2" and mine.seq >= 1
+        assert [(o.instrument, o.paddle, o.order, o.side, o.price, o.qty, o.tif, o.post_only)
+                for o in mine.orders] == [(book, borealis, 7, "buy", 90, 3, "gtd", False)]
+        assert mine.holdings == []
+        assert [(c.session, c.paddle, c.exposure) for c in mine.credit] == [("S1", borealis, 270)]
+        theirs = b1.status(session="S1")
+        assert [(o.paddle, o.order, o.tif, o.post_only) for o in theirs.orders] == \
+            [(seller, 1, "gtc", True)]
+        assert [(h.paddle, h.units, h.offered) for h in theirs.holdings] == \
+            [(seller, 1_000_000, 500)]
+        assert {c.paddle: c.exposure for c in theirs.credit}[market.paddles["Acme"]] > 0
+        seen_by_op = op.status(broker="b2")
+        assert (seen_by_op.orders, seen_by_op.credit) == (mine.orders, mine.credit)
+        assert b2.status(session="S9").orders == []
+        with pytest.raises(SessionRejectedError) as refused:
+            b2.status(broker="b1")
+        assert refused.value.code == "not_permitted"
+        with pytest.raises(SessionRejectedError) as refused:
+            op.status()
+        assert refused.value.code == "bad_request"
+
+
 def test_keys_outside_their_socket_or_unknown_are_refused(exchange, tmp_path_factory):
     data, _ = exchange
     endpoints = Endpoints.load(data)

@@ -1,0 +1,109 @@
+"""What a broker holds right now: its clients' resting orders, units and credit.
+
+A read-only query of the engine's state (FIX's order mass status and position
+requests in one): a broker whose own systems lost track (a restart, a cut
+line) asks for it instead of replaying its private events. It changes
+nothing and makes no journal entry; the gateway answers it once everything
+applied before it is durable. Only the broker's own parties appear, so the
+answer carries nothing another broker could not see of its own.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from exchange.book import IOC, POST_ONLY, SELL
+from exchange.engine import State
+
+
+class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """A resting order: ``qty`` is what it has left; ``tif`` "gtc", "gtd" or
+    "ioc" (waiting for a call period's uncross)."""
+
+    session: str
+    instrument: str
+    paddle: int
+    order: int
+    side: str
+    price: int
+    qty: int
+    tif: str
+    post_only: bool
+    expires: int
+
+
+class Holding(msgspec.Struct, frozen=True, kw_only=True):
+    """A party's units of an instrument; ``offered`` of them rest in sells."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    units: int
+    offered: int
+
+
+class CreditLine(msgspec.Struct, frozen=True, kw_only=True):
+    """What a party has committed in a session against its limit."""
+
+    session: str
+    paddle: int
+    party: int
+    exposure: int
+    credit_limit: int
+    currency: str
+    frozen: bool
+
+
+class BrokerStatus(msgspec.Struct, frozen=True, kw_only=True):
+    orders: list[OpenOrder]
+    holdings: list[Holding]
+    credit: list[CreditLine]
+
+
+def _tif(order) -> tuple[str, bool]:
+    if order.tif == IOC:
+        return "ioc", False
+    timed = "gtd" if order.expires else "gtc"
+    return timed, order.tif == POST_ONLY
+
+
+def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
+    """Return ``broker``'s resting orders, holdings and credit, in one session
+    or ("") all. O(paddles of the sessions + resting orders of their books)."""
+    orders: list[OpenOrder] = []
+    holdings: list[Holding] = []
+    credit: list[CreditLine] = []
+    parties = state.parties
+    sessions = [state.sessions[session]] if session in state.sessions else (
+        [] if session else list(state.sessions.values()))
+    for found in sessions:
+        mine = {paddle: party for paddle, party in found.paddles.items()
+                if parties[party].broker == broker}
+        if not mine:
+            continue
+        for paddle, party_id in mine.items():
+            party = parties[party_id]
+            exposure = state.exposure.get((found.id, party_id))
+            credit.append(CreditLine(session=found.id, paddle=paddle, party=party_id,
+                                     exposure=exposure.total if exposure is not None else 0,
+                                     credit_limit=party.credit_limit, currency=party.currency,
+                                     frozen=party.frozen))
+        for inst in state.books.values():
+            if inst.session != found.id:
+                continue
+            for (paddle, oid), order in inst.book.orders.items():
+                if paddle in mine:
+                    tif, post_only = _tif(order)
+                    orders.append(OpenOrder(session=found.id, instrument=inst.id, paddle=paddle,
+                                            order=oid, side="sell" if order.side == SELL
+                                            else "buy", price=order.price, qty=order.qty,
+                                            tif=tif, post_only=post_only,
+                                            expires=order.expires))
+            for paddle, party_id in mine.items():
+                units = inst.holdings.get(party_id, 0)
+                if units:
+                    holdings.append(Holding(session=found.id, instrument=inst.id, paddle=paddle,
+                                            party=party_id, units=units,
+                                            offered=inst.offered.get(party_id, 0)))
+    return BrokerStatus(orders=orders, holdings=holdings, credit=credit)

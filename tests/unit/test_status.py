@@ -1,0 +1,42 @@
+"""A broker's status (`exchange.status.broker_status`): its own resting
+orders, units and credit, and nothing of another broker's."""
+
+from __future__ import annotations
+
+from exchange.commands import CreateInstrument, CreateSession, IssuePaddle, StartCall
+from exchange.status import broker_status
+from tests.unit.test_market import Market
+
+
+def test_status_holds_own_orders_units_and_credit_only():
+    mk = Market()                               # b1..b3, one party and paddle each, units
+    mk.order("b1", 1, "sell", 5, 500)
+    mk.order("b1", 2, "buy", 2, 400, tif="gtd", expires=mk.d.ts + 10**12)
+    mk.order("b2", 1, "buy", 3, 450, post_only=True)
+    mk.order("b2", 2, "buy", 1, 500)                          # trades with b1's sell
+    status = broker_status(mk.state, "b1")
+    assert [(o.order, o.side, o.price, o.qty, o.tif, o.post_only) for o in status.orders] == \
+        [(1, "sell", 500, 4, "gtc", False), (2, "buy", 400, 2, "gtd", False)]
+    assert [(h.instrument, h.units, h.offered) for h in status.holdings] == [("U", 999, 4)]
+    assert [(c.session, c.party, c.exposure) for c in status.credit] == \
+        [("S", mk.party["b1"], 800)]
+    other = broker_status(mk.state, "b2")
+    assert [(o.order, o.post_only) for o in other.orders] == [(1, True)]
+    assert [h.units for h in other.holdings] == [1001]
+    assert {o.paddle for o in other.orders} == {mk.paddle["b2"]}
+    assert broker_status(mk.state, "nobody") == broker_status(mk.state, "b1", "none")
+    assert broker_status(mk.state, "nobody").orders == []
+
+
+def test_status_by_session_and_call_period_iocs():
+    mk = Market()
+    mk.d.ok(StartCall(session="S", instrument="U"))
+    mk.order("b1", 1, "buy", 2, 300, tif="ioc")               # waits for the uncross
+    mk.d.ok(CreateSession(session="T", name="second"))
+    mk.d.ok(IssuePaddle(session="T", party=mk.party["b1"]))
+    mk.d.ok(CreateInstrument(session="T", instrument="V"))
+    everywhere = broker_status(mk.state, "b1")
+    assert [(o.session, o.tif) for o in everywhere.orders] == [("S", "ioc")]
+    assert [c.session for c in everywhere.credit] == ["S", "T"]
+    only_t = broker_status(mk.state, "b1", "T")
+    assert only_t.orders == [] and [c.session for c in only_t.credit] == ["T"]
