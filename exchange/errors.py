@@ -16,6 +16,7 @@ MAX_TIME = 2**63 - 1
 # whose strings are ids looked up): a party's name, a lot's title or patents.
 # Unbounded, 1,000 parties with 60 KB names held 57 MB of state for good.
 MAX_TEXT = 1000
+MAX_REASON = 200     # an operator's published reason (a halt, an extension)
 MAX_ITEMS = 10_000
 
 REASONS: dict[str, str] = {

@@ -44,7 +44,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, ChooseOffer
                                PostNotice, RecordNegotiatedSale, RelistLot, ScheduleLot, VetLot,
                                WithdrawBid, WithdrawLot, WithdrawOffer)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
-from exchange.errors import Reject, a_time, non_negative, positive, register_reasons
+from exchange.errors import MAX_REASON, Reject, a_time, non_negative, positive, register_reasons
 from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, LotExtended,
                              LotOpened, PartyFrozen, SessionClosed,
                              LotPassed, LotPassedDetail, LotRelisted, LotScheduled, LotSettled,
@@ -689,20 +689,30 @@ def extend_lot(state: State, ctx: Ctx, cmd: ExtendLot) -> None:
     if lot.mechanism == "dutch":
         raise Reject("wrong_mechanism", f"lot {lot.serial} is a Dutch auction: its clock sets "
                                         f"its end")
+    session = state.sessions[lot.session]
+    if not session.open:
+        raise Reject("session_closed", f"session {lot.session!r} is closed")
     reason = cmd.reason.strip()
     if not reason:
         raise Reject("bad_field", "an extension needs a reason, which is published")
+    if len(reason) > MAX_REASON:
+        raise Reject("too_long", f"the reason has {len(reason)} characters, more than "
+                                 f"{MAX_REASON}")
     closes_at = a_time(cmd.closes_at, "closes_at")
     if closes_at <= lot.closes_at or closes_at <= ctx.ts:
         raise Reject("bad_field", f"lot {lot.serial} closes at {lot.closes_at}; an extension "
                                   f"moves it later, and after now ({ctx.ts})")
-    hard_end = a_time(cmd.hard_end, "hard_end") or lot.hard_end + closes_at - lot.closes_at
-    if hard_end < closes_at:
-        raise Reject("bad_field", "the hard end cannot come before the close")
-    session = state.sessions[lot.session]
+    hard_end = a_time(cmd.hard_end or lot.hard_end + closes_at - lot.closes_at, "hard_end")
+    if hard_end < closes_at or hard_end < lot.hard_end:
+        raise Reject("bad_field", f"the hard end cannot come before the close, nor before the "
+                                  f"lot's hard end ({lot.hard_end})")
+    if lot.terms.soft_window and hard_end == closes_at:
+        raise Reject("bad_field", f"lot {lot.serial} has a soft close: its hard end must come "
+                                  f"after its close, or no bid could extend it")
     if session.ends_at and hard_end > session.ends_at:
         raise Reject("outside_session", f"lot {lot.serial} must end within session "
-                                        f"{session.id!r} (by {session.ends_at})")
+                                        f"{session.id!r} (by {session.ends_at}); give a hard "
+                                        f"end no later")
     lot.closes_at, lot.hard_end = closes_at, hard_end
     state.schedule(closes_at, "lot_close", lot.serial, closes_at)
     ctx.emit(LotExtended(serial=lot.serial, session=lot.session, closes_at=closes_at,

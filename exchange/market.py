@@ -46,7 +46,7 @@ from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, Creat
                                HaltTrading, RecordUnitsPayment, ResumeTrading, SetOrderLimit,
                                SetPriceRules, StartCall, Uncross)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
-from exchange.errors import MAX_INT, Reject, a_time, non_negative, positive, register_reasons
+from exchange.errors import MAX_INT, MAX_REASON, Reject, a_time, non_negative, positive, register_reasons
 from exchange.events import (CallUncrossed, CreditChanged, CreditReviewed, DepthChanged,
                              IndicativePrice, InstrumentCreated, LotAwarded, LotPassed,
                              LotWithdrawn, OrderAccepted, OrderCancelled, OrderFilled,
@@ -184,6 +184,7 @@ class Instrument(msgspec.Struct, kw_only=True):
     # period that does not cross publishes zeros if the last said otherwise
     indicative: tuple = (0, 0, 0)
     halt_reason: str = ""        # why trading is halted, while ``phase`` is "halted"
+    halted_from: str = ""        # the phase the halt interrupted ("continuous" | "call")
     max_orders: int = 0          # resting orders a paddle may hold (0: no limit)
     tick: int = 1                # limit prices are multiples of it
     band_bp: int = 0             # how far from the reference an order may buy or sell
@@ -512,7 +513,7 @@ class _Run:
 
     def publish(self) -> None:
         """Emit depth for touched levels, the quote or indicative price if it
-        changed (neither while halted), the credit of parties whose exposure changed; sell a patent.
+        changed (while halted, that of the phase the halt interrupted), the credit of parties whose exposure changed; sell a patent.
         O(levels touched + parties changed)."""
         state, inst, emit = self.state, self.inst, self.emit
         if self.sold is not None:
@@ -530,9 +531,9 @@ class _Run:
                     emit(DepthChanged(session=session, instrument=instrument, side=SIDES[side],
                                       price=price, qty=level.qty, orders=level.n))
         phase = inst.phase
-        if phase == "halted":
-            pass                                 # no quote while halted: the resume brings it
-        elif phase == "call":
+        if phase == "halted":                    # the market data of the phase interrupted
+            phase = inst.halted_from
+        if phase == "call":
             indicative = book.equilibrium(_reference(inst))
             if indicative != inst.indicative:
                 inst.indicative = indicative
@@ -571,7 +572,7 @@ class _Run:
         for key in list(inst.book.orders):
             self.cancel(key, reason)
         inst.phase = "closed"
-        inst.halt_reason = ""
+        inst.halt_reason = inst.halted_from = ""
         self.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="closed"))
 
 
@@ -1087,13 +1088,23 @@ def halt_trading(state: State, ctx: Ctx, cmd: HaltTrading) -> None:
     if inst.phase == "halted":
         raise Reject("wrong_phase", f"trading on {inst.id!r} is halted already "
                                     f"({inst.halt_reason})")
-    reason = cmd.reason.strip()
-    if not reason:
-        raise Reject("bad_field", "a halt needs a reason, which is published")
+    reason = _published_reason(cmd.reason, "a halt")
+    inst.halted_from = inst.phase
     inst.phase = "halted"
     inst.halt_reason = reason
     ctx.emit(TradingHalted(session=inst.session, instrument=inst.id, reason=reason))
     ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="halted"))
+
+
+def _published_reason(text: str, what: str) -> str:
+    """Return an operator's reason to publish, stripped; refuse an empty or long one."""
+    reason = text.strip()
+    if not reason:
+        raise Reject("bad_field", f"{what} needs a reason, which is published")
+    if len(reason) > MAX_REASON:
+        raise Reject("too_long", f"the reason has {len(reason)} characters, more than "
+                                 f"{MAX_REASON}")
+    return reason
 
 
 @handles(ResumeTrading)
@@ -1106,7 +1117,7 @@ def resume_trading(state: State, ctx: Ctx, cmd: ResumeTrading) -> None:
         raise Reject("wrong_phase", f"trading on {inst.id!r} is not halted")
     if cmd.phase not in ("continuous", "call"):
         raise Reject("bad_field", f"phase {cmd.phase!r} is not continuous or call")
-    if cmd.phase == "continuous":
+    if cmd.phase == "continuous" and inst.halted_from == "call":
         book = inst.book
         if book.crossed() or any(order.tif != GTC and order.tif != POST_ONLY
                                  for order in book.orders.values()):
@@ -1114,7 +1125,7 @@ def resume_trading(state: State, ctx: Ctx, cmd: ResumeTrading) -> None:
                                         f"orders of a call period: resume into a call "
                                         f"and uncross")
     inst.phase = cmd.phase
-    inst.halt_reason = ""
+    inst.halt_reason = inst.halted_from = ""
     ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase=cmd.phase))
     _Run(state, ctx, inst).publish()
 
@@ -1222,7 +1233,8 @@ def _books_check(state: State) -> None:
     expected: dict[tuple[str, str, int, int], int] = {}
     for inst in state.books.values():
         book = inst.book
-        book.check(allow_crossed=inst.phase == "call" or inst.phase == "halted")
+        in_call = inst.phase == "call" or inst.halted_from == "call"
+        book.check(allow_crossed=in_call)
         inst.gone.check()
         paddles = state.sessions[inst.session].paddles
         offered: dict[int, int] = {}
@@ -1236,7 +1248,7 @@ def _books_check(state: State) -> None:
             else:
                 expected[(inst.session, inst.id, party, oid)] = _buy_commitment(
                     state, inst, order.price, order.qty)
-            assert order.tif in (GTC, POST_ONLY) or inst.phase in ("call", "halted"), (inst.id, oid)
+            assert order.tif in (GTC, POST_ONLY) or in_call, (inst.id, oid)
         assert offered == inst.offered, (inst.id, offered, inst.offered)
         if inst.max_orders:                  # above it only after `SetOrderLimit` lowered it
             assert counts == inst.open_orders, (inst.id, counts, inst.open_orders)
@@ -1248,5 +1260,6 @@ def _books_check(state: State) -> None:
         assert sum(inst.holdings.values()) + inst.consumed == inst.issued, inst.id
         if inst.phase == "closed":
             assert not book.orders, inst.id
-        assert bool(inst.halt_reason) == (inst.phase == "halted"), (inst.id, inst.phase)
+        halted = inst.phase == "halted"
+        assert bool(inst.halt_reason) == halted == bool(inst.halted_from), (inst.id, inst.phase)
     assert committed == expected, (committed, expected)

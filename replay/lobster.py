@@ -147,7 +147,7 @@ class OrderBookRebuilder:
                 inst.depth[(event.side, event.price)] = event.qty
             elif name == "PhaseChanged":
                 self._flush(inst, seq, ts)
-                self._emit(inst, seq, ts, 7, 0, 0, -1 if event.phase in ("call", "closed") else 1, 0)
+                self._emit(inst, seq, ts, 7, 0, 0, -1 if event.phase in ("call", "halted", "closed") else 1, 0)
             elif name == "TradeExecuted" and not self.private:
                 if event.aggressor:
                     resting = "sell" if event.aggressor == "buy" else "buy"

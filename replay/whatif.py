@@ -33,8 +33,8 @@ from typing import Any
 import msgspec
 
 from exchange import ebay
-from exchange.commands import (CreateLot, CreateSession, IssuePaddle, PlaceBid, RegisterParty,
-                               ReviewCredit, ScheduleLot, VetLot, WithdrawBid)
+from exchange.commands import (CreateLot, CreateSession, ExtendLot, IssuePaddle, PlaceBid,
+                               RegisterParty, ReviewCredit, ScheduleLot, VetLot, WithdrawBid)
 from exchange.driver import Driver
 from exchange.errors import MAX_INT
 from exchange.events import CommandRejected
@@ -137,6 +137,7 @@ class _Lot:
     recorded: int | None = None
     how: str = ""
     bids: list[tuple[int, str, int, int]] = field(default_factory=list)  # (ts, kind, paddle, amount)
+    extended: tuple[int, int] | None = None   # (closes_at, hard_end) an operator moved it to
 
 
 def _collect(source: Source) -> dict[str, _Lot]:
@@ -151,6 +152,8 @@ def _collect(source: Source) -> dict[str, _Lot]:
                 lot.terms, lot.reserve = event.terms, event.reserve
             elif name == "LotScheduled" and event.serial in lots:
                 lots[event.serial].terms = event.terms
+            elif name == "LotExtended" and type(cmd) is ExtendLot and event.serial in lots:
+                lots[event.serial].extended = (event.closes_at, event.hard_end)
             elif name == "LotOpened" and event.serial in lots and lots[event.serial].opened is None:
                 lots[event.serial].opened = event
             elif name == "LotAwarded" and event.serial in lots:
@@ -212,8 +215,8 @@ def _rerun(lot: _Lot, rules: str, increments: str, soft_window: int | None,
         soft_window = lot.terms.soft_window if own else 5 * MINUTE
     if soft_extend is None:
         soft_extend = lot.terms.soft_extend if own else 5 * MINUTE
-    closes = lot.terms.closes_at
-    hard_end = max(lot.terms.hard_end, closes + hard_extra) if soft else closes
+    closes, recorded_hard_end = lot.extended or (lot.terms.closes_at, lot.terms.hard_end)
+    hard_end = max(recorded_hard_end, closes + hard_extra) if soft else closes
     terms = msgspec.structs.replace(
         lot.terms, mechanism=ebay.MECHANISM[rules],
         increments=lot.terms.increments if increments == "lot" else increments,

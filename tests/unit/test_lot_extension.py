@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from exchange.commands import CreateInstrument, ExtendLot, PostNotice
 from exchange.events import (BidAccepted, LotAwarded, LotClosed, LotExtended, NoticePosted,
                              SealedBidsRevealed)
+from replay import whatif
 from tests.unit.auctionkit import DAY, HOUR, MINUTE, T0, USD, Market, of, one
 
 CLOSE = T0 + DAY
@@ -48,7 +51,11 @@ def test_an_extension_may_set_the_hard_end_and_is_checked():
             (ExtendLot(serial="L1", closes_at=CLOSE + 3 * HOUR, hard_end=CLOSE + 2 * HOUR,
                        reason="x"), "bad_field"),
             (ExtendLot(serial="L1", closes_at=-5, reason="x"), "out_of_range"),
-            (ExtendLot(serial="L9", closes_at=CLOSE + 3 * HOUR, reason="x"), "unknown_lot")):
+            (ExtendLot(serial="L9", closes_at=CLOSE + 3 * HOUR, reason="x"), "unknown_lot"),
+            (ExtendLot(serial="L1", closes_at=CLOSE + 90 * MINUTE, hard_end=CLOSE + 90 * MINUTE,
+                       reason="x"), "bad_field"),                  # before the hard end
+            (ExtendLot(serial="L1", closes_at=CLOSE + 3 * HOUR, reason="x" * 201), "too_long"),
+            (ExtendLot(serial="L1", closes_at=2**63 - 2, reason="x"), "out_of_range")):
         assert m.unchanged(cmd, actor="op", role="operator").code == code, cmd
     assert m.unchanged(ExtendLot(serial="L1", closes_at=CLOSE + 3 * HOUR, reason="x"),
                        actor=m.brokers[a]).code == "not_permitted"
@@ -108,3 +115,41 @@ def test_notices_about_a_session_a_lot_or_a_book():
         == "not_permitted"
     assert not of(m.bid("L1", a, 1_000 * USD), NoticePosted)
     assert of(m.bid("L1", a, 1_200 * USD), BidAccepted)
+
+
+def test_whatif_reruns_a_lot_with_its_operator_extension():
+    m = Market(log=True)
+    seller, a, b = m.seller(), m.bidder("Alice"), m.bidder("Bob")
+    m.lot("L1", seller=seller)
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 1_000 * USD, ts=CLOSE - HOUR)
+    m.d.ok(ExtendLot(serial="L1", closes_at=CLOSE + HOUR, reason="gateway outage"))
+    m.bid("L1", b, 2_000 * USD, ts=CLOSE + 30 * MINUTE)     # in the extension
+    m.tick(CLOSE + HOUR)
+    recorded = m.state.lots["L1"].sale.hammer
+
+    class Journal:
+        def entries(self, label=""):
+            for env, events in m.d.log:
+                yield None, SimpleNamespace(env=env, events=events)
+    report = whatif.run_journal(Journal(), rules="english",
+                                viewer=SimpleNamespace(operator=True))
+    row, = report.rows
+    assert (row["recorded"], row["price"], row["refused"]) == (recorded, recorded, 0)
+
+
+def test_a_soft_close_keeps_room_to_extend_after_an_extension():
+    m, a, _ = english(soft_window=10 * MINUTE, soft_extend=10 * MINUTE,
+                      hard_end=CLOSE + HOUR)
+    refusal = m.unchanged(ExtendLot(serial="L1", closes_at=CLOSE + 2 * HOUR,
+                                    hard_end=CLOSE + 2 * HOUR, reason="x"),
+                          actor="op", role="operator")
+    assert refusal.code == "bad_field" and "soft close" in refusal.text
+
+
+def test_no_extension_in_a_closed_session():
+    m, _, _ = english()
+    m.d.ok(__import__("exchange.commands", fromlist=["CloseSession"]).CloseSession(session="S1"))
+    assert m.state.lots["L1"].status == "open"           # bids end; the lot closes in time
+    assert m.unchanged(ExtendLot(serial="L1", closes_at=CLOSE + HOUR, reason="x"),
+                           actor="op", role="operator").code == "session_closed"

@@ -40,7 +40,7 @@ def test_a_halt_is_public_with_its_reason_and_refuses_new_and_changed_orders():
     assert mk.state.books["U"].book.best_ask() == 500                     # nothing traded
 
 
-def test_a_halted_book_still_cancels_expires_and_mass_cancels_without_quotes():
+def test_a_halted_book_still_cancels_expires_and_mass_cancels_and_quotes():
     mk = Market()
     mk.order("b1", 1, "sell", 5, 500)
     mk.order("b1", 2, "sell", 5, 510)
@@ -50,7 +50,8 @@ def test_a_halted_book_still_cancels_expires_and_mass_cancels_without_quotes():
     events = mk.cancel("b1", 1)
     assert not rejected(events) and one(events, OrderCancelled).reason == "requested"
     assert [(d.price, d.qty) for d in of(events, DepthChanged)] == [(500, 0)]
-    assert not of(events, QuoteChanged)                      # no quote while halted
+    quote = one(events, QuoteChanged)                        # the quote stays true
+    assert (quote.bid, quote.ask) == (400, 510)
     events = mk.d.ok(MassCancel(session="S", instrument="U", paddle=mk.paddle["b2"]),
                      actor="b2", role="broker")
     assert one(events, OrderCancelled).reason == "mass_cancel"
@@ -59,8 +60,8 @@ def test_a_halted_book_still_cancels_expires_and_mass_cancels_without_quotes():
     assert mk.state.books["U"].phase == "halted"
     events = resume(mk)
     assert [e.phase for e in of(events, PhaseChanged)] == ["continuous"]
-    quote = one(events, QuoteChanged)                        # brought up to date
-    assert (quote.bid, quote.ask, quote.ask_qty) == (0, 510, 5)
+    assert not of(events, QuoteChanged)                      # it was kept up to date
+    assert mk.state.books["U"].quote == (0, 0, 510, 5)
     assert not rejected(mk.order("b2", 3, "buy", 5, 510))
 
 
@@ -106,12 +107,15 @@ def test_halts_are_the_operators_and_checked():
     assert mk.d.refused(HaltTrading(session="S", instrument="X", reason="x")).code \
         == "unknown_instrument"
     assert mk.d.refused(ResumeTrading(session="S", instrument="U")).code == "wrong_phase"
-    halt(mk)
+    assert mk.d.refused(HaltTrading(session="S", instrument="U", reason="x" * 201)).code \
+        == "too_long"
+    halt(mk, "x" * 200)
     assert mk.d.refused(HaltTrading(session="S", instrument="U", reason="y")).code \
         == "wrong_phase"
     assert mk.refused("b1", ResumeTrading(session="S", instrument="U")).code == "not_permitted"
     assert mk.d.refused(ResumeTrading(session="S", instrument="U",
                                           phase="closed")).code == "bad_field"
+
 
 
 def test_closing_a_halted_book_closes_it_and_the_halt_ends():
@@ -135,3 +139,14 @@ def test_a_halt_survives_a_snapshot(restart):
         mk.d.engine = engine
     assert mk.state.books["U"].halt_reason == "court order"
     assert rejected(mk.order("b1", 1, "sell", 1, 500)) == "instrument_halted"
+
+
+def test_a_halted_call_keeps_publishing_its_indicative_price_not_a_quote():
+    mk = Market(call=True)
+    mk.order("b1", 1, "sell", 5, 500)
+    mk.order("b2", 1, "buy", 5, 520)
+    mk.order("b3", 1, "buy", 2, 510)
+    halt(mk)
+    assert mk.state.books["U"].halted_from == "call"
+    events = mk.cancel("b3", 1)
+    assert one(events, IndicativePrice).imbalance == 0 and not of(events, QuoteChanged)

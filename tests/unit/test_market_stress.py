@@ -32,8 +32,10 @@ def test_random_stress_keeps_every_invariant():
         trades = refusals = step = 0
         mk.halted_refusals = 0               # orders and modifies refused while halted
         # 1,500 steps, and on (up to 6,000) until the run has traded and been
-        # refused enough, so that any seed exercises both.
-        while step < 1500 or (step < 6000 and (trades <= 50 or refusals <= 50)):
+        # refused enough, and an order came during a halt, so that any seed
+        # exercises all three.
+        while step < 1500 or (step < 6000 and (trades <= 50 or refusals <= 50
+                                               or not mk.halted_refusals)):
             try:
                 got = _step(mk, rnd, brokers)
             except AssertionError as broken:

@@ -228,9 +228,8 @@ class Views:
             assert told == actual, f"{where}: public depth of {inst.id} {told} != book {actual}"
             assert self.phase.get(inst.id) == inst.phase, \
                 f"{where}: public phase of {inst.id} {self.phase.get(inst.id)} != {inst.phase}"
-            if inst.phase == "halted":
-                pass                    # no quote while halted: the resume brings it
-            elif inst.phase == "call":
+            phase = inst.halted_from if inst.phase == "halted" else inst.phase
+            if phase == "call":
                 reference = inst.reference or inst.last_price
                 now = inst.book.equilibrium(reference)
                 told_ip = self.indicative.get(inst.id, (0, 0, 0))
