@@ -16,16 +16,24 @@ ships them.
 ``--public`` keeps public events only (no commands, no parties): a store
 to share. ``--csv`` writes only into a new or empty directory, so no file of
 an earlier (full) export stays beside a public one. O(journal).
+
+Memory does not grow with the journal: the LOBSTER rows go to their CSV
+files as they are made (for SQLite, to a spool file per instrument in a
+temporary directory, copied into the tables at the end in instrument
+order, as before). An export that fails or is interrupted removes what it
+wrote: no partial file is left looking like a finished export.
 """
 
 from __future__ import annotations
 
 import csv
+import marshal
 import os
 import sqlite3
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from exchange.codec import decode_entry
 from recorder.format import KIND_ENTRY, Record
@@ -35,6 +43,8 @@ from replay.progress import Progress
 from replay.source import ReplayError, Source
 
 MAX_LEVELS = 200          # LOBSTER's deepest files; 4 columns a level stay far below SQLite's 2000
+MAX_OPEN = 64             # LOBSTER files kept open at once (two per instrument for CSV; >= 2)
+SPOOL_CHUNK = 2048        # rows read back from a spool per insert into SQLite
 
 
 class _ProgressReader:
@@ -90,15 +100,168 @@ def _check_target(path: Path) -> None:
         raise ReplayError(f"{path} exists and is not a lotex analyst store; choose another name")
 
 
-def _project(source: Source, db_path: Path, public: bool, lobster_levels: int) -> tuple[Store, OrderBookRebuilder | None, int]:
-    lobster = OrderBookRebuilder(lobster_levels, private=not public) if lobster_levels > 0 else None
+def _project(source: Source, db_path: Path, public: bool, lobster_levels: int,
+             sink: Any) -> tuple[Store, OrderBookRebuilder | None, int]:
+    lobster = (OrderBookRebuilder(lobster_levels, private=not public, sink=sink)
+               if lobster_levels > 0 else None)
     store = Store.open(db_path, public=public)
-    entries = store.rebuild(_ProgressReader(source, lobster))
+    try:
+        entries = store.rebuild(_ProgressReader(source, lobster))
+    except BaseException:
+        store.close()
+        raise
     return store, lobster, entries
 
 
-def _write_lobster_tables(conn: Any, lobster: OrderBookRebuilder, levels: int) -> int:
+class _CsvFile:
+    """A CSV file written a row at a time, without header."""
+
+    __slots__ = ("handle", "writerow")
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.handle = open(path, mode, newline="")
+        self.writerow = csv.writer(self.handle, lineterminator="\n").writerow
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class _SpoolFile:
+    """A file of marshalled rows, read back with `_spooled`."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.handle = open(path, mode + "b")
+
+    def writerow(self, row: tuple) -> None:
+        marshal.dump(row, self.handle)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _spooled(path: Path) -> Iterator[tuple]:
+    """Yield the rows of a spool file in the order written. O(rows)."""
+    with open(path, "rb") as handle:
+        while True:
+            try:
+                yield marshal.load(handle)
+            except EOFError:
+                return
+
+
+class _OpenFiles:
+    """Files written row by row, at most `MAX_OPEN` open at once: past that
+    the least recently written is closed, and opened again to append when
+    its instrument trades again. O(1) a row."""
+
+    def __init__(self, kind: Callable[[Path, str], Any]) -> None:
+        self._kind = kind
+        self._open: OrderedDict[Path, Any] = OrderedDict()
+        self.created: list[Path] = []
+
+    def create(self, path: Path) -> None:
+        self.created.append(path)
+        self._keep(path, self._kind(path, "w"))
+
+    def get(self, path: Path) -> Any:
+        file = self._open.get(path)
+        if file is None:
+            file = self._kind(path, "a")
+            self._keep(path, file)
+        else:
+            self._open.move_to_end(path)
+        return file
+
+    def _keep(self, path: Path, file: Any) -> None:
+        self._open[path] = file
+        while len(self._open) > max(2, MAX_OPEN):      # an instrument's pair stays open
+            self._open.popitem(last=False)[1].close()
+
+    def close(self) -> None:
+        while self._open:
+            self._open.popitem(last=False)[1].close()
+
+
+def _file_stem(instrument: str, taken: set[str]) -> str:
+    """A file-name stem for ``instrument``: its letters, digits and -_. kept,
+    anything else as _, made unique with -2, -3... (two ids such as A/B and
+    A_B would otherwise share, and lose, a file)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in instrument)
+    stem, k = safe, 1
+    while stem in taken:
+        k += 1
+        stem = f"{safe}-{k}"
+    taken.add(stem)
+    return stem
+
+
+class _CsvSink:
+    """Write each instrument's LOBSTER pair into ``folder`` as its rows are
+    made (a `replay.lobster.RowSink`)."""
+
+    def __init__(self, folder: Path, levels: int) -> None:
+        self.folder = folder
+        self.levels = levels
+        self.files = _OpenFiles(_CsvFile)
+        self.made_folder = False
+        self._paths: dict[str, tuple[Path, Path]] = {}
+        self._stems: set[str] = set()
+        self._last: tuple[str, Any, Any] | None = None
+
+    def instrument(self, instrument: str) -> None:
+        if not self.made_folder:
+            self.folder.mkdir(exist_ok=True)
+            self.made_folder = True
+        stem = _file_stem(instrument, self._stems)
+        paths = (self.folder / f"{stem}_message_{self.levels}.csv",
+                 self.folder / f"{stem}_orderbook_{self.levels}.csv")
+        for path in paths:
+            self.files.create(path)
+        self._paths[instrument] = paths
+        self._last = None
+
+    def row(self, instrument: str, message: tuple, book: tuple) -> None:
+        last = self._last
+        if last is None or last[0] != instrument:      # the two files of the last stay open
+            messages, books = self._paths[instrument]
+            last = self._last = (instrument, self.files.get(messages).writerow,
+                                 self.files.get(books).writerow)
+        last[1](message[:len(MESSAGE_COLUMNS)])
+        last[2](book)
+
+
+class _SpoolSink:
+    """Spool each instrument's rows to a file of its own in ``folder``, to be
+    copied into the SQLite tables instrument by instrument at the end (the
+    tables' row order is as it was when all rows were kept in memory)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.files = _OpenFiles(_SpoolFile)
+        self.paths: dict[str, Path] = {}
+        self.rows = 0
+        self._last: tuple[str, Any] | None = None
+
+    def instrument(self, instrument: str) -> None:
+        path = self.folder / f"{len(self.paths)}.rows"
+        self.files.create(path)
+        self.paths[instrument] = path
+        self._last = None
+
+    def row(self, instrument: str, message: tuple, book: tuple) -> None:
+        last = self._last
+        if last is None or last[0] != instrument:
+            last = self._last = (instrument, self.files.get(self.paths[instrument]).writerow)
+        last[1]((message, book))
+        self.rows += 1
+
+
+def _write_lobster_tables(conn: Any, spool: _SpoolSink, levels: int) -> int:
+    """Fill the two LOBSTER tables from the spool, a chunk of rows at a time. O(rows)."""
     columns = book_columns(levels)
+    insert_book = f"INSERT INTO lobster_orderbook VALUES ({', '.join('?' * (len(columns) + 2))})"
     with conn:
         conn.execute("DROP TABLE IF EXISTS lobster_message")
         conn.execute("DROP TABLE IF EXISTS lobster_orderbook")
@@ -108,18 +271,24 @@ def _write_lobster_tables(conn: Any, lobster: OrderBookRebuilder, levels: int) -
         conn.execute("CREATE TABLE lobster_orderbook (instrument TEXT, row INTEGER, "
                      + ", ".join(f"{c} INTEGER" for c in columns)
                      + ", PRIMARY KEY (instrument, row))")
-        rows = 0
-        for instrument in lobster.instruments:
-            messages, books = [], []
-            for n, (message, book) in enumerate(lobster.rows(instrument), 1):
+        for instrument, path in spool.paths.items():
+            messages: list[tuple] = []
+            books: list[tuple] = []
+            for n, (message, book) in enumerate(_spooled(path), 1):
                 messages.append((instrument, n, *message))
                 books.append((instrument, n, *book))
-            conn.executemany("INSERT INTO lobster_message VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             messages)
-            conn.executemany(f"INSERT INTO lobster_orderbook VALUES ({', '.join('?' * (len(columns) + 2))})",
-                             books)
-            rows += len(messages)
-    return rows
+                if len(messages) >= SPOOL_CHUNK:
+                    _insert_lobster_rows(conn, insert_book, messages, books)
+            _insert_lobster_rows(conn, insert_book, messages, books)
+    return spool.rows
+
+
+def _insert_lobster_rows(conn: Any, insert_book: str, messages: list[tuple],
+                         books: list[tuple]) -> None:
+    conn.executemany("INSERT INTO lobster_message VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
+    conn.executemany(insert_book, books)
+    messages.clear()
+    books.clear()
 
 
 def to_sqlite(source: Source, path: str | os.PathLike, *, public: bool = False,
@@ -144,24 +313,31 @@ def to_sqlite(source: Source, path: str | os.PathLike, *, public: bool = False,
 
 
 def _write_sqlite(source: Source, path: Path, public: bool, lobster_levels: int) -> list[str]:
-    store, lobster, entries = _project(source, path, public, lobster_levels)
-    try:
-        events = store.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        report = [f"wrote {path}: {entries} entries, {events} events "
-                  f"({'public only' if public else 'full'}), {len(store.db.table_names())} tables"]
-        if lobster is not None:
-            rows = _write_lobster_tables(store.db.conn, lobster, lobster_levels)
-            report.append(f"LOBSTER tables: {rows} messages for {len(lobster.instruments)} "
-                          f"instruments, {lobster_levels} levels")
-    finally:
-        store.close()
+    with tempfile.TemporaryDirectory(prefix="lotex-export-") as tmp:
+        spool = _SpoolSink(Path(tmp)) if lobster_levels else None
+        try:
+            store, lobster, entries = _project(source, path, public, lobster_levels, spool)
+        finally:
+            if spool is not None:
+                spool.files.close()
+        try:
+            events = store.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            report = [f"wrote {path}: {entries} entries, {events} events "
+                      f"({'public only' if public else 'full'}), {len(store.db.table_names())} tables"]
+            if lobster is not None and spool is not None:
+                rows = _write_lobster_tables(store.db.conn, spool, lobster_levels)
+                report.append(f"LOBSTER tables: {rows} messages for {len(lobster.instruments)} "
+                              f"instruments, {lobster_levels} levels")
+        finally:
+            store.close()
     return report
 
 
 def to_csv(source: Source, outdir: str | os.PathLike, *, public: bool = False,
            lobster_levels: int = 10) -> list[str]:
     """Write one CSV per table and the LOBSTER pairs into ``outdir`` (new or
-    empty); return report lines."""
+    empty); return report lines. On failure or interruption, remove what was
+    written (and ``outdir`` if this made it)."""
     outdir = Path(outdir)
     if lobster_levels:
         check_levels(lobster_levels)
@@ -170,23 +346,57 @@ def to_csv(source: Source, outdir: str | os.PathLike, *, public: bool = False,
     if outdir.is_dir() and any(outdir.iterdir()):
         raise ReplayError(f"{outdir} is not empty; export into a new or empty directory "
                           f"(files of an earlier export must not stay beside this one)")
+    made = [folder for folder in (outdir, *outdir.parents) if not folder.exists()]
+    written: list[Path] = []
     try:
         outdir.mkdir(parents=True, exist_ok=True)
-        return _write_csv(source, outdir, public, lobster_levels)
-    except (sqlite3.Error, OSError) as exc:
-        raise ReplayError(f"cannot write into {outdir}: {exc}") from None
+        return _write_csv(source, outdir, public, lobster_levels, written)
+    except BaseException as exc:
+        _remove(written, made)
+        if isinstance(exc, (sqlite3.Error, OSError)):
+            raise ReplayError(f"cannot write into {outdir}: {exc}") from None
+        raise
 
 
-def _write_csv(source: Source, outdir: Path, public: bool, lobster_levels: int) -> list[str]:
+def _remove(files: list[Path], folders: list[Path]) -> None:
+    """Remove ``files``, then each of ``folders`` (deepest first) left empty."""
+    for path in reversed(files):
+        try:
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _write_csv(source: Source, outdir: Path, public: bool, lobster_levels: int,
+               written: list[Path]) -> list[str]:
+    """Write the export into ``outdir``, listing in ``written`` each path made."""
+    folder = outdir / "lobster"
+    sink = _CsvSink(folder, lobster_levels) if lobster_levels else None
     with tempfile.TemporaryDirectory(prefix="lotex-export-") as tmp:
-        store, lobster, entries = _project(source, Path(tmp) / "store.sqlite", public,
-                                           lobster_levels)
+        try:
+            store, lobster, entries = _project(source, Path(tmp) / "store.sqlite", public,
+                                               lobster_levels, sink)
+        finally:
+            if sink is not None:
+                sink.files.close()
+                if sink.made_folder:
+                    written.append(folder)
+                written.extend(sink.files.created)
         try:
             tables = 0
             for name in sorted(store.db.table_names()):
                 if name.startswith("_"):
                     continue
                 cursor = store.db.execute(f'SELECT * FROM "{name}" ORDER BY rowid')
+                written.append(outdir / f"{name}.csv")
                 with open(outdir / f"{name}.csv", "w", newline="", encoding="utf-8") as out:
                     writer = csv.writer(out, lineterminator="\n")
                     writer.writerow([d[0] for d in cursor.description])
@@ -198,17 +408,6 @@ def _write_csv(source: Source, outdir: Path, public: bool, lobster_levels: int) 
     report = [f"wrote {tables} tables to {outdir}: {entries} entries, {events} events "
               f"({'public only' if public else 'full'})"]
     if lobster is not None and lobster.instruments:
-        folder = outdir / "lobster"
-        folder.mkdir(exist_ok=True)
-        for instrument in lobster.instruments:
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in instrument)
-            with open(folder / f"{safe}_message_{lobster_levels}.csv", "w", newline="") as m, \
-                 open(folder / f"{safe}_orderbook_{lobster_levels}.csv", "w", newline="") as b:
-                messages = csv.writer(m, lineterminator="\n")
-                books = csv.writer(b, lineterminator="\n")
-                for message, book in lobster.rows(instrument):
-                    messages.writerow(message[:len(MESSAGE_COLUMNS)])
-                    books.writerow(book)
         report.append(f"LOBSTER files for {len(lobster.instruments)} instruments in {folder} "
                       f"({lobster_levels} levels)")
     return report

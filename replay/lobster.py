@@ -32,12 +32,16 @@ change is a submission (growth) or a cancellation (shrink), with order id 0.
 Either way the rebuilt levels are checked against the engine's own
 `DepthChanged` events at the end of every entry. O(events x N) with a
 sorted map per side.
+
+Rows go to a `RowSink` as they are made (`replay.export` writes them to
+their files at once, so memory holds the books, not the rows); without
+one they are kept per instrument (``messages``, ``books``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 from sortedcontainers import SortedDict
 
@@ -105,13 +109,26 @@ class Instrument:
         return tuple(row)
 
 
+class RowSink(Protocol):
+    """Takes the rows of every instrument, in the order they are made."""
+
+    def instrument(self, instrument: str) -> None:
+        """A new instrument: its rows follow."""
+
+    def row(self, instrument: str, message: tuple, book: tuple) -> None:
+        """One message row and the book right after it."""
+
+
 class OrderBookRebuilder:
     """Fold journal entries into LOBSTER streams per instrument. ``private``:
-    the events include the orders' own (a full journal); else public only."""
+    the events include the orders' own (a full journal); else public only.
+    ``sink``: where each row goes as it is made; None keeps them in memory."""
 
-    def __init__(self, levels: int = 10, *, private: bool = True) -> None:
+    def __init__(self, levels: int = 10, *, private: bool = True,
+                 sink: RowSink | None = None) -> None:
         self.n = levels
         self.private = private
+        self.sink = sink
         self.instruments: dict[str, Instrument] = {}
 
     # -- streams
@@ -121,8 +138,12 @@ class OrderBookRebuilder:
         offset = ts - inst.day0
         seconds = f"{offset // NS}.{offset % NS:09d}"
         lobster_price = price * PRICE_SCALE if kind != 7 else price
-        inst.messages.append((seconds, kind, oid, size, lobster_price, direction, seq, ts))
-        inst.books.append(inst.top(self.n))
+        message = (seconds, kind, oid, size, lobster_price, direction, seq, ts)
+        if self.sink is not None:
+            self.sink.row(inst.id, message, inst.top(self.n))
+        else:
+            inst.messages.append(message)
+            inst.books.append(inst.top(self.n))
 
     # -- folding
 
@@ -135,6 +156,8 @@ class OrderBookRebuilder:
             if name == "InstrumentCreated":
                 self.instruments[event.instrument] = Instrument(
                     id=event.instrument, day0=ts - ts % NS_PER_DAY)
+                if self.sink is not None:
+                    self.sink.instrument(event.instrument)
                 continue
             instrument = getattr(event, "instrument", None)
             inst = self.instruments.get(instrument) if instrument else None
@@ -253,6 +276,7 @@ class OrderBookRebuilder:
     # -- output
 
     def rows(self, instrument: str) -> Iterator[tuple[tuple, tuple]]:
+        """The rows kept in memory (no ``sink``) of ``instrument``."""
         inst = self.instruments[instrument]
         return zip(inst.messages, inst.books)
 

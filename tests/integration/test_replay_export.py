@@ -170,3 +170,137 @@ def test_lobster_books_follow_random_streams(tmp_path, offset):
     assert len(full.instruments["U"].messages) > 500, f"seed {seed}"
     kinds = Counter(row[1] for row in full.instruments["U"].messages)
     assert kinds[1] and kinds[3] and kinds[4] and kinds[7], (seed, kinds)
+
+
+# --------------------------------------------------------------------------
+# streaming: the same bytes as when every row was kept, in bounded memory
+# --------------------------------------------------------------------------
+
+def kept_lobster(source, levels: int, public: bool) -> OrderBookRebuilder:
+    """Every row kept in memory, as the export did before it streamed."""
+    rebuilder = OrderBookRebuilder(levels, private=not public)
+    for _, entry in source.entries():
+        rebuilder.fold(entry)
+    return rebuilder
+
+
+def kept_files(rebuilder: OrderBookRebuilder, levels: int) -> dict[str, bytes]:
+    """The LOBSTER CSV files as the export wrote them from the rows kept."""
+    files = {}
+    for instrument in rebuilder.instruments:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in instrument)
+        messages, books = [], []
+        for message, book in rebuilder.rows(instrument):
+            messages.append(",".join(map(str, message[:6])) + "\n")
+            books.append(",".join(map(str, book)) + "\n")
+        files[f"{safe}_message_{levels}.csv"] = "".join(messages).encode()
+        files[f"{safe}_orderbook_{levels}.csv"] = "".join(books).encode()
+    return files
+
+
+def kept_tables(rebuilder: OrderBookRebuilder) -> tuple[list[tuple], list[tuple]]:
+    """The rows of the two LOBSTER tables, in rowid order, as they were inserted."""
+    messages, books = [], []
+    for instrument in rebuilder.instruments:
+        for n, (message, book) in enumerate(rebuilder.rows(instrument), 1):
+            messages.append((len(messages) + 1, instrument, n, *message))
+            books.append((len(books) + 1, instrument, n, *book))
+    return messages, books
+
+
+@pytest.fixture(scope="module")
+def random_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("random")
+    record_random(data, SEED, 2_000)
+    return data
+
+
+@pytest.mark.parametrize("public", [False, True])
+@pytest.mark.parametrize("journal", ["sample", "random"])
+def test_streamed_lobster_export_is_byte_identical_to_the_kept_rows(
+        sample_dir, random_dir, tmp_path, monkeypatch, journal, public):
+    """The files and tables written row by row hold the bytes and rows the
+    export wrote from rows kept in memory; with one pair of files open at a
+    time the two books' files are closed and appended to again, to the same bytes."""
+    from replay import export as ex
+    data = sample_dir if journal == "sample" else random_dir
+    source = Source.open(data)
+    kept = kept_lobster(source, 3, public)
+    assert kept.instruments and any(kept.instruments[i].messages for i in kept.instruments)
+    monkeypatch.setattr(ex, "MAX_OPEN", 2)
+    monkeypatch.setattr(ex, "SPOOL_CHUNK", 7)
+    ex.to_csv(source, tmp_path / "csv", public=public, lobster_levels=3)
+    written = {path.name: path.read_bytes() for path in (tmp_path / "csv" / "lobster").iterdir()}
+    assert written == kept_files(kept, 3), (journal, public, SEED)
+    db = tmp_path / "out.sqlite"
+    ex.to_sqlite(source, db, public=public, lobster_levels=3)
+    conn = sqlite3.connect(db)
+    try:
+        tables = tuple(conn.execute(f"SELECT rowid, * FROM {name} ORDER BY rowid").fetchall()
+                       for name in ("lobster_message", "lobster_orderbook"))
+    finally:
+        conn.close()
+    assert tables == kept_tables(kept), (journal, public, SEED)
+
+
+def test_instruments_whose_file_names_clash_keep_a_pair_each():
+    """Two ids that make the same file name (A/B, A_B) get a pair each; the
+    second no longer overwrites the first."""
+    from replay import export as ex
+    taken: set[str] = set()
+    assert [ex._file_stem(i, taken) for i in ("A/B", "A_B", "A_B-2", "ULR-1")] == \
+        ["A_B", "A_B-2", "A_B-2-2", "ULR-1"]
+
+
+def test_lobster_export_memory_does_not_grow_with_the_journal(tmp_path, monkeypatch):
+    """The Python heap's peak over an export of 4N commands is about that of
+    N (200 levels: each row kept would be ~7 KB); the journal is read a small
+    segment and the store written a small batch at a time, so the rows alone
+    could make a difference."""
+    import tracemalloc
+
+    import recorder.store
+    from replay import export as ex
+    monkeypatch.setattr(recorder.store, "BATCH", 100)
+    peaks = {}
+    for commands in (500, 500, 2_000):            # the first run warms caches up
+        data = tmp_path / f"j{commands}"
+        if not data.exists():
+            record_random(data, SEED, commands, segment_bytes=1 << 16)
+        out = tmp_path / f"out{commands}-{len(peaks)}"
+        tracemalloc.start()
+        try:
+            ex.to_csv(Source.open(data), out, lobster_levels=200)
+            peaks[commands] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        rows = len(read_csv(out / "lobster" / "U_message_200.csv"))
+        assert rows > commands // 10, (commands, rows, SEED)
+    assert peaks[2_000] < peaks[500] + (1 << 20), (peaks, SEED)
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_an_interrupted_csv_export_leaves_nothing(random_dir, tmp_path, monkeypatch, capsys,
+                                                  exists):
+    """Ctrl-C in the middle of an export (the LOBSTER files half written):
+    exit 130, and what it wrote is gone; a directory it did not make stays, empty."""
+    from replay import export as ex
+
+    class Interrupted(ex.Progress):
+        def advance(self, n: int = 1) -> None:
+            counted[0] += n
+            if counted[0] == 1_500:
+                raise KeyboardInterrupt
+
+    counted = [0]
+    monkeypatch.setattr(ex, "Progress", Interrupted)
+    out = tmp_path / "made" / "csv"
+    if exists:
+        out.mkdir(parents=True)
+    assert main(["replay", "export", str(random_dir), "--csv", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert counted[0] == 1_500
+    if exists:
+        assert out.is_dir() and not any(out.iterdir())
+    else:
+        assert not (tmp_path / "made").exists()
