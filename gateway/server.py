@@ -1463,7 +1463,7 @@ class Server:
         if full:                                        # nothing read, nothing spent
             left = self.catch_up_left
         elif req.from_seq < kept:
-            for seq, data in self._old_market(req.from_seq, min(upto, kept - 1)):
+            for seq, data in ring.from_journal(self.journal, req.from_seq, min(upto, kept - 1)):
                 if data is not None:
                     if len(messages) >= req.limit or size >= budget:
                         full = True
@@ -1495,27 +1495,6 @@ class Server:
             through = max(upto, through)
         self._send(sock, rid, p.encode(p.ReplayOut(messages=messages, through=through,
                                                   more=through < upto)), time.monotonic_ns())
-
-    def _old_market(self, first: int, last: int) -> Iterator[tuple[int, bytes | None]]:
-        """Yield (seq, Market message) of the journal entries first..last, the
-        message rebuilt as it was sent, None for an entry without public
-        events: reading starts at the ring's last mark before ``first`` to
-        learn the ``prev`` of the first one. O(entries from the mark on)."""
-        start = self.ring.mark_before(first)
-        prev = 0
-        for record in self.journal.read(start or 1):
-            if record.seq > last:
-                return
-            public = []
-            if record.kind == KIND_ENTRY:
-                entry = decode_entry(record.payload)
-                public = [e for e in entry.events if not e.to]
-            if record.seq >= first:
-                yield record.seq, (p.encode(p.Market(seq=record.seq, prev=prev,
-                                                     ts=entry.env.ts, events=public))
-                                   if public else None)
-            if public:
-                prev = record.seq
 
     def _log_monitor(self, monitor: zmq.Socket, end_sessions: bool = True) -> None:
         port = self.monitors[monitor]

@@ -13,6 +13,10 @@ import bisect
 from array import array
 from typing import Any, Iterator
 
+from exchange.codec import decode_entry
+from gateway import protocol as p
+from recorder.format import KIND_ENTRY
+
 ID_SHARDS = 64                 # a power of two: 1,024 or 4,096 cost 2 us per order end to end
 ID_MASK = ID_SHARDS - 1
 ID_JOIN = "\x1f"               # in no user id and no client id (printable ASCII)
@@ -157,6 +161,30 @@ class FeedRing:
         knows the one before it. O(log marks)."""
         k = bisect.bisect_left(self.marks, seq)
         return self.marks[k - 1] if k else 0
+
+    def from_journal(self, journal: Any, first: int, last: int,
+                     origin: int = 1) -> Iterator[tuple[int, bytes | None]]:
+        """Yield (seq, Market message) of the journal entries first..last, the
+        message rebuilt as it was sent, None for an entry without public
+        events: reading starts at the last mark before ``first`` to learn the
+        ``prev`` of the first one, else at ``origin``, the entry the feed
+        started from (its first message has ``prev`` 0). O(entries from
+        the mark on)."""
+        start = self.mark_before(first) or origin
+        prev = 0
+        for record in journal.read(start):
+            if record.seq > last:
+                return
+            public = []
+            if record.kind == KIND_ENTRY:
+                entry = decode_entry(record.payload)
+                public = [e for e in entry.events if not e.to]
+            if record.seq >= first:
+                yield record.seq, (p.encode(p.Market(seq=record.seq, prev=prev,
+                                                     ts=entry.env.ts, events=public))
+                                   if public else None)
+            if public:
+                prev = record.seq
 
     @classmethod
     def from_seqs(cls, size: int, seqs: Any, msgs: list[bytes]) -> "FeedRing":

@@ -14,29 +14,33 @@ answers the snapshot and replay requests of `gateway.client.FeedClient`
 (CURVE, the server's own keys, on a ROUTER) from what has been re-published
 so far, and `write_endpoints` writes an ``endpoints.json`` for it, so that
 ``lotex watch --data OUT --key DIR/clients/viewer.json`` watches history as
-if live. Bounded: ``to_seq``, ``limit`` and ``max_gap`` bound the run;
-nothing else is kept than the messages sent. O(entries read).
+if live. Bounded: ``to_seq``, ``limit`` and ``max_gap`` bound the run.
+As the gateway does, the service keeps the last `RING` messages sent
+(`gateway.tables.FeedRing`) and reads older ones back from the journal, so
+memory does not grow with the journal. O(entries read).
 """
 
 from __future__ import annotations
 
-from array import array
-import bisect
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import msgspec
 import zmq
 
 from gateway import protocol as p
+from gateway.config import Config
+from gateway.tables import FeedRing
 from gateway.view import MarketView
+from recorder.journal import Journal
 from replay.source import ReplayError, Source
 
 NS = 10**9
+RING = Config.feed_ring          # Market messages the replay service keeps, as the gateway
 
 
 @dataclass
@@ -118,7 +122,8 @@ DRAIN_SECONDS = 30.0                # what a publisher waits at the end for slow
 class DataService:
     """The snapshot and replay service of the live gateway, for a replayed feed."""
 
-    def __init__(self, keys_dir: Path, endpoint: str, context: zmq.Context) -> None:
+    def __init__(self, keys_dir: Path, endpoint: str, context: zmq.Context, *,
+                 ring: int = RING) -> None:
         keys = keys_dir / "server.json"
         self.sock = context.socket(zmq.ROUTER)
         self.sock.linger = 0
@@ -137,15 +142,23 @@ class DataService:
             self.close()
             raise
         self.view = MarketView()
-        self.seqs = array("q")                 # of the messages published, in order
-        self.messages: list[bytes] = []         # each as sent: ~3x smaller than objects
+        self.ring = FeedRing(ring, min(1024, ring))   # the last messages, each as sent
+        self.last = 0                            # seq of the last message published
         self.answered = 0
+        self._source: Source | None = None
+        self._origin = 1
+        self._journal: Journal | None = None
+
+    def replaying(self, source: Source, from_seq: int) -> None:
+        """Messages published from now on are those of ``source`` from entry
+        ``from_seq`` on (where older ones are read back)."""
+        self._source, self._origin, self._journal = source, from_seq, None
 
     def published(self, market: p.Market, data: bytes) -> None:
         """Keep ``market``, published as ``data``, for replay requests."""
         self.view.fold(market.seq, market.events)
-        self.seqs.append(market.seq)
-        self.messages.append(data)
+        self.ring.append(market.seq, data)
+        self.last = market.seq
 
     def serve(self, timeout_s: float) -> None:
         """Answer requests for up to ``timeout_s`` seconds (returns at once on 0)."""
@@ -166,7 +179,7 @@ class DataService:
         except (msgspec.DecodeError, msgspec.ValidationError):
             return p.encode(p.SessionRejected(code="invalid_message",
                                               text=p.SESSION_REJECTS["invalid_message"]))
-        last = self.seqs[-1] if self.seqs else 0
+        last = self.last
         if type(request) is p.SnapshotRequest:
             return p.encode(p.Snapshot(seq=last, session=request.session, key=request.key,
                                        events=self.view.snapshot(request.session, request.key)))
@@ -175,13 +188,41 @@ class DataService:
             return p.encode(p.SessionRejected(code="bad_request",
                                               text=p.SESSION_REJECTS["bad_request"]))
         upto = min(request.to_seq or last, last)
-        i = bisect.bisect_left(self.seqs, request.from_seq)
-        j = bisect.bisect_right(self.seqs, upto)
-        end = min(j, i + request.limit)
-        more = i + request.limit < j
-        through = self.seqs[end - 1] if more else max(upto, request.from_seq - 1)
-        return p.encode(p.ReplayOut(messages=[msgspec.Raw(m) for m in self.messages[i:end]],
-                                   through=through, more=more))
+        messages: list[msgspec.Raw] = []
+        through = max(upto, request.from_seq - 1)
+        more = False
+        for seq, message in self._sent(request.from_seq, upto):
+            if len(messages) == request.limit:     # one more than asked: through the last sent
+                more = True
+                break
+            messages.append(msgspec.Raw(message))
+            last = seq
+        if more:
+            through = last
+        return p.encode(p.ReplayOut(messages=messages, through=through, more=more))
+
+    def _sent(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
+        """Yield (seq, message as sent) of the messages published in
+        first..last: older than the ring from the journal, then from the
+        ring. O(messages + entries read)."""
+        ring = self.ring
+        kept = ring.first_kept()
+        if not kept or first > last:
+            return
+        if first < kept:
+            if self._journal is None:            # opened after what it must hold was sent
+                if self._source is None:
+                    raise RuntimeError("messages published without `replaying` their source")
+                self._journal = self._source.journal()
+            for seq, message in ring.from_journal(self._journal, first, min(last, kept - 1),
+                                                  self._origin):
+                if message is not None:
+                    yield seq, message
+        seqs, msgs = ring.seqs, ring.msgs
+        i = ring.position(first)
+        while i < len(seqs) and seqs[i] <= last:
+            yield seqs[i], msgs[i]
+            i += 1
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -214,6 +255,8 @@ def replay(source: Source, publisher: Publisher, *, speed: float | None = 1.0,
     last_ts: int | None = None
     due = clock()
     wait = sleep or _wait(data)
+    if data is not None:
+        data.replaying(source, from_seq)
     for _, entry in source.entries(from_seq, label="publishing"):
         env = entry.env
         if to_seq and env.seq > to_seq:

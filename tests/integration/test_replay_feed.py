@@ -185,3 +185,62 @@ def test_the_replay_service_pages_what_was_published_as_it_was_sent(keyed_sample
     finally:
         data.close()
         publisher.close()
+
+
+def answer_from_every_message(sent: list[tuple[int, bytes]], request) -> bytes:
+    """The replay service's answer when it kept every message sent (before the ring)."""
+    import bisect
+
+    import msgspec
+    last = sent[-1][0] if sent else 0
+    if request.from_seq < 1 or not 1 <= request.limit <= 10000 \
+            or (request.to_seq and request.to_seq < request.from_seq):
+        return p.encode(p.SessionRejected(code="bad_request",
+                                          text=p.SESSION_REJECTS["bad_request"]))
+    seqs = [seq for seq, _ in sent]
+    upto = min(request.to_seq or last, last)
+    i = bisect.bisect_left(seqs, request.from_seq)
+    j = bisect.bisect_right(seqs, upto)
+    end = min(j, i + request.limit)
+    more = i + request.limit < j
+    through = seqs[end - 1] if more else max(upto, request.from_seq - 1)
+    return p.encode(p.ReplayOut(messages=[msgspec.Raw(m) for _, m in sent[i:end]],
+                               through=through, more=more))
+
+
+@pytest.mark.parametrize("from_seq, limit", [(1, 0), (30, 25)])
+def test_the_replay_service_keeps_a_ring_and_reads_older_messages_back(keyed_sample, from_seq,
+                                                                        limit):
+    """With a ring of 4 messages, every range (older than the ring, across
+    it, inside it, past the end; a feed started past entry 1 and one cut
+    short) is answered byte for byte as when every message sent was kept."""
+    publisher = feed.Publisher("tcp://127.0.0.1:0")
+    data = feed.DataService(keyed_sample / "keys", "tcp://127.0.0.1:0", publisher.context,
+                            ring=4)
+    sent: list[tuple[int, bytes]] = []
+    keep = data.published
+
+    def published(market, encoded):
+        sent.append((market.seq, encoded))
+        keep(market, encoded)
+
+    data.published = published
+    try:
+        feed.replay(Source.open(keyed_sample), publisher, speed=None, from_seq=from_seq,
+                    limit=limit, data=data)
+        assert len(sent) > 20 and len(data.ring.msgs) <= 8
+        assert data.ring.first_kept() > sent[10][0]
+        last = sent[-1][0]
+        asked = 0
+        for first in range(0, last + 3):
+            for to_seq in sorted({0, first - 1, first, first + 4, last + 9}):
+                for most in (1, 3, 10_000):
+                    request = p.encode(p.ReplayRequest(from_seq=first, to_seq=max(0, to_seq),
+                                                       limit=most))
+                    assert data._answer(request) == answer_from_every_message(
+                        sent, p.data_request_decoder.decode(request)), (first, to_seq, most)
+                    asked += 1
+        assert asked > 600
+    finally:
+        data.close()
+        publisher.close()
