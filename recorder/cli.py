@@ -171,10 +171,15 @@ def run_project(args: argparse.Namespace) -> int:
     from recorder.store import Store, StoreMismatch
 
     def project(path: Path) -> int:
+        from replay.progress import CountingJournal     # the bar of the other long commands
         db = args.db or path.parent / layout.STORE
         try:
             with Store.open(db, public=args.public) as store:
-                added = store.rebuild(path) if args.rebuild else store.update(path)
+                journal = CountingJournal(Journal.open_readonly(path), "projecting")
+                try:
+                    added = store.rebuild(journal) if args.rebuild else store.update(journal)
+                finally:
+                    journal.finish()
                 print(f"projected {added} entries into {db} (up to seq {store.last_seq})")
         except StoreMismatch as exc:
             print(f"lotex journal project: {exc}", file=sys.stderr)

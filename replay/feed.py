@@ -257,7 +257,7 @@ def replay(source: Source, publisher: Publisher, *, speed: float | None = 1.0,
     wait = sleep or _wait(data)
     if data is not None:
         data.replaying(source, from_seq)
-    for _, entry in source.entries(from_seq, label="publishing"):
+    for _, entry in source.entries(from_seq, label="publishing", upto_seq=to_seq):
         env = entry.env
         if to_seq and env.seq > to_seq:
             break

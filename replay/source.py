@@ -29,7 +29,7 @@ from recorder import layout
 from recorder.format import KIND_ENTRY, Record
 from recorder.journal import Journal
 from recorder.recovery import OnEntry, rebuild
-from replay.progress import Progress
+from replay.progress import CountingJournal, Progress
 
 NS = 10**9
 UTC = datetime.timezone.utc
@@ -80,10 +80,12 @@ class Source:
         return last
 
     def records(self, from_seq: int = 1, *, label: str = "reading", verify_chain: bool = False,
-                journal: Journal | None = None) -> Iterator[Record]:
-        """Every record from ``from_seq`` on, with a progress bar on a terminal."""
+                journal: Journal | None = None, upto_seq: int = 0) -> Iterator[Record]:
+        """Every record from ``from_seq`` on, with a progress bar on a terminal
+        counting to ``upto_seq`` (0: the end), where the caller means to stop."""
         journal = journal or self.journal()
-        bar = Progress(label, max(0, journal.last_seq - from_seq + 1))
+        last = min(upto_seq, journal.last_seq) if upto_seq else journal.last_seq
+        bar = Progress(label, max(0, last - from_seq + 1))
         try:
             for rec in journal.read(from_seq, verify_chain=verify_chain):
                 yield rec
@@ -91,9 +93,10 @@ class Source:
         finally:
             bar.close()
 
-    def entries(self, from_seq: int = 1, *, label: str = "reading") -> Iterator[tuple[Record, Entry]]:
+    def entries(self, from_seq: int = 1, *, label: str = "reading",
+                upto_seq: int = 0) -> Iterator[tuple[Record, Entry]]:
         """Every ENTRY record decoded, in journal order. O(journal)."""
-        for rec in self.records(from_seq, label=label):
+        for rec in self.records(from_seq, label=label, upto_seq=upto_seq):
             if rec.kind == KIND_ENTRY:
                 yield rec, decode_entry(rec.payload)
 
@@ -101,36 +104,12 @@ class Source:
                 use_snapshot: bool = True, on_entry: OnEntry | None = None,
                 label: str = "rebuilding") -> Engine:
         """The engine as of ``upto_seq`` / ``upto_ts`` through the one recovery path."""
-        journal = _CountingJournal(self.journal(), label)
+        journal = CountingJournal(self.journal(), label, upto_seq=upto_seq, upto_ts=upto_ts)
         try:
             return rebuild(journal=journal, snapshot_dir=self.snapshot_dir, upto_seq=upto_seq,
                            upto_ts=upto_ts, use_snapshot=use_snapshot, on_entry=on_entry)
         finally:
             journal.finish()
-
-
-class _CountingJournal:
-    """A read-only journal that drives a progress bar while `rebuild` reads it."""
-
-    def __init__(self, journal: Journal, label: str) -> None:
-        self._journal = journal
-        self._label = label
-        self._bar: Progress | None = None
-
-    @property
-    def last_seq(self) -> int:
-        return self._journal.last_seq
-
-    def read(self, from_seq: int = 1, *, from_ts: int | None = None) -> Iterator[Record]:
-        self._bar = bar = Progress(self._label, max(0, self._journal.last_seq - from_seq + 1))
-        for rec in self._journal.read(from_seq, from_ts=from_ts):
-            yield rec
-            bar.advance()
-
-    def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def advance_clock(engine: Engine, ts: int, journal_end: int | None) -> list[Any]:

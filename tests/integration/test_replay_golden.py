@@ -452,6 +452,69 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     assert not progress.wanted(10**6)
 
 
+class CountedBar:
+    """A progress bar that records its label, its total and how far it went."""
+
+    bars: list["CountedBar"] = []
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+        CountedBar.bars.append(self)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def counted_bars(monkeypatch):
+    from replay import progress
+    from replay import source as source_module
+    CountedBar.bars = []
+    monkeypatch.setattr(progress, "Progress", CountedBar)
+    monkeypatch.setattr(source_module, "Progress", CountedBar)
+    monkeypatch.setattr(progress, "wanted", lambda total: True)
+    return CountedBar.bars
+
+
+def test_the_progress_total_is_what_is_read_up_to_a_moment(sample, counted_bars, capsys):
+    """--seq, --at and --to-seq stop the reading early: the bar counts to
+    there (it counted to the journal's end), and ends full."""
+    records = list(read_journal_records(sample.data_dir))
+    last = records[-1].seq
+    at = records[40].ts
+    upto_at = max(rec.seq for rec in records if rec.ts <= at)
+    assert upto_at < last - 10
+    for args, label in ((["replay", "state", sample.data_dir, "--seq", "30"], "rebuilding state"),
+                        (["replay", "state", sample.data_dir, "--at", str(at)], "rebuilding state"),
+                        (["replay", "feed", sample.data_dir, "--fast", "--wait", "0",
+                          "--to-seq", "25"], "publishing")):
+        counted_bars.clear()
+        assert main(args) == 0, args
+        bars = [bar for bar in counted_bars if bar.label == label]
+        assert len(bars) == 1, (args, [(b.label, b.total) for b in counted_bars])
+        assert bars[0].total == bars[0].done < last, (args, bars[0].total, bars[0].done)
+    capsys.readouterr()
+    assert main(["replay", "state", sample.data_dir, "--at", str(at)]) == 0
+    assert f"state after journal entry {upto_at}," in capsys.readouterr().out
+
+
+def test_journal_project_has_the_progress_bar(sample, counted_bars, tmp_path, capsys):
+    db = tmp_path / "store.sqlite"
+    assert main(["journal", "project", sample.data_dir, "--db", str(db)]) == 0
+    entries = sum(1 for _ in read_journal_records(sample.data_dir))
+    assert [(bar.label, bar.total, bar.done) for bar in counted_bars] == \
+        [("projecting", entries, entries)]
+    assert f"projected {entries} entries" in capsys.readouterr().out
+
+
+def read_journal_records(data_dir):
+    from recorder.journal import read_journal
+    return read_journal(Path(data_dir) / "journal")
+
+
 def test_piped_output_is_only_the_report(sample, capsys):
     assert main(["replay", "check", sample.data_dir]) == 0
     captured = capsys.readouterr()
