@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator
 from exchange.codec import decode_entry
 from recorder.format import KIND_ENTRY, Record
 from recorder.store import Store
-from replay.lobster import MESSAGE_COLUMNS, OrderBookRebuilder, book_columns
+from replay.lobster import MESSAGE_COLUMNS, OrderBookRebuilder, RowSink, book_columns
 from replay.progress import Progress
 from replay.source import ReplayError, Source
 
@@ -101,7 +101,8 @@ def _check_target(path: Path) -> None:
 
 
 def _project(source: Source, db_path: Path, public: bool, lobster_levels: int,
-             sink: Any) -> tuple[Store, OrderBookRebuilder | None, int]:
+             sink: RowSink | None) -> tuple[Store, OrderBookRebuilder | None, int]:
+    """Project the journal into the store at ``db_path``, the LOBSTER rows into ``sink``."""
     lobster = (OrderBookRebuilder(lobster_levels, private=not public, sink=sink)
                if lobster_levels > 0 else None)
     store = Store.open(db_path, public=public)
