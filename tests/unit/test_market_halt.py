@@ -150,3 +150,25 @@ def test_a_halted_call_keeps_publishing_its_indicative_price_not_a_quote():
     assert mk.state.books["U"].halted_from == "call"
     events = mk.cancel("b3", 1)
     assert one(events, IndicativePrice).imbalance == 0 and not of(events, QuoteChanged)
+
+
+def test_the_lobster_export_writes_a_halt_as_a_halt_and_the_resume_as_a_resume(monkeypatch):
+    import functools
+    from types import SimpleNamespace
+
+    from exchange.driver import Driver
+    from replay.lobster import OrderBookRebuilder
+    from tests.unit import test_market
+
+    monkeypatch.setattr(test_market, "Driver", functools.partial(Driver, keep_log=True))
+    mk = Market()
+    mk.order("b1", 1, "sell", 5, 500)
+    halt(mk)
+    resume(mk)
+    for private in (True, False):
+        rebuilder = OrderBookRebuilder(2, private=private)
+        for env, events in mk.d.log:
+            shown = events if private else [e for e in events if not e.to]
+            rebuilder.fold(SimpleNamespace(env=env, events=shown))
+        halts = [message[4] for message, _ in rebuilder.rows("U") if message[1] == 7]
+        assert halts == [-1, 1], (private, halts)
