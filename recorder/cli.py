@@ -19,6 +19,18 @@ from recorder.journal import Journal, JournalCorrupt, verify_journal
 
 
 def register(subparsers: Any) -> None:
+    backup = subparsers.add_parser(
+        "backup", help="copy a data directory, even while lotex serve runs, as a "
+        "consistent image a server can start on",
+        description="Copy DATA into DEST (new or empty): the configuration, the key store, "
+                    "the snapshots and the journal, in an order that keeps the copy "
+                    "consistent while the server goes on writing. The copy holds every "
+                    "entry up to one sequence number (printed) and nothing after it; "
+                    "`lotex serve --data DEST` starts on it. The analyst store and the "
+                    "logs are left out (`lotex journal project` rebuilds the store).")
+    backup.add_argument("data", metavar="DATA", help="the data directory")
+    backup.add_argument("dest", metavar="DEST", help="where the copy goes (new or empty)")
+    backup.set_defaults(run=run_backup)
     parser = subparsers.add_parser("journal", help="verify, inspect and project the journal",
                                    description="Verify, inspect and project a lotex journal.")
     actions = parser.add_subparsers(dest="journal_action", metavar="ACTION")
@@ -88,6 +100,24 @@ def _run(action: str, args: argparse.Namespace, body: Callable[[Path], int]) -> 
     except JournalCorrupt as bad:
         print(f"BAD {bad}", file=sys.stderr)
         return 1
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from recorder.backup import BackupError, backup
+
+    try:
+        report = backup(args.data, args.dest)
+    except BackupError as exc:
+        print(f"lotex backup: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, JournalCorrupt) as exc:
+        print(f"lotex backup: the copy failed: {exc}; remove {args.dest} and try again",
+              file=sys.stderr)
+        return 1
+    print(f"backed up {args.data} to {args.dest}: journal up to seq {report.last_seq} "
+          f"({report.segments} segment{'' if report.segments == 1 else 's'}), "
+          f"{report.snapshots} snapshots, {report.bytes:,} bytes; head {report.head_hash}")
+    return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -103,3 +103,30 @@ def test_head_of_a_damaged_live_segment_is_bad(tmp_path, capsys):
     live.write_bytes(bytes(data))
     assert main(["journal", "head", str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith("BAD segment")
+
+
+def test_backup_copies_a_closed_journal_with_a_torn_tail_cut_and_refuses_bad_targets(
+        tmp_path, capsys):
+    data = tmp_path / "data"
+    d, head = make_data_dir(data)
+    live = sorted(layout.journal_dir(data).glob("*.seg"))[-1]
+    with open(live, "ab") as torn:                   # an unfinished write at the end
+        torn.write(b"\x07" * 13)
+    source_size = live.stat().st_size
+    (data / "snapshots").mkdir()
+    (data / "snapshots" / ".00000000000000000009.snap.1.tmp").write_bytes(b"half")
+    assert main(["backup", str(data), str(tmp_path / "copy")]) == 0
+    out = capsys.readouterr().out
+    assert f"journal up to seq {d.seq}" in out and head in out
+    copy = layout.journal_dir(tmp_path / "copy")
+    assert len(list(copy.glob("*.seg"))) > 1 and not list(copy.glob("*.cut"))
+    assert not list((tmp_path / "copy" / "snapshots").iterdir())
+    assert (tmp_path / "copy").stat().st_mode & 0o077 == 0
+    assert main(["journal", "verify", str(tmp_path / "copy")]) == 0
+    assert live.stat().st_size == source_size        # the source is left as it was
+    for target, why in ((tmp_path / "copy", "not an empty directory"),
+                        (data / "inside", "inside")):
+        assert main(["backup", str(data), str(target)]) == 2
+        assert why in capsys.readouterr().err
+    assert main(["backup", str(tmp_path / "nothing"), str(tmp_path / "c2")]) == 2
+    assert "no lotex journal" in capsys.readouterr().err

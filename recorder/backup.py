@@ -1,0 +1,118 @@
+"""A consistent copy of a data directory, taken while the server runs or not.
+
+The copy is what a crash at one moment would have left, cleaned up: every
+entry journaled up to some sequence number and nothing after it, with
+snapshots that all lie within that journal. It is made in an order that
+keeps it so while the server goes on writing:
+
+1. the configuration and the key store (``config.toml``, ``endpoints.json``,
+   ``keys/``, ``clients/``);
+2. the engine's and the gateway's snapshots: each was written after the
+   journal held its sequence number, so the journal copied after them holds
+   it too (a snapshot the server prunes meanwhile is skipped);
+3. the journal's segments in order, the closed ones as they are (they no
+   longer change) and the live one up to where it is read; then the copy's
+   journal is opened as a restart would open it, which cuts an unfinished
+   last record (never acknowledged: the server acknowledges only what is
+   durable) and writes the indexes, and verified whole.
+
+The analyst store and the logs are not copied: the store is rebuilt from the
+journal (`lotex journal project`). A server started on the copy recovers as
+from its own data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+from recorder import layout
+from recorder.format import HARD_MAX_RECORD
+from recorder.journal import Journal, verify_journal
+
+CONFIG_FILES = ("config.toml", "endpoints.json")
+KEY_DIRS = ("keys", "clients")
+CHUNK = 1 << 20
+
+
+class BackupError(Exception):
+    """The backup cannot be made (the reason in a sentence)."""
+
+
+class BackupReport(NamedTuple):
+    last_seq: int
+    head_hash: str
+    segments: int
+    snapshots: int
+    bytes: int
+
+
+def _copy_file(source: Path, target: Path) -> int:
+    """Copy ``source`` as it reads now (it may still grow), keeping its mode;
+    return the bytes copied, 0 if it is gone."""
+    try:
+        src = open(source, "rb")
+    except FileNotFoundError:
+        return 0
+    copied = 0
+    with src, open(target, "xb") as dst:
+        os.fchmod(dst.fileno(), os.fstat(src.fileno()).st_mode & 0o777)
+        while chunk := src.read(CHUNK):
+            dst.write(chunk)
+            copied += len(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return copied
+
+
+def _copy_snapshots(source: Path, target: Path) -> tuple[int, int]:
+    if not source.is_dir():
+        return 0, 0
+    target.mkdir(mode=0o700)
+    count = size = 0
+    for path in sorted(source.glob("*.snap")):
+        copied = _copy_file(path, target / path.name)
+        if copied:
+            count, size = count + 1, size + copied
+        else:
+            (target / path.name).unlink(missing_ok=True)   # pruned while we copied
+    return count, size
+
+
+def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
+    """Copy the data directory ``data`` into ``dest`` (new or empty) as a
+    consistent image; return what it holds. O(bytes of the directory)."""
+    data, dest = Path(data), Path(dest)
+    journal = layout.journal_dir(data)
+    if not layout.holds_journal(journal):
+        raise BackupError(f"no lotex journal in {data}")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise BackupError(f"{dest} exists and is not an empty directory")
+    if dest.resolve().is_relative_to(data.resolve()):
+        raise BackupError(f"{dest} is inside {data}")
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(dest, 0o700)                         # it holds sealed bids and keys
+    size = 0
+    for name in CONFIG_FILES:
+        if (data / name).is_file():
+            size += _copy_file(data / name, dest / name)
+    for name in KEY_DIRS:
+        if (data / name).is_dir():
+            shutil.copytree(data / name, dest / name)
+    snapshots = 0
+    for name in (layout.SNAPSHOTS, layout.GATEWAY_SNAPSHOTS):
+        count, copied = _copy_snapshots(data / name, dest / name)
+        snapshots, size = snapshots + count, size + copied
+    copy = layout.journal_dir(dest)
+    copy.mkdir(mode=0o700)
+    segments = sorted(journal.glob("*.seg"))
+    for path in segments:
+        size += _copy_file(path, copy / path.name)
+    Journal.open(copy, max_record=HARD_MAX_RECORD).close()   # as `lotex serve` opens it
+    for aside in copy.glob("*.cut"):              # an unfinished write: never acknowledged
+        aside.unlink()
+    report = verify_journal(copy)
+    return BackupReport(last_seq=report.last_seq, head_hash=report.head_hash,
+                        segments=report.segments, snapshots=snapshots, bytes=size)
