@@ -761,7 +761,7 @@ class Everything:
                 return [(ResumeTrading(session=s, instrument=i,
                                        phase=rng.choice(("continuous", "call"))),
                          "op", "operator", False)]
-            if rng.random() < 0.2:
+            if rng.random() < 0.05:
                 return [(HaltTrading(session=s, instrument=i, reason="news pending"),
                          "op", "operator", False)]
             if inst.phase == "continuous":
@@ -790,7 +790,7 @@ class Everything:
                 return [(ResumeTrading(session=s, instrument=i,
                                        phase=rng.choice(("continuous", "call"))),
                          "op", "operator", False)]
-            if rng.random() < 0.2:
+            if rng.random() < 0.05:
                 return [(HaltTrading(session=s, instrument=i, reason="ruling due"),
                          "op", "operator", False)]
             if inst.phase == "continuous":
