@@ -163,6 +163,10 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
 
     _add_do(sub, "operator")
     _add_events(sub)
+    op_status = sub.add_parser("status", help="print a broker's resting orders, units and "
+                               "credit now")
+    op_status.add_argument("broker", help="the broker's user id")
+    op_status.add_argument("--session", default="", help="one session (default: all)")
     sub.add_parser("reload", help="make the server reload its key store now")
     from gateway import certificate  # settlement (issue 7): reads the journal, no gateway
     certificate.add_op_parser(sub)
@@ -339,6 +343,9 @@ def _inline(args: argparse.Namespace, now: int) -> list[Any]:
 def run_op(args: argparse.Namespace) -> int:
     if args.op_command == "events":
         return _events(args, "op", "operator")
+    if args.op_command == "status":
+        return _with_client(args, "op", "operator", lambda client, console: _print_status(
+            client, console, args.session, args.broker))
     if args.op_command == "reload":
         def reload(client: Any, console: Any) -> int:
             console.print(f"key store reloaded: {client.reload_keys()} active users")
@@ -566,11 +573,11 @@ def _events(args: argparse.Namespace, prog: str, port: str) -> int:
                         lambda client, console: _print_events(client, console, args.from_seq))
 
 
-def _print_status(client: Any, console: Any, session: str) -> int:
-    """Print the broker's resting orders, holdings and credit (`Client.status`)."""
+def _print_status(client: Any, console: Any, session: str, broker: str = "") -> int:
+    """Print a broker's resting orders, holdings and credit (`Client.status`)."""
     from rich.table import Table
 
-    status = client.status(session=session)
+    status = client.status(session=session, broker=broker)
     parts = (("resting orders", ("session", "instrument", "paddle", "order", "side", "price",
                                  "qty", "tif", "post_only", "expires"), status.orders),
              ("units", ("session", "instrument", "paddle", "party", "units", "offered"),

@@ -66,6 +66,9 @@ def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
         assert "resting orders" in status and "ULR-LENS" in status and "1400" in status
         assert f"│ {ACME} " in status
         assert f"│ {NORDLICHT} " not in status and f"│ {PHOTONICS} " not in status
+        assert main(["op", "--data", str(tmp_path), "status", "b1", "--session",
+                     "WS-2026"]) == 0                  # an operator asks about b1
+        assert capsys.readouterr().out == status
 
         # b1's own events: its bid, its fill, its new client; none of b2's
         assert broker(tmp_path, "b1", "events") == 0
