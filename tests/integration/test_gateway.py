@@ -21,7 +21,7 @@ from gateway.client import (AsyncClient, Client, ClientError, Endpoints, FeedCli
 from gateway.keys import ClientKey, KeyStore
 from tests.integration.gateway_harness import (build_market, client, gather_notices,
                                                logged_on_dealer, raw_dealer, recv_message,
-                                               recv_until, wait_for)
+                                               recv_until, running, wait_for)
 
 
 def test_logon_binds_the_connection_to_the_key_user(exchange):
@@ -173,6 +173,23 @@ def test_a_broker_asks_for_its_status_and_sees_only_its_own(exchange):
         with pytest.raises(SessionRejectedError) as refused:
             op.status()
         assert refused.value.code == "bad_request"
+
+
+def test_a_status_over_a_deep_book_counts_against_the_brokers_throttle(tmp_path):
+    with running(tmp_path, max_requests_per_second=30) as _:
+        with client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
+                client(tmp_path, "b2") as b2:
+            market = build_market(op, b1, b2)
+            for oid in range(250):                  # the operator's orders: not throttled
+                op.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                                 paddle=market.paddles["Borealis"], order=oid, side="buy",
+                                 qty=1, price=100))
+            time.sleep(1.1)                         # the brokers' setup requests forgotten
+            assert len(b2.status().orders) == 250   # 1 + 250 / 10 = 26 requests of 30
+            with pytest.raises(SessionRejectedError) as refused:
+                b2.status()
+            assert refused.value.code == "throttled" and "26 requests" in refused.value.text
+            assert len(op.status(broker="b2").orders) == 250   # operators are not
 
 
 def test_keys_outside_their_socket_or_unknown_are_refused(exchange, tmp_path_factory):

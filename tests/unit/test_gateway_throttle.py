@@ -50,3 +50,12 @@ def test_a_rate_that_does_not_divide_a_second_is_kept_exactly(monkeypatch):
     assert passed(10) == 0
     clock[0] += 1
     assert passed(10) == 1
+
+
+def test_a_costly_request_counts_as_many(monkeypatch):
+    clock, passed, server = throttle(monkeypatch, 1_000)
+    assert server._throttled("b1", 600) is False         # a big status scan
+    assert server._throttled("b1", 600) is True          # a second one: over the second's worth
+    assert passed(1_000) == 400                          # what is left of the burst
+    clock[0] += SECOND
+    assert server._throttled("b1", 600) is False
