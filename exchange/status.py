@@ -70,18 +70,19 @@ def _tif(order) -> tuple[str, bool]:
 
 def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
     """Return ``broker``'s resting orders, holdings and credit, in one session
-    or ("") all. O(paddles of the sessions + resting orders of their books)."""
+    or ("") all. O(paddles of those sessions + their books + the books'
+    resting orders); `status_work` counts that."""
     orders: list[OpenOrder] = []
     holdings: list[Holding] = []
     credit: list[CreditLine] = []
     parties = state.parties
-    sessions = [state.sessions[session]] if session in state.sessions else (
-        [] if session else list(state.sessions.values()))
-    for found in sessions:
+    mine_in: dict[str, dict[int, int]] = {}          # session -> the broker's paddle -> party
+    for found in _sessions(state, session):
         mine = {paddle: party for paddle, party in found.paddles.items()
                 if parties[party].broker == broker}
         if not mine:
             continue
+        mine_in[found.id] = mine
         for paddle, party_id in mine.items():
             party = parties[party_id]
             exposure = state.exposure.get((found.id, party_id))
@@ -89,21 +90,38 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
                                      exposure=exposure.total if exposure is not None else 0,
                                      credit_limit=party.credit_limit, currency=party.currency,
                                      frozen=party.frozen))
-        for inst in state.books.values():
-            if inst.session != found.id:
-                continue
-            for (paddle, oid), order in inst.book.orders.items():
-                if paddle in mine:
-                    tif, post_only = _tif(order)
-                    orders.append(OpenOrder(session=found.id, instrument=inst.id, paddle=paddle,
-                                            order=oid, side="sell" if order.side == SELL
-                                            else "buy", price=order.price, qty=order.qty,
-                                            tif=tif, post_only=post_only,
-                                            expires=order.expires))
-            for paddle, party_id in mine.items():
-                units = inst.holdings.get(party_id, 0)
-                if units:
-                    holdings.append(Holding(session=found.id, instrument=inst.id, paddle=paddle,
-                                            party=party_id, units=units,
-                                            offered=inst.offered.get(party_id, 0)))
+    for inst in state.books.values():
+        mine = mine_in.get(inst.session)
+        if mine is None:
+            continue
+        for (paddle, oid), order in inst.book.orders.items():
+            if paddle in mine:
+                tif, post_only = _tif(order)
+                orders.append(OpenOrder(session=inst.session, instrument=inst.id, paddle=paddle,
+                                        order=oid, side="sell" if order.side == SELL else "buy",
+                                        price=order.price, qty=order.qty, tif=tif,
+                                        post_only=post_only, expires=order.expires))
+        for paddle, party_id in mine.items():
+            units = inst.holdings.get(party_id, 0)
+            if units:
+                holdings.append(Holding(session=inst.session, instrument=inst.id, paddle=paddle,
+                                        party=party_id, units=units,
+                                        offered=inst.offered.get(party_id, 0)))
     return BrokerStatus(orders=orders, holdings=holdings, credit=credit)
+
+
+def _sessions(state: State, session: str) -> list:
+    if not session:
+        return list(state.sessions.values())
+    found = state.sessions.get(session)
+    return [found] if found is not None else []
+
+
+def status_work(state: State, session: str = "") -> int:
+    """Return the items `broker_status` walks for ``session`` (""): paddles,
+    books and resting orders, whoever the broker. O(sessions + books)."""
+    work = sum(len(found.paddles) for found in _sessions(state, session))
+    for inst in state.books.values():
+        if not session or inst.session == session:
+            work += 1 + len(inst.book.orders)
+    return work

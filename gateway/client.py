@@ -522,19 +522,28 @@ class Client:
     def status(self, session: str = "", broker: str = "") -> p.Status:
         """Return a broker's resting orders, units and credit now (brokers:
         their own; operators name the broker), in ``session`` or all."""
-        session_state = self.session
-        session_state.status = None
-        self._send(p.encode(p.StatusRequest(session=session, broker=broker)))
+        state = self.session
+        asked = p.encode(p.StatusRequest(session=session, broker=broker))
+        about = broker or self.key.user
+        state.status = None
+        state.errors.pop("", None)                  # a refusal of an earlier call
+        self._send(asked)
+        logons = state.logons
         deadline = time.monotonic() + self.timeout
-        while session_state.status is None:
-            error = session_state.errors.pop("", None)
+        while True:
+            answer = state.status
+            if answer is not None and (answer.session, answer.broker) == (session, about):
+                return answer                       # (a late answer to an earlier call: not it)
+            error = state.errors.pop("", None)
             if error is not None:
                 raise error
-            if session_state.fatal is not None:
-                raise session_state.fatal
+            if state.fatal is not None:
+                raise state.fatal
+            if state.logons != logons and state.logged_on is not None:
+                logons = state.logons               # logged on again: ask again
+                self._send(asked)
             if not self._pump(deadline):
                 raise ClientError("no answer to StatusRequest in time")
-        return session_state.status
 
     @_locked
     def recap(self, from_seq: int, limit: int = 1000) -> list[p.Notice]:

@@ -173,9 +173,11 @@ class RecapDone(Message, frozen=True):
 
 class Status(Message, frozen=True):
     """A broker's state after every journal entry up to ``seq`` (all durable):
-    its clients' resting orders, their units and their credit per session."""
+    its clients' resting orders, their units and their credit per session;
+    ``session`` and ``broker`` as asked ("" session: all)."""
 
     seq: int
+    session: str
     broker: str
     orders: list[OpenOrder]
     holdings: list[Holding]

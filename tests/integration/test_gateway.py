@@ -166,6 +166,12 @@ def test_a_broker_asks_for_its_status_and_sees_only_its_own(exchange):
         assert {c.paddle: c.exposure for c in theirs.credit}[market.paddles["Acme"]] > 0
         seen_by_op = op.status(broker="b2")
         assert (seen_by_op.orders, seen_by_op.credit) == (mine.orders, mine.credit)
+        op.timeout = 0.0                        # a call that gives up before its answer ...
+        with pytest.raises(ClientError):
+            op.status(broker="b1")
+        op.timeout = 10.0
+        late = op.status(broker="b2")           # ... does not answer the next one
+        assert late.broker == "b2" and late.orders == mine.orders
         assert b2.status(session="S9").orders == []
         with pytest.raises(SessionRejectedError) as refused:
             b2.status(broker="b1")
