@@ -5,16 +5,22 @@ entry journaled up to some sequence number and nothing after it, with
 snapshots that all lie within that journal. It is made in an order that
 keeps it so while the server goes on writing:
 
-1. the configuration and the key store (``config.toml``, ``endpoints.json``,
-   ``keys/``, ``clients/``);
+1. the configuration and the key store (``config.toml`` or ``config.json``,
+   ``keys/``, ``clients/``; not ``endpoints.json``, which names the running
+   server: clients pointed at the copy must not reach it);
 2. the engine's and the gateway's snapshots: each was written after the
    journal held its sequence number, so the journal copied after them holds
    it too (a snapshot the server prunes meanwhile is skipped);
 3. the journal's segments in order, the closed ones as they are (they no
    longer change) and the live one up to where it is read; then the copy's
    journal is opened as a restart would open it, which cuts an unfinished
-   last record (never acknowledged: the server acknowledges only what is
-   durable) and writes the indexes, and verified whole.
+   last record (and anything read after one still being written), writes
+   the indexes, and is verified whole; it must reach at least the last entry
+   the journal held when the backup began, so every command acknowledged
+   before then is in it.
+
+The copy is made in a hidden directory beside the destination and renamed
+to it when whole, so a failed or interrupted backup leaves none.
 
 The analyst store and the logs are not copied: the store is rebuilt from the
 journal (`lotex journal project`). A server started on the copy recovers as
@@ -32,7 +38,7 @@ from recorder import layout
 from recorder.format import HARD_MAX_RECORD
 from recorder.journal import Journal, verify_journal
 
-CONFIG_FILES = ("config.toml", "endpoints.json")
+CONFIG_FILES = ("config.toml", "config.json")   # not endpoints.json: the live server's
 KEY_DIRS = ("keys", "clients")
 CHUNK = 1 << 20
 
@@ -83,7 +89,9 @@ def _copy_snapshots(source: Path, target: Path) -> tuple[int, int]:
 
 def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
     """Copy the data directory ``data`` into ``dest`` (new or empty) as a
-    consistent image; return what it holds. O(bytes of the directory)."""
+    consistent image; return what it holds. The copy is made beside ``dest``
+    and renamed to it when whole: a failed backup leaves no ``dest``.
+    O(bytes of the directory)."""
     data, dest = Path(data), Path(dest)
     journal = layout.journal_dir(data)
     if not layout.holds_journal(journal):
@@ -92,27 +100,51 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
         raise BackupError(f"{dest} exists and is not an empty directory")
     if dest.resolve().is_relative_to(data.resolve()):
         raise BackupError(f"{dest} is inside {data}")
-    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(dest, 0o700)                         # it holds sealed bids and keys
+    if data.resolve().is_relative_to(dest.resolve()):
+        raise BackupError(f"{data} is inside {dest}")
+    # what the journal held before the copy began: at least this is in the copy
+    before = Journal.open_readonly(journal)
+    least = before.last_seq
+    before.close()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    partial.mkdir(mode=0o700)
+    try:
+        report = _copy(data, journal, partial, least)
+        if dest.exists():
+            dest.rmdir()                              # empty, checked above
+        os.rename(partial, dest)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return report
+
+
+def _copy(data: Path, journal: Path, target: Path, least: int) -> BackupReport:
     size = 0
     for name in CONFIG_FILES:
         if (data / name).is_file():
-            size += _copy_file(data / name, dest / name)
+            size += _copy_file(data / name, target / name)
     for name in KEY_DIRS:
         if (data / name).is_dir():
-            shutil.copytree(data / name, dest / name)
+            shutil.copytree(data / name, target / name)
     snapshots = 0
     for name in (layout.SNAPSHOTS, layout.GATEWAY_SNAPSHOTS):
-        count, copied = _copy_snapshots(data / name, dest / name)
+        count, copied = _copy_snapshots(data / name, target / name)
         snapshots, size = snapshots + count, size + copied
-    copy = layout.journal_dir(dest)
+    copy = layout.journal_dir(target)
     copy.mkdir(mode=0o700)
-    segments = sorted(journal.glob("*.seg"))
-    for path in segments:
+    for path in sorted(journal.glob("*.seg")):
         size += _copy_file(path, copy / path.name)
-    Journal.open(copy, max_record=HARD_MAX_RECORD).close()   # as `lotex serve` opens it
-    for aside in copy.glob("*.cut"):              # an unfinished write: never acknowledged
+    # Recover the live segment's tail as a restart would. A record read while
+    # the server was still writing it may sit before records written after:
+    # cut there too (what follows was written after the copy passed).
+    Journal.open(copy, max_record=HARD_MAX_RECORD, cut_damage=True).close()
+    for aside in copy.glob("*.cut"):              # never acknowledged before the copy
         aside.unlink()
     report = verify_journal(copy)
+    if report.last_seq < least:
+        raise BackupError(f"the copy's journal ends at seq {report.last_seq}, before the "
+                          f"{least} the journal held when the backup began: try again")
     return BackupReport(last_seq=report.last_seq, head_hash=report.head_hash,
                         segments=report.segments, snapshots=snapshots, bytes=size)

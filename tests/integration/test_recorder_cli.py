@@ -130,3 +130,63 @@ def test_backup_copies_a_closed_journal_with_a_torn_tail_cut_and_refuses_bad_tar
         assert why in capsys.readouterr().err
     assert main(["backup", str(tmp_path / "nothing"), str(tmp_path / "c2")]) == 2
     assert "no lotex journal" in capsys.readouterr().err
+
+
+def test_backup_cuts_a_record_it_read_half_written_before_records_written_after(
+        tmp_path, monkeypatch):
+    """The live segment read in two chunks around a group commit that landed
+    over preallocated zeros: good records, a torn one, then good ones."""
+    from recorder import backup as bk
+    from recorder.format import KIND_ENTRY
+
+    data = tmp_path / "data"
+    journal = Journal.open(layout.journal_dir(data), preallocate=2 << 20)
+    payload = bytes(range(1, 251)) * 2                   # 500 bytes, no zero byte
+    for _ in range(40):
+        journal.append_many(KIND_ENTRY, [(10**18, payload)] * 10)
+        journal.commit()
+        journal.reserve()
+    live = journal._segments[-1].size
+    segment = sorted(layout.journal_dir(data).glob("*.seg"))[-1]
+    before = segment.read_bytes()
+    journal.append_many(KIND_ENTRY, [(10**18, payload)] * 10)
+    journal.commit()
+    after = segment.read_bytes()
+    journal.close()
+    segment.write_bytes(before)                          # as it was when the backup began
+    chunk = live + 100                                   # the first read ends here
+
+    def copy_file(source, target):                       # the two reads, around the commit
+        if source.suffix == ".seg":
+            target.write_bytes(before[:chunk] + after[chunk:])
+            return len(after)
+        return real(source, target)
+    real = bk._copy_file
+    monkeypatch.setattr(bk, "_copy_file", copy_file)
+    report = bk.backup(data, tmp_path / "copy")
+    assert report.last_seq == 400                        # all the journal held before
+    assert not list(layout.journal_dir(tmp_path / "copy").glob("*.cut"))
+
+
+def test_a_failed_backup_leaves_nothing_and_the_live_endpoints_stay_behind(tmp_path,
+                                                                          monkeypatch):
+    from recorder import backup as bk
+
+    data = tmp_path / "data"
+    make_data_dir(data)
+    (data / "endpoints.json").write_text("{}")
+    (data / "config.json").write_text("{}")
+    real = bk._copy_file
+
+    def failing(source, target):
+        if source.suffix == ".seg":
+            raise OSError(28, "No space left on device")
+        return real(source, target)
+    monkeypatch.setattr(bk, "_copy_file", failing)
+    with __import__("pytest").raises(OSError):
+        bk.backup(data, tmp_path / "copy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]   # no copy, no partial
+    monkeypatch.setattr(bk, "_copy_file", real)
+    bk.backup(data, tmp_path / "copy")
+    assert (tmp_path / "copy" / "config.json").exists()
+    assert not (tmp_path / "copy" / "endpoints.json").exists()
