@@ -317,7 +317,9 @@ def to_sqlite(source: Source, path: str | os.PathLike, *, public: bool = False,
 
 
 def _write_sqlite(source: Source, path: Path, public: bool, lobster_levels: int) -> list[str]:
-    with tempfile.TemporaryDirectory(prefix="lotex-export-") as tmp:
+    # the spool beside the database, not in the system's temporary directory
+    # (often memory, where the LOBSTER rows would undo the bounded memory)
+    with tempfile.TemporaryDirectory(prefix=".lotex-export-", dir=path.parent) as tmp:
         spool = _SpoolSink(Path(tmp)) if lobster_levels else None
         try:
             store, lobster, entries = _project(source, path, public, lobster_levels, spool)
