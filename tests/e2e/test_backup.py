@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 
 from exchange.commands import PlaceOrder, RegisterParty
-from gateway.config import Config
-from gateway.keys import initialise
 from recorder import recovery
 from recorder.journal import read_journal
-from tests.e2e.test_crash_recovery import DEADLINE, REPO, Loader, ServerProcess, free_ports
+from tests.e2e.test_crash_recovery import DEADLINE, REPO, Loader, ServerProcess, configured
 from tests.integration.gateway_harness import build_market, client
 
 PER_BROKER = 400
@@ -28,12 +26,7 @@ BACKUP_AFTER = 250        # acknowledged load commands before the backup starts
 @pytest.mark.slow
 def test_a_backup_taken_under_load_is_a_consistent_prefix_a_server_starts_on(tmp_path):
     data, copy = tmp_path / "exchange", tmp_path / "backup"
-    initialise(data)
-    ports = free_ports(4)
-    config = Config(broker_port=ports[0], operator_port=ports[1], feed_port=ports[2],
-                    data_port=ports[3], heartbeat_ms=200, snapshot_every=100)
-    (data / "config.toml").write_text(config.to_toml())
-    server = ServerProcess(data)
+    server = configured(data, snapshot_every=100)
     try:
         server.start()
         with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:

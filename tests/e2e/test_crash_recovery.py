@@ -103,6 +103,16 @@ class ServerProcess:
         self._close()
 
 
+def configured(data: Path, snapshot_every: int) -> ServerProcess:
+    """Keys and a config on free ports in ``data``; the server, not started."""
+    initialise(data)
+    ports = free_ports(4)
+    config = Config(broker_port=ports[0], operator_port=ports[1], feed_port=ports[2],
+                    data_port=ports[3], heartbeat_ms=200, snapshot_every=snapshot_every)
+    (data / "config.toml").write_text(config.to_toml())
+    return ServerProcess(data)
+
+
 class Loader(threading.Thread):
     """One broker sending a fixed list of commands with fixed client ids, at
     most WINDOW in flight (in Batch messages of up to ``batch`` when it is
@@ -174,12 +184,7 @@ def canonical(value: Any) -> Any:
 @pytest.mark.parametrize("batch", [1, 8], ids=["requests", "batches"])
 def test_sigkill_during_load_then_restart_loses_and_duplicates_nothing(tmp_path, batch):
     data = tmp_path / "exchange"
-    initialise(data)
-    ports = free_ports(4)
-    config = Config(broker_port=ports[0], operator_port=ports[1], feed_port=ports[2],
-                    data_port=ports[3], heartbeat_ms=200, snapshot_every=150)
-    (data / "config.toml").write_text(config.to_toml())
-    server = ServerProcess(data)
+    server = configured(data, snapshot_every=150)
     try:
         server.start()
         with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:

@@ -757,22 +757,28 @@ class Everything:
                                    band_bp=rng.choice((0, 0, 300, 1_000))),
                      "op", "operator", False)]
         if roll < 0.95:
-            if inst.phase == "halted":
-                return [(ResumeTrading(session=s, instrument=i,
-                                       phase=rng.choice(("continuous", "call"))),
-                         "op", "operator", False)]
-            if rng.random() < 0.05:
-                return [(HaltTrading(session=s, instrument=i, reason="news pending"),
-                         "op", "operator", False)]
-            if inst.phase == "continuous":
-                return [(StartCall(session=s, instrument=i), "op", "operator", False)]
-            return [(Uncross(session=s, instrument=i, reference=rng.choice((0, 100 * USD))),
-                     "op", "operator", False)]
+            return self.phase_step(inst, (0, 100 * USD))
         if roll < 0.953:
             return [(CloseInstrument(session=s, instrument=i), "op", "operator", False)]
         return [(PlaceOrder(session=s, instrument=i, paddle=paddle, order=oid, side="buy",
                             qty=rng.randint(50, 400), price=rng.randint(95, 105) * USD),
                  broker, "broker", False)]   # a big buy: credit refusals
+
+    def phase_step(self, inst, references: tuple[int, int]) -> list[Step]:
+        """The operator moves a book's phase: resume a halt, halt it now and
+        then, else start a call period or uncross one."""
+        rng, s, i = self.rng, inst.session, inst.id
+        if inst.phase == "halted":
+            return [(ResumeTrading(session=s, instrument=i,
+                                   phase=rng.choice(("continuous", "call"))),
+                     "op", "operator", False)]
+        if rng.random() < 0.05:
+            return [(HaltTrading(session=s, instrument=i, reason="news pending"),
+                     "op", "operator", False)]
+        if inst.phase == "continuous":
+            return [(StartCall(session=s, instrument=i), "op", "operator", False)]
+        return [(Uncross(session=s, instrument=i, reference=rng.choice(references)),
+                 "op", "operator", False)]
 
     def owed(self, inst, party: int) -> int:
         found = self.state.exposure.get((inst.session, party))
@@ -786,17 +792,7 @@ class Everything:
         start = lot.terms.starting_bid
         roll = rng.random()
         if roll < 0.04:
-            if inst.phase == "halted":
-                return [(ResumeTrading(session=s, instrument=i,
-                                       phase=rng.choice(("continuous", "call"))),
-                         "op", "operator", False)]
-            if rng.random() < 0.05:
-                return [(HaltTrading(session=s, instrument=i, reason="ruling due"),
-                         "op", "operator", False)]
-            if inst.phase == "continuous":
-                return [(StartCall(session=s, instrument=i), "op", "operator", False)]
-            return [(Uncross(session=s, instrument=i, reference=rng.choice((0, start))),
-                     "op", "operator", False)]
+            return self.phase_step(inst, (0, start))
         if roll < 0.05:
             return [(SetOrderLimit(session=s, instrument=i, max_orders=rng.choice((0, 1, 2))),
                      "op", "operator", False)]
