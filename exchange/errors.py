@@ -83,6 +83,18 @@ def check_sizes(value: object, path: str = "") -> None:
             check_sizes(field, f"{path}{name}.")
 
 
+def published_reason(text: str, what: str) -> str:
+    """Return an operator's reason to publish (a halt, an extension), stripped;
+    refuse an empty one (`bad_field`) or one over `MAX_REASON` (`too_long`)."""
+    reason = text.strip()
+    if not reason:
+        raise Reject("bad_field", f"{what} needs a reason, which is published")
+    if len(reason) > MAX_REASON:
+        raise Reject("too_long", f"the reason has {len(reason)} characters, more than "
+                                 f"{MAX_REASON}")
+    return reason
+
+
 def register_reasons(reasons: dict[str, str]) -> None:
     """Add reason codes of a mechanism module; a code may be registered once."""
     for code, text in reasons.items():

@@ -44,7 +44,8 @@ from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, ChooseOffer
                                PostNotice, RecordNegotiatedSale, RelistLot, ScheduleLot, VetLot,
                                WithdrawBid, WithdrawLot, WithdrawOffer)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
-from exchange.errors import MAX_REASON, Reject, a_time, non_negative, positive, register_reasons
+from exchange.errors import (Reject, a_time, non_negative, positive, published_reason,
+                             register_reasons)
 from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, LotExtended,
                              LotOpened, PartyFrozen, SessionClosed,
                              LotPassed, LotPassedDetail, LotRelisted, LotScheduled, LotSettled,
@@ -692,12 +693,7 @@ def extend_lot(state: State, ctx: Ctx, cmd: ExtendLot) -> None:
     session = state.sessions[lot.session]
     if not session.open:
         raise Reject("session_closed", f"session {lot.session!r} is closed")
-    reason = cmd.reason.strip()
-    if not reason:
-        raise Reject("bad_field", "an extension needs a reason, which is published")
-    if len(reason) > MAX_REASON:
-        raise Reject("too_long", f"the reason has {len(reason)} characters, more than "
-                                 f"{MAX_REASON}")
+    reason = published_reason(cmd.reason, "an extension")
     closes_at = a_time(cmd.closes_at, "closes_at")
     if closes_at <= lot.closes_at or closes_at <= ctx.ts:
         raise Reject("bad_field", f"lot {lot.serial} closes at {lot.closes_at}; an extension "

@@ -46,13 +46,14 @@ from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, Creat
                                HaltTrading, RecordUnitsPayment, ResumeTrading, SetOrderLimit,
                                SetPriceRules, StartCall, Uncross)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
-from exchange.errors import MAX_INT, MAX_REASON, Reject, a_time, non_negative, positive, register_reasons
+from exchange.errors import (MAX_INT, Reject, a_time, non_negative, positive, published_reason,
+                             register_reasons)
 from exchange.events import (CallUncrossed, CreditChanged, CreditReviewed, DepthChanged,
                              IndicativePrice, InstrumentCreated, LotAwarded, LotPassed,
                              LotWithdrawn, OrderAccepted, OrderCancelled, OrderFilled,
                              OrderLimitSet, OrderModified, PartyFrozen, PhaseChanged,
-                             PriceRulesSet, QuoteChanged, SessionClosed, TradeExecuted, TradeRecorded,
-                             TradingHalted, UnitsConsumed, UnitsIssued,
+                             PriceRulesSet, QuoteChanged, SessionClosed, TradeExecuted,
+                             TradeRecorded, TradingHalted, UnitsConsumed, UnitsIssued,
                              UnitsPaymentRecorded)
 from exchange.invariants import invariant
 from exchange.participants import (audience, get_session, session_paddle_party,
@@ -513,7 +514,8 @@ class _Run:
 
     def publish(self) -> None:
         """Emit depth for touched levels, the quote or indicative price if it
-        changed (while halted, that of the phase the halt interrupted), the credit of parties whose exposure changed; sell a patent.
+        changed (while halted, that of the phase the halt interrupted), the
+        credit of parties whose exposure changed; sell a patent.
         O(levels touched + parties changed)."""
         state, inst, emit = self.state, self.inst, self.emit
         if self.sold is not None:
@@ -1088,23 +1090,12 @@ def halt_trading(state: State, ctx: Ctx, cmd: HaltTrading) -> None:
     if inst.phase == "halted":
         raise Reject("wrong_phase", f"trading on {inst.id!r} is halted already "
                                     f"({inst.halt_reason})")
-    reason = _published_reason(cmd.reason, "a halt")
+    reason = published_reason(cmd.reason, "a halt")
     inst.halted_from = inst.phase
     inst.phase = "halted"
     inst.halt_reason = reason
     ctx.emit(TradingHalted(session=inst.session, instrument=inst.id, reason=reason))
     ctx.emit(PhaseChanged(session=inst.session, instrument=inst.id, phase="halted"))
-
-
-def _published_reason(text: str, what: str) -> str:
-    """Return an operator's reason to publish, stripped; refuse an empty or long one."""
-    reason = text.strip()
-    if not reason:
-        raise Reject("bad_field", f"{what} needs a reason, which is published")
-    if len(reason) > MAX_REASON:
-        raise Reject("too_long", f"the reason has {len(reason)} characters, more than "
-                                 f"{MAX_REASON}")
-    return reason
 
 
 @handles(ResumeTrading)

@@ -5,8 +5,7 @@
 then every Market message above it); `Board.render(now)` draws the lots
 (status, current price, leading paddle, reserve met, time left) and the
 books (phase, best bid and ask, last trade) and the latest saleroom
-notices. Paddle numbers only: the feed carries
-nothing else.
+notices. Paddle numbers only: the feed carries nothing else.
 """
 
 from __future__ import annotations
