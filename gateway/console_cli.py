@@ -577,6 +577,8 @@ def _print_status(client: Any, console: Any, session: str, broker: str = "") -> 
     """Print a broker's resting orders, holdings and credit (`Client.status`)."""
     from rich.table import Table
 
+    from gateway.console import humane_times
+
     status = client.status(session=session, broker=broker)
     parts = (("resting orders", ("session", "instrument", "paddle", "order", "side", "price",
                                  "qty", "tif", "post_only", "expires"), status.orders),
@@ -589,7 +591,7 @@ def _print_status(client: Any, console: Any, session: str, broker: str = "") -> 
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(str(getattr(row, column)) for column in columns))
+            table.add_row(*(humane_times(str(getattr(row, column))) for column in columns))
         console.print(table)
     return 0
 
