@@ -1,4 +1,5 @@
-"""What a broker holds right now: its clients' resting orders, units and credit.
+"""What a broker holds right now: its clients' resting orders, live bids, units
+and credit.
 
 A read-only query of the engine's state (FIX's order mass status and position
 requests in one): a broker whose own systems lost track (a restart, a cut
@@ -32,6 +33,21 @@ class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
     expires: int
 
 
+class OpenBid(msgspec.Struct, frozen=True, kw_only=True):
+    """A live bid on an open lot: an English proxy maximum (``leading``: its
+    paddle leads, the lot standing at ``price``) or a sealed bid or tender
+    offer (``leading`` False and ``price`` 0: nothing of the others is told
+    before the close)."""
+
+    session: str
+    serial: str
+    paddle: int
+    mechanism: str
+    amount: int
+    leading: bool
+    price: int
+
+
 class Holding(msgspec.Struct, frozen=True, kw_only=True):
     """A party's units of an instrument; ``offered`` of them rest in sells."""
 
@@ -57,6 +73,7 @@ class CreditLine(msgspec.Struct, frozen=True, kw_only=True):
 
 class BrokerStatus(msgspec.Struct, frozen=True, kw_only=True):
     orders: list[OpenOrder]
+    bids: list[OpenBid]
     holdings: list[Holding]
     credit: list[CreditLine]
 
@@ -69,10 +86,11 @@ def _tif(order) -> tuple[str, bool]:
 
 
 def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
-    """Return ``broker``'s resting orders, holdings and credit, in one session
-    or ("") all. O(paddles of those sessions + their books + the books'
-    resting orders); `status_work` counts that."""
+    """Return ``broker``'s resting orders, live bids, holdings and credit, in
+    one session or ("") all. O(paddles and lots of those sessions + their
+    books + the books' resting orders); `status_work` counts that."""
     orders: list[OpenOrder] = []
+    bids: list[OpenBid] = []
     holdings: list[Holding] = []
     credit: list[CreditLine] = []
     parties = state.parties
@@ -83,6 +101,19 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
         if not mine:
             continue
         mine_in[found.id] = mine
+        for serial in found.lots:
+            lot = state.lots[serial]
+            if lot.status != "open":
+                continue
+            english = lot.mechanism == "english"
+            placed = lot.maxes if english else lot.live
+            for paddle in mine:
+                bid = placed.get(paddle)
+                if bid is not None:
+                    bids.append(OpenBid(session=found.id, serial=serial, paddle=paddle,
+                                        mechanism=lot.mechanism, amount=bid.amount,
+                                        leading=english and lot.leader == paddle,
+                                        price=lot.price if english else 0))
         for paddle, party_id in mine.items():
             party = parties[party_id]
             exposure = state.exposure.get((found.id, party_id))
@@ -107,7 +138,7 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
                 holdings.append(Holding(session=inst.session, instrument=inst.id, paddle=paddle,
                                         party=party_id, units=units,
                                         offered=inst.offered.get(party_id, 0)))
-    return BrokerStatus(orders=orders, holdings=holdings, credit=credit)
+    return BrokerStatus(orders=orders, bids=bids, holdings=holdings, credit=credit)
 
 
 def _sessions(state: State, session: str) -> list:
@@ -119,8 +150,8 @@ def _sessions(state: State, session: str) -> list:
 
 def status_work(state: State, session: str = "") -> int:
     """Return the items `broker_status` walks for ``session`` (""): paddles,
-    books and resting orders, whoever the broker. O(sessions + books)."""
-    work = sum(len(found.paddles) for found in _sessions(state, session))
+    lots, books and resting orders, whoever the broker. O(sessions + books)."""
+    work = sum(len(found.paddles) + len(found.lots) for found in _sessions(state, session))
     for inst in state.books.values():
         if not session or inst.session == session:
             work += 1 + len(inst.book.orders)

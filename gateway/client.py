@@ -520,7 +520,7 @@ class Client:
 
     @_locked
     def status(self, session: str = "", broker: str = "") -> p.Status:
-        """Return a broker's resting orders, units and credit now (brokers:
+        """Return a broker's resting orders, live bids, units and credit now (brokers:
         their own; operators name the broker), in ``session`` or all."""
         state = self.session
         asked = p.encode(p.StatusRequest(session=session, broker=broker))

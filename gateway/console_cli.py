@@ -163,8 +163,8 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
 
     _add_do(sub, "operator")
     _add_events(sub)
-    op_status = sub.add_parser("status", help="print a broker's resting orders, units and "
-                               "credit now")
+    op_status = sub.add_parser("status", help="print a broker's resting orders, live bids, "
+                               "units and credit now")
     op_status.add_argument("broker", help="the broker's user id")
     op_status.add_argument("--session", default="", help="one session (default: all)")
     sub.add_parser("reload", help="make the server reload its key store now")
@@ -520,8 +520,8 @@ def register_broker(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("order", type=int)
     _add_do(sub, "broker")
     _add_events(sub)
-    status = sub.add_parser("status", help="print my clients' resting orders, units and "
-                            "credit now")
+    status = sub.add_parser("status", help="print my clients' resting orders, live bids, "
+                            "units and credit now")
     status.add_argument("--session", default="", help="one session (default: all)")
     parser.set_defaults(run=run_broker)
 
@@ -582,6 +582,8 @@ def _print_status(client: Any, console: Any, session: str, broker: str = "") -> 
     status = client.status(session=session, broker=broker)
     parts = (("resting orders", ("session", "instrument", "paddle", "order", "side", "price",
                                  "qty", "tif", "post_only", "expires"), status.orders),
+             ("live bids", ("session", "serial", "paddle", "mechanism", "amount", "leading",
+                            "price"), status.bids),
              ("units", ("session", "instrument", "paddle", "party", "units", "offered"),
               status.holdings),
              ("credit", ("session", "paddle", "party", "exposure", "credit_limit", "currency",

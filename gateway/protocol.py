@@ -24,7 +24,7 @@ import msgspec
 
 from exchange.commands import AnyCommand
 from exchange.events import AnyEvent
-from exchange.status import CreditLine, Holding, OpenOrder
+from exchange.status import CreditLine, Holding, OpenBid, OpenOrder
 
 MAX_CLIENT_ID = 64
 MAX_BATCH = 1000           # requests in one Batch, at most
@@ -89,7 +89,7 @@ class Recap(Message, frozen=True):
 
 
 class StatusRequest(Message, frozen=True):
-    """Ask for a broker's resting orders, units and credit now, in ``session``
+    """Ask for a broker's resting orders, live bids, units and credit now, in ``session``
     ("": every session). A broker asks for its own (``broker`` "" or itself);
     an operator names the broker. A `Status` answers."""
 
@@ -173,13 +173,14 @@ class RecapDone(Message, frozen=True):
 
 class Status(Message, frozen=True):
     """A broker's state after every journal entry up to ``seq`` (all durable):
-    its clients' resting orders, their units and their credit per session;
+    its clients' resting orders, live bids, units and credit per session;
     ``session`` and ``broker`` as asked ("" session: all)."""
 
     seq: int
     session: str
     broker: str
     orders: list[OpenOrder]
+    bids: list[OpenBid]
     holdings: list[Holding]
     credit: list[CreditLine]
 

@@ -797,7 +797,7 @@ class Server:
         status = broker_status(state, broker, msg.session)
         self._queue(sock, conn.rid, p.encode(p.Status(
             seq=self.next_seq - 1, session=msg.session, broker=broker, orders=status.orders,
-            holdings=status.holdings, credit=status.credit)))
+            bids=status.bids, holdings=status.holdings, credit=status.credit)))
 
     def _logon(self, sock: zmq.Socket, port: str, rid: bytes, user: User, msg: p.Logon,
                now: int, fd: int) -> None:

@@ -158,14 +158,24 @@ def test_a_broker_asks_for_its_status_and_sees_only_its_own(exchange):
                 for o in mine.orders] == [(book, borealis, 7, "buy", 90, 3, "gtd", False)]
         assert mine.holdings == []
         assert [(c.session, c.paddle, c.exposure) for c in mine.credit] == [("S1", borealis, 270)]
+        b2.ok(PlaceBid(serial=market.sealed, paddle=borealis, amount=1_500_000))
+        placed = b2.ok(PlaceBid(serial=market.english, paddle=borealis, amount=7_000_000))
+        standing = next(e.price for e in placed.events if type(e).__name__ == "BidAccepted")
+        bids = b2.status().bids                 # its own amounts, sealed too; no ranking
+        assert [(b.serial, b.amount, b.leading, b.price) for b in bids] == [
+            (market.english, 7_000_000, True, standing), (market.sealed, 1_500_000, False, 0)]
         theirs = b1.status(session="S1")
+        assert [(b.serial, b.paddle, b.amount, b.leading) for b in theirs.bids] == [
+            (market.english, market.paddles["Acme"], 3_000_000, False)]
         assert [(o.paddle, o.order, o.tif, o.post_only) for o in theirs.orders] == \
             [(seller, 1, "gtc", True)]
         assert [(h.paddle, h.units, h.offered) for h in theirs.holdings] == \
             [(seller, 1_000_000, 500)]
-        assert {c.paddle: c.exposure for c in theirs.credit}[market.paddles["Acme"]] > 0
-        seen_by_op = op.status(broker="b2")
-        assert (seen_by_op.orders, seen_by_op.credit) == (mine.orders, mine.credit)
+        assert {c.paddle: c.exposure for c in theirs.credit}[market.paddles["Acme"]] == 0
+        assert {c.paddle: c.exposure for c in b2.status().credit}[borealis] > 270  # leads
+        seen_by_op, own = op.status(broker="b2"), b2.status()
+        assert (seen_by_op.orders, seen_by_op.bids, seen_by_op.credit) == \
+            (own.orders, own.bids, own.credit)
         op.timeout = 0.0                        # a call that gives up before its answer ...
         with pytest.raises(ClientError):
             op.status(broker="b1")

@@ -40,3 +40,26 @@ def test_status_by_session_and_call_period_iocs():
     assert [c.session for c in everywhere.credit] == ["S", "T"]
     only_t = broker_status(mk.state, "b1", "T")
     assert only_t.orders == [] and [c.session for c in only_t.credit] == ["T"]
+
+
+def test_status_lists_own_live_bids_and_nothing_once_a_lot_closes():
+    from tests.unit.auctionkit import DAY, HOUR, T0, USD
+    from tests.unit.auctionkit import Market as Auctions
+
+    m = Auctions()
+    seller = m.seller()
+    a, b = m.bidder("Alice", broker="b1"), m.bidder("Bob", broker="b2")
+    m.lot("E1", seller=seller)
+    m.lot("S1", seller=seller, mechanism="sealed_second")
+    m.tick(T0 + HOUR)
+    m.bid("E1", a, 1_500 * USD)
+    m.bid("E1", b, 1_200 * USD)                    # outbid at once by a's proxy
+    m.bid("S1", b, 2_000 * USD)
+    mine = broker_status(m.state, "b2").bids
+    assert [(x.serial, x.amount, x.leading, x.price) for x in mine] == [
+        ("E1", 1_200 * USD, False, 1_300 * USD), ("S1", 2_000 * USD, False, 0)]
+    theirs = broker_status(m.state, "b1").bids
+    assert [(x.serial, x.paddle, x.amount, x.leading) for x in theirs] == \
+        [("E1", a, 1_500 * USD, True)]
+    m.tick(T0 + DAY)                                # both lots close
+    assert broker_status(m.state, "b2").bids == []
