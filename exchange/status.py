@@ -107,7 +107,7 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
                 continue
             english = lot.mechanism == "english"
             placed = lot.maxes if english else lot.live
-            for paddle in mine:
+            for paddle in _smaller(mine, placed):       # in the broker's paddle order
                 bid = placed.get(paddle)
                 if bid is not None:
                     bids.append(OpenBid(session=found.id, serial=serial, paddle=paddle,
@@ -132,13 +132,29 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
                                         order=oid, side="sell" if order.side == SELL else "buy",
                                         price=order.price, qty=order.qty, tif=tif,
                                         post_only=post_only, expires=order.expires))
-        for paddle, party_id in mine.items():
-            units = inst.holdings.get(party_id, 0)
+        held = inst.holdings
+        if len(held) < len(mine):                       # walk the smaller side
+            paddle_of = state.sessions[inst.session].by_party
+            owners = [(paddle_of[party_id], party_id) for party_id in held
+                      if paddle_of.get(party_id) in mine]
+            owners.sort()
+        else:
+            owners = [(paddle, party_id) for paddle, party_id in mine.items()]
+        for paddle, party_id in owners:
+            units = held.get(party_id, 0)
             if units:
                 holdings.append(Holding(session=inst.session, instrument=inst.id, paddle=paddle,
                                         party=party_id, units=units,
                                         offered=inst.offered.get(party_id, 0)))
     return BrokerStatus(orders=orders, bids=bids, holdings=holdings, credit=credit)
+
+
+def _smaller(mine: dict[int, int], placed: dict) -> list[int]:
+    """The broker's paddles that may have a bid in ``placed``, walking the
+    smaller of the two: O(min(len(mine), len(placed)))."""
+    if len(placed) < len(mine):
+        return sorted(paddle for paddle in placed if paddle in mine)
+    return list(mine)
 
 
 def _sessions(state: State, session: str) -> list:
@@ -149,10 +165,18 @@ def _sessions(state: State, session: str) -> list:
 
 
 def status_work(state: State, session: str = "") -> int:
-    """Return the items `broker_status` walks for ``session`` (""): paddles,
-    lots, books and resting orders, whoever the broker. O(sessions + books)."""
-    work = sum(len(found.paddles) + len(found.lots) for found in _sessions(state, session))
+    """Return a bound of the items `broker_status` walks for ``session`` (""),
+    whoever the broker: paddles, lots and their live bids, books, their
+    resting orders and holders. O(sessions + lots + books)."""
+    lots = state.lots
+    work = 0
+    for found in _sessions(state, session):
+        work += len(found.paddles) + len(found.lots)
+        for serial in found.lots:
+            lot = lots[serial]
+            if lot.status == "open":
+                work += len(lot.maxes) + len(lot.live)
     for inst in state.books.values():
         if not session or inst.session == session:
-            work += 1 + len(inst.book.orders)
+            work += 1 + len(inst.book.orders) + len(inst.holdings)
     return work

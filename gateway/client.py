@@ -345,6 +345,7 @@ class Client:
         self._keepalive = keepalive
         self._stopping = threading.Event()
         self._keeper: threading.Thread | None = None
+        self._status_calls = 0
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any) -> "Client":
@@ -521,21 +522,25 @@ class Client:
     @_locked
     def status(self, session: str = "", broker: str = "") -> p.Status:
         """Return a broker's resting orders, live bids, units and credit now (brokers:
-        their own; operators name the broker), in ``session`` or all."""
+        their own; operators name the broker), in ``session`` or all. Each call
+        has its own ``ref``: a late answer or refusal of an earlier one is not
+        taken for its own; `busy` is asked again until the timeout."""
         state = self.session
-        asked = p.encode(p.StatusRequest(session=session, broker=broker))
-        about = broker or self.key.user
+        self._status_calls += 1
+        ref = f"status-{os.getpid()}-{id(self):x}-{self._status_calls}"
+        asked = p.encode(p.StatusRequest(session=session, broker=broker, ref=ref))
         state.status = None
-        state.errors.pop("", None)                  # a refusal of an earlier call
         self._send(asked)
         logons = state.logons
         deadline = time.monotonic() + self.timeout
         while True:
             answer = state.status
-            if answer is not None and (answer.session, answer.broker) == (session, about):
+            if answer is not None and answer.ref == ref:
                 return answer                       # (a late answer to an earlier call: not it)
-            error = state.errors.pop("", None)
-            if error is not None:
+            error = state.errors.pop(ref, None)
+            if error is not None and error.code == "busy":
+                self._send(asked)                   # the server's turn was full: again
+            elif error is not None:
                 raise error
             if state.fatal is not None:
                 raise state.fatal

@@ -95,6 +95,7 @@ class StatusRequest(Message, frozen=True):
 
     session: str = ""
     broker: str = ""
+    ref: str = ""           # echoed in the `Status` and in a refusal's ``client_id``
 
 
 ClientMessage = Union[Logon, Heartbeat, Request, Batch, Logout, Reload, Recap, StatusRequest]
@@ -179,6 +180,7 @@ class Status(Message, frozen=True):
     seq: int
     session: str
     broker: str
+    ref: str
     orders: list[OpenOrder]
     bids: list[OpenBid]
     holdings: list[Holding]

@@ -277,6 +277,7 @@ class Server:
         self.catch_up_left = CATCH_UP_PER_TURN   # this turn's (see CATCH_UP_PER_TURN)
         self.requests_left = 0            # of the socket being drained (see `_drain`)
         self.reloads_asked: list[tuple[zmq.Socket, bytes]] = []   # this turn's Reloads
+        self.status_work: dict[str, int] = {}    # this turn's bound of a status, by session
         # where the last resend read back from the journal left off: (next seq, records)
         self.read_back: tuple[int, Iterator[Any]] | None = None
         # entries a restart would scan again: snapshot soon if they are many
@@ -488,6 +489,7 @@ class Server:
             ready = dict(poll(self._poll_timeout_ms()))
             first = self.next_seq
             self.catch_up_left = CATCH_UP_PER_TURN
+            self.status_work.clear()
             self.read_back = None
             for monitor in self.monitors:      # first: a session whose peer is gone gets nothing
                 if monitor in ready:
@@ -768,36 +770,43 @@ class Server:
         engine thread."""
         broker = msg.broker or conn.user
         refusal = ""
-        if conn.role == "broker" and broker != conn.user:
+        if len(msg.ref) > 64:
+            code, refusal = "bad_request", "a status request's ref is at most 64 characters"
+        elif conn.role == "broker" and broker != conn.user:
             code, refusal = "not_permitted", "a broker asks for its own status only"
         elif conn.role == "operator" and not msg.broker:
             code, refusal = "bad_request", "an operator names the broker it asks about"
         elif conn.role != "broker" and conn.role != "operator":
             code, refusal = "not_permitted", "only brokers and operators ask for a status"
         if refusal:
-            self._reject(sock, conn.rid, code, conn.user, conn.port, detail=refusal)
+            self._reject(sock, conn.rid, code, conn.user, conn.port, client_id=msg.ref,
+                         detail=refusal)
             return
         self.requests_left -= 1
         state = self.engine.state
-        work = status_work(state, msg.session)
+        work = self.status_work.get(msg.session)     # a bound, once a turn a session
+        if work is None:
+            work = self.status_work[msg.session] = status_work(state, msg.session)
         cost = COST_RECENT + work // STATUS_ITEMS_PER_UNIT
         if cost > self.catch_up_left and self.catch_up_left < CATCH_UP_PER_TURN:
             self._reject(sock, conn.rid, "busy", conn.user, conn.port,   # (alone in a turn: yes)
+                         client_id=msg.ref,
                          detail="the exchange cannot answer this now: ask again shortly")
             return
-        requests = 1 + work // STATUS_ITEMS_PER_REQUEST
-        if (conn.role == "broker" and self.config.max_requests_per_second
-                and self._throttled(conn.user, requests)):
-            self._reject(sock, conn.rid, "throttled", conn.user, conn.port,
-                         detail=f"a status looking through {work:,} paddles, books and "
-                                f"resting orders counts as {requests:,} requests, more than "
-                                f"the broker may send now: ask again later")
+        rate = self.config.max_requests_per_second
+        requests = min(1 + work // STATUS_ITEMS_PER_REQUEST, rate)   # never beyond a second's
+        if conn.role == "broker" and rate and self._throttled(conn.user, requests):
+            self._reject(sock, conn.rid, "throttled", conn.user, conn.port, client_id=msg.ref,
+                         detail=f"a status looking through {work:,} paddles, lots, bids, "
+                                f"books, orders and holders counts as {requests:,} requests, "
+                                f"more than the broker may send now: ask again later")
             return
         self.catch_up_left -= cost
         status = broker_status(state, broker, msg.session)
         self._queue(sock, conn.rid, p.encode(p.Status(
-            seq=self.next_seq - 1, session=msg.session, broker=broker, orders=status.orders,
-            bids=status.bids, holdings=status.holdings, credit=status.credit)))
+            seq=self.next_seq - 1, session=msg.session, broker=broker, ref=msg.ref,
+            orders=status.orders, bids=status.bids, holdings=status.holdings,
+            credit=status.credit)))
 
     def _logon(self, sock: zmq.Socket, port: str, rid: bytes, user: User, msg: p.Logon,
                now: int, fd: int) -> None:

@@ -19,8 +19,10 @@ keeps it so while the server goes on writing:
    the journal held when the backup began, so every command acknowledged
    before then is in it.
 
-The copy is made in a hidden directory beside the destination and renamed
-to it when whole, so a failed or interrupted backup leaves none.
+The copy is made in a hidden directory beside the destination (inside it,
+if it is an existing empty directory such as a mount point) and moved into
+place when whole, so a failed or interrupted backup leaves none (a backup
+killed outright leaves the hidden ``.partial-PID`` directory to remove).
 
 The analyst store and the logs are not copied: the store is rebuilt from the
 journal (`lotex journal project`). A server started on the copy recovers as
@@ -36,7 +38,7 @@ from typing import NamedTuple
 
 from recorder import layout
 from recorder.format import HARD_MAX_RECORD
-from recorder.journal import Journal, verify_journal
+from recorder.journal import Journal, fsync_dir, verify_journal
 
 CONFIG_FILES = ("config.toml", "config.json")   # not endpoints.json: the live server's
 KEY_DIRS = ("keys", "clients")
@@ -106,14 +108,23 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
     before = Journal.open_readonly(journal)
     least = before.last_seq
     before.close()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    if dest.exists():                # an empty directory (a mount point, a link): fill it
+        partial = dest / f".partial-{os.getpid()}"
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     partial.mkdir(mode=0o700)
     try:
         report = _copy(data, journal, partial, least)
-        if dest.exists():
-            dest.rmdir()                              # empty, checked above
-        os.rename(partial, dest)
+        if partial.parent == dest:
+            for part in partial.iterdir():
+                os.rename(part, dest / part.name)
+            partial.rmdir()
+            os.chmod(dest, 0o700)                     # it holds sealed bids and keys
+        else:
+            os.rename(partial, dest)
+        fsync_dir(dest)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -182,6 +182,11 @@ def test_a_broker_asks_for_its_status_and_sees_only_its_own(exchange):
         op.timeout = 10.0
         late = op.status(broker="b2")           # ... does not answer the next one
         assert late.broker == "b2" and late.orders == mine.orders
+        b2.timeout = 0.0                        # nor does a refusal arriving late
+        with pytest.raises(ClientError):
+            b2.status(broker="b1")
+        b2.timeout = 10.0
+        assert b2.status().broker == "b2"
         assert b2.status(session="S9").orders == []
         with pytest.raises(SessionRejectedError) as refused:
             b2.status(broker="b1")

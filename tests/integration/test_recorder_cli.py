@@ -190,3 +190,16 @@ def test_a_failed_backup_leaves_nothing_and_the_live_endpoints_stay_behind(tmp_p
     bk.backup(data, tmp_path / "copy")
     assert (tmp_path / "copy" / "config.json").exists()
     assert not (tmp_path / "copy" / "endpoints.json").exists()
+
+
+def test_backup_into_an_existing_empty_directory_or_a_link_to_one(tmp_path):
+    from recorder import backup as bk
+
+    data = tmp_path / "data"
+    d, head = make_data_dir(data)
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "disk")
+    report = bk.backup(data, tmp_path / "link")
+    assert (report.last_seq, report.head_hash) == (d.seq, head)
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["journal"]
+    assert (tmp_path / "disk").stat().st_mode & 0o077 == 0

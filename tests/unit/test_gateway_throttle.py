@@ -59,3 +59,12 @@ def test_a_costly_request_counts_as_many(monkeypatch):
     assert passed(1_000) == 400                          # what is left of the burst
     clock[0] += SECOND
     assert server._throttled("b1", 600) is False
+
+
+def test_a_request_costing_a_whole_seconds_worth_passes_once_the_bucket_is_full(monkeypatch):
+    clock, passed, server = throttle(monkeypatch, 1_000)
+    assert server._throttled("b1", 1_000) is False       # what a status is capped at
+    assert server._throttled("b1", 1_000) is True
+    clock[0] += SECOND
+    assert server._throttled("b1", 1_000) is False
+    assert server._throttled("b2", 1_001) is True        # more: never (the cap avoids it)

@@ -61,5 +61,10 @@ def test_status_lists_own_live_bids_and_nothing_once_a_lot_closes():
     theirs = broker_status(m.state, "b1").bids
     assert [(x.serial, x.paddle, x.amount, x.leading) for x in theirs] == \
         [("E1", a, 1_500 * USD, True)]
+    c, d = m.bidder("Carol", broker="b1"), m.bidder("Dave", broker="b1")
+    m.bid("S1", d, 1_000 * USD)                     # b1 has 3 paddles, S1 2 bids: walk S1's
+    assert [(x.serial, x.paddle) for x in broker_status(m.state, "b1").bids] == \
+        [("E1", a), ("S1", d)]
+    assert c not in [x.paddle for x in broker_status(m.state, "b1").bids]
     m.tick(T0 + DAY)                                # both lots close
     assert broker_status(m.state, "b2").bids == []
