@@ -117,8 +117,8 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
     try:
         report = _copy(data, journal, partial, least)
         if partial.parent == dest:
-            for part in partial.iterdir():
-                os.rename(part, dest / part.name)
+            for part in sorted(partial.iterdir(), key=lambda part: part.name == "journal"):
+                os.rename(part, dest / part.name)     # the journal last: none, or all
             partial.rmdir()
             os.chmod(dest, 0o700)                     # it holds sealed bids and keys
         else:
