@@ -37,7 +37,7 @@ class OpenBid(msgspec.Struct, frozen=True, kw_only=True):
     """A live bid on an open lot: an English proxy maximum (``leading``: its
     paddle leads, the lot standing at ``price``) or a sealed bid or tender
     offer (``leading`` False and ``price`` 0: nothing of the others is told
-    before the close)."""
+    before the close); or a tender offer awaiting the buyer's choice."""
 
     session: str
     serial: str
@@ -103,7 +103,7 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
         mine_in[found.id] = mine
         for serial in found.lots:
             lot = state.lots[serial]
-            if lot.status != "open":
+            if lot.status != "open" and lot.status != "choosing":
                 continue
             english = lot.mechanism == "english"
             placed = lot.maxes if english else lot.live
@@ -174,7 +174,7 @@ def status_work(state: State, session: str = "") -> int:
         work += len(found.paddles) + len(found.lots)
         for serial in found.lots:
             lot = lots[serial]
-            if lot.status == "open":
+            if lot.status == "open" or lot.status == "choosing":
                 work += len(lot.maxes) + len(lot.live)
     for inst in state.books.values():
         if not session or inst.session == session:

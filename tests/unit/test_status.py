@@ -68,3 +68,17 @@ def test_status_lists_own_live_bids_and_nothing_once_a_lot_closes():
     assert c not in [x.paddle for x in broker_status(m.state, "b1").bids]
     m.tick(T0 + DAY)                                # both lots close
     assert broker_status(m.state, "b2").bids == []
+
+
+def test_status_lists_a_tender_offer_awaiting_the_buyers_choice():
+    from tests.unit.auctionkit import DAY, T0, USD
+    from tests.unit.test_reverse import tender
+
+    m, _, (a, b, _) = tender(choice="buyer")
+    m.bid("T1", a, 39_000 * USD)
+    m.bid("T1", b, 38_000 * USD)
+    m.tick(T0 + DAY)                                 # closed: the buyer chooses
+    assert m.state.lots["T1"].status == "choosing"
+    offers = broker_status(m.state, m.brokers[a]).bids
+    assert [(x.serial, x.paddle, x.amount, x.leading) for x in offers] == \
+        [("T1", a, 39_000 * USD, False)]
