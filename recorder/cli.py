@@ -111,7 +111,7 @@ def run_backup(args: argparse.Namespace) -> int:
         print(f"lotex backup: {exc}", file=sys.stderr)
         return 2
     except (OSError, JournalCorrupt) as exc:
-        print(f"lotex backup: the copy failed: {exc}; remove {args.dest} and try again",
+        print(f"lotex backup: the copy failed: {exc}; nothing of it was kept: try again",
               file=sys.stderr)
         return 1
     print(f"backed up {args.data} to {args.dest}: journal up to seq {report.last_seq} "

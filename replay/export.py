@@ -19,8 +19,8 @@ an earlier (full) export stays beside a public one. O(journal).
 
 Memory does not grow with the journal: the LOBSTER rows go to their CSV
 files as they are made (for SQLite, to a spool file per instrument in a
-temporary directory, copied into the tables at the end in instrument
-order, as before). An export that fails or is interrupted removes what it
+hidden directory beside the database, copied into the tables at the end in
+instrument order, as before). An export that fails or is interrupted removes what it
 wrote: no partial file is left looking like a finished export.
 """
 
