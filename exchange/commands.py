@@ -314,6 +314,49 @@ class PostNotice(Command, frozen=True):
     instrument: str = ""
 
 
+class AddDocument(Command, frozen=True):
+    """Put a document in a lot's data room, or a new version of one of the
+    same ``name`` (the seller's broker or an operator). lotex keeps the index,
+    not the file: ``digest`` is the file's SHA-256 (64 lowercase hex digits),
+    ``size`` its bytes, ``location`` where the venue's document store keeps
+    it, told only to the seller's side and to parties that signed the lot's
+    non-disclosure agreement (`SignNda`)."""
+
+    serial: str
+    name: str
+    digest: str
+    size: int
+    location: str
+
+
+class RemoveDocument(Command, frozen=True):
+    """Take a document out of a lot's data room (the seller's broker or an
+    operator); it is released to no one after."""
+
+    serial: str
+    name: str
+
+
+class SignNda(Command, frozen=True):
+    """Record that ``party`` signed the lot's non-disclosure agreement, text
+    version ``nda``, which opens the lot's data room to it (its broker or an
+    operator). Signing a new version again is allowed."""
+
+    serial: str
+    party: int
+    nda: str
+
+
+class OpenDocument(Command, frozen=True):
+    """Ask for a data-room document for ``party`` (its broker or an operator):
+    its location and digest come back to the party's broker alone, once the
+    party signed the lot's NDA. Every opening is journaled (the access log)."""
+
+    serial: str
+    party: int
+    name: str
+
+
 # --------------------------------------------------------------------------
 # continuous book and call auction (issue 3)
 # --------------------------------------------------------------------------

@@ -397,6 +397,66 @@ class NoticePosted(Event, frozen=True):
     text: str
 
 
+class DocumentAdded(Event, frozen=True):
+    """A document (``version`` 1) or a new version of it entered a lot's data
+    room: public once the lot is published (the index, never the location),
+    else to the seller's broker and the operators. Publishing a lot lists its
+    room's documents this way."""
+
+    serial: str
+    session: str
+    name: str
+    version: int
+    digest: str
+    size: int
+
+
+class DocumentRemoved(Event, frozen=True):
+    """A document left a lot's data room (audience as `DocumentAdded`)."""
+
+    serial: str
+    session: str
+    name: str
+    version: int
+
+
+class NdaSigned(Event, frozen=True):
+    """``party`` signed the lot's NDA, text version ``nda`` (to its broker and
+    the operators)."""
+
+    serial: str
+    session: str
+    party: int
+    nda: str
+
+
+class DocumentReleased(Event, frozen=True):
+    """A data-room document given to ``party``, with where to fetch it and the
+    digest to check it against (to its broker and the operators)."""
+
+    serial: str
+    session: str
+    party: int
+    name: str
+    version: int
+    digest: str
+    size: int
+    location: str
+
+
+class DataRoomInterest(Event, frozen=True):
+    """How many parties signed the lot's NDA (``ndas``), how many of them
+    opened a document (``readers``) and how many openings there were
+    (``opened``): counts only, no one named (to the seller's broker and the
+    operators, after each signature and opening)."""
+
+    serial: str
+    session: str
+    ndas: int
+    readers: int
+    opened: int
+
+
 class LotSettled(Event, frozen=True):
     """The lot's sale settled (public; emitted through `exchange.lots.mark_settled`)."""
 

@@ -1,0 +1,196 @@
+"""Lots' data rooms: the index, the NDA register and the access log."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from exchange import dataroom
+from exchange.commands import (AddDocument, OpenDocument, RemoveDocument, ScheduleLot, SignNda,
+                               VetLot, WithdrawLot)
+from exchange.engine import Engine
+from exchange.events import (DataRoomInterest, DocumentAdded, DocumentReleased, DocumentRemoved,
+                             LotAwarded, NdaSigned)
+from tests.unit.auctionkit import DAY, HOUR, T0, USD, Market, of, one
+
+SELLER_BROKER = "seller-broker"
+CLAIMS = hashlib.sha256(b"claims chart").hexdigest()
+FILE = hashlib.sha256(b"file history").hexdigest()
+
+
+def add(name="claims.pdf", digest=CLAIMS, size=120_000, location="vdr://L1/claims-v1.pdf",
+        serial="L1"):
+    return AddDocument(serial=serial, name=name, digest=digest, size=size, location=location)
+
+
+def market(schedule=True):
+    m = Market()
+    seller = m.seller()
+    alice, bob = m.bidder("Alice"), m.bidder("Bob")
+    m.lot("L1", seller=seller, schedule=schedule)
+    return m, seller, alice, bob
+
+
+def as_seller(m, cmd):
+    return m.d.ok(cmd, actor=SELLER_BROKER, role="broker")
+
+
+def as_bidder(m, paddle, cmd):
+    return m.d.ok(cmd, actor=m.brokers[paddle], role="broker")
+
+
+def test_a_draft_rooms_index_is_private_until_publication_lists_it():
+    m, seller, alice, _ = market(schedule=False)
+    added = one(as_seller(m, add()), DocumentAdded)
+    assert added.to == (SELLER_BROKER, "@operators") and added.version == 1
+    assert (added.name, added.digest, added.size) == ("claims.pdf", CLAIMS, 120_000)
+    assert not hasattr(added, "location")
+    events = m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    assert not of(events, DocumentAdded)
+    events = m.d.ok(ScheduleLot(serial="L1"))
+    listed = one(events, DocumentAdded)
+    assert (listed.to, listed.name, listed.version, listed.digest) == ((), "claims.pdf", 1, CLAIMS)
+    later = one(as_seller(m, add("file-history.pdf", FILE, 9_000, "vdr://L1/fh.pdf")),
+                DocumentAdded)
+    assert later.to == ()
+    again = m.d.ok(ScheduleLot(serial="L1", opens_at=T0 + 2 * HOUR))   # rescheduled: no relist
+    assert not of(again, DocumentAdded)
+
+
+def test_the_nda_opens_the_room_and_the_seller_learns_counts_only():
+    m, seller, alice, bob = market()
+    as_seller(m, add())
+    party = m.parties[alice]
+    refused = m.unchanged(OpenDocument(serial="L1", party=party, name="claims.pdf"),
+                          actor=m.brokers[alice])
+    assert refused.code == "nda_required"
+    events = as_bidder(m, alice, SignNda(serial="L1", party=party, nda="OT-NDA-2017"))
+    signed = one(events, NdaSigned)
+    assert signed.to == (m.brokers[alice], "@operators") and signed.nda == "OT-NDA-2017"
+    interest = one(events, DataRoomInterest)
+    assert interest.to == (SELLER_BROKER, "@operators")
+    assert (interest.ndas, interest.readers, interest.opened) == (1, 0, 0)
+    for _ in range(2):
+        events = as_bidder(m, alice, OpenDocument(serial="L1", party=party, name="claims.pdf"))
+    released = one(events, DocumentReleased)
+    assert released.to == (m.brokers[alice], "@operators")
+    assert (released.location, released.digest, released.version) == \
+        ("vdr://L1/claims-v1.pdf", CLAIMS, 1)
+    assert (one(events, DataRoomInterest).readers, one(events, DataRoomInterest).opened) == (1, 2)
+    # nothing of it is public, and no event names Alice to the seller
+    assert all(e.to for e in events)
+    assert all(not hasattr(e, "party") for e in events if SELLER_BROKER in e.to)
+    # Bob has not signed; a new version of the NDA may be signed again, not the same one
+    assert m.unchanged(OpenDocument(serial="L1", party=m.parties[bob], name="claims.pdf"),
+                       actor=m.brokers[bob]).code == "nda_required"
+    assert m.unchanged(SignNda(serial="L1", party=party, nda="OT-NDA-2017"),
+                       actor=m.brokers[alice]).code == "nda_on_file"
+    as_bidder(m, alice, SignNda(serial="L1", party=party, nda="OT-NDA-2018"))
+    assert dataroom.rooms(m.state)["L1"].ndas == {party: "OT-NDA-2018"}
+
+
+def test_versions_and_removal():
+    m, seller, alice, _ = market()
+    party = m.parties[alice]
+    as_seller(m, add())
+    as_bidder(m, alice, SignNda(serial="L1", party=party, nda="N1"))
+    second = one(as_seller(m, add(digest=FILE, size=130_000, location="vdr://L1/claims-v2.pdf")),
+                 DocumentAdded)
+    assert second.version == 2
+    released = one(as_bidder(m, alice, OpenDocument(serial="L1", party=party,
+                                                    name="claims.pdf")), DocumentReleased)
+    assert (released.version, released.location) == (2, "vdr://L1/claims-v2.pdf")
+    removed = one(m.d.ok(RemoveDocument(serial="L1", name="claims.pdf")), DocumentRemoved)
+    assert (removed.to, removed.version) == ((), 2)
+    assert m.unchanged(OpenDocument(serial="L1", party=party, name="claims.pdf"),
+                       actor=m.brokers[alice]).code == "unknown_document"
+    assert m.unchanged(RemoveDocument(serial="L1", name="claims.pdf"),
+                       actor=SELLER_BROKER).code == "unknown_document"
+    assert one(as_seller(m, add()), DocumentAdded).version == 3     # numbering goes on
+
+
+def test_who_may_do_what():
+    m, seller, alice, bob = market(schedule=False)
+    as_seller(m, add())
+    # an unpublished lot is unknown to other brokers
+    assert m.unchanged(add(), actor=m.brokers[alice]).code == "unknown_lot"
+    assert m.unchanged(SignNda(serial="L1", party=m.parties[alice], nda="N1"),
+                       actor=m.brokers[alice]).code == "unknown_lot"
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    m.d.ok(ScheduleLot(serial="L1"))
+    assert m.unchanged(add(), actor=m.brokers[alice]).code == "not_permitted"
+    assert m.unchanged(RemoveDocument(serial="L1", name="claims.pdf"),
+                       actor=m.brokers[alice]).code == "not_permitted"
+    assert m.unchanged(SignNda(serial="L1", party=m.parties[bob], nda="N1"),
+                       actor=m.brokers[alice]).code == "not_your_party"
+    assert m.unchanged(SignNda(serial="L1", party=seller, nda="N1"),
+                       actor=SELLER_BROKER).code == "own_lot"
+    assert m.unchanged(add(), actor="v", role="viewer").code == "not_permitted"
+    # the seller's side opens its own room without an NDA, and is not counted
+    events = as_seller(m, OpenDocument(serial="L1", party=seller, name="claims.pdf"))
+    assert one(events, DocumentReleased).to == (SELLER_BROKER, "@operators")
+    assert not of(events, DataRoomInterest)
+    # an operator acts for anyone
+    m.d.ok(SignNda(serial="L1", party=m.parties[bob], nda="N1"))
+    released = one(m.d.ok(OpenDocument(serial="L1", party=m.parties[bob], name="claims.pdf")),
+                   DocumentReleased)
+    assert released.to == (m.brokers[bob], "@operators")
+
+
+@pytest.mark.parametrize("cmd, code", [
+    (add(digest=CLAIMS.upper()), "bad_field"),
+    (add(digest=CLAIMS[:-1]), "bad_field"),
+    (add(size=0), "non_positive"),
+    (add(size=10**16), "out_of_range"),
+    (add(name=""), "bad_field"),
+    (add(name=" claims.pdf"), "bad_field"),
+    (add(name="claims\n.pdf"), "bad_field"),
+    (add(name="x" * 201), "too_long"),
+    (add(location=""), "bad_field"),
+    (add(location="x" * 1001), "too_long"),
+    (add(serial="L9"), "unknown_lot"),
+    (SignNda(serial="L1", party=0, nda=""), "bad_field"),
+    (SignNda(serial="L1", party=0, nda="N\t1"), "bad_field"),
+    (SignNda(serial="L1", party=0, nda="N" * 201), "too_long"),
+])
+def test_bad_fields_are_refused_and_change_nothing(cmd, code):
+    m, _, alice, _ = market()
+    if isinstance(cmd, SignNda):
+        cmd = SignNda(serial=cmd.serial, party=m.parties[alice], nda=cmd.nda)
+    assert m.unchanged(cmd, actor="op", role="operator").code == code
+
+
+def test_a_room_holds_at_most_so_many_documents(monkeypatch):
+    monkeypatch.setattr(dataroom, "MAX_DOCUMENTS", 2)
+    m, *_ = market()
+    as_seller(m, add("a"))
+    as_seller(m, add("b"))
+    assert m.unchanged(add("c"), actor=SELLER_BROKER).code == "too_many_documents"
+    as_seller(m, add("b", digest=FILE))                  # a new version of one is no more
+
+
+def test_the_room_closes_with_the_sale_and_with_withdrawal():
+    m, seller, alice, bob = market()
+    as_seller(m, add())
+    party = m.parties[alice]
+    as_bidder(m, alice, SignNda(serial="L1", party=party, nda="N1"))
+    m.bid("L1", alice, 1_000 * USD, ts=T0 + 2 * HOUR)
+    assert one(m.tick(T0 + DAY), LotAwarded).paddle == alice
+    for cmd, actor in ((OpenDocument(serial="L1", party=party, name="claims.pdf"),
+                        m.brokers[alice]),
+                       (SignNda(serial="L1", party=m.parties[bob], nda="N1"), m.brokers[bob]),
+                       (add("late.pdf"), SELLER_BROKER)):
+        assert m.unchanged(cmd, actor=actor).code == "bad_status", cmd
+    m.lot("L2", seller=seller, opens_at=T0 + 2 * DAY, closes_at=T0 + 3 * DAY)
+    m.d.ok(WithdrawLot(serial="L2", reason="seller withdrew"))
+    assert m.unchanged(add(serial="L2"), actor=SELLER_BROKER).code == "bad_status"
+
+
+def test_rooms_survive_a_snapshot():
+    m, seller, alice, _ = market()
+    as_seller(m, add())
+    as_bidder(m, alice, SignNda(serial="L1", party=m.parties[alice], nda="N1"))
+    restored = Engine.restore(m.d.engine.snapshot())
+    room = dataroom.rooms(restored.state)["L1"]
+    assert room.ndas == {m.parties[alice]: "N1"} and room.documents["claims.pdf"].digest == CLAIMS
