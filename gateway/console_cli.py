@@ -161,6 +161,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument("num", type=int, help="numerator: 1 BASE shows as NUM/DEN QUOTE")
     rate.add_argument("den", type=int, help="denominator")
 
+    _add_room(sub)
     _add_do(sub, "operator")
     _add_events(sub)
     op_status = sub.add_parser("status", help="print a broker's resting orders, live bids, "
@@ -305,7 +306,89 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
     if action == "rate":
         return [c.SetDisplayRate(base=args.base, quote=args.quote, num=args.num,
                                  den=args.den)]
+    if action == "room":
+        return _room_commands(args)
     raise ValueError(f"unknown op action {action}")
+
+
+def _add_room(sub: Any) -> None:
+    room = sub.add_parser("room", help="a lot's data room: add or remove documents, sign "
+                          "the NDA for a party, open a document")
+    rs = room.add_subparsers(dest="what", required=True)
+    add = rs.add_parser("add", help="index a document (or a new version of it): its SHA-256 "
+                        "and size are read from FILE; the file stays where --location says")
+    add.add_argument("serial")
+    add.add_argument("name", help="the document's name in the room, e.g. claims-chart.pdf")
+    add.add_argument("file", type=Path, help="the document, to read its digest and size")
+    add.add_argument("--location", required=True,
+                     help="where the venue's document store keeps it (told only to the "
+                          "seller's side and to parties that signed the NDA)")
+    remove = rs.add_parser("remove", help="take a document out of the room")
+    remove.add_argument("serial")
+    remove.add_argument("name")
+    nda = rs.add_parser("nda", help="record that a party signed the lot's NDA")
+    nda.add_argument("serial")
+    nda.add_argument("party", type=int)
+    nda.add_argument("version", help="the version of the NDA text signed")
+    open_ = rs.add_parser("open", help="get a document's location and digest for a party "
+                          "that signed the NDA (journaled: the access log)")
+    open_.add_argument("serial")
+    open_.add_argument("party", type=int)
+    open_.add_argument("name")
+    open_.add_argument("--verify", type=Path, metavar="FILE",
+                       help="also check FILE, fetched from the location, against the digest")
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """Return the SHA-256 (hex) and size of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _room_commands(args: argparse.Namespace) -> list[Any]:
+    from exchange import commands as c
+
+    if args.what == "add":
+        digest, size = file_digest(args.file)
+        return [c.AddDocument(serial=args.serial, name=args.name, digest=digest, size=size,
+                              location=args.location)]
+    if args.what == "remove":
+        return [c.RemoveDocument(serial=args.serial, name=args.name)]
+    if args.what == "nda":
+        return [c.SignNda(serial=args.serial, party=args.party, nda=args.version)]
+    return [c.OpenDocument(serial=args.serial, party=args.party, name=args.name)]
+
+
+def _send_and_verify(client: Any, console: Any, steps: list[Any],
+                     args: argparse.Namespace) -> int:
+    """Send the steps; then, for ``room open --verify FILE``, check FILE against
+    the digest and size released. 1 if refused or if FILE does not match."""
+    results: list[Any] = []
+    failed = _send_steps(client, console, steps, None, args, results)
+    path = getattr(args, "verify", None)
+    if failed or path is None:
+        return failed
+    released = [e for r in results for e in r.events if type(e).__name__ == "DocumentReleased"]
+    if not released:
+        return failed
+    doc = released[-1]
+    try:
+        digest, size = file_digest(path)
+    except OSError as exc:
+        console.print(f"[red]cannot read {path}[/]: {exc}")
+        return 1
+    if (digest, size) == (doc.digest, doc.size):
+        console.print(f"{path} matches {doc.name} v{doc.version} (sha256 {digest})")
+        return 0
+    console.print(f"[red]{path} does not match[/] {doc.name} v{doc.version}: sha256 {digest}, "
+                  f"{size:,} bytes; expected {doc.digest}, {doc.size:,} bytes")
+    return 1
 
 
 DO_EXAMPLES = {
@@ -356,6 +439,9 @@ def run_op(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"lotex op: {exc}", file=sys.stderr)
         return 2
+    if args.op_command == "room":
+        return _with_client(args, "op", "operator",
+                            lambda client, console: _send_and_verify(client, console, steps, args))
     return _with_client(args, "op", "operator",
                         lambda client, console: _send_steps(client, console, steps, ids, args))
 
@@ -395,8 +481,9 @@ def _with_client(args: argparse.Namespace, prog: str, port: str,
 
 
 def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | None,
-                args: argparse.Namespace) -> int:
-    """Send the steps one at a time, print their results; return 1 if any was refused."""
+                args: argparse.Namespace, results: list[Any] | None = None) -> int:
+    """Send the steps one at a time, print their results; return 1 if any was
+    refused. Each result is also appended to ``results`` if given."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -429,6 +516,8 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
                           "not sent again (if it was refused then, send this with --fresh)",
                           "")
             continue
+        if results is not None:
+            results.append(result)
         status = ("accepted" if result.accepted
                   else f"[red]{result.code}[/]: {escape(humane_times(result.text))}")
         if result.resent:
@@ -462,7 +551,8 @@ def _request_once(client: Any, cmd: Any, cid: str | None) -> Any:
 
 
 DESCRIBED = ("settlement", "paddle", "party", "serial", "instrument", "amount", "paid",
-             "outstanding", "status")
+             "outstanding", "status", "name", "version", "nda", "location", "digest", "ndas",
+             "readers", "opened")
 
 
 def _describe(event: Any) -> str:
@@ -518,6 +608,7 @@ def register_broker(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("instrument")
     cancel.add_argument("paddle", type=int)
     cancel.add_argument("order", type=int)
+    _add_room(sub)
     _add_do(sub, "broker")
     _add_events(sub)
     status = sub.add_parser("status", help="print my clients' resting orders, live bids, "
@@ -536,6 +627,8 @@ def _broker_commands(args: argparse.Namespace, now: int) -> list[Any]:
         return [c.RegisterParty(name=args.name, country=args.country)]
     if action == "bid":
         return [c.PlaceBid(serial=args.serial, paddle=args.paddle, amount=args.amount)]
+    if action == "room":
+        return _room_commands(args)
     book = {"session": args.session, "instrument": args.instrument, "paddle": args.paddle,
             "order": args.order}
     if action == "order":
@@ -564,6 +657,9 @@ def run_broker(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"lotex broker: {exc}", file=sys.stderr)
         return 2
+    if args.broker_command == "room":
+        return _with_client(args, "broker", "broker",
+                            lambda client, console: _send_and_verify(client, console, steps, args))
     return _with_client(args, "broker", "broker",
                         lambda client, console: _send_steps(client, console, steps, ids, args))
 

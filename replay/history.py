@@ -304,6 +304,30 @@ def _simple(name: str, field: str = "") -> Callable[..., Row]:
     return make
 
 
+def _document(ev, env, cx) -> Row:
+    return dict(event="document added" if ev.to == () else "document added (private)",
+                detail=f"{ev.name} v{ev.version}, {ev.size:,} bytes, sha256 {ev.digest[:12]}")
+
+
+def _document_removed(ev, env, cx) -> Row:
+    return dict(event="document removed" if ev.to == () else "document removed (private)",
+                detail=f"{ev.name} v{ev.version}")
+
+
+def _nda(ev, env, cx) -> Row:
+    return dict(event="NDA signed (private)", detail=f"party {ev.party}, {ev.nda}")
+
+
+def _released(ev, env, cx) -> Row:
+    return dict(event="document opened (private)",
+                detail=f"party {ev.party}: {ev.name} v{ev.version}")
+
+
+def _interest(ev, env, cx) -> Row:
+    return dict(event="data room interest (private)",
+                detail=f"{ev.ndas} NDAs, {ev.readers} readers, {ev.opened} openings")
+
+
 def _relisted(ev, env, cx) -> Row:
     return dict(event="relisted", detail=f"opens {_t(cx, ev.opens_at)}, closes "
                                          f"{_t(cx, ev.closes_at)}")
@@ -395,6 +419,8 @@ _MAKERS: dict[str, Callable[..., Any]] = {
     "InstrumentCreated": _instrument, "PhaseChanged": _simple("phase", "phase"),
     "TradingHalted": _simple("trading halted", "reason"),
     "NoticePosted": _simple("notice", "text"),
+    "DocumentAdded": _document, "DocumentRemoved": _document_removed, "NdaSigned": _nda,
+    "DocumentReleased": _released, "DataRoomInterest": _interest,
     "OrderAccepted": _order, "OrderFilled": _fill, "OrderCancelled": _cancel,
     "OrderModified": _modify, "TradeExecuted": _trade, "TradeRecorded": _trade_recorded,
     "QuoteChanged": _quote, "DepthChanged": _depth, "IndicativePrice": _indicative,

@@ -132,3 +132,42 @@ def test_any_command_from_the_console_and_the_operators_own_events(tmp_path, cap
         assert main(["op", "--data", data, "events"]) == 0
         seen = capsys.readouterr().out            # private to b1 and the operators
         assert "PartyRegistered(" in seen and "name=By Hand Ltd" in seen
+
+
+def test_a_data_room_from_the_consoles(tmp_path, capsys):
+    claims = tmp_path / "claims.pdf"
+    claims.write_bytes(b"%PDF-1.7 claim charts of US7000001\n" * 100)
+    other = tmp_path / "tampered.pdf"
+    other.write_bytes(b"%PDF-1.7 something else\n")
+    with running(tmp_path) as server:
+        assert main(["op", "--data", str(tmp_path), "send", str(EXAMPLE)]) == 0
+        capsys.readouterr()
+        acme = server.engine.state.sessions["WS-2026"].paddles[ACME]
+        # the seller's broker (b2) indexes a document; b1 may not
+        assert broker(tmp_path, "b2", "room", "add", "WS-001", "claims.pdf", str(claims),
+                      "--location", "vdr://winter-sale/WS-001/claims.pdf") == 0
+        out = capsys.readouterr().out
+        assert "DocumentAdded(serial=WS-001, name=claims.pdf, version=1" in out
+        assert broker(tmp_path, "b1", "room", "add", "WS-001", "x.pdf", str(claims),
+                      "--location", "vdr://x") == 1
+        assert "not_permitted" in capsys.readouterr().out
+        # Acme's broker: no NDA, no document; then the NDA, the document and its check
+        assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf") == 1
+        assert "nda_required" in capsys.readouterr().out
+        assert broker(tmp_path, "b1", "room", "nda", "WS-001", str(acme), "OT-NDA-2026") == 0
+        assert f"NdaSigned(party={acme}, serial=WS-001, nda=OT-NDA-2026)" in \
+            capsys.readouterr().out
+        assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf",
+                      "--verify", str(claims)) == 0
+        out = capsys.readouterr().out
+        assert "location=vdr://winter-sale/WS-001/claims.pdf" in out
+        assert f"{claims} matches claims.pdf v1" in out.replace("\n", "")
+        assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf",
+                      "--verify", str(other)) == 1
+        assert "does not match" in capsys.readouterr().out
+        # an operator takes the document out; it is released to no one after
+        assert main(["op", "--data", str(tmp_path), "room", "remove", "WS-001",
+                     "claims.pdf"]) == 0
+        capsys.readouterr()
+        assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf") == 1
+        assert "unknown_document" in capsys.readouterr().out

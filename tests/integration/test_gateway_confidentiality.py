@@ -12,11 +12,13 @@ from typing import Any, Iterable
 import msgspec
 import zmq
 
-from exchange.commands import (CancelOrder, MassCancel, PlaceBid, PlaceOrder, WithdrawBid)
+from exchange.commands import (AddDocument, CancelOrder, MassCancel, OpenDocument, PlaceBid,
+                               PlaceOrder, RemoveDocument, SignNda, WithdrawBid)
 from gateway import protocol as p
 from gateway.client import Endpoints, FeedClient
 from tests.integration.gateway_harness import (PROXY_MAX, SEALED_AMOUNT, SECRET_RESERVE,
-                                               build_market, client, running)
+                                               build_market, client, gather_notices,
+                                               running)
 
 IDENTITY_FIELDS = ("party", "buyer", "seller", "broker")
 
@@ -144,3 +146,61 @@ def test_secrets_and_identities_never_reach_competitors_or_the_feed(tmp_path):
     reveal = [e for m in feed if m.seq >= closed_at_seq for e in m.events
               if type(e).__name__ == "SealedBidsRevealed"]
     assert reveal and {b.paddle for b in reveal[0].bids} == {acme, borealis}
+
+
+LOCATION = "vdr://secret-store/imaging/claims-chart.pdf"
+
+
+def test_a_data_rooms_locations_and_readers_reach_only_whom_they_should(tmp_path):
+    with running(tmp_path), client(tmp_path, "op") as op, \
+            client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
+        endpoints = Endpoints.load(tmp_path)
+        context = zmq.Context()
+        sub = context.socket(zmq.SUB)
+        sub.linger = 0
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(endpoints.feed)
+        time.sleep(0.3)
+        market = build_market(op, b1, b2)
+        borealis = market.parties["Borealis"]
+        b1.notices()
+        # b1 is the seller's broker: it indexes a document of the English lot
+        b1.ok(AddDocument(serial=market.english, name="claims-chart.pdf", digest="ab" * 32,
+                          size=52_000, location=LOCATION))
+        refused = b2.request(OpenDocument(serial=market.english, party=borealis,
+                                          name="claims-chart.pdf"))
+        assert (refused.accepted, refused.code) == (False, "nda_required")
+        assert LOCATION not in str(builtins(refused))
+        b2.ok(SignNda(serial=market.english, party=borealis, nda="NDA-2026"))
+        released = b2.ok(OpenDocument(serial=market.english, party=borealis,
+                                      name="claims-chart.pdf"))
+        assert [e.location for e in released.events] == [LOCATION]
+        # b2 may not read for b1's client, nor manage b1's seller's room
+        for cmd in (SignNda(serial=market.english, party=market.parties["Acme"], nda="N"),
+                    RemoveDocument(serial=market.english, name="claims-chart.pdf")):
+            assert b2.request(cmd).code in ("not_your_party", "not_permitted")
+        # the seller's broker learns counts, never who
+        seller_side = gather_notices(b1, lambda events: any(
+            type(e).__name__ == "DataRoomInterest" and e.opened for e in events))
+        interest = [e for e in seller_side if type(e).__name__ == "DataRoomInterest"]
+        assert (interest[-1].ndas, interest[-1].readers, interest[-1].opened) == (1, 1, 1)
+        assert not [e for e in seller_side
+                    if type(e).__name__ in ("NdaSigned", "DocumentReleased")]
+        assert borealis not in set(ints_in([builtins(e) for e in seller_side]))
+        feed = []
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if sub.poll(50, zmq.POLLIN):
+                feed.append(builtins(p.feed_decoder.decode(sub.recv())))
+        with FeedClient(tmp_path / "clients" / "viewer.json", endpoints.feed,
+                        endpoints.data) as viewer:
+            public = feed + [builtins(viewer.snapshot(session="S1"))] + \
+                [builtins(m) for m in viewer.replay(1)]
+        sub.close()
+        context.destroy(linger=0)
+    added = [e for m in feed for e in m.get("events", []) if e["type"] == "DocumentAdded"]
+    assert [(e["name"], e["digest"]) for e in added] == [("claims-chart.pdf", "ab" * 32)]
+    for message in public:
+        words = set(strings_in(message))
+        assert LOCATION not in words and "NDA-2026" not in words, message
+        assert not {"NdaSigned", "DocumentReleased", "DataRoomInterest"} & words, message

@@ -14,8 +14,9 @@ import json
 
 import pytest
 
-from exchange.commands import (CreateLot, CreateSession, IssuePaddle, LotTerms, PlaceBid,
-                               RegisterParty, ReviewCredit, ScheduleLot, VetLot, WithdrawLot)
+from exchange.commands import (AddDocument, CreateLot, CreateSession, IssuePaddle, LotTerms,
+                               OpenDocument, PlaceBid, RegisterParty, ReviewCredit, ScheduleLot,
+                               SignNda, VetLot, WithdrawLot)
 from gateway.cli import main
 from replay import history as hi
 from replay import state as st
@@ -181,3 +182,37 @@ def test_public_csv_export_refuses_a_directory_holding_a_full_export(keyed_sampl
     empty.mkdir()
     assert main(["replay", "export", str(keyed_sample), "--csv", str(empty), "--public"]) == 0
     assert not (empty / "commands.csv").exists()
+
+
+def test_a_data_rooms_access_log_is_the_operators_history(tmp_path):
+    d = open_recording(tmp_path, start_ts=T0)
+    d.ok(CreateSession(session="S", name="s"), ts=T0)
+    parties = []
+    for name in ("seller", "acme"):
+        party = d.ok(RegisterParty(name=name), actor="b1", role="broker")[0].party
+        d.ok(ReviewCredit(party=party, approved=True, credit_limit=10**9, agreement_version="v"))
+        d.ok(IssuePaddle(session="S", party=party))
+        parties.append(party)
+    d.ok(CreateLot(serial="ROOM", session="S", seller=parties[0], terms=LotTerms(
+        title="with a data room", starting_bid=1_000, opens_at=T0 + HOUR,
+        closes_at=T0 + 2 * HOUR)), actor="b1", role="broker")
+    d.ok(AddDocument(serial="ROOM", name="claims.pdf", digest="0f" * 32, size=2_048,
+                     location="vdr://x/claims.pdf"), actor="b1", role="broker")
+    d.ok(VetLot(serial="ROOM", score=1, approved=True))
+    d.ok(ScheduleLot(serial="ROOM"))
+    d.ok(SignNda(serial="ROOM", party=parties[1], nda="NDA-1"), actor="b1", role="broker")
+    d.ok(OpenDocument(serial="ROOM", party=parties[1], name="claims.pdf"), actor="b1",
+         role="broker")
+    d.journal.close()
+    source = Source.open(tmp_path)
+    _, rows = hi.history(source, "ROOM")
+    public = [(r["event"], r["detail"]) for r in rows if "document" in r["event"]
+              or "NDA" in r["event"] or "interest" in r["event"]]
+    assert public == [("document added", "claims.pdf v1, 2,048 bytes, sha256 0f0f0f0f0f0f")]
+    _, rows = hi.history(source, "ROOM", viewer=OPERATOR)
+    events = [r["event"] for r in rows]
+    for seen in ("document added (private)", "document added", "NDA signed (private)",
+                 "document opened (private)", "data room interest (private)"):
+        assert seen in events, (seen, events)
+    opened = [r for r in rows if r["event"] == "document opened (private)"]
+    assert opened[0]["detail"] == f"party {parties[1]}: claims.pdf v1"
