@@ -13,6 +13,7 @@ a seeded generator, so a run is reproducible but for the wall clock.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -24,10 +25,11 @@ from exchange.commands import (AnswerOffer, CreateInstrument, CreateLot, CreateS
                                ModifyOrder, ConsumeUnits, VetLot, LowerReserve, SetSettlementRules,
                                RecordPayment, RecordDelivery, ConfirmReceipt, ReleaseFunds,
                                DeclareDefault, AnswerReaward, RecordUnitsPayment, HaltTrading,
-                               ResumeTrading, PostNotice)
+                               ResumeTrading, PostNotice, AddDocument, SignNda, OpenDocument)
 from exchange.events import (CertificateIssued, CommandRejected, CreditChanged, Event,
                              LotAwarded, LotPassed, ReawardOffered, SettlementOpened,
-                             NoticePosted, TradeExecuted, TradeRecorded, TradingHalted)
+                             NoticePosted, TradeExecuted, TradeRecorded, TradingHalted,
+                             DocumentAdded, NdaSigned, DocumentReleased)
 from gateway.demo_catalogue import DemoLot, build_catalogue
 
 SECOND = 10**9
@@ -96,6 +98,9 @@ class DemoReport:
     units_traded: int = 0
     halts: int = 0                   # trading halts of the unit-licence book
     notices: int = 0                 # saleroom notices
+    documents: int = 0               # documents listed in the lots' data rooms
+    ndas: int = 0                    # NDAs signed for data rooms
+    documents_opened: int = 0        # documents released to NDA signers
     settled: int = 0
     certificates: int = 0
     defaults: int = 0
@@ -148,6 +153,7 @@ class DemoSession:
                  say: Callable[[str], None] = lambda line: None) -> None:
         self.venue = venue
         self.rng = random.Random(seed)
+        self.room_rng = random.Random(seed + 1)   # data rooms: apart, the bidding as before
         self.pace = pace
         self.say = say
         self.catalogue = build_catalogue(seed)
@@ -280,8 +286,25 @@ class DemoSession:
                                                seller=self.seller, terms=terms, reserve=reserve))
             self.send(OPERATOR, VetLot(serial=lot.serial, score=self.rng.randint(60, 98),
                                        approved=True, note="auctionable"))
+            self.fill_data_room(lot)
             self.send(OPERATOR, ScheduleLot(serial=lot.serial))
             self.plan_bidding(lot.serial, mechanism, terms, value, index)
+
+    def fill_data_room(self, lot: DemoLot) -> None:
+        """The seller indexes the lot's claim charts and file histories before
+        the lot is published (publication lists them); some bidders sign the
+        lot's NDA and open the claim charts before bidding opens."""
+        for name in ("claim-charts.pdf", "file-histories.zip"):
+            content = f"{lot.serial} {name}: " + ", ".join(p.number for p in lot.patents)
+            self.send(SELLER_BROKER, AddDocument(
+                serial=lot.serial, name=name, digest=hashlib.sha256(content.encode()).hexdigest(),
+                size=len(content) * 997, location=f"vdr://ot-2017/{lot.serial}/{name}"))
+        rng = self.room_rng
+        for bidder in rng.sample(self.bidders, rng.randint(1, 3)):
+            when = rng.uniform(0.6, 1.7)
+            self.plan(when, bidder.broker, _sign_nda(lot.serial, bidder.party))
+            self.plan(when + 0.1, bidder.broker, _open_document(lot.serial, bidder.party,
+                                                                "claim-charts.pdf"))
 
     def interested(self) -> list[Bidder]:
         return self.rng.sample(self.bidders, self.rng.randint(2, 5))
@@ -492,6 +515,13 @@ class DemoSession:
                 report.halts += 1
             elif isinstance(event, NoticePosted):
                 report.notices += 1
+            elif isinstance(event, DocumentAdded):
+                report.documents += 1
+        for event in self.venue.operator_events():
+            if isinstance(event, NdaSigned):
+                report.ndas += 1
+            elif isinstance(event, DocumentReleased):
+                report.documents_opened += 1
         serials = [lot.serial for lot in self.catalogue] + ["RT-2017-001"]
         mechanisms = dict(zip(serials, PLAN + ["reverse"]))
         for serial in serials:
@@ -509,6 +539,14 @@ class DemoSession:
                 row.update(outcome="unsold")
             report.lots.append(row)
         return report
+
+
+def _sign_nda(serial: str, party: int) -> Callable[[], Any]:
+    return lambda: SignNda(serial=serial, party=party, nda="OT-NDA-2017-03")
+
+
+def _open_document(serial: str, party: int, name: str) -> Callable[[], Any]:
+    return lambda: OpenDocument(serial=serial, party=party, name=name)
 
 
 def _bid(serial: str, paddle: int, amount: int) -> Callable[[], Any]:

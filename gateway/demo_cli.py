@@ -100,6 +100,8 @@ def print_report(console, report) -> None:
                   f"trades, {report.units_traded:,} units, {report.halts} trading halt "
                   f"reopened by a call auction; {len(report.rejected)} commands refused with "
                   f"a reason (late bids, credit limits, filled orders, the halt)")
+    console.print(f"data rooms: {report.documents} documents listed; {report.ndas} NDAs "
+                  f"signed, {report.documents_opened} documents opened by their signers")
     console.print(f"settlement: {report.settled} sales paid through escrow, delivered and "
                   f"released; {report.certificates} transaction certificates; "
                   f"{report.defaults} buyer default, {report.reawarded} lot re-awarded to the "

@@ -27,6 +27,8 @@ def test_demo_session_uses_every_mechanism_and_ends_each_lot():
     assert outcomes["sold (ask)"] >= 1 and outcomes["sold (book)"] >= 1
     assert "unsold" not in outcomes
     assert report.units_traded > 0 and report.halts == 1 and report.notices == 1
+    assert report.documents == 2 * 45 and report.ndas >= 45
+    assert report.documents_opened == report.ndas
     assert report.settled >= 5 and report.certificates == report.settled
     assert report.defaults == 1 and report.reawarded == 1
     assert report.units_payers >= 1 and report.units_paid > 0
