@@ -62,7 +62,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from exchange import Engine
+from exchange import Engine, dataroom
 from exchange.codec import encode
 from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtAsk, CancelOrder,
                                ChooseOffer, CloseInstrument, CloseSession, ConfirmReceipt,
@@ -76,6 +76,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                ReviewCredit, ScheduleLot, SetDisplayRate, SetOrderLimit,
                                SetPriceRules, SetSettlementRules, StartCall, Uncross, VetLot,
                                HaltTrading, ResumeTrading, ExtendLot, PostNotice,
+                               AddDocument, RemoveDocument, SignNda, OpenDocument,
                                WithdrawBid,
                                WithdrawLot, WithdrawOffer)
 from exchange.driver import Driver
@@ -104,12 +105,14 @@ IDENTITY_FIELDS = {"party", "buyer", "seller", "name", "country", "buyer_name", 
                    "leader_max", "maximum", "credit_limit", "exposure", "score", "note",
                    "highest_bid", "counter"}
 # ... but for these, where the field is public by design.
-PUBLIC_BY_DESIGN = {("SessionCreated", "name"), ("RevealedBid", "amount")}
+PUBLIC_BY_DESIGN = {("SessionCreated", "name"), ("RevealedBid", "amount"),
+                    ("DocumentAdded", "name"), ("DocumentRemoved", "name")}
 # The public events a sealed-bid lot or a tender may produce.
 SEALED_PUBLIC = {"LotScheduled", "LotOpened", "SealedBidCounted", "LotExtended", "LotClosed",
                  "SealedBidsRevealed", "LotAwarded", "LotPassed", "LotWithdrawn",
                  "LotRelisted", "NegotiationEnded", "LotSettled", "SettlementRulesSet",
-                 "PublicityStarted", "PublicityEnded", "CertificateIssued", "NoticePosted"}
+                 "PublicityStarted", "PublicityEnded", "CertificateIssued", "NoticePosted",
+                 "DocumentAdded", "DocumentRemoved"}
 
 Step = tuple  # (command, actor, role, must_refuse)
 
@@ -133,7 +136,10 @@ OWN_PADDLE = {"PlaceBid", "WithdrawBid", "BuyAtAsk", "MakeOffer", "WithdrawOffer
               "PlaceOrder", "CancelOrder", "ModifyOrder", "ConsumeUnits", "AnswerReaward",
               "MassCancel"}
 # Commands a broker may only send for the lot's seller.
-SELLERS_ONLY = {"ChooseOffer", "AnswerOffer", "LowerReserve", "WithdrawLot"}
+SELLERS_ONLY = {"ChooseOffer", "AnswerOffer", "LowerReserve", "WithdrawLot", "AddDocument",
+                "RemoveDocument"}
+# Commands a broker may only send for a party of its own.
+OWN_PARTY = {"SignNda", "OpenDocument"}
 # Private events that carry a bidder's secret (a maximum, a sealed bid): its broker's alone.
 BIDDERS_ONLY = {"BidConfirmed", "BidWithdrawn", "BidVoided"}
 PARTY_FIELDS = ("party", "buyer", "seller")
@@ -542,8 +548,15 @@ class Everything:
                 and rng.random() < 0.25 or not self.serials):
             return self.new_lot()
         op = rng.choices(("vet", "schedule", "bid", "withdraw_bid", "ask", "negotiate", "choose",
-                          "withdraw_lot", "lot_rules", "extend", "notice"),
-                         weights=(6, 6, 60, 5, 4, 14, 3, 2, 0.5, 1, 0.3))[0]
+                          "withdraw_lot", "lot_rules", "extend", "notice", "room"),
+                         weights=(6, 6, 60, 5, 4, 14, 3, 2, 0.5, 1, 0.3, 12))[0]
+        if op == "room":
+            rooms = self.recent_lots("draft", "vetted", "scheduled", "open", "passed")
+            kept = [lot for lot in rooms if lot.serial in dataroom.rooms(state)]
+            if kept and rng.random() < 0.6:
+                rooms = kept
+            return self.room_step(rng.choice(rooms) if rooms and rng.random() < 0.9
+                                  else state.lots[rng.choice(self.serials[-30:])])
         if op == "extend":
             opened = self.recent_lots("open")
             if opened:
@@ -622,6 +635,40 @@ class Everything:
             return [(BuyAtAsk(serial=lot.serial, paddle=paddle), broker, "broker", False)]
         return [(PlaceBid(serial=lot.serial, paddle=paddle, amount=self.amount_for(lot)),
                  broker, "broker", False)]
+
+    def room_step(self, lot) -> list[Step]:
+        """A data-room command on ``lot``: by the right broker mostly, else by
+        an operator or (refused) another broker."""
+        rng = self.rng
+        room = dataroom.rooms(self.state).get(lot.serial, dataroom.Room())
+        name = rng.choice(("claims.pdf", "file-history.zip", "licences.xlsx"))
+        if room.documents and rng.random() < 0.7:
+            name = rng.choice(list(room.documents))
+        seller_broker = self.broker_of(lot.seller)
+        kind = rng.choices(("add", "remove", "sign", "open"), weights=(4, 1, 3, 4))[0]
+        if kind in ("add", "remove"):
+            cmd = (AddDocument(serial=lot.serial, name=name, digest=rng.randbytes(32).hex(),
+                               size=rng.randrange(1, 10**8), location=f"vdr://{lot.serial}/{name}")
+                   if kind == "add" else RemoveDocument(serial=lot.serial, name=name))
+            right = seller_broker
+        else:
+            paddles = self.paddles(lot.session)
+            signed = list(room.ndas)
+            if kind == "open" and signed and rng.random() < 0.7:
+                party = rng.choice(signed)
+            elif paddles:
+                party = self.party_of(lot.session, rng.choice(paddles))
+            else:
+                party = rng.choice(list(self.state.parties))
+            cmd = (SignNda(serial=lot.serial, party=party, nda=rng.choice(("N1", "N2")))
+                   if kind == "sign" else OpenDocument(serial=lot.serial, party=party, name=name))
+            right = self.broker_of(party)
+        roll = rng.random()
+        if roll < 0.15:
+            return [(cmd, "op", "operator", False)]
+        if roll < 0.25:
+            return [(cmd, self.other_broker(right), "broker", True)]
+        return [(cmd, right, "broker", False)]
 
     def negotiate(self, lot) -> list[Step]:
         rng = self.rng
@@ -1103,6 +1150,8 @@ class Everything:
             party = state.sessions[session].paddles.get(cmd.paddle)
             assert party is not None and self.broker_of(party) == actor, \
                 f"{where} was accepted with another's paddle"
+        if name in OWN_PARTY:
+            assert self.broker_of(cmd.party) == actor, f"{where} was accepted for another's party"
         if name in SELLERS_ONLY or name == "CreateLot":
             seller = lot.seller if lot is not None else cmd.seller
             assert self.broker_of(seller) == actor, f"{where} was accepted for another's lot"
@@ -1331,6 +1380,8 @@ COVERED = (
     "sold_ask", "event_LotRelisted", "event_LotWithdrawn", "event_PartyFrozen",
     "event_BidVoided", "event_SettlementCompleted", "event_SettlementCancelled",
     "event_CertificateIssued", "done_CloseInstrument", "done_RecordUnitsPayment",
+    "done_AddDocument", "done_RemoveDocument", "done_SignNda", "done_OpenDocument",
+    "refused_nda_required",
 )
 
 
