@@ -64,6 +64,7 @@ class LotRow:
     display_price: int = 0
     result: str = ""
     starting_price: int = 0
+    documents: dict[str, int] = field(default_factory=dict)   # data room: name -> version
 
 
 @dataclass
@@ -203,6 +204,12 @@ class Board:
     def _on_TradingHalted(self, e: Any) -> None:
         self._book(e).halt_reason = e.reason
 
+    def _on_DocumentAdded(self, e: Any) -> None:
+        self._lot(e).documents[e.name] = e.version
+
+    def _on_DocumentRemoved(self, e: Any) -> None:
+        self._lot(e).documents.pop(e.name, None)
+
     def _on_NoticePosted(self, e: Any) -> None:
         self.notices.append((e.serial or e.instrument or e.session, e.text))
         del self.notices[:-NOTICES_SHOWN]
@@ -224,8 +231,8 @@ class Board:
         lots = Table(title=title, expand=True)
         for name, justify in (("lot", "left"), ("title", "left"), ("mechanism", "left"),
                               ("status", "left"), ("price", "right"), ("leader", "right"),
-                              ("reserve", "center"), ("bids", "right"), ("time left", "right"),
-                              ("result", "left")):
+                              ("reserve", "center"), ("bids", "right"), ("docs", "right"),
+                              ("time left", "right"), ("result", "left")):
             lots.add_column(name, justify=justify)  # type: ignore[arg-type]
         for row in self.lots.values():
             price = money(row.price, row.currency) if row.price else ""
@@ -235,8 +242,8 @@ class Board:
             left = time_left(row.closes_at, now) if row.status == "open" else ""
             style = {"open": "bold", "sold": "green", "passed": "yellow"}.get(row.status, "")
             lots.add_row(row.serial, row.title, row.mechanism, Text(row.status, style=style),
-                         price, str(row.leader or ""), reserve, str(row.bids or ""), left,
-                         row.result)
+                         price, str(row.leader or ""), reserve, str(row.bids or ""),
+                         str(len(row.documents) or ""), left, row.result)
         parts: list[Any] = [lots]
         if self.books:
             books = Table(title="books", expand=True)

@@ -194,3 +194,25 @@ def test_rooms_survive_a_snapshot():
     restored = Engine.restore(m.d.engine.snapshot())
     room = dataroom.rooms(restored.state)["L1"]
     assert room.ndas == {m.parties[alice]: "N1"} and room.documents["claims.pdf"].digest == CLAIMS
+
+
+def test_the_board_counts_a_rooms_documents_from_public_events():
+    from gateway.board import Board
+
+    m = Market(log=True)
+    seller = m.seller()
+    m.lot("L1", seller=seller, schedule=False)
+    as_seller(m, add())
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    m.d.ok(ScheduleLot(serial="L1"))
+    as_seller(m, add(digest=FILE))                       # a new version: still one document
+    as_seller(m, add("file-history.zip", FILE))
+    m.d.ok(RemoveDocument(serial="L1", name="claims.pdf"))
+    board = Board(session="S1")
+    board.apply(e for _, events in m.d.log for e in events if not e.to)
+    assert board.lots["L1"].documents == {"file-history.zip": 1}
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(board.render(T0))
+    assert "docs" in console.export_text()
