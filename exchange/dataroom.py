@@ -19,8 +19,11 @@ Who sees what:
   the seller learns only counts (`DataRoomInterest`), never who.
 
 The room takes documents while the lot is unsold (draft to passed) and is
-open to NDA signers while the lot is published and unsold (scheduled, open,
-choosing, passed). After a sale the settlement's delivery carries the files.
+open while the lot is published and unsold (scheduled, open, choosing,
+passed), both only while its session is open, to signers that may bid in
+the session (a paddle there, approved, not frozen). After a sale the
+settlement's delivery carries what is sold. In a reverse tender the "seller"
+is the seeker: its room holds its needs, and the offerers sign.
 
 State: ``state.extra["datarooms"]``: serial -> `Room`, made on first use.
 """
@@ -43,9 +46,11 @@ register_reasons({
     "nda_required": "the party has not signed the lot's non-disclosure agreement",
     "nda_on_file": "the party signed this version of the lot's NDA already",
     "too_many_documents": "the lot's data room holds the most documents it may",
+    "no_paddle": "the party holds no paddle in the lot's session: it is not a bidder there",
 })
 
 MAX_DOCUMENTS = 500              # documents in one room at a time
+MAX_NAMES = 4 * MAX_DOCUMENTS    # names a room ever held (their version counts are kept)
 MAX_DOCUMENT_NAME = 200
 TAKES_DOCUMENTS = ("draft", "vetted", "scheduled", "open", "choosing", "passed")
 OPEN_TO_SIGNERS = ("scheduled", "open", "choosing", "passed")
@@ -112,9 +117,28 @@ def _seller_side(state: State, ctx: Ctx, lot) -> None:
                                       f"data room of lot {lot.serial}")
 
 
-def _takes_documents(lot) -> None:
+def _takes_documents(state: State, lot) -> None:
     if lot.status not in TAKES_DOCUMENTS:
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}: its data room is closed")
+    _session_open(state, lot)
+
+
+def _session_open(state: State, lot) -> None:
+    if not state.sessions[lot.session].open:
+        raise Reject("session_closed", f"session {lot.session!r} is closed: the data room of "
+                                       f"lot {lot.serial} with it")
+
+
+def _qualified(state: State, lot, party) -> None:
+    """Refuse a party that may not bid in the lot's session: no paddle there,
+    not approved in its credit review, or frozen after a default."""
+    if party.id not in state.sessions[lot.session].by_party:
+        raise Reject("no_paddle", f"party {party.id} holds no paddle in session "
+                                  f"{lot.session!r}")
+    if party.frozen:
+        raise Reject("party_frozen", f"the credit of party {party.id} is frozen")
+    if not party.approved:
+        raise Reject("party_not_approved", f"party {party.id} is not approved")
 
 
 def _text(value: str, what: str, longest: int) -> str:
@@ -132,7 +156,7 @@ def add_document(state: State, ctx: Ctx, cmd: AddDocument) -> None:
     ctx.require_role("broker", "operator")
     lot = visible_lot(state, ctx, cmd.serial)
     _seller_side(state, ctx, lot)
-    _takes_documents(lot)
+    _takes_documents(state, lot)
     name = _text(cmd.name, "a document's name", MAX_DOCUMENT_NAME)
     digest = cmd.digest
     if len(digest) != 64 or not _HEX.issuperset(digest):
@@ -143,6 +167,10 @@ def add_document(state: State, ctx: Ctx, cmd: AddDocument) -> None:
     if name not in room.documents and len(room.documents) >= MAX_DOCUMENTS:
         raise Reject("too_many_documents", f"the data room of lot {lot.serial} holds "
                                            f"{MAX_DOCUMENTS} documents, the most it may")
+    if name not in room.versions and len(room.versions) >= MAX_NAMES:
+        raise Reject("too_many_documents", f"the data room of lot {lot.serial} has held "
+                                           f"{MAX_NAMES} document names, the most it may: "
+                                           f"add new versions under names it knows")
     room = room_of(state, lot)
     version = room.versions.get(name, 0) + 1
     room.versions[name] = version
@@ -159,7 +187,7 @@ def remove_document(state: State, ctx: Ctx, cmd: RemoveDocument) -> None:
     ctx.require_role("broker", "operator")
     lot = visible_lot(state, ctx, cmd.serial)
     _seller_side(state, ctx, lot)
-    _takes_documents(lot)
+    _takes_documents(state, lot)
     room = _existing(state, lot)
     document = room.documents.pop(cmd.name, None)
     if document is None:
@@ -170,10 +198,11 @@ def remove_document(state: State, ctx: Ctx, cmd: RemoveDocument) -> None:
                              version=document.version))
 
 
-def _open_to_signers(lot) -> None:
+def _open_to_signers(state: State, lot) -> None:
     if lot.status not in OPEN_TO_SIGNERS:
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}: its data room is "
                                    f"open only while it is published and unsold")
+    _session_open(state, lot)
 
 
 def _interest(state: State, ctx: Ctx, lot, room: Room) -> None:
@@ -190,7 +219,8 @@ def sign_nda(state: State, ctx: Ctx, cmd: SignNda) -> None:
     party = own_party(state, ctx, cmd.party)
     if party.id == lot.seller:
         raise Reject("own_lot", f"party {party.id} is the seller of lot {lot.serial}")
-    _open_to_signers(lot)
+    _open_to_signers(state, lot)
+    _qualified(state, lot, party)
     nda = _text(cmd.nda, "the NDA's version", MAX_REASON)
     if _existing(state, lot).ndas.get(party.id) == nda:
         raise Reject("nda_on_file", f"party {party.id} signed NDA {nda!r} of lot {lot.serial} "
@@ -211,9 +241,10 @@ def open_document(state: State, ctx: Ctx, cmd: OpenDocument) -> None:
     party = own_party(state, ctx, cmd.party)
     seller = party.id == lot.seller
     if seller:
-        _takes_documents(lot)
+        _takes_documents(state, lot)
     else:
-        _open_to_signers(lot)
+        _open_to_signers(state, lot)
+        _qualified(state, lot, party)
     room = _existing(state, lot)
     if not seller and party.id not in room.ndas:
         raise Reject("nda_required", f"party {party.id} has not signed the NDA of lot "
@@ -249,8 +280,8 @@ def _list_on_publication(state: State, ctx: Ctx, event: LotScheduled) -> None:
 def _rooms_consistent(state) -> None:
     for serial, room in rooms(state).items():
         lot = state.lots[serial]
-        assert not room.listed or lot.opens_at, serial
-        assert len(room.documents) <= MAX_DOCUMENTS, serial
+        assert room.listed == bool(lot.opens_at), serial
+        assert len(room.documents) <= MAX_DOCUMENTS and len(room.versions) <= MAX_NAMES, serial
         for name, document in room.documents.items():
             assert document.name == name and 1 <= document.version <= room.versions[name]
             assert len(document.digest) == 64 and document.size > 0, (serial, name)

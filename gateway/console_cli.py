@@ -362,6 +362,9 @@ def _room_commands(args: argparse.Namespace) -> list[Any]:
         return [c.RemoveDocument(serial=args.serial, name=args.name)]
     if args.what == "nda":
         return [c.SignNda(serial=args.serial, party=args.party, nda=args.version)]
+    if args.verify is not None:             # before the opening is journaled and counted
+        with open(args.verify, "rb"):
+            pass
     return [c.OpenDocument(serial=args.serial, party=args.party, name=args.name)]
 
 
@@ -369,6 +372,8 @@ def _send_and_verify(client: Any, console: Any, steps: list[Any],
                      args: argparse.Namespace) -> int:
     """Send the steps; then, for ``room open --verify FILE``, check FILE against
     the digest and size released. 1 if refused or if FILE does not match."""
+    from rich.markup import escape
+
     results: list[Any] = []
     failed = _send_steps(client, console, steps, None, args, results)
     path = getattr(args, "verify", None)
@@ -376,17 +381,19 @@ def _send_and_verify(client: Any, console: Any, steps: list[Any],
         return failed
     released = [e for r in results for e in r.events if type(e).__name__ == "DocumentReleased"]
     if not released:
-        return failed
+        console.print("[red]no document was released[/]: nothing to check the file against")
+        return 1
     doc = released[-1]
     try:
         digest, size = file_digest(path)
     except OSError as exc:
-        console.print(f"[red]cannot read {path}[/]: {exc}")
+        console.print(f"[red]cannot read {escape(str(path))}[/]: {escape(str(exc))}")
         return 1
+    what, name = escape(str(path)), escape(doc.name)
     if (digest, size) == (doc.digest, doc.size):
-        console.print(f"{path} matches {doc.name} v{doc.version} (sha256 {digest})")
+        console.print(f"{what} matches {name} v{doc.version} (sha256 {digest})")
         return 0
-    console.print(f"[red]{path} does not match[/] {doc.name} v{doc.version}: sha256 {digest}, "
+    console.print(f"[red]{what} does not match[/] {name} v{doc.version}: sha256 {digest}, "
                   f"{size:,} bytes; expected {doc.digest}, {doc.size:,} bytes")
     return 1
 
@@ -523,8 +530,8 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
         if result.resent:
             status += " (sent before)"
         table.add_row(str(index), type(cmd).__name__, str(result.seq), status,
-                      ", ".join(_describe(e) for e in result.events
-                                if type(e).__name__ != "CommandRejected"))
+                      escape(", ".join(_describe(e) for e in result.events
+                                       if type(e).__name__ != "CommandRejected")))
         if not result.accepted:
             failed += 1
             if not keep_going:

@@ -216,16 +216,18 @@ def run_keys(args: argparse.Namespace) -> int:
                   f"a running server refuses the old key within a second")
             return 0
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
-        table = Table(title=f"users of {args.data}")
+        table = Table(title=escape(f"users of {args.data}"))
         for column in ("user", "role", "status", "clients", "cancel on disconnect",
                        "public key"):
             table.add_column(column)
         for user in store.users().values():
-            table.add_row(user.id, user.role, "revoked" if user.revoked else "active",
-                          ", ".join(user.clients) or ("any" if user.role == "broker" else ""),
+            table.add_row(escape(user.id), user.role, "revoked" if user.revoked else "active",
+                          escape(", ".join(user.clients))
+                          or ("any" if user.role == "broker" else ""),
                           "yes" if user.cancel_on_disconnect else "",
-                          user.public_key)
+                          escape(user.public_key))
         Console().print(table)
         return 0
     except KeyStoreError as exc:

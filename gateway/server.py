@@ -213,6 +213,7 @@ class Server:
         self.endpoints: dict[str, str] = {}
         self._stop = threading.Event()
         self.failed: BaseException | None = None
+        self.close_error: BaseException | None = None   # what stopped `close` (logged)
         self.ready = threading.Event()
 
     # ------------------------------------------------------------------ start-up
@@ -1553,6 +1554,7 @@ class Server:
                     self._flush()
                     self._maybe_snapshot(force=True)
                 except Exception as exc:  # noqa: BLE001  (shutting down: log and go on)
+                    self.close_error = exc
                     self.log.error("close_failed", error=str(exc))
         finally:
             if self.context is not None:
@@ -1633,3 +1635,5 @@ def stop_thread(server: Server, thread: threading.Thread) -> None:
     errors = getattr(thread, "errors", [])
     if errors:
         raise errors[0]
+    if server.close_error is not None:        # e.g. a snapshot that cannot be written
+        raise server.close_error

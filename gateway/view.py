@@ -8,7 +8,9 @@ neither, such as display rates). Inside a bucket an event whose type has a
 standing price, a Dutch clock, a book level): the bucket holds the current
 state, not the whole history, so a snapshot stays as small as the state it
 describes. Every other public event is kept (catalogue entries, openings,
-closings, awards: a handful per lot).
+closings, awards: a handful per lot). An event type listed in `ENDS`
+removes the value it ends (a document taken out of a data room) and is not
+kept itself.
 
 A snapshot of a session is its bucket plus the market bucket; of a lot or
 instrument (``key``), the events of the bucket about that key, plus the
@@ -43,6 +45,15 @@ LAST_VALUE: dict[str, tuple[str, ...]] = {
     "OrderLimitSet": (),
     "PriceRulesSet": (),
     "TradingHalted": (),
+    # lots' data rooms and pricing panels: the current index, the last range
+    "DocumentAdded": ("name",),
+    "PriceRangePublished": (),
+}
+
+# Event types that end another type's last value and are not kept themselves:
+# type -> (the ended type, the field naming the slot with it).
+ENDS: dict[str, tuple[str, str]] = {
+    "DocumentRemoved": ("DocumentAdded", "name"),
 }
 
 # Event types whose last-value entry is removed when this field is zero
@@ -75,8 +86,7 @@ def _rule(kind: type) -> tuple:
         if not identity:
             slot_rest = _NO_REST
         elif len(identity) == 1:
-            field = identity[0]
-            slot_rest = lambda event: (getattr(event, field),)  # noqa: E731
+            slot_rest = _OneField(identity[0])
         else:
             slot_rest = attrgetter(*identity)     # returns a tuple
     zero_field = DROP_WHEN_ZERO.get(name)
@@ -89,6 +99,19 @@ def _NO_REST(event: Any) -> tuple:
     return ()
 
 
+class _OneField:
+    """The rest of a last-value slot named by one field, as a 1-tuple
+    (a class, not a closure: the view is pickled into the gateway snapshot)."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __call__(self, event: Any) -> tuple:
+        return (getattr(event, self.field),)
+
+
 class MarketView:
     """Public state by session, as the public events that make it."""
 
@@ -99,6 +122,11 @@ class MarketView:
         self._counter = 0
         self.seq = 0                              # last journal seq folded in
         self._rules: dict[type, tuple] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_rules"] = {}                      # a cache: rebuilt on the next fold
+        return state
 
     def fold(self, seq: int, events: Iterable[Any]) -> None:
         """Fold the public events of journal entry ``seq``. O(events)."""
@@ -115,6 +143,7 @@ class MarketView:
                 rule = rules[kind] = _rule(kind)
             name, key_field, has_session, slot_rest, zero_field = rule
             key = getattr(event, key_field) if key_field else ""
+            ended = ENDS.get(name)
             session = event.session if has_session else ""
             if session:
                 if key and key not in session_of:
@@ -124,6 +153,9 @@ class MarketView:
             bucket = buckets.get(session)
             if bucket is None:
                 bucket = buckets[session] = {}
+            if ended is not None:
+                bucket.pop((ended[0], key, getattr(event, ended[1])), None)
+                continue
             if slot_rest is None:
                 self._counter += 1
                 bucket[self._counter] = (seq, event)

@@ -165,6 +165,19 @@ def test_a_data_room_from_the_consoles(tmp_path, capsys):
         assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf",
                       "--verify", str(other)) == 1
         assert "does not match" in capsys.readouterr().out
+        # a --verify file that cannot be read stops the opening before it is sent
+        state = server.engine.state
+        journaled = state.last_seq
+        assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf",
+                      "--verify", str(tmp_path / "typo.pdf")) == 2
+        assert "typo.pdf" in capsys.readouterr().err and state.last_seq == journaled
+        # names and locations are shown as sent, never read as console markup
+        assert broker(tmp_path, "b2", "room", "add", "WS-001", "claims[/].pdf", str(claims),
+                      "--location", "s3://vdr/[b]WS-001[/b]/c.pdf") == 0
+        assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims[/].pdf",
+                      "--verify", str(claims)) == 0
+        out = capsys.readouterr().out.replace("\n", "")
+        assert "s3://vdr/[b]WS-001[/b]/c.pdf" in out and "matches claims[/].pdf v1" in out
         # an operator takes the document out; it is released to no one after
         assert main(["op", "--data", str(tmp_path), "room", "remove", "WS-001",
                      "claims.pdf"]) == 0

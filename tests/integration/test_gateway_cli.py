@@ -57,7 +57,8 @@ def lot_file(seller: int) -> str:
 def test_keys_commands(tmp_path, capsys):
     assert main(["keys", "--data", str(tmp_path), "init", "--defaults"]) == 0
     assert main(["keys", "--data", str(tmp_path), "add", "b9", "--role", "broker",
-                 "--client", "Cobalt Labs", "--cancel-on-disconnect"]) == 0
+                 "--client", "Cobalt Labs", "--client", "Lab [/b] X",
+                 "--cancel-on-disconnect"]) == 0
     assert (tmp_path / "clients" / "b9.json").exists()
     assert main(["keys", "--data", str(tmp_path), "add", "b9", "--role", "broker"]) == 1
     assert main(["keys", "--data", str(tmp_path), "add", "Bad Name", "--role", "broker"]) == 1
@@ -66,6 +67,7 @@ def test_keys_commands(tmp_path, capsys):
     assert main(["keys", "--data", str(tmp_path), "list"]) == 0
     listing = capsys.readouterr().out
     assert "b9" in listing and "revoked" in listing and "Cobalt Labs" in listing
+    assert "Lab [/b] X" in listing                    # printed as text, not rich markup
     assert "viewer" in listing and "operator" in listing
     users = KeyStore(tmp_path).users()
     assert users["b9"].revoked and users["b9"].cancel_on_disconnect

@@ -7,11 +7,12 @@ import hashlib
 import pytest
 
 from exchange import dataroom
-from exchange.commands import (AddDocument, OpenDocument, RemoveDocument, ScheduleLot, SignNda,
-                               VetLot, WithdrawLot)
+from exchange.commands import (AddDocument, CloseSession, OpenDocument, RegisterParty,
+                               RemoveDocument, ReviewCredit, ScheduleLot, SignNda, VetLot,
+                               WithdrawLot)
 from exchange.engine import Engine
 from exchange.events import (DataRoomInterest, DocumentAdded, DocumentReleased, DocumentRemoved,
-                             LotAwarded, NdaSigned)
+                             LotAwarded, LotPassed, NdaSigned)
 from tests.unit.auctionkit import DAY, HOUR, T0, USD, Market, of, one
 
 SELLER_BROKER = "seller-broker"
@@ -216,3 +217,90 @@ def test_the_board_counts_a_rooms_documents_from_public_events():
     console = Console(width=200, record=True)
     console.print(board.render(T0))
     assert "docs" in console.export_text()
+
+
+def test_only_a_bidder_of_the_session_may_sign_and_read():
+    m, seller, alice, _ = market()
+    as_seller(m, add())
+    broker = m.brokers[alice]
+    walk_in = m.d.ok(RegisterParty(name="Walk-in"), actor=broker, role="broker")[0].party
+    assert m.unchanged(SignNda(serial="L1", party=walk_in, nda="N1"),
+                       actor=broker).code == "no_paddle"
+    party = m.parties[alice]
+    as_bidder(m, alice, SignNda(serial="L1", party=party, nda="N1"))
+    m.state.parties[party].frozen = True                # as after a default elsewhere
+    assert m.unchanged(OpenDocument(serial="L1", party=party, name="claims.pdf"),
+                       actor=broker).code == "party_frozen"
+    m.state.parties[party].frozen = False
+    m.d.ok(ReviewCredit(party=party, approved=False))   # approval withdrawn
+    assert m.unchanged(OpenDocument(serial="L1", party=party, name="claims.pdf"),
+                       actor=broker).code == "party_not_approved"
+
+
+def test_the_room_closes_with_its_session():
+    m, seller, alice, _ = market()
+    as_seller(m, add())
+    m.d.ok(CloseSession(session="S1"))
+    assert m.state.lots["L1"].status == "withdrawn"      # not yet open: withdrawn with it
+    m2, seller2, alice2, _ = market()
+    as_seller(m2, add())
+    as_bidder(m2, alice2, SignNda(serial="L1", party=m2.parties[alice2], nda="N1"))
+    assert one(m2.tick(T0 + DAY), LotPassed)             # no bids: passed
+    m2.d.ok(CloseSession(session="S1"))
+    for cmd, actor in ((OpenDocument(serial="L1", party=m2.parties[alice2], name="claims.pdf"),
+                        m2.brokers[alice2]), (add("late.pdf"), SELLER_BROKER)):
+        assert m2.unchanged(cmd, actor=actor).code == "session_closed", cmd
+
+
+def test_a_room_remembers_at_most_so_many_names(monkeypatch):
+    monkeypatch.setattr(dataroom, "MAX_NAMES", 3)
+    m, *_ = market()
+    for name in ("a", "b", "c"):
+        as_seller(m, add(name))
+        m.d.ok(RemoveDocument(serial="L1", name=name))
+    assert m.unchanged(add("d"), actor=SELLER_BROKER).code == "too_many_documents"
+    assert one(as_seller(m, add("a")), DocumentAdded).version == 2
+
+
+def test_the_feed_snapshot_holds_the_current_index_only():
+    from gateway.board import Board
+    from gateway.view import MarketView
+
+    m = Market(log=True)
+    seller = m.seller()
+    m.lot("L1", seller=seller)
+    for i in range(50):
+        as_seller(m, add(f"draft-{i}.pdf"))
+        m.d.ok(RemoveDocument(serial="L1", name=f"draft-{i}.pdf"))
+    for _ in range(3):
+        as_seller(m, add())                              # versions 1 to 3 of one name
+    view = MarketView()
+    whole = Board(session="S1")
+    for env, events in m.d.log:
+        public = [e for e in events if not e.to]
+        view.fold(env.seq, public)
+        whole.apply(public)
+    shown = [e for e in view.snapshot(session="S1") if "Document" in type(e).__name__]
+    assert [(e.name, e.version) for e in shown] == [("claims.pdf", 3)]
+    joined = Board(session="S1")
+    joined.apply(view.snapshot(session="S1"))
+    assert joined.lots["L1"].documents == whole.lots["L1"].documents == {"claims.pdf": 3}
+
+
+def test_the_view_with_a_data_room_pickles_into_the_gateway_snapshot():
+    import pickle
+
+    from gateway.view import MarketView
+
+    m = Market(log=True)
+    m.lot("L1", seller=m.seller())
+    as_seller(m, add())
+    view = MarketView()
+    for env, events in m.d.log:
+        view.fold(env.seq, [e for e in events if not e.to])
+    copy = pickle.loads(pickle.dumps(view))
+    assert copy.snapshot(session="S1") == view.snapshot(session="S1")
+    as_seller(m, add(digest=FILE))
+    env, events = m.d.log[-1]
+    copy.fold(env.seq, [e for e in events if not e.to])
+    assert [e.version for e in copy.snapshot(session="S1") if type(e) is DocumentAdded] == [2]
