@@ -347,6 +347,51 @@ class SignNda(Command, frozen=True):
     nda: str
 
 
+class RegisterExpert(Command, frozen=True):
+    """Add an expert to the exchange's valuation pool (operator only). The
+    expert id is the envelope's sequence number. ``fields``: the technology
+    fields the expert may value (none: any)."""
+
+    name: str
+    fields: tuple[str, ...] = ()
+
+
+class RetireExpert(Command, frozen=True):
+    """Take an expert out of the pool for future draws (operator only)."""
+
+    expert: int
+
+
+class DrawPanel(Command, frozen=True):
+    """Draw an inquiry panel of ``size`` experts at random from the pool to
+    value a lot (operator only): those of ``field`` if given, never the same
+    expert twice. The draw is a pure function of the lot, the panel's round
+    and the envelope's sequence number, so anyone holding the journal can
+    check it."""
+
+    serial: str
+    size: int
+    field: str = ""
+
+
+class RecordValuation(Command, frozen=True):
+    """Record a panel expert's price range for the lot, in its currency
+    (operator only); a later one of the same expert replaces it."""
+
+    serial: str
+    expert: int
+    low: int
+    high: int
+
+
+class PublishPriceRange(Command, frozen=True):
+    """Close the lot's panel and publish its price range: the medians of the
+    experts' lows and highs (operator only); at least half the panel must
+    have valued it."""
+
+    serial: str
+
+
 class OpenDocument(Command, frozen=True):
     """Ask for a data-room document for ``party`` (its broker or an operator):
     its location and digest come back to the party's broker alone, once the

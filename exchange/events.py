@@ -457,6 +457,58 @@ class DataRoomInterest(Event, frozen=True):
     opened: int
 
 
+class ExpertRegistered(Event, frozen=True):
+    """An expert joined the valuation pool (operators only)."""
+
+    expert: int
+    name: str
+    fields: tuple[str, ...]
+
+
+class ExpertRetired(Event, frozen=True):
+    """An expert left the pool (operators only)."""
+
+    expert: int
+
+
+class PanelDrawn(Event, frozen=True):
+    """An inquiry panel was drawn for a lot: ``experts`` in draw order
+    (operators only: who values a lot is never published)."""
+
+    serial: str
+    session: str
+    round: int
+    experts: tuple[int, ...]
+    field: str
+
+
+class ValuationRecorded(Event, frozen=True):
+    """A panel expert's range for the lot (operators only)."""
+
+    serial: str
+    session: str
+    round: int
+    expert: int
+    low: int
+    high: int
+
+
+class PriceRangePublished(Event, frozen=True):
+    """The panel's price range for the lot: the medians of its experts' lows
+    and highs, from ``valuations`` of ``panel`` experts. Public once the lot is
+    published; before, to the seller's broker and the operators, and the
+    publication of the lot lists it publicly."""
+
+    serial: str
+    session: str
+    round: int
+    low: int
+    high: int
+    currency: str
+    valuations: int
+    panel: int
+
+
 class LotSettled(Event, frozen=True):
     """The lot's sale settled (public; emitted through `exchange.lots.mark_settled`)."""
 

@@ -1,0 +1,144 @@
+"""Pricing by an expert inquiry panel drawn at random."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange import pricing
+from exchange.commands import (DrawPanel, PublishPriceRange, RecordValuation, RegisterExpert,
+                               RetireExpert, ScheduleLot, VetLot)
+from exchange.events import (ExpertRegistered, LotPassed, PanelDrawn, PriceRangePublished,
+                             ValuationRecorded)
+from tests.unit.auctionkit import DAY, HOUR, T0, USD, Market, of, one
+
+OPS = ("@operators",)
+
+
+def market(experts=8, schedule=False):
+    m = Market(log=True)
+    seller = m.seller()
+    m.lot("L1", seller=seller, schedule=schedule)
+    ids = []
+    for i in range(experts):
+        fields = ("printing",) if i % 2 == 0 else ("imaging", "printing") if i % 4 == 1 else ()
+        ids.append(one(m.d.ok(RegisterExpert(name=f"Expert {i}", fields=fields)),
+                       ExpertRegistered).expert)
+    return m, seller, ids
+
+
+def draw(m, size=5, field="", serial="L1"):
+    return one(m.d.ok(DrawPanel(serial=serial, size=size, field=field)), PanelDrawn)
+
+
+def value(m, expert, low, high, serial="L1"):
+    return m.d.ok(RecordValuation(serial=serial, expert=expert, low=low * USD,
+                                  high=high * USD))
+
+
+def test_a_draw_is_private_random_and_recomputable_from_the_journal():
+    m, _, ids = market()
+    drawn = draw(m)
+    assert drawn.to == OPS and drawn.round == 1 and len(set(drawn.experts)) == 5
+    assert set(drawn.experts) <= set(ids)
+    env = m.d.log[-1][0]                      # the DrawPanel's envelope
+    recomputed = sorted(ids, key=lambda e: pricing.draw_rank("L1", 1, env.seq, e))[:5]
+    assert drawn.experts == tuple(recomputed)
+    again, _, _ = market()                    # the same journal draws the same panel
+    assert draw(again).experts == drawn.experts
+
+
+def test_a_field_and_retirement_narrow_the_pool():
+    m, _, ids = market()
+    m.d.ok(RetireExpert(expert=ids[0]))
+    drawn = draw(m, size=4, field="imaging")   # 1 and 5 know imaging; 3 and 7 know any field
+    assert set(drawn.experts) == {ids[1], ids[3], ids[5], ids[7]}
+    experts = pricing.pool(m.state).experts
+    assert all(not experts[e].fields or "imaging" in experts[e].fields
+               for e in drawn.experts)
+    m2, _, ids2 = market()
+    m2.d.ok(RetireExpert(expert=ids2[1]))
+    assert m2.unchanged(DrawPanel(serial="L1", size=4, field="imaging"),
+                        actor="op", role="operator").code == "too_few_experts"
+    assert m2.unchanged(RetireExpert(expert=ids2[1]), actor="op",
+                        role="operator").code == "unknown_expert"
+
+
+def test_the_range_is_the_medians_and_reaches_the_seller_first_then_the_public():
+    m, seller, _ = market()
+    panel = draw(m).experts
+    for expert, (low, high) in zip(panel, ((300, 900), (100, 400), (200, 500))):
+        recorded = one(value(m, expert, low, high), ValuationRecorded)
+        assert recorded.to == OPS
+    value(m, panel[0], 250, 900)                 # a revision replaces the first range
+    told = one(m.d.ok(PublishPriceRange(serial="L1")), PriceRangePublished)
+    assert told.to == ("seller-broker", "@operators")          # the lot is not published yet
+    assert (told.low, told.high, told.valuations, told.panel, told.currency) == \
+        (200 * USD, 500 * USD, 3, 5, "USD")
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    listed = one(m.d.ok(ScheduleLot(serial="L1")), PriceRangePublished)
+    assert listed.to == () and (listed.low, listed.high) == (200 * USD, 500 * USD)
+    assert not of(m.d.ok(ScheduleLot(serial="L1", opens_at=T0 + 2 * HOUR)), PriceRangePublished)
+    # nothing public names an expert
+    public = [e for _, events in m.d.log for e in events if not e.to]
+    assert not [e for e in public if type(e).__name__ in ("PanelDrawn", "ValuationRecorded",
+                                                          "ExpertRegistered")]
+
+
+def test_an_even_count_takes_the_lower_median_and_half_the_panel_must_value():
+    m, _, _ = market(schedule=True)
+    panel = draw(m, size=4).experts
+    value(m, panel[0], 100, 200)
+    assert m.unchanged(PublishPriceRange(serial="L1"), actor="op",
+                       role="operator").code == "too_few_valuations"
+    value(m, panel[1], 300, 600)
+    told = one(m.d.ok(PublishPriceRange(serial="L1")), PriceRangePublished)
+    assert told.to == () and (told.low, told.high) == (100 * USD, 200 * USD)
+
+
+def test_one_open_panel_a_lot_and_a_new_round_after_a_pass():
+    m, seller, _ = market(schedule=True)
+    panel = draw(m, size=3).experts
+    assert m.unchanged(DrawPanel(serial="L1", size=3), actor="op",
+                       role="operator").code == "panel_open"
+    value(m, panel[0], 100, 200)
+    value(m, panel[1], 120, 220)
+    m.d.ok(PublishPriceRange(serial="L1"))
+    m.tick(T0 + HOUR)                           # the lot opens: no panel while it runs
+    assert m.unchanged(DrawPanel(serial="L1", size=3), actor="op",
+                       role="operator").code == "bad_status"
+    assert one(m.tick(T0 + DAY), LotPassed)     # no bids: passed
+    second = draw(m, size=3)
+    assert second.round == 2
+    assert m.unchanged(RecordValuation(serial="L1", expert=-1, low=1, high=2), actor="op",
+                       role="operator").code == "not_on_panel"
+
+
+@pytest.mark.parametrize("make, code", [
+    (lambda ids: RegisterExpert(name=" "), "bad_field"),
+    (lambda ids: RegisterExpert(name="A", fields=("x", "x")), "bad_field"),
+    (lambda ids: RegisterExpert(name="A", fields=(" x",)), "bad_field"),
+    (lambda ids: RegisterExpert(name="A", fields=tuple(f"f{i}" for i in range(21))), "too_long"),
+    (lambda ids: DrawPanel(serial="L1", size=0), "non_positive"),
+    (lambda ids: DrawPanel(serial="L1", size=16), "out_of_range"),
+    (lambda ids: DrawPanel(serial="L9", size=3), "unknown_lot"),
+    (lambda ids: DrawPanel(serial="L1", size=9), "too_few_experts"),
+    (lambda ids: RecordValuation(serial="L1", expert=ids[0], low=5, high=6), "no_panel"),
+    (lambda ids: PublishPriceRange(serial="L1"), "no_panel"),
+])
+def test_bad_commands_are_refused_and_change_nothing(make, code):
+    m, _, ids = market()
+    assert m.unchanged(make(ids), actor="op", role="operator").code == code
+
+
+def test_brokers_have_no_say_and_a_valuation_is_checked():
+    m, _, ids = market()
+    panel = draw(m, size=3).experts
+    for cmd in (RegisterExpert(name="Mine"), RetireExpert(expert=ids[0]),
+                DrawPanel(serial="L1", size=3),
+                RecordValuation(serial="L1", expert=panel[0], low=1, high=2),
+                PublishPriceRange(serial="L1")):
+        assert m.unchanged(cmd, actor="seller-broker").code == "not_permitted", cmd
+    for low, high, code in ((0, 5, "non_positive"), (6, 5, "bad_field"),
+                            (1, 10**16, "out_of_range")):
+        assert m.unchanged(RecordValuation(serial="L1", expert=panel[0], low=low, high=high),
+                           actor="op", role="operator").code == code
