@@ -162,6 +162,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument("den", type=int, help="denominator")
 
     _add_room(sub)
+    _add_pricing(sub)
     _add_do(sub, "operator")
     _add_events(sub)
     op_status = sub.add_parser("status", help="print a broker's resting orders, live bids, "
@@ -308,7 +309,43 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
                                  den=args.den)]
     if action == "room":
         return _room_commands(args)
+    if action == "expert":
+        if what == "register":
+            return [c.RegisterExpert(name=args.name, fields=tuple(args.field))]
+        return [c.RetireExpert(expert=args.expert)]
+    if action == "panel":
+        if what == "draw":
+            return [c.DrawPanel(serial=args.serial, size=args.size, field=args.field)]
+        if what == "value":
+            return [c.RecordValuation(serial=args.serial, expert=args.expert, low=args.low,
+                                      high=args.high)]
+        return [c.PublishPriceRange(serial=args.serial)]
     raise ValueError(f"unknown op action {action}")
+
+
+def _add_pricing(sub: Any) -> None:
+    expert = sub.add_parser("expert", help="the pool of experts that value lots")
+    es = expert.add_subparsers(dest="what", required=True)
+    register = es.add_parser("register", help="add an expert (its id is in the result)")
+    register.add_argument("name")
+    register.add_argument("--field", action="append", default=[],
+                          help="a technology field it values (repeat; none: any field)")
+    retire = es.add_parser("retire", help="take an expert out of future draws")
+    retire.add_argument("expert", type=int)
+    panel = sub.add_parser("panel", help="value a lot by an inquiry panel drawn at random")
+    ps = panel.add_subparsers(dest="what", required=True)
+    draw = ps.add_parser("draw", help="draw the lot's panel from the pool")
+    draw.add_argument("serial")
+    draw.add_argument("--size", type=int, default=5, help="how many experts (default 5)")
+    draw.add_argument("--field", default="", help="only experts of this field")
+    value = ps.add_parser("value", help="record a panel expert's range (minor units)")
+    value.add_argument("serial")
+    value.add_argument("expert", type=int)
+    value.add_argument("low", type=int)
+    value.add_argument("high", type=int)
+    publish = ps.add_parser("publish", help="close the panel and publish its range (the "
+                            "medians of the experts' lows and highs)")
+    publish.add_argument("serial")
 
 
 def _add_room(sub: Any) -> None:
@@ -559,7 +596,7 @@ def _request_once(client: Any, cmd: Any, cid: str | None) -> Any:
 
 DESCRIBED = ("settlement", "paddle", "party", "serial", "instrument", "amount", "paid",
              "outstanding", "status", "name", "version", "nda", "location", "digest", "ndas",
-             "readers", "opened")
+             "readers", "opened", "expert", "round", "experts", "low", "high", "valuations")
 
 
 def _describe(event: Any) -> str:

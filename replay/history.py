@@ -328,6 +328,24 @@ def _interest(ev, env, cx) -> Row:
                 detail=f"{ev.ndas} NDAs, {ev.readers} readers, {ev.opened} openings")
 
 
+def _panel(ev, env, cx) -> Row:
+    return dict(event="panel drawn (private)",
+                detail=f"round {ev.round}: experts {', '.join(map(str, ev.experts))}"
+                       + (f" ({ev.field})" if ev.field else ""))
+
+
+def _valuation(ev, env, cx) -> Row:
+    return dict(event="valuation (private)", amount=ev.low,
+                detail=f"round {ev.round}, expert {ev.expert}: {_m(ev.low)} to {_m(ev.high)}")
+
+
+def _price_range(ev, env, cx) -> Row:
+    return dict(event="price range" if ev.to == () else "price range (private)", amount=ev.low,
+                currency=ev.currency,
+                detail=f"{_m(ev.low)} to {_m(ev.high)}, from {ev.valuations} of {ev.panel} "
+                       f"experts (round {ev.round})")
+
+
 def _relisted(ev, env, cx) -> Row:
     return dict(event="relisted", detail=f"opens {_t(cx, ev.opens_at)}, closes "
                                          f"{_t(cx, ev.closes_at)}")
@@ -421,6 +439,7 @@ _MAKERS: dict[str, Callable[..., Any]] = {
     "NoticePosted": _simple("notice", "text"),
     "DocumentAdded": _document, "DocumentRemoved": _document_removed, "NdaSigned": _nda,
     "DocumentReleased": _released, "DataRoomInterest": _interest,
+    "PanelDrawn": _panel, "ValuationRecorded": _valuation, "PriceRangePublished": _price_range,
     "OrderAccepted": _order, "OrderFilled": _fill, "OrderCancelled": _cancel,
     "OrderModified": _modify, "TradeExecuted": _trade, "TradeRecorded": _trade_recorded,
     "QuoteChanged": _quote, "DepthChanged": _depth, "IndicativePrice": _indicative,

@@ -184,3 +184,44 @@ def test_a_data_room_from_the_consoles(tmp_path, capsys):
         capsys.readouterr()
         assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf") == 1
         assert "unknown_document" in capsys.readouterr().out
+
+
+def test_a_pricing_panel_from_the_operators_console(tmp_path, capsys):
+    from exchange import pricing
+
+    def op(*argv: str) -> int:
+        return main(["op", "--data", str(tmp_path), *argv])
+
+    with running(tmp_path) as server:
+        assert op("send", str(EXAMPLE)) == 0
+        state = server.engine.state
+        seller = state.lots["WS-001"].seller
+        assert op("do", "CreateLot", "serial=WS-009", "session=WS-2026", f"seller={seller}",
+                  'terms={"title": "Optics family, valued before listing", '
+                  '"starting_bid": 3000000}') == 0
+        for name in ("Dr. Li Wei", "Prof. Anna Berg", "Dr. [b]Okafor[/b]", "Dr. Sato"):
+            assert op("expert", "register", name, "--field", "optics") == 0
+        assert op("expert", "register", "Dr. Ruiz", "--field", "printing") == 0
+        out = capsys.readouterr().out
+        assert "ExpertRegistered(name=Dr. [b]Okafor[/b]" in out.replace("\n", "")
+        assert op("panel", "draw", "WS-009", "--size", "3", "--field", "optics") == 0
+        assert "PanelDrawn(serial=WS-009, round=1, experts=" in capsys.readouterr().out
+        panel = pricing.pool(state).panels["WS-009"].experts
+        printing = [e.id for e in pricing.pool(state).experts.values() if "printing" in e.fields]
+        assert not set(panel) & set(printing)
+        assert op("panel", "publish", "WS-009") == 1
+        assert "too_few_valuations" in capsys.readouterr().out
+        for expert, low, high in zip(panel, (40_000_00, 55_000_00, 35_000_00),
+                                     (90_000_00, 80_000_00, 60_000_00)):
+            assert op("panel", "value", "WS-009", str(expert), str(low), str(high)) == 0
+        capsys.readouterr()
+        assert op("panel", "publish", "WS-009") == 0
+        out = capsys.readouterr().out
+        assert "PriceRangePublished(serial=WS-009" in out
+        assert "low=4000000, high=8000000, valuations=3" in out
+        assert op("expert", "retire", str(printing[0])) == 0
+        assert op("expert", "retire", str(printing[0])) == 1
+        assert "unknown_expert" in capsys.readouterr().out
+        # brokers have no say in pricing
+        assert broker(tmp_path, "b2", "do", "DrawPanel", "serial=WS-009", "size=1") == 1
+        assert "not_permitted" in capsys.readouterr().out

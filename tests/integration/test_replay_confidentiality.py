@@ -14,9 +14,10 @@ import json
 
 import pytest
 
-from exchange.commands import (AddDocument, CreateLot, CreateSession, IssuePaddle, LotTerms,
-                               OpenDocument, PlaceBid, RegisterParty, ReviewCredit, ScheduleLot,
-                               SignNda, VetLot, WithdrawLot)
+from exchange.commands import (AddDocument, CreateLot, CreateSession, DrawPanel, IssuePaddle,
+                               LotTerms, OpenDocument, PlaceBid, PublishPriceRange,
+                               RecordValuation, RegisterExpert, RegisterParty, ReviewCredit,
+                               ScheduleLot, SignNda, VetLot, WithdrawLot)
 from gateway.cli import main
 from replay import history as hi
 from replay import state as st
@@ -216,3 +217,30 @@ def test_a_data_rooms_access_log_is_the_operators_history(tmp_path):
         assert seen in events, (seen, events)
     opened = [r for r in rows if r["event"] == "document opened (private)"]
     assert opened[0]["detail"] == f"party {parties[1]}: claims.pdf v1"
+
+
+def test_a_pricing_panel_shows_the_public_its_range_only(tmp_path):
+    d = open_recording(tmp_path, start_ts=T0)
+    d.ok(CreateSession(session="S", name="s"), ts=T0)
+    seller = d.ok(RegisterParty(name="seller"), actor="b1", role="broker")[0].party
+    d.ok(CreateLot(serial="VAL", session="S", seller=seller, terms=LotTerms(
+        title="valued", starting_bid=1_000, opens_at=T0 + HOUR, closes_at=T0 + 2 * HOUR)),
+        actor="b1", role="broker")
+    experts = [d.ok(RegisterExpert(name=f"Expert {i}"))[0].expert for i in range(3)]
+    panel = d.ok(DrawPanel(serial="VAL", size=3))[0].experts
+    for expert, (low, high) in zip(panel, ((10_000, 20_000), (12_000, 30_000), (8_000, 9_000))):
+        d.ok(RecordValuation(serial="VAL", expert=expert, low=low, high=high))
+    d.ok(PublishPriceRange(serial="VAL"))
+    d.ok(VetLot(serial="VAL", score=1, approved=True))
+    d.ok(ScheduleLot(serial="VAL"))
+    d.journal.close()
+    source = Source.open(tmp_path)
+    _, rows = hi.history(source, "VAL")
+    public = [(r["event"], r["detail"]) for r in rows if "price" in r["event"]
+              or "panel" in r["event"] or "valuation" in r["event"]]
+    assert public == [("price range", "100.00 to 200.00, from 3 of 3 experts (round 1)")]
+    _, rows = hi.history(source, "VAL", viewer=OPERATOR)
+    events = [r["event"] for r in rows]
+    assert events.count("valuation (private)") == 3 and "panel drawn (private)" in events
+    assert "price range (private)" in events and "price range" in events
+    assert set(experts) == set(panel)

@@ -62,7 +62,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from exchange import Engine, dataroom
+from exchange import Engine, dataroom, pricing
 from exchange.codec import encode
 from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtAsk, CancelOrder,
                                ChooseOffer, CloseInstrument, CloseSession, ConfirmReceipt,
@@ -77,6 +77,8 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                SetPriceRules, SetSettlementRules, StartCall, Uncross, VetLot,
                                HaltTrading, ResumeTrading, ExtendLot, PostNotice,
                                AddDocument, RemoveDocument, SignNda, OpenDocument,
+                               RegisterExpert, RetireExpert, DrawPanel, RecordValuation,
+                               PublishPriceRange,
                                WithdrawBid,
                                WithdrawLot, WithdrawOffer)
 from exchange.driver import Driver
@@ -112,7 +114,7 @@ SEALED_PUBLIC = {"LotScheduled", "LotOpened", "SealedBidCounted", "LotExtended",
                  "SealedBidsRevealed", "LotAwarded", "LotPassed", "LotWithdrawn",
                  "LotRelisted", "NegotiationEnded", "LotSettled", "SettlementRulesSet",
                  "PublicityStarted", "PublicityEnded", "CertificateIssued", "NoticePosted",
-                 "DocumentAdded", "DocumentRemoved"}
+                 "DocumentAdded", "DocumentRemoved", "PriceRangePublished"}
 
 Step = tuple  # (command, actor, role, must_refuse)
 
@@ -548,15 +550,24 @@ class Everything:
                 and rng.random() < 0.25 or not self.serials):
             return self.new_lot()
         op = rng.choices(("vet", "schedule", "bid", "withdraw_bid", "ask", "negotiate", "choose",
-                          "withdraw_lot", "lot_rules", "extend", "notice", "room"),
-                         weights=(6, 6, 60, 5, 4, 14, 3, 2, 0.5, 1, 0.3, 12))[0]
+                          "withdraw_lot", "lot_rules", "extend", "notice", "room", "panel"),
+                         weights=(6, 6, 60, 5, 4, 14, 3, 2, 0.5, 1, 0.3, 16, 6))[0]
+        if op == "panel":
+            return self.panel_step()
         if op == "room":
-            rooms = self.recent_lots("draft", "vetted", "scheduled", "open", "passed")
-            kept = [lot for lot in rooms if lot.serial in dataroom.rooms(state)]
-            if kept and rng.random() < 0.6:
+            kind = rng.choices(("add", "remove", "sign", "open"), weights=(4, 2, 3, 4))[0]
+            rooms = self.recent_lots(*(dataroom.TAKES_DOCUMENTS if kind in ("add", "remove")
+                                       else dataroom.OPEN_TO_SIGNERS))
+            if rng.random() < 0.9:
+                rooms = [lot for lot in rooms if state.sessions[lot.session].open] or rooms
+            made = dataroom.rooms(state)
+            kept = [lot for lot in rooms if lot.serial in made and (
+                kind not in ("open", "remove") or made[lot.serial].documents) and (
+                kind != "open" or made[lot.serial].ndas)]
+            if kept and rng.random() < 0.8:
                 rooms = kept
             return self.room_step(rng.choice(rooms) if rooms and rng.random() < 0.9
-                                  else state.lots[rng.choice(self.serials[-30:])])
+                                  else state.lots[rng.choice(self.serials[-30:])], kind)
         if op == "extend":
             opened = self.recent_lots("open")
             if opened:
@@ -636,16 +647,46 @@ class Everything:
         return [(PlaceBid(serial=lot.serial, paddle=paddle, amount=self.amount_for(lot)),
                  broker, "broker", False)]
 
-    def room_step(self, lot) -> list[Step]:
-        """A data-room command on ``lot``: by the right broker mostly, else by
-        an operator or (refused) another broker."""
+    def panel_step(self) -> list[Step]:
+        """Pricing: grow the pool, draw panels, value, publish; now and then a
+        broker tries (refused)."""
+        rng, state = self.rng, self.state
+        found = pricing.pool(state)
+        active = [e for e in found.experts.values() if e.active]
+        fields = ("printing", "imaging", "")
+        if len(active) < 6 or rng.random() < 0.05:
+            field = rng.choice(fields)
+            return [(RegisterExpert(name=f"{NAME_MARK}expert", fields=(field,) if field else ()),
+                     "op", "operator", False)]
+        if rng.random() < 0.03:
+            return [(RetireExpert(expert=rng.choice(active).id), "op", "operator", False)]
+        open_panels = [(serial, p) for serial, p in found.panels.items()
+                       if p.published is None and state.lots[serial].status in pricing.PRICED]
+        if open_panels and rng.random() < 0.7:
+            serial, panel = rng.choice(open_panels)
+            if rng.random() < 0.25:
+                return [(PublishPriceRange(serial=serial), "op", "operator", False)]
+            low = rng.randrange(1, 10**7)
+            cmd = RecordValuation(serial=serial, expert=rng.choice(panel.experts), low=low,
+                                  high=low + rng.randrange(0, 10**7))
+            if rng.random() < 0.1:
+                return [(cmd, self.broker_of(state.lots[serial].seller), "broker", True)]
+            return [(cmd, "op", "operator", False)]
+        priced = self.recent_lots(*pricing.PRICED)
+        if not priced:
+            return []
+        return [(DrawPanel(serial=rng.choice(priced).serial, size=rng.randrange(1, 6),
+                           field=rng.choice(fields)), "op", "operator", False)]
+
+    def room_step(self, lot, kind: str) -> list[Step]:
+        """A data-room command (``kind``) on ``lot``: by the right broker
+        mostly, else by an operator or (refused) another broker."""
         rng = self.rng
         room = dataroom.rooms(self.state).get(lot.serial, dataroom.Room())
         name = rng.choice(("claims.pdf", "file-history.zip", "licences.xlsx"))
         if room.documents and rng.random() < 0.7:
             name = rng.choice(list(room.documents))
         seller_broker = self.broker_of(lot.seller)
-        kind = rng.choices(("add", "remove", "sign", "open"), weights=(4, 1, 3, 4))[0]
         if kind in ("add", "remove"):
             cmd = (AddDocument(serial=lot.serial, name=name, digest=rng.randbytes(32).hex(),
                                size=rng.randrange(1, 10**8), location=f"vdr://{lot.serial}/{name}")
@@ -654,8 +695,11 @@ class Everything:
         else:
             paddles = self.paddles(lot.session)
             signed = list(room.ndas)
+            usable = self.usable_paddle(lot.session) if rng.random() < 0.8 else None
             if kind == "open" and signed and rng.random() < 0.7:
                 party = rng.choice(signed)
+            elif usable is not None:
+                party = self.party_of(lot.session, usable)
             elif paddles:
                 party = self.party_of(lot.session, rng.choice(paddles))
             else:
@@ -1381,7 +1425,7 @@ COVERED = (
     "event_BidVoided", "event_SettlementCompleted", "event_SettlementCancelled",
     "event_CertificateIssued", "done_CloseInstrument", "done_RecordUnitsPayment",
     "done_AddDocument", "done_RemoveDocument", "done_SignNda", "done_OpenDocument",
-    "refused_nda_required",
+    "refused_nda_required", "done_DrawPanel", "done_RecordValuation", "done_PublishPriceRange",
 )
 
 
