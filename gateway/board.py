@@ -65,6 +65,7 @@ class LotRow:
     result: str = ""
     starting_price: int = 0
     documents: dict[str, int] = field(default_factory=dict)   # data room: name -> version
+    price_range: tuple[int, int] | None = None                # a pricing panel's (low, high)
 
 
 @dataclass
@@ -207,6 +208,11 @@ class Board:
     def _on_DocumentAdded(self, e: Any) -> None:
         self._lot(e).documents[e.name] = e.version
 
+    def _on_PriceRangePublished(self, e: Any) -> None:
+        row = self._lot(e)
+        row.price_range = (e.low, e.high)
+        row.currency = row.currency or e.currency
+
     def _on_DocumentRemoved(self, e: Any) -> None:
         self._lot(e).documents.pop(e.name, None)
 
@@ -232,7 +238,8 @@ class Board:
         for name, justify in (("lot", "left"), ("title", "left"), ("mechanism", "left"),
                               ("status", "left"), ("price", "right"), ("leader", "right"),
                               ("reserve", "center"), ("bids", "right"), ("docs", "right"),
-                              ("time left", "right"), ("result", "left")):
+                              ("panel range", "right"), ("time left", "right"),
+                              ("result", "left")):
             lots.add_column(name, justify=justify)  # type: ignore[arg-type]
         for row in self.lots.values():
             price = money(row.price, row.currency) if row.price else ""
@@ -243,7 +250,10 @@ class Board:
             style = {"open": "bold", "sold": "green", "passed": "yellow"}.get(row.status, "")
             lots.add_row(row.serial, row.title, row.mechanism, Text(row.status, style=style),
                          price, str(row.leader or ""), reserve, str(row.bids or ""),
-                         str(len(row.documents) or ""), left, row.result)
+                         str(len(row.documents) or ""),
+                         "" if row.price_range is None else
+                         f"{money(row.price_range[0], row.currency)}\n"
+                         f"- {money(row.price_range[1], row.currency)}", left, row.result)
         parts: list[Any] = [lots]
         if self.books:
             books = Table(title="books", expand=True)

@@ -25,11 +25,13 @@ from exchange.commands import (AnswerOffer, CreateInstrument, CreateLot, CreateS
                                ModifyOrder, ConsumeUnits, VetLot, LowerReserve, SetSettlementRules,
                                RecordPayment, RecordDelivery, ConfirmReceipt, ReleaseFunds,
                                DeclareDefault, AnswerReaward, RecordUnitsPayment, HaltTrading,
-                               ResumeTrading, PostNotice, AddDocument, SignNda, OpenDocument)
+                               ResumeTrading, PostNotice, AddDocument, SignNda, OpenDocument,
+                               RegisterExpert, DrawPanel, RecordValuation, PublishPriceRange)
 from exchange.events import (CertificateIssued, CommandRejected, CreditChanged, Event,
                              LotAwarded, LotPassed, ReawardOffered, SettlementOpened,
                              NoticePosted, TradeExecuted, TradeRecorded, TradingHalted,
-                             DocumentAdded, NdaSigned, DocumentReleased)
+                             DocumentAdded, NdaSigned, DocumentReleased, PanelDrawn,
+                             PriceRangePublished)
 from gateway.demo_catalogue import DemoLot, build_catalogue
 
 SECOND = 10**9
@@ -101,6 +103,7 @@ class DemoReport:
     documents: int = 0               # documents listed in the lots' data rooms
     ndas: int = 0                    # NDAs signed for data rooms
     documents_opened: int = 0        # documents released to NDA signers
+    valued: int = 0                  # lots listed with an expert panel's price range
     settled: int = 0
     certificates: int = 0
     defaults: int = 0
@@ -133,6 +136,15 @@ TRADING_RISKS = ("over_credit_limit", "insufficient_units", "instrument_closed",
 NEGOTIATION_RISKS = ("over_credit_limit", "not_in_negotiation", "no_offer", "not_lower",
                      "lot_closed", "bad_status")
 
+# The exchange's pool of valuation experts (no field: any).
+EXPERTS = (
+    ("Dr. Chen Jing", ("printing", "imaging")), ("Prof. Mark Ellison", ()),
+    ("Dr. Ingrid Sorensen", ("networking", "communications")), ("Dr. Rahul Mehta", ()),
+    ("Prof. Liu Yang", ("mobile phones and tablets", "sensors and RFID")),
+    ("Dr. Sarah Okafor", ()), ("Dr. Kenji Watanabe", ("projectors", "imaging")),
+    ("Prof. Elena Rossi", ()), ("Dr. Wang Lei", ("computer systems", "gaming")),
+)
+
 # The mechanism of each of the 45 lots, by position.
 PLAN = (["english"] * 22 + ["sealed_first"] * 7 + ["sealed_second"] * 7 + ["dutch"] * 5
         + ["bid_ask"] * 3 + ["english"])
@@ -161,6 +173,7 @@ class DemoSession:
         self.seller = 0
         self.seller_paddle = 0
         self.seeker = 0
+        self.experts: list[int] = []             # the pool of valuation experts
         self.issuer_paddle = 0
         self.start = 0
         self.values: dict[str, int] = {}       # lot serial -> market value (minor units)
@@ -276,6 +289,8 @@ class DemoSession:
         return LotTerms(**common)
 
     def setup_lots(self) -> None:
+        self.experts = [self.send(OPERATOR, RegisterExpert(name=name, fields=fields))[0].expert
+                        for name, fields in EXPERTS]
         for index, (lot, mechanism) in enumerate(zip(self.catalogue, PLAN)):
             value = self.rng.randint(3, 30) * 30_000 * USD
             reserve = value * self.rng.choice((6, 7, 8, 8, 9, 13)) // 10
@@ -287,8 +302,23 @@ class DemoSession:
             self.send(OPERATOR, VetLot(serial=lot.serial, score=self.rng.randint(60, 98),
                                        approved=True, note="auctionable"))
             self.fill_data_room(lot)
+            if index % 5 == 2:
+                self.value_by_panel(lot, value)
             self.send(OPERATOR, ScheduleLot(serial=lot.serial))
             self.plan_bidding(lot.serial, mechanism, terms, value, index)
+
+    def value_by_panel(self, lot: DemoLot, value: int) -> None:
+        """An inquiry panel of three experts drawn at random values the lot
+        before it is listed; each gives a range around what it is worth."""
+        drawn = self.send(OPERATOR, DrawPanel(serial=lot.serial, size=3))
+        panel = next(e for e in drawn if isinstance(e, PanelDrawn)).experts
+        rng = self.room_rng
+        for expert in panel:
+            low = value * rng.randint(50, 90) // 100 // (1_000 * USD) * (1_000 * USD)
+            high = value * rng.randint(110, 160) // 100 // (1_000 * USD) * (1_000 * USD)
+            self.send(OPERATOR, RecordValuation(serial=lot.serial, expert=expert, low=low,
+                                                high=high))
+        self.send(OPERATOR, PublishPriceRange(serial=lot.serial))
 
     def fill_data_room(self, lot: DemoLot) -> None:
         """The seller indexes the lot's claim charts and file histories before
@@ -517,6 +547,8 @@ class DemoSession:
                 report.notices += 1
             elif isinstance(event, DocumentAdded):
                 report.documents += 1
+            elif isinstance(event, PriceRangePublished):
+                report.valued += 1
         for event in self.venue.operator_events():
             if isinstance(event, NdaSigned):
                 report.ndas += 1

@@ -101,7 +101,9 @@ def print_report(console, report) -> None:
                   f"reopened by a call auction; {len(report.rejected)} commands refused with "
                   f"a reason (late bids, credit limits, filled orders, the halt)")
     console.print(f"data rooms: {report.documents} documents listed; {report.ndas} NDAs "
-                  f"signed, {report.documents_opened} documents opened by their signers")
+                  f"signed, {report.documents_opened} documents opened by their signers; "
+                  f"{report.valued} lots listed with the price range of an expert panel "
+                  f"drawn at random")
     console.print(f"settlement: {report.settled} sales paid through escrow, delivered and "
                   f"released; {report.certificates} transaction certificates; "
                   f"{report.defaults} buyer default, {report.reawarded} lot re-awarded to the "

@@ -29,6 +29,7 @@ def test_demo_session_uses_every_mechanism_and_ends_each_lot():
     assert report.units_traded > 0 and report.halts == 1 and report.notices == 1
     assert report.documents == 2 * 45 and report.ndas >= 45
     assert report.documents_opened == report.ndas
+    assert report.valued == 9                           # lots 3, 8, 13, ... of 45
     assert report.settled >= 5 and report.certificates == report.settled
     assert report.defaults == 1 and report.reawarded == 1
     assert report.units_payers >= 1 and report.units_paid > 0

@@ -12,8 +12,10 @@ from typing import Any, Iterable
 import msgspec
 import zmq
 
-from exchange.commands import (AddDocument, CancelOrder, MassCancel, OpenDocument, PlaceBid,
-                               PlaceOrder, RemoveDocument, SignNda, WithdrawBid)
+from exchange.commands import (AddDocument, CancelOrder, CreateLot, DrawPanel, LotTerms,
+                               MassCancel, OpenDocument, PlaceBid, PlaceOrder, PublishPriceRange,
+                               RecordValuation, RegisterExpert, RemoveDocument, ScheduleLot,
+                               SignNda, VetLot, WithdrawBid)
 from gateway import protocol as p
 from gateway.client import Endpoints, FeedClient
 from tests.integration.gateway_harness import (PROXY_MAX, SEALED_AMOUNT, SECRET_RESERVE,
@@ -204,3 +206,52 @@ def test_a_data_rooms_locations_and_readers_reach_only_whom_they_should(tmp_path
         words = set(strings_in(message))
         assert LOCATION not in words and "NDA-2026" not in words, message
         assert not {"NdaSigned", "DocumentReleased", "DataRoomInterest"} & words, message
+
+
+def test_a_pricing_panel_never_names_its_experts_outside_the_operators(tmp_path):
+    with running(tmp_path), client(tmp_path, "op") as op, \
+            client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
+        endpoints = Endpoints.load(tmp_path)
+        context = zmq.Context()
+        sub = context.socket(zmq.SUB)
+        sub.linger = 0
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(endpoints.feed)
+        time.sleep(0.3)
+        market = build_market(op, b1, b2)
+        b1.notices()
+        b2.notices()
+        experts = [op.ok(RegisterExpert(name=f"Dr. Hidden {i}")).seq for i in range(4)]
+        now = time.time_ns()
+        op.ok(CreateLot(serial="VAL-1", session="S1", seller=market.parties["Seller"],
+                        terms=LotTerms(title="Valued first", starting_bid=1_000_000,
+                                       opens_at=now + 3600 * 10**9,
+                                       closes_at=now + 7200 * 10**9)))
+        panel = op.ok(DrawPanel(serial="VAL-1", size=3)).events[0].experts
+        assert set(panel) <= set(experts)
+        for expert in panel:
+            op.ok(RecordValuation(serial="VAL-1", expert=expert, low=2_000_000,
+                                  high=4_000_000))
+        told = op.ok(PublishPriceRange(serial="VAL-1")).events[0]
+        assert told.to == ("b1", "@operators")          # the seller's broker, first
+        op.ok(VetLot(serial="VAL-1", score=70, approved=True))
+        op.ok(ScheduleLot(serial="VAL-1"))
+        assert b2.request(DrawPanel(serial="VAL-1", size=1)).code == "not_permitted"
+        seller_side = gather_notices(b1, lambda events: len(
+            [e for e in events if type(e).__name__ == "PriceRangePublished"]) >= 1)
+        feed = []
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            if sub.poll(50, zmq.POLLIN):
+                feed.append(p.feed_decoder.decode(sub.recv()))
+        others = b2.notices()
+        sub.close()
+        context.destroy(linger=0)
+    public = [e for m in feed if isinstance(m, p.Market) for e in m.events]
+    ranges = [e for e in public if type(e).__name__ == "PriceRangePublished"]
+    assert [(e.low, e.high, e.valuations, e.panel) for e in ranges] == \
+        [(2_000_000, 4_000_000, 3, 3)]
+    for message in [builtins(e) for e in public + seller_side] + [builtins(n) for n in others]:
+        words = set(strings_in(message))
+        assert not any("Hidden" in w for w in words), message
+        assert not {"PanelDrawn", "ValuationRecorded", "ExpertRegistered"} & words, message

@@ -142,3 +142,21 @@ def test_brokers_have_no_say_and_a_valuation_is_checked():
                             (1, 10**16, "out_of_range")):
         assert m.unchanged(RecordValuation(serial="L1", expert=panel[0], low=low, high=high),
                            actor="op", role="operator").code == code
+
+
+def test_the_board_shows_the_published_range():
+    from rich.console import Console
+
+    from gateway.board import Board
+
+    m, _, _ = market(schedule=True)
+    panel = draw(m, size=1).experts
+    value(m, panel[0], 40_000, 80_000)
+    m.d.ok(PublishPriceRange(serial="L1"))
+    board = Board(session="S1")
+    board.apply(e for _, events in m.d.log for e in events if not e.to)
+    assert board.lots["L1"].price_range == (40_000 * USD, 80_000 * USD)
+    console = Console(width=220, record=True)
+    console.print(board.render(T0))
+    text = console.export_text()
+    assert "panel range" in text and "40,000.00 USD" in text and "80,000.00 USD" in text
