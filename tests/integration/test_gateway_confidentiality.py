@@ -55,6 +55,27 @@ def builtins(message: Any) -> Any:
     return msgspec.to_builtins(message)
 
 
+def subscribe(endpoints: Endpoints) -> tuple[zmq.Context, zmq.Socket]:
+    """A raw SUB socket on the whole feed, given time for the subscription to take."""
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.linger = 0
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoints.feed)
+    time.sleep(0.3)
+    return context, sub
+
+
+def drain(sub: zmq.Socket, seconds: float) -> list[Any]:
+    """Every feed message that arrives within ``seconds``, decoded."""
+    received = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if sub.poll(50, zmq.POLLIN):
+            received.append(p.feed_decoder.decode(sub.recv()))
+    return received
+
+
 def test_secrets_and_identities_never_reach_competitors_or_the_feed(tmp_path):
     with running(tmp_path) as _server, client(tmp_path, "op") as op, \
             client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
@@ -157,12 +178,7 @@ def test_a_data_rooms_locations_and_readers_reach_only_whom_they_should(tmp_path
     with running(tmp_path), client(tmp_path, "op") as op, \
             client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
         endpoints = Endpoints.load(tmp_path)
-        context = zmq.Context()
-        sub = context.socket(zmq.SUB)
-        sub.linger = 0
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(endpoints.feed)
-        time.sleep(0.3)
+        context, sub = subscribe(endpoints)
         market = build_market(op, b1, b2)
         borealis = market.parties["Borealis"]
         b1.notices()
@@ -189,11 +205,7 @@ def test_a_data_rooms_locations_and_readers_reach_only_whom_they_should(tmp_path
         assert not [e for e in seller_side
                     if type(e).__name__ in ("NdaSigned", "DocumentReleased")]
         assert borealis not in set(ints_in([builtins(e) for e in seller_side]))
-        feed = []
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            if sub.poll(50, zmq.POLLIN):
-                feed.append(builtins(p.feed_decoder.decode(sub.recv())))
+        feed = [builtins(m) for m in drain(sub, 2)]
         with FeedClient(tmp_path / "clients" / "viewer.json", endpoints.feed,
                         endpoints.data) as viewer:
             public = feed + [builtins(viewer.snapshot(session="S1"))] + \
@@ -212,12 +224,7 @@ def test_a_pricing_panel_never_names_its_experts_outside_the_operators(tmp_path)
     with running(tmp_path), client(tmp_path, "op") as op, \
             client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
         endpoints = Endpoints.load(tmp_path)
-        context = zmq.Context()
-        sub = context.socket(zmq.SUB)
-        sub.linger = 0
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(endpoints.feed)
-        time.sleep(0.3)
+        context, sub = subscribe(endpoints)
         market = build_market(op, b1, b2)
         b1.notices()
         b2.notices()
@@ -239,11 +246,7 @@ def test_a_pricing_panel_never_names_its_experts_outside_the_operators(tmp_path)
         assert b2.request(DrawPanel(serial="VAL-1", size=1)).code == "not_permitted"
         seller_side = gather_notices(b1, lambda events: len(
             [e for e in events if type(e).__name__ == "PriceRangePublished"]) >= 1)
-        feed = []
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            if sub.poll(50, zmq.POLLIN):
-                feed.append(p.feed_decoder.decode(sub.recv()))
+        feed = drain(sub, 1.5)
         others = b2.notices()
         sub.close()
         context.destroy(linger=0)
