@@ -138,16 +138,24 @@ class _Lot:
     how: str = ""
     bids: list[tuple[int, str, int, int]] = field(default_factory=list)  # (ts, kind, paddle, amount)
     extended: tuple[int, int] | None = None   # (closes_at, hard_end) an operator moved it to
+    relisted: bool = False          # its first round is over: nothing after counts
 
 
 def _collect(source: Source) -> dict[str, _Lot]:
+    """Each lot's first round: its terms, opening, operator extension, bids
+    and outcome up to its relisting (a later round is another auction)."""
     lots: dict[str, _Lot] = {}
     for _, entry in source.entries(label="reading bids"):
         env = entry.env
         cmd = env.cmd
         for event in entry.events:
             name = type(event).__name__
-            if name == "LotCreated":
+            serial = getattr(event, "serial", None)
+            if serial in lots and lots[serial].relisted:
+                continue
+            if name == "LotRelisted" and serial in lots:
+                lots[serial].relisted = True
+            elif name == "LotCreated":
                 lot = lots.setdefault(event.serial, _Lot(event.serial))
                 lot.terms, lot.reserve = event.terms, event.reserve
             elif name == "LotScheduled" and event.serial in lots:
@@ -163,7 +171,7 @@ def _collect(source: Source) -> dict[str, _Lot]:
                     if event.how in ("auction", "ask"):
                         lot.recorded = event.hammer
         serial = getattr(cmd, "serial", None)
-        if serial in lots:
+        if serial in lots and not lots[serial].relisted:
             lot = lots[serial]
             if type(cmd) is PlaceBid and lot.opened is not None:
                 lot.bids.append((env.ts, "bid", cmd.paddle, cmd.amount))

@@ -153,3 +153,30 @@ def test_no_extension_in_a_closed_session():
     assert m.state.lots["L1"].status == "open"           # bids end; the lot closes in time
     assert m.unchanged(ExtendLot(serial="L1", closes_at=CLOSE + HOUR, reason="x"),
                            actor="op", role="operator").code == "session_closed"
+
+
+def test_whatif_reruns_the_first_round_of_a_relisted_lot_only():
+    from exchange.commands import RelistLot
+
+    m = Market(log=True)
+    seller, a, b = m.seller(), m.bidder("Alice"), m.bidder("Bob")
+    m.lot("L1", seller=seller, reserve=5_000 * USD, negotiation_window=HOUR)
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 1_000 * USD, ts=CLOSE - HOUR)
+    m.tick(CLOSE + 2 * HOUR)                               # passed; negotiation over
+    assert m.state.lots["L1"].status == "passed"
+    m.d.ok(RelistLot(serial="L1", opens_at=CLOSE + 3 * HOUR, closes_at=CLOSE + 5 * HOUR))
+    m.tick(CLOSE + 3 * HOUR)
+    m.d.ok(ExtendLot(serial="L1", closes_at=CLOSE + 6 * HOUR, reason="outage"))
+    m.bid("L1", b, 6_000 * USD, ts=CLOSE + 5 * HOUR + 30 * MINUTE)   # round 2, in its extension
+    m.tick(CLOSE + 6 * HOUR)
+    assert m.state.lots["L1"].status == "sold"
+
+    class Journal:
+        def entries(self, label=""):
+            for env, events in m.d.log:
+                yield None, SimpleNamespace(env=env, events=events)
+    report = whatif.run_journal(Journal(), rules="english",
+                                viewer=SimpleNamespace(operator=True))
+    row, = report.rows
+    assert (row["bids"], row["recorded"], row["price"], row["refused"]) == (1, None, None, 0)
