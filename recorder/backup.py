@@ -21,8 +21,9 @@ keeps it so while the server goes on writing:
 
 The copy is made in a hidden directory beside the destination (inside it,
 if it is an existing empty directory such as a mount point) and moved into
-place when whole, so a failed or interrupted backup leaves none (a backup
-killed outright leaves the hidden ``.partial-PID`` directory to remove).
+place when whole, so a failed or interrupted backup leaves none. One killed
+outright leaves its hidden ``.partial-PID`` directory; the next backup to
+the same destination removes it (once no process of that PID runs).
 
 The analyst store and the logs are not copied: the store is rebuilt from the
 journal (`lotex journal project`). A server started on the copy recovers as
@@ -98,6 +99,7 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
     journal = layout.journal_dir(data)
     if not layout.holds_journal(journal):
         raise BackupError(f"no lotex journal in {data}")
+    _remove_stale_partials(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"{dest} exists and is not an empty directory")
     if dest.resolve().is_relative_to(data.resolve()):
@@ -129,6 +131,30 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return report
+
+
+def _remove_stale_partials(dest: Path) -> None:
+    """Remove what backups to ``dest`` killed outright left: hidden
+    ``.partial-PID`` directories (inside ``dest`` or beside it) of PIDs no
+    process has now. O(entries of the two directories)."""
+    places = [(dest.parent, f".{dest.name}.partial-")]
+    if dest.is_dir():
+        places.append((dest, ".partial-"))
+    for where, prefix in places:
+        try:
+            entries = list(where.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            pid = entry.name[len(prefix):]
+            if not entry.name.startswith(prefix) or not pid.isdigit() or not entry.is_dir():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry, ignore_errors=True)
+            except OSError:               # alive (another user's): leave it
+                continue
 
 
 def _copy(data: Path, journal: Path, target: Path, least: int) -> BackupReport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 import sqlite3
 
@@ -203,3 +204,27 @@ def test_backup_into_an_existing_empty_directory_or_a_link_to_one(tmp_path):
     assert (report.last_seq, report.head_hash) == (d.seq, head)
     assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["journal"]
     assert (tmp_path / "disk").stat().st_mode & 0o077 == 0
+
+
+def test_a_backup_removes_what_a_killed_one_left(tmp_path):
+    import subprocess
+    import sys
+
+    from recorder import backup as bk
+
+    data = tmp_path / "data"
+    d, head = make_data_dir(data)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = int(gone.stdout)                                 # a PID no process has now
+    beside = tmp_path / f".copy.partial-{dead}"
+    (beside / "journal").mkdir(parents=True)
+    alive = tmp_path / f".copy.partial-{os.getpid()}x"      # not a PID: not ours to touch
+    alive.mkdir()
+    assert bk.backup(data, tmp_path / "copy").last_seq == d.seq
+    assert not beside.exists() and alive.exists()
+    (tmp_path / "disk").mkdir()                             # an empty mount point ...
+    inside = tmp_path / "disk" / f".partial-{dead}"         # ... a killed backup filled
+    (inside / "keys").mkdir(parents=True)
+    assert bk.backup(data, tmp_path / "disk").head_hash == head
+    assert not inside.exists() and (tmp_path / "disk" / "journal").is_dir()
