@@ -231,10 +231,12 @@ class Board:
     # -- rendering --------------------------------------------------------------------
 
     def render(self, now: int) -> Group:
+        """Render the tables. Texts from users (titles, serials, notices, reasons)
+        go in as `Text`, never as console markup."""
         title = f"lotex board  feed seq {self.seq}"
         if self.session:
             title += f"  session {self.session} {self.sessions.get(self.session, '')}".rstrip()
-        lots = Table(title=title, expand=True)
+        lots = Table(title=Text(title), expand=True)
         for name, justify in (("lot", "left"), ("title", "left"), ("mechanism", "left"),
                               ("status", "left"), ("price", "right"), ("leader", "right"),
                               ("reserve", "center"), ("bids", "right"), ("docs", "right"),
@@ -248,12 +250,13 @@ class Board:
             reserve = "" if row.reserve_met is None else ("met" if row.reserve_met else "not met")
             left = time_left(row.closes_at, now) if row.status == "open" else ""
             style = {"open": "bold", "sold": "green", "passed": "yellow"}.get(row.status, "")
-            lots.add_row(row.serial, row.title, row.mechanism, Text(row.status, style=style),
+            lots.add_row(Text(row.serial), Text(row.title), row.mechanism,
+                         Text(row.status, style=style),
                          price, str(row.leader or ""), reserve, str(row.bids or ""),
                          str(len(row.documents) or ""),
                          "" if row.price_range is None else
                          f"{money(row.price_range[0], row.currency)}\n"
-                         f"- {money(row.price_range[1], row.currency)}", left, row.result)
+                         f"- {money(row.price_range[1], row.currency)}", left, Text(row.result))
         parts: list[Any] = [lots]
         if self.books:
             books = Table(title="books", expand=True)
@@ -265,13 +268,14 @@ class Board:
                 ask = f"{row.ask_qty} @ {money(row.ask)}" if row.ask_qty else ""
                 last = f"{row.last_qty} @ {money(row.last, row.currency)}" if row.last_qty else ""
                 phase = f"halted: {row.halt_reason}" if row.phase == "halted" else row.phase
-                books.add_row(row.instrument, phase, bid, ask, last, str(row.trades or ""))
+                books.add_row(Text(row.instrument), Text(phase), bid, ask, last,
+                              str(row.trades or ""))
             parts.append(books)
         if self.notices:
             notices = Table(title="saleroom notices", expand=True)
             notices.add_column("about", justify="left")
             notices.add_column("notice", justify="left")
             for about, text in self.notices:
-                notices.add_row(about, text)
+                notices.add_row(Text(about), Text(text))
             parts.append(notices)
         return Group(*parts)

@@ -545,7 +545,8 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
         try:
             cmd = step.command(names)
         except ValueError as exc:               # a name its command did not create
-            table.add_row(str(index), step.fields["type"], "", f"[red]not sent[/]: {exc}", "")
+            table.add_row(str(index), escape(str(step.fields["type"])), "",
+                          f"[red]not sent[/]: {escape(str(exc))}", "")
             failed += 1
             if not keep_going:
                 break
@@ -715,6 +716,7 @@ def _events(args: argparse.Namespace, prog: str, port: str) -> int:
 
 def _print_status(client: Any, console: Any, session: str, broker: str = "") -> int:
     """Print a broker's resting orders, holdings and credit (`Client.status`)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from gateway.console import humane_times
@@ -733,7 +735,8 @@ def _print_status(client: Any, console: Any, session: str, broker: str = "") -> 
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(humane_times(str(getattr(row, column))) for column in columns))
+            table.add_row(*(escape(humane_times(str(getattr(row, column))))
+                            for column in columns))
         console.print(table)
     return 0
 

@@ -304,3 +304,21 @@ def test_the_view_with_a_data_room_pickles_into_the_gateway_snapshot():
     env, events = m.d.log[-1]
     copy.fold(env.seq, [e for e in events if not e.to])
     assert [e.version for e in copy.snapshot(session="S1") if type(e) is DocumentAdded] == [2]
+
+
+def test_the_board_shows_users_texts_as_text_not_console_markup():
+    from rich.console import Console
+
+    from exchange.commands import CreateSession, PostNotice
+    from gateway.board import Board
+
+    m = Market(log=True)
+    m.d.ok(CreateSession(session="S2", name="Spring [/] sale"))
+    m.lot("[/]L1", seller=m.seller(), title="Printing [b]portfolio[/b] [/]")
+    m.d.ok(PostNotice(session="S1", serial="[/]L1", text="lot [/] corrected"))
+    board = Board()
+    board.apply(e for _, events in m.d.log for e in events if not e.to)
+    console = Console(width=250, record=True)
+    console.print(board.render(T0))                 # a MarkupError before
+    text = console.export_text()
+    assert "Printing [b]portfolio[/b] [/]" in text and "lot [/] corrected" in text
