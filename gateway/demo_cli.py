@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from gateway.demo import DemoSession, GatewayVenue, InProcessVenue
 
@@ -40,7 +41,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print_report(console, report)
         return 0
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="lotex-demo-"))
-    say(f"starting the exchange on {data}")
+    say(f"starting the exchange on {escape(str(data))}")
     venue = GatewayVenue(str(data))
     try:
         say("exchange up; brokers and operator logged on over CURVE")
@@ -49,7 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
         venue.close()
     print_report(console, report)
     journal = data / "journal"
-    console.print(f"journal: {journal}")
+    console.print(f"journal: {journal}", markup=False)
     try:
         from recorder.journal import Journal
         reader = Journal.open_readonly(journal)
@@ -57,8 +58,8 @@ def run_demo(args: argparse.Namespace) -> int:
         reader.close()
     except (ImportError, AttributeError):
         pass
-    console.print(f"replay it:   lotex replay results {data}")
-    console.print(f"audit it:    lotex replay check {data}")
+    console.print(f"replay it:   lotex replay results {data}", markup=False)
+    console.print(f"audit it:    lotex replay check {data}", markup=False)
     return 0
 
 
