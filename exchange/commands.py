@@ -384,6 +384,14 @@ class RecordValuation(Command, frozen=True):
     high: int
 
 
+class CancelPanel(Command, frozen=True):
+    """Discard the lot's open panel without a range (operator only), e.g. when
+    its experts do not answer; a new one may then be drawn."""
+
+    serial: str
+    reason: str
+
+
 class PublishPriceRange(Command, frozen=True):
     """Close the lot's panel and publish its price range: the medians of the
     experts' lows and highs (operator only); at least half the panel must

@@ -493,6 +493,16 @@ class ValuationRecorded(Event, frozen=True):
     high: int
 
 
+class PanelDiscarded(Event, frozen=True):
+    """A lot's open panel ended without a range: cancelled by an operator, or
+    the lot opened, was withdrawn or its session closed (operators only)."""
+
+    serial: str
+    session: str
+    round: int
+    reason: str
+
+
 class PriceRangePublished(Event, frozen=True):
     """The panel's price range for the lot: the medians of its experts' lows
     and highs, from ``valuations`` of ``panel`` experts. Public once the lot is

@@ -25,12 +25,13 @@ import hashlib
 
 import msgspec
 
-from exchange.commands import (DrawPanel, PublishPriceRange, RecordValuation, RegisterExpert,
-                               RetireExpert)
+from exchange.commands import (CancelPanel, DrawPanel, PublishPriceRange, RecordValuation,
+                               RegisterExpert, RetireExpert)
 from exchange.engine import Ctx, State, handles, private, reacts_to
-from exchange.errors import MAX_INT, Reject, positive, register_reasons
-from exchange.events import (ExpertRegistered, ExpertRetired, LotScheduled, PanelDrawn,
-                             PriceRangePublished, ValuationRecorded)
+from exchange.errors import MAX_INT, Reject, positive, published_reason, register_reasons
+from exchange.events import (ExpertRegistered, ExpertRetired, LotOpened, LotScheduled,
+                             LotWithdrawn, PanelDiscarded, PanelDrawn, PriceRangePublished,
+                             SessionClosed, ValuationRecorded)
 from exchange.invariants import invariant
 from exchange.lots import get_lot, seller_audience
 
@@ -41,10 +42,14 @@ register_reasons({
     "no_panel": "the lot has no open panel",
     "not_on_panel": "the expert is not on the lot's open panel",
     "too_few_valuations": "fewer than half of the panel valued the lot",
+    "expert_exists": "an active expert of that name is in the pool",
+    "too_many_experts": "the pool holds the most experts it may",
 })
 
 MAX_PANEL = 15
 MAX_EXPERT_FIELDS = 20
+MAX_EXPERTS = 10_000             # in the pool, retired ones included (a draw scans them)
+MAX_EXPERT_NAME = 200
 PRICED = ("draft", "vetted", "scheduled", "passed")     # a lot may be (re)valued while
 
 
@@ -57,13 +62,19 @@ class Expert(msgspec.Struct, kw_only=True):
 
 class Panel(msgspec.Struct, kw_only=True):
     """A lot's panel ``round`` (1, 2, ...): ``experts`` in draw order,
-    ``valuations`` expert -> (low, high), ``published`` (low, high) once closed."""
+    ``valuations`` expert -> (low, high), ``published`` (low, high) once it
+    published its range, ``discarded`` if it ended without one."""
 
     round: int
     experts: tuple[int, ...]
     field: str
     valuations: dict[int, tuple[int, int]] = {}
     published: tuple[int, int] | None = None
+    discarded: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.published is None and not self.discarded
 
 
 class Range(msgspec.Struct, kw_only=True):
@@ -98,9 +109,11 @@ def _pool_for_change(state: State) -> Pool:
     return found
 
 
-def draw_rank(serial: str, round_: int, seq: int, expert: int) -> bytes:
-    """The key experts are drawn by: lowest first."""
-    return hashlib.sha256(f"panel/{serial}/{round_}/{seq}/{expert}".encode()).digest()
+def draw_rank(serial: str, round_: int, seq: int, ts: int, expert: int) -> bytes:
+    """The key experts are drawn by, lowest first: the lot, the panel's round,
+    the entry's sequence number and time (the nanosecond the exchange stamps
+    on the command, which its sender cannot know in advance) and the expert."""
+    return hashlib.sha256(f"panel/{serial}/{round_}/{seq}/{ts}/{expert}".encode()).digest()
 
 
 def median_low(values: list[int]) -> int:
@@ -121,25 +134,40 @@ def register_expert(state: State, ctx: Ctx, cmd: RegisterExpert) -> None:
     """Add an expert. O(fields)."""
     ctx.require_role("operator")
     name = cmd.name.strip()
-    if not name:
-        raise Reject("bad_field", "an expert needs a name")
+    if not name or not name.isprintable():
+        raise Reject("bad_field", "an expert needs a name of printable characters")
+    if len(name) > MAX_EXPERT_NAME:
+        raise Reject("too_long", f"an expert's name has at most {MAX_EXPERT_NAME} characters")
     if len(cmd.fields) > MAX_EXPERT_FIELDS:
         raise Reject("too_long", f"an expert has at most {MAX_EXPERT_FIELDS} fields")
-    fields = tuple(_field(f) for f in cmd.fields if f)
-    if len(set(fields)) != len(fields):
-        raise Reject("bad_field", "an expert's fields are named once each")
+    fields = tuple(_field(f) for f in cmd.fields)
+    if "" in fields or len(set(fields)) != len(fields):
+        raise Reject("bad_field", "an expert's fields are named, once each")
+    found = pool(state)
+    if len(found.experts) >= MAX_EXPERTS:
+        raise Reject("too_many_experts", f"the pool holds {MAX_EXPERTS} experts, the most "
+                                         f"it may")
+    if any(e.active and e.name == name for e in found.experts.values()):
+        raise Reject("expert_exists", f"an active expert named {name!r} is in the pool: one "
+                                      f"person, one seat")
     _pool_for_change(state).experts[ctx.seq] = Expert(id=ctx.seq, name=name, fields=fields)
     ctx.emit(ExpertRegistered(to=private(), expert=ctx.seq, name=name, fields=fields))
 
 
 @handles(RetireExpert)
 def retire_expert(state: State, ctx: Ctx, cmd: RetireExpert) -> None:
-    """Take an expert out of future draws (the panels it sits on keep it). O(1)."""
+    """Take an expert out of future draws and out of open panels' counts: its
+    ranges there no longer count, and it may give none (e.g. a conflict of
+    interest found). O(panels)."""
     ctx.require_role("operator")
-    expert = pool(state).experts.get(cmd.expert)
+    found = pool(state)
+    expert = found.experts.get(cmd.expert)
     if expert is None or not expert.active:
         raise Reject("unknown_expert", f"no active expert {cmd.expert} in the pool")
     expert.active = False
+    for panel in found.panels.values():
+        if panel.open:
+            panel.valuations.pop(expert.id, None)
     ctx.emit(ExpertRetired(to=private(), expert=expert.id))
 
 
@@ -148,14 +176,14 @@ def draw_panel(state: State, ctx: Ctx, cmd: DrawPanel) -> None:
     """Draw the panel. O(experts log experts)."""
     ctx.require_role("operator")
     lot = get_lot(state, cmd.serial)
-    _priced(lot)
+    _priced(state, lot)
     size = positive(cmd.size, "a panel's size")
     if size > MAX_PANEL:
         raise Reject("out_of_range", f"a panel has at most {MAX_PANEL} experts")
     field = _field(cmd.field)
     found = pool(state)
     panel = found.panels.get(lot.serial)
-    if panel is not None and panel.published is None:
+    if panel is not None and panel.open:
         raise Reject("panel_open", f"panel {panel.round} of lot {lot.serial} has not "
                                    f"published its range")
     round_ = panel.round + 1 if panel is not None else 1
@@ -165,23 +193,25 @@ def draw_panel(state: State, ctx: Ctx, cmd: DrawPanel) -> None:
         raise Reject("too_few_experts", f"the pool holds {len(candidates)} active experts"
                                         + (f" of {field!r}" if field else "")
                                         + f", fewer than {size}")
-    chosen = tuple(sorted(candidates, key=lambda e: draw_rank(lot.serial, round_, ctx.seq, e))
-                   [:size])
+    chosen = tuple(sorted(candidates,
+                          key=lambda e: draw_rank(lot.serial, round_, ctx.seq, ctx.ts, e))[:size])
     _pool_for_change(state).panels[lot.serial] = Panel(round=round_, experts=chosen,
                                                        field=field)
     ctx.emit(PanelDrawn(to=private(), serial=lot.serial, session=lot.session, round=round_,
                         experts=chosen, field=field))
 
 
-def _priced(lot) -> None:
+def _priced(state: State, lot) -> None:
     if lot.status not in PRICED:
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}: a panel values a lot "
                                    f"before it opens, or after a pass")
+    if not state.sessions[lot.session].open:
+        raise Reject("session_closed", f"session {lot.session!r} is closed")
 
 
 def _open_panel(state: State, lot) -> Panel:
     panel = pool(state).panels.get(lot.serial)
-    if panel is None or panel.published is not None:
+    if panel is None or not panel.open:
         raise Reject("no_panel", f"lot {lot.serial} has no open panel")
     return panel
 
@@ -191,11 +221,14 @@ def record_valuation(state: State, ctx: Ctx, cmd: RecordValuation) -> None:
     """Record (or replace) an expert's range. O(1)."""
     ctx.require_role("operator")
     lot = get_lot(state, cmd.serial)
-    _priced(lot)
+    _priced(state, lot)
     panel = _open_panel(state, lot)
     if cmd.expert not in panel.experts:
         raise Reject("not_on_panel", f"expert {cmd.expert} is not on panel {panel.round} of "
                                      f"lot {lot.serial}")
+    if not pool(state).experts[cmd.expert].active:
+        raise Reject("unknown_expert", f"expert {cmd.expert} was retired: its ranges no "
+                                       f"longer count")
     low, high = positive(cmd.low, "the low"), positive(cmd.high, "the high")
     if low > high:
         raise Reject("bad_field", f"the low ({low}) is above the high ({high})")
@@ -209,7 +242,7 @@ def publish_price_range(state: State, ctx: Ctx, cmd: PublishPriceRange) -> None:
     """Close the panel and tell its range. O(panel log panel)."""
     ctx.require_role("operator")
     lot = get_lot(state, cmd.serial)
-    _priced(lot)
+    _priced(state, lot)
     panel = _open_panel(state, lot)
     given = [panel.valuations[e] for e in panel.experts if e in panel.valuations]
     if 2 * len(given) < len(panel.experts):
@@ -228,6 +261,46 @@ def _range(lot, told: Range, to: tuple[str, ...]) -> PriceRangePublished:
     return PriceRangePublished(to=to, serial=lot.serial, session=lot.session, round=told.round,
                                low=told.low, high=told.high, currency=lot.currency,
                                valuations=told.valuations, panel=told.panel)
+
+
+@handles(CancelPanel)
+def cancel_panel(state: State, ctx: Ctx, cmd: CancelPanel) -> None:
+    """Discard the lot's open panel. O(1)."""
+    ctx.require_role("operator")
+    lot = get_lot(state, cmd.serial)
+    panel = _open_panel(state, lot)
+    reason = published_reason(cmd.reason, "cancelling a panel")
+    _discard(ctx, lot, panel, reason)
+
+
+def _discard(ctx: Ctx, lot, panel: Panel, reason: str) -> None:
+    panel.discarded = True
+    ctx.emit(PanelDiscarded(to=private(), serial=lot.serial, session=lot.session,
+                            round=panel.round, reason=reason))
+
+
+@reacts_to(LotOpened)
+def _discard_on_opening(state: State, ctx: Ctx, event: LotOpened) -> None:
+    """Bidding sets the price now: a panel still open ends without a range. O(1)."""
+    panel = pool(state).panels.get(event.serial)
+    if panel is not None and panel.open:
+        _discard(ctx, state.lots[event.serial], panel, "the lot opened")
+
+
+@reacts_to(LotWithdrawn)
+def _discard_on_withdrawal(state: State, ctx: Ctx, event: LotWithdrawn) -> None:
+    panel = pool(state).panels.get(event.serial)
+    if panel is not None and panel.open:
+        _discard(ctx, state.lots[event.serial], panel, "the lot was withdrawn")
+
+
+@reacts_to(SessionClosed)
+def _discard_on_session_close(state: State, ctx: Ctx, event: SessionClosed) -> None:
+    """O(panels)."""
+    for serial, panel in pool(state).panels.items():
+        lot = state.lots[serial]
+        if panel.open and lot.session == event.session:
+            _discard(ctx, lot, panel, "the session closed")
 
 
 @reacts_to(LotScheduled)
@@ -251,8 +324,14 @@ def _pricing_consistent(state) -> None:
         assert all(e in found.experts for e in panel.experts), serial
         assert set(panel.valuations) <= set(panel.experts), serial
         assert all(0 < low <= high <= MAX_INT for low, high in panel.valuations.values())
+        assert not (panel.published is not None and panel.discarded), serial
+        if panel.open:
+            assert all(found.experts[e].active for e in panel.valuations), serial
         if panel.published is not None:
             assert panel.published[0] <= panel.published[1], serial
+            told = found.ranges[serial]
+            assert (told.round, told.low, told.high) == (panel.round, *panel.published), serial
     for serial, told in found.ranges.items():
         assert 0 < told.low <= told.high and 2 * told.valuations >= told.panel, serial
-        assert not told.listed or state.lots[serial].opens_at, serial
+        assert told.valuations <= told.panel <= MAX_PANEL, serial
+        assert told.listed == bool(state.lots[serial].opens_at), serial

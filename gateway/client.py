@@ -43,6 +43,15 @@ class ClientError(Exception):
     """The gateway refused a message or could not be reached in time."""
 
 
+def encode_request(cid: str, cmd: Any) -> bytes:
+    """Encode a `Request`; a command msgpack cannot carry (an integer beyond
+    64 bits, a value of no wire type) is a `ClientError`, sent nowhere."""
+    try:
+        return p.encode(p.Request(client_id=cid, cmd=cmd))
+    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+        raise ClientError(f"cannot send {type(cmd).__name__}: {exc}") from None
+
+
 class SessionRejectedError(ClientError):
     """A `SessionRejected` answer: ``code`` (see protocol.SESSION_REJECTS) and ``text``."""
 
@@ -450,8 +459,9 @@ class Client:
     def send(self, cmd: Any, client_id: str | None = None) -> str:
         """Send a command without waiting; return its client id."""
         cid = client_id or self.session.ids.next()
+        data = encode_request(cid, cmd)          # before it is pending: never resent if not
         self.session.pending[cid] = (cmd, time.monotonic())
-        self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
+        self._send(data)
         return cid
 
     @_locked
@@ -766,11 +776,12 @@ class AsyncClient:
     async def send(self, cmd: Any, client_id: str | None = None) -> asyncio.Future:
         """Send a command; return a future of its `Result`."""
         cid = client_id or self.session.ids.next()
+        data = encode_request(cid, cmd)          # before it is pending: never resent if not
         future = self._waiters.get(cid)
         if future is None:
             future = self._waiters[cid] = asyncio.get_running_loop().create_future()
         self.session.pending[cid] = (cmd, time.monotonic())
-        await self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
+        await self._send(data)
         self._settle()
         return future
 

@@ -319,6 +319,8 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
         if what == "value":
             return [c.RecordValuation(serial=args.serial, expert=args.expert, low=args.low,
                                       high=args.high)]
+        if what == "cancel":
+            return [c.CancelPanel(serial=args.serial, reason=args.reason)]
         return [c.PublishPriceRange(serial=args.serial)]
     raise ValueError(f"unknown op action {action}")
 
@@ -346,6 +348,9 @@ def _add_pricing(sub: Any) -> None:
     publish = ps.add_parser("publish", help="close the panel and publish its range (the "
                             "medians of the experts' lows and highs)")
     publish.add_argument("serial")
+    cancel = ps.add_parser("cancel", help="discard the open panel without a range")
+    cancel.add_argument("serial")
+    cancel.add_argument("--reason", required=True, help="why (the operators' record)")
 
 
 def _add_room(sub: Any) -> None:

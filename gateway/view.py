@@ -128,6 +128,10 @@ class MarketView:
         state["_rules"] = {}                      # a cache: rebuilt on the next fold
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._rules = {}                          # a pickle of an older view may hold one
+
     def fold(self, seq: int, events: Iterable[Any]) -> None:
         """Fold the public events of journal entry ``seq``. O(events)."""
         self.seq = seq

@@ -440,6 +440,7 @@ _MAKERS: dict[str, Callable[..., Any]] = {
     "DocumentAdded": _document, "DocumentRemoved": _document_removed, "NdaSigned": _nda,
     "DocumentReleased": _released, "DataRoomInterest": _interest,
     "PanelDrawn": _panel, "ValuationRecorded": _valuation, "PriceRangePublished": _price_range,
+    "PanelDiscarded": _simple("panel discarded (private)", "reason"),
     "OrderAccepted": _order, "OrderFilled": _fill, "OrderCancelled": _cancel,
     "OrderModified": _modify, "TradeExecuted": _trade, "TradeRecorded": _trade_recorded,
     "QuoteChanged": _quote, "DepthChanged": _depth, "IndicativePrice": _indicative,

@@ -225,3 +225,12 @@ def test_a_pricing_panel_from_the_operators_console(tmp_path, capsys):
         # brokers have no say in pricing
         assert broker(tmp_path, "b2", "do", "DrawPanel", "serial=WS-009", "size=1") == 1
         assert "not_permitted" in capsys.readouterr().out
+
+
+def test_a_number_beyond_64_bits_is_one_line_not_a_traceback(tmp_path, capsys):
+    with running(tmp_path):
+        assert main(["op", "--data", str(tmp_path), "do", "RetireExpert",
+                     f"expert={10**30}"]) == 1
+        err = capsys.readouterr().err
+        assert "cannot send RetireExpert" in err and "Traceback" not in err
+        assert main(["op", "--data", str(tmp_path), "expert", "register", "Dr. Li"]) == 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from exchange import pricing
-from exchange.commands import (DrawPanel, PublishPriceRange, RecordValuation, RegisterExpert,
-                               RetireExpert, ScheduleLot, VetLot)
-from exchange.events import (ExpertRegistered, LotPassed, PanelDrawn, PriceRangePublished,
-                             ValuationRecorded)
+from exchange.commands import (CancelPanel, CloseSession, DrawPanel, PublishPriceRange,
+                               RecordValuation, RegisterExpert, RetireExpert, ScheduleLot, VetLot,
+                               WithdrawLot)
+from exchange.events import (ExpertRegistered, LotPassed, PanelDiscarded, PanelDrawn,
+                             PriceRangePublished, ValuationRecorded)
 from tests.unit.auctionkit import DAY, HOUR, T0, USD, Market, of, one
 
 OPS = ("@operators",)
@@ -41,7 +42,7 @@ def test_a_draw_is_private_random_and_recomputable_from_the_journal():
     assert drawn.to == OPS and drawn.round == 1 and len(set(drawn.experts)) == 5
     assert set(drawn.experts) <= set(ids)
     env = m.d.log[-1][0]                      # the DrawPanel's envelope
-    recomputed = sorted(ids, key=lambda e: pricing.draw_rank("L1", 1, env.seq, e))[:5]
+    recomputed = sorted(ids, key=lambda e: pricing.draw_rank("L1", 1, env.seq, env.ts, e))[:5]
     assert drawn.experts == tuple(recomputed)
     again, _, _ = market()                    # the same journal draws the same panel
     assert draw(again).experts == drawn.experts
@@ -160,3 +161,68 @@ def test_the_board_shows_the_published_range():
     console.print(board.render(T0))
     text = console.export_text()
     assert "panel range" in text and "40,000.00 USD" in text and "80,000.00 USD" in text
+
+
+def test_the_draw_depends_on_the_exchanges_time_stamp_which_no_sender_knows():
+    m, _, ids = market()
+    seq = m.d.seq + 1
+    panels = {tuple(sorted(ids, key=lambda e: pricing.draw_rank("L1", 1, seq, T0 + ns, e))[:3])
+              for ns in range(20)}
+    assert len(panels) > 1                  # the same seq, other nanoseconds: other panels
+
+
+def test_a_panel_can_be_cancelled_and_ends_when_the_lot_opens_or_is_withdrawn():
+    m, _, _ = market(schedule=True)
+    draw(m, size=3)
+    assert m.unchanged(CancelPanel(serial="L1", reason=" "), actor="op",
+                       role="operator").code == "bad_field"
+    ended = one(m.d.ok(CancelPanel(serial="L1", reason="experts did not answer")),
+                PanelDiscarded)
+    assert ended.to == OPS and (ended.round, ended.reason) == (1, "experts did not answer")
+    assert m.unchanged(CancelPanel(serial="L1", reason="x"), actor="op",
+                       role="operator").code == "no_panel"
+    panel = draw(m, size=3)
+    assert panel.round == 2
+    value(m, panel.experts[0], 100, 200)
+    ended = one(m.tick(T0 + HOUR), PanelDiscarded)           # the lot opens
+    assert ended.reason == "the lot opened"
+    assert one(m.tick(T0 + DAY), LotPassed)
+    draw(m, size=2, serial="L1")                               # after the pass: round 3
+    m.d.ok(WithdrawLot(serial="L1", reason="seller changed its mind"))
+    assert pricing.pool(m.state).panels["L1"].discarded
+
+
+def test_a_retired_expert_no_longer_counts_on_its_open_panel():
+    m, _, _ = market()
+    panel = draw(m, size=3).experts
+    value(m, panel[0], 100, 200)
+    value(m, panel[1], 300, 400)
+    m.d.ok(RetireExpert(expert=panel[0]))                   # a conflict of interest found
+    assert m.unchanged(RecordValuation(serial="L1", expert=panel[0], low=1, high=2),
+                       actor="op", role="operator").code == "unknown_expert"
+    assert m.unchanged(PublishPriceRange(serial="L1"), actor="op",
+                       role="operator").code == "too_few_valuations"     # 1 of 3 now
+    value(m, panel[2], 500, 600)
+    told = one(m.d.ok(PublishPriceRange(serial="L1")), PriceRangePublished)
+    assert (told.low, told.high, told.valuations) == (300 * USD, 400 * USD, 2)
+
+
+def test_pricing_stops_with_the_session():
+    m, _, _ = market(schedule=True)
+    m.tick(T0 + HOUR)
+    assert one(m.tick(T0 + DAY), LotPassed)
+    m.d.ok(CloseSession(session="S1"))
+    assert m.unchanged(DrawPanel(serial="L1", size=3), actor="op",
+                       role="operator").code == "session_closed"
+
+
+def test_the_pool_takes_one_seat_a_person_and_named_fields(monkeypatch):
+    m, _, _ = market(experts=2)
+    for cmd, code in ((RegisterExpert(name="Expert 0"), "expert_exists"),
+                      (RegisterExpert(name="Dr. X", fields=("",)), "bad_field"),
+                      (RegisterExpert(name="Dr.\nX"), "bad_field"),
+                      (RegisterExpert(name="D" * 201), "too_long")):
+        assert m.unchanged(cmd, actor="op", role="operator").code == code, cmd
+    monkeypatch.setattr(pricing, "MAX_EXPERTS", 2)
+    assert m.unchanged(RegisterExpert(name="Dr. Y"), actor="op",
+                       role="operator").code == "too_many_experts"

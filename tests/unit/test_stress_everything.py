@@ -78,7 +78,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                HaltTrading, ResumeTrading, ExtendLot, PostNotice,
                                AddDocument, RemoveDocument, SignNda, OpenDocument,
                                RegisterExpert, RetireExpert, DrawPanel, RecordValuation,
-                               PublishPriceRange,
+                               PublishPriceRange, CancelPanel,
                                WithdrawBid,
                                WithdrawLot, WithdrawOffer)
 from exchange.driver import Driver
@@ -656,16 +656,20 @@ class Everything:
         fields = ("printing", "imaging", "")
         if len(active) < 6 or rng.random() < 0.05:
             field = rng.choice(fields)
-            return [(RegisterExpert(name=f"{NAME_MARK}expert", fields=(field,) if field else ()),
+            return [(RegisterExpert(name=f"{NAME_MARK}expert {len(found.experts)}",
+                                    fields=(field,) if field else ()),
                      "op", "operator", False)]
         if rng.random() < 0.03:
             return [(RetireExpert(expert=rng.choice(active).id), "op", "operator", False)]
         open_panels = [(serial, p) for serial, p in found.panels.items()
-                       if p.published is None and state.lots[serial].status in pricing.PRICED]
+                       if p.open and state.lots[serial].status in pricing.PRICED]
         if open_panels and rng.random() < 0.7:
             serial, panel = rng.choice(open_panels)
-            if rng.random() < 0.25:
+            if 2 * len(panel.valuations) >= len(panel.experts) and rng.random() < 0.4:
                 return [(PublishPriceRange(serial=serial), "op", "operator", False)]
+            if rng.random() < 0.04:
+                return [(CancelPanel(serial=serial, reason="no answer"), "op", "operator",
+                         False)]
             low = rng.randrange(1, 10**7)
             cmd = RecordValuation(serial=serial, expert=rng.choice(panel.experts), low=low,
                                   high=low + rng.randrange(0, 10**7))
@@ -673,6 +677,9 @@ class Everything:
                 return [(cmd, self.broker_of(state.lots[serial].seller), "broker", True)]
             return [(cmd, "op", "operator", False)]
         priced = self.recent_lots(*pricing.PRICED)
+        unlisted = [lot for lot in priced if lot.status in ("draft", "vetted", "passed")]
+        if unlisted and rng.random() < 0.7:     # lots not about to open: time to value them
+            priced = unlisted
         if not priced:
             return []
         return [(DrawPanel(serial=rng.choice(priced).serial, size=rng.randrange(1, 6),
