@@ -64,7 +64,8 @@ class LotRow:
     display_price: int = 0
     result: str = ""
     starting_price: int = 0
-    documents: dict[str, int] = field(default_factory=dict)   # data room: name -> version
+    # data room: document name -> (version, bytes, SHA-256)
+    documents: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     price_range: tuple[int, int] | None = None                # a pricing panel's (low, high)
 
 
@@ -94,6 +95,7 @@ class Board:
     """Public state of the market (or one session) from the feed."""
 
     session: str = ""
+    lot: str = ""                                             # a lot shown in detail
     sessions: dict[str, str] = field(default_factory=dict)   # id -> name
     lots: dict[str, LotRow] = field(default_factory=dict)
     books: dict[str, BookRow] = field(default_factory=dict)
@@ -206,7 +208,7 @@ class Board:
         self._book(e).halt_reason = e.reason
 
     def _on_DocumentAdded(self, e: Any) -> None:
-        self._lot(e).documents[e.name] = e.version
+        self._lot(e).documents[e.name] = (e.version, e.size, e.digest)
 
     def _on_PriceRangePublished(self, e: Any) -> None:
         row = self._lot(e)
@@ -271,6 +273,15 @@ class Board:
                 books.add_row(Text(row.instrument), Text(phase), bid, ask, last,
                               str(row.trades or ""))
             parts.append(books)
+        focus = self.lots.get(self.lot)
+        if focus is not None:
+            room = Table(title=Text(f"data room of {focus.serial}"), expand=True)
+            for name in ("document", "version", "bytes", "sha256"):
+                room.add_column(name, justify="right" if name in ("version", "bytes")
+                                else "left")
+            for name, (version, size, digest) in focus.documents.items():
+                room.add_row(Text(name), str(version), f"{size:,}", digest)
+            parts.append(room)
         if self.notices:
             notices = Table(title="saleroom notices", expand=True)
             notices.add_column("about", justify="left")

@@ -249,6 +249,9 @@ def _register_watch(subparsers: argparse._SubParsersAction) -> None:
                         "(default viewer)")
     parser.add_argument("--key", help="client key file (overrides --user)")
     parser.add_argument("--session", default="", help="only this session")
+    parser.add_argument("--lot", default="", metavar="SERIAL",
+                        help="also list this lot's data room: each document's version, "
+                             "size and SHA-256 (to open one: lotex broker room open)")
     parser.add_argument("--once", action="store_true",
                         help="print the board from a snapshot and exit")
     parser.add_argument("--seconds", type=float, default=0,
@@ -278,7 +281,7 @@ def run_watch(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
-    board = Board(session=args.session)
+    board = Board(session=args.session, lot=args.lot)
     with FeedClient(key, endpoints.feed, endpoints.data) as feed:
         try:
             snap = feed.start(session=args.session)

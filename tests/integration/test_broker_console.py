@@ -151,6 +151,11 @@ def test_a_data_room_from_the_consoles(tmp_path, capsys):
         assert broker(tmp_path, "b1", "room", "add", "WS-001", "x.pdf", str(claims),
                       "--location", "vdr://x") == 1
         assert "not_permitted" in capsys.readouterr().out
+        # anyone with a key sees the index (never a location) on the board
+        assert main(["watch", "--data", str(tmp_path), "--lot", "WS-001", "--once"]) == 0
+        board = capsys.readouterr().out
+        assert "data room of WS-001" in board and "claims.pdf" in board
+        assert "vdr://" not in board
         # Acme's broker: no NDA, no document; then the NDA, the document and its check
         assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf") == 1
         assert "nda_required" in capsys.readouterr().out

@@ -209,14 +209,15 @@ def test_the_board_counts_a_rooms_documents_from_public_events():
     as_seller(m, add(digest=FILE))                       # a new version: still one document
     as_seller(m, add("file-history.zip", FILE))
     m.d.ok(RemoveDocument(serial="L1", name="claims.pdf"))
-    board = Board(session="S1")
+    board = Board(session="S1", lot="L1")
     board.apply(e for _, events in m.d.log for e in events if not e.to)
-    assert board.lots["L1"].documents == {"file-history.zip": 1}
+    assert board.lots["L1"].documents == {"file-history.zip": (1, 120_000, FILE)}
     from rich.console import Console
 
     console = Console(width=200, record=True)
     console.print(board.render(T0))
-    assert "docs" in console.export_text()
+    text = console.export_text()
+    assert "docs" in text and "data room of L1" in text and FILE in text
 
 
 def test_only_a_bidder_of_the_session_may_sign_and_read():
@@ -284,7 +285,9 @@ def test_the_feed_snapshot_holds_the_current_index_only():
     assert [(e.name, e.version) for e in shown] == [("claims.pdf", 3)]
     joined = Board(session="S1")
     joined.apply(view.snapshot(session="S1"))
-    assert joined.lots["L1"].documents == whole.lots["L1"].documents == {"claims.pdf": 3}
+    assert joined.lots["L1"].documents == whole.lots["L1"].documents
+    assert {name: version for name, (version, _, _) in joined.lots["L1"].documents.items()} \
+        == {"claims.pdf": 3}
 
 
 def test_the_view_with_a_data_room_pickles_into_the_gateway_snapshot():
