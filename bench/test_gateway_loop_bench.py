@@ -1,7 +1,8 @@
 """The gateway's engine thread without sockets: the ceiling of one loop.
 
 Run: ``.venv/bin/python -m pytest bench/test_gateway_loop_bench.py --benchmark-only
--p no:cacheprovider -s`` (``-s`` prints the figures). ``LOOP_BENCH_BATCHES``
+-p no:cacheprovider -s`` (``-s`` prints the figures; ``-k parts``: where an
+order's time goes). ``LOOP_BENCH_BATCHES``
 sets how many Batch messages of 100 orders are measured (default 300).
 
 A server on a temporary directory (``group`` durability) gets the market of
@@ -117,6 +118,78 @@ def test_gateway_loop_without_sockets(benchmark, stopped_server):
           f"orders/s; per order {figures['wall_us']:.1f} us wall, {figures['cpu_us']:.1f} us "
           f"CPU, of which Engine.apply {figures['engine_us']:.1f} us "
           f"({figures['engine_us'] / figures['wall_us']:.0%})")
+
+
+def test_gateway_loop_parts(benchmark, stopped_server, monkeypatch):
+    """Where the loop's time goes, per order: each part timed apart (the
+    engine, the journal's framing and its write + fdatasync, the three
+    encodings, the feed's fold); "the rest" is the gateway's own Python
+    around them (client ids, envelopes, audiences, queues). The timers add
+    ~1 us an order of their own, counted in the rest."""
+    import gateway.server as gs
+
+    server, paddles = stopped_server
+    user = server.users["bench1"]
+    conn = Conn("broker", server.broker, b"\0loop-parts", "bench1", "broker", 10**15,
+                time.monotonic_ns(), False, False)
+    server.sessions["broker"][conn.rid] = conn
+    clock = time.perf_counter
+    spent: dict[str, float] = {}
+
+    def timed(fn, label):
+        def run(*args, **kw):
+            start = clock()
+            try:
+                return fn(*args, **kw)
+            finally:
+                spent[label] = spent.get(label, 0.0) + clock() - start
+        return run
+    monkeypatch.setattr(server.engine, "apply", timed(server.engine.apply, "Engine.apply"))
+    monkeypatch.setattr(gs, "encode_entry", timed(gs.encode_entry, "encode the journal entry"))
+    encode = p.encode
+
+    def encode_timed(message):
+        start = clock()
+        try:
+            return encode(message)
+        finally:
+            label = f"encode {type(message).__name__.lstrip('_')}"
+            spent[label] = spent.get(label, 0.0) + clock() - start
+    monkeypatch.setattr(p, "encode", encode_timed)
+    journal = server.journal
+    monkeypatch.setattr(journal, "append_many", timed(journal.append_many, "journal framing"))
+    monkeypatch.setattr(journal, "commit", timed(journal.commit,
+                                                 "journal write + fdatasync (wall)"))
+    monkeypatch.setattr(server.view, "fold", timed(server.view.fold, "feed view fold"))
+
+    def turn(messages: list[p.Batch]) -> None:
+        for msg in messages:
+            server._on_batch(server.broker, conn, user, msg)
+            server._commit()
+            server.outbox.clear()
+            server._flush()
+    first = 5 * 10**7                            # clear of the other tests' order ids
+    turn(batches(first, 20, paddles))
+    work = batches(first + 20 * BATCH, BATCHES, paddles)
+    figures: dict[str, float] = {}
+
+    def run() -> None:
+        spent.clear()
+        cpu, wall = time.process_time(), clock()
+        turn(work)
+        wall, cpu = clock() - wall, time.process_time() - cpu
+        figures.update(wall=wall, cpu=cpu)
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    assert server.failed is None and not server.records
+    orders = BATCHES * BATCH
+    parts = {label: seconds / orders * 1e6 for label, seconds in spent.items()}
+    parts["the rest"] = figures["wall"] / orders * 1e6 - sum(parts.values())
+    benchmark.extra_info.update(parts)
+    print(f"\ngateway loop, Batch of {BATCH}: {orders / figures['wall']:,.0f} orders/s, "
+          f"{figures['wall'] / orders * 1e6:.1f} us wall and {figures['cpu'] / orders * 1e6:.1f} "
+          f"us CPU an order:")
+    for label, us in sorted(parts.items(), key=lambda item: -item[1]):
+        print(f"  {label:34s} {us:5.2f} us")
 
 
 HICCUP_ORDERS = int(os.environ.get("LOOP_BENCH_HICCUP_ORDERS", "250000"))
