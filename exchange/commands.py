@@ -337,6 +337,15 @@ class RemoveDocument(Command, frozen=True):
     name: str
 
 
+class RequireNda(Command, frozen=True):
+    """Name the version of the NDA a lot's data room requires (the seller's
+    broker or an operator): from then on only a party whose last signature is
+    of that version opens a document; "" accepts any version signed."""
+
+    serial: str
+    nda: str
+
+
 class SignNda(Command, frozen=True):
     """Record that ``party`` signed the lot's non-disclosure agreement, text
     version ``nda``, which opens the lot's data room to it (its broker or an

@@ -16,7 +16,10 @@ Who sees what:
   and, in a `DocumentReleased`, to the broker of a party that signed the NDA
   and asked for it; never to the public;
 - a signature (`NdaSigned`) goes to the signer's broker and the operators;
-  the seller learns only counts (`DataRoomInterest`), never who.
+  the seller learns only counts (`DataRoomInterest`), never who;
+- the NDA version a room requires (`RequireNda`, `NdaRequired`) is public as
+  the index is: a party opens documents only while its last signature is of
+  that version (a new version makes everyone sign again).
 
 The room takes documents while the lot is unsold (draft to passed) and is
 open while the lot is published and unsold (scheduled, open, choosing,
@@ -32,11 +35,11 @@ from __future__ import annotations
 
 import msgspec
 
-from exchange.commands import AddDocument, OpenDocument, RemoveDocument, SignNda
+from exchange.commands import AddDocument, OpenDocument, RemoveDocument, RequireNda, SignNda
 from exchange.engine import Ctx, State, handles, reacts_to
 from exchange.errors import MAX_REASON, Reject, positive, register_reasons
 from exchange.events import (DataRoomInterest, DocumentAdded, DocumentReleased,
-                             DocumentRemoved, LotScheduled, NdaSigned)
+                             DocumentRemoved, LotScheduled, NdaRequired, NdaSigned)
 from exchange.invariants import invariant
 from exchange.lots import seller_audience, visible_lot
 from exchange.participants import audience, own_party
@@ -45,6 +48,7 @@ register_reasons({
     "unknown_document": "the lot's data room holds no document of that name",
     "nda_required": "the party has not signed the lot's non-disclosure agreement",
     "nda_on_file": "the party signed this version of the lot's NDA already",
+    "wrong_nda": "the lot's data room requires another version of its NDA",
     "too_many_documents": "the lot's data room holds the most documents it may",
     "no_paddle": "the party holds no paddle in the lot's session: it is not a bidder there",
 })
@@ -77,6 +81,7 @@ class Room(msgspec.Struct, kw_only=True):
     readers: dict[int, int] = {}
     opened: int = 0
     listed: bool = False
+    nda: str = ""                        # the NDA version required ("": any)
 
 
 _NO_ROOMS: dict[str, Room] = {}
@@ -198,6 +203,23 @@ def remove_document(state: State, ctx: Ctx, cmd: RemoveDocument) -> None:
                              version=document.version))
 
 
+@handles(RequireNda)
+def require_nda(state: State, ctx: Ctx, cmd: RequireNda) -> None:
+    """Set the NDA version the room requires. O(1)."""
+    ctx.require_role("broker", "operator")
+    lot = visible_lot(state, ctx, cmd.serial)
+    _seller_side(state, ctx, lot)
+    _takes_documents(state, lot)
+    nda = _text(cmd.nda, "the NDA's version", MAX_REASON) if cmd.nda else ""
+    if nda == _existing(state, lot).nda:
+        raise Reject("bad_field", f"the data room of lot {lot.serial} requires "
+                                  f"{nda or 'any NDA version'} already")
+    room = room_of(state, lot)
+    room.nda = nda
+    ctx.emit(NdaRequired(to=_index_audience(state, lot, room), serial=lot.serial,
+                         session=lot.session, nda=nda))
+
+
 def _open_to_signers(state: State, lot) -> None:
     if lot.status not in OPEN_TO_SIGNERS:
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}: its data room is "
@@ -222,6 +244,10 @@ def sign_nda(state: State, ctx: Ctx, cmd: SignNda) -> None:
     _open_to_signers(state, lot)
     _qualified(state, lot, party)
     nda = _text(cmd.nda, "the NDA's version", MAX_REASON)
+    required = _existing(state, lot).nda
+    if required and nda != required:
+        raise Reject("wrong_nda", f"the data room of lot {lot.serial} requires NDA "
+                                  f"{required!r}, not {nda!r}")
     if _existing(state, lot).ndas.get(party.id) == nda:
         raise Reject("nda_on_file", f"party {party.id} signed NDA {nda!r} of lot {lot.serial} "
                                     f"already")
@@ -249,6 +275,10 @@ def open_document(state: State, ctx: Ctx, cmd: OpenDocument) -> None:
     if not seller and party.id not in room.ndas:
         raise Reject("nda_required", f"party {party.id} has not signed the NDA of lot "
                                      f"{lot.serial}")
+    if not seller and room.nda and room.ndas[party.id] != room.nda:
+        raise Reject("nda_required", f"party {party.id} signed NDA {room.ndas[party.id]!r} "
+                                     f"of lot {lot.serial}; its data room now requires "
+                                     f"{room.nda!r}")
     document = room.documents.get(cmd.name)
     if document is None:
         raise Reject("unknown_document", f"the data room of lot {lot.serial} holds no "
@@ -270,6 +300,8 @@ def _list_on_publication(state: State, ctx: Ctx, event: LotScheduled) -> None:
     if room is None or room.listed:
         return
     room.listed = True
+    if room.nda:
+        ctx.emit(NdaRequired(serial=event.serial, session=event.session, nda=room.nda))
     for document in room.documents.values():
         ctx.emit(DocumentAdded(serial=event.serial, session=event.session, name=document.name,
                                version=document.version, digest=document.digest,

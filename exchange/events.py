@@ -420,6 +420,15 @@ class DocumentRemoved(Event, frozen=True):
     version: int
 
 
+class NdaRequired(Event, frozen=True):
+    """The version of the NDA a lot's data room requires ("": any); audience
+    as `DocumentAdded` (bidders must know what to sign)."""
+
+    serial: str
+    session: str
+    nda: str
+
+
 class NdaSigned(Event, frozen=True):
     """``party`` signed the lot's NDA, text version ``nda`` (to its broker and
     the operators)."""

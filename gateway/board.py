@@ -67,6 +67,7 @@ class LotRow:
     # data room: document name -> (version, bytes, SHA-256)
     documents: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     price_range: tuple[int, int] | None = None                # a pricing panel's (low, high)
+    nda: str = ""                                             # the NDA version its room requires
 
 
 @dataclass
@@ -215,6 +216,9 @@ class Board:
         row.price_range = (e.low, e.high)
         row.currency = row.currency or e.currency
 
+    def _on_NdaRequired(self, e: Any) -> None:
+        self._lot(e).nda = e.nda
+
     def _on_DocumentRemoved(self, e: Any) -> None:
         self._lot(e).documents.pop(e.name, None)
 
@@ -275,7 +279,9 @@ class Board:
             parts.append(books)
         focus = self.lots.get(self.lot)
         if focus is not None:
-            room = Table(title=Text(f"data room of {focus.serial}"), expand=True)
+            room = Table(title=Text(f"data room of {focus.serial}"
+                                    + (f" (NDA required: {focus.nda})" if focus.nda else "")),
+                         expand=True)
             for name in ("document", "version", "bytes", "sha256"):
                 room.add_column(name, justify="right" if name in ("version", "bytes")
                                 else "left")

@@ -368,6 +368,10 @@ def _add_room(sub: Any) -> None:
     remove = rs.add_parser("remove", help="take a document out of the room")
     remove.add_argument("serial")
     remove.add_argument("name")
+    require = rs.add_parser("require", help="name the NDA version the room requires "
+                            "(\"\": any); a new one makes every reader sign it")
+    require.add_argument("serial")
+    require.add_argument("version")
     nda = rs.add_parser("nda", help="record that a party signed the lot's NDA")
     nda.add_argument("serial")
     nda.add_argument("party", type=int)
@@ -404,6 +408,8 @@ def _room_commands(args: argparse.Namespace) -> list[Any]:
         return [c.RemoveDocument(serial=args.serial, name=args.name)]
     if args.what == "nda":
         return [c.SignNda(serial=args.serial, party=args.party, nda=args.version)]
+    if args.what == "require":
+        return [c.RequireNda(serial=args.serial, nda=args.version)]
     if args.verify is not None:             # before the opening is journaled and counted
         with open(args.verify, "rb"):
             pass

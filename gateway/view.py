@@ -47,6 +47,7 @@ LAST_VALUE: dict[str, tuple[str, ...]] = {
     "TradingHalted": (),
     # lots' data rooms and pricing panels: the current index, the last range
     "DocumentAdded": ("name",),
+    "NdaRequired": (),
     "PriceRangePublished": (),
 }
 

@@ -439,6 +439,7 @@ _MAKERS: dict[str, Callable[..., Any]] = {
     "NoticePosted": _simple("notice", "text"),
     "DocumentAdded": _document, "DocumentRemoved": _document_removed, "NdaSigned": _nda,
     "DocumentReleased": _released, "DataRoomInterest": _interest,
+    "NdaRequired": _simple("NDA required", "nda"),
     "PanelDrawn": _panel, "ValuationRecorded": _valuation, "PriceRangePublished": _price_range,
     "PanelDiscarded": _simple("panel discarded (private)", "reason"),
     "OrderAccepted": _order, "OrderFilled": _fill, "OrderCancelled": _cancel,

@@ -159,6 +159,9 @@ def test_a_data_room_from_the_consoles(tmp_path, capsys):
         # Acme's broker: no NDA, no document; then the NDA, the document and its check
         assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf") == 1
         assert "nda_required" in capsys.readouterr().out
+        assert broker(tmp_path, "b2", "room", "require", "WS-001", "OT-NDA-2026") == 0
+        assert broker(tmp_path, "b1", "room", "nda", "WS-001", str(acme), "OT-NDA-2025") == 1
+        assert "wrong_nda" in capsys.readouterr().out
         assert broker(tmp_path, "b1", "room", "nda", "WS-001", str(acme), "OT-NDA-2026") == 0
         assert f"NdaSigned(party={acme}, serial=WS-001, nda=OT-NDA-2026)" in \
             capsys.readouterr().out

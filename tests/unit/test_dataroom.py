@@ -325,3 +325,33 @@ def test_the_board_shows_users_texts_as_text_not_console_markup():
     console.print(board.render(T0))                 # a MarkupError before
     text = console.export_text()
     assert "Printing [b]portfolio[/b] [/]" in text and "lot [/] corrected" in text
+
+
+def test_a_required_nda_version_makes_everyone_sign_it():
+    from exchange.commands import RequireNda
+    from exchange.events import NdaRequired
+
+    m, seller, alice, bob = market(schedule=False)
+    as_seller(m, add())
+    required = one(as_seller(m, RequireNda(serial="L1", nda="OT-NDA-2017")), NdaRequired)
+    assert required.to == (SELLER_BROKER, "@operators")            # not published yet
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    listed = one(m.d.ok(ScheduleLot(serial="L1")), NdaRequired)
+    assert (listed.to, listed.nda) == ((), "OT-NDA-2017")          # bidders learn what to sign
+    party = m.parties[alice]
+    assert m.unchanged(SignNda(serial="L1", party=party, nda="OT-NDA-2016"),
+                       actor=m.brokers[alice]).code == "wrong_nda"
+    as_bidder(m, alice, SignNda(serial="L1", party=party, nda="OT-NDA-2017"))
+    as_bidder(m, alice, OpenDocument(serial="L1", party=party, name="claims.pdf"))
+    assert one(as_seller(m, RequireNda(serial="L1", nda="OT-NDA-2018")), NdaRequired).to == ()
+    refused = m.unchanged(OpenDocument(serial="L1", party=party, name="claims.pdf"),
+                          actor=m.brokers[alice])
+    assert refused.code == "nda_required" and "OT-NDA-2018" in refused.text
+    as_bidder(m, alice, SignNda(serial="L1", party=party, nda="OT-NDA-2018"))
+    as_bidder(m, alice, OpenDocument(serial="L1", party=party, name="claims.pdf"))
+    assert m.unchanged(RequireNda(serial="L1", nda="OT-NDA-2018"),
+                       actor=SELLER_BROKER).code == "bad_field"        # no change
+    assert m.unchanged(RequireNda(serial="L1", nda="x"),
+                       actor=m.brokers[bob]).code == "not_permitted"
+    one(as_seller(m, RequireNda(serial="L1", nda="")), NdaRequired)  # any version again
+    as_bidder(m, bob, SignNda(serial="L1", party=m.parties[bob], nda="whatever"))

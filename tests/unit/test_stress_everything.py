@@ -76,7 +76,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                ReviewCredit, ScheduleLot, SetDisplayRate, SetOrderLimit,
                                SetPriceRules, SetSettlementRules, StartCall, Uncross, VetLot,
                                HaltTrading, ResumeTrading, ExtendLot, PostNotice,
-                               AddDocument, RemoveDocument, SignNda, OpenDocument,
+                               AddDocument, RemoveDocument, SignNda, OpenDocument, RequireNda,
                                RegisterExpert, RetireExpert, DrawPanel, RecordValuation,
                                PublishPriceRange, CancelPanel,
                                WithdrawBid,
@@ -114,7 +114,7 @@ SEALED_PUBLIC = {"LotScheduled", "LotOpened", "SealedBidCounted", "LotExtended",
                  "SealedBidsRevealed", "LotAwarded", "LotPassed", "LotWithdrawn",
                  "LotRelisted", "NegotiationEnded", "LotSettled", "SettlementRulesSet",
                  "PublicityStarted", "PublicityEnded", "CertificateIssued", "NoticePosted",
-                 "DocumentAdded", "DocumentRemoved", "PriceRangePublished"}
+                 "DocumentAdded", "DocumentRemoved", "PriceRangePublished", "NdaRequired"}
 
 Step = tuple  # (command, actor, role, must_refuse)
 
@@ -139,7 +139,7 @@ OWN_PADDLE = {"PlaceBid", "WithdrawBid", "BuyAtAsk", "MakeOffer", "WithdrawOffer
               "MassCancel"}
 # Commands a broker may only send for the lot's seller.
 SELLERS_ONLY = {"ChooseOffer", "AnswerOffer", "LowerReserve", "WithdrawLot", "AddDocument",
-                "RemoveDocument"}
+                "RemoveDocument", "RequireNda"}
 # Commands a broker may only send for a party of its own.
 OWN_PARTY = {"SignNda", "OpenDocument"}
 # Private events that carry a bidder's secret (a maximum, a sealed bid): its broker's alone.
@@ -555,8 +555,10 @@ class Everything:
         if op == "panel":
             return self.panel_step()
         if op == "room":
-            kind = rng.choices(("add", "remove", "sign", "open"), weights=(4, 2, 3, 4))[0]
-            rooms = self.recent_lots(*(dataroom.TAKES_DOCUMENTS if kind in ("add", "remove")
+            kind = rng.choices(("add", "remove", "sign", "open", "require"),
+                               weights=(4, 2, 3, 4, 0.5))[0]
+            rooms = self.recent_lots(*(dataroom.TAKES_DOCUMENTS
+                                       if kind in ("add", "remove", "require")
                                        else dataroom.OPEN_TO_SIGNERS))
             if rng.random() < 0.9:
                 rooms = [lot for lot in rooms if state.sessions[lot.session].open] or rooms
@@ -694,7 +696,10 @@ class Everything:
         if room.documents and rng.random() < 0.7:
             name = rng.choice(list(room.documents))
         seller_broker = self.broker_of(lot.seller)
-        if kind in ("add", "remove"):
+        if kind == "require":
+            cmd = RequireNda(serial=lot.serial, nda=rng.choice(("", "N1", "N2")))
+            right = seller_broker
+        elif kind in ("add", "remove"):
             cmd = (AddDocument(serial=lot.serial, name=name, digest=rng.randbytes(32).hex(),
                                size=rng.randrange(1, 10**8), location=f"vdr://{lot.serial}/{name}")
                    if kind == "add" else RemoveDocument(serial=lot.serial, name=name))
