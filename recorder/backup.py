@@ -23,7 +23,9 @@ The copy is made in a hidden directory beside the destination (inside it,
 if it is an existing empty directory such as a mount point) and moved into
 place when whole, so a failed or interrupted backup leaves none. One killed
 outright leaves its hidden ``.partial-PID`` directory; the next backup to
-the same destination removes it (once no process of that PID runs).
+the same destination removes it once no process of this machine has that
+PID (inside an existing destination only if such directories are all it
+holds).
 
 The analyst store and the logs are not copied: the store is rebuilt from the
 journal (`lotex journal project`). A server started on the copy recovers as
@@ -99,13 +101,19 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
     journal = layout.journal_dir(data)
     if not layout.holds_journal(journal):
         raise BackupError(f"no lotex journal in {data}")
-    _remove_stale_partials(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise BackupError(f"{dest} exists and is not an empty directory")
+    if dest.exists() and not dest.is_dir():
+        raise BackupError(f"{dest} exists and is not a directory")
     if dest.resolve().is_relative_to(data.resolve()):
         raise BackupError(f"{dest} is inside {data}")
     if data.resolve().is_relative_to(dest.resolve()):
         raise BackupError(f"{data} is inside {dest}")
+    _remove_stale_partials(dest)
+    if dest.exists() and any(dest.iterdir()):
+        left = sorted(entry.name for entry in dest.iterdir() if _partial_pid(entry, ".partial-"))
+        raise BackupError(f"{dest} exists and is not an empty directory"
+                          + (f" (it holds {', '.join(left)}: a backup into it still "
+                             f"running, or one whose PID another process has now)"
+                             if left else ""))
     # what the journal held before the copy began: at least this is in the copy
     before = Journal.open_readonly(journal)
     least = before.last_seq
@@ -133,28 +141,49 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
     return report
 
 
+def _partial_pid(entry: Path, prefix: str) -> int:
+    """The PID in a backup's hidden ``PREFIXpid`` directory's name, else 0."""
+    pid = entry.name[len(prefix):]
+    if (not entry.name.startswith(prefix) or not pid.isdigit() or len(pid) > 9
+            or entry.is_symlink() or not entry.is_dir()):
+        return 0
+    return int(pid)
+
+
+def _stale(pid: int) -> bool:
+    """No process of this machine has ``pid`` (a backup that was killed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:                       # alive, another user's
+        return False
+    return False
+
+
 def _remove_stale_partials(dest: Path) -> None:
-    """Remove what backups to ``dest`` killed outright left: hidden
-    ``.partial-PID`` directories (inside ``dest`` or beside it) of PIDs no
-    process has now. O(entries of the two directories)."""
-    places = [(dest.parent, f".{dest.name}.partial-")]
-    if dest.is_dir():
-        places.append((dest, ".partial-"))
-    for where, prefix in places:
-        try:
-            entries = list(where.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            pid = entry.name[len(prefix):]
-            if not entry.name.startswith(prefix) or not pid.isdigit() or not entry.is_dir():
-                continue
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                shutil.rmtree(entry, ignore_errors=True)
-            except OSError:               # alive (another user's): leave it
-                continue
+    """Remove what backups to ``dest`` killed outright left: the hidden
+    ``.DEST.partial-PID`` directories beside it, and inside an existing
+    ``dest`` its ``.partial-PID`` ones, but only if they are all it holds
+    (anything else there and ``dest`` is refused untouched). Only PIDs no
+    process of this machine has now: a backup from another machine to a
+    shared disk is not seen. O(entries of the two directories)."""
+    beside = f".{dest.name}.partial-"
+    try:
+        entries = list(dest.parent.iterdir())
+    except OSError:
+        entries = []
+    for entry in entries:
+        pid = _partial_pid(entry, beside)
+        if pid and _stale(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+    if not dest.is_dir():
+        return
+    inside = list(dest.iterdir())
+    pids = [_partial_pid(entry, ".partial-") for entry in inside]
+    if inside and all(pids) and all(_stale(pid) for pid in pids):
+        for entry in inside:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _copy(data: Path, journal: Path, target: Path, least: int) -> BackupReport:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import sqlite3
+
+import pytest
 
 from gateway.cli import main
 from recorder import layout
@@ -219,12 +221,27 @@ def test_a_backup_removes_what_a_killed_one_left(tmp_path):
     dead = int(gone.stdout)                                 # a PID no process has now
     beside = tmp_path / f".copy.partial-{dead}"
     (beside / "journal").mkdir(parents=True)
-    alive = tmp_path / f".copy.partial-{os.getpid()}x"      # not a PID: not ours to touch
+    alive = tmp_path / f".copy.partial-{os.getppid()}"     # a backup still running
     alive.mkdir()
+    other = tmp_path / f".copy.partial-{dead}x"              # not a PID: not ours to touch
+    other.mkdir()
+    huge = tmp_path / f".copy.partial-{10**12}"              # no PID that large
+    huge.mkdir()
     assert bk.backup(data, tmp_path / "copy").last_seq == d.seq
-    assert not beside.exists() and alive.exists()
+    assert not beside.exists() and alive.exists() and other.exists() and huge.exists()
     (tmp_path / "disk").mkdir()                             # an empty mount point ...
     inside = tmp_path / "disk" / f".partial-{dead}"         # ... a killed backup filled
     (inside / "keys").mkdir(parents=True)
     assert bk.backup(data, tmp_path / "disk").head_hash == head
     assert not inside.exists() and (tmp_path / "disk" / "journal").is_dir()
+    # a directory of the user's that happens to hold such a name is refused untouched
+    home = tmp_path / "home"
+    (home / f".partial-{dead}" / "thesis").mkdir(parents=True)
+    (home / "notes.txt").write_text("mine")
+    with pytest.raises(bk.BackupError, match="not an empty directory"):
+        bk.backup(data, home)
+    assert (home / f".partial-{dead}" / "thesis").is_dir()
+    running = tmp_path / "busy"
+    (running / f".partial-{os.getppid()}").mkdir(parents=True)
+    with pytest.raises(bk.BackupError, match="still running"):
+        bk.backup(data, running)
