@@ -366,7 +366,8 @@ class RegisterExpert(Command, frozen=True):
 
 
 class RetireExpert(Command, frozen=True):
-    """Take an expert out of the pool for future draws (operator only)."""
+    """Take an expert out of future draws (operator only); on a panel still
+    open it keeps its seat, but its ranges stop counting and it gives none."""
 
     expert: int
 
@@ -375,8 +376,8 @@ class DrawPanel(Command, frozen=True):
     """Draw an inquiry panel of ``size`` experts at random from the pool to
     value a lot (operator only): those of ``field`` if given, never the same
     expert twice. The draw is a pure function of the lot, the panel's round
-    and the envelope's sequence number, so anyone holding the journal can
-    check it."""
+    and the envelope's sequence number and time stamp (which its sender
+    cannot know in advance), so anyone holding the journal can check it."""
 
     serial: str
     size: int

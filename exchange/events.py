@@ -475,7 +475,8 @@ class ExpertRegistered(Event, frozen=True):
 
 
 class ExpertRetired(Event, frozen=True):
-    """An expert left the pool (operators only)."""
+    """An expert is drawn no more and its ranges on open panels stop counting;
+    it stays in the pool's records (operators only)."""
 
     expert: int
 

@@ -8,9 +8,13 @@ tells the seller (and, once the lot is listed, the market) the panel's range.
   individual ranges are the operators' alone: who values a lot is never
   published, so no one can lobby the panel.
 - The draw (`DrawPanel`) ranks the active experts of the asked field by the
-  SHA-256 of (lot, panel round, envelope sequence, expert) and takes the
-  first ``size``: random to everyone, yet a pure function of the journal,
-  so an auditor recomputes it. One panel of a lot is open at a time.
+  SHA-256 of (lot, panel round, the entry's sequence number and nanosecond
+  time stamp, expert) and takes the first ``size``: its sender cannot
+  compute it in advance, yet it is a pure function of the journal, so an
+  auditor recomputes it. One panel of a lot is open at a time; it ends with
+  its range, a `CancelPanel`, or when the lot opens, is withdrawn or its
+  session closes. A retired expert keeps its seat on an open panel, but its
+  ranges stop counting.
 - `PublishPriceRange` closes the panel: low = the median of the experts'
   lows, high = the median of their highs (the lower median of an even
   count), from at least half the panel. Public if the lot is published, else
@@ -50,7 +54,7 @@ MAX_PANEL = 15
 MAX_EXPERT_FIELDS = 20
 MAX_EXPERTS = 10_000             # in the pool, retired ones included (a draw scans them)
 MAX_EXPERT_NAME = 200
-PRICED = ("draft", "vetted", "scheduled", "passed")     # a lot may be (re)valued while
+PRICED = ("draft", "vetted", "scheduled", "passed")     # a lot may be (re)valued while so
 
 
 class Expert(msgspec.Struct, kw_only=True):
@@ -131,11 +135,12 @@ def _field(text: str) -> str:
 
 @handles(RegisterExpert)
 def register_expert(state: State, ctx: Ctx, cmd: RegisterExpert) -> None:
-    """Add an expert. O(fields)."""
+    """Add an expert. O(experts) (one person, one seat)."""
     ctx.require_role("operator")
-    name = cmd.name.strip()
-    if not name or not name.isprintable():
-        raise Reject("bad_field", "an expert needs a name of printable characters")
+    name = cmd.name
+    if not name or name != name.strip() or not name.isprintable():
+        raise Reject("bad_field", "an expert needs a name of printable characters, without "
+                                  "leading or trailing spaces")
     if len(name) > MAX_EXPERT_NAME:
         raise Reject("too_long", f"an expert's name has at most {MAX_EXPERT_NAME} characters")
     if len(cmd.fields) > MAX_EXPERT_FIELDS:

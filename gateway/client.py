@@ -233,8 +233,11 @@ class _Session:
         ids = list(client_ids) if client_ids is not None else [self.ids.next() for _ in cmds]
         if len(ids) != len(cmds):
             raise ValueError("one client id per command")
-        data = p.encode(p.Batch(requests=[p.Request(client_id=cid, cmd=cmd)
-                                          for cid, cmd in zip(ids, cmds)]))
+        try:
+            data = p.encode(p.Batch(requests=[p.Request(client_id=cid, cmd=cmd)
+                                              for cid, cmd in zip(ids, cmds)]))
+        except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+            raise ClientError(f"cannot send this batch: {exc}") from None
         limit = self.logged_on.max_message_bytes if self.logged_on is not None else 0
         if limit and len(data) > limit:
             raise ValueError(f"the batch is {len(data)} bytes; the server takes at most "

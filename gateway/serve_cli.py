@@ -107,6 +107,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 3
     finally:
         server.close()
+    if server.close_error is not None:       # e.g. the last snapshot could not be written
+        sys.stderr.write(f"lotex serve: stopped, but the shutdown failed: "
+                         f"{server.close_error} (the journal holds everything; a restart "
+                         f"replays it)\n")
+        return 4
     return 0
 
 

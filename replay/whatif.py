@@ -14,8 +14,10 @@ Two inputs:
   private amounts (sealed bids, proxy maxima, secret reserves): only an
   operator may re-run a journal (``viewer``, see `replay.access`). The recorded
   price is the one the lot's auction gave (hammer at the close or at the
-  Ask); a lot that passed has none. Dutch, reverse and bid-ask lots have no
-  bids that another rule could read and are listed as skipped.
+  Ask); a lot that passed has none. A relisted lot is re-run as its first
+  round was, up to the relisting (its note says so): a later round is
+  another auction. Dutch, reverse and bid-ask lots have no bids that
+  another rule could read and are listed as skipped.
 
 For each auction: the recorded price and the price under the rules
 (empty: no sale), and whether they agree to the cent. The last line reads
@@ -209,7 +211,8 @@ def run_journal(source: Source, *, rules: str, increments: str = "lot", limit: i
         report.add(lot.serial, lot.terms.title,
                    sum(1 for bid in lot.bids if bid[1] == "bid"), lot.recorded, price, refused,
                    note=f"recorded {lot.terms.mechanism}"
-                        + (f", sold by {lot.how}" if lot.how and lot.recorded is None else ""))
+                        + (f", sold by {lot.how}" if lot.how and lot.recorded is None else "")
+                        + (", relisted: first round only" if lot.relisted else ""))
     return report
 
 

@@ -292,3 +292,17 @@ def test_a_server_that_forgot_the_session_gets_one_logon_and_each_request_again_
         assert sent["Request"] == 2 * 60          # sent, refused, sent again once
     finally:
         stop_thread(server, thread)
+
+
+def test_a_command_msgpack_cannot_carry_is_a_client_error_and_never_pending(exchange):
+    from exchange.commands import RetireExpert
+
+    data, _ = exchange
+    with client(data, "op") as op:
+        huge = RetireExpert(expert=10**30)
+        with pytest.raises(ClientError, match="cannot send"):
+            op.request_batch([RegisterParty(name="fine", broker="b1"), huge])
+        with pytest.raises(ClientError, match="cannot send RetireExpert"):
+            op.request(huge)
+        assert not op.session.pending
+        assert op.ok(RegisterParty(name="after", broker="b1")).accepted

@@ -597,3 +597,18 @@ def test_client_ids_survive_a_restart_with_the_clock_behind_the_snapshots_day(tm
     with running(tmp_path), client(tmp_path, "b1") as b1:
         again = b1.request(RegisterParty(name="Acme Research"), client_id="c-1")
         assert again.resent and again.seq == first.seq
+
+
+def test_a_shutdown_that_fails_is_raised_not_only_logged(tmp_path):
+    from exchange.commands import CreateSession
+    from gateway.server import serve_in_thread, stop_thread
+    from tests.integration.gateway_harness import client, gateway_config, initialise
+
+    initialise(tmp_path)
+    server, thread = serve_in_thread(tmp_path, gateway_config())
+    with client(tmp_path, "op") as op:
+        op.ok(CreateSession(session="S1", name="one entry to snapshot"))
+    server._gateway_state = lambda: (lambda: None)    # cannot be pickled
+    with pytest.raises(Exception, match="pickle"):
+        stop_thread(server, thread)
+    assert server.close_error is not None

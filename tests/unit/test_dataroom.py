@@ -319,12 +319,16 @@ def test_the_board_shows_users_texts_as_text_not_console_markup():
     m.d.ok(CreateSession(session="S2", name="Spring [/] sale"))
     m.lot("[/]L1", seller=m.seller(), title="Printing [b]portfolio[/b] [/]")
     m.d.ok(PostNotice(session="S1", serial="[/]L1", text="lot [/] corrected"))
-    board = Board()
-    board.apply(e for _, events in m.d.log for e in events if not e.to)
-    console = Console(width=250, record=True)
-    console.print(board.render(T0))                 # a MarkupError before
-    text = console.export_text()
-    assert "Printing [b]portfolio[/b] [/]" in text and "lot [/] corrected" in text
+    public = [e for _, events in m.d.log for e in events if not e.to]
+    for board in (Board(), Board(session="S2")):
+        board.apply(public)
+        console = Console(width=250, record=True)
+        console.print(board.render(T0))             # a MarkupError before
+        text = console.export_text()
+        if board.session:
+            assert "Spring [/] sale" in text        # the session's name in the title
+        else:
+            assert "Printing [b]portfolio[/b] [/]" in text and "lot [/] corrected" in text
 
 
 def test_a_required_nda_version_makes_everyone_sign_it():

@@ -180,3 +180,4 @@ def test_whatif_reruns_the_first_round_of_a_relisted_lot_only():
                                 viewer=SimpleNamespace(operator=True))
     row, = report.rows
     assert (row["bids"], row["recorded"], row["price"], row["refused"]) == (1, None, None, 0)
+    assert row["note"].endswith("relisted: first round only")

@@ -211,7 +211,9 @@ def test_pricing_stops_with_the_session():
     m, _, _ = market(schedule=True)
     m.tick(T0 + HOUR)
     assert one(m.tick(T0 + DAY), LotPassed)
-    m.d.ok(CloseSession(session="S1"))
+    draw(m, size=2)                                 # after the pass
+    ended = one(m.d.ok(CloseSession(session="S1")), PanelDiscarded)
+    assert (ended.to, ended.reason) == (OPS, "the session closed")
     assert m.unchanged(DrawPanel(serial="L1", size=3), actor="op",
                        role="operator").code == "session_closed"
 
@@ -221,6 +223,7 @@ def test_the_pool_takes_one_seat_a_person_and_named_fields(monkeypatch):
     for cmd, code in ((RegisterExpert(name="Expert 0"), "expert_exists"),
                       (RegisterExpert(name="Dr. X", fields=("",)), "bad_field"),
                       (RegisterExpert(name="Dr.\nX"), "bad_field"),
+                      (RegisterExpert(name=" Expert 1"), "bad_field"),
                       (RegisterExpert(name="D" * 201), "too_long")):
         assert m.unchanged(cmd, actor="op", role="operator").code == code, cmd
     monkeypatch.setattr(pricing, "MAX_EXPERTS", 2)
