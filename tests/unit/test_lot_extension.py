@@ -117,6 +117,12 @@ def test_notices_about_a_session_a_lot_or_a_book():
     assert of(m.bid("L1", a, 1_200 * USD), BidAccepted)
 
 
+def logged_journal(m: Market) -> SimpleNamespace:
+    """A journal source (for `whatif`) of what ``m``'s driver logged."""
+    return SimpleNamespace(entries=lambda label="": (
+        (None, SimpleNamespace(env=env, events=events)) for env, events in m.d.log))
+
+
 def test_whatif_reruns_a_lot_with_its_operator_extension():
     m = Market(log=True)
     seller, a, b = m.seller(), m.bidder("Alice"), m.bidder("Bob")
@@ -128,11 +134,7 @@ def test_whatif_reruns_a_lot_with_its_operator_extension():
     m.tick(CLOSE + HOUR)
     recorded = m.state.lots["L1"].sale.hammer
 
-    class Journal:
-        def entries(self, label=""):
-            for env, events in m.d.log:
-                yield None, SimpleNamespace(env=env, events=events)
-    report = whatif.run_journal(Journal(), rules="english",
+    report = whatif.run_journal(logged_journal(m), rules="english",
                                 viewer=SimpleNamespace(operator=True))
     row, = report.rows
     assert (row["recorded"], row["price"], row["refused"]) == (recorded, recorded, 0)
@@ -172,11 +174,7 @@ def test_whatif_reruns_the_first_round_of_a_relisted_lot_only():
     m.tick(CLOSE + 6 * HOUR)
     assert m.state.lots["L1"].status == "sold"
 
-    class Journal:
-        def entries(self, label=""):
-            for env, events in m.d.log:
-                yield None, SimpleNamespace(env=env, events=events)
-    report = whatif.run_journal(Journal(), rules="english",
+    report = whatif.run_journal(logged_journal(m), rules="english",
                                 viewer=SimpleNamespace(operator=True))
     row, = report.rows
     assert (row["bids"], row["recorded"], row["price"], row["refused"]) == (1, None, None, 0)
