@@ -48,7 +48,7 @@ def encode_request(cid: str, cmd: Any) -> bytes:
     64 bits, a value of no wire type) is a `ClientError`, sent nowhere."""
     try:
         return p.encode(p.Request(client_id=cid, cmd=cmd))
-    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+    except (OverflowError, TypeError, ValueError, msgspec.EncodeError) as exc:
         raise ClientError(f"cannot send {type(cmd).__name__}: {exc}") from None
 
 
@@ -236,7 +236,7 @@ class _Session:
         try:
             data = p.encode(p.Batch(requests=[p.Request(client_id=cid, cmd=cmd)
                                               for cid, cmd in zip(ids, cmds)]))
-        except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+        except (OverflowError, TypeError, ValueError, msgspec.EncodeError) as exc:
             raise ClientError(f"cannot send this batch: {exc}") from None
         limit = self.logged_on.max_message_bytes if self.logged_on is not None else 0
         if limit and len(data) > limit:

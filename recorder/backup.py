@@ -35,7 +35,9 @@ from its own data directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -107,7 +109,7 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
         raise BackupError(f"{dest} is inside {data}")
     if data.resolve().is_relative_to(dest.resolve()):
         raise BackupError(f"{data} is inside {dest}")
-    _remove_stale_partials(dest)
+    _remove_stale_partials(dest, data)
     if dest.exists() and any(dest.iterdir()):
         left = sorted(entry.name for entry in dest.iterdir() if _partial_pid(entry, ".partial-"))
         raise BackupError(f"{dest} exists and is not an empty directory"
@@ -141,11 +143,21 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
     return report
 
 
+_PID = re.compile(r"[1-9][0-9]{0,8}")    # as os.getpid() is written, ASCII only
+
+
 def _partial_pid(entry: Path, prefix: str) -> int:
-    """The PID in a backup's hidden ``PREFIXpid`` directory's name, else 0."""
+    """The PID in the name of a directory a backup of this user made
+    (``PREFIXpid``, mode 0700, not a link), else 0."""
     pid = entry.name[len(prefix):]
-    if (not entry.name.startswith(prefix) or not pid.isdigit() or len(pid) > 9
-            or entry.is_symlink() or not entry.is_dir()):
+    if not entry.name.startswith(prefix) or not _PID.fullmatch(pid):
+        return 0
+    try:
+        info = entry.lstat()
+    except OSError:
+        return 0
+    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid()
+            or stat.S_IMODE(info.st_mode) != 0o700):
         return 0
     return int(pid)
 
@@ -161,21 +173,23 @@ def _stale(pid: int) -> bool:
     return False
 
 
-def _remove_stale_partials(dest: Path) -> None:
+def _remove_stale_partials(dest: Path, data: Path) -> None:
     """Remove what backups to ``dest`` killed outright left: the hidden
     ``.DEST.partial-PID`` directories beside it, and inside an existing
     ``dest`` its ``.partial-PID`` ones, but only if they are all it holds
     (anything else there and ``dest`` is refused untouched). Only PIDs no
     process of this machine has now: a backup from another machine to a
-    shared disk is not seen. O(entries of the two directories)."""
+    shared disk is not seen. Never ``data`` or a directory holding it.
+    O(entries of the two directories)."""
     beside = f".{dest.name}.partial-"
+    source = data.resolve()
     try:
         entries = list(dest.parent.iterdir())
     except OSError:
         entries = []
     for entry in entries:
         pid = _partial_pid(entry, beside)
-        if pid and _stale(pid):
+        if pid and _stale(pid) and not source.is_relative_to(entry.resolve()):
             shutil.rmtree(entry, ignore_errors=True)
     if not dest.is_dir():
         return

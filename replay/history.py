@@ -439,7 +439,9 @@ _MAKERS: dict[str, Callable[..., Any]] = {
     "NoticePosted": _simple("notice", "text"),
     "DocumentAdded": _document, "DocumentRemoved": _document_removed, "NdaSigned": _nda,
     "DocumentReleased": _released, "DataRoomInterest": _interest,
-    "NdaRequired": _simple("NDA required", "nda"),
+    "NdaRequired": lambda ev, env, cx: dict(
+        event="NDA required" if ev.to == () else "NDA required (private)",
+        detail=ev.nda or "any version"),
     "PanelDrawn": _panel, "ValuationRecorded": _valuation, "PriceRangePublished": _price_range,
     "PanelDiscarded": _simple("panel discarded (private)", "reason"),
     "OrderAccepted": _order, "OrderFilled": _fill, "OrderCancelled": _cancel,

@@ -306,3 +306,14 @@ def test_a_command_msgpack_cannot_carry_is_a_client_error_and_never_pending(exch
             op.request(huge)
         assert not op.session.pending
         assert op.ok(RegisterParty(name="after", broker="b1")).accepted
+
+
+def test_a_text_utf8_cannot_carry_is_a_client_error_too(exchange):
+    data, _ = exchange
+    with client(data, "b1") as b1:
+        broken = RegisterParty(name="bad \udcff byte")     # a lone surrogate, as from argv
+        with pytest.raises(ClientError, match="cannot send RegisterParty"):
+            b1.request(broken)
+        with pytest.raises(ClientError, match="cannot send this batch"):
+            b1.request_batch([broken])
+        assert not b1.session.pending

@@ -214,34 +214,57 @@ def test_a_backup_removes_what_a_killed_one_left(tmp_path):
 
     from recorder import backup as bk
 
+    def made_by_a_backup(path):
+        path.mkdir(parents=True)
+        path.chmod(0o700)                                   # as a backup makes them
+        return path
+
     data = tmp_path / "data"
     d, head = make_data_dir(data)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     dead = int(gone.stdout)                                 # a PID no process has now
-    beside = tmp_path / f".copy.partial-{dead}"
-    (beside / "journal").mkdir(parents=True)
-    alive = tmp_path / f".copy.partial-{os.getppid()}"     # a backup still running
-    alive.mkdir()
-    other = tmp_path / f".copy.partial-{dead}x"              # not a PID: not ours to touch
-    other.mkdir()
-    huge = tmp_path / f".copy.partial-{10**12}"              # no PID that large
-    huge.mkdir()
+    beside = made_by_a_backup(tmp_path / f".copy.partial-{dead}")
+    (beside / "journal").mkdir()
+    alive = made_by_a_backup(tmp_path / f".copy.partial-{os.getppid()}")   # still running
+    others = [made_by_a_backup(tmp_path / f".copy.partial-{name}")
+              for name in (f"{dead}x", str(10**12), "\u0669" * 8, "\u00b2", f"0{dead}")]
+    shared = tmp_path / f".copy.partial-{dead + 1}"         # not 0700: not a backup's
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
     assert bk.backup(data, tmp_path / "copy").last_seq == d.seq
-    assert not beside.exists() and alive.exists() and other.exists() and huge.exists()
+    assert not beside.exists() and alive.exists() and shared.exists()
+    assert all(other.exists() for other in others)
     (tmp_path / "disk").mkdir()                             # an empty mount point ...
-    inside = tmp_path / "disk" / f".partial-{dead}"         # ... a killed backup filled
-    (inside / "keys").mkdir(parents=True)
+    inside = made_by_a_backup(tmp_path / "disk" / f".partial-{dead}")   # ... a killed backup filled
+    (inside / "keys").mkdir()
     assert bk.backup(data, tmp_path / "disk").head_hash == head
     assert not inside.exists() and (tmp_path / "disk" / "journal").is_dir()
     # a directory of the user's that happens to hold such a name is refused untouched
     home = tmp_path / "home"
-    (home / f".partial-{dead}" / "thesis").mkdir(parents=True)
+    made_by_a_backup(home / f".partial-{dead}" / "thesis")
+    (home / f".partial-{dead}").chmod(0o700)
     (home / "notes.txt").write_text("mine")
     with pytest.raises(bk.BackupError, match="not an empty directory"):
         bk.backup(data, home)
     assert (home / f".partial-{dead}" / "thesis").is_dir()
     running = tmp_path / "busy"
-    (running / f".partial-{os.getppid()}").mkdir(parents=True)
+    made_by_a_backup(running / f".partial-{os.getppid()}")
+    (running).chmod(0o755)
     with pytest.raises(bk.BackupError, match="still running"):
         bk.backup(data, running)
+
+
+def test_a_backup_never_removes_its_own_data_directory(tmp_path):
+    import subprocess
+    import sys
+
+    from recorder import backup as bk
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    data = tmp_path / f".bk.partial-{int(gone.stdout)}"   # named as a dead backup's partial
+    d, head = make_data_dir(data)
+    data.chmod(0o700)
+    assert bk.backup(data, tmp_path / "bk").head_hash == head
+    assert layout.holds_journal(layout.journal_dir(data))
