@@ -76,7 +76,8 @@ def key_of(event: Any) -> str:
 def _rule(kind: type) -> tuple:
     """How events of ``kind`` fold: (name, key field, has a session field,
     a function giving the rest of the last-value slot or None for a kept
-    event, field whose zero drops the value)."""
+    event, field whose zero drops the value, the (type, field) it ends or
+    None)."""
     fields = getattr(kind, "__struct_fields__", ())
     name = kind.__name__
     key_field = next((f for f in KEY_FIELDS if f in fields), "")
@@ -93,7 +94,7 @@ def _rule(kind: type) -> tuple:
     zero_field = DROP_WHEN_ZERO.get(name)
     if zero_field not in fields:
         zero_field = None
-    return name, key_field, "session" in fields, slot_rest, zero_field
+    return name, key_field, "session" in fields, slot_rest, zero_field, ENDS.get(name)
 
 
 def _NO_REST(event: Any) -> tuple:
@@ -146,9 +147,8 @@ class MarketView:
             rule = rules.get(kind)
             if rule is None:
                 rule = rules[kind] = _rule(kind)
-            name, key_field, has_session, slot_rest, zero_field = rule
+            name, key_field, has_session, slot_rest, zero_field, ended = rule
             key = getattr(event, key_field) if key_field else ""
-            ended = ENDS.get(name)
             session = event.session if has_session else ""
             if session:
                 if key and key not in session_of:
