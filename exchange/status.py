@@ -1,5 +1,5 @@
-"""What a broker holds right now: its clients' resting orders, live bids, units
-and credit.
+"""What a broker holds right now: its clients' resting orders, live bids, units,
+credit and the data rooms they may read.
 
 A read-only query of the engine's state (FIX's order mass status and position
 requests in one): a broker whose own systems lost track (a restart, a cut
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
+from exchange import dataroom
 from exchange.book import IOC, POST_ONLY, SELL
 from exchange.engine import State
 
@@ -71,11 +72,27 @@ class CreditLine(msgspec.Struct, frozen=True, kw_only=True):
     frozen: bool
 
 
+class RoomAccess(msgspec.Struct, frozen=True, kw_only=True):
+    """A party's signature of a lot's NDA, while the lot's data room is open
+    (published and unsold): ``nda`` the version it signed last, ``current``
+    whether it is the one the room requires (or the room requires none), and
+    how many documents it ``opened``."""
+
+    session: str
+    serial: str
+    paddle: int
+    party: int
+    nda: str
+    current: bool
+    opened: int
+
+
 class BrokerStatus(msgspec.Struct, frozen=True, kw_only=True):
     orders: list[OpenOrder]
     bids: list[OpenBid]
     holdings: list[Holding]
     credit: list[CreditLine]
+    rooms: list[RoomAccess]
 
 
 def _tif(order) -> tuple[str, bool]:
@@ -93,6 +110,8 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
     bids: list[OpenBid] = []
     holdings: list[Holding] = []
     credit: list[CreditLine] = []
+    access: list[RoomAccess] = []
+    rooms = dataroom.rooms(state)
     parties = state.parties
     mine_in: dict[str, dict[int, int]] = {}          # session -> the broker's paddle -> party
     for found in _sessions(state, session):
@@ -103,6 +122,9 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
         mine_in[found.id] = mine
         for serial in found.lots:
             lot = state.lots[serial]
+            room = rooms.get(serial)
+            if room is not None and room.ndas and lot.status in dataroom.OPEN_TO_SIGNERS:
+                _room_access(found, serial, room, mine, access)
             if lot.status != "open" and lot.status != "choosing":
                 continue
             english = lot.mechanism == "english"
@@ -146,7 +168,25 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
                 holdings.append(Holding(session=inst.session, instrument=inst.id, paddle=paddle,
                                         party=party_id, units=units,
                                         offered=inst.offered.get(party_id, 0)))
-    return BrokerStatus(orders=orders, bids=bids, holdings=holdings, credit=credit)
+    return BrokerStatus(orders=orders, bids=bids, holdings=holdings, credit=credit,
+                        rooms=access)
+
+
+def _room_access(found, serial: str, room, mine: dict[int, int],
+                 access: list[RoomAccess]) -> None:
+    """Append the broker's parties' signatures in ``room``, walking the smaller
+    of its signers and the broker's paddles, in paddle order."""
+    if len(room.ndas) < len(mine):
+        paddle_of = found.by_party
+        signers = sorted((paddle_of[party], party) for party in room.ndas
+                         if paddle_of.get(party) in mine)
+    else:
+        signers = [(paddle, party) for paddle, party in mine.items() if party in room.ndas]
+    for paddle, party in signers:
+        nda = room.ndas[party]
+        access.append(RoomAccess(session=found.id, serial=serial, paddle=paddle, party=party,
+                                 nda=nda, current=not room.nda or nda == room.nda,
+                                 opened=room.readers.get(party, 0)))
 
 
 def _smaller(mine: dict[int, int], placed: dict) -> list[int]:
@@ -166,9 +206,10 @@ def _sessions(state: State, session: str) -> list:
 
 def status_work(state: State, session: str = "") -> int:
     """Return a bound of the items `broker_status` walks for ``session`` (""),
-    whoever the broker: paddles, lots and their live bids, books, their
-    resting orders and holders. O(sessions + lots + books)."""
+    whoever the broker: paddles, lots and their live bids and NDA signers,
+    books, their resting orders and holders. O(sessions + lots + books)."""
     lots = state.lots
+    rooms = dataroom.rooms(state)
     work = 0
     for found in _sessions(state, session):
         work += len(found.paddles) + len(found.lots)
@@ -176,6 +217,9 @@ def status_work(state: State, session: str = "") -> int:
             lot = lots[serial]
             if lot.status == "open" or lot.status == "choosing":
                 work += len(lot.maxes) + len(lot.live)
+            room = rooms.get(serial)
+            if room is not None:
+                work += len(room.ndas)
     for inst in state.books.values():
         if not session or inst.session == session:
             work += 1 + len(inst.book.orders) + len(inst.holdings)

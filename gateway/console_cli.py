@@ -740,7 +740,9 @@ def _print_status(client: Any, console: Any, session: str, broker: str = "") -> 
              ("units", ("session", "instrument", "paddle", "party", "units", "offered"),
               status.holdings),
              ("credit", ("session", "paddle", "party", "exposure", "credit_limit", "currency",
-                         "frozen"), status.credit))
+                         "frozen"), status.credit),
+             ("data rooms", ("session", "serial", "paddle", "party", "nda", "current",
+                             "opened"), status.rooms))
     for title, columns, rows in parts:
         table = Table(title=f"{title} (as of seq {status.seq})")
         for column in columns:

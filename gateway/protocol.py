@@ -24,7 +24,7 @@ import msgspec
 
 from exchange.commands import AnyCommand
 from exchange.events import AnyEvent
-from exchange.status import CreditLine, Holding, OpenBid, OpenOrder
+from exchange.status import CreditLine, Holding, OpenBid, OpenOrder, RoomAccess
 
 MAX_CLIENT_ID = 64
 MAX_BATCH = 1000           # requests in one Batch, at most
@@ -174,7 +174,8 @@ class RecapDone(Message, frozen=True):
 
 class Status(Message, frozen=True):
     """A broker's state after every journal entry up to ``seq`` (all durable):
-    its clients' resting orders, live bids, units and credit per session;
+    its clients' resting orders, live bids, units, credit and data-room
+    signatures per session;
     ``session`` and ``broker`` as asked ("" session: all)."""
 
     seq: int
@@ -185,6 +186,7 @@ class Status(Message, frozen=True):
     bids: list[OpenBid]
     holdings: list[Holding]
     credit: list[CreditLine]
+    rooms: list[RoomAccess] = []
 
 
 ServerMessage = Union[LogonAccepted, Heartbeat, Result, Results, Notice, SessionRejected,

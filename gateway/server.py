@@ -807,7 +807,7 @@ class Server:
         self._queue(sock, conn.rid, p.encode(p.Status(
             seq=self.next_seq - 1, session=msg.session, broker=broker, ref=msg.ref,
             orders=status.orders, bids=status.bids, holdings=status.holdings,
-            credit=status.credit)))
+            credit=status.credit, rooms=status.rooms)))
 
     def _logon(self, sock: zmq.Socket, port: str, rid: bytes, user: User, msg: p.Logon,
                now: int, fd: int) -> None:

@@ -173,6 +173,10 @@ def test_a_data_room_from_the_consoles(tmp_path, capsys):
         assert broker(tmp_path, "b1", "room", "open", "WS-001", str(acme), "claims.pdf",
                       "--verify", str(other)) == 1
         assert "does not match" in capsys.readouterr().out
+        # b1's status lists its client's signature and openings
+        assert broker(tmp_path, "b1", "status", "--session", "WS-2026") == 0
+        status = capsys.readouterr().out
+        assert "data rooms" in status and "OT-NDA-2026" in status
         # a --verify file that cannot be read stops the opening before it is sent
         state = server.engine.state
         journaled = state.last_seq

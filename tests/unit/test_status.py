@@ -82,3 +82,33 @@ def test_status_lists_a_tender_offer_awaiting_the_buyers_choice():
     offers = broker_status(m.state, m.brokers[a]).bids
     assert [(x.serial, x.paddle, x.amount, x.leading) for x in offers] == \
         [("T1", a, 39_000 * USD, False)]
+
+
+def test_status_lists_own_nda_signatures_while_the_room_is_open():
+    import hashlib
+
+    from exchange.commands import AddDocument, OpenDocument, RequireNda, SignNda, WithdrawLot
+    from exchange.status import status_work
+    from tests.unit.auctionkit import Market as Auctions
+
+    m = Auctions()
+    seller = m.seller()
+    a, b = m.bidder("Alice", broker="b1"), m.bidder("Bob", broker="b2")
+    c, d = m.bidder("Carol", broker="b1"), m.bidder("Dave", broker="b1")
+    m.lot("L1", seller=seller)
+    m.lot("L2", seller=seller)
+    m.d.ok(AddDocument(serial="L1", name="claims.pdf", digest=hashlib.sha256(b"x").hexdigest(),
+                       size=1, location="vdr://L1/claims.pdf"))
+    before = status_work(m.state)
+    for paddle, lot in ((a, "L1"), (b, "L1"), (d, "L1"), (a, "L2")):
+        m.send(SignNda(serial=lot, party=m.parties[paddle], nda="N1"), paddle)
+    assert status_work(m.state) == before + 4            # each signer counted once
+    m.send(OpenDocument(serial="L1", party=m.parties[a], name="claims.pdf"), a)
+    m.d.ok(RequireNda(serial="L1", nda="N2"))
+    mine = broker_status(m.state, "b1").rooms
+    assert [(x.serial, x.paddle, x.nda, x.current, x.opened) for x in mine] == [
+        ("L1", a, "N1", False, 1), ("L1", d, "N1", False, 0), ("L2", a, "N1", True, 0)]
+    assert [(x.serial, x.paddle) for x in broker_status(m.state, "b2").rooms] == [("L1", b)]
+    assert c not in [x.paddle for x in mine]
+    m.d.ok(WithdrawLot(serial="L2", reason="withdrawn"))  # its room closes
+    assert [x.serial for x in broker_status(m.state, "b1").rooms] == ["L1", "L1"]
