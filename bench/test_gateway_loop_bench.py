@@ -72,12 +72,17 @@ def batches(first_order: int, count: int, paddles: tuple[int, int]) -> list[p.Ba
     return out
 
 
+def logged_on(server, rid: bytes) -> tuple:
+    """The bench broker's user and a connection of its, as a logon makes them."""
+    conn = Conn("broker", server.broker, rid, "bench1", "broker", 10**15, time.monotonic_ns(),
+                False, False)
+    server.sessions["broker"][conn.rid] = conn
+    return server.users["bench1"], conn
+
+
 def test_gateway_loop_without_sockets(benchmark, stopped_server):
     server, paddles = stopped_server
-    user = server.users["bench1"]
-    conn = Conn("broker", server.broker, b"\0loop-bench", "bench1", "broker", 10**15,
-                time.monotonic_ns(), False, False)
-    server.sessions["broker"][conn.rid] = conn
+    user, conn = logged_on(server, b"\0loop-bench")
     engine = server.engine
     apply = engine.apply
     spent = [0.0]
@@ -129,10 +134,7 @@ def test_gateway_loop_parts(benchmark, stopped_server, monkeypatch):
     import gateway.server as gs
 
     server, paddles = stopped_server
-    user = server.users["bench1"]
-    conn = Conn("broker", server.broker, b"\0loop-parts", "bench1", "broker", 10**15,
-                time.monotonic_ns(), False, False)
-    server.sessions["broker"][conn.rid] = conn
+    user, conn = logged_on(server, b"\0loop-parts")
     clock = time.perf_counter
     spent: dict[str, float] = {}
 
@@ -201,10 +203,7 @@ def test_gateway_loop_hiccups(benchmark, stopped_server):
     turns show any pause that grows with the orders seen so far (a table
     rebuilt whole, a ring trimmed in bulk) rather than with the turn's work."""
     server, paddles = stopped_server
-    user = server.users["bench1"]
-    conn = Conn("broker", server.broker, b"\0loop-hiccups", "bench1", "broker", 10**15,
-                time.monotonic_ns(), False, False)
-    server.sessions["broker"][conn.rid] = conn
+    user, conn = logged_on(server, b"\0loop-hiccups")
     buyer, seller = paddles
     first = 10**7                          # clear of the other test's order ids
     turns = HICCUP_ORDERS // HICCUP_BATCH

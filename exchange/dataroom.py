@@ -113,13 +113,16 @@ def _index_audience(state: State, lot, room: Room) -> tuple[str, ...]:
     return () if room.listed else seller_audience(state, lot)
 
 
-def _seller_side(state: State, ctx: Ctx, lot) -> None:
-    """Refuse unless the sender is an operator or the seller's broker."""
-    if ctx.is_operator:
-        return
-    if ctx.role != "broker" or state.parties[lot.seller].broker != ctx.actor:
+def _managed_lot(state: State, ctx: Ctx, serial: str):
+    """Return the lot whose room the sender manages now: refuse unless it is
+    an operator or the seller's broker, and the room takes documents."""
+    ctx.require_role("broker", "operator")
+    lot = visible_lot(state, ctx, serial)
+    if not ctx.is_operator and state.parties[lot.seller].broker != ctx.actor:
         raise Reject("not_permitted", f"only the seller's broker or an operator manages the "
                                       f"data room of lot {lot.serial}")
+    _takes_documents(state, lot)
+    return lot
 
 
 def _takes_documents(state: State, lot) -> None:
@@ -158,10 +161,7 @@ def _text(value: str, what: str, longest: int) -> str:
 @handles(AddDocument)
 def add_document(state: State, ctx: Ctx, cmd: AddDocument) -> None:
     """Add a document or a new version of one. O(1)."""
-    ctx.require_role("broker", "operator")
-    lot = visible_lot(state, ctx, cmd.serial)
-    _seller_side(state, ctx, lot)
-    _takes_documents(state, lot)
+    lot = _managed_lot(state, ctx, cmd.serial)
     name = _text(cmd.name, "a document's name", MAX_DOCUMENT_NAME)
     digest = cmd.digest
     if len(digest) != 64 or not _HEX.issuperset(digest):
@@ -189,10 +189,7 @@ def add_document(state: State, ctx: Ctx, cmd: AddDocument) -> None:
 @handles(RemoveDocument)
 def remove_document(state: State, ctx: Ctx, cmd: RemoveDocument) -> None:
     """Take a document out of the room. O(1)."""
-    ctx.require_role("broker", "operator")
-    lot = visible_lot(state, ctx, cmd.serial)
-    _seller_side(state, ctx, lot)
-    _takes_documents(state, lot)
+    lot = _managed_lot(state, ctx, cmd.serial)
     room = _existing(state, lot)
     document = room.documents.pop(cmd.name, None)
     if document is None:
@@ -206,10 +203,7 @@ def remove_document(state: State, ctx: Ctx, cmd: RemoveDocument) -> None:
 @handles(RequireNda)
 def require_nda(state: State, ctx: Ctx, cmd: RequireNda) -> None:
     """Set the NDA version the room requires. O(1)."""
-    ctx.require_role("broker", "operator")
-    lot = visible_lot(state, ctx, cmd.serial)
-    _seller_side(state, ctx, lot)
-    _takes_documents(state, lot)
+    lot = _managed_lot(state, ctx, cmd.serial)
     nda = _text(cmd.nda, "the NDA's version", MAX_REASON) if cmd.nda else ""
     if nda == _existing(state, lot).nda:
         raise Reject("bad_field", f"the data room of lot {lot.serial} requires "

@@ -26,6 +26,7 @@ State: ``state.extra["pricing"]``: a `Pool`.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 
@@ -214,6 +215,14 @@ def _priced(state: State, lot) -> None:
         raise Reject("session_closed", f"session {lot.session!r} is closed")
 
 
+def _open_panel_of(state: State, ctx: Ctx, serial: str) -> tuple[Any, Panel]:
+    """Return a lot being priced and its open panel (operators only)."""
+    ctx.require_role("operator")
+    lot = get_lot(state, serial)
+    _priced(state, lot)
+    return lot, _open_panel(state, lot)
+
+
 def _open_panel(state: State, lot) -> Panel:
     panel = pool(state).panels.get(lot.serial)
     if panel is None or not panel.open:
@@ -224,10 +233,7 @@ def _open_panel(state: State, lot) -> Panel:
 @handles(RecordValuation)
 def record_valuation(state: State, ctx: Ctx, cmd: RecordValuation) -> None:
     """Record (or replace) an expert's range. O(1)."""
-    ctx.require_role("operator")
-    lot = get_lot(state, cmd.serial)
-    _priced(state, lot)
-    panel = _open_panel(state, lot)
+    lot, panel = _open_panel_of(state, ctx, cmd.serial)
     if cmd.expert not in panel.experts:
         raise Reject("not_on_panel", f"expert {cmd.expert} is not on panel {panel.round} of "
                                      f"lot {lot.serial}")
@@ -245,10 +251,7 @@ def record_valuation(state: State, ctx: Ctx, cmd: RecordValuation) -> None:
 @handles(PublishPriceRange)
 def publish_price_range(state: State, ctx: Ctx, cmd: PublishPriceRange) -> None:
     """Close the panel and tell its range. O(panel log panel)."""
-    ctx.require_role("operator")
-    lot = get_lot(state, cmd.serial)
-    _priced(state, lot)
-    panel = _open_panel(state, lot)
+    lot, panel = _open_panel_of(state, ctx, cmd.serial)
     given = [panel.valuations[e] for e in panel.experts if e in panel.valuations]
     if 2 * len(given) < len(panel.experts):
         raise Reject("too_few_valuations", f"{len(given)} of the {len(panel.experts)} experts "
