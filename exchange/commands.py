@@ -587,6 +587,42 @@ class ResumeTrading(Command, frozen=True):
     phase: Literal["continuous", "call"] = "continuous"
 
 
+class AppointLiquidityProvider(Command, frozen=True):
+    """Make a paddle a liquidity provider on a units instrument (operator
+    only), with its quoting obligation: while the book trades continuously,
+    its own resting orders must buy ``min_qty`` units at some price and sell
+    ``min_qty`` at a price at most ``max_spread`` above it, for at least
+    ``presence_bp`` basis points of the time (10,000: always). The engine
+    measures the time from the journal's clock; `ReportLiquidity` and the
+    end of the appointment report it."""
+
+    session: str
+    instrument: str
+    paddle: int
+    max_spread: int
+    min_qty: int
+    presence_bp: int
+
+
+class EndLiquidityProvider(Command, frozen=True):
+    """End a paddle's appointment as liquidity provider (operator only): its
+    final report follows."""
+
+    session: str
+    instrument: str
+    paddle: int
+
+
+class ReportLiquidity(Command, frozen=True):
+    """Report the presence of every liquidity provider of the instrument so
+    far (operator only); ``reset``: the report closes a period (a day, a
+    month) and the next one counts from now."""
+
+    session: str
+    instrument: str
+    reset: bool = False
+
+
 class ConsumeUnits(Command, frozen=True):
     """Record that the paddle's party used ``qty`` units: they leave its holding."""
 

@@ -582,6 +582,42 @@ class TradingHalted(Event, frozen=True):
     reason: str
 
 
+class LiquidityProviderAppointed(Event, frozen=True):
+    """The paddle is a liquidity provider on the instrument with this quoting
+    obligation (private: its broker and the operators; see
+    `AppointLiquidityProvider`)."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    max_spread: int
+    min_qty: int
+    presence_bp: int
+
+
+class LiquidityReport(Event, frozen=True):
+    """A liquidity provider's presence from ``since`` to ``until`` (ns UTC):
+    of ``trading_ns`` of continuous trading, its quote met the obligation for
+    ``quoting_ns``; ``presence_bp`` is their ratio in basis points (rounded
+    down; 10,000 with no trading time), ``met`` whether it reaches
+    ``required_bp``. ``final``: the appointment ended (`EndLiquidityProvider`
+    or the book closed). Private: the provider's broker and the operators."""
+
+    session: str
+    instrument: str
+    paddle: int
+    party: int
+    since: int
+    until: int
+    trading_ns: int
+    quoting_ns: int
+    presence_bp: int
+    required_bp: int
+    met: bool
+    final: bool
+
+
 class OrderLimitSet(Event, frozen=True):
     """The resting orders a paddle may hold on the instrument are now at most
     ``max_orders`` (0: no limit)."""

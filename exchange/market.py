@@ -190,6 +190,7 @@ class Instrument(msgspec.Struct, kw_only=True):
     tick: int = 1                # limit prices are multiples of it
     band_bp: int = 0             # how far from the reference an order may buy or sell
     open_orders: dict = {}       # paddle -> its resting orders, kept when max_orders
+    providers: dict = {}         # paddle -> its `liquidity.Provider`, if it is one
 
 
 # --------------------------------------------------------------------------
@@ -304,7 +305,7 @@ class _Run:
     is local loads and dict operations, O(1) per order touched."""
 
     __slots__ = ("state", "ctx", "emit", "inst", "session", "id", "parties", "touched",
-                 "credit", "sold", "counted_out")
+                 "credit", "sold", "counted_out", "providers_touched")
 
     def __init__(self, state: State, ctx: Ctx, inst: Instrument) -> None:
         self.state = state
@@ -320,6 +321,8 @@ class _Run:
         # orders taken off `open_orders` in this run: an uncross reports a
         # resting order in each of its fills, with what it has left at the end
         self.counted_out: dict[tuple[int, int], None] | None = None
+        # paddles of liquidity providers whose orders this run changed
+        self.providers_touched: dict[int, None] | None = None
 
     def to(self, party: int) -> tuple[str, ...]:
         return audience(self.state, party)
@@ -349,6 +352,11 @@ class _Run:
             counts[key[0]] = counts.get(key[0], 0) + 1
             if self.counted_out:
                 self.counted_out.pop(key, None)     # re-placed by a modify
+        if inst.providers:
+            provider = inst.providers.get(key[0])
+            if provider is not None:
+                provider.orders[key[1]] = order      # `liquidity.note_order`, inlined
+                self.provider_touched(key[0])
 
     def unrest(self, order: Order, qty: int) -> None:
         """Undo `rested` for ``qty`` units of an order that left or shrank;
@@ -371,6 +379,8 @@ class _Run:
                 offered[party] = left
             else:
                 del offered[party]
+        if self.inst.providers and key[0] in self.inst.providers:
+            self.provider_touched(key[0])
         if not order.qty and self.inst.max_orders:    # it left the book
             out = self.counted_out
             if out is None:
@@ -383,6 +393,12 @@ class _Run:
                     counts[paddle] -= 1
                 else:
                     del counts[paddle]
+
+    def provider_touched(self, paddle: int) -> None:
+        touched = self.providers_touched
+        if touched is None:
+            touched = self.providers_touched = {}
+        touched[paddle] = None
 
     def forget(self, key: tuple[int, int], how: str) -> None:
         """Remember how ``key`` left (`GoneOrders.put`, inlined). O(1)."""
@@ -558,6 +574,9 @@ class _Run:
                 emit(CreditChanged(to=audience(state, party), session=session, party=party,
                                    exposure=found.total,
                                    credit_limit=parties[party].credit_limit))
+        if inst.providers:
+            from exchange import liquidity
+            liquidity.refresh(state, self.ctx, inst, self.providers_touched or {})
 
     def _sell_patent(self) -> None:
         """The patent traded: award the lot, cancel every other order, close."""

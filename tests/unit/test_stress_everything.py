@@ -76,6 +76,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                ReviewCredit, ScheduleLot, SetDisplayRate, SetOrderLimit,
                                SetPriceRules, SetSettlementRules, StartCall, Uncross, VetLot,
                                HaltTrading, ResumeTrading, ExtendLot, PostNotice,
+                               AppointLiquidityProvider, EndLiquidityProvider, ReportLiquidity,
                                AddDocument, RemoveDocument, SignNda, OpenDocument, RequireNda,
                                RegisterExpert, RetireExpert, DrawPanel, RecordValuation,
                                PublishPriceRange, CancelPanel,
@@ -863,9 +864,28 @@ class Everything:
             return self.phase_step(inst, (0, 100 * USD))
         if roll < 0.953:
             return [(CloseInstrument(session=s, instrument=i), "op", "operator", False)]
+        if roll < 0.965:
+            return self.liquidity_step(inst, paddle)
         return [(PlaceOrder(session=s, instrument=i, paddle=paddle, order=oid, side="buy",
                             qty=rng.randint(50, 400), price=rng.randint(95, 105) * USD),
                  broker, "broker", False)]   # a big buy: credit refusals
+
+    def liquidity_step(self, inst, paddle: int) -> list[Step]:
+        """The operator appoints a liquidity provider, ends one or asks for
+        their reports."""
+        rng, s, i = self.rng, inst.session, inst.id
+        providers = list(inst.providers)
+        kind = rng.randrange(4)
+        if kind == 0 or not providers:
+            return [(AppointLiquidityProvider(
+                session=s, instrument=i, paddle=paddle,
+                max_spread=rng.choice((1, 2 * USD, 12 * USD)), min_qty=rng.choice((1, 5, 20)),
+                presence_bp=rng.choice((1, 5_000, 10_000))), "op", "operator", False)]
+        if kind == 1:
+            return [(EndLiquidityProvider(session=s, instrument=i, paddle=rng.choice(providers)),
+                     "op", "operator", False)]
+        return [(ReportLiquidity(session=s, instrument=i, reset=rng.random() < 0.3),
+                 "op", "operator", False)]
 
     def phase_step(self, inst, references: tuple[int, int]) -> list[Step]:
         """The operator moves a book's phase: resume a halt, halt it now and
@@ -1438,6 +1458,7 @@ COVERED = (
     "event_CertificateIssued", "done_CloseInstrument", "done_RecordUnitsPayment",
     "done_AddDocument", "done_RemoveDocument", "done_SignNda", "done_OpenDocument",
     "refused_nda_required", "done_DrawPanel", "done_RecordValuation", "done_PublishPriceRange",
+    "done_AppointLiquidityProvider", "done_EndLiquidityProvider", "done_ReportLiquidity",
 )
 
 
