@@ -155,6 +155,34 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
         "--reference", type=int, default=0)
     book("close", "stop trading; resting orders are cancelled")
 
+    lp = sub.add_parser(
+        "lp", help="appoint, end or report a book's liquidity providers",
+        description="A liquidity provider's own resting orders must buy MIN_QTY units and "
+                    "sell MIN_QTY within MAX_SPREAD (minor units) of each other while the "
+                    "book trades, for at least PRESENCE percent of the time; the engine "
+                    "measures it.")
+    lps = lp.add_subparsers(dest="what", required=True)
+
+    def provider(action: str, text: str) -> argparse.ArgumentParser:
+        parser = lps.add_parser(action, help=text)
+        parser.add_argument("session")
+        parser.add_argument("instrument")
+        parser.add_argument("paddle", type=int)
+        return parser
+    appoint = provider("appoint", "make a paddle a liquidity provider on a units book")
+    appoint.add_argument("--max-spread", type=int, required=True,
+                         help="widest spread of its quote, minor units")
+    appoint.add_argument("--min-qty", type=int, required=True,
+                         help="units it must quote on each side")
+    appoint.add_argument("--presence", type=_percent_bp, required=True,
+                         help="share of trading time it must quote, percent (e.g. 90 or 92.5)")
+    provider("end", "end an appointment (its final report follows)")
+    lp_report = lps.add_parser("report", help="report every provider of a book so far")
+    lp_report.add_argument("session")
+    lp_report.add_argument("instrument")
+    lp_report.add_argument("--reset", action="store_true",
+                           help="close the period: the next report counts from now")
+
     rate = sub.add_parser("rate", help="set a display rate: 1 BASE shows as NUM/DEN QUOTE")
     rate.add_argument("base", help="the lots' currency, e.g. USD")
     rate.add_argument("quote", help="the display currency, e.g. CNY")
@@ -301,6 +329,15 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
         if what == "uncross":
             return [c.Uncross(**book, reference=args.reference)]
         return [c.CloseInstrument(**book)]
+    if action == "lp":
+        book = {"session": args.session, "instrument": args.instrument}
+        if what == "appoint":
+            return [c.AppointLiquidityProvider(**book, paddle=args.paddle,
+                                               max_spread=args.max_spread,
+                                               min_qty=args.min_qty, presence_bp=args.presence)]
+        if what == "end":
+            return [c.EndLiquidityProvider(**book, paddle=args.paddle)]
+        return [c.ReportLiquidity(**book, reset=args.reset)]
     if action == "notice":
         return [c.PostNotice(session=args.session, text=args.text, serial=args.lot,
                              instrument=args.instrument)]
@@ -323,6 +360,15 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
             return [c.CancelPanel(serial=args.serial, reason=args.reason)]
         return [c.PublishPriceRange(serial=args.serial)]
     raise ValueError(f"unknown op action {action}")
+
+
+def _percent_bp(text: str) -> int:
+    """Parse a percentage with at most two decimals into basis points, exactly."""
+    whole, _, part = text.strip().partition(".")
+    if not whole.isdigit() or (part and not (part.isdigit() and len(part) <= 2)) \
+            or not whole.isascii() or not part.isascii():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 90 or 92.5")
+    return int(whole) * 100 + int(part.ljust(2, "0") or 0)
 
 
 def _add_pricing(sub: Any) -> None:

@@ -152,8 +152,24 @@ def test_op_console_and_watch(tmp_path, capsys):
         assert main(["op", "--data", data, "instrument", "call", "OT-2017", "ULR-1"]) == 0
         assert main(["op", "--data", data, "instrument", "uncross", "OT-2017", "ULR-1",
                      "--reference", "100"]) == 0
+        # a liquidity provider: appointed, reported on, and reported for the last time
+        # when the book closes
+        assert main(["op", "--data", data, "lp", "appoint", "OT-2017", "ULR-1", "101",
+                     "--max-spread", "10", "--min-qty", "5", "--presence", "92.5"]) == 0
+        assert "LiquidityProviderAppointed" in capsys.readouterr().out
+        assert main(["op", "--data", data, "lp", "appoint", "OT-2017", "ULR-1", "101",
+                     "--max-spread", "10", "--min-qty", "5", "--presence", "90"]) == 1
+        assert "provider_exists" in capsys.readouterr().out
+        assert main(["op", "--data", data, "lp", "report", "OT-2017", "ULR-1", "--reset"]) == 0
+        assert "LiquidityReport" in capsys.readouterr().out
+        with pytest.raises(SystemExit):           # argparse: usage, exit 2
+            main(["op", "--data", data, "lp", "appoint", "OT-2017", "ULR-1", "102",
+                  "--max-spread", "10", "--min-qty", "5", "--presence", "9.999"])
+        assert "not a percentage" in capsys.readouterr().err
         assert main(["op", "--data", data, "instrument", "close", "OT-2017", "ULR-1"]) == 0
-        out = before + capsys.readouterr().out
+        closing = capsys.readouterr().out
+        assert "LiquidityReport" in closing
+        out = before + closing
         for event in ("InstrumentCreated", "UnitsIssued", "OrderLimitSet", "PriceRulesSet",
                       "PhaseChanged", "TradingHalted"):
             assert event in out, event

@@ -12,10 +12,11 @@ from typing import Any, Iterable
 import msgspec
 import zmq
 
-from exchange.commands import (AddDocument, CancelOrder, CreateLot, DrawPanel, LotTerms,
-                               MassCancel, OpenDocument, PlaceBid, PlaceOrder, PublishPriceRange,
-                               RecordValuation, RegisterExpert, RemoveDocument, ScheduleLot,
-                               SignNda, VetLot, WithdrawBid)
+from exchange.commands import (AddDocument, AppointLiquidityProvider, CancelOrder, CreateLot,
+                               DrawPanel, LotTerms, MassCancel, OpenDocument, PlaceBid,
+                               PlaceOrder, PublishPriceRange, RecordValuation, RegisterExpert,
+                               RemoveDocument, ReportLiquidity, ScheduleLot, SignNda, VetLot,
+                               WithdrawBid)
 from gateway import protocol as p
 from gateway.client import Endpoints, FeedClient
 from tests.integration.gateway_harness import (PROXY_MAX, SEALED_AMOUNT, SECRET_RESERVE,
@@ -258,3 +259,45 @@ def test_a_pricing_panel_never_names_its_experts_outside_the_operators(tmp_path)
         words = set(strings_in(message))
         assert not any("Hidden" in w for w in words), message
         assert not {"PanelDrawn", "ValuationRecorded", "ExpertRegistered"} & words, message
+
+
+def test_a_liquidity_provider_is_known_only_to_its_broker_and_the_operators(tmp_path):
+    with running(tmp_path), client(tmp_path, "op") as op, \
+            client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
+        endpoints = Endpoints.load(tmp_path)
+        context, sub = subscribe(endpoints)
+        market = build_market(op, b1, b2)
+        b1.notices()
+        b2.notices()
+        book = {"session": "S1", "instrument": market.instrument}
+        provider = market.paddles["Seller"]
+        b1.ok(PlaceOrder(**book, paddle=provider, order=1, side="sell", qty=10, price=1_010))
+        b1.ok(PlaceOrder(**book, paddle=provider, order=2, side="buy", qty=10, price=1_000))
+        appoint = AppointLiquidityProvider(**book, paddle=provider, max_spread=10, min_qty=10,
+                                           presence_bp=9_000)
+        assert b2.request(appoint).code == "not_permitted"
+        assert b1.request(appoint).code == "not_permitted"
+        told = op.ok(appoint).events
+        assert [type(e).__name__ for e in told] == ["LiquidityProviderAppointed"]
+        assert told[0].to == ("b1", "@operators")
+        b2.ok(PlaceOrder(**book, paddle=market.paddles["Borealis"], order=1, side="buy", qty=4,
+                         price=1_010))                  # takes part of the provider's ask
+        reports = op.ok(ReportLiquidity(**book)).events
+        assert [(r.paddle, r.quoting_ns <= r.trading_ns, r.final) for r in reports] == [
+            (provider, True, False)]
+        seller_side = gather_notices(b1, lambda events: any(
+            type(e).__name__ == "LiquidityReport" for e in events))
+        assert {"LiquidityProviderAppointed", "LiquidityReport"} <= {
+            type(e).__name__ for e in seller_side}
+        feed = [builtins(m) for m in drain(sub, 1.5)]
+        others = [builtins(n) for n in b2.notices()]
+        with FeedClient(tmp_path / "clients" / "viewer.json", endpoints.feed,
+                        endpoints.data) as viewer:
+            public = feed + [builtins(viewer.snapshot(session="S1"))] + \
+                [builtins(m) for m in viewer.replay(1)]
+        sub.close()
+        context.destroy(linger=0)
+    assert any("TradeExecuted" in set(strings_in(m)) for m in feed)     # the feed did flow
+    for message in public + others:
+        words = set(strings_in(message))
+        assert not {"LiquidityProviderAppointed", "LiquidityReport"} & words, message
