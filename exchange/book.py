@@ -59,6 +59,8 @@ CANCEL_BOTH = 2    # both are cancelled
 
 MAX_PRICE = 10**15
 """Largest limit price; a market buy matches as a buy limited at this price."""
+ANY_PRICE = MAX_PRICE + 1
+"""`Book.equilibrium`'s ``top`` that lets every limit price be chosen."""
 
 _COMPACT_SLACK = 16
 
@@ -410,12 +412,15 @@ class Book:
 
     # ------------------------------------------------------------------ call auction
 
-    def equilibrium(self, reference: int = 0) -> tuple[int, int, int]:
-        """Return ``(price, volume, imbalance)`` of the uncross: the price that
-        maximises the matched volume; ties go to the smallest imbalance, then
-        to the price nearest ``reference`` (0: none), then to the lower price.
-        Prices of market orders (``MAX_PRICE`` buys, 0 sells) are never chosen.
-        ``(0, 0, 0)`` when nothing would match. O(L log L)."""
+    def equilibrium(self, reference: int = 0, tick: int = 1,
+                    top: int = MAX_PRICE) -> tuple[int, int, int]:
+        """Return ``(price, volume, imbalance)`` of the uncross: the price, a
+        multiple of ``tick`` below ``top``, that maximises the matched volume;
+        ties go to the smallest imbalance, then to the price nearest
+        ``reference`` (0: none), then to the lower price. The default ``top``
+        keeps the price of market buys (``MAX_PRICE``) from being chosen;
+        `ANY_PRICE` allows every limit price. ``(0, 0, 0)`` when nothing would
+        match. O(L log L)."""
         bid_levels = [(lv.price, lv.qty) for lv in (self.levels[BUY][k] for k in self.keys[BUY])]
         ask_levels = [(lv.price, lv.qty) for lv in (self.levels[SELL][k] for k in reversed(self.keys[SELL]))]
         # bids ascending by price; asks ascending by price
@@ -428,16 +433,25 @@ class Book:
         ask_at_or_below = [0] * (len(ask_levels) + 1)
         for i, (_, q) in enumerate(ask_levels):
             ask_at_or_below[i + 1] = ask_at_or_below[i] + q
+        # Volume and imbalance change only at order prices: the best price is an
+        # order price, or the tick nearest one (either side), or the ticks
+        # either side of the reference.
         candidates: set[int] = set()
-        for p in bid_prices:
-            candidates.update((p, p + 1))
-        for p in ask_prices:
-            candidates.update((p, p - 1))
-        if reference > 0:
-            candidates.add(reference)
+        if tick == 1:
+            for p in bid_prices:
+                candidates.update((p, p + 1))
+            for p in ask_prices:
+                candidates.update((p, p - 1))
+            if reference > 0:
+                candidates.add(reference)
+        else:
+            for p in bid_prices + ask_prices + ([reference] if reference > 0 else []):
+                below = p // tick * tick
+                candidates.update((below, below + tick, (p - 1) // tick * tick,
+                                   (p + tick) // tick * tick))
         best: tuple[int, int, int, int] | None = None  # (-volume, imbalance, distance, price)
         for p in sorted(candidates):
-            if p <= 0 or p >= MAX_PRICE:
+            if p <= 0 or p >= top or p % tick:
                 continue
             demand = bid_at_or_above[bisect_left(bid_prices, p)]
             supply = ask_at_or_below[bisect_left(ask_prices, p + 1)]
@@ -451,7 +465,8 @@ class Book:
             return (0, 0, 0)
         return (best[3], -best[0], best[1])
 
-    def uncross(self, reference: int = 0) -> tuple[int, int]:
+    def uncross(self, reference: int = 0, tick: int = 1,
+                top: int = MAX_PRICE) -> tuple[int, int]:
         """Execute the call auction: fill ``volume`` at the single equilibrium
         price, bids best first and oldest first against asks likewise, then
         cancel what is left of IOC and FOK orders (market orders are IOC).
@@ -462,7 +477,7 @@ class Book:
         fills.clear()
         self.cancelled.clear()
         self.stp_stopped = False
-        price, volume, _ = self.equilibrium(reference)
+        price, volume, _ = self.equilibrium(reference, tick, top)
         left = volume
         orders = self.orders
         while left:

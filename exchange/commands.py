@@ -816,8 +816,16 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # The engine's rules, by version. An envelope carries the version it is to be
 # applied under, so a journal replays under the rules that first applied it,
 # whatever lotex replays it. 1: the rules before session end times; 2: a
-# session with ``ends_at`` closes by itself then, and one may not end in the past.
-RULES = 2
+# session with ``ends_at`` closes by itself then, and one may not end in the past;
+# 3: a call auction uncrosses on the instrument's tick and may trade at the
+# highest legal price; a buy order's modify that commits no more is not checked
+# against credit; an order that self-trade prevention cancels as it enters a
+# call period is remembered as cancelled; a lot sold at its Ask before it
+# opened, then relisted, opens at its new time; a Dutch clock that is several
+# steps late moves to its current price in one step; a rescheduled lot without
+# a hard end gets one from its original terms; a lot may not take an agreement
+# transfer's serial.
+RULES = 3
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

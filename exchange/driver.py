@@ -23,6 +23,7 @@ class Driver:
         self.seq = self.engine.state.last_seq
         self.ts = max(start_ts, self.engine.state.now)
         self.log: list[tuple[Envelope, list[Event]]] | None = [] if keep_log else None
+        self.rules = RULES                 # the rules version its envelopes carry
 
     def send(self, cmd: Command, *, actor: str = "op", role: str = "operator",
              ts: int | None = None, client_id: str = "") -> list[Event]:
@@ -31,7 +32,7 @@ class Driver:
             self.ts = max(self.ts, ts)
         self.seq += 1
         env = Envelope(seq=self.seq, ts=self.ts, actor=actor, role=role, cmd=cmd,
-                       client_id=client_id, rules=RULES)
+                       client_id=client_id, rules=self.rules)
         events = self.engine.apply(env)
         self.record(env, events)
         if self.log is not None:

@@ -24,6 +24,7 @@ from exchange.lots import (Bid, Lot, Mechanism, award_to_bidder, check_credit, c
 from exchange.participants import audience
 
 _STEP_BITS = 32
+_STEP_MASK = (1 << _STEP_BITS) - 1
 
 
 def lowest_price(lot: Lot) -> int:
@@ -55,10 +56,18 @@ class Dutch(Mechanism):
         if lot.clock > lot.floor:
             when = lot.opens_at + step * lot.terms.dutch_interval
             if when < lot.closes_at:
-                state.schedule(when, "dutch_step", lot.serial, (lot.round << _STEP_BITS) | step)
+                state.schedule(when, "dutch_step", lot.serial,
+                               (lot.round << _STEP_BITS) | min(step, _STEP_MASK))
 
     def step(self, state: State, ctx: Ctx, lot: Lot, step: int) -> None:
-        lot.clock = max(lot.clock - lot.terms.dutch_step, lot.floor)
+        """Move the clock one step down; since rules 3, to the step due now
+        (a clock several steps late publishes one price, not each one)."""
+        terms = lot.terms
+        if ctx.rules >= 3:
+            step = max(step, (ctx.ts - lot.opens_at) // terms.dutch_interval)
+            lot.clock = max(terms.dutch_start - step * terms.dutch_step, lot.floor)
+        else:
+            lot.clock = max(lot.clock - terms.dutch_step, lot.floor)
         quote, shown = display(state, lot, lot.clock)
         ctx.emit(DutchPriceChanged(serial=lot.serial, session=lot.session, price=lot.clock,
                                    at_floor=lot.clock == lot.floor, display_currency=quote,
@@ -102,4 +111,4 @@ def _step_due(state: State, ctx: Ctx, serial: str, arg: int) -> None:
         return
     if arg >> _STEP_BITS != lot.round:
         return
-    DUTCH.step(state, ctx, lot, arg & ((1 << _STEP_BITS) - 1))
+    DUTCH.step(state, ctx, lot, arg & _STEP_MASK)

@@ -550,6 +550,9 @@ def create_lot(state: State, ctx: Ctx, cmd: CreateLot) -> None:
         raise Reject("bad_field", "a lot needs a serial number")
     if cmd.serial in state.lots:
         raise Reject("lot_exists", f"lot {cmd.serial!r} exists already")
+    agreements = state.extra.get("settlement")     # settlement's desk: transfers' serials
+    if ctx.rules >= 3 and agreements is not None and cmd.serial in agreements.agreements:
+        raise Reject("lot_exists", f"serial {cmd.serial!r} is taken by an agreement transfer")
     session = get_session(state, cmd.session)
     if not session.open:
         raise Reject("session_closed", f"session {cmd.session!r} is closed")
@@ -631,8 +634,15 @@ def schedule_lot(state: State, ctx: Ctx, cmd: ScheduleLot) -> None:
         raise Reject("bad_status", f"lot {lot.serial} is {lot.status}; only a vetted lot is "
                                    f"scheduled, or a scheduled one not yet open rescheduled")
     terms = lot.terms
+    hard_end = cmd.hard_end or terms.hard_end
+    if not cmd.hard_end and lot.status == "scheduled" and ctx.rules >= 3:
+        # the first schedule wrote its hard end into the terms (the close, without a
+        # soft close): a new close moves a later hard end along, else it is the close
+        closes_at = cmd.closes_at or terms.closes_at
+        hard_end = (terms.hard_end + closes_at - terms.closes_at
+                    if terms.hard_end > terms.closes_at else 0)
     times = _schedule_times(state, lot, ctx.ts, cmd.opens_at or terms.opens_at,
-                            cmd.closes_at or terms.closes_at, cmd.hard_end or terms.hard_end)
+                            cmd.closes_at or terms.closes_at, hard_end)
     MECHANISMS[lot.mechanism].on_schedule_check(state, lot)
     if lot.status == "scheduled":
         lot.round += 1                    # the opening timer set before no longer matches
@@ -774,6 +784,8 @@ def buy_at_ask(state: State, ctx: Ctx, cmd: BuyAtAsk) -> None:
     if lot.status != "scheduled":
         require_open(lot, ctx.ts)
     check_credit(state, lot, party, total_due(lot, lot.terms.ask))
+    if lot.status == "scheduled" and ctx.rules >= 3:
+        lot.round += 1                    # its opening timer no longer matches
     sell_at_ask(state, ctx, lot, cmd.paddle, party)
 
 

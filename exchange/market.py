@@ -39,8 +39,8 @@ from typing import Any, Hashable
 import msgspec
 
 from exchange import credit, lots
-from exchange.book import (BUY, CANCEL_BOTH, CANCEL_NEWEST, CANCEL_OLDEST, FOK, GTC, IOC,
-                           MAX_PRICE, POST_ONLY, SELL, Book, Order)
+from exchange.book import (ANY_PRICE, BUY, CANCEL_BOTH, CANCEL_NEWEST, CANCEL_OLDEST, FOK,
+                           GTC, IOC, MAX_PRICE, POST_ONLY, SELL, Book, Order)
 from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, CreateInstrument,
                                IssueUnits, MassCancel, ModifyOrder, PlaceOrder,
                                HaltTrading, RecordUnitsPayment, ResumeTrading, SetOrderLimit,
@@ -552,7 +552,7 @@ class _Run:
         if phase == "halted":                    # the market data of the phase interrupted
             phase = inst.halted_from
         if phase == "call":
-            indicative = book.equilibrium(_reference(inst))
+            indicative = book.equilibrium(_reference(inst), *_call_prices(inst, self.ctx))
             if indicative != inst.indicative:
                 inst.indicative = indicative
                 emit(IndicativePrice(session=session, instrument=instrument,
@@ -604,6 +604,15 @@ def _credit_changed(state: State, ctx: Ctx, session: str, party: int) -> None:
 
 
 _OPERATORS_ONLY = private()
+
+
+def _call_prices(inst: Instrument, ctx: Ctx) -> tuple[int, int]:
+    """Return the tick and the ``top`` a call period's price is chosen with
+    (`Book.equilibrium`): the instrument's tick and every limit price since
+    rules 3; any price under `MAX_PRICE` before."""
+    if ctx.rules >= 3:
+        return inst.tick, ANY_PRICE
+    return 1, MAX_PRICE
 
 
 def _reference(inst: Instrument) -> int:
@@ -673,6 +682,8 @@ def _enter_call(run: _Run, key: tuple[int, int], side: int, price: int, qty: int
             for order in own:
                 run.cancel(order.key, "self_trade")
         if mode != CANCEL_OLDEST:
+            if run.ctx.rules >= 3:
+                run.forget(key, "cancelled")
             run.cancel_incoming(paddle, oid, qty, "self_trade")
             return
     run.rested(inst.book.add(key, side, price, qty, paddle, tif, expires))
@@ -966,7 +977,10 @@ def modify_order(state: State, ctx: Ctx, cmd: ModifyOrder) -> None:
             raise Reject("insufficient_units", f"paddle {paddle} holds {free} units not "
                                                f"offered elsewhere, fewer than {qty}")
     else:
-        _check_buy_credit(state, inst, party, cmd.order, _buy_commitment(state, inst, price, qty))
+        amount = _buy_commitment(state, inst, price, qty)
+        if ctx.rules < 3 or amount > credit.committed(state, session_id, party,
+                                                      ("order", inst.id, cmd.order)):
+            _check_buy_credit(state, inst, party, cmd.order, amount)   # it commits more
     if (order.tif == POST_ONLY and inst.phase == "continuous" and not keeps
             and book.crosses(side, price)):
         raise Reject("would_trade", f"post-only order {cmd.order} at {price} would trade")
@@ -1040,7 +1054,7 @@ def uncross(state: State, ctx: Ctx, cmd: Uncross) -> None:
     non_negative(cmd.reference, "reference price")
     run = _Run(state, ctx, inst)
     book = inst.book
-    price, volume = book.uncross(cmd.reference or _reference(inst))
+    price, volume = book.uncross(cmd.reference or _reference(inst), *_call_prices(inst, ctx))
     fills = book.fills
     # the book reports each order as it is at the end: what an order has
     # left after one of its fills is that plus its later fills (an IOC's

@@ -16,10 +16,16 @@ def dutch(reserve=0, starting_bid=1_000 * USD, limit=10**12):
     return m, a, b
 
 
+def hourly(m, first: int, last: int) -> list:
+    """Tick every hour from ``first`` to ``last`` hours after T0 (the server's
+    clock ticks far more often): every step of the clock is published."""
+    return [e for hour in range(first, last + 1) for e in m.tick(T0 + hour * HOUR)]
+
+
 def test_clock_steps_down_and_first_accept_wins_at_the_current_price():
     m, a, b = dutch()
     assert one(m.tick(T0 + HOUR), LotOpened).price == 10_000 * USD
-    ev = m.tick(T0 + 4 * HOUR)                        # three steps: 9,000, 8,000, 7,000
+    ev = hourly(m, 2, 4)                              # three steps: 9,000, 8,000, 7,000
     assert [e.price for e in of(ev, DutchPriceChanged)] == [9_000 * USD, 8_000 * USD, 7_000 * USD]
     assert m.refused("L1", a, 6_000 * USD).code == "below_current_price"
     ev = m.bid("L1", a, 8_000 * USD)                  # saw 8,000; pays the current 7,000
@@ -34,7 +40,7 @@ def test_clock_steps_down_and_first_accept_wins_at_the_current_price():
 def test_clock_stops_at_the_public_floor_then_passes():
     m, a, _ = dutch(starting_bid=2_500 * USD)
     m.tick(T0 + HOUR)
-    ev = m.tick(T0 + 12 * HOUR)
+    ev = hourly(m, 2, 12)
     prices = [(e.price, e.at_floor) for e in of(ev, DutchPriceChanged)]
     assert prices[-2:] == [(3_000 * USD, False), (2_500 * USD, True)]   # stops exactly on it
     assert len(prices) == 8                           # 9,000 ... 3,000, then 2,500
@@ -45,7 +51,7 @@ def test_clock_stops_at_the_public_floor_then_passes():
 def test_clock_stops_at_its_last_step_at_or_above_a_secret_reserve():
     m, a, _ = dutch(reserve=4_500 * USD)
     m.tick(T0 + HOUR)
-    ev = m.tick(T0 + 12 * HOUR)
+    ev = hourly(m, 2, 12)
     prices = [e.price for e in of(ev, DutchPriceChanged)]
     assert prices == [9_000 * USD, 8_000 * USD, 7_000 * USD, 6_000 * USD, 5_000 * USD]
     assert of(ev, DutchPriceChanged)[-1].at_floor
