@@ -26,17 +26,19 @@ from exchange.commands import (AnswerOffer, CreateInstrument, CreateLot, CreateS
                                RecordPayment, RecordDelivery, ConfirmReceipt, ReleaseFunds,
                                DeclareDefault, AnswerReaward, RecordUnitsPayment, HaltTrading,
                                ResumeTrading, PostNotice, AddDocument, SignNda, OpenDocument,
-                               RegisterExpert, DrawPanel, RecordValuation, PublishPriceRange)
+                               RegisterExpert, DrawPanel, RecordValuation, PublishPriceRange,
+                               AppointLiquidityProvider, ReportLiquidity)
 from exchange.events import (CertificateIssued, CommandRejected, CreditChanged, Event,
                              LotAwarded, LotPassed, ReawardOffered, SettlementOpened,
                              NoticePosted, TradeExecuted, TradeRecorded, TradingHalted,
                              DocumentAdded, NdaSigned, DocumentReleased, PanelDrawn,
-                             PriceRangePublished)
+                             PriceRangePublished, LiquidityReport)
 from gateway.demo_catalogue import DemoLot, build_catalogue
 
 SECOND = 10**9
 USD = 100  # cents per dollar
 SESSION = "OT-2017"
+LIQUIDITY_PROVIDER = 6               # the bidder who makes the unit-licence book's market
 RATE_NUM, RATE_DEN = 66402, 10000  # 1 USD shows as 6.6402 CNY ($30,000 = ¥199,206)
 OPERATOR = "operator"
 SELLER_BROKER = "broker-seller"
@@ -110,6 +112,8 @@ class DemoReport:
     reawarded: int = 0
     units_payers: int = 0            # buyers of units whose payment was recorded
     units_paid: int = 0              # and what they paid (minor units)
+    # the unit-licence book's liquidity provider's report before the close
+    liquidity: LiquidityReport | None = None
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (command, code, text)
 
 
@@ -182,6 +186,7 @@ class DemoSession:
         self.rejected: list[tuple[str, str, str]] = []
         self.settled = self.defaults = self.reawarded = 0
         self.units_payers = self.units_paid = 0
+        self.liquidity: LiquidityReport | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -227,6 +232,7 @@ class DemoSession:
         self.say(f"catalogue: {len(self.catalogue)} lots, "
                  f"{sum(len(lot.patents) for lot in self.catalogue)} patents; bidding opens")
         self.run_actions(until=18.5)
+        self.report_liquidity()
         self.negotiate_passed_lots()
         self.run_actions(until=31)
         self.settle()
@@ -410,10 +416,18 @@ class DemoSession:
             self.plan(self.rng.uniform(2.5, 5.5), bidder.broker,
                       _order(ULR, bidder.paddle, number, "buy", qty, price))
         self.plan(6.0, OPERATOR, lambda: Uncross(session=SESSION, instrument=ULR))
+        provider = self.bidders[LIQUIDITY_PROVIDER]
+        self.send(OPERATOR, IssueUnits(session=SESSION, instrument=ULR, paddle=provider.paddle,
+                                       qty=20_000))      # its allotment for making the market
+        self.plan(6.1, OPERATOR, lambda: AppointLiquidityProvider(
+            session=SESSION, instrument=ULR, paddle=provider.paddle, max_spread=10,
+            min_qty=500, presence_bp=7_500))
         order_id = 100
         mid = 5 * USD
         for step in range(160):
             when = 6.2 + step * 0.05
+            if step % 5 == 0:
+                self.plan_quote(provider, step // 5, when)
             bidder = self.rng.choice(self.bidders)
             mid = max(300, mid + self.rng.randint(-3, 3))
             order_id += 1
@@ -444,6 +458,26 @@ class DemoSession:
         self.plan(17.0, consumer.broker, lambda: ConsumeUnits(session=SESSION, instrument=ULR,
                                                               paddle=consumer.paddle, qty=1_000),
                   tolerate=TRADING_RISKS)
+
+    def plan_quote(self, provider: Bidder, n: int, when: float) -> None:
+        """The liquidity provider replaces its quote around the offering price:
+        2,000 units each side, 10 cents wide."""
+        ids = (9_000 + 2 * n, 9_001 + 2 * n)
+        if n:
+            for old in (ids[0] - 2, ids[1] - 2):
+                self.plan(when - 0.01, provider.broker, _cancel(ULR, provider.paddle, old),
+                          tolerate=TRADING_RISKS)
+        for oid, side, price in ((ids[0], "buy", 5 * USD - 5), (ids[1], "sell", 5 * USD + 5)):
+            self.plan(when, provider.broker, _order(ULR, provider.paddle, oid, side, 2_000, price),
+                      tolerate=TRADING_RISKS)
+
+    def report_liquidity(self) -> None:
+        """The operator asks how long the book's liquidity provider quoted."""
+        events = self.send(OPERATOR, ReportLiquidity(session=SESSION, instrument=ULR))
+        self.liquidity = next(e for e in events if isinstance(e, LiquidityReport))
+        self.say(f"liquidity provider paddle {self.liquidity.paddle}: quoted for "
+                 f"{_percent(self.liquidity.presence_bp)} of the trading time "
+                 f"(obligation {_percent(self.liquidity.required_bp)})")
 
     def negotiate_passed_lots(self) -> None:
         """After the closes: bidders make private offers on passed lots; the
@@ -528,7 +562,8 @@ class DemoSession:
     def report(self) -> DemoReport:
         report = DemoReport(rejected=self.rejected, settled=self.settled,
                             defaults=self.defaults, reawarded=self.reawarded,
-                            units_payers=self.units_payers, units_paid=self.units_paid)
+                            units_payers=self.units_payers, units_paid=self.units_paid,
+                            liquidity=self.liquidity)
         awards: dict[str, LotAwarded] = {}
         passes: dict[str, LotPassed] = {}
         for event in self.venue.public_events():
@@ -605,6 +640,10 @@ def _order(instrument: str, paddle: int, order: int, side: str, qty: int, price:
            tif: str = "gtc") -> Callable[[], Any]:
     return lambda: PlaceOrder(session=SESSION, instrument=instrument, paddle=paddle, order=order,
                               side=side, qty=qty, price=price, tif=tif)
+
+
+def _percent(bp: int) -> str:
+    return f"{bp // 100}.{bp % 100:02d} %"
 
 
 def _cancel(instrument: str, paddle: int, order: int) -> Callable[[], Any]:

@@ -110,3 +110,9 @@ def print_report(console, report) -> None:
                   f"{report.defaults} buyer default, {report.reawarded} lot re-awarded to the "
                   f"runner-up; {report.units_payers} buyers of units paid "
                   f"{money(report.units_paid)}, their credit released")
+    lp = report.liquidity
+    if lp is not None:
+        console.print(f"liquidity provider paddle {lp.paddle} on the unit-licence book: "
+                      f"quoted {lp.presence_bp / 100:.2f} % of the trading time against an "
+                      f"obligation of {lp.required_bp / 100:.2f} %: "
+                      f"{'met' if lp.met else 'not met'}")

@@ -33,6 +33,8 @@ def test_demo_session_uses_every_mechanism_and_ends_each_lot():
     assert report.settled >= 5 and report.certificates == report.settled
     assert report.defaults == 1 and report.reawarded == 1
     assert report.units_payers >= 1 and report.units_paid > 0
+    lp = report.liquidity                               # quoted but for the halt and call
+    assert lp is not None and 0 < lp.quoting_ns < lp.trading_ns and lp.met
     assert outcomes["sold (reaward)"] == 1
     for row in report.lots:
         if "hammer" in row:
