@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.keys import initialise
 from replay.sample import OPEN, record_sample
 from replay.source import ReplayError, parse_time
 
@@ -17,6 +18,7 @@ EBAY = Path(__file__).resolve().parent.parent / "data" / "ebay-auctions" / "auct
 def sample_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("sample")
     record_sample(data)
+    initialise(data)
     return data
 
 
@@ -29,7 +31,8 @@ def refused(capsys, args, says, code=2):
 
 
 def test_export_targets_that_cannot_be_written(sample_dir, tmp_path, capsys):
-    export = ["replay", "export", str(sample_dir)]
+    export = ["replay", "export", str(sample_dir), "--operator-key",
+              str(sample_dir / "clients" / "op.json")]
     refused(capsys, export + ["--sqlite", str(tmp_path / "no" / "such" / "x.sqlite")],
             "no directory")
     a_file = tmp_path / "a-file"
