@@ -250,6 +250,24 @@ def test_a_projected_full_store_is_readable_by_its_owner_only(keyed_sample, tmp_
     capsys.readouterr()
 
 
+def test_an_operators_chart_is_readable_by_its_owner_only(keyed_sample, tmp_path, loose_umask,
+                                                          capsys):
+    """It marks the bids as made (proxy maxima, sealed amounts); the public chart does not."""
+    chart = ["replay", "chart", str(keyed_sample), "--lot", "L-SF", "--out"]
+    operator = tmp_path / "operator.png"
+    assert main(chart + [str(operator), "--operator-key",
+                         str(keyed_sample / "clients" / "op.json")]) == 0
+    assert mode(operator) == 0o600 and operator.read_bytes()[:4] == b"\x89PNG"
+    operator.chmod(0o644)                       # drawn again over a wider file
+    assert main(chart + [str(operator), "--operator-key",
+                         str(keyed_sample / "clients" / "op.json")]) == 0
+    assert mode(operator) == 0o600
+    public = tmp_path / "public.png"
+    assert main(chart + [str(public)]) == 0
+    assert mode(public) == 0o644
+    capsys.readouterr()
+
+
 def test_a_data_rooms_access_log_is_the_operators_history(tmp_path):
     d = open_recording(tmp_path, start_ts=T0)
     d.ok(CreateSession(session="S", name="s"), ts=T0)
