@@ -78,6 +78,19 @@ def test_feed_bad_endpoint_and_bounds(sample_dir, capsys):
     refused(capsys, feed + ["--max-gap", "-1"], "--max-gap must be")
 
 
+def test_whatif_on_a_file_that_is_not_a_csv(sample_dir, tmp_path, capsys):
+    """Random bytes, a journal segment, a field past the csv module's limit:
+    one line each, exit 2."""
+    binary = tmp_path / "random.csv"
+    binary.write_bytes(bytes(range(256)) * 2)
+    refused(capsys, ["whatif", str(binary)], "is not UTF-8 text")
+    segment = next((sample_dir / "journal").glob("*.seg"))
+    refused(capsys, ["whatif", str(segment)], "is not UTF-8 text")
+    huge = tmp_path / "huge.csv"
+    huge.write_text('auctionid,bid\n"' + "a" * 200_000 + '",1\n')
+    refused(capsys, ["whatif", str(huge)], "is not a readable CSV file")
+
+
 def test_whatif_bad_options(sample_dir, capsys):
     for value in ("0", "-1"):
         refused(capsys, ["whatif", str(EBAY), "--rules", "english-soft-close", "--soft-window",
