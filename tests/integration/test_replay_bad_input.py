@@ -129,6 +129,23 @@ def test_fractions_of_a_second_are_exact_with_either_decimal_mark():
         parse_time("2026-03-02T01:20,5")          # half a minute is not half a second
 
 
+def test_times_outside_the_engines_are_refused(sample_dir, capsys):
+    """--at past what datetime or the engine (int64 ns: 1970 to 2262) holds, or
+    not a plain integer: one line, exit 2 (not 1, the exit of a damaged journal)."""
+    state = ["replay", "state", str(sample_dir)]
+    for at in ("99999999999999999999999", "1" + "0" * 40, "9" * 5000, "9223372036854775808",
+               "-1", "-99999999999999999999", "9999-12-31T23:59:59", "2262-04-12",
+               "0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59.999999999Z"):
+        refused(capsys, state + [f"--at={at}"], "outside the times lotex records")
+    for at in ("--5", "\u00b2", "\u0663", "1e5"):      # not ASCII digits
+        refused(capsys, state + [f"--at={at}"], "cannot read the time")
+    assert parse_time("0") == 0 and parse_time("1970-01-01") == 0
+    assert parse_time(str(2**63 - 1)) == 2**63 - 1
+    assert parse_time("2262-04-11T23:47:16.854775807Z") == 2**63 - 1
+    assert main(state + [f"--at={2**63 - 1}"]) == 0
+    assert "2262-04-11T23:47:16.854775807Z" in capsys.readouterr().out
+
+
 def test_sample_refuses_a_non_empty_directory_or_a_file(sample_dir, tmp_path, capsys):
     journal = sample_dir / "journal"
     before = sorted(p.name for p in journal.iterdir())
