@@ -30,6 +30,7 @@ from exchange.codec import decode_entry
 from exchange.events import EVENT_TYPES, CommandRejected
 from recorder.format import KIND_ENTRY, Record
 from recorder.journal import Journal
+from recorder.layout import private_file
 
 SCHEMA_VERSION = 2      # 2: an order's row is keyed by its paddle and acceptance too
 BATCH = 5000     # entries per transaction
@@ -460,8 +461,12 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike, *, public: bool = False) -> "Store":
         """Open (creating) the store at ``path``. A store keeps the scope
-        (public or full) it was created with."""
+        (public or full) it was created with. A full store (commands, actors,
+        sealed amounts) is its owner's only: made mode 0600, or tightened to
+        it (SQLite's side files take the database's mode)."""
         path = Path(path)
+        if not public and not path.exists():
+            private_file(path)
         db = sqlite_utils.Database(path)
         db.execute("PRAGMA synchronous = NORMAL")
         store = cls(db, path, public)
@@ -474,6 +479,12 @@ class Store:
                                     f"one needs a file of its own (--db)")
             if int(meta.get("schema_version", "0")) != SCHEMA_VERSION:
                 store._drop_all()
+        if not public:
+            try:
+                private_file(path)
+            except OSError:
+                db.close()
+                raise
         store._create()
         return store
 

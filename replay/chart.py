@@ -8,7 +8,9 @@ view, each bid as made (proxy maximum, sealed amount) is marked as well.
 Continuous lots and units instruments: best bid and best ask as step lines
 with the spread shaded between them, each trade marked. Times in the
 viewer's zone. Amounts in major units on the axis (display only; the
-figures in the data stay integers). O(history of the lot).
+figures in the data stay integers). An operator's chart shows private
+amounts: its file is made readable by its owner only (mode 0600, as the
+journal). O(history of the lot).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from recorder.layout import private_opener
 from replay.access import PUBLIC, Viewer
 from replay.history import history_rows
 from replay.source import UTC, NS, ReplayError, Source
@@ -129,7 +132,11 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
     fig.autofmt_xdate()
     fig.tight_layout()
     try:
-        fig.savefig(out, format="png")
+        if viewer.operator:                       # proxy maxima, sealed amounts as bid
+            with open(out, "wb", opener=private_opener) as handle:
+                fig.savefig(handle, format="png")
+        else:
+            fig.savefig(out, format="png")
     except OSError as exc:
         raise ReplayError(f"cannot write {out}: {exc}") from None
     finally:

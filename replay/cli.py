@@ -73,16 +73,21 @@ def register(subparsers: Any) -> None:
     export = actions.add_parser("export", help="export to SQLite or CSV (+ LOBSTER files)",
                                 description="Export the analyst store: one table per kind of "
                                             "record; LOBSTER message and order-book files per "
-                                            "continuous instrument.")
+                                            "continuous instrument. A full export (commands, "
+                                            "actors, sealed amounts, party names) needs "
+                                            "--operator-key and is written readable by its "
+                                            "owner only; --public exports what the live feed "
+                                            "showed.")
     _dir(export)
     target = export.add_mutually_exclusive_group(required=True)
     target.add_argument("--sqlite", metavar="FILE", help="SQLite file to write")
     target.add_argument("--csv", metavar="OUTDIR", help="directory for CSV files")
     export.add_argument("--public", action="store_true",
-                        help="public market data only (a store to share)")
+                        help="public market data only (a store to share; no key needed)")
     export.add_argument("--levels", type=int, default=10,
                         help="LOBSTER order-book levels per side (default 10)")
     export.add_argument("--no-lobster", action="store_true", help="skip the LOBSTER files")
+    _viewer(export)
     export.set_defaults(run=run_export)
 
     comparables = actions.add_parser(
@@ -369,8 +374,14 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from replay import export as ex
+    from replay.access import AccessDenied
     ex.check_levels(args.levels)
     source = _open(args)
+    viewer = _viewer_of(args, source)
+    if not args.public and not viewer.operator:
+        raise AccessDenied("a full export holds commands, actors, sealed amounts and party "
+                           "names: give --operator-key FILE (an operator's key, checked "
+                           "against the key store), or --public for what the live feed showed")
     if args.sqlite:
         report = ex.to_sqlite(source, args.sqlite, public=args.public,
                               lobster_levels=0 if args.no_lobster else args.levels)

@@ -15,7 +15,10 @@ ships them.
 
 ``--public`` keeps public events only (no commands, no parties): a store
 to share. ``--csv`` writes only into a new or empty directory, so no file of
-an earlier (full) export stays beside a public one. O(journal).
+an earlier (full) export stays beside a public one. A full export holds
+what only an operator may see (actors, sealed amounts, party names): its
+files are made mode 0600 and its directories 0700 (`recorder.layout`), as
+the journal is; a public one gets the usual modes. O(journal).
 
 Memory does not grow with the journal: the LOBSTER rows go to their CSV
 files as they are made (for SQLite, to a spool file per instrument in a
@@ -37,6 +40,7 @@ from typing import Any, Callable, Iterator
 
 from exchange.codec import decode_entry
 from recorder.format import KIND_ENTRY, Record
+from recorder.layout import private_dir, private_opener
 from recorder.store import Store
 from replay.lobster import MESSAGE_COLUMNS, OrderBookRebuilder, RowSink, book_columns
 from replay.progress import Progress
@@ -114,13 +118,18 @@ def _project(source: Source, db_path: Path, public: bool, lobster_levels: int,
     return store, lobster, entries
 
 
+def _opener(private: bool) -> Callable[[str, int], int] | None:
+    """The ``opener`` for a file of an export: mode 0600 if ``private``."""
+    return private_opener if private else None
+
+
 class _CsvFile:
     """A CSV file written a row at a time, without header."""
 
     __slots__ = ("handle", "writerow")
 
-    def __init__(self, path: Path, mode: str) -> None:
-        self.handle = open(path, mode, newline="")
+    def __init__(self, path: Path, mode: str, private: bool) -> None:
+        self.handle = open(path, mode, newline="", opener=_opener(private))
         self.writerow = csv.writer(self.handle, lineterminator="\n").writerow
 
     def close(self) -> None:
@@ -133,8 +142,8 @@ class _SpoolFile:
 
     __slots__ = ("handle",)
 
-    def __init__(self, path: Path, mode: str) -> None:
-        self.handle = open(path, mode + "b")
+    def __init__(self, path: Path, mode: str, private: bool) -> None:
+        self.handle = open(path, mode + "b", opener=_opener(private))
 
     def writerow(self, row: tuple) -> None:
         data = marshal.dumps(row)
@@ -160,19 +169,20 @@ class _OpenFiles:
     the least recently written is closed, and opened again to append when
     its instrument trades again. O(1) a row."""
 
-    def __init__(self, kind: Callable[[Path, str], Any]) -> None:
+    def __init__(self, kind: Callable[[Path, str, bool], Any], private: bool) -> None:
         self._kind = kind
+        self._private = private
         self._open: OrderedDict[Path, Any] = OrderedDict()
         self.created: list[Path] = []
 
     def create(self, path: Path) -> None:
         self.created.append(path)
-        self._keep(path, self._kind(path, "w"))
+        self._keep(path, self._kind(path, "w", self._private))
 
     def get(self, path: Path) -> Any:
         file = self._open.get(path)
         if file is None:
-            file = self._kind(path, "a")
+            file = self._kind(path, "a", self._private)
             self._keep(path, file)
         else:
             self._open.move_to_end(path)
@@ -203,12 +213,13 @@ def _file_stem(instrument: str, taken: set[str]) -> str:
 
 class _CsvSink:
     """Write each instrument's LOBSTER pair into ``folder`` as its rows are
-    made (a `replay.lobster.RowSink`)."""
+    made (a `replay.lobster.RowSink`); ``private``: mode 0600 and 0700."""
 
-    def __init__(self, folder: Path, levels: int) -> None:
+    def __init__(self, folder: Path, levels: int, private: bool) -> None:
         self.folder = folder
         self.levels = levels
-        self.files = _OpenFiles(_CsvFile)
+        self.private = private
+        self.files = _OpenFiles(_CsvFile, private)
         self.made_folder = False
         self._paths: dict[str, tuple[Path, Path]] = {}
         self._stems: set[str] = set()
@@ -216,7 +227,10 @@ class _CsvSink:
 
     def instrument(self, instrument: str) -> None:
         if not self.made_folder:
-            self.folder.mkdir(exist_ok=True)
+            if self.private:
+                private_dir(self.folder)
+            else:
+                self.folder.mkdir(exist_ok=True)
             self.made_folder = True
         stem = _file_stem(instrument, self._stems)
         paths = (self.folder / f"{stem}_message_{self.levels}.csv",
@@ -241,9 +255,9 @@ class _SpoolSink:
     copied into the SQLite tables instrument by instrument at the end (the
     tables' row order is as it was when all rows were kept in memory)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, private: bool) -> None:
         self.folder = folder
-        self.files = _OpenFiles(_SpoolFile)
+        self.files = _OpenFiles(_SpoolFile, private)
         self.paths: dict[str, Path] = {}
         self.rows = 0
         self._last: tuple[str, Any] | None = None
@@ -320,7 +334,7 @@ def _write_sqlite(source: Source, path: Path, public: bool, lobster_levels: int)
     # the spool beside the database, not in the system's temporary directory
     # (often memory, where the LOBSTER rows would undo the bounded memory)
     with tempfile.TemporaryDirectory(prefix=".lotex-export-", dir=path.parent) as tmp:
-        spool = _SpoolSink(Path(tmp)) if lobster_levels else None
+        spool = _SpoolSink(Path(tmp), not public) if lobster_levels else None
         try:
             store, lobster, entries = _project(source, path, public, lobster_levels, spool)
         finally:
@@ -342,8 +356,9 @@ def _write_sqlite(source: Source, path: Path, public: bool, lobster_levels: int)
 def to_csv(source: Source, outdir: str | os.PathLike, *, public: bool = False,
            lobster_levels: int = 10) -> list[str]:
     """Write one CSV per table and the LOBSTER pairs into ``outdir`` (new or
-    empty); return report lines. On failure or interruption, remove what was
-    written (and ``outdir`` if this made it)."""
+    empty; for a full export made or tightened to mode 0700, its files 0600);
+    return report lines. On failure or interruption, remove what was written
+    (and ``outdir`` if this made it)."""
     outdir = Path(outdir)
     if lobster_levels:
         check_levels(lobster_levels)
@@ -355,7 +370,10 @@ def to_csv(source: Source, outdir: str | os.PathLike, *, public: bool = False,
     made = [folder for folder in (outdir, *outdir.parents) if not folder.exists()]
     written: list[Path] = []
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
+        if public:
+            outdir.mkdir(parents=True, exist_ok=True)
+        else:
+            private_dir(outdir)
         return _write_csv(source, outdir, public, lobster_levels, written)
     except BaseException as exc:
         _remove(written, made)
@@ -385,7 +403,7 @@ def _write_csv(source: Source, outdir: Path, public: bool, lobster_levels: int,
                written: list[Path]) -> list[str]:
     """Write the export into ``outdir``, listing in ``written`` each path made."""
     folder = outdir / "lobster"
-    sink = _CsvSink(folder, lobster_levels) if lobster_levels else None
+    sink = _CsvSink(folder, lobster_levels, not public) if lobster_levels else None
     with tempfile.TemporaryDirectory(prefix="lotex-export-") as tmp:
         try:
             store, lobster, entries = _project(source, Path(tmp) / "store.sqlite", public,
@@ -403,7 +421,8 @@ def _write_csv(source: Source, outdir: Path, public: bool, lobster_levels: int,
                     continue
                 cursor = store.db.execute(f'SELECT * FROM "{name}" ORDER BY rowid')
                 written.append(outdir / f"{name}.csv")
-                with open(outdir / f"{name}.csv", "w", newline="", encoding="utf-8") as out:
+                with open(outdir / f"{name}.csv", "w", newline="", encoding="utf-8",
+                          opener=_opener(not public)) as out:
                     writer = csv.writer(out, lineterminator="\n")
                     writer.writerow([d[0] for d in cursor.description])
                     writer.writerows(cursor)

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from exchange.codec import Entry, decode_entry
 from exchange.commands import Tick
 from exchange.engine import Engine
+from exchange.errors import MAX_TIME
 from recorder import layout
 from recorder.format import KIND_ENTRY, Record
 from recorder.journal import Journal
@@ -154,10 +155,11 @@ def parse_time(text: str, tz: datetime.tzinfo = UTC) -> int:
     without an offset it is in ``tz``), a date ("2026-03-02", midnight in
     ``tz``) or a plain integer of ns since the epoch. Exact: no floats; a
     fraction of a second (after "." or ",", as ISO 8601 allows) is kept to
-    the ns, and refused beyond nine digits."""
-    text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
+    the ns, and refused beyond nine digits. A moment outside the engine's
+    times (0 to `MAX_TIME` ns: 1970 to 2262) is refused."""
+    text = given = text.strip()
+    if _NS.fullmatch(text):
+        return _in_range(int(text) if len(text) <= 20 else -1, text)
     fraction_ns = 0
     match = _FRACTION.search(text)
     if match:                                    # keep every digit, up to ns, exactly
@@ -176,10 +178,21 @@ def parse_time(text: str, tz: datetime.tzinfo = UTC) -> int:
                           f"seconds (2026-03-02T09:30:00.5)")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * NS + fraction_ns
+    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=UTC)   # timedelta: years 1 to 9999
+    return _in_range((delta.days * 86_400 + delta.seconds) * NS + fraction_ns, given)
 
 
+def _in_range(ns: int, text: str) -> int:
+    """Return ``ns`` if the engine can hold it as a time, else refuse ``text``."""
+    if not 0 <= ns <= MAX_TIME:
+        shown = text if len(text) <= 40 else text[:36] + "..."
+        raise ReplayError(f"the time {shown!r} is outside the times lotex records; give one "
+                          f"from 1970-01-01T00:00:00Z to {format_time(MAX_TIME)} "
+                          f"(0 to {MAX_TIME} ns)")
+    return ns
+
+
+_NS = re.compile(r"-?[0-9]+")
 _FRACTION = re.compile(r"(?:(?<=\d\d:\d\d:\d\d)|(?<=[Tt ]\d{6}))[.,](\d+)")
 
 

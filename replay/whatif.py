@@ -108,6 +108,11 @@ def run_csv(path: str | os.PathLike, *, rules: str, increments: str, limit: int 
             rows = list(csv.DictReader(handle))
     except OSError as exc:
         raise ReplayError(f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ReplayError(f"{path} is not UTF-8 text: give a bid CSV in "
+                          f"the eBay layout or a lotex journal directory") from None
+    except csv.Error as exc:
+        raise ReplayError(f"{path} is not a readable CSV file: {exc}") from None
     try:
         auctions = ebay.auctions_from_rows(rows)
     except (KeyError, ValueError, IndexError) as exc:

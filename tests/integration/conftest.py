@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Iterator
+
 import pytest
 
 from tests.integration.gateway_harness import running
@@ -17,6 +20,16 @@ def keyed_sample(tmp_path_factory):
     record_sample(data)
     initialise(data)
     return data
+
+
+@pytest.fixture
+def loose_umask() -> Iterator[None]:
+    """The usual umask 022, so only modes the code asks for make files private."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 @pytest.fixture

@@ -33,16 +33,6 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.fixture
-def loose_umask() -> Iterator[None]:
-    """The usual umask 022, so only modes the code asks for make files private."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
 def keys(data: Path, *args: str) -> int:
     return main(["keys", "--data", str(data), *args])
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.keys import initialise
 from replay.sample import OPEN, record_sample
 from replay.source import ReplayError, parse_time
 
@@ -17,6 +18,7 @@ EBAY = Path(__file__).resolve().parent.parent / "data" / "ebay-auctions" / "auct
 def sample_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("sample")
     record_sample(data)
+    initialise(data)
     return data
 
 
@@ -29,7 +31,8 @@ def refused(capsys, args, says, code=2):
 
 
 def test_export_targets_that_cannot_be_written(sample_dir, tmp_path, capsys):
-    export = ["replay", "export", str(sample_dir)]
+    export = ["replay", "export", str(sample_dir), "--operator-key",
+              str(sample_dir / "clients" / "op.json")]
     refused(capsys, export + ["--sqlite", str(tmp_path / "no" / "such" / "x.sqlite")],
             "no directory")
     a_file = tmp_path / "a-file"
@@ -75,6 +78,19 @@ def test_feed_bad_endpoint_and_bounds(sample_dir, capsys):
     refused(capsys, feed + ["--max-gap", "-1"], "--max-gap must be")
 
 
+def test_whatif_on_a_file_that_is_not_a_csv(sample_dir, tmp_path, capsys):
+    """Random bytes, a journal segment, a field past the csv module's limit:
+    one line each, exit 2."""
+    binary = tmp_path / "random.csv"
+    binary.write_bytes(bytes(range(256)) * 2)
+    refused(capsys, ["whatif", str(binary)], "is not UTF-8 text")
+    segment = next((sample_dir / "journal").glob("*.seg"))
+    refused(capsys, ["whatif", str(segment)], "is not UTF-8 text")
+    huge = tmp_path / "huge.csv"
+    huge.write_text('auctionid,bid\n"' + "a" * 200_000 + '",1\n')
+    refused(capsys, ["whatif", str(huge)], "is not a readable CSV file")
+
+
 def test_whatif_bad_options(sample_dir, capsys):
     for value in ("0", "-1"):
         refused(capsys, ["whatif", str(EBAY), "--rules", "english-soft-close", "--soft-window",
@@ -111,6 +127,23 @@ def test_fractions_of_a_second_are_exact_with_either_decimal_mark():
         parse_time("2026-03-02T01:20:00,1234567891")
     with pytest.raises(ReplayError, match="fraction only on the seconds"):
         parse_time("2026-03-02T01:20,5")          # half a minute is not half a second
+
+
+def test_times_outside_the_engines_are_refused(sample_dir, capsys):
+    """--at past what datetime or the engine (int64 ns: 1970 to 2262) holds, or
+    not a plain integer: one line, exit 2 (not 1, the exit of a damaged journal)."""
+    state = ["replay", "state", str(sample_dir)]
+    for at in ("99999999999999999999999", "1" + "0" * 40, "9" * 5000, "9223372036854775808",
+               "-1", "-99999999999999999999", "9999-12-31T23:59:59", "2262-04-12",
+               "0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59.999999999Z"):
+        refused(capsys, state + [f"--at={at}"], "outside the times lotex records")
+    for at in ("--5", "\u00b2", "\u0663", "1e5"):      # not ASCII digits
+        refused(capsys, state + [f"--at={at}"], "cannot read the time")
+    assert parse_time("0") == 0 and parse_time("1970-01-01") == 0
+    assert parse_time(str(2**63 - 1)) == 2**63 - 1
+    assert parse_time("2262-04-11T23:47:16.854775807Z") == 2**63 - 1
+    assert main(state + [f"--at={2**63 - 1}"]) == 0
+    assert "2262-04-11T23:47:16.854775807Z" in capsys.readouterr().out
 
 
 def test_sample_refuses_a_non_empty_directory_or_a_file(sample_dir, tmp_path, capsys):

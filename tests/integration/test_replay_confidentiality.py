@@ -6,11 +6,13 @@
 - a revised sealed bid counts once, as the feed counted it.
 - `whatif` on a journal (private bids) needs the operator key.
 - a public CSV export never lands beside an earlier full one.
+- a full export needs the operator key, and only its owner can read it.
 """
 
 from __future__ import annotations
 
 import json
+import stat
 
 import pytest
 
@@ -171,7 +173,8 @@ def test_whatif_on_a_journal_needs_the_operator_key(keyed_sample, capsys):
 def test_public_csv_export_refuses_a_directory_holding_a_full_export(keyed_sample, tmp_path,
                                                                       capsys):
     out = tmp_path / "out"
-    assert main(["replay", "export", str(keyed_sample), "--csv", str(out)]) == 0
+    assert main(["replay", "export", str(keyed_sample), "--csv", str(out), "--operator-key",
+                 str(keyed_sample / "clients" / "op.json")]) == 0
     before = sorted(p.name for p in out.iterdir())
     assert "commands.csv" in before
     capsys.readouterr()
@@ -183,6 +186,86 @@ def test_public_csv_export_refuses_a_directory_holding_a_full_export(keyed_sampl
     empty.mkdir()
     assert main(["replay", "export", str(keyed_sample), "--csv", str(empty), "--public"]) == 0
     assert not (empty / "commands.csv").exists()
+
+
+def test_a_full_export_needs_the_operator_key(keyed_sample, tmp_path, capsys):
+    """As every other replay view: without an operator's key no actors,
+    sealed amounts or party names, and nothing is written."""
+    for target in (["--sqlite", str(tmp_path / "full.sqlite")], ["--csv", str(tmp_path / "csv")]):
+        assert main(["replay", "export", str(keyed_sample), *target]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--operator-key" in err and "--public" in err, err
+        assert main(["replay", "export", str(keyed_sample), *target, "--operator-key",
+                     str(keyed_sample / "clients" / "b1.json")]) == 2
+        assert "not an operator" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert main(["replay", "export", str(keyed_sample), "--sqlite",
+                 str(tmp_path / "public.sqlite"), "--public"]) == 0
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_full_export_is_readable_by_its_owner_only(keyed_sample, tmp_path, loose_umask):
+    """Its files 0600 and its directories 0700, as the journal's, whatever the
+    umask; a store exported over keeps no wider mode; a public export is for sharing."""
+    key = ["--operator-key", str(keyed_sample / "clients" / "op.json")]
+    export = ["replay", "export", str(keyed_sample)]
+    db = tmp_path / "full.sqlite"
+    assert main(export + ["--sqlite", str(db), *key]) == 0
+    assert mode(db) == 0o600
+    db.chmod(0o644)
+    assert main(export + ["--sqlite", str(db), *key]) == 0
+    assert mode(db) == 0o600
+    out = tmp_path / "made" / "csv"
+    assert main(export + ["--csv", str(out), *key]) == 0
+    assert mode(out) == 0o700 and mode(out / "lobster") == 0o700
+    files = list(out.rglob("*.csv"))
+    assert any(f.name == "commands.csv" for f in files)
+    assert any(f.parent.name == "lobster" for f in files)
+    assert {mode(f) for f in files} == {0o600}
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o755)
+    assert main(export + ["--csv", str(empty), *key]) == 0
+    assert mode(empty) == 0o700 and mode(empty / "commands.csv") == 0o600
+    public = tmp_path / "public"
+    assert main(export + ["--csv", str(public), "--public"]) == 0
+    assert mode(public) == 0o755 and mode(public / "events.csv") == 0o644
+    assert main(export + ["--sqlite", str(tmp_path / "public.sqlite"), "--public"]) == 0
+    assert mode(tmp_path / "public.sqlite") == 0o644
+
+
+def test_a_projected_full_store_is_readable_by_its_owner_only(keyed_sample, tmp_path,
+                                                              loose_umask, capsys):
+    db = tmp_path / "full.sqlite"
+    assert main(["journal", "project", str(keyed_sample), "--db", str(db)]) == 0
+    assert mode(db) == 0o600
+    db.chmod(0o664)
+    assert main(["journal", "project", str(keyed_sample), "--db", str(db)]) == 0
+    assert mode(db) == 0o600
+    public = tmp_path / "public.sqlite"
+    assert main(["journal", "project", str(keyed_sample), "--db", str(public), "--public"]) == 0
+    assert mode(public) == 0o644
+    capsys.readouterr()
+
+
+def test_an_operators_chart_is_readable_by_its_owner_only(keyed_sample, tmp_path, loose_umask,
+                                                          capsys):
+    """It marks the bids as made (proxy maxima, sealed amounts); the public chart does not."""
+    chart = ["replay", "chart", str(keyed_sample), "--lot", "L-SF", "--out"]
+    operator = tmp_path / "operator.png"
+    assert main(chart + [str(operator), "--operator-key",
+                         str(keyed_sample / "clients" / "op.json")]) == 0
+    assert mode(operator) == 0o600 and operator.read_bytes()[:4] == b"\x89PNG"
+    operator.chmod(0o644)                       # drawn again over a wider file
+    assert main(chart + [str(operator), "--operator-key",
+                         str(keyed_sample / "clients" / "op.json")]) == 0
+    assert mode(operator) == 0o600
+    public = tmp_path / "public.png"
+    assert main(chart + [str(public)]) == 0
+    assert mode(public) == 0o644
+    capsys.readouterr()
 
 
 def test_a_data_rooms_access_log_is_the_operators_history(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from exchange import market
 from exchange.codec import decode_entry
 from gateway.cli import main
+from gateway.keys import initialise
 from recorder import layout
 from recorder.journal import read_journal
 from recorder.store import table_of
@@ -37,17 +38,24 @@ def journal_counts(data_dir, public: bool = False) -> tuple[int, Counter]:
     return entries, counts
 
 
+def operator(data_dir) -> list[str]:
+    """The arguments a full export needs: the operator's key of ``data_dir``'s key store."""
+    return ["--operator-key", str(data_dir / "clients" / "op.json")]
+
+
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("sample")
     record_sample(data)
+    initialise(data)
     return data
 
 
 @pytest.mark.parametrize("public", [False, True])
 def test_sqlite_round_trip_has_a_row_per_event(sample_dir, tmp_path, public, capsys):
     db = tmp_path / "out.sqlite"
-    args = ["replay", "export", str(sample_dir), "--sqlite", str(db)] + (["--public"] if public else [])
+    args = (["replay", "export", str(sample_dir), "--sqlite", str(db)]
+            + (["--public"] if public else operator(sample_dir)))
     assert main(args) == 0
     assert "wrote" in capsys.readouterr().out
     entries, counts = journal_counts(sample_dir, public)
@@ -81,12 +89,15 @@ def test_export_refuses_to_overwrite_another_database(sample_dir, tmp_path, caps
     conn.execute("CREATE TABLE precious (x)")
     conn.commit()
     conn.close()
-    assert main(["replay", "export", str(sample_dir), "--sqlite", str(other)]) == 2
+    assert main(["replay", "export", str(sample_dir), "--sqlite", str(other),
+                 *operator(sample_dir)]) == 2
     assert "not a lotex analyst store" in capsys.readouterr().err
     # re-exporting over an analyst store replaces it
     db = tmp_path / "store.sqlite"
-    assert main(["replay", "export", str(sample_dir), "--sqlite", str(db)]) == 0
-    assert main(["replay", "export", str(sample_dir), "--sqlite", str(db)]) == 0
+    assert main(["replay", "export", str(sample_dir), "--sqlite", str(db),
+                 *operator(sample_dir)]) == 0
+    assert main(["replay", "export", str(sample_dir), "--sqlite", str(db),
+                 *operator(sample_dir)]) == 0
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM commands").fetchone()[0] == 77
     conn.close()
@@ -99,7 +110,8 @@ def read_csv(path):
 
 def test_csv_round_trip_and_the_lobster_pair(sample_dir, tmp_path):
     out = tmp_path / "csv"
-    assert main(["replay", "export", str(sample_dir), "--csv", str(out), "--levels", "2"]) == 0
+    assert main(["replay", "export", str(sample_dir), "--csv", str(out), "--levels", "2",
+                 *operator(sample_dir)]) == 0
     entries, counts = journal_counts(sample_dir)
     events = read_csv(out / "events.csv")
     assert events[0][:2] == ["seq", "n"] and len(events) - 1 == sum(counts.values())
@@ -134,7 +146,8 @@ def test_public_lobster_has_the_same_books_without_order_ids(sample_dir, tmp_pat
     assert main(["replay", "export", str(sample_dir), "--csv", str(out), "--levels", "2",
                  "--public"]) == 0
     full = tmp_path / "full"
-    assert main(["replay", "export", str(sample_dir), "--csv", str(full), "--levels", "2"]) == 0
+    assert main(["replay", "export", str(sample_dir), "--csv", str(full), "--levels", "2",
+                 *operator(sample_dir)]) == 0
     name = "ULR-1_orderbook_2.csv"
     assert read_csv(out / "lobster" / name) == read_csv(full / "lobster" / name)
     messages = read_csv(out / "lobster" / "ULR-1_message_2.csv")
@@ -212,6 +225,7 @@ def kept_tables(rebuilder: OrderBookRebuilder) -> tuple[list[tuple], list[tuple]
 def random_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("random")
     record_random(data, SEED, 2_000)
+    initialise(data)
     return data
 
 
@@ -297,7 +311,8 @@ def test_an_interrupted_csv_export_leaves_nothing(random_dir, tmp_path, monkeypa
     out = tmp_path / "made" / "csv"
     if exists:
         out.mkdir(parents=True)
-    assert main(["replay", "export", str(random_dir), "--csv", str(out)]) == 130
+    assert main(["replay", "export", str(random_dir), "--csv", str(out),
+                 *operator(random_dir)]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert counted[0] == 1_500
     if exists:

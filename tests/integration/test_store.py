@@ -214,3 +214,21 @@ def test_a_store_refuses_another_journal(journaled, tmp_path):
         with pytest.raises(StoreMismatch):
             store.update(tmp_path / "other")
         assert store.rebuild(tmp_path / "other") == d.seq
+
+
+def test_a_full_store_and_its_side_files_are_its_owners_only(journaled, tmp_path, loose_umask):
+    """Made 0600 before SQLite opens it: SQLite gives its -journal, -wal and
+    -shm files the database's mode. A public store keeps the usual mode."""
+    import os
+    import stat
+    path, _ = journaled
+    full = tmp_path / "full.sqlite"
+    with Store.open(full) as store:
+        store.db.execute("PRAGMA journal_mode = WAL")
+        store.update(path)
+        side = [full.with_name(full.name + suffix) for suffix in ("-wal", "-shm")]
+        assert all(p.exists() for p in side)
+        assert {stat.S_IMODE(os.stat(p).st_mode) for p in [full, *side]} == {0o600}
+    with Store.open(tmp_path / "public.sqlite", public=True):
+        pass
+    assert stat.S_IMODE(os.stat(tmp_path / "public.sqlite").st_mode) == 0o644
