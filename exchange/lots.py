@@ -47,7 +47,7 @@ from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
 from exchange.errors import (Reject, a_time, non_negative, positive, published_reason,
                              register_reasons)
 from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, LotExtended,
-                             LotOpened, PartyFrozen, SessionClosed,
+                             LotOpened, PartyFrozen, SessionClosed, CreditReviewed,
                              LotPassed, LotPassedDetail, LotRelisted, LotScheduled, LotSettled,
                              LotSold, LotVetted, LotWithdrawn, NegotiationEnded, NoticePosted,
                              OfferAnswered, OfferMade, OfferWithdrawn, ReserveLowered)
@@ -1041,16 +1041,29 @@ def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
     auctioned or negotiated: void its standing bids (a tender's offers too) on
     every open, scheduled or choosing lot, withdraw its offers on passed ones,
     and withdraw the tenders it would buy through. O(lots)."""
+    _exclude_party(state, ctx, event.party, "party_frozen")
+
+
+@reacts_to(CreditReviewed)
+def _on_credit_reviewed(state: State, ctx: Ctx, event: CreditReviewed) -> None:
+    """Since rules 3, a party whose approval is withdrawn is excluded as a
+    frozen one is (reason "approval_withdrawn"): a bidder the exchange no
+    longer approves must not win. O(lots)."""
+    if not event.approved and ctx.rules >= 3:
+        _exclude_party(state, ctx, event.party, "approval_withdrawn")
+
+
+def _exclude_party(state: State, ctx: Ctx, party: int, reason: str) -> None:
     for lot in state.lots.values():
-        if lot.mechanism == "reverse" and lot.seller == event.party \
+        if lot.mechanism == "reverse" and lot.seller == party \
                 and lot.status in ("scheduled", "open", "choosing"):
             withdraw(state, ctx, lot, "withdrawn by the exchange")   # says no why
             continue
         if lot.status in ("open", "scheduled", "choosing"):
-            MECHANISMS[lot.mechanism].void_bids(state, ctx, lot, event.party, "party_frozen")
+            MECHANISMS[lot.mechanism].void_bids(state, ctx, lot, party, reason)
         if lot.offers:
-            for offer in [o for o in lot.offers.values() if o.party == event.party]:
-                _drop_offer(state, ctx, lot, offer, "party_frozen")
+            for offer in [o for o in lot.offers.values() if o.party == party]:
+                _drop_offer(state, ctx, lot, offer, reason)
 
 
 # --------------------------------------------------------------------------

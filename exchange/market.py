@@ -1114,6 +1114,8 @@ def set_price_rules(state: State, ctx: Ctx, cmd: SetPriceRules) -> None:
     inst.band_bp = cmd.band_bp
     ctx.emit(PriceRulesSet(session=inst.session, instrument=inst.id, tick=cmd.tick,
                            band_bp=cmd.band_bp))
+    if ctx.rules >= 3:                       # a call's indicative price is on the new tick
+        _Run(state, ctx, inst).publish()
 
 
 @handles(HaltTrading)

@@ -202,3 +202,26 @@ def test_a_lot_may_not_take_an_agreement_transfers_serial(rules):
     events = m.d.send(CreateLot(serial="AT-1", session="S1", seller=sale.seller,
                                 terms=m.terms()), actor=SELLER_BROKER, role="broker")
     assert rejected(events) == (None if rules == 2 else "lot_exists")
+
+
+@pytest.mark.parametrize("rules", [2, 3])
+def test_a_bidder_whose_approval_is_withdrawn_loses_its_standing_bids(rules):
+    from exchange.events import BidVoided
+    from tests.unit.auctionkit import HOUR, T0, USD
+    m = auctions(rules)
+    seller = m.seller()
+    alice, bob = m.bidder("Alice"), m.bidder("Bob")
+    m.lot("E1", seller=seller)                                # English, opens at T0 + 1 h
+    m.lot("S1", seller=seller, mechanism="sealed_first")
+    m.tick(T0 + HOUR)
+    m.bid("E1", bob, 1_500 * USD)
+    m.bid("E1", alice, 3_000 * USD)                           # leads at 1,600
+    m.bid("S1", alice, 2_000 * USD)
+    events = m.d.ok(ReviewCredit(party=m.parties[alice], approved=False), **OP)
+    voided = [(v.serial, v.paddle, v.reason) for v in of(events, BidVoided)]
+    lot = m.state.lots["E1"]
+    if rules == 2:
+        assert voided == [] and lot.leader == alice
+    else:
+        assert voided == [("E1", alice, "approval_withdrawn"), ("S1", alice, "approval_withdrawn")]
+        assert (lot.leader, lot.price) == (bob, 1_000 * USD)     # alone: the starting bid

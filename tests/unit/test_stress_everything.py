@@ -62,6 +62,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from exchange.book import ANY_PRICE
 from exchange import Engine, dataroom, pricing
 from exchange.codec import encode
 from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtAsk, CancelOrder,
@@ -240,7 +241,7 @@ class Views:
             phase = inst.halted_from if inst.phase == "halted" else inst.phase
             if phase == "call":
                 reference = inst.reference or inst.last_price
-                now = inst.book.equilibrium(reference)
+                now = inst.book.equilibrium(reference, inst.tick, ANY_PRICE)     # rules 3
                 told_ip = self.indicative.get(inst.id, (0, 0, 0))
                 assert told_ip == now, \
                     f"{where}: public indicative price of {inst.id} {told_ip} != uncross now {now}"
