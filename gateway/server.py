@@ -75,7 +75,7 @@ from gateway.view import MarketView
 from gateway.zap import KEY_PROPERTY, ZapHandler
 from recorder import layout
 from recorder.format import HARD_MAX_RECORD, KIND_ENTRY
-from recorder.journal import Journal, JournalFailed, RecordTooLarge
+from recorder.journal import Journal, JournalCorrupt, JournalFailed, RecordTooLarge
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -281,6 +281,8 @@ class Server:
         self.status_work: dict[str, int] = {}    # this turn's bound of a status, by session
         # where the last resend read back from the journal left off: (next seq, records)
         self.read_back: tuple[int, Iterator[Any]] | None = None
+        # segments ("": entries missing) whose damage was logged (`_journal_damaged`)
+        self.damage_logged: set[str] = set()
         # entries a restart would scan again: snapshot soon if they are many
         self.entries_since_snapshot = self.durable_seq - covered
         self.entries_since_freeze = 0
@@ -717,6 +719,8 @@ class Server:
                     self._recap(sock, conn, msg)
                 except OSError as exc:
                     self._journal_unreadable(sock, rid, user_id, port, exc)
+                except (JournalCorrupt, LookupError) as exc:
+                    self._journal_damaged(sock, rid, user_id, port, exc)
         elif kind is p.StatusRequest:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
@@ -899,6 +903,13 @@ class Server:
                 found = self._original(seq)
             except OSError as exc:            # out of file descriptors, a disk error
                 self._journal_unreadable(sock, conn.rid, user.id, conn.port, exc, cid)
+                return
+            except (JournalCorrupt, LookupError) as exc:    # the entry cannot be read back
+                self._journal_damaged(sock, conn.rid, user.id, conn.port, exc, cid,
+                                      detail=f"client id {cid!r} was used for journal entry "
+                                             f"{seq}, whose result cannot be read back: the "
+                                             f"journal is damaged on the server ({exc}); it "
+                                             f"is not done again: ask the exchange's operator")
                 return
             if found is None:
                 self._reject(sock, conn.rid, "busy", user.id, conn.port, client_id=cid,
@@ -1452,6 +1463,8 @@ class Server:
                     self._replay(sock, rid, user_id, request)
                 except OSError as exc:           # out of file descriptors, a disk error
                     self._journal_unreadable(sock, rid, user_id, "data", exc)
+                except (JournalCorrupt, LookupError) as exc:
+                    self._journal_damaged(sock, rid, user_id, "data", exc)
 
     def _journal_unreadable(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,
                             exc: OSError, client_id: str = "") -> None:
@@ -1461,6 +1474,25 @@ class Server:
         self._reject(sock, rid, "busy", user_id, port, client_id=client_id,
                      detail=f"the journal could not be read now ({exc.strerror or exc}): "
                             f"ask again later")
+
+    def _journal_damaged(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,
+                         exc: Exception, client_id: str = "", detail: str = "") -> None:
+        """Answer a request whose journal entries cannot be read back (damage
+        in a closed segment that start-up does not read, an entry missing):
+        `journal_damaged`, charged as a journal read; log it as critical once
+        per damaged segment. The server goes on serving."""
+        self.read_back = None                  # the cursor's reader died with the error
+        self.catch_up_left -= COST_JOURNAL_START
+        where = exc.segment if isinstance(exc, JournalCorrupt) else ""
+        if where not in self.damage_logged:
+            self.damage_logged.add(where)
+            self.log.critical("journal_damaged", error=str(exc),
+                              action="restore the journal from a backup; the exchange goes "
+                                     "on, refusing what needs the damaged entries")
+        self._reject(sock, rid, "journal_damaged", user_id, port, client_id=client_id,
+                     detail=detail or f"the journal entries this needs are damaged on the "
+                                      f"server ({exc}); nothing was done: ask the exchange's "
+                                      f"operator")
 
     def _replay(self, sock: zmq.Socket, rid: bytes, user_id: str, req: p.ReplayRequest) -> None:
         """Answer with the Market messages in [from_seq, to_seq]: from the ring

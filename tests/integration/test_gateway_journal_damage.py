@@ -1,0 +1,88 @@
+"""A damaged journal and the running server: damage in an old closed
+segment (which start-up does not read) refuses what needs it and the
+exchange goes on; damage that would cut acknowledged entries stops the
+start instead of dropping them."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+from exchange.commands import CreateSession
+from gateway.client import FeedClient, SessionRejectedError
+from recorder import format as fmt
+from recorder.journal import Journal, JournalCorrupt, verify_journal
+from tests.integration.gateway_harness import client, running
+
+
+def record_offset(segment: Path, seq: int) -> int:
+    """Return the offset of record ``seq`` in ``segment`` (walking its records)."""
+    data = segment.read_bytes()
+    pos = fmt.HEADER_SIZE
+    while pos + fmt.RECORD_OVERHEAD <= len(data):
+        length, found = fmt.U32.unpack_from(data, pos + 4)[0], int.from_bytes(data[pos + 8:pos + 16], "little")
+        if found == seq:
+            return pos
+        pos += fmt.RECORD_OVERHEAD + length
+    raise AssertionError(f"no record {seq} in {segment.name}")
+
+
+def flip_payload_byte(journal_dir: Path, seq: int) -> Path:
+    """Flip a byte in record ``seq``'s payload (its CRC fails); return the segment."""
+    segment = [path for path in sorted(journal_dir.glob("*.seg"))
+               if int(path.name.split(".")[0]) <= seq][-1]
+    data = bytearray(segment.read_bytes())
+    data[record_offset(segment, seq) + 40] ^= 0x01
+    segment.write_bytes(bytes(data))
+    return segment
+
+
+def log_events(err: str, event: str) -> list[dict]:
+    lines = []
+    for line in err.splitlines():
+        if line.startswith("{") and f'"{event}"' in line:
+            found = json.loads(line)
+            if found.get("event") == event:
+                lines.append(found)
+    return lines
+
+
+def test_damage_in_an_old_segment_is_refused_and_trading_goes_on(tmp_path, monkeypatch, capfd):
+    import gateway.server
+    monkeypatch.setattr(gateway.server.Journal, "open",
+                        functools.partial(Journal.open.__func__, Journal, segment_bytes=4096))
+    with running(tmp_path), client(tmp_path, "op") as op:
+        first = op.ok(CreateSession(session="S0", name="x"), client_id="s-0")
+        for n in range(1, 60):
+            op.ok(CreateSession(session=f"S{n}", name="x"), client_id=f"s-{n}")
+    assert len(list((tmp_path / "journal").glob("*.seg"))) > 3
+    damaged = flip_payload_byte(tmp_path / "journal", first.seq)
+    assert damaged != sorted((tmp_path / "journal").glob("*.seg"))[-1]    # a closed one
+    with pytest.raises(JournalCorrupt):
+        verify_journal(tmp_path / "journal")
+    capfd.readouterr()
+    with running(tmp_path, feed_ring=1) as server:           # the start reads after the snapshot
+        with client(tmp_path, "op", timeout=5.0) as op:
+            with pytest.raises(SessionRejectedError) as resent:
+                op.request(CreateSession(session="S0", name="x"), client_id="s-0")
+            assert resent.value.code == "journal_damaged"
+            assert "s-0" in resent.value.text and "not done again" in resent.value.text
+            with pytest.raises(SessionRejectedError) as recap:
+                op.recap(first.seq)
+            assert recap.value.code == "journal_damaged"
+            with FeedClient.from_data_dir(tmp_path, "viewer", timeout=5.0) as feed:
+                with pytest.raises(SessionRejectedError) as replay:
+                    feed.replay(first.seq)
+                assert replay.value.code == "journal_damaged"
+                assert feed.snapshot().seq == server.last_public    # the data socket serves on
+            after = op.ok(CreateSession(session="AFTER", name="x"), client_id="after-1")
+            assert after.seq == server.durable_seq
+            assert op.request(CreateSession(session="S59", name="x"), client_id="s-59").resent
+        assert server.failed is None
+    err = capfd.readouterr().err
+    [critical] = log_events(err, "journal_damaged")          # once for the damaged segment
+    assert critical["level"] == "critical" and damaged.name in critical["error"]
+    assert len(log_events(err, "refused")) >= 3
