@@ -94,6 +94,28 @@ def _prune(directory: Path, keep: int) -> None:
         fsync_dir(directory)
 
 
+def newest_seq(directory: str | os.PathLike) -> int:
+    """Return the seq of the newest snapshot in ``directory`` whose head is
+    intact (magic, version, checksum, name; the data is not read), or 0.
+    O(snapshots)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    for seq, path in reversed(_listed(directory)):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(HEAD_SIZE)
+        except OSError:
+            continue
+        if len(head) < HEAD_SIZE or \
+                zlib.crc32(head[:HEAD.size]) != struct.unpack_from("<I", head, HEAD.size)[0]:
+            continue
+        magic, version, _, found, *_ = HEAD.unpack_from(head, 0)
+        if magic == SNAPSHOT_MAGIC and version == VERSION and found == seq:
+            return seq
+    return 0
+
+
 def read_snapshot(path: str | os.PathLike) -> Snapshot | None:
     """Return the snapshot in ``path``, or None if it is damaged or incomplete."""
     try:

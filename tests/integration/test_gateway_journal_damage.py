@@ -86,3 +86,34 @@ def test_damage_in_an_old_segment_is_refused_and_trading_goes_on(tmp_path, monke
     [critical] = log_events(err, "journal_damaged")          # once for the damaged segment
     assert critical["level"] == "critical" and damaged.name in critical["error"]
     assert len(log_events(err, "refused")) >= 3
+
+
+def zero_sector_after(journal_dir: Path, seq: int) -> tuple[Path, bytes]:
+    """Zero the 512-byte sector after the start of record ``seq`` in the live
+    segment (a lost write, not a crash); return the segment and its bytes."""
+    segment = sorted(journal_dir.glob("*.seg"))[-1]
+    data = bytearray(segment.read_bytes())
+    sector = (record_offset(segment, seq) // 512 + 1) * 512
+    data[sector:sector + 512] = bytes(512)
+    segment.write_bytes(bytes(data))
+    return segment, bytes(data)
+
+
+def test_a_zeroed_sector_before_a_snapshot_stops_the_start_and_cuts_nothing(tmp_path):
+    from gateway.server import Server
+    from recorder import layout
+    from recorder.snapshots import find_snapshot
+    from tests.integration.gateway_harness import gateway_config
+
+    with running(tmp_path) as server, client(tmp_path, "op") as op:
+        results = [op.ok(CreateSession(session=f"S{n}", name="x"), client_id=f"s-{n}")
+                   for n in range(40)]
+        acked = server.durable_seq
+    assert find_snapshot(layout.snapshot_dir(tmp_path)).seq == acked   # the clean stop's
+    segment, damaged = zero_sector_after(tmp_path / "journal", results[10].seq)
+    with pytest.raises(JournalCorrupt, match=f"but seq {acked} is known durable.*lotex journal "
+                                             f"repair"):
+        Server(tmp_path, gateway_config()).start()
+    assert segment.read_bytes() == damaged and not list(segment.parent.glob("*.cut"))
+    assert find_snapshot(layout.snapshot_dir(tmp_path)).seq == acked
+
