@@ -238,6 +238,10 @@ class Server:
             self.log.warning("journal_cut", segment=cut.segment, offset=cut.offset,
                              bytes=cut.bytes, records=cut.records, last_seq=cut.last_seq,
                              aside=str(cut.aside))
+        aside = recovery.set_aside_snapshots(self.data_dir, self.journal.last_seq)
+        if aside:          # durability none: the journal lost records a snapshot covers
+            self.log.warning("snapshots_set_aside", last_seq=self.journal.last_seq,
+                             moved=[str(path) for path in aside])
         # check_events: an entry that replays to other events than it recorded (a lotex
         # with other rules wrote it) stops the start; ~+30 % on the journal after the
         # snapshot (100,000 entries: 1.0 -> 1.3 s)

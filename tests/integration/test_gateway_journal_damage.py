@@ -116,4 +116,51 @@ def test_a_zeroed_sector_before_a_snapshot_stops_the_start_and_cuts_nothing(tmp_
         Server(tmp_path, gateway_config()).start()
     assert segment.read_bytes() == damaged and not list(segment.parent.glob("*.cut"))
     assert find_snapshot(layout.snapshot_dir(tmp_path)).seq == acked
+    # the operator accepts the loss on purpose: the repair sets the snapshots aside too
+    from gateway.cli import main
+    assert main(["journal", "repair", str(tmp_path)]) == 0
+    with running(tmp_path) as server, client(tmp_path, "op") as op:
+        kept = server.durable_seq
+        assert results[9].seq <= kept < results[12].seq
+        for n in range(40, 40 + (acked - kept) + 5):          # past the old snapshot's seq
+            op.ok(CreateSession(session=f"S{n}", name="x"), client_id=f"s-{n}")
+        end = server.durable_seq
+    with running(tmp_path) as server:
+        assert server.durable_seq == end > acked
 
+
+def test_a_cut_is_logged_and_snapshots_beyond_it_are_set_aside(tmp_path, capfd):
+    """Durability none promises nothing after a machine crash: the start
+    cuts, says so, and sets aside the snapshots the journal no longer holds,
+    so that later snapshots are kept and later starts use them."""
+    from recorder import layout
+    from recorder.snapshots import _listed
+
+    with running(tmp_path, durability="none") as server, client(tmp_path, "op") as op:
+        results = [op.ok(CreateSession(session=f"S{n}", name="x"), client_id=f"s-{n}")
+                   for n in range(40)]
+        acked = server.durable_seq
+    segment, _ = zero_sector_after(tmp_path / "journal", results[10].seq)
+    capfd.readouterr()
+    with running(tmp_path, durability="none", snapshot_every=5) as server, \
+            client(tmp_path, "op") as op:
+        kept = server.durable_seq
+        assert results[9].seq <= kept < results[12].seq
+        err = capfd.readouterr().err
+        [cut] = log_events(err, "journal_cut")
+        assert cut["segment"] == segment.name and cut["last_seq"] == kept
+        assert cut["records"] >= acked - kept - 3 and cut["bytes"] > 0
+        assert Path(cut["aside"]).is_file()
+        [aside] = log_events(err, "snapshots_set_aside")
+        moved = [Path(path) for path in aside["moved"]]
+        assert {path.parent.parent for path in moved} == {layout.snapshot_dir(tmp_path),
+                                                          layout.gateway_snapshot_dir(tmp_path)}
+        assert all(int(path.name[:20]) > kept for path in moved)
+        assert all(path.parent.stat().st_mode & 0o777 == 0o700 for path in moved)
+        for n in range(40, 40 + (acked - kept) + 10):       # past the old snapshot's seq
+            op.ok(CreateSession(session=f"S{n}", name="x"), client_id=f"s-{n}")
+        end = server.durable_seq
+    assert end > acked
+    assert [seq for seq, _ in _listed(layout.snapshot_dir(tmp_path))][-1] == end
+    with running(tmp_path, durability="none") as server:     # the new snapshots fit the journal
+        assert server.durable_seq == end
