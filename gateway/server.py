@@ -190,6 +190,10 @@ class ServerStopped(Exception):
     """The server stopped because its journal failed."""
 
 
+class EntryMissing(LookupError):
+    """A journal entry a client id points at is not in the journal."""
+
+
 class _ResultsOut(msgspec.Struct, tag="Results", tag_field="type", kw_only=True):
     """Encode-only twin of `protocol.Results` that embeds pre-encoded answers."""
 
@@ -731,7 +735,7 @@ class Server:
                     self._recap(sock, conn, msg)
                 except OSError as exc:
                     self._journal_unreadable(sock, rid, user_id, port, exc)
-                except (JournalCorrupt, LookupError) as exc:
+                except JournalCorrupt as exc:
                     self._journal_damaged(sock, rid, user_id, port, exc)
         elif kind is p.StatusRequest:
             if conn is None:
@@ -916,7 +920,7 @@ class Server:
             except OSError as exc:            # out of file descriptors, a disk error
                 self._journal_unreadable(sock, conn.rid, user.id, conn.port, exc, cid)
                 return
-            except (JournalCorrupt, LookupError) as exc:    # the entry cannot be read back
+            except (JournalCorrupt, EntryMissing) as exc:    # the entry cannot be read back
                 self._journal_damaged(sock, conn.rid, user.id, conn.port, exc, cid,
                                       detail=f"client id {cid!r} was used for journal entry "
                                              f"{seq}, whose result cannot be read back: the "
@@ -1113,7 +1117,7 @@ class Server:
                 self.read_back = (seq + 1, records)
                 entry = decode_entry(record.payload)
                 return entry.env.cmd, entry.events
-        raise LookupError(f"journal entry {seq} not found")
+        raise EntryMissing(f"journal entry {seq} not found")
 
     def _entries(self, first: int, last: int) -> Iterator[tuple[int, int, list[Any]]]:
         """Yield (seq, ts, events) of durable entries first..last: from the
@@ -1475,7 +1479,7 @@ class Server:
                     self._replay(sock, rid, user_id, request)
                 except OSError as exc:           # out of file descriptors, a disk error
                     self._journal_unreadable(sock, rid, user_id, "data", exc)
-                except (JournalCorrupt, LookupError) as exc:
+                except JournalCorrupt as exc:
                     self._journal_damaged(sock, rid, user_id, "data", exc)
 
     def _journal_unreadable(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,

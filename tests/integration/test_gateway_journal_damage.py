@@ -78,13 +78,19 @@ def test_damage_in_an_old_segment_is_refused_and_trading_goes_on(tmp_path, monke
                     feed.replay(first.seq)
                 assert replay.value.code == "journal_damaged"
                 assert feed.snapshot().seq == server.last_public    # the data socket serves on
+            from gateway.tables import id_key               # an id whose entry is not there
+            server.ids_today.put(id_key("op", "ghost"), server.durable_seq + 1000)
+            with pytest.raises(SessionRejectedError) as missing:
+                op.request(CreateSession(session="G", name="x"), client_id="ghost")
+            assert missing.value.code == "journal_damaged" and "not found" in missing.value.text
             after = op.ok(CreateSession(session="AFTER", name="x"), client_id="after-1")
             assert after.seq == server.durable_seq
             assert op.request(CreateSession(session="S59", name="x"), client_id="s-59").resent
         assert server.failed is None
     err = capfd.readouterr().err
-    [critical] = log_events(err, "journal_damaged")          # once for the damaged segment
-    assert critical["level"] == "critical" and damaged.name in critical["error"]
+    damage, missing_entry = log_events(err, "journal_damaged")    # once each
+    assert damage["level"] == missing_entry["level"] == "critical"
+    assert damaged.name in damage["error"] and "not found" in missing_entry["error"]
     assert len(log_events(err, "refused")) >= 3
 
 
