@@ -298,4 +298,6 @@ SESSION_REJECTS: dict[str, str] = {
     "throttled": "the broker sent more requests in the last second than the exchange allows "
                  "(max_requests_per_second); nothing was done",
     "busy": "the exchange cannot look this resend up now: send it again later, same client id",
+    "journal_damaged": "the journal entries this needs are damaged on the server; nothing was "
+                       "done: ask the exchange's operator",
 }

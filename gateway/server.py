@@ -75,7 +75,7 @@ from gateway.view import MarketView
 from gateway.zap import KEY_PROPERTY, ZapHandler
 from recorder import layout
 from recorder.format import HARD_MAX_RECORD, KIND_ENTRY
-from recorder.journal import Journal, JournalFailed, RecordTooLarge
+from recorder.journal import Journal, JournalCorrupt, JournalFailed, RecordTooLarge
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -190,6 +190,10 @@ class ServerStopped(Exception):
     """The server stopped because its journal failed."""
 
 
+class EntryMissing(LookupError):
+    """A journal entry a client id points at is not in the journal."""
+
+
 class _ResultsOut(msgspec.Struct, tag="Results", tag_field="type", kw_only=True):
     """Encode-only twin of `protocol.Results` that embeds pre-encoded answers."""
 
@@ -228,8 +232,20 @@ class Server:
         self.journal_dir = layout.journal_dir(self.data_dir)
         self.snapshot_dir = layout.snapshot_dir(self.data_dir)
         started = time.monotonic()
+        # a snapshot proves the journal held its seq durably: never cut below it
+        floor = recovery.snapshot_floor(self.data_dir) if cfg.durability != "none" else 0
         self.journal = Journal.open(self.journal_dir, durability=cfg.durability,
-                                    max_record=MAX_ENTRY_BYTES, preallocate=cfg.preallocate_bytes)
+                                    max_record=MAX_ENTRY_BYTES, preallocate=cfg.preallocate_bytes,
+                                    durable_upto=floor)
+        cut = self.journal.cut
+        if cut is not None:
+            self.log.warning("journal_cut", segment=cut.segment, offset=cut.offset,
+                             bytes=cut.bytes, records=cut.records, last_seq=cut.last_seq,
+                             aside=str(cut.aside))
+        aside = recovery.set_aside_snapshots(self.data_dir, self.journal.last_seq)
+        if aside:          # durability none: the journal lost records a snapshot covers
+            self.log.warning("snapshots_set_aside", last_seq=self.journal.last_seq,
+                             moved=[str(path) for path in aside])
         # check_events: an entry that replays to other events than it recorded (a lotex
         # with other rules wrote it) stops the start; ~+30 % on the journal after the
         # snapshot (100,000 entries: 1.0 -> 1.3 s)
@@ -281,6 +297,8 @@ class Server:
         self.status_work: dict[str, int] = {}    # this turn's bound of a status, by session
         # where the last resend read back from the journal left off: (next seq, records)
         self.read_back: tuple[int, Iterator[Any]] | None = None
+        # segments ("": entries missing) whose damage was logged (`_journal_damaged`)
+        self.damage_logged: set[str] = set()
         # entries a restart would scan again: snapshot soon if they are many
         self.entries_since_snapshot = self.durable_seq - covered
         self.entries_since_freeze = 0
@@ -717,6 +735,8 @@ class Server:
                     self._recap(sock, conn, msg)
                 except OSError as exc:
                     self._journal_unreadable(sock, rid, user_id, port, exc)
+                except JournalCorrupt as exc:
+                    self._journal_damaged(sock, rid, user_id, port, exc)
         elif kind is p.StatusRequest:
             if conn is None:
                 self._reject(sock, rid, "not_logged_on", user_id, port)
@@ -899,6 +919,13 @@ class Server:
                 found = self._original(seq)
             except OSError as exc:            # out of file descriptors, a disk error
                 self._journal_unreadable(sock, conn.rid, user.id, conn.port, exc, cid)
+                return
+            except (JournalCorrupt, EntryMissing) as exc:    # the entry cannot be read back
+                self._journal_damaged(sock, conn.rid, user.id, conn.port, exc, cid,
+                                      detail=f"client id {cid!r} was used for journal entry "
+                                             f"{seq}, whose result cannot be read back: the "
+                                             f"journal is damaged on the server ({exc}); it "
+                                             f"is not done again: ask the exchange's operator")
                 return
             if found is None:
                 self._reject(sock, conn.rid, "busy", user.id, conn.port, client_id=cid,
@@ -1090,7 +1117,7 @@ class Server:
                 self.read_back = (seq + 1, records)
                 entry = decode_entry(record.payload)
                 return entry.env.cmd, entry.events
-        raise LookupError(f"journal entry {seq} not found")
+        raise EntryMissing(f"journal entry {seq} not found")
 
     def _entries(self, first: int, last: int) -> Iterator[tuple[int, int, list[Any]]]:
         """Yield (seq, ts, events) of durable entries first..last: from the
@@ -1452,6 +1479,8 @@ class Server:
                     self._replay(sock, rid, user_id, request)
                 except OSError as exc:           # out of file descriptors, a disk error
                     self._journal_unreadable(sock, rid, user_id, "data", exc)
+                except JournalCorrupt as exc:
+                    self._journal_damaged(sock, rid, user_id, "data", exc)
 
     def _journal_unreadable(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,
                             exc: OSError, client_id: str = "") -> None:
@@ -1461,6 +1490,25 @@ class Server:
         self._reject(sock, rid, "busy", user_id, port, client_id=client_id,
                      detail=f"the journal could not be read now ({exc.strerror or exc}): "
                             f"ask again later")
+
+    def _journal_damaged(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,
+                         exc: Exception, client_id: str = "", detail: str = "") -> None:
+        """Answer a request whose journal entries cannot be read back (damage
+        in a closed segment that start-up does not read, an entry missing):
+        `journal_damaged`, charged as a journal read; log it as critical once
+        per damaged segment. The server goes on serving."""
+        self.read_back = None                  # the cursor's reader died with the error
+        self.catch_up_left -= COST_JOURNAL_START
+        where = exc.segment if isinstance(exc, JournalCorrupt) else ""
+        if where not in self.damage_logged:
+            self.damage_logged.add(where)
+            self.log.critical("journal_damaged", error=str(exc),
+                              action="restore the journal from a backup; the exchange goes "
+                                     "on, refusing what needs the damaged entries")
+        self._reject(sock, rid, "journal_damaged", user_id, port, client_id=client_id,
+                     detail=detail or f"the journal entries this needs are damaged on the "
+                                      f"server ({exc}); nothing was done: ask the exchange's "
+                                      f"operator")
 
     def _replay(self, sock: zmq.Socket, rid: bytes, user_id: str, req: p.ReplayRequest) -> None:
         """Answer with the Market messages in [from_seq, to_seq]: from the ring

@@ -57,9 +57,12 @@ def register(subparsers: Any) -> None:
                        "included (when the server refuses a damaged journal)",
         description="Cut the live segment at its first bad record and move every byte from "
                     "there on aside to NAME.seg.OFFSET.cut, good records after the damage "
-                    "included. `lotex serve` refuses to start on such damage rather than drop "
-                    "acknowledged records; run this only when no better copy of the segment "
-                    "exists (a backup or a replica), with the server stopped.")
+                    "included; then move the snapshots beyond the journal's new end (DATA/"
+                    "snapshots, DATA/gateway) aside into a dated aside-... directory in each. "
+                    "`lotex serve` refuses to start on such damage, and on a journal ending "
+                    "before its newest snapshot, rather than drop acknowledged records; run "
+                    "this only when no better copy of the journal exists (a backup or a "
+                    "replica), with the server stopped.")
     repair.add_argument("dir", help="data directory or journal directory")
     repair.set_defaults(run=run_repair)
 
@@ -132,6 +135,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_repair(args: argparse.Namespace) -> int:
     from recorder.journal import JournalLocked
+    from recorder.recovery import set_aside_snapshots
 
     path = _journal(args.dir, "repair")
     if path is None:
@@ -140,22 +144,37 @@ def run_repair(args: argparse.Namespace) -> int:
         before = verify_journal(path)
     except JournalCorrupt as bad:
         print(f"damaged: {bad}")
-    else:
-        print(f"nothing to repair: ok {before.count} records, last seq {before.last_seq}")
-        return 0
-    cuts = set(path.glob("*.cut"))
+        before = None
     try:
-        journal = Journal.open(path, cut_damage=True)
+        journal = Journal.open(path, cut_damage=True)    # holds the lock: no server meanwhile
     except JournalLocked as exc:
         print(f"lotex journal repair: {exc}: stop the server first", file=sys.stderr)
         return 2
     except JournalCorrupt as bad:
         print(f"lotex journal repair: cannot repair: {bad}", file=sys.stderr)
         return 1
-    last = journal.last_seq
-    journal.close()
-    for aside in sorted(set(path.glob("*.cut")) - cuts):
-        print(f"moved {aside.stat().st_size} bytes aside to {aside}")
+    try:
+        cut, last = journal.cut, journal.last_seq
+        if cut is not None:
+            print(f"moved {cut.bytes:,} bytes ({cut.records:,} good records among them) "
+                  f"aside to {cut.aside}")
+        # snapshots of seqs the journal no longer holds would outrank new ones
+        in_data = path == layout.journal_dir(path.parent)
+        moved = set_aside_snapshots(path.parent, last) if in_data else []
+        for aside in moved:
+            print(f"moved snapshot {aside.name} (beyond the journal's end) aside to "
+                  f"{aside.parent}")
+    finally:
+        journal.close()
+    if before is not None and not moved:
+        print(f"nothing to repair: ok {before.count} records, last seq {before.last_seq}")
+        return 0
+    try:
+        verify_journal(path)
+    except JournalCorrupt as bad:
+        print(f"lotex journal repair: cannot repair: {bad} (a closed segment: restore it "
+              f"from a backup)", file=sys.stderr)
+        return 1
     print(f"the journal now ends at seq {last}")
     return 0
 

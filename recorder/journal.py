@@ -39,7 +39,7 @@ from typing import Iterable, Iterator, NamedTuple
 from recorder import format as fmt
 from recorder.format import Record
 
-__all__ = ["Journal", "JournalCorrupt", "JournalFailed", "JournalLocked", "Record",
+__all__ = ["Cut", "Journal", "JournalCorrupt", "JournalFailed", "JournalLocked", "Record",
            "RecordTooLarge", "VerifyReport", "read_journal", "verify_journal", "verify_segment",
            "scan_live", "check_closed", "segment_records",
            "DURABILITY_MODES"]
@@ -228,6 +228,18 @@ class LiveScan(NamedTuple):
     segment: Segment          # its valid prefix (closed if a valid footer ends it)
     cut: int | None           # offset to truncate at, or None if nothing follows the prefix
     header_torn: bool         # the header never got written whole (no records can follow)
+    reason: str = ""          # why the prefix ends where it does (a `recorder.format` reason)
+
+
+class Cut(NamedTuple):
+    """What opening the journal moved aside from the live segment's end."""
+
+    segment: str              # the live segment's file name
+    offset: int               # where its valid prefix ends, now its size
+    bytes: int                # bytes moved aside (zeros at the very end not counted)
+    records: int              # good records (by CRC) among them, in sequence
+    last_seq: int             # the journal's last seq after the cut
+    aside: Path               # the NAME.seg.OFFSET.cut file holding them
 
 
 def live_header(head: bytes, size: int, path: Path, first_seq: int, prev_chain: bytes) -> Segment | None:
@@ -286,14 +298,34 @@ def scan_live(data: bytes, path: Path, first_seq: int, prev_chain: bytes, max_re
     cut = scan.pos if scan.pos < len(data) and not seg.closed else None
     if cut is not None and not cut_damage:
         _refuse_damage(data, path, scan.pos, scan.next_seq, scan.reason, seg.max_record)
-    return LiveScan(seg, cut, False)
+    return LiveScan(seg, cut, False, scan.reason)
+
+
+def _written_end(data: bytes, pos: int) -> int:
+    """Return the offset after the last non-zero byte from ``pos`` on (``pos`` if none)."""
+    return pos + len(bytes(data[pos:]).rstrip(b"\0"))
+
+
+def records_after(data: bytes, pos: int, next_seq: int, max_record: int) -> int:
+    """Count the good records (by CRC, each run in sequence, from ``next_seq``
+    on) in the bytes after the bad record at ``pos``: what a cut there drops.
+    O(len(data) - pos)."""
+    end = min(len(data), _written_end(data, pos) + 4096)    # a record may end in zero bytes
+    count, start = 0, pos + 1
+    while True:
+        found = fmt.find_record(data, start, end, next_seq, FOLLOWING_SEQS, max_record)
+        if found is None:
+            return count
+        scan = fmt.scan(data, found[0], end, found[1], fmt.GENESIS, max_record)
+        count += scan.count
+        start, next_seq = scan.pos, scan.next_seq
 
 
 def _refuse_damage(data: bytes, path: Path, pos: int, next_seq: int, reason: str,
                    max_record: int) -> None:
     """Raise `JournalCorrupt` if a good record follows the bad bytes at
     ``pos`` and no whole sector of zeros lies between. O(len(data) - pos)."""
-    written = pos + len(bytes(data[pos:]).rstrip(b"\0"))    # the zeros after: no record
+    written = _written_end(data, pos)           # the zeros after: no record
     if written == pos:
         return
     end = min(len(data), written + 4096)      # a record may end in zero bytes
@@ -389,6 +421,8 @@ class Journal:
         self._unscanned: Segment | None = None    # read-only: live segment not scanned yet
         self.preallocate = 0
         self.cut_damage = False
+        self.durable_upto = 0        # records known durable: never cut below (see `open`)
+        self.cut: Cut | None = None  # what opening moved aside, if anything
         self._allocated = 0          # bytes in the live segment's file (records + zeros)
 
     # ---------------------------------------------------------------- open
@@ -396,24 +430,29 @@ class Journal:
     @classmethod
     def open(cls, path: str | os.PathLike, *, durability: str = "group",
              segment_bytes: int = 64 << 20, max_record: int = 1 << 20,
-             preallocate: int = 0, cut_damage: bool = False) -> "Journal":
+             preallocate: int = 0, cut_damage: bool = False,
+             durable_upto: int = 0) -> "Journal":
         """Open (creating if needed) the journal at ``path`` for writing.
 
         Recovers the live segment: keeps the longest valid prefix, moves the
         rest aside to ``NAME.seg.OFFSET.cut`` (a tail of zeros is simply cut
-        off), truncates and syncs. Raises `JournalCorrupt` for damage in a
-        closed segment's header or footer, for a bad record of the live
-        segment that good records follow (not a torn last write; with
-        ``cut_damage`` it is cut like one, good records after it included),
-        and `JournalLocked` if another writer has the directory.
-        ``preallocate``: bytes of zeros `reserve` keeps ahead of the live
-        segment's end (0: none).
+        off; `cut` says what was moved), truncates and syncs. Raises
+        `JournalCorrupt` for damage in a closed segment's header or footer,
+        for a bad record of the live segment that good records follow (not a
+        torn last write; with ``cut_damage`` it is cut like one, good records
+        after it included), for a journal that would end before
+        ``durable_upto`` (records known durable, e.g. by a snapshot of that
+        seq: their loss is damage, never a torn write; ignored with
+        ``cut_damage``), changing nothing, and `JournalLocked` if another
+        writer has the directory. ``preallocate``: bytes of zeros `reserve`
+        keeps ahead of the live segment's end (0: none).
         """
         if preallocate < 0:
             raise ValueError("preallocate must be >= 0")
         journal = cls(Path(path), durability, segment_bytes, max_record, readonly=False)
         journal.preallocate = preallocate
         journal.cut_damage = cut_damage
+        journal.durable_upto = durable_upto
         try:
             journal._open_writer()
         except BaseException:
@@ -445,6 +484,8 @@ class Journal:
         except BlockingIOError:
             raise JournalLocked(f"{self.path} is open for writing by another process") from None
         self._load()
+        if not self._segments:
+            self._refuse_short(segment_name(1), 0, None, "")
         live = self._segments[-1] if self._segments else None
         if live is None:
             self._create_segment(1, fmt.GENESIS)
@@ -517,8 +558,12 @@ class Journal:
         with _whole_file(path, mapped=not self.readonly) as data:
             found = scan_live(data, path, first_seq, prev_chain, self.max_record,
                               cut_damage=self.cut_damage)
+            seg = found.segment
+            if not self.readonly:
+                self._refuse_short(path.name, seg.last_seq, found.cut, found.reason)
             tail = data[found.cut:] if found.cut is not None and not self.readonly else None
-        seg = found.segment
+            records = (records_after(data, found.cut, seg.last_seq + 1, seg.max_record)
+                       if tail is not None and not _all_zero(tail, 0) else 0)
         if self.readonly:
             return seg
         self._live_first = seg.first_seq
@@ -529,12 +574,35 @@ class Journal:
             self._live_index = seg.index.entries
             self._live_max_ts = seg.index.max_ts
         if tail is not None:
-            self._cut_tail(path, tail, seg.size)
+            aside = self._cut_tail(path, tail, seg.size)
+            if aside is not None:
+                self.cut = Cut(path.name, seg.size, _written_end(tail, 0), records,
+                               seg.last_seq, aside)
         return seg
 
-    def _cut_tail(self, path: Path, tail: bytes, keep: int) -> None:
+    def _refuse_short(self, name: str, last_seq: int, cut: int | None, reason: str) -> None:
+        """Raise `JournalCorrupt` if the journal would end at ``last_seq``
+        (cut at ``cut``, or not cut) before ``durable_upto``, unless
+        ``cut_damage``."""
+        if self.cut_damage or last_seq >= self.durable_upto:
+            return
+        known = (f"seq {self.durable_upto} is known durable (a snapshot of it was written "
+                 f"only once every record up to it was)")
+        fix = ("nothing was cut; restore the journal from a backup, or `lotex journal "
+               "repair` cuts it on purpose when no better copy exists")
+        if cut is not None:
+            raise JournalCorrupt(name, f"record {last_seq + 1}",
+                                 f"{reason}: recovery would cut the journal here, ending it at "
+                                 f"seq {last_seq}, but {known}: damage to acknowledged records, "
+                                 f"not an unfinished write; {fix}", cut)
+        raise JournalCorrupt(name, "end", f"the journal ends at seq {last_seq}, but {known}: "
+                             f"records are missing; {fix}")
+
+    def _cut_tail(self, path: Path, tail: bytes, keep: int) -> Path | None:
         """Move the bytes after the valid prefix aside (unless they are all
-        zeros: preallocated space) and truncate. O(tail)."""
+        zeros: preallocated space) and truncate; return the aside file, if
+        any. O(tail)."""
+        aside = None
         if not _all_zero(tail, 0):
             aside = path.with_name(f"{path.name}.{keep}.cut")
             fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -550,6 +618,7 @@ class Journal:
         finally:
             os.close(fd)
         fsync_dir(self.path)
+        return aside
 
     def _rewrite_header(self, seg: Segment) -> None:
         fd = os.open(seg.path, os.O_WRONLY | os.O_TRUNC)

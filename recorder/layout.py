@@ -6,7 +6,9 @@
     DATA/snapshots/    NNNNNNNNNNNNNNNNNNNN.snap (named by the seq they cover)
     DATA/gateway/      NNNNNNNNNNNNNNNNNNNN.snap: the gateway's feed state (Market
                        seqs, ring, public view) at that seq, so a restart reads
-                       the journal after it only (rebuildable from the journal)
+                       the journal after it only (rebuildable from the journal);
+                       in both, aside-YYYYMMDDTHHMMSSZ/ holds snapshots beyond the
+                       end of a journal cut on purpose (`lotex journal repair`)
     DATA/analyst.sqlite  the analyst store (a projection, rebuildable)
 
 Whatever holds private data (the journal, snapshots, a full analyst store or

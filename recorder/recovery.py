@@ -6,6 +6,13 @@ journal), then applies each ENTRY record after it through `Engine.apply`,
 exactly as the engine first did. ``on_entry(entry, new_events)`` lets replay
 tools compare what the engine says now with what it said then.
 
+A snapshot is written only once the journal holds its seq durably, so the
+writer's start passes the newest one's seq (`snapshot_floor`) to
+`Journal.open`, which refuses to start on a journal ending before it rather
+than cut acknowledged records; snapshots beyond the end of a journal cut on
+purpose (`lotex journal repair`, durability ``none``) are moved aside
+(`set_aside_snapshots`).
+
 Data directory layout: see `recorder.layout` (DATA/journal/, DATA/snapshots/).
 """
 
@@ -19,7 +26,7 @@ from exchange.engine import Engine
 from recorder import layout
 from recorder.format import KIND_ENTRY, Record
 from recorder.journal import Journal
-from recorder.snapshots import find_snapshot, write_snapshot
+from recorder.snapshots import find_snapshot, newest_seq, set_aside, write_snapshot
 
 OnEntry = Callable[[Entry, list[Any]], None]
 
@@ -113,6 +120,22 @@ def rebuild(data_dir: str | os.PathLike | None = None, *, journal_dir: str | os.
         if on_entry is not None:
             on_entry(entry, events)
     return engine
+
+
+def snapshot_floor(data_dir: str | os.PathLike) -> int:
+    """Return the newest seq an engine or gateway snapshot of ``data_dir``
+    covers (0: none): the journal held every record up to it durably when it
+    was written (durability group or every). O(snapshots)."""
+    return max(newest_seq(layout.snapshot_dir(data_dir)),
+               newest_seq(layout.gateway_snapshot_dir(data_dir)))
+
+
+def set_aside_snapshots(data_dir: str | os.PathLike, last_seq: int) -> list[os.PathLike]:
+    """Move the engine and gateway snapshots of ``data_dir`` beyond the
+    journal's end ``last_seq`` into a dated aside directory beside them;
+    return where they went. O(snapshots)."""
+    return [*set_aside(layout.snapshot_dir(data_dir), last_seq),
+            *set_aside(layout.gateway_snapshot_dir(data_dir), last_seq)]
 
 
 def save_snapshot(engine: Engine, journal: JournalReader, snapshot_dir: str | os.PathLike, *,

@@ -13,6 +13,11 @@ recovery replays more of the journal but never trusts bad bytes. The data is
 a pickle of the engine state: the directory must be as trusted as the code.
 Snapshot files are 0600 and a directory created here 0700 (the state holds
 sealed bids, reserves and identities).
+
+A snapshot of a seq the journal no longer holds (it was cut below it) is
+never used or kept over a valid one: `set_aside` moves it into a dated
+``aside-...`` directory beside the others (0700), and `write_snapshot` does
+so with any above the seq it writes (the journal's end).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -46,8 +52,9 @@ def snapshot_name(seq: int) -> str:
 
 def write_snapshot(directory: str | os.PathLike, seq: int, data: bytes, *, ts: int = 0,
                    chain: bytes = bytes(32), keep: int = KEEP) -> Path:
-    """Write a snapshot covering journal records up to ``seq`` atomically and
-    keep only the newest ``keep``. Return its path. O(len(data))."""
+    """Write a snapshot covering journal records up to ``seq`` (the journal's
+    end) atomically, set aside any above it (the journal was cut below them)
+    and keep only the newest ``keep``. Return its path. O(len(data))."""
     if len(chain) != 32:
         raise ValueError("chain must be 32 bytes")
     directory = Path(directory)
@@ -67,6 +74,7 @@ def write_snapshot(directory: str | os.PathLike, seq: int, data: bytes, *, ts: i
         os.close(fd)
     os.replace(tmp, target)
     fsync_dir(directory)
+    set_aside(directory, seq)
     _prune(directory, keep)
     return target
 
@@ -92,6 +100,58 @@ def _prune(directory: Path, keep: int) -> None:
             old.append((0, directory / name))
     if old:
         fsync_dir(directory)
+
+
+def set_aside(directory: str | os.PathLike, above: int) -> list[Path]:
+    """Move the snapshots of ``directory`` with a seq above ``above`` (the
+    journal's end: they no longer belong to it) into a new
+    ``aside-YYYYMMDDTHHMMSSZ`` directory in it (0700); return where they went.
+    O(snapshots)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    beyond = [path for seq, path in _listed(directory) if seq > above]
+    if not beyond:
+        return []
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for n in range(1, 1000):
+        aside = directory / (f"aside-{stamp}" if n == 1 else f"aside-{stamp}-{n}")
+        try:
+            os.mkdir(aside, 0o700)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free aside directory name in {directory}")
+    moved = []
+    for path in beyond:
+        os.replace(path, aside / path.name)
+        moved.append(aside / path.name)
+    fsync_dir(aside)
+    fsync_dir(directory)
+    return moved
+
+
+def newest_seq(directory: str | os.PathLike) -> int:
+    """Return the seq of the newest snapshot in ``directory`` whose head is
+    intact (magic, version, checksum, name; the data is not read), or 0.
+    O(snapshots)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    for seq, path in reversed(_listed(directory)):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(HEAD_SIZE)
+        except OSError:
+            continue
+        if len(head) < HEAD_SIZE or \
+                zlib.crc32(head[:HEAD.size]) != struct.unpack_from("<I", head, HEAD.size)[0]:
+            continue
+        magic, version, _, found, *_ = HEAD.unpack_from(head, 0)
+        if magic == SNAPSHOT_MAGIC and version == VERSION and found == seq:
+            return seq
+    return 0
 
 
 def read_snapshot(path: str | os.PathLike) -> Snapshot | None:

@@ -279,6 +279,52 @@ def test_a_torn_write_with_a_later_sector_written_is_still_cut(tmp_path):
     assert list(live.parent.glob("*.cut"))
 
 
+def test_a_zeroed_sector_is_never_cut_below_what_is_known_durable(tmp_path):
+    """A zeroed sector mid-segment looks like a torn last write; but records
+    up to ``durable_upto`` (a snapshot's seq) were durable: refuse, change
+    nothing. Below the records known durable the cut goes on, and says
+    what it moved: its offset, bytes and the good records among them."""
+    records = write_journal(tmp_path / "j", segment_bytes=1 << 30)
+    (live,) = seg_paths(tmp_path / "j")
+    spans = record_spans(live.read_bytes())
+    sector = (spans[len(spans) // 2][0] // 512 + 1) * 512
+    damaged = bytearray(live.read_bytes())
+    damaged[sector:sector + 512] = bytes(512)
+    live.write_bytes(bytes(damaged))
+    kept = sum(1 for start, end in spans if end <= sector)
+    first_live = records[-1].seq - len(spans) + 1
+    for upto in (records[-1].seq, first_live + kept):
+        with pytest.raises(JournalCorrupt, match=f"ending it at seq {first_live + kept - 1}, "
+                                                 f"but seq {upto} is known durable"):
+            Journal.open(tmp_path / "j", durable_upto=upto)
+        assert live.read_bytes() == bytes(damaged) and not list(live.parent.glob("*.cut"))
+    journal = Journal.open(tmp_path / "j", durable_upto=first_live + kept - 1)
+    cut = journal.cut
+    assert journal.last_seq == first_live + kept - 1 and list(journal.read()) == records[:journal.last_seq]
+    journal.close()
+    assert cut is not None and cut.segment == live.name and cut.last_seq == first_live + kept - 1
+    assert cut.offset == spans[kept][0] and cut.aside.read_bytes().rstrip(b"\0") == \
+        bytes(damaged[cut.offset:]).rstrip(b"\0")
+    assert cut.bytes == len(bytes(damaged[cut.offset:]).rstrip(b"\0"))
+    whole_after = sum(1 for start, end in spans if start >= sector + 512)
+    assert whole_after <= cut.records <= len(spans) - kept     # the good ones it dropped
+    journal = Journal.open(tmp_path / "j")
+    assert journal.cut is None                                 # nothing more to cut
+    journal.close()
+
+
+def test_a_journal_ending_before_what_is_known_durable_is_refused(tmp_path):
+    records = write_journal(tmp_path / "j", segment_bytes=4096)
+    with pytest.raises(JournalCorrupt, match=f"ends at seq {records[-1].seq}, but seq "
+                                             f"{records[-1].seq + 1} is known durable"):
+        Journal.open(tmp_path / "j", durable_upto=records[-1].seq + 1)
+    with pytest.raises(JournalCorrupt, match="ends at seq 0, but seq 5 is known durable"):
+        Journal.open(tmp_path / "new", durable_upto=5)
+    journal = Journal.open(tmp_path / "j", durable_upto=records[-1].seq + 1, cut_damage=True)
+    assert journal.last_seq == records[-1].seq                 # a repair decides on purpose
+    journal.close()
+
+
 def test_a_damaged_journal_is_left_as_it_is_until_repaired_on_purpose(tmp_path, capsys):
     from gateway.cli import main
     records = write_journal(tmp_path / "j", segment_bytes=1 << 30)

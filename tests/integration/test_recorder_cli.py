@@ -268,3 +268,66 @@ def test_a_backup_never_removes_its_own_data_directory(tmp_path):
     data.chmod(0o700)
     assert bk.backup(data, tmp_path / "bk").head_hash == head
     assert layout.holds_journal(layout.journal_dir(data))
+
+
+def test_repair_sets_aside_the_snapshots_beyond_the_journals_new_end(tmp_path, capsys):
+    """Snapshots of seqs a repair cut off would outrank the new ones (pruned
+    at once) and, once the journal passes their seq, stop every start."""
+    import struct
+
+    from exchange.commands import CreateSession
+    from recorder.recovery import rebuild, save_snapshot
+    from recorder.snapshots import _listed
+    from tests.integration.journaled import SECOND, T0
+
+    jdir, sdir = layout.journal_dir(tmp_path), layout.snapshot_dir(tmp_path)
+    gdir = layout.gateway_snapshot_dir(tmp_path)
+    journal = Journal.open(jdir)
+    d = JournaledDriver(journal, start_ts=T0)
+    for n in range(1, 81):
+        d.ok(CreateSession(session=f"A{n}", name="a"), ts=T0 + n * SECOND)
+        if n % 20 == 0:
+            save_snapshot(d.engine, journal, sdir)           # 40, 60, 80 kept
+            save_snapshot(d.engine, journal, gdir)           # (a gateway snapshot's place)
+    journal.close()
+    (segment,) = jdir.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[data.find(struct.pack("<Q", 30), 64) - 8 + 40] ^= 0x01     # record 30's payload
+    segment.write_bytes(bytes(data))
+
+    assert main(["journal", "repair", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "damaged: segment" in out and "the journal now ends at seq 29" in out
+    assert "50 good records among them" in out          # 31 to 80
+    for directory in (sdir, gdir):
+        assert [seq for seq, _ in _listed(directory)] == []
+        (aside,) = directory.glob("aside-*")
+        assert aside.stat().st_mode & 0o777 == 0o700
+        assert sorted(p.name for p in aside.iterdir()) == [f"{s:020d}.snap" for s in (40, 60, 80)]
+        assert f"aside to {aside}" in out
+
+    journal = Journal.open(jdir)
+    d = JournaledDriver(journal)
+    d.engine = rebuild(tmp_path, journal=journal, check_events=True)
+    d.seq, d.ts = d.engine.state.last_seq, d.engine.state.now
+    for n in range(1, 17):
+        d.ok(CreateSession(session=f"B{n}", name="b"), ts=T0 + (200 + n) * SECOND)
+        if n % 10 == 0:
+            save_snapshot(d.engine, journal, sdir)
+    journal.close()
+    assert [seq for seq, _ in _listed(sdir)] == [39]          # kept, not outranked
+    journal = Journal.open(jdir)                               # at 45: past the old 40
+    assert rebuild(tmp_path, journal=journal, check_events=True).state.last_seq == 45
+    journal.close()
+    assert main(["journal", "repair", str(tmp_path)]) == 0
+    assert "nothing to repair: ok 45 records" in capsys.readouterr().out
+
+
+def test_repair_of_a_whole_journal_sets_aside_snapshots_beyond_its_end(tmp_path, capsys):
+    from recorder.snapshots import _listed, write_snapshot
+    d, _ = make_data_dir(tmp_path)
+    write_snapshot(layout.snapshot_dir(tmp_path), d.seq + 5, b"stale")
+    assert main(["journal", "repair", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"moved snapshot {d.seq + 5:020d}.snap" in out and f"now ends at seq {d.seq}" in out
+    assert _listed(layout.snapshot_dir(tmp_path)) == []

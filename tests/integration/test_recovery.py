@@ -107,6 +107,22 @@ def test_a_snapshot_ahead_of_the_journal_is_not_used(tmp_path):
     assert same_state(rebuild(tmp_path), d.engine)
 
 
+def test_snapshots_beyond_the_one_written_are_set_aside_not_kept_over_it(tmp_path):
+    """A snapshot is written at the journal's end: any of a higher seq was
+    left by a cut and must not outrank it (pruning it at once)."""
+    snaps = tmp_path / "snaps"
+    for seq in (40, 60, 80):
+        write_snapshot(snaps, seq, b"stale %d" % seq)
+    write_snapshot(snaps, 39, b"after the cut")
+    assert latest_snapshot(snaps) == (39, b"after the cut")
+    assert sorted(p.name for p in snaps.glob("*.snap")) == [f"{39:020d}.snap"]
+    (aside,) = snaps.glob("aside-*")
+    assert aside.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in aside.iterdir()) == [f"{s:020d}.snap" for s in (40, 60, 80)]
+    write_snapshot(snaps, 45, b"on")
+    assert latest_snapshot(snaps) == (45, b"on") and len(list(snaps.glob("aside-*"))) == 1
+
+
 def test_a_snapshot_of_another_journal_is_refused(tmp_path, capsys):
     from gateway.cli import main
     d = run_server(tmp_path / "a", sessions=2)
