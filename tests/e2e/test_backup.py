@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -21,6 +22,7 @@ from tests.integration.gateway_harness import build_market, client
 
 PER_BROKER = 400
 BACKUP_AFTER = 250        # acknowledged load commands before the backup starts
+AFTER_BACKUP = 40         # each broker's last commands, sent once the backup is done
 
 
 @pytest.mark.slow
@@ -44,7 +46,9 @@ def test_a_backup_taken_under_load_is_a_consistent_prefix_a_server_starts_on(tmp
                 session="S1", instrument=market.instrument, paddle=borealis, order=i,
                 side="buy", qty=1, price=500 + i % 3)))
         acked: Counter = Counter()
-        loaders = [Loader(data, user, plan, acked, batch=4) for user, plan in plans.items()]
+        backed_up = threading.Event()        # so some of the load surely comes after the copy
+        loaders = [Loader(data, user, plan, acked, batch=4, gate=backed_up, gated=AFTER_BACKUP)
+                   for user, plan in plans.items()]
         for loader in loaders:
             loader.start()
         deadline = time.monotonic() + DEADLINE
@@ -54,6 +58,7 @@ def test_a_backup_taken_under_load_is_a_consistent_prefix_a_server_starts_on(tmp
         done = subprocess.run([sys.executable, "-m", "gateway.cli", "backup", str(data),
                                str(copy)], cwd=REPO, capture_output=True, text=True,
                               timeout=120)
+        backed_up.set()
         assert done.returncode == 0, done.stderr
         assert "backed up" in done.stdout
         for loader in loaders:

@@ -116,16 +116,20 @@ def configured(data: Path, snapshot_every: int) -> ServerProcess:
 class Loader(threading.Thread):
     """One broker sending a fixed list of commands with fixed client ids, at
     most WINDOW in flight (in Batch messages of up to ``batch`` when it is
-    above 1), until every one has a result."""
+    above 1), until every one has a result. With a ``gate``, the last
+    ``gated`` commands wait until it is set."""
 
     def __init__(self, data: Path, user: str, commands: list[tuple[str, Any]],
-                 acked: Counter, batch: int = 1) -> None:
+                 acked: Counter, batch: int = 1, gate: threading.Event | None = None,
+                 gated: int = 0) -> None:
         super().__init__(name=f"load-{user}", daemon=True)
         self.data = data
         self.user = user
         self.commands = commands
         self.acked = acked
         self.batch = batch
+        self.gate = gate
+        self.gated = gated if gate is not None else 0
         self.results: dict[str, Any] = {}
         self.error: BaseException | None = None
 
@@ -145,7 +149,8 @@ class Loader(threading.Thread):
         queue = list(self.commands)
         in_flight: set[str] = set()
         while queue or in_flight:
-            while queue and len(in_flight) < WINDOW:
+            while queue and len(in_flight) < WINDOW and (
+                    len(queue) > self.gated or self.gate is None or self.gate.is_set()):
                 n = min(self.batch, WINDOW - len(in_flight), len(queue))
                 chunk, queue = queue[:n], queue[n:]
                 if self.batch > 1:
