@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -144,16 +143,10 @@ def load_or_create(data_dir: str | os.PathLike) -> tuple[Config, Path, bool]:
 
 
 def private_data_dir(data_dir: str | os.PathLike) -> Path:
-    """Make ``data_dir`` readable by its owner only: create it with mode 0700
-    (missing parents get the usual mode), or take the group's and others'
-    permissions off an existing one. Its journal and snapshots hold sealed
-    bids, reserves and identities."""
-    data_dir = Path(data_dir)
-    os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    mode = stat.S_IMODE(os.stat(data_dir).st_mode)
-    if mode & 0o077:
-        os.chmod(data_dir, mode & 0o700)
-    return data_dir
+    """Make ``data_dir`` readable by its owner only (`recorder.layout.private_dir`):
+    its journal and snapshots hold sealed bids, reserves and identities."""
+    from recorder.layout import private_dir
+    return private_dir(data_dir)
 
 
 def as_dict(config: Config) -> dict:

@@ -7,7 +7,8 @@ paddles."""
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import msgspec
 import zmq
@@ -18,9 +19,9 @@ from exchange.commands import (AddDocument, AppointLiquidityProvider, CancelOrde
                                RemoveDocument, ReportLiquidity, ScheduleLot, SignNda, VetLot,
                                WithdrawBid)
 from gateway import protocol as p
-from gateway.client import Endpoints, FeedClient
+from gateway.client import Client, Endpoints, FeedClient
 from tests.integration.gateway_harness import (PROXY_MAX, SEALED_AMOUNT, SECRET_RESERVE,
-                                               build_market, client, gather_notices,
+                                               Market, build_market, client, gather_notices,
                                                running)
 
 IDENTITY_FIELDS = ("party", "buyer", "seller", "broker")
@@ -175,14 +176,37 @@ def test_secrets_and_identities_never_reach_competitors_or_the_feed(tmp_path):
 LOCATION = "vdr://secret-store/imaging/claims-chart.pdf"
 
 
-def test_a_data_rooms_locations_and_readers_reach_only_whom_they_should(tmp_path):
+@contextmanager
+def watched_market(tmp_path) -> Iterator[tuple[Client, Client, Client, Market, zmq.Socket]]:
+    """Run a server with `build_market`'s market; yield the operator's and
+    both brokers' clients (their notices so far read), the market and a feed
+    subscriber."""
     with running(tmp_path), client(tmp_path, "op") as op, \
             client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
-        endpoints = Endpoints.load(tmp_path)
-        context, sub = subscribe(endpoints)
-        market = build_market(op, b1, b2)
+        context, sub = subscribe(Endpoints.load(tmp_path))
+        try:
+            market = build_market(op, b1, b2)
+            b1.notices()
+            b2.notices()
+            yield op, b1, b2, market, sub
+        finally:
+            sub.close()
+            context.destroy(linger=0)
+
+
+def public_record(tmp_path, feed: list[Any]) -> list[Any]:
+    """Return ``feed`` and what a viewer gets from the snapshot of S1 and a replay
+    from the start, as builtins."""
+    endpoints = Endpoints.load(tmp_path)
+    with FeedClient(tmp_path / "clients" / "viewer.json", endpoints.feed,
+                    endpoints.data) as viewer:
+        return feed + [builtins(viewer.snapshot(session="S1"))] + \
+            [builtins(m) for m in viewer.replay(1)]
+
+
+def test_a_data_rooms_locations_and_readers_reach_only_whom_they_should(tmp_path):
+    with watched_market(tmp_path) as (op, b1, b2, market, sub):
         borealis = market.parties["Borealis"]
-        b1.notices()
         # b1 is the seller's broker: it indexes a document of the English lot
         b1.ok(AddDocument(serial=market.english, name="claims-chart.pdf", digest="ab" * 32,
                           size=52_000, location=LOCATION))
@@ -207,12 +231,7 @@ def test_a_data_rooms_locations_and_readers_reach_only_whom_they_should(tmp_path
                     if type(e).__name__ in ("NdaSigned", "DocumentReleased")]
         assert borealis not in set(ints_in([builtins(e) for e in seller_side]))
         feed = [builtins(m) for m in drain(sub, 2)]
-        with FeedClient(tmp_path / "clients" / "viewer.json", endpoints.feed,
-                        endpoints.data) as viewer:
-            public = feed + [builtins(viewer.snapshot(session="S1"))] + \
-                [builtins(m) for m in viewer.replay(1)]
-        sub.close()
-        context.destroy(linger=0)
+        public = public_record(tmp_path, feed)
     added = [e for m in feed for e in m.get("events", []) if e["type"] == "DocumentAdded"]
     assert [(e["name"], e["digest"]) for e in added] == [("claims-chart.pdf", "ab" * 32)]
     for message in public:
@@ -222,13 +241,7 @@ def test_a_data_rooms_locations_and_readers_reach_only_whom_they_should(tmp_path
 
 
 def test_a_pricing_panel_never_names_its_experts_outside_the_operators(tmp_path):
-    with running(tmp_path), client(tmp_path, "op") as op, \
-            client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
-        endpoints = Endpoints.load(tmp_path)
-        context, sub = subscribe(endpoints)
-        market = build_market(op, b1, b2)
-        b1.notices()
-        b2.notices()
+    with watched_market(tmp_path) as (op, b1, b2, market, sub):
         experts = [op.ok(RegisterExpert(name=f"Dr. Hidden {i}")).seq for i in range(4)]
         now = time.time_ns()
         op.ok(CreateLot(serial="VAL-1", session="S1", seller=market.parties["Seller"],
@@ -249,8 +262,6 @@ def test_a_pricing_panel_never_names_its_experts_outside_the_operators(tmp_path)
             [e for e in events if type(e).__name__ == "PriceRangePublished"]) >= 1)
         feed = drain(sub, 1.5)
         others = b2.notices()
-        sub.close()
-        context.destroy(linger=0)
     public = [e for m in feed if isinstance(m, p.Market) for e in m.events]
     ranges = [e for e in public if type(e).__name__ == "PriceRangePublished"]
     assert [(e.low, e.high, e.valuations, e.panel) for e in ranges] == \
@@ -262,13 +273,7 @@ def test_a_pricing_panel_never_names_its_experts_outside_the_operators(tmp_path)
 
 
 def test_a_liquidity_provider_is_known_only_to_its_broker_and_the_operators(tmp_path):
-    with running(tmp_path), client(tmp_path, "op") as op, \
-            client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
-        endpoints = Endpoints.load(tmp_path)
-        context, sub = subscribe(endpoints)
-        market = build_market(op, b1, b2)
-        b1.notices()
-        b2.notices()
+    with watched_market(tmp_path) as (op, b1, b2, market, sub):
         book = {"session": "S1", "instrument": market.instrument}
         provider = market.paddles["Seller"]
         b1.ok(PlaceOrder(**book, paddle=provider, order=1, side="sell", qty=10, price=1_010))
@@ -291,12 +296,7 @@ def test_a_liquidity_provider_is_known_only_to_its_broker_and_the_operators(tmp_
             type(e).__name__ for e in seller_side}
         feed = [builtins(m) for m in drain(sub, 1.5)]
         others = [builtins(n) for n in b2.notices()]
-        with FeedClient(tmp_path / "clients" / "viewer.json", endpoints.feed,
-                        endpoints.data) as viewer:
-            public = feed + [builtins(viewer.snapshot(session="S1"))] + \
-                [builtins(m) for m in viewer.replay(1)]
-        sub.close()
-        context.destroy(linger=0)
+        public = public_record(tmp_path, feed)
     assert any("TradeExecuted" in set(strings_in(m)) for m in feed)     # the feed did flow
     for message in public + others:
         words = set(strings_in(message))
