@@ -27,7 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, TypeVar
 
 import msgspec
 import zmq
@@ -188,9 +188,13 @@ class _Session:
         self.cod = cancel_on_disconnect
         self.want_notices = notices
         self.ids = ids or ClientIds()
-        self.pending: dict[str, tuple[Any, float]] = {}   # cid -> (command, last sent)
+        # cid -> (command, last sent), in the order last sent (`sent` keeps it)
+        self.pending: dict[str, tuple[Any, float]] = {}
         self.results: dict[str, p.Result] = {}
         self.errors: dict[str, SessionRejectedError] = {}
+        # client ids whose result or refusal came in, for a driver that
+        # resolves each waiter as its answer comes (None: not kept)
+        self.answered: list[str] | None = None
         self.notices: deque[p.Notice] = deque()
         self.logged_on: p.LogonAccepted | None = None
         self.logon_error: SessionRejectedError | None = None
@@ -218,12 +222,25 @@ class _Session:
         return bool(self.logon_sent) and \
             time.monotonic() - self.logon_sent < 3 * self.heartbeat_ms / 1000
 
+    def sent(self, cid: str, cmd: Any, now: float) -> None:
+        """Note that ``cid`` went out (again) at ``now``: it moves to the end of
+        `pending`, which stays in the order last sent."""
+        pending = self.pending
+        pending.pop(cid, None)
+        pending[cid] = (cmd, now)
+
     def resendable(self, now: float, resend_after: float) -> list[str]:
         """Return the pending client ids due for a resend: none while logged
-        off (they all go again once the Logon is accepted)."""
+        off (they all go again once the Logon is accepted). `pending` is in
+        the order last sent, so this walks the due ones and one more."""
         if self.logged_on is None:
             return []
-        return [cid for cid, (_, sent) in self.pending.items() if now - sent >= resend_after]
+        due = []
+        for cid, (_, sent) in self.pending.items():
+            if now - sent < resend_after:
+                break
+            due.append(cid)
+        return due
 
     def batch_message(self, cmds: list[Any], client_ids: list[str] | None
                       ) -> tuple[list[str], bytes]:
@@ -244,7 +261,7 @@ class _Session:
                              f"{limit} per message (send fewer commands at a time)")
         now = time.monotonic()
         for cid, cmd in zip(ids, cmds):
-            self.pending[cid] = (cmd, now)
+            self.sent(cid, cmd, now)
         return ids, data
 
     def handle(self, data: bytes) -> str:
@@ -267,6 +284,8 @@ class _Session:
                 results[msg.client_id] = msg
                 if len(results) > MAX_UNCLAIMED:   # sent and never asked for: oldest first
                     del results[next(iter(results))]
+                if self.answered is not None:
+                    self.answered.append(msg.client_id)
         elif kind is p.Notice:
             self.notices.append(msg)
         elif kind is p.LogonAccepted:
@@ -289,6 +308,8 @@ class _Session:
             if msg.client_id:
                 self.pending.pop(msg.client_id, None)
                 self.errors[msg.client_id] = error
+                if self.answered is not None:
+                    self.answered.append(msg.client_id)
             elif self.logged_on is None:
                 self.logon_error = error
             else:
@@ -463,7 +484,7 @@ class Client:
         """Send a command without waiting; return its client id."""
         cid = client_id or self.session.ids.next()
         data = encode_request(cid, cmd)          # before it is pending: never resent if not
-        self.session.pending[cid] = (cmd, time.monotonic())
+        self.session.sent(cid, cmd, time.monotonic())
         self._send(data)
         return cid
 
@@ -649,7 +670,7 @@ class Client:
     def _keep_alive(self, hb: float) -> None:
         """Send a heartbeat if nothing went out for ``hb`` seconds; log on again
         (on a new socket if the handshake was refused) if nothing came in for
-        three; else resend the requests due. O(pending requests)."""
+        three; else resend the requests due. O(requests due)."""
         session = self.session
         now = session.kept_alive = time.monotonic()
         if now - session.last_out >= hb:
@@ -668,7 +689,7 @@ class Client:
 
     def _resend(self, cid: str) -> None:
         cmd, _ = self.session.pending[cid]
-        self.session.pending[cid] = (cmd, time.monotonic())
+        self.session.sent(cid, cmd, time.monotonic())
         self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
 
     def _resend_all(self) -> None:
@@ -693,6 +714,7 @@ class AsyncClient:
         self.timeout = timeout
         self.resend_after = resend_after
         self.session = _Session(self.key, heartbeat_ms, cancel_on_disconnect, notices, ids)
+        self.session.answered = []          # each answer resolves its own future
         self.context = zmq.asyncio.Context()
         self.socket: zmq.asyncio.Socket | None = None
         self._waiters: dict[str, asyncio.Future] = {}
@@ -781,11 +803,11 @@ class AsyncClient:
         cid = client_id or self.session.ids.next()
         data = encode_request(cid, cmd)          # before it is pending: never resent if not
         future = self._waiters.get(cid)
-        if future is None:
+        if future is None or future.done():     # (done: cancelled by its caller)
             future = self._waiters[cid] = asyncio.get_running_loop().create_future()
-        self.session.pending[cid] = (cmd, time.monotonic())
+        self.session.sent(cid, cmd, time.monotonic())
         await self._send(data)
-        self._settle()
+        self._settle((cid,))
         return future
 
     async def request(self, cmd: Any, client_id: str | None = None,
@@ -812,11 +834,11 @@ class AsyncClient:
         futures = []
         for cid in ids:
             future = self._waiters.get(cid)
-            if future is None:
+            if future is None or future.done():
                 future = self._waiters[cid] = loop.create_future()
             futures.append(future)
         await self._send(data)
-        self._settle()
+        self._settle(ids)
         return ids, futures
 
     async def request_batch(self, cmds: list[Any], client_ids: list[str] | None = None,
@@ -862,25 +884,31 @@ class AsyncClient:
             return
         self.session.last_out = time.monotonic()
 
-    def _settle(self) -> None:
+    def _settle(self, cids: Iterable[str]) -> None:
+        """Resolve the futures of ``cids`` whose result or refusal came in (and
+        every future, with the error, once the session is revoked): O(1) for
+        each client id, however many requests are in flight."""
         session = self.session
+        waiters = self._waiters
         if session.fatal is not None:
-            for future in self._waiters.values():
+            for future in waiters.values():
                 if not future.done():
                     future.set_exception(session.fatal)
-            self._waiters.clear()
+            waiters.clear()
             return
-        for cid in list(self._waiters):
-            future = self._waiters[cid]
-            if future.done():
-                del self._waiters[cid]
-                continue
-            if cid in session.errors:
-                future.set_exception(session.errors.pop(cid))
-                del self._waiters[cid]
-            elif cid in session.results:
-                future.set_result(session.results.pop(cid))
-                del self._waiters[cid]
+        errors, results = session.errors, session.results
+        for cid in cids:
+            future = waiters.get(cid)
+            if future is None:
+                continue                    # sent with no waiter: kept for a later send
+            if future.done():               # cancelled by its caller
+                del waiters[cid]
+            elif cid in errors:
+                future.set_exception(errors.pop(cid))
+                del waiters[cid]
+            elif cid in results:
+                future.set_result(results.pop(cid))
+                del waiters[cid]
 
     async def _reader(self) -> None:
         assert self.socket is not None
@@ -909,11 +937,12 @@ class AsyncClient:
                     await self._resend(cid)
             if session.notices:
                 self._notice_event.set()
-            self._settle()
+            answered, session.answered = session.answered, []
+            self._settle(answered)
 
     async def _resend(self, cid: str) -> None:
         cmd, _ = self.session.pending[cid]
-        self.session.pending[cid] = (cmd, time.monotonic())
+        self.session.sent(cid, cmd, time.monotonic())
         await self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
 
     async def _keeper(self) -> None:
