@@ -172,6 +172,12 @@ def _port_of(key: ClientKey) -> str:
     return key.role
 
 
+RECAP_REFUSALS = ("bad_request", "busy")
+"""The refusals (of no client id) that can answer a `Recap`; `RELOAD_REFUSALS`
+those of a `Reload`. Others of no client id (a Request or Batch the server
+could not read) are about another message."""
+RELOAD_REFUSALS = ("not_permitted",)
+
 MAX_UNCLAIMED = 100_000
 """Results kept for requests nobody has asked the result of yet (`send` and
 forget): beyond this many the oldest are dropped."""
@@ -538,20 +544,36 @@ class Client:
     @_locked
     def reload_keys(self) -> int:
         """Make the server reload its key store now (operators); return the
-        number of active users."""
+        number of active users. Asked again if the client logs on again
+        meanwhile (a Reload that reached the server before the Logon was
+        refused)."""
         session = self.session
         session.reloaded = None
-        self._send(p.encode(p.Reload()))
+        session.errors.pop("", None)       # an earlier refusal, of another message
+        asked = p.encode(p.Reload())
+        self._send(asked)
+        logons = session.logons
         deadline = time.monotonic() + self.timeout
         while session.reloaded is None:
-            error = session.errors.pop("", None)
-            if error is not None:
-                raise error
-            if session.fatal is not None:
-                raise session.fatal
+            self._raise_refusal(RELOAD_REFUSALS)
+            if session.logons != logons and session.logged_on is not None:
+                logons = session.logons               # logged on again: ask again
+                self._send(asked)
             if not self._pump(deadline):
                 raise ClientError("no answer to Reload in time")
         return session.reloaded
+
+    def _raise_refusal(self, codes: tuple[str, ...]) -> None:
+        """Raise the session's fatal error, or a refusal of no client id
+        whose code could answer the message awaited (``codes``); a refusal
+        of another code is about another message and stays."""
+        session = self.session
+        if session.fatal is not None:
+            raise session.fatal
+        error = session.errors.get("")
+        if error is not None and error.code in codes:
+            del session.errors[""]
+            raise error
 
     @_locked
     def status(self, session: str = "", broker: str = "") -> p.Status:
@@ -587,20 +609,26 @@ class Client:
     @_locked
     def recap(self, from_seq: int, limit: int = 1000) -> list[p.Notice]:
         """Return the private notices of every durable journal entry from
-        ``from_seq`` on (after a disconnection), asking as often as needed.
-        Live notices received meanwhile are kept for `notices`; duplicates
-        with them share their ``seq``."""
+        ``from_seq`` on (after a disconnection), asking as often as needed,
+        and again if the client logs on again meanwhile (a Recap that reached
+        the server before the Logon was refused). Live notices received
+        meanwhile are kept for `notices`; duplicates with them share their
+        ``seq``."""
         session = self.session
         out: list[p.Notice] = []
         while True:
             session.recap_done = None
+            session.errors.pop("", None)   # an earlier refusal, of another message
             before = len(session.notices)
-            self._send(p.encode(p.Recap(from_seq=from_seq, limit=limit)))
+            asked = p.encode(p.Recap(from_seq=from_seq, limit=limit))
+            self._send(asked)
+            logons = session.logons
             deadline = time.monotonic() + self.timeout
             while session.recap_done is None:
-                error = session.errors.pop("", None)
-                if error is not None:
-                    raise error
+                self._raise_refusal(RECAP_REFUSALS)
+                if session.logons != logons and session.logged_on is not None:
+                    logons = session.logons           # logged on again: ask again
+                    self._send(asked)
                 if not self._pump(deadline):
                     raise ClientError("no answer to Recap in time")
             through = session.recap_done.through
