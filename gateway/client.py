@@ -154,15 +154,48 @@ class ClientIds:
         return f"{self.prefix}-{self.counter}"
 
 
-def _curve_socket(context: zmq.Context, kind: int, key: ClientKey) -> zmq.Socket:
+class ClientSetupError(ValueError):
+    """The client cannot start: its key is no CURVE key pair, or ZeroMQ cannot
+    use the endpoint. Nothing was sent; the socket is closed."""
+
+
+CURVE_KEYS = ((zmq.CURVE_SERVERKEY, "server_public_key"), (zmq.CURVE_PUBLICKEY, "public_key"),
+              (zmq.CURVE_SECRETKEY, "secret_key"))
+
+
+def _connect(sock: zmq.Socket, endpoint: str) -> None:
+    """Connect ``sock`` to ``endpoint``; `ClientSetupError` if ZeroMQ cannot
+    use it (the caller closes the socket)."""
+    try:
+        sock.connect(endpoint)
+    except (zmq.ZMQError, TypeError, UnicodeError) as exc:
+        raise ClientSetupError(f"cannot connect to the endpoint {endpoint!r}: {exc} "
+                               f"(an endpoint looks like tcp://127.0.0.1:5555)") from None
+
+
+def _curve_socket(context: zmq.Context, kind: int, key: ClientKey, endpoint: str
+                  ) -> zmq.Socket:
+    """Return a socket with ``key``'s CURVE keys, connected to ``endpoint``.
+    A key that is no CURVE key or an endpoint ZeroMQ cannot use is a
+    `ClientSetupError`, and the socket is closed (a socket left open would
+    make the context's term() wait for ever)."""
     sock = context.socket(kind)
-    sock.linger = 0
-    sock.curve_serverkey = key.server_public_key.encode()
-    sock.curve_publickey = key.public_key.encode()
-    sock.curve_secretkey = key.secret_key.encode()
-    sock.maxmsgsize = CLIENT_MAX_MESSAGE
-    sock.sndhwm = 100000
-    sock.rcvhwm = 100000
+    try:
+        sock.linger = 0
+        for option, field in CURVE_KEYS:
+            try:
+                sock.setsockopt(option, getattr(key, field).encode())
+            except (AttributeError, UnicodeError, zmq.ZMQError):
+                raise ClientSetupError(
+                    f"the {field} of the key of user {key.user!r} is not a CURVE key "
+                    f"(40 Z85 characters)") from None
+        sock.maxmsgsize = CLIENT_MAX_MESSAGE
+        sock.sndhwm = 100000
+        sock.rcvhwm = 100000
+        _connect(sock, endpoint)
+    except BaseException:
+        sock.close(linger=0)
+        raise
     return sock
 
 
@@ -409,8 +442,7 @@ class Client:
             self.socket.close(linger=0)
             self.socket = None
         if self.socket is None:
-            self.socket = _curve_socket(self.context, zmq.DEALER, self.key)
-            self.socket.connect(self.endpoint)
+            self.socket = _curve_socket(self.context, zmq.DEALER, self.key, self.endpoint)
         accepted = self.logon()
         if self._keepalive and self._keeper is None:
             self._keeper = threading.Thread(target=self._keep, name="lotex-client-keeper",
@@ -707,8 +739,7 @@ class Client:
             session.last_in = now              # the server went quiet: log on again
             if session.logged_on is None and self.socket is not None:
                 self.socket.close(linger=0)    # a refused handshake never reconnects
-                self.socket = _curve_socket(self.context, zmq.DEALER, self.key)
-                self.socket.connect(self.endpoint)
+                self.socket = _curve_socket(self.context, zmq.DEALER, self.key, self.endpoint)
             session.logged_on = None
             self._send(session.logon_message())
         else:
@@ -780,8 +811,9 @@ class AsyncClient:
     def _new_socket(self) -> None:
         if self.socket is not None:
             self.socket.close(linger=0)
-        self.socket = _curve_socket(self.context, zmq.DEALER, self.key)  # type: ignore[assignment]
-        self.socket.connect(self.endpoint)
+        self.socket = None
+        self.socket = _curve_socket(self.context, zmq.DEALER, self.key,  # type: ignore[assignment]
+                                    self.endpoint)
 
     async def logon(self) -> p.LogonAccepted:
         loop = asyncio.get_running_loop()
@@ -1021,13 +1053,16 @@ def _feed_sockets(context: zmq.Context, key: ClientKey, feed_endpoint: str,
     """Return the feed's SUB socket (everything subscribed) and the CURVE DEALER of
     the snapshot and replay service, both connected."""
     sub = context.socket(zmq.SUB)
-    sub.linger = 0
-    sub.maxmsgsize = CLIENT_MAX_MESSAGE
-    sub.rcvhwm = 1_000_000
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(feed_endpoint)
-    data = _curve_socket(context, zmq.DEALER, key)
-    data.connect(data_endpoint)
+    try:
+        sub.linger = 0
+        sub.maxmsgsize = CLIENT_MAX_MESSAGE
+        sub.rcvhwm = 1_000_000
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        _connect(sub, feed_endpoint)
+        data = _curve_socket(context, zmq.DEALER, key, data_endpoint)
+    except BaseException:
+        sub.close(linger=0)
+        raise
     return sub, data
 
 
@@ -1049,7 +1084,13 @@ class FeedClient:
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.data_endpoint = data_endpoint
-        self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint, data_endpoint)
+        try:
+            self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint,
+                                                data_endpoint)
+        except BaseException:
+            if self._own_context:
+                self.context.term()
+            raise
         self.state = _FeedState()
         self.gaps_recovered = 0
         self.last_heartbeat = 0.0
@@ -1091,8 +1132,7 @@ class FeedClient:
 
     def _renew_data(self) -> None:
         self.data.close(linger=0)
-        self.data = _curve_socket(self.context, zmq.DEALER, self.key)
-        self.data.connect(self.data_endpoint)
+        self.data = _curve_socket(self.context, zmq.DEALER, self.key, self.data_endpoint)
 
     def snapshot(self, session: str = "", key: str = "") -> p.Snapshot:
         return self._ask(p.SnapshotRequest(session=session, key=key))
@@ -1169,7 +1209,12 @@ class AsyncFeedClient:
         self.timeout = timeout
         self.context = zmq.asyncio.Context()
         self.data_endpoint = data_endpoint
-        self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint, data_endpoint)
+        try:
+            self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint,
+                                                data_endpoint)
+        except BaseException:
+            self.context.term()
+            raise
         self.state = _FeedState()
         self.gaps_recovered = 0
 
@@ -1185,8 +1230,7 @@ class AsyncFeedClient:
             data = await asyncio.wait_for(self.data.recv(), self.timeout)
         except (zmq.Again, asyncio.TimeoutError):
             self.data.close(linger=0)
-            self.data = _curve_socket(self.context, zmq.DEALER, self.key)
-            self.data.connect(self.data_endpoint)
+            self.data = _curve_socket(self.context, zmq.DEALER, self.key, self.data_endpoint)
             raise ClientError("no answer from the snapshot service in time") from None
         reply = p.data_reply_decoder.decode(data)
         if type(reply) is p.SessionRejected:
