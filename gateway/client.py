@@ -27,7 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, TypeVar
 
 import msgspec
 import zmq
@@ -154,15 +154,48 @@ class ClientIds:
         return f"{self.prefix}-{self.counter}"
 
 
-def _curve_socket(context: zmq.Context, kind: int, key: ClientKey) -> zmq.Socket:
+class ClientSetupError(ValueError):
+    """The client cannot start: its key is no CURVE key pair, or ZeroMQ cannot
+    use the endpoint. Nothing was sent; the socket is closed."""
+
+
+CURVE_KEYS = ((zmq.CURVE_SERVERKEY, "server_public_key"), (zmq.CURVE_PUBLICKEY, "public_key"),
+              (zmq.CURVE_SECRETKEY, "secret_key"))
+
+
+def _connect(sock: zmq.Socket, endpoint: str) -> None:
+    """Connect ``sock`` to ``endpoint``; `ClientSetupError` if ZeroMQ cannot
+    use it (the caller closes the socket)."""
+    try:
+        sock.connect(endpoint)
+    except (zmq.ZMQError, TypeError, UnicodeError) as exc:
+        raise ClientSetupError(f"cannot connect to the endpoint {endpoint!r}: {exc} "
+                               f"(an endpoint looks like tcp://127.0.0.1:5555)") from None
+
+
+def _curve_socket(context: zmq.Context, kind: int, key: ClientKey, endpoint: str
+                  ) -> zmq.Socket:
+    """Return a socket with ``key``'s CURVE keys, connected to ``endpoint``.
+    A key that is no CURVE key or an endpoint ZeroMQ cannot use is a
+    `ClientSetupError`, and the socket is closed (a socket left open would
+    make the context's term() wait for ever)."""
     sock = context.socket(kind)
-    sock.linger = 0
-    sock.curve_serverkey = key.server_public_key.encode()
-    sock.curve_publickey = key.public_key.encode()
-    sock.curve_secretkey = key.secret_key.encode()
-    sock.maxmsgsize = CLIENT_MAX_MESSAGE
-    sock.sndhwm = 100000
-    sock.rcvhwm = 100000
+    try:
+        sock.linger = 0
+        for option, field in CURVE_KEYS:
+            try:
+                sock.setsockopt(option, getattr(key, field).encode())
+            except (AttributeError, UnicodeError, zmq.ZMQError):
+                raise ClientSetupError(
+                    f"the {field} of the key of user {key.user!r} is not a CURVE key "
+                    f"(40 Z85 characters)") from None
+        sock.maxmsgsize = CLIENT_MAX_MESSAGE
+        sock.sndhwm = 100000
+        sock.rcvhwm = 100000
+        _connect(sock, endpoint)
+    except BaseException:
+        sock.close(linger=0)
+        raise
     return sock
 
 
@@ -171,6 +204,12 @@ def _port_of(key: ClientKey) -> str:
         raise ClientError(f"a {key.role} key cannot send commands; use FeedClient")
     return key.role
 
+
+RECAP_REFUSALS = ("bad_request", "busy")
+"""The refusals (of no client id) that can answer a `Recap`; `RELOAD_REFUSALS`
+those of a `Reload`. Others of no client id (a Request or Batch the server
+could not read) are about another message."""
+RELOAD_REFUSALS = ("not_permitted",)
 
 MAX_UNCLAIMED = 100_000
 """Results kept for requests nobody has asked the result of yet (`send` and
@@ -188,9 +227,13 @@ class _Session:
         self.cod = cancel_on_disconnect
         self.want_notices = notices
         self.ids = ids or ClientIds()
-        self.pending: dict[str, tuple[Any, float]] = {}   # cid -> (command, last sent)
+        # cid -> (command, last sent), in the order last sent (`sent` keeps it)
+        self.pending: dict[str, tuple[Any, float]] = {}
         self.results: dict[str, p.Result] = {}
         self.errors: dict[str, SessionRejectedError] = {}
+        # client ids whose result or refusal came in, for a driver that
+        # resolves each waiter as its answer comes (None: not kept)
+        self.answered: list[str] | None = None
         self.notices: deque[p.Notice] = deque()
         self.logged_on: p.LogonAccepted | None = None
         self.logon_error: SessionRejectedError | None = None
@@ -218,12 +261,25 @@ class _Session:
         return bool(self.logon_sent) and \
             time.monotonic() - self.logon_sent < 3 * self.heartbeat_ms / 1000
 
+    def sent(self, cid: str, cmd: Any, now: float) -> None:
+        """Note that ``cid`` went out (again) at ``now``: it moves to the end of
+        `pending`, which stays in the order last sent."""
+        pending = self.pending
+        pending.pop(cid, None)
+        pending[cid] = (cmd, now)
+
     def resendable(self, now: float, resend_after: float) -> list[str]:
         """Return the pending client ids due for a resend: none while logged
-        off (they all go again once the Logon is accepted)."""
+        off (they all go again once the Logon is accepted). `pending` is in
+        the order last sent, so this walks the due ones and one more."""
         if self.logged_on is None:
             return []
-        return [cid for cid, (_, sent) in self.pending.items() if now - sent >= resend_after]
+        due = []
+        for cid, (_, sent) in self.pending.items():
+            if now - sent < resend_after:
+                break
+            due.append(cid)
+        return due
 
     def batch_message(self, cmds: list[Any], client_ids: list[str] | None
                       ) -> tuple[list[str], bytes]:
@@ -244,7 +300,7 @@ class _Session:
                              f"{limit} per message (send fewer commands at a time)")
         now = time.monotonic()
         for cid, cmd in zip(ids, cmds):
-            self.pending[cid] = (cmd, now)
+            self.sent(cid, cmd, now)
         return ids, data
 
     def handle(self, data: bytes) -> str:
@@ -267,6 +323,8 @@ class _Session:
                 results[msg.client_id] = msg
                 if len(results) > MAX_UNCLAIMED:   # sent and never asked for: oldest first
                     del results[next(iter(results))]
+                if self.answered is not None:
+                    self.answered.append(msg.client_id)
         elif kind is p.Notice:
             self.notices.append(msg)
         elif kind is p.LogonAccepted:
@@ -289,6 +347,8 @@ class _Session:
             if msg.client_id:
                 self.pending.pop(msg.client_id, None)
                 self.errors[msg.client_id] = error
+                if self.answered is not None:
+                    self.answered.append(msg.client_id)
             elif self.logged_on is None:
                 self.logon_error = error
             else:
@@ -382,8 +442,7 @@ class Client:
             self.socket.close(linger=0)
             self.socket = None
         if self.socket is None:
-            self.socket = _curve_socket(self.context, zmq.DEALER, self.key)
-            self.socket.connect(self.endpoint)
+            self.socket = _curve_socket(self.context, zmq.DEALER, self.key, self.endpoint)
         accepted = self.logon()
         if self._keepalive and self._keeper is None:
             self._keeper = threading.Thread(target=self._keep, name="lotex-client-keeper",
@@ -463,7 +522,7 @@ class Client:
         """Send a command without waiting; return its client id."""
         cid = client_id or self.session.ids.next()
         data = encode_request(cid, cmd)          # before it is pending: never resent if not
-        self.session.pending[cid] = (cmd, time.monotonic())
+        self.session.sent(cid, cmd, time.monotonic())
         self._send(data)
         return cid
 
@@ -517,20 +576,36 @@ class Client:
     @_locked
     def reload_keys(self) -> int:
         """Make the server reload its key store now (operators); return the
-        number of active users."""
+        number of active users. Asked again if the client logs on again
+        meanwhile (a Reload that reached the server before the Logon was
+        refused)."""
         session = self.session
         session.reloaded = None
-        self._send(p.encode(p.Reload()))
+        session.errors.pop("", None)       # an earlier refusal, of another message
+        asked = p.encode(p.Reload())
+        self._send(asked)
+        logons = session.logons
         deadline = time.monotonic() + self.timeout
         while session.reloaded is None:
-            error = session.errors.pop("", None)
-            if error is not None:
-                raise error
-            if session.fatal is not None:
-                raise session.fatal
+            self._raise_refusal(RELOAD_REFUSALS)
+            if session.logons != logons and session.logged_on is not None:
+                logons = session.logons               # logged on again: ask again
+                self._send(asked)
             if not self._pump(deadline):
                 raise ClientError("no answer to Reload in time")
         return session.reloaded
+
+    def _raise_refusal(self, codes: tuple[str, ...]) -> None:
+        """Raise the session's fatal error, or a refusal of no client id
+        whose code could answer the message awaited (``codes``); a refusal
+        of another code is about another message and stays."""
+        session = self.session
+        if session.fatal is not None:
+            raise session.fatal
+        error = session.errors.get("")
+        if error is not None and error.code in codes:
+            del session.errors[""]
+            raise error
 
     @_locked
     def status(self, session: str = "", broker: str = "") -> p.Status:
@@ -566,20 +641,26 @@ class Client:
     @_locked
     def recap(self, from_seq: int, limit: int = 1000) -> list[p.Notice]:
         """Return the private notices of every durable journal entry from
-        ``from_seq`` on (after a disconnection), asking as often as needed.
-        Live notices received meanwhile are kept for `notices`; duplicates
-        with them share their ``seq``."""
+        ``from_seq`` on (after a disconnection), asking as often as needed,
+        and again if the client logs on again meanwhile (a Recap that reached
+        the server before the Logon was refused). Live notices received
+        meanwhile are kept for `notices`; duplicates with them share their
+        ``seq``."""
         session = self.session
         out: list[p.Notice] = []
         while True:
             session.recap_done = None
+            session.errors.pop("", None)   # an earlier refusal, of another message
             before = len(session.notices)
-            self._send(p.encode(p.Recap(from_seq=from_seq, limit=limit)))
+            asked = p.encode(p.Recap(from_seq=from_seq, limit=limit))
+            self._send(asked)
+            logons = session.logons
             deadline = time.monotonic() + self.timeout
             while session.recap_done is None:
-                error = session.errors.pop("", None)
-                if error is not None:
-                    raise error
+                self._raise_refusal(RECAP_REFUSALS)
+                if session.logons != logons and session.logged_on is not None:
+                    logons = session.logons           # logged on again: ask again
+                    self._send(asked)
                 if not self._pump(deadline):
                     raise ClientError("no answer to Recap in time")
             through = session.recap_done.through
@@ -649,7 +730,7 @@ class Client:
     def _keep_alive(self, hb: float) -> None:
         """Send a heartbeat if nothing went out for ``hb`` seconds; log on again
         (on a new socket if the handshake was refused) if nothing came in for
-        three; else resend the requests due. O(pending requests)."""
+        three; else resend the requests due. O(requests due)."""
         session = self.session
         now = session.kept_alive = time.monotonic()
         if now - session.last_out >= hb:
@@ -658,8 +739,7 @@ class Client:
             session.last_in = now              # the server went quiet: log on again
             if session.logged_on is None and self.socket is not None:
                 self.socket.close(linger=0)    # a refused handshake never reconnects
-                self.socket = _curve_socket(self.context, zmq.DEALER, self.key)
-                self.socket.connect(self.endpoint)
+                self.socket = _curve_socket(self.context, zmq.DEALER, self.key, self.endpoint)
             session.logged_on = None
             self._send(session.logon_message())
         else:
@@ -668,7 +748,7 @@ class Client:
 
     def _resend(self, cid: str) -> None:
         cmd, _ = self.session.pending[cid]
-        self.session.pending[cid] = (cmd, time.monotonic())
+        self.session.sent(cid, cmd, time.monotonic())
         self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
 
     def _resend_all(self) -> None:
@@ -693,6 +773,7 @@ class AsyncClient:
         self.timeout = timeout
         self.resend_after = resend_after
         self.session = _Session(self.key, heartbeat_ms, cancel_on_disconnect, notices, ids)
+        self.session.answered = []          # each answer resolves its own future
         self.context = zmq.asyncio.Context()
         self.socket: zmq.asyncio.Socket | None = None
         self._waiters: dict[str, asyncio.Future] = {}
@@ -730,8 +811,9 @@ class AsyncClient:
     def _new_socket(self) -> None:
         if self.socket is not None:
             self.socket.close(linger=0)
-        self.socket = _curve_socket(self.context, zmq.DEALER, self.key)  # type: ignore[assignment]
-        self.socket.connect(self.endpoint)
+        self.socket = None
+        self.socket = _curve_socket(self.context, zmq.DEALER, self.key,  # type: ignore[assignment]
+                                    self.endpoint)
 
     async def logon(self) -> p.LogonAccepted:
         loop = asyncio.get_running_loop()
@@ -781,11 +863,11 @@ class AsyncClient:
         cid = client_id or self.session.ids.next()
         data = encode_request(cid, cmd)          # before it is pending: never resent if not
         future = self._waiters.get(cid)
-        if future is None:
+        if future is None or future.done():     # (done: cancelled by its caller)
             future = self._waiters[cid] = asyncio.get_running_loop().create_future()
-        self.session.pending[cid] = (cmd, time.monotonic())
+        self.session.sent(cid, cmd, time.monotonic())
         await self._send(data)
-        self._settle()
+        self._settle((cid,))
         return future
 
     async def request(self, cmd: Any, client_id: str | None = None,
@@ -812,11 +894,11 @@ class AsyncClient:
         futures = []
         for cid in ids:
             future = self._waiters.get(cid)
-            if future is None:
+            if future is None or future.done():
                 future = self._waiters[cid] = loop.create_future()
             futures.append(future)
         await self._send(data)
-        self._settle()
+        self._settle(ids)
         return ids, futures
 
     async def request_batch(self, cmds: list[Any], client_ids: list[str] | None = None,
@@ -862,25 +944,31 @@ class AsyncClient:
             return
         self.session.last_out = time.monotonic()
 
-    def _settle(self) -> None:
+    def _settle(self, cids: Iterable[str]) -> None:
+        """Resolve the futures of ``cids`` whose result or refusal came in (and
+        every future, with the error, once the session is revoked): O(1) for
+        each client id, however many requests are in flight."""
         session = self.session
+        waiters = self._waiters
         if session.fatal is not None:
-            for future in self._waiters.values():
+            for future in waiters.values():
                 if not future.done():
                     future.set_exception(session.fatal)
-            self._waiters.clear()
+            waiters.clear()
             return
-        for cid in list(self._waiters):
-            future = self._waiters[cid]
-            if future.done():
-                del self._waiters[cid]
-                continue
-            if cid in session.errors:
-                future.set_exception(session.errors.pop(cid))
-                del self._waiters[cid]
-            elif cid in session.results:
-                future.set_result(session.results.pop(cid))
-                del self._waiters[cid]
+        errors, results = session.errors, session.results
+        for cid in cids:
+            future = waiters.get(cid)
+            if future is None:
+                continue                    # sent with no waiter: kept for a later send
+            if future.done():               # cancelled by its caller
+                del waiters[cid]
+            elif cid in errors:
+                future.set_exception(errors.pop(cid))
+                del waiters[cid]
+            elif cid in results:
+                future.set_result(results.pop(cid))
+                del waiters[cid]
 
     async def _reader(self) -> None:
         assert self.socket is not None
@@ -909,11 +997,12 @@ class AsyncClient:
                     await self._resend(cid)
             if session.notices:
                 self._notice_event.set()
-            self._settle()
+            answered, session.answered = session.answered, []
+            self._settle(answered)
 
     async def _resend(self, cid: str) -> None:
         cmd, _ = self.session.pending[cid]
-        self.session.pending[cid] = (cmd, time.monotonic())
+        self.session.sent(cid, cmd, time.monotonic())
         await self._send(p.encode(p.Request(client_id=cid, cmd=cmd)))
 
     async def _keeper(self) -> None:
@@ -964,13 +1053,16 @@ def _feed_sockets(context: zmq.Context, key: ClientKey, feed_endpoint: str,
     """Return the feed's SUB socket (everything subscribed) and the CURVE DEALER of
     the snapshot and replay service, both connected."""
     sub = context.socket(zmq.SUB)
-    sub.linger = 0
-    sub.maxmsgsize = CLIENT_MAX_MESSAGE
-    sub.rcvhwm = 1_000_000
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(feed_endpoint)
-    data = _curve_socket(context, zmq.DEALER, key)
-    data.connect(data_endpoint)
+    try:
+        sub.linger = 0
+        sub.maxmsgsize = CLIENT_MAX_MESSAGE
+        sub.rcvhwm = 1_000_000
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        _connect(sub, feed_endpoint)
+        data = _curve_socket(context, zmq.DEALER, key, data_endpoint)
+    except BaseException:
+        sub.close(linger=0)
+        raise
     return sub, data
 
 
@@ -992,7 +1084,13 @@ class FeedClient:
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.data_endpoint = data_endpoint
-        self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint, data_endpoint)
+        try:
+            self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint,
+                                                data_endpoint)
+        except BaseException:
+            if self._own_context:
+                self.context.term()
+            raise
         self.state = _FeedState()
         self.gaps_recovered = 0
         self.last_heartbeat = 0.0
@@ -1034,8 +1132,7 @@ class FeedClient:
 
     def _renew_data(self) -> None:
         self.data.close(linger=0)
-        self.data = _curve_socket(self.context, zmq.DEALER, self.key)
-        self.data.connect(self.data_endpoint)
+        self.data = _curve_socket(self.context, zmq.DEALER, self.key, self.data_endpoint)
 
     def snapshot(self, session: str = "", key: str = "") -> p.Snapshot:
         return self._ask(p.SnapshotRequest(session=session, key=key))
@@ -1112,7 +1209,12 @@ class AsyncFeedClient:
         self.timeout = timeout
         self.context = zmq.asyncio.Context()
         self.data_endpoint = data_endpoint
-        self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint, data_endpoint)
+        try:
+            self.sub, self.data = _feed_sockets(self.context, self.key, feed_endpoint,
+                                                data_endpoint)
+        except BaseException:
+            self.context.term()
+            raise
         self.state = _FeedState()
         self.gaps_recovered = 0
 
@@ -1128,8 +1230,7 @@ class AsyncFeedClient:
             data = await asyncio.wait_for(self.data.recv(), self.timeout)
         except (zmq.Again, asyncio.TimeoutError):
             self.data.close(linger=0)
-            self.data = _curve_socket(self.context, zmq.DEALER, self.key)
-            self.data.connect(self.data_endpoint)
+            self.data = _curve_socket(self.context, zmq.DEALER, self.key, self.data_endpoint)
             raise ClientError("no answer from the snapshot service in time") from None
         reply = p.data_reply_decoder.decode(data)
         if type(reply) is p.SessionRejected:

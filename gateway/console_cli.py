@@ -6,6 +6,7 @@ their results."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -256,8 +257,30 @@ def _add_connection(parser: argparse.ArgumentParser, user: str, role: str) -> No
                         f"DIR/clients/USER.json; default {user})")
     parser.add_argument("--key", help="client key file (overrides --user)")
     parser.add_argument("--endpoint", help=f"{role} endpoint (default: DIR/endpoints.json)")
-    parser.add_argument("--timeout", type=float, default=10.0,
+    parser.add_argument("--timeout", type=_seconds, default=10.0,
                         help="seconds to wait for each answer (default 10)")
+
+
+def _seconds(text: str) -> float:
+    """Parse a positive, finite number of seconds (argparse type)."""
+    try:
+        value = _seconds_or_zero(text)
+    except argparse.ArgumentTypeError:
+        value = 0.0
+    if not value:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _seconds_or_zero(text: str) -> float:
+    """Parse a finite number of seconds, 0 or more (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 <= value < math.inf):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more")
+    return value
 
 
 def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
@@ -550,19 +573,22 @@ def run_op(args: argparse.Namespace) -> int:
 def _with_client(args: argparse.Namespace, prog: str, port: str,
                  body: Callable[[Any, Any], int]) -> int:
     """Connect and log on with the user's key to ``port`` and run ``body``
-    with the client and a console; a client error is one line, exit 1."""
+    with the client and a console; a client error (no answer, a refusal) is
+    one line, exit 1; a key file, endpoints file or endpoint that cannot be
+    used is one line, exit 2."""
+    import zmq
     from rich.console import Console
 
-    from gateway.client import Client, ClientError, Endpoints, server_gone
-    from gateway.keys import ClientKey
+    from gateway.client import Client, ClientError, server_gone
 
     key_path = Path(args.key) if args.key else Path(args.data) / "clients" / f"{args.user}.json"
-    try:
-        key = ClientKey.load(key_path)
-        endpoint = args.endpoint or getattr(Endpoints.load(args.data), port)
-    except (OSError, KeyError, ValueError) as exc:
-        print(f"lotex {prog}: cannot find the key or endpoints: {exc}", file=sys.stderr)
+    key = load_key(prog, key_path)
+    if key is None:
         return 2
+    endpoints = None if args.endpoint else load_endpoints(prog, args.data)
+    if endpoints is None and not args.endpoint:
+        return 2
+    endpoint = args.endpoint or getattr(endpoints, port)
     gone = None if args.endpoint else server_gone(args.data)
     if gone:
         print(f"lotex {prog}: {gone}", file=sys.stderr)
@@ -575,10 +601,55 @@ def _with_client(args: argparse.Namespace, prog: str, port: str,
     with Client(key, endpoint, timeout=args.timeout, notices=False) as client:
         try:
             client.connect()
+        except ClientError as exc:
+            print(f"lotex {prog}: {exc}", file=sys.stderr)
+            return 1
+        except (zmq.ZMQError, TypeError, ValueError) as exc:   # ClientSetupError among them
+            print(f"lotex {prog}: cannot use the key {key_path} or the endpoint: "
+                  f"{_reason(exc)}", file=sys.stderr)
+            return 2
+        try:
             return body(client, console)
         except ClientError as exc:
             print(f"lotex {prog}: {exc}", file=sys.stderr)
             return 1
+
+
+def load_key(prog: str, path: Path) -> Any:
+    """Return the client key of ``path``, or None after one line saying why
+    it cannot be read."""
+    from gateway.keys import ClientKey
+    try:
+        return ClientKey.load(path)
+    except OSError as exc:
+        print(f"lotex {prog}: cannot read the key file: {_reason(exc)}", file=sys.stderr)
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"lotex {prog}: {path} is not a lotex client key file (a JSON object with "
+              f"user, role, public_key, secret_key, server_public_key): {_reason(exc)}",
+              file=sys.stderr)
+    return None
+
+
+def load_endpoints(prog: str, data_dir: str) -> Any:
+    """Return the `Endpoints` of ``data_dir``, or None after one line saying
+    why they cannot be read."""
+    from gateway.client import Endpoints
+    try:
+        return Endpoints.load(data_dir)
+    except OSError as exc:
+        print(f"lotex {prog}: cannot read the endpoints (is lotex serve running on "
+              f"{data_dir}?): {_reason(exc)}", file=sys.stderr)
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"lotex {prog}: {Path(data_dir) / 'endpoints.json'} is not what lotex serve "
+              f"writes: {_reason(exc)}", file=sys.stderr)
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying what went wrong: a KeyError names the missing field."""
+    if isinstance(exc, KeyError):
+        return f"no field {exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | None,

@@ -259,52 +259,73 @@ def _register_watch(subparsers: argparse._SubParsersAction) -> None:
                              "size and SHA-256 (to open one: lotex broker room open)")
     parser.add_argument("--once", action="store_true",
                         help="print the board from a snapshot and exit")
-    parser.add_argument("--seconds", type=float, default=0,
+    from gateway.console_cli import _seconds_or_zero
+    parser.add_argument("--seconds", type=_seconds_or_zero, default=0,
                         help="stop after this many seconds (0: until Ctrl-C)")
     parser.set_defaults(run=run_watch)
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.live import Live
+    """The board, once or live. A key file, endpoints file or endpoint that
+    cannot be used is one line, exit 2; no answer or a refusal from the
+    snapshot service (at the start, or while recovering a gap) one line, exit 1."""
+    import zmq
 
-    from gateway.board import Board
-    from gateway.client import ClientError, Endpoints, FeedClient, server_gone
-    from gateway.keys import ClientKey
+    from gateway.client import FeedClient, server_gone
+    from gateway.console_cli import _reason, load_endpoints, load_key
 
     key_path = Path(args.key) if args.key else Path(args.data) / "clients" / f"{args.user}.json"
-    try:
-        key = ClientKey.load(key_path)
-        endpoints = Endpoints.load(args.data)
-    except (OSError, KeyError, ValueError) as exc:
-        print(f"lotex watch: cannot find the key or endpoints: {exc}", file=sys.stderr)
+    key = load_key("watch", key_path)
+    if key is None:
+        return 2
+    endpoints = load_endpoints("watch", args.data)
+    if endpoints is None:
         return 2
     gone = server_gone(args.data)
     if gone:
         print(f"lotex watch: {gone}", file=sys.stderr)
         return 1
+    try:
+        feed = FeedClient(key, endpoints.feed, endpoints.data)
+    except (zmq.ZMQError, TypeError, ValueError) as exc:      # ClientSetupError among them
+        print(f"lotex watch: cannot use the key {key_path} or the endpoints: {_reason(exc)}",
+              file=sys.stderr)
+        return 2
+    with feed:
+        return _watch(args, feed)
+
+
+def _watch(args: argparse.Namespace, feed: Any) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from gateway.board import Board
+    from gateway.client import ClientError
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
     board = Board(session=args.session, lot=args.lot)
-    with FeedClient(key, endpoints.feed, endpoints.data) as feed:
-        try:
-            snap = feed.start(session=args.session)
-        except ClientError as exc:
-            print(f"lotex watch: {exc}", file=sys.stderr)
-            return 1
-        board.apply(snap.events, snap.seq)
-        if args.once:
-            console.print(board.render(time.time_ns()))
-            return 0
-        stop_at = time.monotonic() + args.seconds if args.seconds else None
-        try:
-            with Live(board.render(time.time_ns()), console=console, refresh_per_second=4,
-                      screen=False) as live:
-                while stop_at is None or time.monotonic() < stop_at:
-                    for market in feed.updates(timeout=0.25, max_messages=500):
-                        board.apply(market.events, market.seq)
-                    live.update(board.render(time.time_ns()))
-        except KeyboardInterrupt:
-            pass
+    try:
+        snap = feed.start(session=args.session)
+    except ClientError as exc:
+        print(f"lotex watch: {exc}", file=sys.stderr)
+        return 1
+    board.apply(snap.events, snap.seq)
+    if args.once:
+        console.print(board.render(time.time_ns()))
+        return 0
+    stop_at = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        with Live(board.render(time.time_ns()), console=console, refresh_per_second=4,
+                  screen=False) as live:
+            while stop_at is None or time.monotonic() < stop_at:
+                for market in feed.updates(timeout=0.25, max_messages=500):
+                    board.apply(market.events, market.seq)
+                live.update(board.render(time.time_ns()))
+    except KeyboardInterrupt:
+        pass
+    except ClientError as exc:        # a gap's replay unanswered or refused (revoked)
+        print(f"lotex watch: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -32,9 +32,9 @@ def test_a_flooded_reader_lets_other_tasks_run():
         client.socket = _Flooded(most=20_000)
         client.session = type("S", (), {"handle": lambda self, data: "",
                                         "logged_on": None, "logon_error": None,
-                                        "notices": ()})()
+                                        "notices": (), "answered": []})()
         client._logon_waiter = None
-        client._settle = lambda: None
+        client._settle = lambda cids: None
         ran = 0
 
         async def other() -> None:
