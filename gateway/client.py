@@ -205,7 +205,7 @@ def _port_of(key: ClientKey) -> str:
     return key.role
 
 
-RECAP_REFUSALS = ("bad_request", "busy")
+RECAP_REFUSALS = ("bad_request", "busy", "journal_damaged")
 """The refusals (of no client id) that can answer a `Recap`; `RELOAD_REFUSALS`
 those of a `Reload`. Others of no client id (a Request or Batch the server
 could not read) are about another message."""
