@@ -434,9 +434,11 @@ class Book:
         for i, (_, q) in enumerate(ask_levels):
             ask_at_or_below[i + 1] = ask_at_or_below[i] + q
         # Volume and imbalance change only at order prices: the best price is an
-        # order price, or the tick nearest one (either side), or the ticks
-        # either side of the reference.
+        # order price (on the tick or not: it was when placed, and the most
+        # volume is always at one, so the uncross leaves no cross), or the tick
+        # nearest one (either side), or the ticks either side of the reference.
         candidates: set[int] = set()
+        placed = candidates if tick == 1 else set(bid_prices) | set(ask_prices)
         if tick == 1:
             for p in bid_prices:
                 candidates.update((p, p + 1))
@@ -445,13 +447,14 @@ class Book:
             if reference > 0:
                 candidates.add(reference)
         else:
+            candidates.update(placed)
             for p in bid_prices + ask_prices + ([reference] if reference > 0 else []):
                 below = p // tick * tick
                 candidates.update((below, below + tick, (p - 1) // tick * tick,
                                    (p + tick) // tick * tick))
         best: tuple[int, int, int, int] | None = None  # (-volume, imbalance, distance, price)
         for p in sorted(candidates):
-            if p <= 0 or p >= top or p % tick:
+            if p <= 0 or p >= top or (p % tick and p not in placed):
                 continue
             demand = bid_at_or_above[bisect_left(bid_prices, p)]
             supply = ask_at_or_below[bisect_left(ask_prices, p + 1)]

@@ -824,8 +824,8 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # opened, then relisted, opens at its new time; a Dutch clock that is several
 # steps late moves to its current price in one step; a rescheduled lot without
 # a hard end gets one from its original terms; a lot may not take an agreement
-# transfer's serial; a party whose approval is withdrawn loses its standing bids
-# and offers on lots as a frozen one does.
+# transfer's serial; a party whose approval is withdrawn loses its standing bids,
+# offers and re-award offers as a frozen one does; a relisted lot starts a round.
 RULES = 3
 
 

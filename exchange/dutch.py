@@ -63,8 +63,9 @@ class Dutch(Mechanism):
         """Move the clock one step down; since rules 3, to the step due now
         (a clock several steps late publishes one price, not each one)."""
         terms = lot.terms
-        if ctx.rules >= 3:
-            step = max(step, (ctx.ts - lot.opens_at) // terms.dutch_interval)
+        if ctx.rules >= 3:                   # the steps due before the close, no later
+            now = min(ctx.ts, lot.closes_at - 1)
+            step = max(step, (now - lot.opens_at) // terms.dutch_interval)
             lot.clock = max(terms.dutch_start - step * terms.dutch_step, lot.floor)
         else:
             lot.clock = max(lot.clock - terms.dutch_step, lot.floor)

@@ -994,8 +994,8 @@ class ReawardOffered(Event, frozen=True):
 
 class ReawardEnded(Event, frozen=True):
     """A re-award offer ended without a sale: "declined", "expired",
-    "superseded" (the lot was sold, relisted or withdrawn otherwise) or
-    "party_frozen" (the offeree defaulted elsewhere)."""
+    "superseded" (the lot was sold, relisted or withdrawn otherwise),
+    "party_frozen" (the offeree defaulted elsewhere) or "approval_withdrawn"."""
 
     serial: str
     session: str

@@ -641,6 +641,9 @@ def schedule_lot(state: State, ctx: Ctx, cmd: ScheduleLot) -> None:
         closes_at = cmd.closes_at or terms.closes_at
         hard_end = (terms.hard_end + closes_at - terms.closes_at
                     if terms.hard_end > terms.closes_at else 0)
+        ends_at = state.sessions[lot.session].ends_at
+        if hard_end and ends_at:             # within the session, never before the close
+            hard_end = max(min(hard_end, ends_at), closes_at)
     times = _schedule_times(state, lot, ctx.ts, cmd.opens_at or terms.opens_at,
                             cmd.closes_at or terms.closes_at, hard_end)
     MECHANISMS[lot.mechanism].on_schedule_check(state, lot)
@@ -981,6 +984,8 @@ def relist_lot(state: State, ctx: Ctx, cmd: RelistLot) -> None:
     for offer in list(lot.offers.values()):
         _drop_offer(state, ctx, lot, offer, "superseded")
     _reset_round(lot)
+    if ctx.rules >= 3:
+        lot.round += 1                    # no opening timer set before (an Ask sale's) matches
     ctx.emit(LotRelisted(serial=lot.serial, session=lot.session, opens_at=times[0],
                          closes_at=times[1], hard_end=times[2]))
     _publish_schedule(state, ctx, lot, *times)

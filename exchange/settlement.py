@@ -69,6 +69,7 @@ from exchange.events import (AgreementTransferRecorded, BuyerDefaulted, Certific
                              DueDateExtended, FreezeLifted, FundsRefunded, FundsReleased,
                              LotRelisted, LotSold, LotWithdrawn, ObjectionRecorded,
                              ObjectionResolved, PartyFrozen, PaymentRecorded, PublicityEnded,
+                             CreditReviewed,
                              PublicityStarted, ReawardEnded, ReawardExhausted, ReawardOffered,
                              ReceiptConfirmed, SettlementCancelled, SettlementCompleted,
                              SettlementOpened, SettlementOverdue, SettlementRulesSet)
@@ -757,9 +758,21 @@ def _on_lot_relisted(state: State, ctx: Ctx, event: LotRelisted) -> None:
 def _on_party_frozen(state: State, ctx: Ctx, event: PartyFrozen) -> None:
     """A re-award offer to a party now frozen ends ("party_frozen"), and
     its lot goes to the next runner-up. O(offers)."""
+    _end_offers_to(state, ctx, event.party, "party_frozen")
+
+
+@reacts_to(CreditReviewed)
+def _on_credit_reviewed(state: State, ctx: Ctx, event: CreditReviewed) -> None:
+    """Since rules 3, a re-award offer to a party whose approval is withdrawn
+    ends likewise ("approval_withdrawn"). O(offers)."""
+    if not event.approved and ctx.rules >= 3:
+        _end_offers_to(state, ctx, event.party, "approval_withdrawn")
+
+
+def _end_offers_to(state: State, ctx: Ctx, party: int, reason: str) -> None:
     book = peek(state)
-    for offer in [o for o in book.offers.values() if o.party == event.party]:
-        _end_offer(state, ctx, offer, "party_frozen")
+    for offer in [o for o in book.offers.values() if o.party == party]:
+        _end_offer(state, ctx, offer, reason)
         _offer_next(state, ctx, state.lots[offer.serial], offer.settlement)
 
 

@@ -69,9 +69,11 @@ def test_a_call_uncrosses_on_the_tick(rules):
 
 
 def brute_equilibrium(bids, asks, reference, tick, top):
+    """Try every price on the tick, and the orders' own (placed before the tick was set)."""
     best = None
     high = max([p for p, _ in bids + asks] + [reference]) + 2 * tick
-    for p in range(tick, min(high, top), tick):
+    prices = sorted(set(range(tick, min(high, top), tick)) | {p for p, _ in bids + asks})
+    for p in prices:
         demand = sum(q for price, q in bids if price >= p)
         supply = sum(q for price, q in asks if price <= p)
         volume = min(demand, supply)
@@ -225,3 +227,89 @@ def test_a_bidder_whose_approval_is_withdrawn_loses_its_standing_bids(rules):
     else:
         assert voided == [("E1", alice, "approval_withdrawn"), ("S1", alice, "approval_withdrawn")]
         assert (lot.leader, lot.price) == (bob, 1_000 * USD)     # alone: the starting bid
+
+
+@pytest.mark.parametrize("rules", [2, 3])
+def test_a_tick_raised_over_a_crossed_call_still_uncrosses_it(rules):
+    mk = market(rules)
+    mk.d.engine.check_invariants = True
+    mk.d.ok(StartCall(session="S", instrument="U"))
+    mk.order("b1", 1, "buy", 5, 150)
+    mk.order("b2", 1, "sell", 5, 120)
+    mk.d.ok(SetPriceRules(session="S", instrument="U", tick=100))   # neither is on it now
+    trades = of(mk.d.ok(Uncross(session="S", instrument="U")), TradeExecuted)
+    assert [(t.qty, t.price) for t in trades] == [(5, 120)]
+    assert not mk.state.books["U"].book.crossed()
+
+
+@pytest.mark.parametrize("rules", [2, 3])
+def test_a_dutch_clock_late_past_its_close_shows_no_price_after_it(rules):
+    from exchange.events import DutchPriceChanged, LotPassed
+    from tests.unit.auctionkit import DAY, HOUR, T0, USD
+    m = auctions(rules)
+    seller = m.seller()
+    m.bidder("A")
+    m.lot("L1", seller=seller, mechanism="dutch", starting_bid=1_000 * USD,
+          reserve=50_500 * USD, dutch_start=100_000 * USD, dutch_step=1_000 * USD,
+          dutch_interval=HOUR)                               # opens T0 + 1 h, closes T0 + 1 d
+    m.tick(T0 + HOUR)
+    events = m.tick(T0 + 3 * DAY)                            # the exchange was down meanwhile
+    prices = [(e.price, e.at_floor) for e in of(events, DutchPriceChanged)]
+    assert prices[-1] == (78_000 * USD, False)              # the last step before the close
+    assert len(prices) == (22 if rules == 2 else 1)
+    assert of(events, LotPassed)
+
+
+@pytest.mark.parametrize("rules", [2, 3])
+def test_a_rescheduled_lots_moved_hard_end_stays_within_its_session(rules):
+    from exchange.commands import ScheduleLot
+    from exchange.events import LotScheduled
+    from tests.unit.auctionkit import DAY, HOUR, MINUTE, T0, one
+    from tests.unit.auctionkit import Market as Auctions
+    m = Auctions(ends_at=T0 + 3 * DAY + HOUR)
+    m.d.rules = rules
+    seller = m.seller()
+    m.lot("L2", seller=seller, opens_at=T0 + 2 * DAY, closes_at=T0 + 3 * DAY,
+          soft_window=10 * MINUTE, soft_extend=5 * MINUTE, hard_end=T0 + 3 * DAY + HOUR)
+    terms = one(m.d.ok(ScheduleLot(serial="L2", closes_at=T0 + 3 * DAY + 30 * MINUTE), **OP),
+                LotScheduled).terms
+    assert terms.hard_end == T0 + 3 * DAY + HOUR            # moved, then held at the end
+
+
+def test_a_lot_sold_at_its_ask_under_rules_2_and_relisted_under_rules_3_opens_on_time():
+    from exchange.commands import BuyAtAsk, DeclareDefault, RelistLot, SetSettlementRules
+    from exchange.events import LotOpened
+    from tests.unit.auctionkit import DAY, HOUR, T0, USD
+    m = auctions(2)
+    seller = m.seller()
+    alice = m.bidder("Alice")
+    m.d.ok(SetSettlementRules(session="S1", payment_term=HOUR, reaward_window=HOUR,
+                              publicity_period=HOUR), **OP)
+    m.lot("L1", seller=seller, ask=5_000 * USD, opens_at=T0 + 10 * DAY, closes_at=T0 + 11 * DAY)
+    m.send(BuyAtAsk(serial="L1", paddle=alice), alice, ts=T0 + HOUR)
+    m.tick(T0 + 3 * HOUR)
+    m.d.ok(DeclareDefault(settlement=1, next="relist"), **OP)
+    m.d.rules = 3                                            # lotex upgraded meanwhile
+    m.d.ok(RelistLot(serial="L1", opens_at=T0 + 20 * DAY, closes_at=T0 + 21 * DAY), **OP)
+    assert not of(m.tick(T0 + 10 * DAY), LotOpened)
+    assert of(m.tick(T0 + 20 * DAY), LotOpened)
+
+
+@pytest.mark.parametrize("rules", [2, 3])
+def test_a_reaward_offer_ends_when_the_offerees_approval_is_withdrawn(rules):
+    from exchange.commands import DeclareDefault
+    from exchange.events import ReawardEnded, ReawardOffered
+    from tests.unit.test_settlement_default import english, overdue
+    m, sale, a, b, c, d = english()
+    m.d.rules = rules
+    overdue(sale)
+    offer = of(m.d.ok(DeclareDefault(settlement=sale.sid, reason="unpaid"), **OP),
+               ReawardOffered)[0]
+    assert offer.paddle == b
+    events = m.d.ok(ReviewCredit(party=m.parties[b], approved=False), **OP)
+    ended = [(e.paddle, e.reason) for e in of(events, ReawardEnded)]
+    offered = [e.paddle for e in of(events, ReawardOffered)]
+    if rules == 2:
+        assert (ended, offered) == ([], [])
+    else:
+        assert (ended, offered) == ([(b, "approval_withdrawn")], [c])
