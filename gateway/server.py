@@ -70,7 +70,8 @@ from gateway import logs
 from gateway import protocol as p
 from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
-from gateway.tables import ID_JOIN, ID_MASK, ClientIds, FeedRing, RecentResults, id_key
+from gateway.tables import (ENTRY_MARK_EVERY, ID_JOIN, ID_MASK, ClientIds, FeedRing,
+                            RecentResults, id_key)
 from gateway.view import MarketView
 from gateway.zap import KEY_PROPERTY, ZapHandler
 from recorder import layout
@@ -390,7 +391,10 @@ class Server:
                     break
                 if record.kind == KIND_ENTRY:
                     self._remember_id(decode_entry_envelope(record.payload))
+        ring = self.ring
         for record in self.journal.read(after + 1):
+            if not record.seq % ENTRY_MARK_EVERY:   # as `_apply` marks them
+                ring.mark_entry(record.seq, self.last_public_assigned)
             if record.kind != KIND_ENTRY:
                 continue
             entry = decode_entry(record.payload)
@@ -442,9 +446,11 @@ class Server:
             state = pickle.loads(snap.data)
             view = pickle.loads(state["view"])
             ring = state.get("ring")
-            if ring is None:           # written before FeedRing: every seq, the last messages
-                ring = FeedRing.from_seqs(self.config.feed_ring, state["public_seqs"],
-                                          state["ring_msgs"])
+            if ring is None or not hasattr(ring, "entry_seqs"):
+                # written before FeedRing, or before it marked journal entries:
+                # without the marks a replay of older messages could read an
+                # unbounded run of private entries, so scan once instead
+                raise ValueError("the feed ring holds no journal entry marks")
             ring.resize(self.config.feed_ring)
             last_public, assigned = state["last_public"], state["last_public_assigned"]
             ids = None                          # snapshots from before held no ids
@@ -985,6 +991,8 @@ class Server:
             self._unapply(env, origin, "entry_too_large")
             return
         self.records.append((ts, entry))
+        if not seq % ENTRY_MARK_EVERY:            # where a replay's journal reading may start
+            self.ring.mark_entry(seq, self.last_public_assigned)
         self.next_seq = seq + 1
         self.last_ts = ts
         self.last_env_ns = now
@@ -1481,7 +1489,10 @@ class Server:
         kept = ring.first_kept() or published + 1
         left = self.catch_up_left
         if req.from_seq < kept and req.from_seq <= upto:   # older than the ring: the journal
-            left -= COST_JOURNAL_START
+            # every entry read is charged, those before from_seq too (from the
+            # mark the reading starts at: at most ENTRY_MARK_EVERY - 1 of them)
+            start, _ = ring.read_start(req.from_seq)
+            left -= COST_JOURNAL_START + COST_JOURNAL * (req.from_seq - start)
         full = left <= 0
         if full:                                        # nothing read, nothing spent
             left = self.catch_up_left
