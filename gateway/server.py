@@ -132,6 +132,14 @@ RESENT_WINDOW_NS = 10**9
 # needs a few): with the broker's 10,000, a viewer that sent replay requests
 # and never read made ZeroMQ hold up to 10,000 answers of up to 1 MiB each.
 DATA_SEND_HWM = 64
+# Frames of messages of more than one that one socket walks in a turn. The
+# protocol has one frame a message, so such a message is refused
+# `undecodable`; but ZeroMQ delivers a message whole, however many frames it
+# has (its size limit is per frame, its queue limits count messages), and
+# every frame must be received before the socket's next message. Walked all
+# at once, one message of 3,000,000 empty frames held the loop 8-20 s; at
+# ~2.5 us a frame this is ~5 ms a turn, the rest in the next turns.
+FRAMES_PER_TURN = 2048
 HANDSHAKE_MS = 5000             # an unfinished CURVE handshake is dropped after this (libzmq: 30 s)
 client_decode = p.client_decoder.decode
 NOBLOCK = int(zmq.NOBLOCK)      # plain ints: enum.Flag arithmetic is Python code
@@ -280,6 +288,10 @@ class Server:
         self.requests_left = 0            # of the socket being drained (see `_drain`)
         self.reloads_asked: list[tuple[zmq.Socket, bytes]] = []   # this turn's Reloads
         self.status_work: dict[str, int] = {}    # this turn's bound of a status, by session
+        # a socket in the middle of a message of several frames: [routing id, frames so far]
+        self.skipping: dict[zmq.Socket, list[Any]] = {}
+        self.frames_left = FRAMES_PER_TURN        # of the socket being read, this turn
+        self.multipart_refused = {port: 0 for port in PORTS}   # such messages, by port
         # where the last resend read back from the journal left off: (next seq, records)
         self.read_back: tuple[int, Iterator[Any]] | None = None
         # entries a restart would scan again: snapshot soon if they are many
@@ -540,10 +552,14 @@ class Server:
         """Receive and handle what is queued on ``sock``: at most ``max_batch``
         messages, ``max_batch`` requests, ``max_batch`` entries and
         ``max_backlog`` entries not yet committed. A ROUTER delivers a
-        message whole: its routing id, then its frames."""
+        message whole: its routing id, then its frames; a message of more
+        than one is walked `FRAMES_PER_TURN` frames a turn (`_skip_frames`)."""
         recv = sock.recv
         on_message = self._on_message
         max_batch = self.config.max_batch
+        self.frames_left = FRAMES_PER_TURN
+        if sock in self.skipping and not self._skip_frames(sock, port):
+            return                             # the rest of that message in the next turn
         # A Batch message holds up to 1,000 requests: the turn ends after
         # max_batch requests (resends and refusals make no entry but take
         # 1-4 us each: unbounded, one broker's Batches of resends held the
@@ -557,13 +573,50 @@ class Server:
             except zmq.Again:
                 return
             body = recv(NOBLOCK, copy=False)
-            frames = 1
-            while body.more:
-                body = recv(NOBLOCK, copy=False)
-                frames += 1
-            on_message(sock, port, rid, body, frames)
+            if body.more:                      # more frames than the protocol ever has
+                self.skipping[sock] = [rid, 1]
+                self.frames_left -= 1
+                if not self._skip_frames(sock, port):
+                    return
+                continue
+            on_message(sock, port, rid, body, 1)
             if self.next_seq >= stop_at or self.requests_left <= 0:
                 return
+
+    def _skip_frames(self, sock: zmq.Socket, port: str) -> bool:
+        """Receive the next frames of the message of several frames ``sock``
+        is in the middle of, at most ``frames_left`` this turn, keeping none;
+        once its last is in, refuse it `undecodable` (or `revoked`) and return
+        True; else False: the rest in the next turn. O(frames walked)."""
+        state = self.skipping[sock]
+        rid, frames = state
+        recv = sock.recv
+        left = self.frames_left
+        last = None
+        try:
+            while left > 0:
+                last = recv(NOBLOCK, copy=False)
+                frames += 1
+                left -= 1
+                if not last.more:
+                    break
+        except zmq.Again:                      # (ZeroMQ hands a message over whole)
+            last = None
+        self.frames_left = left
+        if last is None or last.more:
+            state[1] = frames
+            return False
+        del self.skipping[sock]
+        self.multipart_refused[port] += 1
+        user_id = last.get("User-Id")
+        user = self.users.get(user_id)
+        if user is None or user.revoked or last.get(KEY_PROPERTY) != user.public_key:
+            self._end_session(port, rid, "revoked")
+            self._reject(sock, rid, "revoked", user_id, port)
+        else:
+            self._reject(sock, rid, "undecodable", user_id, port,
+                         detail=f"expected one frame per message, got {frames:,}")
+        return True
 
     # ------------------------------------------------------------------ durability
 
@@ -1423,26 +1476,32 @@ class Server:
         while the turn's catch-up budget lasts; the rest wait in the socket
         for the next turn (a snapshot is whole: the budget may go below 0)."""
         sock = self.data
+        recv = sock.recv
         now = time.monotonic_ns()
+        self.frames_left = FRAMES_PER_TURN
+        if sock in self.skipping and not self._skip_frames(sock, "data"):
+            return                             # the rest of that message in the next turn
         for _ in range(64):
             if self.catch_up_left <= 0:
                 return
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                rid = recv(NOBLOCK)
             except zmq.Again:
                 return
-            rid = frames[0].bytes
-            user_id = frames[-1].get("User-Id")
+            body = recv(NOBLOCK, copy=False)    # frame by frame: none kept but this one
+            if body.more:
+                self.skipping[sock] = [rid, 1]
+                self.frames_left -= 1
+                if not self._skip_frames(sock, "data"):
+                    return
+                continue
+            user_id = body.get("User-Id")
             user = self.users.get(user_id)
-            if user is None or user.revoked or frames[-1].get(KEY_PROPERTY) != user.public_key:
+            if user is None or user.revoked or body.get(KEY_PROPERTY) != user.public_key:
                 self._reject(sock, rid, "revoked", user_id, "data")
                 continue
-            if len(frames) != 2:
-                self._reject(sock, rid, "undecodable", user_id, "data",
-                             detail="expected one frame per message")
-                continue
             try:
-                request = p.data_request_decoder.decode(frames[1].buffer)
+                request = p.data_request_decoder.decode(body.buffer)
             except msgspec.ValidationError as exc:
                 self._reject(sock, rid, "invalid_message", user_id, "data", detail=str(exc))
                 continue
