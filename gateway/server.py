@@ -1510,7 +1510,7 @@ class Server:
                 continue
             if type(request) is p.SnapshotRequest:
                 events = self.view.snapshot(request.session, request.key)
-                self.catch_up_left -= 1 + len(events) // SNAPSHOT_EVENTS_PER_UNIT
+                self.catch_up_left -= 1 + self.view.walked // SNAPSHOT_EVENTS_PER_UNIT
                 self._send(sock, rid, p.encode(p.Snapshot(
                     seq=self.last_public, session=request.session, key=request.key,
                     events=events)), now)
