@@ -29,6 +29,9 @@ SETTINGS: dict[str, str] = {
     "heartbeat_ms": "feed heartbeat and the default session heartbeat",
     "max_message_bytes": "a larger inbound frame drops the connection",
     "send_hwm": "messages queued per connection; beyond it they are dropped (it resends)",
+    "max_queued_bytes": "bytes sent to a connection and not yet acknowledged by its TCP peer "
+                        "(a client that does not read); beyond, messages to it are dropped "
+                        "(it resends), one larger message alone excepted",
     "recv_hwm": "messages queued from one connection before ZeroMQ pushes back",
     "feed_hwm": "messages queued per feed subscriber; beyond it they are dropped",
     "max_batch": "messages, requests and entries handled per loop turn, per socket",
@@ -65,6 +68,7 @@ class Config:
     heartbeat_ms: int = 1000
     max_message_bytes: int = 65536
     send_hwm: int = 10000
+    max_queued_bytes: int = 16 << 20
     recv_hwm: int = 10000
     feed_hwm: int = 100000
     max_batch: int = 2048
@@ -91,7 +95,8 @@ class Config:
             port = getattr(self, name)
             if not 0 <= port < 65536:
                 raise ValueError(f"{name} {port} is not a TCP port")
-        for name in ("heartbeat_ms", "max_message_bytes", "send_hwm", "recv_hwm", "feed_hwm",
+        for name in ("heartbeat_ms", "max_message_bytes", "send_hwm", "max_queued_bytes",
+                     "recv_hwm", "feed_hwm",
                      "max_batch", "max_backlog", "tick_ms", "snapshot_every", "snapshot_seconds", "feed_ring",
                      "keys_check_ms", "max_sessions_per_user"):
             if getattr(self, name) <= 0:

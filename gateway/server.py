@@ -68,6 +68,7 @@ from exchange.events import CommandRejected, OPERATORS
 from exchange.status import broker_status, status_work
 from gateway import logs
 from gateway import protocol as p
+from gateway import tcp
 from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
 from gateway.tables import (ENTRY_MARK_EVERY, ID_JOIN, ID_MASK, ClientIds, FeedRing,
@@ -140,6 +141,13 @@ DATA_SEND_HWM = 64
 # at once, one message of 3,000,000 empty frames held the loop 8-20 s; at
 # ~2.5 us a frame this is ~5 ms a turn, the rest in the next turns.
 FRAMES_PER_TURN = 2048
+# A connection with more than `max_queued_bytes` sent and not acknowledged by
+# its TCP peer (a client that does not read) loses the messages beyond, as at
+# its queue's limit in messages (`send_hwm`: 10,000 Results of 97 KB each made
+# ZeroMQ hold ~1 GB for one broker that never read). The kernel is asked
+# (`tcp.bytes_acked`) only once that many are counted, then at most this often
+# while the peer stays behind.
+QUEUE_CHECK_NS = 10 * NS_PER_MS
 HANDSHAKE_MS = 5000             # an unfinished CURVE handshake is dropped after this (libzmq: 30 s)
 client_decode = p.client_decoder.decode
 NOBLOCK = int(zmq.NOBLOCK)      # plain ints: enum.Flag arithmetic is Python code
@@ -173,11 +181,46 @@ def day_text(day: int) -> str:
     return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
 
 
-class Conn:
+def wire_bytes(size: int) -> int:
+    """The bytes a message of ``size`` takes on a CURVE connection (libzmq 4.3:
+    a MESSAGE command of 33 bytes more, in a frame with a 2- or 9-byte header)."""
+    return size + (35 if size <= 222 else 42)
+
+
+class Outflow:
+    """What was sent to one connection and what its TCP peer acknowledged,
+    to bound the bytes queued for it (`Server._room`). ``zero`` None: not
+    bounded (the kernel cannot tell)."""
+
+    __slots__ = ()
+
+    def count_from(self, fd: int) -> None:
+        self.sent = 0                 # bytes handed to ZeroMQ (wire_bytes of each)
+        self.seen = 0                 # ... of them acknowledged, when last asked
+        self.zero = tcp.bytes_acked(fd)   # the kernel's count when counting began
+        self.next_check = 0           # (monotonic ns) not asked again before this
+
+
+class DataPeer(Outflow):
+    """A connection on the data socket (it holds no session): what is sent to it."""
+
+    __slots__ = ("rid", "user", "fd", "dropped", "last_out", "sent", "seen", "zero",
+                 "next_check")
+
+    def __init__(self, rid: bytes, user: str, fd: int) -> None:
+        self.rid = rid
+        self.user = user
+        self.fd = fd
+        self.dropped = 0
+        self.last_out = 0
+        self.count_from(fd)
+
+
+class Conn(Outflow):
     """A logged-on connection on the broker or operator socket."""
 
     __slots__ = ("port", "sock", "rid", "user", "role", "hb_ns", "last_in", "last_out", "cod",
-                 "notices", "dropped", "fd")
+                 "notices", "dropped", "fd", "sent", "seen", "zero", "next_check")
 
     def __init__(self, port: str, sock: zmq.Socket, rid: bytes, user: str, role: str,
                  hb_ns: int, now: int, cod: bool, notices: bool, fd: int = -1) -> None:
@@ -193,6 +236,7 @@ class Conn:
         self.notices = notices
         self.dropped = 0
         self.fd = fd                  # the peer's TCP socket: its routing id may pass to another
+        self.count_from(fd)
 
 
 class ServerStopped(Exception):
@@ -657,9 +701,16 @@ class Server:
             sessions = self.sessions_of
             popleft = outbox.popleft
             more, last = MORE_NOBLOCK, NOBLOCK
+            cap = self.config.max_queued_bytes
             while outbox and outbox[0][0] <= durable:
                 _, sock, rid, data = popleft()
                 conn = sessions[sock].get(rid)
+                if conn is not None and conn.zero is not None:
+                    size = len(data)
+                    size += 35 if size <= 222 else 42       # wire_bytes, inlined
+                    if conn.sent - conn.seen + size > cap and not self._room(conn, size, now):
+                        self._dropped(sock, conn)
+                        continue
                 try:
                     sock.send(rid, more)    # ROUTER_MANDATORY: refused whole or sent whole
                     sock.send(data, last)
@@ -668,6 +719,8 @@ class Server:
                     continue
                 if conn is not None:
                     conn.last_out = now
+                    if conn.zero is not None:
+                        conn.sent += size
         pending = self.pub_pending
         if pending and pending[0][0] <= durable:
             feed_send = self.feed.send
@@ -929,19 +982,18 @@ class Server:
         cid = msg.client_id
         if not (0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable()
                 and " " not in cid):       # 1..64 printable ASCII, no space
-            self._reject(sock, conn.rid, "bad_client_id", user.id, conn.port,
-                         client_id=cid[:p.MAX_CLIENT_ID])
+            self._refuse_request(sock, conn, "bad_client_id", cid[:p.MAX_CLIENT_ID])
             return
         cmd = msg.cmd
         kind = type(cmd)
         if kind is Tick:
-            self._reject(sock, conn.rid, "not_permitted", user.id, conn.port, client_id=cid,
-                         detail="Tick is sent by the exchange clock only")
+            self._refuse_request(sock, conn, "not_permitted", cid,
+                                 "Tick is sent by the exchange clock only")
             return
         if kind is RegisterParty and user.clients and cmd.name not in user.clients:
-            self._reject(sock, conn.rid, "not_your_client", user.id, conn.port, client_id=cid,
-                         detail=f"{cmd.name!r} is not among the clients of {user.id!r} "
-                                f"in the key store")
+            self._refuse_request(sock, conn, "not_your_client", cid,
+                                 f"{cmd.name!r} is not among the clients of {user.id!r} "
+                                 f"in the key store")
             return
         now = time.time_ns()
         # the day rolls forward only: a clock set back keeps the later day's ids
@@ -995,6 +1047,19 @@ class Server:
                                 f"the most it may (max_requests_per_second); nothing was done")
             return
         self._apply(cmd, user.id, conn.role, cid, conn, now)
+
+    def _refuse_request(self, sock: zmq.Socket, conn: Conn, code: str, cid: str,
+                        detail: str = "") -> None:
+        """Refuse a request at session level. A broker's refused request
+        counts against its throttle like any other (each makes an answer:
+        a Batch of 1,000 refused requests, 41 KB in, made 97 KB out), and
+        beyond it is refused `throttled` instead."""
+        rate = self.config.max_requests_per_second
+        if conn.role == "broker" and rate and self._throttled(conn.user):
+            code, detail = "throttled", (f"{conn.user!r} sent more than {rate:,} requests in a "
+                                         f"second, the most it may (max_requests_per_second); "
+                                         f"nothing was done")
+        self._reject(sock, conn.rid, code, conn.user, conn.port, client_id=cid, detail=detail)
 
     def _throttled(self, user_id: str, cost: int = 1) -> bool:
         """Count ``cost`` requests of the broker; True if it is over its rate.
@@ -1217,6 +1282,12 @@ class Server:
 
     def _send(self, sock: zmq.Socket, rid: bytes, data: bytes, now: int) -> None:
         conn = self.sessions_of[sock].get(rid)
+        size = wire_bytes(len(data))
+        if conn is not None and conn.zero is not None \
+                and conn.sent - conn.seen + size > self.config.max_queued_bytes \
+                and not self._room(conn, size, now):
+            self._dropped(sock, conn)
+            return
         try:
             sock.send(rid, MORE_NOBLOCK)
             sock.send(data, NOBLOCK)
@@ -1225,6 +1296,45 @@ class Server:
             return
         if conn is not None:
             conn.last_out = now
+            if conn.zero is not None:
+                conn.sent += size
+
+    def _room(self, conn: Outflow, size: int, now: int) -> bool:
+        """Whether a message of ``size`` may be sent to ``conn``, whose count
+        of bytes sent and not acknowledged says it would go over
+        `max_queued_bytes`: ask the kernel what its peer acknowledged (at most
+        every QUEUE_CHECK_NS while it stays behind). A message goes if the
+        bytes still queued and it fit, or nothing is queued (a larger one
+        alone), or the kernel holds nothing unacknowledged (whatever waits in
+        ZeroMQ is on its way: counting starts anew). O(1), a system call."""
+        if now < conn.next_check:
+            return False
+        acked = tcp.bytes_acked(conn.fd)
+        if acked is None:                       # cannot tell: this connection is not bounded
+            conn.zero = None
+            return True
+        conn.seen = acked - conn.zero
+        queued = conn.sent - conn.seen
+        if queued <= 0 or queued + size <= self.config.max_queued_bytes:
+            return True
+        if tcp.unacked(conn.fd) == 0:
+            conn.zero = acked - conn.sent
+            conn.seen = conn.sent
+            return True
+        conn.next_check = now + QUEUE_CHECK_NS
+        return False
+
+    def _dropped(self, sock: zmq.Socket, conn: Outflow) -> None:
+        """A message for ``conn`` was not sent: it has `max_queued_bytes` or
+        more waiting that its peer has not taken (the client resends what it
+        misses; notices come back by `Recap`)."""
+        conn.dropped += 1
+        if conn.dropped == 1 or conn.dropped % 1000 == 0:
+            port = ("broker" if sock is self.broker else "operator" if sock is self.operator
+                    else "data")
+            self.log.warning("slow_client_dropped", user=conn.user, port=port,
+                             rid=conn.rid.hex(), dropped=conn.dropped,
+                             queued_bytes=conn.sent - conn.seen)
 
     def _send_failed(self, sock: zmq.Socket, rid: bytes, conn: Conn | None,
                      exc: zmq.ZMQError) -> None:
@@ -1241,7 +1351,10 @@ class Server:
         if exc.errno == zmq.EHOSTUNREACH:
             if conn is not None:
                 self.log.info("peer_gone", user=conn.user, port=port, rid=rid.hex())
-                self._end_session(port, rid, "peer gone")
+                if port == "data":
+                    self._forget_data_peer(conn)
+                else:
+                    self._end_session(port, rid, "peer gone")
             return
         raise exc
 
@@ -1477,6 +1590,7 @@ class Server:
         for the next turn (a snapshot is whole: the budget may go below 0)."""
         sock = self.data
         recv = sock.recv
+        peers = self.sessions_of[sock]          # routing id -> DataPeer
         now = time.monotonic_ns()
         self.frames_left = FRAMES_PER_TURN
         if sock in self.skipping and not self._skip_frames(sock, "data"):
@@ -1496,6 +1610,12 @@ class Server:
                     return
                 continue
             user_id = body.get("User-Id")
+            fd = body.get(SRCFD)
+            peer = peers.get(rid)
+            if peer is None or peer.fd != fd:    # a new connection (or its routing id reused)
+                self._forget_data_peer(peer)
+                peer = peers[rid] = DataPeer(rid, user_id, fd)
+                self.by_fd[("data", fd)] = peer
             user = self.users.get(user_id)
             if user is None or user.revoked or body.get(KEY_PROPERTY) != user.public_key:
                 self._reject(sock, rid, "revoked", user_id, "data")
@@ -1519,6 +1639,15 @@ class Server:
                     self._replay(sock, rid, user_id, request)
                 except OSError as exc:           # out of file descriptors, a disk error
                     self._journal_unreadable(sock, rid, user_id, "data", exc)
+
+    def _forget_data_peer(self, peer: DataPeer | None) -> None:
+        """A data-socket connection ended (or its routing id was reused)."""
+        if peer is not None:
+            if self.by_fd.get(("data", peer.fd)) is peer:
+                del self.by_fd[("data", peer.fd)]
+            peers = self.sessions_of[self.data]
+            if peers.get(peer.rid) is peer:
+                del peers[peer.rid]
 
     def _journal_unreadable(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,
                             exc: OSError, client_id: str = "") -> None:
@@ -1609,7 +1738,9 @@ class Server:
                 # may come back with another peer, which must get none of its
                 # messages (and cancel-on-disconnect need not wait for heartbeats)
                 conn = self.by_fd.get((port, int(event["value"])))
-                if conn is not None:
+                if port == "data":
+                    self._forget_data_peer(conn)
+                elif conn is not None:
                     self._end_session(port, conn.rid, "disconnected")
 
     # ------------------------------------------------------------------ shutdown

@@ -314,3 +314,27 @@ def test_a_replay_from_the_journal_is_charged_every_entry_it_reads(tmp_path, mon
     finally:
         context.destroy(linger=0)
         stop_thread(server, thread)
+
+
+def test_a_brokers_refused_requests_count_against_its_throttle(tmp_path):
+    """A request refused at session level costs the loop and makes an answer
+    as an accepted one does: it counts against the broker's throttle (here
+    one a second), beyond it is refused `throttled`, and the broker's next
+    request finds its allowance spent."""
+    from exchange.commands import Tick
+    from tests.integration.gateway_harness import running
+    with running(tmp_path, max_requests_per_second=1) as server:
+        context = zmq.Context()
+        try:
+            sock = logged_on_dealer(tmp_path, "b1", context)
+            entries = server.next_seq
+            sock.send(p.encode(p.Batch(requests=[p.Request(client_id=f"t-{i}", cmd=Tick())
+                                                 for i in range(4)])))
+            assert _answers(sock) == ["not_permitted"] + ["throttled"] * 3
+            sock.send(p.encode(p.Batch(requests=[
+                p.Request(client_id="r-1", cmd=RegisterParty(name="late"))])))
+            assert _answers(sock) == ["throttled"]
+            assert server.next_seq == entries                # nothing journaled
+            sock.close()
+        finally:
+            context.destroy(linger=0)
