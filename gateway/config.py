@@ -41,6 +41,9 @@ SETTINGS: dict[str, str] = {
     "snapshot_seconds": "and at most this long between snapshots",
     "feed_ring": "Market messages kept in memory for replay requests",
     "keys_check_ms": "how often the key store is checked for changes (revocations)",
+    "max_connections": "TCP connections each port (broker, operator, feed, data) holds at "
+                       "once, handshakes and anonymous feed subscribers included; one beyond "
+                       "is hung up (lowered to fit the process's descriptor limit)",
     "max_sessions_per_user": "logged-on connections one user may hold at once; a Logon "
                              "beyond is refused (a dead one ends after 3 missed heartbeats)",
     "max_requests_per_second": "requests one broker may send a second over all its "
@@ -78,6 +81,7 @@ class Config:
     snapshot_seconds: int = 300
     feed_ring: int = 65536
     keys_check_ms: int = 500
+    max_connections: int = 1024
     max_sessions_per_user: int = 16
     max_requests_per_second: int = 10000
     engine_cpu: int = -1
@@ -98,7 +102,7 @@ class Config:
         for name in ("heartbeat_ms", "max_message_bytes", "send_hwm", "max_queued_bytes",
                      "recv_hwm", "feed_hwm",
                      "max_batch", "max_backlog", "tick_ms", "snapshot_every", "snapshot_seconds", "feed_ring",
-                     "keys_check_ms", "max_sessions_per_user"):
+                     "keys_check_ms", "max_connections", "max_sessions_per_user"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.preallocate_bytes < 0:

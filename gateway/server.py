@@ -154,6 +154,11 @@ NOBLOCK = int(zmq.NOBLOCK)      # plain ints: enum.Flag arithmetic is Python cod
 MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 SRCFD = int(zmq.SRCFD)          # a received frame's TCP socket
 DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
+ACCEPTED = int(zmq.EVENT_ACCEPTED)
+# Descriptors kept for the server's own use (journal segments and their
+# indexes, snapshots, key files, ZeroMQ's own) when `max_connections` is
+# lowered to fit the process's descriptor limit: ~25 are open when it starts.
+DESCRIPTORS_KEPT = 64
 
 
 def raise_descriptor_limit(most: int = 1 << 16) -> int:
@@ -170,6 +175,15 @@ def raise_descriptor_limit(most: int = 1 << 16) -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def connection_cap(configured: int, descriptors: int) -> int:
+    """Return the connections a port may hold: ``configured``, lowered so that
+    every port full leaves DESCRIPTORS_KEPT of the process's ``descriptors``
+    (its open-file limit; RLIM_INFINITY: none)."""
+    if descriptors == resource.RLIM_INFINITY or descriptors < 0:
+        return configured
+    return max(1, min(configured, (descriptors - DESCRIPTORS_KEPT) // len(PORTS)))
 
 
 def trading_day(ts: int) -> int:
@@ -277,7 +291,7 @@ class Server:
         from recorder import recovery  # the one recovery path
 
         cfg = self.config
-        raise_descriptor_limit()
+        descriptors = raise_descriptor_limit()
         self.journal_dir = layout.journal_dir(self.data_dir)
         self.snapshot_dir = layout.snapshot_dir(self.data_dir)
         started = time.monotonic()
@@ -363,6 +377,14 @@ class Server:
                 os.sched_setaffinity(0, starter)
         server_public, server_secret = self.keystore.server_keys()
         self.sockets: dict[str, zmq.Socket] = {}
+        self.bound_ports: dict[str, int] = {}
+        # each port's accepted TCP connections (descriptors), at most max_connections
+        self.connections: dict[str, set[int]] = {name: set() for name in PORTS}
+        self.connections_refused = {name: 0 for name in PORTS}
+        self.max_connections = connection_cap(cfg.max_connections, descriptors)
+        if self.max_connections < cfg.max_connections:
+            self.log.warning("max_connections_lowered", configured=cfg.max_connections,
+                             per_port=self.max_connections, descriptor_limit=descriptors)
         self.monitors: dict[zmq.Socket, str] = {}
         self.monitor_of: dict[str, zmq.Socket] = {}
         for name in PORTS:
@@ -383,26 +405,29 @@ class Server:
                 sock.maxmsgsize = cfg.max_message_bytes
                 sock.heartbeat_ivl = max(cfg.heartbeat_ms, 100)
                 sock.heartbeat_timeout = 3 * max(cfg.heartbeat_ms, 100)
-                # libzmq's I/O thread sends monitor events with a blocking send:
-                # an unread backlog of ~2,000 (a stalled loop, a burst of
-                # connections) would stop every socket. The reader's receive
-                # HWM of 0, set before it connects, makes that pipe unbounded.
-                address = f"inproc://lotex-monitor-{name}"     # this server's own context
-                sock.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
-                             | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-                monitor = self.context.socket(zmq.PAIR)
-                monitor.rcvhwm = 0
-                monitor.connect(address)
-                self.monitors[monitor] = name
-                self.monitor_of[name] = monitor
+            # libzmq's I/O thread sends monitor events with a blocking send:
+            # an unread backlog of ~2,000 (a stalled loop, a burst of
+            # connections) would stop every socket. The reader's receive
+            # HWM of 0, set before it connects, makes that pipe unbounded.
+            # (The feed's: its connections, counted against max_connections.)
+            address = f"inproc://lotex-monitor-{name}"     # this server's own context
+            sock.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED if name == "feed"
+                         else zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+                         | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                         | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                         | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            monitor = self.context.socket(zmq.PAIR)
+            monitor.rcvhwm = 0
+            monitor.connect(address)
+            self.monitors[monitor] = name
+            self.monitor_of[name] = monitor
             port = getattr(cfg, f"{name}_port")
             if port == 0:
                 port = sock.bind_to_random_port(f"tcp://{cfg.host}")
             else:
                 sock.bind(f"tcp://{cfg.host}:{port}")
             self.endpoints[name] = f"tcp://{cfg.host}:{port}"
+            self.bound_ports[name] = port
         self.broker = self.sockets["broker"]
         self.operator = self.sockets["operator"]
         self.feed = self.sockets["feed"]
@@ -1726,6 +1751,15 @@ class Server:
             except zmq.Again:
                 return
             event = parse_monitor_message(frames)
+            kind, fd = event["event"], int(event["value"])
+            if kind == ACCEPTED and end_sessions:
+                live = self.connections[port]
+                if len(live) >= self.max_connections:
+                    self._refuse_connection(port, fd)
+                    continue
+                live.add(fd)
+            elif kind == DISCONNECTED:
+                self.connections[port].discard(fd)
             write, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
             if unwritten:
                 self.log.warning("connections_unlogged", port=port, count=unwritten)
@@ -1733,15 +1767,30 @@ class Server:
                 self.log.info("connection", port=port,
                               what=zmq.Event(event["event"]).name.lower(), fd=event["value"],
                               endpoint=event["endpoint"].decode(errors="replace"))
-            if event["event"] == DISCONNECTED and end_sessions:
+            if kind == DISCONNECTED and end_sessions:
                 # the session ends with its connection, at once: its routing id
                 # may come back with another peer, which must get none of its
                 # messages (and cancel-on-disconnect need not wait for heartbeats)
-                conn = self.by_fd.get((port, int(event["value"])))
+                conn = self.by_fd.get((port, fd))
                 if port == "data":
                     self._forget_data_peer(conn)
                 elif conn is not None:
                     self._end_session(port, conn.rid, "disconnected")
+
+    def _refuse_connection(self, port: str, fd: int) -> None:
+        """A connection beyond ``port``'s `max_connections`: hang it up (ZeroMQ
+        then closes its descriptor; a client that reconnects is hung up again
+        while the port is full). Only a TCP socket of that port's own is."""
+        if tcp.local_port(fd) != self.bound_ports[port] or not tcp.hang_up(fd):
+            return
+        self.connections_refused[port] += 1
+        write, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
+        if unwritten:
+            self.log.warning("connections_unlogged", port=port, count=unwritten)
+        if write:
+            self.log.warning("connection_refused", port=port, fd=fd,
+                             max_connections=self.max_connections,
+                             refused=self.connections_refused[port])
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1765,8 +1814,8 @@ class Server:
                 # (the other order deadlocked when an event came in between).
                 for monitor in self.monitors:   # no session ends: nothing is journaled now
                     self._log_monitor(monitor, end_sessions=False)
-                for sock in self.sockets.values():
-                    if sock.type == zmq.ROUTER:
+                for name, sock in self.sockets.items():
+                    if name in self.monitor_of:
                         sock.disable_monitor()
                 for monitor in self.monitors:
                     monitor.close(linger=0)

@@ -342,3 +342,56 @@ def test_a_viewer_that_never_reads_is_queued_at_most_max_queued_bytes(tmp_path):
             sock.close()
         finally:
             context.destroy(linger=0)
+
+
+def _established(port: int) -> int:
+    """TCP connections of this host in state ESTABLISHED whose local port is
+    ``port`` (the server's side of its connections), from /proc/net/tcp."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].split(":")[1], 16) == port:
+                count += 1
+    return count
+
+
+def test_each_port_holds_at_most_max_connections_feed_included(tmp_path):
+    """Every connection costs the server a descriptor, an anonymous feed
+    subscriber's too (no key needed): each port holds at most
+    `max_connections` (here 4) and hangs up any beyond, counted, so
+    connections alone cannot take every descriptor; the other ports, and a
+    subscriber already connected, are served meanwhile."""
+    from exchange.commands import SetDisplayRate
+    from gateway.client import FeedClient
+    with running(tmp_path, max_connections=4) as server, client(tmp_path, "op") as op:
+        context = zmq.Context()
+        subs: list[zmq.Socket] = []
+        try:
+            feed_port = int(server.endpoints["feed"].rsplit(":", 1)[1])
+            with FeedClient.from_data_dir(tmp_path, "viewer") as watcher:
+                watcher.start()
+                assert wait_for(lambda: len(server.connections["feed"]) == 1)
+                for _ in range(12):                     # anonymous: no key at all
+                    sub = context.socket(zmq.SUB)
+                    sub.linger = 0
+                    sub.reconnect_ivl = 60000           # hung up, it stays away
+                    sub.setsockopt(zmq.SUBSCRIBE, b"")
+                    sub.connect(server.endpoints["feed"])
+                    subs.append(sub)
+                assert wait_for(lambda: server.connections_refused["feed"] == 9)
+                assert len(server.connections["feed"]) == 4
+                assert wait_for(lambda: _established(feed_port) == 4)   # its descriptors
+                op.ok(SetDisplayRate(base="USD", quote="CNY", num=7, den=1))  # other ports
+                updates = list(watcher.updates(timeout=5.0, max_messages=1))
+                assert [type(e).__name__ for m in updates for e in m.events] == \
+                    ["DisplayRateSet"]                          # the first subscriber is fed
+            assert wait_for(lambda: not server.connections["data"])   # the watcher's gone
+            subs.extend(raw_dealer(tmp_path, "viewer", "data", context) for _ in range(6))
+            assert wait_for(lambda: server.connections_refused["data"] >= 2)   # (they retry)
+            assert len(server.connections["data"]) == 4 and server.failed is None
+        finally:
+            for sock in subs:
+                sock.close()
+            context.destroy(linger=0)
