@@ -108,6 +108,18 @@ def test_the_server_raises_its_open_file_limit_to_the_hard_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_max_connections_is_lowered_to_fit_the_open_file_limit():
+    """Four ports full must leave the server descriptors for its journal."""
+    import resource
+
+    from gateway.server import DESCRIPTORS_KEPT, connection_cap
+    assert connection_cap(1024, 65536) == 1024
+    assert connection_cap(1024, resource.RLIM_INFINITY) == 1024
+    assert connection_cap(1024, 300) == (300 - DESCRIPTORS_KEPT) // 4
+    assert 4 * connection_cap(1024, 300) + DESCRIPTORS_KEPT <= 300
+    assert connection_cap(1024, 10) == 1
+
+
 def test_a_connection_made_with_a_key_since_rotated_cannot_log_on_again(exchange):
     from gateway.keys import KeyStore
     data, _ = exchange
