@@ -143,7 +143,7 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
                                      exposure=exposure.total if exposure is not None else 0,
                                      credit_limit=party.credit_limit, currency=party.currency,
                                      frozen=party.frozen))
-    for inst in state.books.values():
+    for inst in state.books.values() if mine_in else ():   # (no paddle here: no book)
         mine = mine_in.get(inst.session)
         if mine is None:
             continue
@@ -207,7 +207,11 @@ def _sessions(state: State, session: str) -> list:
 def status_work(state: State, session: str = "") -> int:
     """Return a bound of the items `broker_status` walks for ``session`` (""),
     whoever the broker: paddles, lots and their live bids and NDA signers,
-    books, their resting orders and holders. O(sessions + lots + books)."""
+    every book (those of other sessions too are looked at), the session's
+    books' resting orders and holders; 0 for a session that does not exist
+    (nothing is walked for it). O(sessions + lots + books)."""
+    if session and session not in state.sessions:
+        return 0
     lots = state.lots
     rooms = dataroom.rooms(state)
     work = 0
@@ -221,6 +225,7 @@ def status_work(state: State, session: str = "") -> int:
             if room is not None:
                 work += len(room.ndas)
     for inst in state.books.values():
+        work += 1
         if not session or inst.session == session:
-            work += 1 + len(inst.book.orders) + len(inst.holdings)
+            work += len(inst.book.orders) + len(inst.holdings)
     return work

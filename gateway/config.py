@@ -28,6 +28,9 @@ SETTINGS: dict[str, str] = {
     "heartbeat_ms": "feed heartbeat and the default session heartbeat",
     "max_message_bytes": "a larger inbound frame drops the connection",
     "send_hwm": "messages queued per connection; beyond it they are dropped (it resends)",
+    "max_queued_bytes": "bytes sent to a connection and not yet acknowledged by its TCP peer "
+                        "(a client that does not read); beyond, messages to it are dropped "
+                        "(it resends), one larger message alone excepted",
     "recv_hwm": "messages queued from one connection before ZeroMQ pushes back",
     "feed_hwm": "messages queued per feed subscriber; beyond it they are dropped",
     "max_batch": "messages, requests and entries handled per loop turn, per socket",
@@ -37,6 +40,9 @@ SETTINGS: dict[str, str] = {
     "snapshot_seconds": "and at most this long between snapshots",
     "feed_ring": "Market messages kept in memory for replay requests",
     "keys_check_ms": "how often the key store is checked for changes (revocations)",
+    "max_connections": "TCP connections each port (broker, operator, feed, data) holds at "
+                       "once, handshakes and anonymous feed subscribers included; one beyond "
+                       "is hung up (lowered to fit the process's descriptor limit)",
     "max_sessions_per_user": "logged-on connections one user may hold at once; a Logon "
                              "beyond is refused (a dead one ends after 3 missed heartbeats)",
     "max_requests_per_second": "requests one broker may send a second over all its "
@@ -64,6 +70,7 @@ class Config:
     heartbeat_ms: int = 1000
     max_message_bytes: int = 65536
     send_hwm: int = 10000
+    max_queued_bytes: int = 16 << 20
     recv_hwm: int = 10000
     feed_hwm: int = 100000
     max_batch: int = 2048
@@ -73,6 +80,7 @@ class Config:
     snapshot_seconds: int = 300
     feed_ring: int = 65536
     keys_check_ms: int = 500
+    max_connections: int = 1024
     max_sessions_per_user: int = 16
     max_requests_per_second: int = 10000
     engine_cpu: int = -1
@@ -90,9 +98,10 @@ class Config:
             port = getattr(self, name)
             if not 0 <= port < 65536:
                 raise ValueError(f"{name} {port} is not a TCP port")
-        for name in ("heartbeat_ms", "max_message_bytes", "send_hwm", "recv_hwm", "feed_hwm",
+        for name in ("heartbeat_ms", "max_message_bytes", "send_hwm", "max_queued_bytes",
+                     "recv_hwm", "feed_hwm",
                      "max_batch", "max_backlog", "tick_ms", "snapshot_every", "snapshot_seconds", "feed_ring",
-                     "keys_check_ms", "max_sessions_per_user"):
+                     "keys_check_ms", "max_connections", "max_sessions_per_user"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.preallocate_bytes < 0:

@@ -68,9 +68,11 @@ from exchange.events import CommandRejected, OPERATORS
 from exchange.status import broker_status, status_work
 from gateway import logs
 from gateway import protocol as p
+from gateway import tcp
 from gateway.config import Config, load_or_create
 from gateway.keys import KeyStore, User
-from gateway.tables import ID_JOIN, ID_MASK, ClientIds, FeedRing, RecentResults, id_key
+from gateway.tables import (ENTRY_MARK_EVERY, ID_JOIN, ID_MASK, ClientIds, FeedRing,
+                            RecentResults, id_key)
 from gateway.view import MarketView
 from gateway.zap import KEY_PROPERTY, ZapHandler
 from recorder import layout
@@ -131,12 +133,32 @@ RESENT_WINDOW_NS = 10**9
 # needs a few): with the broker's 10,000, a viewer that sent replay requests
 # and never read made ZeroMQ hold up to 10,000 answers of up to 1 MiB each.
 DATA_SEND_HWM = 64
+# Frames of messages of more than one that one socket walks in a turn. The
+# protocol has one frame a message, so such a message is refused
+# `undecodable`; but ZeroMQ delivers a message whole, however many frames it
+# has (its size limit is per frame, its queue limits count messages), and
+# every frame must be received before the socket's next message. Walked all
+# at once, one message of 3,000,000 empty frames held the loop 8-20 s; at
+# ~2.5 us a frame this is ~5 ms a turn, the rest in the next turns.
+FRAMES_PER_TURN = 2048
+# A connection with more than `max_queued_bytes` sent and not acknowledged by
+# its TCP peer (a client that does not read) loses the messages beyond, as at
+# its queue's limit in messages (`send_hwm`: 10,000 Results of 97 KB each made
+# ZeroMQ hold ~1 GB for one broker that never read). The kernel is asked
+# (`tcp.bytes_acked`) only once that many are counted, then at most this often
+# while the peer stays behind.
+QUEUE_CHECK_NS = 10 * NS_PER_MS
 HANDSHAKE_MS = 5000             # an unfinished CURVE handshake is dropped after this (libzmq: 30 s)
 client_decode = p.client_decoder.decode
 NOBLOCK = int(zmq.NOBLOCK)      # plain ints: enum.Flag arithmetic is Python code
 MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 SRCFD = int(zmq.SRCFD)          # a received frame's TCP socket
 DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
+ACCEPTED = int(zmq.EVENT_ACCEPTED)
+# Descriptors kept for the server's own use (journal segments and their
+# indexes, snapshots, key files, ZeroMQ's own) when `max_connections` is
+# lowered to fit the process's descriptor limit: ~25 are open when it starts.
+DESCRIPTORS_KEPT = 64
 
 
 def raise_descriptor_limit(most: int = 1 << 16) -> int:
@@ -155,6 +177,15 @@ def raise_descriptor_limit(most: int = 1 << 16) -> int:
     return soft
 
 
+def connection_cap(configured: int, descriptors: int) -> int:
+    """Return the connections a port may hold: ``configured``, lowered so that
+    every port full leaves DESCRIPTORS_KEPT of the process's ``descriptors``
+    (its open-file limit; RLIM_INFINITY: none)."""
+    if descriptors == resource.RLIM_INFINITY or descriptors < 0:
+        return configured
+    return max(1, min(configured, (descriptors - DESCRIPTORS_KEPT) // len(PORTS)))
+
+
 def trading_day(ts: int) -> int:
     """Return the trading day (days since the epoch, UTC) of ``ts``."""
     return ts // NS_PER_DAY
@@ -164,11 +195,46 @@ def day_text(day: int) -> str:
     return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
 
 
-class Conn:
+def wire_bytes(size: int) -> int:
+    """The bytes a message of ``size`` takes on a CURVE connection (libzmq 4.3:
+    a MESSAGE command of 33 bytes more, in a frame with a 2- or 9-byte header)."""
+    return size + (35 if size <= 222 else 42)
+
+
+class Outflow:
+    """What was sent to one connection and what its TCP peer acknowledged,
+    to bound the bytes queued for it (`Server._room`). ``zero`` None: not
+    bounded (the kernel cannot tell)."""
+
+    __slots__ = ()
+
+    def count_from(self, fd: int) -> None:
+        self.sent = 0                 # bytes handed to ZeroMQ (wire_bytes of each)
+        self.seen = 0                 # ... of them acknowledged, when last asked
+        self.zero = tcp.bytes_acked(fd)   # the kernel's count when counting began
+        self.next_check = 0           # (monotonic ns) not asked again before this
+
+
+class DataPeer(Outflow):
+    """A connection on the data socket (it holds no session): what is sent to it."""
+
+    __slots__ = ("rid", "user", "fd", "dropped", "last_out", "sent", "seen", "zero",
+                 "next_check")
+
+    def __init__(self, rid: bytes, user: str, fd: int) -> None:
+        self.rid = rid
+        self.user = user
+        self.fd = fd
+        self.dropped = 0
+        self.last_out = 0
+        self.count_from(fd)
+
+
+class Conn(Outflow):
     """A logged-on connection on the broker or operator socket."""
 
     __slots__ = ("port", "sock", "rid", "user", "role", "hb_ns", "last_in", "last_out", "cod",
-                 "notices", "dropped", "fd")
+                 "notices", "dropped", "fd", "sent", "seen", "zero", "next_check")
 
     def __init__(self, port: str, sock: zmq.Socket, rid: bytes, user: str, role: str,
                  hb_ns: int, now: int, cod: bool, notices: bool, fd: int = -1) -> None:
@@ -184,6 +250,7 @@ class Conn:
         self.notices = notices
         self.dropped = 0
         self.fd = fd                  # the peer's TCP socket: its routing id may pass to another
+        self.count_from(fd)
 
 
 class ServerStopped(Exception):
@@ -228,7 +295,7 @@ class Server:
         from recorder import recovery  # the one recovery path
 
         cfg = self.config
-        raise_descriptor_limit()
+        descriptors = raise_descriptor_limit()
         self.journal_dir = layout.journal_dir(self.data_dir)
         self.snapshot_dir = layout.snapshot_dir(self.data_dir)
         started = time.monotonic()
@@ -295,6 +362,10 @@ class Server:
         self.requests_left = 0            # of the socket being drained (see `_drain`)
         self.reloads_asked: list[tuple[zmq.Socket, bytes]] = []   # this turn's Reloads
         self.status_work: dict[str, int] = {}    # this turn's bound of a status, by session
+        # a socket in the middle of a message of several frames: [routing id, frames so far]
+        self.skipping: dict[zmq.Socket, list[Any]] = {}
+        self.frames_left = FRAMES_PER_TURN        # of the socket being read, this turn
+        self.multipart_refused = {port: 0 for port in PORTS}   # such messages, by port
         # where the last resend read back from the journal left off: (next seq, records)
         self.read_back: tuple[int, Iterator[Any]] | None = None
         # segments ("": entries missing) whose damage was logged (`_journal_damaged`)
@@ -324,6 +395,14 @@ class Server:
                 os.sched_setaffinity(0, starter)
         server_public, server_secret = self.keystore.server_keys()
         self.sockets: dict[str, zmq.Socket] = {}
+        self.bound_ports: dict[str, int] = {}
+        # each port's accepted TCP connections (descriptors), at most max_connections
+        self.connections: dict[str, set[int]] = {name: set() for name in PORTS}
+        self.connections_refused = {name: 0 for name in PORTS}
+        self.max_connections = connection_cap(cfg.max_connections, descriptors)
+        if self.max_connections < cfg.max_connections:
+            self.log.warning("max_connections_lowered", configured=cfg.max_connections,
+                             per_port=self.max_connections, descriptor_limit=descriptors)
         self.monitors: dict[zmq.Socket, str] = {}
         self.monitor_of: dict[str, zmq.Socket] = {}
         for name in PORTS:
@@ -344,26 +423,29 @@ class Server:
                 sock.maxmsgsize = cfg.max_message_bytes
                 sock.heartbeat_ivl = max(cfg.heartbeat_ms, 100)
                 sock.heartbeat_timeout = 3 * max(cfg.heartbeat_ms, 100)
-                # libzmq's I/O thread sends monitor events with a blocking send:
-                # an unread backlog of ~2,000 (a stalled loop, a burst of
-                # connections) would stop every socket. The reader's receive
-                # HWM of 0, set before it connects, makes that pipe unbounded.
-                address = f"inproc://lotex-monitor-{name}"     # this server's own context
-                sock.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
-                             | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-                monitor = self.context.socket(zmq.PAIR)
-                monitor.rcvhwm = 0
-                monitor.connect(address)
-                self.monitors[monitor] = name
-                self.monitor_of[name] = monitor
+            # libzmq's I/O thread sends monitor events with a blocking send:
+            # an unread backlog of ~2,000 (a stalled loop, a burst of
+            # connections) would stop every socket. The reader's receive
+            # HWM of 0, set before it connects, makes that pipe unbounded.
+            # (The feed's: its connections, counted against max_connections.)
+            address = f"inproc://lotex-monitor-{name}"     # this server's own context
+            sock.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED if name == "feed"
+                         else zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+                         | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                         | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                         | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            monitor = self.context.socket(zmq.PAIR)
+            monitor.rcvhwm = 0
+            monitor.connect(address)
+            self.monitors[monitor] = name
+            self.monitor_of[name] = monitor
             port = getattr(cfg, f"{name}_port")
             if port == 0:
                 port = sock.bind_to_random_port(f"tcp://{cfg.host}")
             else:
                 sock.bind(f"tcp://{cfg.host}:{port}")
             self.endpoints[name] = f"tcp://{cfg.host}:{port}"
+            self.bound_ports[name] = port
         self.broker = self.sockets["broker"]
         self.operator = self.sockets["operator"]
         self.feed = self.sockets["feed"]
@@ -408,7 +490,10 @@ class Server:
                     break
                 if record.kind == KIND_ENTRY:
                     self._remember_id(decode_entry_envelope(record.payload))
+        ring = self.ring
         for record in self.journal.read(after + 1):
+            if not record.seq % ENTRY_MARK_EVERY:   # as `_apply` marks them
+                ring.mark_entry(record.seq, self.last_public_assigned)
             if record.kind != KIND_ENTRY:
                 continue
             entry = decode_entry(record.payload)
@@ -460,9 +545,11 @@ class Server:
             state = pickle.loads(snap.data)
             view = pickle.loads(state["view"])
             ring = state.get("ring")
-            if ring is None:           # written before FeedRing: every seq, the last messages
-                ring = FeedRing.from_seqs(self.config.feed_ring, state["public_seqs"],
-                                          state["ring_msgs"])
+            if ring is None or not hasattr(ring, "entry_seqs"):
+                # written before FeedRing, or before it marked journal entries:
+                # without the marks a replay of older messages could read an
+                # unbounded run of private entries, so scan once instead
+                raise ValueError("the feed ring holds no journal entry marks")
             ring.resize(self.config.feed_ring)
             last_public, assigned = state["last_public"], state["last_public_assigned"]
             ids = None                          # snapshots from before held no ids
@@ -552,10 +639,14 @@ class Server:
         """Receive and handle what is queued on ``sock``: at most ``max_batch``
         messages, ``max_batch`` requests, ``max_batch`` entries and
         ``max_backlog`` entries not yet committed. A ROUTER delivers a
-        message whole: its routing id, then its frames."""
+        message whole: its routing id, then its frames; a message of more
+        than one is walked `FRAMES_PER_TURN` frames a turn (`_skip_frames`)."""
         recv = sock.recv
         on_message = self._on_message
         max_batch = self.config.max_batch
+        self.frames_left = FRAMES_PER_TURN
+        if sock in self.skipping and not self._skip_frames(sock, port):
+            return                             # the rest of that message in the next turn
         # A Batch message holds up to 1,000 requests: the turn ends after
         # max_batch requests (resends and refusals make no entry but take
         # 1-4 us each: unbounded, one broker's Batches of resends held the
@@ -569,13 +660,50 @@ class Server:
             except zmq.Again:
                 return
             body = recv(NOBLOCK, copy=False)
-            frames = 1
-            while body.more:
-                body = recv(NOBLOCK, copy=False)
-                frames += 1
-            on_message(sock, port, rid, body, frames)
+            if body.more:                      # more frames than the protocol ever has
+                self.skipping[sock] = [rid, 1]
+                self.frames_left -= 1
+                if not self._skip_frames(sock, port):
+                    return
+                continue
+            on_message(sock, port, rid, body, 1)
             if self.next_seq >= stop_at or self.requests_left <= 0:
                 return
+
+    def _skip_frames(self, sock: zmq.Socket, port: str) -> bool:
+        """Receive the next frames of the message of several frames ``sock``
+        is in the middle of, at most ``frames_left`` this turn, keeping none;
+        once its last is in, refuse it `undecodable` (or `revoked`) and return
+        True; else False: the rest in the next turn. O(frames walked)."""
+        state = self.skipping[sock]
+        rid, frames = state
+        recv = sock.recv
+        left = self.frames_left
+        last = None
+        try:
+            while left > 0:
+                last = recv(NOBLOCK, copy=False)
+                frames += 1
+                left -= 1
+                if not last.more:
+                    break
+        except zmq.Again:                      # (ZeroMQ hands a message over whole)
+            last = None
+        self.frames_left = left
+        if last is None or last.more:
+            state[1] = frames
+            return False
+        del self.skipping[sock]
+        self.multipart_refused[port] += 1
+        user_id = last.get("User-Id")
+        user = self.users.get(user_id)
+        if user is None or user.revoked or last.get(KEY_PROPERTY) != user.public_key:
+            self._end_session(port, rid, "revoked")
+            self._reject(sock, rid, "revoked", user_id, port)
+        else:
+            self._reject(sock, rid, "undecodable", user_id, port,
+                         detail=f"expected one frame per message, got {frames:,}")
+        return True
 
     # ------------------------------------------------------------------ durability
 
@@ -616,9 +744,16 @@ class Server:
             sessions = self.sessions_of
             popleft = outbox.popleft
             more, last = MORE_NOBLOCK, NOBLOCK
+            cap = self.config.max_queued_bytes
             while outbox and outbox[0][0] <= durable:
                 _, sock, rid, data = popleft()
                 conn = sessions[sock].get(rid)
+                if conn is not None and conn.zero is not None:
+                    size = len(data)
+                    size += 35 if size <= 222 else 42       # wire_bytes, inlined
+                    if conn.sent - conn.seen + size > cap and not self._room(conn, size, now):
+                        self._dropped(sock, conn)
+                        continue
                 try:
                     sock.send(rid, more)    # ROUTER_MANDATORY: refused whole or sent whole
                     sock.send(data, last)
@@ -627,6 +762,8 @@ class Server:
                     continue
                 if conn is not None:
                     conn.last_out = now
+                    if conn.zero is not None:
+                        conn.sent += size
         pending = self.pub_pending
         if pending and pending[0][0] <= durable:
             feed_send = self.feed.send
@@ -890,19 +1027,18 @@ class Server:
         cid = msg.client_id
         if not (0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii() and cid.isprintable()
                 and " " not in cid):       # 1..64 printable ASCII, no space
-            self._reject(sock, conn.rid, "bad_client_id", user.id, conn.port,
-                         client_id=cid[:p.MAX_CLIENT_ID])
+            self._refuse_request(sock, conn, "bad_client_id", cid[:p.MAX_CLIENT_ID])
             return
         cmd = msg.cmd
         kind = type(cmd)
         if kind is Tick:
-            self._reject(sock, conn.rid, "not_permitted", user.id, conn.port, client_id=cid,
-                         detail="Tick is sent by the exchange clock only")
+            self._refuse_request(sock, conn, "not_permitted", cid,
+                                 "Tick is sent by the exchange clock only")
             return
         if kind is RegisterParty and user.clients and cmd.name not in user.clients:
-            self._reject(sock, conn.rid, "not_your_client", user.id, conn.port, client_id=cid,
-                         detail=f"{cmd.name!r} is not among the clients of {user.id!r} "
-                                f"in the key store")
+            self._refuse_request(sock, conn, "not_your_client", cid,
+                                 f"{cmd.name!r} is not among the clients of {user.id!r} "
+                                 f"in the key store")
             return
         now = time.time_ns()
         # the day rolls forward only: a clock set back keeps the later day's ids
@@ -964,6 +1100,19 @@ class Server:
             return
         self._apply(cmd, user.id, conn.role, cid, conn, now)
 
+    def _refuse_request(self, sock: zmq.Socket, conn: Conn, code: str, cid: str,
+                        detail: str = "") -> None:
+        """Refuse a request at session level. A broker's refused request
+        counts against its throttle like any other (each makes an answer:
+        a Batch of 1,000 refused requests, 41 KB in, made 97 KB out), and
+        beyond it is refused `throttled` instead."""
+        rate = self.config.max_requests_per_second
+        if conn.role == "broker" and rate and self._throttled(conn.user):
+            code, detail = "throttled", (f"{conn.user!r} sent more than {rate:,} requests in a "
+                                         f"second, the most it may (max_requests_per_second); "
+                                         f"nothing was done")
+        self._reject(sock, conn.rid, code, conn.user, conn.port, client_id=cid, detail=detail)
+
     def _throttled(self, user_id: str, cost: int = 1) -> bool:
         """Count ``cost`` requests of the broker; True if it is over its rate.
         The generic cell rate algorithm (a token bucket of one second's worth)
@@ -1012,6 +1161,8 @@ class Server:
             self._unapply(env, origin, "entry_too_large")
             return
         self.records.append((ts, entry))
+        if not seq % ENTRY_MARK_EVERY:            # where a replay's journal reading may start
+            self.ring.mark_entry(seq, self.last_public_assigned)
         self.next_seq = seq + 1
         self.last_ts = ts
         self.last_env_ns = now
@@ -1183,6 +1334,12 @@ class Server:
 
     def _send(self, sock: zmq.Socket, rid: bytes, data: bytes, now: int) -> None:
         conn = self.sessions_of[sock].get(rid)
+        size = wire_bytes(len(data))
+        if conn is not None and conn.zero is not None \
+                and conn.sent - conn.seen + size > self.config.max_queued_bytes \
+                and not self._room(conn, size, now):
+            self._dropped(sock, conn)
+            return
         try:
             sock.send(rid, MORE_NOBLOCK)
             sock.send(data, NOBLOCK)
@@ -1191,6 +1348,45 @@ class Server:
             return
         if conn is not None:
             conn.last_out = now
+            if conn.zero is not None:
+                conn.sent += size
+
+    def _room(self, conn: Outflow, size: int, now: int) -> bool:
+        """Whether a message of ``size`` may be sent to ``conn``, whose count
+        of bytes sent and not acknowledged says it would go over
+        `max_queued_bytes`: ask the kernel what its peer acknowledged (at most
+        every QUEUE_CHECK_NS while it stays behind). A message goes if the
+        bytes still queued and it fit, or nothing is queued (a larger one
+        alone), or the kernel holds nothing unacknowledged (whatever waits in
+        ZeroMQ is on its way: counting starts anew). O(1), a system call."""
+        if now < conn.next_check:
+            return False
+        acked = tcp.bytes_acked(conn.fd)
+        if acked is None:                       # cannot tell: this connection is not bounded
+            conn.zero = None
+            return True
+        conn.seen = acked - conn.zero
+        queued = conn.sent - conn.seen
+        if queued <= 0 or queued + size <= self.config.max_queued_bytes:
+            return True
+        if tcp.unacked(conn.fd) == 0:
+            conn.zero = acked - conn.sent
+            conn.seen = conn.sent
+            return True
+        conn.next_check = now + QUEUE_CHECK_NS
+        return False
+
+    def _dropped(self, sock: zmq.Socket, conn: Outflow) -> None:
+        """A message for ``conn`` was not sent: it has `max_queued_bytes` or
+        more waiting that its peer has not taken (the client resends what it
+        misses; notices come back by `Recap`)."""
+        conn.dropped += 1
+        if conn.dropped == 1 or conn.dropped % 1000 == 0:
+            port = ("broker" if sock is self.broker else "operator" if sock is self.operator
+                    else "data")
+            self.log.warning("slow_client_dropped", user=conn.user, port=port,
+                             rid=conn.rid.hex(), dropped=conn.dropped,
+                             queued_bytes=conn.sent - conn.seen)
 
     def _send_failed(self, sock: zmq.Socket, rid: bytes, conn: Conn | None,
                      exc: zmq.ZMQError) -> None:
@@ -1207,7 +1403,10 @@ class Server:
         if exc.errno == zmq.EHOSTUNREACH:
             if conn is not None:
                 self.log.info("peer_gone", user=conn.user, port=port, rid=rid.hex())
-                self._end_session(port, rid, "peer gone")
+                if port == "data":
+                    self._forget_data_peer(conn)
+                else:
+                    self._end_session(port, rid, "peer gone")
             return
         raise exc
 
@@ -1442,26 +1641,39 @@ class Server:
         while the turn's catch-up budget lasts; the rest wait in the socket
         for the next turn (a snapshot is whole: the budget may go below 0)."""
         sock = self.data
+        recv = sock.recv
+        peers = self.sessions_of[sock]          # routing id -> DataPeer
         now = time.monotonic_ns()
+        self.frames_left = FRAMES_PER_TURN
+        if sock in self.skipping and not self._skip_frames(sock, "data"):
+            return                             # the rest of that message in the next turn
         for _ in range(64):
             if self.catch_up_left <= 0:
                 return
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                rid = recv(NOBLOCK)
             except zmq.Again:
                 return
-            rid = frames[0].bytes
-            user_id = frames[-1].get("User-Id")
+            body = recv(NOBLOCK, copy=False)    # frame by frame: none kept but this one
+            if body.more:
+                self.skipping[sock] = [rid, 1]
+                self.frames_left -= 1
+                if not self._skip_frames(sock, "data"):
+                    return
+                continue
+            user_id = body.get("User-Id")
+            fd = body.get(SRCFD)
+            peer = peers.get(rid)
+            if peer is None or peer.fd != fd:    # a new connection (or its routing id reused)
+                self._forget_data_peer(peer)
+                peer = peers[rid] = DataPeer(rid, user_id, fd)
+                self.by_fd[("data", fd)] = peer
             user = self.users.get(user_id)
-            if user is None or user.revoked or frames[-1].get(KEY_PROPERTY) != user.public_key:
+            if user is None or user.revoked or body.get(KEY_PROPERTY) != user.public_key:
                 self._reject(sock, rid, "revoked", user_id, "data")
                 continue
-            if len(frames) != 2:
-                self._reject(sock, rid, "undecodable", user_id, "data",
-                             detail="expected one frame per message")
-                continue
             try:
-                request = p.data_request_decoder.decode(frames[1].buffer)
+                request = p.data_request_decoder.decode(body.buffer)
             except msgspec.ValidationError as exc:
                 self._reject(sock, rid, "invalid_message", user_id, "data", detail=str(exc))
                 continue
@@ -1470,7 +1682,7 @@ class Server:
                 continue
             if type(request) is p.SnapshotRequest:
                 events = self.view.snapshot(request.session, request.key)
-                self.catch_up_left -= 1 + len(events) // SNAPSHOT_EVENTS_PER_UNIT
+                self.catch_up_left -= 1 + self.view.walked // SNAPSHOT_EVENTS_PER_UNIT
                 self._send(sock, rid, p.encode(p.Snapshot(
                     seq=self.last_public, session=request.session, key=request.key,
                     events=events)), now)
@@ -1481,6 +1693,15 @@ class Server:
                     self._journal_unreadable(sock, rid, user_id, "data", exc)
                 except JournalCorrupt as exc:
                     self._journal_damaged(sock, rid, user_id, "data", exc)
+
+    def _forget_data_peer(self, peer: DataPeer | None) -> None:
+        """A data-socket connection ended (or its routing id was reused)."""
+        if peer is not None:
+            if self.by_fd.get(("data", peer.fd)) is peer:
+                del self.by_fd[("data", peer.fd)]
+            peers = self.sessions_of[self.data]
+            if peers.get(peer.rid) is peer:
+                del peers[peer.rid]
 
     def _journal_unreadable(self, sock: zmq.Socket, rid: bytes, user_id: str, port: str,
                             exc: OSError, client_id: str = "") -> None:
@@ -1529,7 +1750,10 @@ class Server:
         kept = ring.first_kept() or published + 1
         left = self.catch_up_left
         if req.from_seq < kept and req.from_seq <= upto:   # older than the ring: the journal
-            left -= COST_JOURNAL_START
+            # every entry read is charged, those before from_seq too (from the
+            # mark the reading starts at: at most ENTRY_MARK_EVERY - 1 of them)
+            start, _ = ring.read_start(req.from_seq)
+            left -= COST_JOURNAL_START + COST_JOURNAL * (req.from_seq - start)
         full = left <= 0
         if full:                                        # nothing read, nothing spent
             left = self.catch_up_left
@@ -1575,6 +1799,15 @@ class Server:
             except zmq.Again:
                 return
             event = parse_monitor_message(frames)
+            kind, fd = event["event"], int(event["value"])
+            if kind == ACCEPTED and end_sessions:
+                live = self.connections[port]
+                if len(live) >= self.max_connections:
+                    self._refuse_connection(port, fd)
+                    continue
+                live.add(fd)
+            elif kind == DISCONNECTED:
+                self.connections[port].discard(fd)
             write, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
             if unwritten:
                 self.log.warning("connections_unlogged", port=port, count=unwritten)
@@ -1582,13 +1815,30 @@ class Server:
                 self.log.info("connection", port=port,
                               what=zmq.Event(event["event"]).name.lower(), fd=event["value"],
                               endpoint=event["endpoint"].decode(errors="replace"))
-            if event["event"] == DISCONNECTED and end_sessions:
+            if kind == DISCONNECTED and end_sessions:
                 # the session ends with its connection, at once: its routing id
                 # may come back with another peer, which must get none of its
                 # messages (and cancel-on-disconnect need not wait for heartbeats)
-                conn = self.by_fd.get((port, int(event["value"])))
-                if conn is not None:
+                conn = self.by_fd.get((port, fd))
+                if port == "data":
+                    self._forget_data_peer(conn)
+                elif conn is not None:
                     self._end_session(port, conn.rid, "disconnected")
+
+    def _refuse_connection(self, port: str, fd: int) -> None:
+        """A connection beyond ``port``'s `max_connections`: hang it up (ZeroMQ
+        then closes its descriptor; a client that reconnects is hung up again
+        while the port is full). Only a TCP socket of that port's own is."""
+        if tcp.local_port(fd) != self.bound_ports[port] or not tcp.hang_up(fd):
+            return
+        self.connections_refused[port] += 1
+        write, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
+        if unwritten:
+            self.log.warning("connections_unlogged", port=port, count=unwritten)
+        if write:
+            self.log.warning("connection_refused", port=port, fd=fd,
+                             max_connections=self.max_connections,
+                             refused=self.connections_refused[port])
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1612,8 +1862,8 @@ class Server:
                 # (the other order deadlocked when an event came in between).
                 for monitor in self.monitors:   # no session ends: nothing is journaled now
                     self._log_monitor(monitor, end_sessions=False)
-                for sock in self.sockets.values():
-                    if sock.type == zmq.ROUTER:
+                for name, sock in self.sockets.items():
+                    if name in self.monitor_of:
                         sock.disable_monitor()
                 for monitor in self.monitors:
                     monitor.close(linger=0)

@@ -102,16 +102,26 @@ class RecentResults:
 
 
 MARK_EVERY = 64                # Market messages per remembered seq beyond the ring
+# Journal entries per remembered (seq, the Market message before it), whether
+# or not they published anything: a reading of the journal for a replay starts
+# at most this many entries before what it is asked for (the journal's own
+# index starts a read at most 128 records before), so private-only entries
+# (rejects, sealed bids) cannot make one request read an unbounded run.
+ENTRY_MARK_EVERY = 128
 
 
 class FeedRing:
     """The Market messages sent, for replay requests: the last ``size`` in
     memory with their seqs, and the seq of every `MARK_EVERY`-th message ever
     sent, where a reading of the journal for older ones starts (8 bytes per 64
-    messages for the server's life, not 8 per message). Appending is O(1)
+    messages for the server's life, not 8 per message), and every
+    `ENTRY_MARK_EVERY`-th journal entry with the Market message before it
+    (`mark_entry`, 16 bytes per 128 entries), so that a reading starts close
+    to where it is asked whatever the entries between hold. Appending is O(1)
     amortised: the oldest go ``slack`` at a time, never half the ring at once."""
 
-    __slots__ = ("size", "slack", "cap", "seqs", "msgs", "marks", "count")
+    __slots__ = ("size", "slack", "cap", "seqs", "msgs", "marks", "count", "entry_seqs",
+                 "entry_prevs")
 
     def __init__(self, size: int, slack: int = 1024) -> None:
         self.size = size
@@ -121,6 +131,16 @@ class FeedRing:
         self.msgs: list[bytes] = []        # encoded, in the same order
         self.marks = array("q")            # seq of the 0th, 64th, 128th ... message sent
         self.count = 0                     # messages sent, ever
+        self.entry_seqs = array("q")       # journal entries marked, ascending ...
+        self.entry_prevs = array("q")      # ... and the last Market seq before each
+
+    def mark_entry(self, seq: int, prev: int) -> None:
+        """Remember that the last Market message before journal entry ``seq``
+        was ``prev`` (0: none): a reading of the journal may start there. O(1)."""
+        seqs = self.entry_seqs
+        if not seqs or seqs[-1] < seq:
+            seqs.append(seq)
+            self.entry_prevs.append(prev)
 
     def append(self, seq: int, data: bytes) -> None:
         if not self.count % MARK_EVERY:
@@ -162,16 +182,27 @@ class FeedRing:
         k = bisect.bisect_left(self.marks, seq)
         return self.marks[k - 1] if k else 0
 
+    def read_start(self, first: int, origin: int = 1) -> tuple[int, int]:
+        """Return where a journal reading for the messages from ``first`` on
+        starts and the ``prev`` it starts with: the later of the last marked
+        message and the last marked entry before ``first``, else ``origin``.
+        O(log marks)."""
+        start, prev = self.mark_before(first) or origin, 0
+        seqs = self.entry_seqs
+        k = bisect.bisect_left(seqs, first)
+        if k and seqs[k - 1] > start:
+            start, prev = seqs[k - 1], self.entry_prevs[k - 1]
+        return start, prev
+
     def from_journal(self, journal: Any, first: int, last: int,
                      origin: int = 1) -> Iterator[tuple[int, bytes | None]]:
         """Yield (seq, Market message) of the journal entries first..last, the
         message rebuilt as it was sent, None for an entry without public
-        events: reading starts at the last mark before ``first`` to learn the
-        ``prev`` of the first one, else at ``origin``, the entry the feed
-        started from (its first message has ``prev`` 0). O(entries from
-        the mark on)."""
-        start = self.mark_before(first) or origin
-        prev = 0
+        events: reading starts at the last mark before ``first`` (`read_start`)
+        to learn the ``prev`` of the first one, else at ``origin``, the entry
+        the feed started from (its first message has ``prev`` 0). O(entries
+        from the mark on)."""
+        start, prev = self.read_start(first, origin)
         for record in journal.read(start):
             if record.seq > last:
                 return
@@ -185,15 +216,3 @@ class FeedRing:
                                    if public else None)
             if public:
                 prev = record.seq
-
-    @classmethod
-    def from_seqs(cls, size: int, seqs: Any, msgs: list[bytes]) -> "FeedRing":
-        """Rebuild from the seq of every message sent and the last ones, as a
-        gateway snapshot held them before."""
-        ring = cls(size)
-        ring.marks = array("q", seqs[::MARK_EVERY])
-        ring.count = len(seqs)
-        kept = msgs[-size:] if size else []
-        ring.msgs = list(kept)
-        ring.seqs = list(seqs[len(seqs) - len(kept):])
-        return ring

@@ -17,12 +17,15 @@ instrument (``key``), the events of the bucket about that key, plus the
 market bucket. Applying a snapshot's events in order and then every Market
 message above its ``seq`` gives exactly what a subscriber that saw the whole
 feed would hold. Only public events enter the view, so nothing private can
-leave through it. Each fold is O(1); a snapshot is O(events in the bucket).
+leave through it. Each bucket is also indexed by key, so a snapshot of one
+lot or instrument looks at its events and the session's keyless ones only,
+not at every level of every book of the session. Each fold is O(1); a
+snapshot is O(the events it returns, log of them).
 """
 
 from __future__ import annotations
 
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Iterable
 
 # Fields that name the thing an event is about, in order of preference.
@@ -77,7 +80,8 @@ def _rule(kind: type) -> tuple:
     """How events of ``kind`` fold: (name, key field, has a session field,
     a function giving the rest of the last-value slot or None for a kept
     event, field whose zero drops the value, the (type, field) it ends or
-    None)."""
+    None, whether it has several key fields, so that what it is about
+    (`key_of`) is not simply its key field)."""
     fields = getattr(kind, "__struct_fields__", ())
     name = kind.__name__
     key_field = next((f for f in KEY_FIELDS if f in fields), "")
@@ -94,7 +98,8 @@ def _rule(kind: type) -> tuple:
     zero_field = DROP_WHEN_ZERO.get(name)
     if zero_field not in fields:
         zero_field = None
-    return name, key_field, "session" in fields, slot_rest, zero_field, ENDS.get(name)
+    several = sum(1 for f in KEY_FIELDS if f in fields) > 1
+    return name, key_field, "session" in fields, slot_rest, zero_field, ENDS.get(name), several
 
 
 def _NO_REST(event: Any) -> tuple:
@@ -114,25 +119,59 @@ class _OneField:
         return (getattr(event, self.field),)
 
 
+def _unindex(keyed: dict[str, dict[Any, None]] | None, event: Any, slot: Any) -> None:
+    """Take ``slot``, which held ``event``, out of a session's index."""
+    if keyed is not None:
+        index = keyed.get(key_of(event))
+        if index is not None:
+            index.pop(slot, None)
+
+
 class MarketView:
     """Public state by session, as the public events that make it."""
 
     def __init__(self) -> None:
-        # bucket (session id, "" for the market) -> slot -> (seq, event)
+        # bucket (session id, "" for the market) -> slot -> (place in the fold
+        # order, event); a kept event's slot is its place
         self.buckets: dict[str, dict[Any, tuple[int, Any]]] = {"": {}}
         self.session_of: dict[str, str] = {}     # lot serial / instrument -> session
-        self._counter = 0
+        self._counter = 0                         # events folded in, ever
+        self._ordered = True                      # (places, not seqs: see __setstate__)
         self.seq = 0                              # last journal seq folded in
         self._rules: dict[type, tuple] = {}
+        # each session's slots by what their event is about (`key_of`, "" for
+        # nothing): session id -> key -> slots (a dict as an ordered set)
+        self._keyed: dict[str, dict[str, dict[Any, None]]] = {}
+        self.walked = 0                           # events the last snapshot looked at
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_rules"] = {}                      # a cache: rebuilt on the next fold
+        del state["_keyed"]                       # rebuilt from the buckets on loading
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._rules = {}                          # a pickle of an older view may hold one
+        self.walked = 0
+        if not state.get("_ordered"):
+            # pickled before: each value held its seq, each bucket in fold
+            # order; number them in the order its snapshots had (by seq, then
+            # by bucket, then in the bucket) after every slot number used
+            items = sorted((value[0], b, n, session, slot)
+                           for b, (session, bucket) in enumerate(self.buckets.items())
+                           for n, (slot, value) in enumerate(bucket.items()))
+            for place, (*_, session, slot) in enumerate(items, start=self._counter + 1):
+                bucket = self.buckets[session]
+                bucket[slot] = (place, bucket[slot][1])
+            self._counter += len(items)
+            self._ordered = True
+        self._keyed = {}
+        for session, bucket in self.buckets.items():
+            if session:
+                keyed = self._keyed[session] = {}
+                for slot, (_, event) in bucket.items():
+                    keyed.setdefault(key_of(event), {})[slot] = None
 
     def fold(self, seq: int, events: Iterable[Any]) -> None:
         """Fold the public events of journal entry ``seq``. O(events)."""
@@ -140,6 +179,8 @@ class MarketView:
         rules = self._rules
         session_of = self.session_of
         buckets = self.buckets
+        keyed_of = self._keyed
+        place = self._counter
         for event in events:
             if event.to:
                 continue
@@ -147,7 +188,7 @@ class MarketView:
             rule = rules.get(kind)
             if rule is None:
                 rule = rules[kind] = _rule(kind)
-            name, key_field, has_session, slot_rest, zero_field, ended = rule
+            name, key_field, has_session, slot_rest, zero_field, ended, several = rule
             key = getattr(event, key_field) if key_field else ""
             session = event.session if has_session else ""
             if session:
@@ -159,36 +200,66 @@ class MarketView:
             if bucket is None:
                 bucket = buckets[session] = {}
             if ended is not None:
-                bucket.pop((ended[0], key, getattr(event, ended[1])), None)
+                slot = (ended[0], key, getattr(event, ended[1]))
+                gone = bucket.pop(slot, None)
+                if gone is not None and session:
+                    _unindex(keyed_of.get(session), gone[1], slot)
                 continue
+            place += 1
             if slot_rest is None:
-                self._counter += 1
-                bucket[self._counter] = (seq, event)
-                continue
-            if slot_rest is _NO_REST:
-                slot: tuple = (name, key)
+                slot = place
+                gone = None
             else:
-                slot = (name, key, *slot_rest(event))
-            bucket.pop(slot, None)         # re-inserted last: keeps the fold order
-            if zero_field is not None and getattr(event, zero_field) == 0:
-                continue
-            bucket[slot] = (seq, event)
+                if slot_rest is _NO_REST:
+                    slot = (name, key)
+                else:
+                    slot = (name, key, *slot_rest(event))
+                gone = bucket.pop(slot, None)     # re-inserted last: keeps the fold order
+                if zero_field is not None and getattr(event, zero_field) == 0:
+                    if gone is not None and session:
+                        _unindex(keyed_of.get(session), gone[1], slot)
+                    continue
+            bucket[slot] = (place, event)
+            if gone is None and session:          # a new slot (a replaced one keeps its key)
+                keyed = keyed_of.get(session)
+                if keyed is None:
+                    keyed = keyed_of[session] = {}
+                about = key_of(event) if several else key
+                index = keyed.get(about)
+                if index is None:
+                    keyed[about] = {slot: None}
+                else:
+                    index[slot] = None
+        self._counter = place
 
     def snapshot(self, session: str = "", key: str = "") -> list[Any]:
         """Return the events of a session (all sessions if ""), restricted to
-        ``key`` if given, after the market-wide ones, in fold order."""
+        ``key`` if given, after the market-wide ones, in fold order; set
+        ``walked`` to the events and sessions it looked at. O(that, and its
+        log): with a key, only the key's events and the session's keyless
+        ones are looked at."""
         chosen: list[tuple[int, Any]] = list(self.buckets[""].values())
         if session:
-            buckets = [self.buckets.get(session, {})]
+            sessions = [session]
         elif key and key in self.session_of:
-            buckets = [self.buckets.get(self.session_of[key], {})]
+            sessions = [self.session_of[key]]
         else:
-            buckets = [b for s, b in self.buckets.items() if s]
-        for bucket in buckets:
-            if key:
-                chosen.extend(item for item in bucket.values()
-                              if key_of(item[1]) in (key, ""))
-            else:
+            sessions = [s for s in self.buckets if s]
+        walked = len(chosen) + len(sessions)
+        for name in sessions:
+            bucket = self.buckets.get(name)
+            if not bucket:
+                continue
+            if not key:
                 chosen.extend(bucket.values())
-        chosen.sort(key=lambda item: item[0])
+                walked += len(bucket)
+                continue
+            keyed = self._keyed.get(name, {})
+            for about in ("", key):
+                slots = keyed.get(about)
+                if slots:
+                    chosen.extend(bucket[slot] for slot in slots)
+                    walked += len(slots)
+        chosen.sort(key=itemgetter(0))
+        self.walked = walked
         return [event for _, event in chosen]

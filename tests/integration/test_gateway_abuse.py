@@ -108,6 +108,18 @@ def test_the_server_raises_its_open_file_limit_to_the_hard_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_max_connections_is_lowered_to_fit_the_open_file_limit():
+    """Four ports full must leave the server descriptors for its journal."""
+    import resource
+
+    from gateway.server import DESCRIPTORS_KEPT, connection_cap
+    assert connection_cap(1024, 65536) == 1024
+    assert connection_cap(1024, resource.RLIM_INFINITY) == 1024
+    assert connection_cap(1024, 300) == (300 - DESCRIPTORS_KEPT) // 4
+    assert 4 * connection_cap(1024, 300) + DESCRIPTORS_KEPT <= 300
+    assert connection_cap(1024, 10) == 1
+
+
 def test_a_connection_made_with_a_key_since_rotated_cannot_log_on_again(exchange):
     from gateway.keys import KeyStore
     data, _ = exchange
@@ -234,3 +246,164 @@ def test_a_disconnection_seen_late_ends_no_session_of_the_next_peer_on_its_fd(tm
             if server.poll() is None:
                 server.kill()
             server.stdout.close()
+
+
+def test_a_broker_that_never_reads_is_queued_at_most_max_queued_bytes(tmp_path):
+    """`send_hwm` counts messages: a Results answering 1,000 refused requests
+    is ~97 KB, so a broker that sends such Batches and never reads made
+    ZeroMQ hold up to 10,000 of them. Messages to a connection with more than
+    `max_queued_bytes` sent and not acknowledged by its TCP peer are dropped
+    (counted): all it can be sent once it reads again is that much, the
+    kernel's buffers and one message; another broker is served meanwhile."""
+    from exchange.commands import Tick
+    from gateway.tables import id_key
+    cap = 1 << 20
+    batches = 150                                       # ~14.5 MB of answers
+    with running(tmp_path, max_message_bytes=65536, max_queued_bytes=cap,
+                 max_requests_per_second=0) as server, client(tmp_path, "b2") as b2:
+        context = zmq.Context()
+        try:
+            sock = context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.rcvbuf = 65536                        # no autotuning of the reader's buffer
+            sock.rcvhwm = 1
+            sock.sndhwm = 0
+            key = ClientKey.load(tmp_path / "clients" / "b1.json")
+            sock.curve_serverkey = key.server_public_key.encode()
+            sock.curve_publickey = key.public_key.encode()
+            sock.curve_secretkey = key.secret_key.encode()
+            sock.connect(Endpoints.load(tmp_path).broker)
+            sock.send(p.encode(p.Logon(heartbeat_ms=60000)))
+            assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+            batch = p.encode(p.Batch(requests=[p.Request(client_id=f"t{i}", cmd=Tick())
+                                               for i in range(1000)]))
+            for i in range(batches):
+                sock.send(batch)
+                if i % 50 == 0:                        # the other broker is served meanwhile
+                    assert b2.ok(RegisterParty(name=f"served {i}")).accepted
+            sock.send(p.encode(p.Request(client_id="last", cmd=RegisterParty(name="last"))))
+            assert wait_for(lambda: server.ids_today.get(id_key("b1", "last")) is not None,
+                            timeout=60)
+            assert wait_for(lambda: server.durable_seq >= server.next_seq - 1 and
+                            not server.outbox)
+            conn = next(c for c in server.sessions["broker"].values() if c.user == "b1")
+            assert conn.dropped > 0
+            received = 0
+            messages = 0
+            while sock.poll(1000):                     # now it reads: what was kept for it
+                received += len(sock.recv())
+                messages += 1
+            one = len(batch) * 97 // 41                 # a Results of 1,000 refusals, ~97 KB
+            print(f"received {received:,} bytes in {messages} messages; dropped {conn.dropped}")
+            assert messages + conn.dropped == batches + 1
+            assert received <= cap + 2 * one + (1 << 20)   # + what its kernel and ZeroMQ hold
+            assert b2.ok(RegisterParty(name="still served")).accepted
+            sock.close()
+        finally:
+            context.destroy(linger=0)
+
+
+def test_a_viewer_that_never_reads_is_queued_at_most_max_queued_bytes(tmp_path):
+    """The same on the data socket, where answers are large: a viewer asks
+    for 100 snapshots of 3,000 book levels (~200 KB each) and never reads;
+    what it is sent is bounded by `max_queued_bytes`, the rest dropped."""
+    from exchange.commands import PlaceOrder
+    from tests.integration.gateway_harness import build_market
+    cap = 1 << 20
+    with running(tmp_path, max_message_bytes=1 << 20, max_queued_bytes=cap,
+                 max_requests_per_second=0) as server, client(tmp_path, "op") as op, \
+            client(tmp_path, "b1") as b1, client(tmp_path, "b2") as b2:
+        market = build_market(op, b1, b2)
+        seller = market.paddles["Seller"]
+        for first in range(1, 3001, 1000):
+            b1.request_batch([PlaceOrder(session="S1", instrument=market.instrument,
+                                         paddle=seller, order=i, side="sell", qty=1,
+                                         price=1_000_000 + i)
+                              for i in range(first, first + 1000)], timeout=60)
+        context = zmq.Context()
+        try:
+            sock = context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.rcvbuf = 65536
+            sock.rcvhwm = 1
+            key = ClientKey.load(tmp_path / "clients" / "viewer.json")
+            sock.curve_serverkey = key.server_public_key.encode()
+            sock.curve_publickey = key.public_key.encode()
+            sock.curve_secretkey = key.secret_key.encode()
+            sock.connect(Endpoints.load(tmp_path).data)
+            request = p.encode(p.SnapshotRequest(session="S1"))
+            sock.send(request)
+            assert sock.poll(10000)
+            one = len(sock.recv())
+            assert one > 150_000
+            for _ in range(100):
+                sock.send(request)
+            peers = server.sessions_of[server.data]        # routing id -> DataPeer
+            assert len(peers) == 1
+            peer = next(iter(peers.values()))
+            # every answer sent (sent // one counts them: ~42 bytes each over) or dropped
+            assert wait_for(lambda: peer.dropped + peer.sent // one >= 101, timeout=60)
+            assert b2.ok(RegisterParty(name="served meanwhile")).accepted
+            received = messages = 0
+            while sock.poll(1000):
+                received += len(sock.recv())
+                messages += 1
+            print(f"received {received:,} bytes in {messages} messages; dropped {peer.dropped}")
+            assert messages + peer.dropped == 100 and peer.dropped > 0
+            assert received <= cap + 2 * one + (1 << 20)
+            sock.close()
+        finally:
+            context.destroy(linger=0)
+
+
+def _established(port: int) -> int:
+    """TCP connections of this host in state ESTABLISHED whose local port is
+    ``port`` (the server's side of its connections), from /proc/net/tcp."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].split(":")[1], 16) == port:
+                count += 1
+    return count
+
+
+def test_each_port_holds_at_most_max_connections_feed_included(tmp_path):
+    """Every connection costs the server a descriptor, an anonymous feed
+    subscriber's too (no key needed): each port holds at most
+    `max_connections` (here 4) and hangs up any beyond, counted, so
+    connections alone cannot take every descriptor; the other ports, and a
+    subscriber already connected, are served meanwhile."""
+    from exchange.commands import SetDisplayRate
+    from gateway.client import FeedClient
+    with running(tmp_path, max_connections=4) as server, client(tmp_path, "op") as op:
+        context = zmq.Context()
+        subs: list[zmq.Socket] = []
+        try:
+            feed_port = int(server.endpoints["feed"].rsplit(":", 1)[1])
+            with FeedClient.from_data_dir(tmp_path, "viewer") as watcher:
+                watcher.start()
+                assert wait_for(lambda: len(server.connections["feed"]) == 1)
+                for _ in range(12):                     # anonymous: no key at all
+                    sub = context.socket(zmq.SUB)
+                    sub.linger = 0
+                    sub.reconnect_ivl = 60000           # hung up, it stays away
+                    sub.setsockopt(zmq.SUBSCRIBE, b"")
+                    sub.connect(server.endpoints["feed"])
+                    subs.append(sub)
+                assert wait_for(lambda: server.connections_refused["feed"] == 9)
+                assert len(server.connections["feed"]) == 4
+                assert wait_for(lambda: _established(feed_port) == 4)   # its descriptors
+                op.ok(SetDisplayRate(base="USD", quote="CNY", num=7, den=1))  # other ports
+                updates = list(watcher.updates(timeout=5.0, max_messages=1))
+                assert [type(e).__name__ for m in updates for e in m.events] == \
+                    ["DisplayRateSet"]                          # the first subscriber is fed
+            assert wait_for(lambda: not server.connections["data"])   # the watcher's gone
+            subs.extend(raw_dealer(tmp_path, "viewer", "data", context) for _ in range(6))
+            assert wait_for(lambda: server.connections_refused["data"] >= 2)   # (they retry)
+            assert len(server.connections["data"]) == 4 and server.failed is None
+        finally:
+            for sock in subs:
+                sock.close()
+            context.destroy(linger=0)

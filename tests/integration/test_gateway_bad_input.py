@@ -228,3 +228,91 @@ def test_unread_connection_events_never_stall_the_io_thread(tmp_path):
         assert counted.get("broker", 0) >= 2 * 800      # accepted and handshake each, at least
     finally:
         stop_thread(server, thread)
+
+
+def _send_frames(sock: zmq.Socket, n: int) -> None:
+    """One message of ``n`` empty frames."""
+    for _ in range(n - 1):
+        sock.send(b"", zmq.SNDMORE)
+    sock.send(b"")
+
+
+@pytest.mark.parametrize("port,user", [("broker", "b1"), ("data", "viewer")])
+def test_a_message_of_many_frames_is_walked_a_bounded_number_a_turn(tmp_path, monkeypatch,
+                                                                    port, user):
+    """ZeroMQ hands over a message whole, however many frames (its size limit
+    is per frame, its queue limits count messages), and every frame must be
+    received before the socket's next message. The protocol has one frame a
+    message: a message of 20,000 empty frames is received FRAMES_PER_TURN
+    (here 1,000) a turn, none kept, then refused `undecodable` once and
+    counted; the socket's next message is served as usual."""
+    import gateway.server
+    from gateway.server import CATCH_UP_PER_TURN, stop_thread
+    from tests.integration.test_gateway_turn_limits import _serve
+    monkeypatch.setattr(gateway.server, "FRAMES_PER_TURN", 1000)
+    server, thread = _serve(tmp_path)
+    context = zmq.Context()
+    try:
+        server.stop()                                   # the test drives the turns
+        thread.join(timeout=10)
+        sock = raw_dealer(tmp_path, user, port, context)
+        sock.sndhwm = 0
+        target = server.broker if port == "broker" else server.data
+
+        def turn() -> None:
+            server.catch_up_left = CATCH_UP_PER_TURN
+            if port == "broker":
+                server._drain(target, "broker")
+                server._flush()
+            else:
+                server._serve_data()
+
+        _send_frames(sock, 20_000)
+        assert target.poll(30000)
+        walked = []
+        for _ in range(40):                             # 20 turns are enough
+            turn()
+            if target not in server.skipping:
+                break
+            walked.append(server.skipping[target][1])
+        steps = [b - a for a, b in zip([0] + walked, walked)]
+        assert len(walked) >= 19 and max(steps) <= 1000, steps
+        assert target not in server.skipping and server.multipart_refused[port] == 1
+        decode = p.server_decoder.decode if port == "broker" else p.data_reply_decoder.decode
+        assert sock.poll(10000)
+        refusal = decode(sock.recv())
+        assert isinstance(refusal, p.SessionRejected) and refusal.code == "undecodable"
+        assert "20,000" in refusal.text
+        # the next message of the socket is served
+        sock.send(p.encode(p.Heartbeat() if port == "broker" else p.SnapshotRequest()))
+        assert target.poll(10000)
+        turn()
+        assert sock.poll(10000)
+        answer = decode(sock.recv())
+        assert (answer.code == "not_logged_on" if port == "broker"
+                else isinstance(answer, p.Snapshot)), answer
+        sock.close()
+    finally:
+        context.destroy(linger=0)
+        stop_thread(server, thread)
+
+
+def test_a_message_of_many_frames_is_refused_while_a_good_broker_is_served(tmp_path):
+    """End to end: a broker's message of 50,000 empty frames is refused
+    `undecodable` with its count, and the other broker is served before and
+    after it; the server counts the message."""
+    with running(tmp_path) as server, client(tmp_path, "b2") as b2:
+        context = zmq.Context()
+        try:
+            sock = raw_dealer(tmp_path, "b1", "broker", context)
+            sock.sndhwm = 0
+            assert b2.ok(RegisterParty(name="before")).accepted
+            _send_frames(sock, 50_000)
+            refusal = recv_until(sock, p.SessionRejected, timeout=60)
+            assert refusal is not None and refusal.code == "undecodable", refusal
+            assert "50,000" in refusal.text
+            assert b2.ok(RegisterParty(name="after")).accepted
+            assert server.multipart_refused["broker"] == 1 and server.failed is None
+            sock.close()
+        finally:
+            context.destroy(linger=0)

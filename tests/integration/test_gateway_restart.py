@@ -128,6 +128,7 @@ def test_old_results_and_market_data_come_back_from_the_journal(tmp_path, monkey
     import gateway.tables
     monkeypatch.setattr(gateway.server, "RECENT_RESULTS", 8)
     monkeypatch.setattr(gateway.tables, "MARK_EVERY", 3)    # journal reads start at marks
+    monkeypatch.setattr(gateway.server, "ENTRY_MARK_EVERY", 2)    # ... and at entry marks
     monkeypatch.setattr(gateway.server, "CATCH_UP_PER_TURN",    # 4 journal entries a turn
                         gateway.server.COST_JOURNAL_START + 4 * gateway.server.COST_JOURNAL)
     with running(tmp_path, feed_ring=4), client(tmp_path, "op") as op, \
@@ -271,6 +272,7 @@ def _gateway_image(server) -> dict:
     """What the gateway rebuilds at start-up, comparable between two starts."""
     ring = server.ring
     return {"view": server.view.snapshot(), "marks": list(ring.marks), "count": ring.count,
+            "entry_marks": (list(ring.entry_seqs), list(ring.entry_prevs)),
             "ring": (ring.seqs, ring.msgs), "last_public": server.last_public,
             "assigned": server.last_public_assigned, "today": dict(server.ids_today.items()),
             "yesterday": dict(server.ids_yesterday.items())}
@@ -462,9 +464,11 @@ def test_shutdown_kills_a_snapshot_child_that_hangs_and_snapshots_in_place(
     assert sorted((tmp_path / "snapshots").glob("*.snap"))[-1].stem == f"{server.durable_seq:020d}"
 
 
-def test_a_gateway_snapshot_written_before_the_feed_ring_still_serves(tmp_path):
+@pytest.mark.parametrize("before", ["the feed ring", "entry marks"])
+def test_a_gateway_snapshot_written_before_entry_marks_is_scanned_instead(tmp_path, before):
     """A gateway snapshot that holds every Market seq and the last messages
-    (as written before `FeedRing`) restores the same feed state as a scan."""
+    (as written before `FeedRing`), or a ring without journal entry marks, is
+    not used: the journal is scanned once instead, to the same feed state."""
     import pickle
     import shutil
     from array import array
@@ -483,7 +487,10 @@ def test_a_gateway_snapshot_written_before_the_feed_ring_still_serves(tmp_path):
     state = pickle.loads(snap.data)
     ring = state.pop("ring")
     assert ring.count == len(ring.seqs) > 5            # all of them still in memory
-    state["public_seqs"], state["ring_msgs"] = array("q", ring.seqs), list(ring.msgs)
+    if before == "the feed ring":
+        state["public_seqs"], state["ring_msgs"] = array("q", ring.seqs), list(ring.msgs)
+    else:                                              # a FeedRing pickled without them
+        state["ring"] = _RingBeforeEntryMarks(ring)
     for old in (tmp_path / "gateway").glob("*.snap"):
         old.unlink()
     write_snapshot(tmp_path / "gateway", snap.seq, pickle.dumps(state), ts=snap.ts,
@@ -497,9 +504,23 @@ def test_a_gateway_snapshot_written_before_the_feed_ring_still_serves(tmp_path):
     converted = start_image()
     shutil.rmtree(tmp_path / "gateway")
     assert converted == start_image()
-    assert scanned[0][0] < scanned[0][1] and scanned[1][0] == scanned[1][1]   # it was used
+    assert scanned[0][0] == scanned[0][1] and scanned[1][0] == scanned[1][1]  # not used
     with running(tmp_path), FeedClient.from_data_dir(tmp_path, "viewer") as feed:
         assert [m.seq for m in feed.replay(1)] == converted["ring"][0]
+
+
+class _RingBeforeEntryMarks:
+    """Pickles as a `FeedRing` of before entry marks: its slots without them."""
+
+    def __init__(self, ring) -> None:
+        self.ring = ring
+
+    def __reduce__(self):
+        from gateway.tables import FeedRing
+        ring = self.ring
+        return (object.__new__, (FeedRing,),
+                (None, {name: getattr(ring, name) for name in
+                        ("size", "slack", "cap", "seqs", "msgs", "marks", "count")}))
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])

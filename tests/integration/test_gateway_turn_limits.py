@@ -254,3 +254,87 @@ def test_a_broker_beyond_max_requests_per_second_is_throttled_over_all_its_conne
                 sock.close()
         finally:
             context.destroy(linger=0)
+
+
+def _private_only_entries(b1, n: int) -> None:
+    """n journal entries that publish nothing: bids on a lot that does not
+    exist (business rejects, journaled, told to the sender only)."""
+    from exchange.commands import PlaceBid
+    cmds = [PlaceBid(serial="NO-SUCH-LOT", paddle=101, amount=1) for _ in range(1000)]
+    for _ in range(n // 1000):
+        b1.request_batch(cmds, timeout=60)
+
+
+def test_a_replay_from_the_journal_is_charged_every_entry_it_reads(tmp_path, monkeypatch):
+    """A replay older than the ring reads the journal from a mark before
+    ``from_seq``; marks of Market messages alone left a run of 3,000
+    private-only entries between two of them, all read and decoded for one
+    request but charged as one entry. The ring marks every
+    ENTRY_MARK_EVERY-th entry too: the reading starts at most that far back,
+    and every entry it reads is charged to the turn's catch-up work."""
+    from exchange.commands import SetDisplayRate
+    from gateway.server import CATCH_UP_PER_TURN, COST_JOURNAL, COST_JOURNAL_START, stop_thread
+    from gateway.tables import ENTRY_MARK_EVERY
+    from recorder.journal import Journal
+    from tests.integration.gateway_harness import build_market
+    server, thread = _serve(tmp_path, feed_ring=1, max_requests_per_second=0,
+                            max_message_bytes=1 << 20)
+    context = zmq.Context()
+    try:
+        with client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
+                client(tmp_path, "b2") as b2:
+            build_market(op, b1, b2)
+            _private_only_entries(b1, 3000)
+            gap_end = server.durable_seq
+            for num in range(2, 6):                    # the gap leaves the ring of 1
+                op.ok(SetDisplayRate(base="USD", quote="CNY", num=num, den=1))
+        server.stop()                                  # the test drives the turns
+        thread.join(timeout=10)
+        read = [0]
+        plain = Journal.read
+
+        def counted(journal, *args, **kw):
+            for record in plain(journal, *args, **kw):
+                read[0] += 1
+                yield record
+        monkeypatch.setattr(Journal, "read", counted)
+        viewer = raw_dealer(tmp_path, "viewer", "data", context)
+        viewer.send(p.encode(p.ReplayRequest(from_seq=gap_end, to_seq=gap_end)))
+        assert server.data.poll(10000)
+        server.catch_up_left = CATCH_UP_PER_TURN
+        server._serve_data()
+        spent = CATCH_UP_PER_TURN - server.catch_up_left
+        assert viewer.poll(10000)
+        answer = p.data_reply_decoder.decode(viewer.recv())
+        assert isinstance(answer, p.Replay)
+        assert (answer.messages, answer.through, answer.more) == ([], gap_end, False)
+        assert 1 <= read[0] <= ENTRY_MARK_EVERY + 1     # from the last entry mark on
+        assert spent >= COST_JOURNAL_START + COST_JOURNAL * (read[0] - 1)  # (one past the end)
+        viewer.close()
+    finally:
+        context.destroy(linger=0)
+        stop_thread(server, thread)
+
+
+def test_a_brokers_refused_requests_count_against_its_throttle(tmp_path):
+    """A request refused at session level costs the loop and makes an answer
+    as an accepted one does: it counts against the broker's throttle (here
+    one a second), beyond it is refused `throttled`, and the broker's next
+    request finds its allowance spent."""
+    from exchange.commands import Tick
+    from tests.integration.gateway_harness import running
+    with running(tmp_path, max_requests_per_second=1) as server:
+        context = zmq.Context()
+        try:
+            sock = logged_on_dealer(tmp_path, "b1", context)
+            entries = server.next_seq
+            sock.send(p.encode(p.Batch(requests=[p.Request(client_id=f"t-{i}", cmd=Tick())
+                                                 for i in range(4)])))
+            assert _answers(sock) == ["not_permitted"] + ["throttled"] * 3
+            sock.send(p.encode(p.Batch(requests=[
+                p.Request(client_id="r-1", cmd=RegisterParty(name="late"))])))
+            assert _answers(sock) == ["throttled"]
+            assert server.next_seq == entries                # nothing journaled
+            sock.close()
+        finally:
+            context.destroy(linger=0)

@@ -85,11 +85,11 @@ def test_feed_ring_keeps_the_last_messages_and_marks_every_64th():
     assert ring.mark_before(seqs[MARK_EVERY] + 1) == seqs[MARK_EVERY]
 
 
-def test_feed_ring_from_an_older_snapshot_and_resized():
+def test_feed_ring_resized():
+    ring = FeedRing(50)
     seqs = list(range(1, 301))
-    ring = FeedRing.from_seqs(50, seqs, [b"m%d" % s for s in seqs[-120:]])
-    assert ring.seqs == seqs[-50:] and ring.msgs == [b"m%d" % s for s in seqs[-50:]]
-    assert list(ring.marks) == seqs[::MARK_EVERY] and ring.count == 300
+    for seq in seqs:
+        ring.append(seq, b"m%d" % seq)
     ring.resize(20)
     assert ring.seqs == seqs[-20:] and len(ring.msgs) == 20
     ring.append(301, b"m301")
@@ -127,3 +127,59 @@ def test_a_past_days_client_ids_are_freed_a_bounded_number_at_a_time():
         server._free_ids(10_000)
         sizes.append(before - sum(map(len, server.ids_dropping)))
     assert sizes == [10_000, 10_000, 10_000, 10_000, 2_005]
+
+
+class _CountingJournal:
+    """A journal of entries whose public events the test chooses; counts the
+    records a reading hands out."""
+
+    def __init__(self, public: list[bool]) -> None:
+        from exchange.codec import Entry, encode_entry
+        from exchange.commands import RULES, Envelope, RegisterParty
+        from exchange.events import DisplayRateSet, PartyRegistered
+        from recorder.format import KIND_ENTRY, Record
+        self.records = []
+        for seq, is_public in enumerate(public, start=1):
+            event = (DisplayRateSet(base="USD", quote="CNY", num=seq, den=1) if is_public else
+                     PartyRegistered(party=seq, name="p", country="US", broker="b1",
+                                     to=("b1",)))
+            env = Envelope(seq=seq, ts=seq, actor="b1", role="broker",
+                           cmd=RegisterParty(name="p"), client_id="", rules=RULES)
+            self.records.append(Record(seq=seq, ts=seq, kind=KIND_ENTRY,
+                                       payload=encode_entry(Entry(env, [event])), chain=b""))
+        self.read_out = 0
+
+    def read(self, from_seq: int):
+        for record in self.records[from_seq - 1:]:
+            self.read_out += 1
+            yield record
+
+
+def test_a_journal_reading_for_a_replay_starts_at_most_an_entry_mark_before():
+    """Marks of Market messages are every 64th message, so a long run of
+    private-only entries lies between two of them; the ring also marks every
+    ENTRY_MARK_EVERY-th entry with the Market message before it, and a
+    reading starts at the later mark: what it reads before ``first`` is at
+    most ENTRY_MARK_EVERY - 1 entries, and every message comes out as a
+    reading from the feed's first entry makes it."""
+    from gateway.tables import ENTRY_MARK_EVERY
+    rng = random.Random(SEED)
+    public = [True] * 70 + [False] * 3000 + [rng.random() < 0.3 for _ in range(400)]
+    journal = _CountingJournal(public)
+    ring = FeedRing(0)
+    last_public = 0
+    for seq, is_public in enumerate(public, start=1):
+        if not seq % ENTRY_MARK_EVERY:                   # as the server's _apply does
+            ring.mark_entry(seq, last_public)
+        if is_public:
+            ring.append(seq, b"")
+            last_public = seq
+    whole = dict(FeedRing(0).from_journal(journal, 1, len(public)))   # no marks: from 1
+    for first in (71, 72, 200, 1500, 3069, 3070, 3071, 3100, len(public)):
+        journal.read_out = 0
+        start, _ = ring.read_start(first)
+        got = list(ring.from_journal(journal, first, first + 5))
+        assert first - ENTRY_MARK_EVERY < start <= first
+        assert journal.read_out <= first - start + 7       # what it read, one past the end
+        assert got == [(seq, whole[seq]) for seq in range(first, min(first + 5,
+                                                                      len(public)) + 1)]

@@ -112,3 +112,31 @@ def test_status_lists_own_nda_signatures_while_the_room_is_open():
     assert c not in [x.paddle for x in mine]
     m.d.ok(WithdrawLot(serial="L2", reason="withdrawn"))  # its room closes
     assert [x.serial for x in broker_status(m.state, "b1").rooms] == ["L1", "L1"]
+
+
+class _Books(dict):
+    """The state's books, counting how often they are walked."""
+
+    walks = 0
+
+    def values(self):
+        self.walks += 1
+        return super().values()
+
+
+def test_a_status_of_a_session_that_does_not_exist_walks_nothing():
+    """A status request may name any session; one that does not exist was
+    bounded as 0 items but walked every book of the exchange, once a turn per
+    made-up name: now nothing is walked for it (an empty answer), and a
+    real session's bound counts every book looked at, other sessions' too."""
+    from exchange.status import status_work
+    mk = Market()
+    mk.d.ok(CreateSession(session="T", name="second"))
+    for i in range(50):
+        mk.d.ok(CreateInstrument(session="T", instrument=f"V{i}"))
+    books = mk.state.books = _Books(mk.state.books)
+    assert status_work(mk.state, "NO-SUCH-SESSION") == 0
+    assert broker_status(mk.state, "b1", "NO-SUCH-SESSION") == broker_status(mk.state, "nobody")
+    assert broker_status(mk.state, "b1", "NO-SUCH-SESSION").credit == []
+    assert books.walks == 0
+    assert status_work(mk.state, "S") >= len(books) == 51 and books.walks == 1

@@ -1,0 +1,153 @@
+"""The public view behind the snapshot service: a snapshot of one lot or
+instrument looks at that key's events (and the session's keyless ones), not
+at every slot of the session, and answers exactly what filtering the whole
+session would."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from types import SimpleNamespace
+
+from exchange.events import (BidAccepted, DepthChanged, DisplayRateSet, DocumentAdded,
+                             DocumentRemoved, NoticePosted, SessionCreated, SettlementOpened,
+                             TradeExecuted)
+from gateway import view as view_module
+from gateway.view import MarketView, key_of
+
+SEED = int(os.environ.get("VIEW_SEED", "20261201"))
+
+
+def _filtered(view: MarketView, session: str, key: str) -> list:
+    """The snapshot as it was made before the index: every slot of the
+    session's bucket filtered by what it is about."""
+    chosen = list(view.buckets[""].values())
+    if session:
+        buckets = [view.buckets.get(session, {})]
+    elif key and key in view.session_of:
+        buckets = [view.buckets.get(view.session_of[key], {})]
+    else:
+        buckets = [b for s, b in view.buckets.items() if s]
+    for bucket in buckets:
+        chosen.extend(item for item in bucket.values()
+                      if not key or key_of(item[1]) in (key, ""))
+    chosen.sort(key=lambda item: item[0])
+    return [event for _, event in chosen]
+
+
+def _event(rng: random.Random, n: int):
+    session = rng.choice(("S1", "S2"))
+    lot = rng.choice(("L1", "L2", "L3"))
+    inst = rng.choice(("U1", "U2"))
+    kind = rng.randrange(9)
+    if kind == 0:
+        return DepthChanged(session=session, instrument=inst, side=rng.choice(("buy", "sell")),
+                            price=rng.randint(1, 8), qty=rng.choice((0, 1, 5)), orders=1)
+    if kind == 1:
+        return BidAccepted(serial=lot, session=session, paddle=101, price=n, leader=101,
+                           reserve_met=False, bids=n, closes_at=0, display_currency="",
+                           display_price=0)
+    if kind == 2:
+        return NoticePosted(session=session, serial=rng.choice(("", lot)),
+                            instrument=rng.choice(("", inst)), text=f"notice {n}")
+    if kind == 3:
+        return SessionCreated(session=session, name="s", currency="USD", starts_at=0,
+                              ends_at=0)
+    if kind == 4:
+        return DocumentAdded(serial=lot, session=session, name=rng.choice(("a", "b")),
+                             version=n, digest="d", size=1)
+    if kind == 5:
+        return DocumentRemoved(serial=lot, session=session, name=rng.choice(("a", "b")),
+                               version=n)
+    if kind == 6:
+        return DisplayRateSet(base="USD", quote="CNY", num=n, den=1)
+    if kind == 7:
+        return TradeExecuted(session=session, instrument=inst, trade=n, price=1, qty=1,
+                             currency="USD", buy_paddle=1, sell_paddle=2, aggressor="buy")
+    return SettlementOpened(settlement=n, how="sale", session=session, serial=lot,
+                            instrument="", mechanism="english", buyer_paddle=1,
+                            seller_paddle=2, price=1, premium=0, total=1, commission=0, net=1,
+                            currency="USD", opened_at=0, due_at=0, sale_seq=n)
+
+
+def test_a_keyed_snapshot_answers_what_filtering_the_session_did():
+    rng = random.Random(SEED)
+    view = MarketView()
+    asks = [(s, k) for s in ("", "S1", "S2", "S3")
+            for k in ("", "L1", "L2", "L3", "U1", "U2", "NOPE")]
+    for seq in range(1, 1501):
+        view.fold(seq, [_event(rng, seq * 10 + i) for i in range(rng.randint(1, 4))])
+        if seq % 100 == 0:
+            for session, key in asks:
+                assert view.snapshot(session, key) == _filtered(view, session, key), \
+                    (seq, session, key)
+    copy = pickle.loads(pickle.dumps(view))          # the index is rebuilt on loading
+    for session, key in asks:
+        assert copy.snapshot(session, key) == view.snapshot(session, key), (session, key)
+    for seq in range(1501, 1601):
+        events = [_event(rng, seq * 10 + i) for i in range(rng.randint(1, 4))]
+        view.fold(seq, events)
+        copy.fold(seq, events)
+    for session, key in asks:
+        assert copy.snapshot(session, key) == view.snapshot(session, key) \
+            == _filtered(view, session, key), (session, key)
+
+
+def test_a_snapshot_of_one_key_looks_at_that_keys_events_only(monkeypatch):
+    """A session with 5,000 book levels: a snapshot of a lot, or of a key no
+    one uses, looks at the session's keyless events and the key's, never at
+    the levels (each was looked at before, though the answer held none of
+    them); ``walked`` says what it looked at."""
+    view = MarketView()
+    view.fold(1, [SessionCreated(session="S1", name="s", currency="USD", starts_at=0,
+                                 ends_at=0)])
+    view.fold(2, [DepthChanged(session="S1", instrument="U1", side="sell", price=p, qty=1,
+                               orders=1) for p in range(1, 5001)])
+    view.fold(3, [BidAccepted(serial="L1", session="S1", paddle=101, price=5, leader=101,
+                              reserve_met=False, bids=1, closes_at=0, display_currency="",
+                              display_price=0)])
+    looked = [0]
+
+    def counted(event):
+        looked[0] += 1
+        return key_of(event)
+    monkeypatch.setattr(view_module, "key_of", counted)
+    for key, expected in (("NO-SUCH-KEY", 1), ("L1", 2)):
+        looked[0] = 0
+        events = view.snapshot(session="S1", key=key)
+        assert looked[0] == 0 and len(events) == expected
+        assert view.walked <= expected + 1
+    whole = view.snapshot(session="S1")
+    assert len(whole) == 5002 and view.walked >= 5002       # the session, whole
+
+
+def test_a_view_pickled_before_the_index_loads_in_the_same_order():
+    """Views pickled before held each event with its seq, in fold order per
+    bucket, and no index: loading one numbers them in that order and builds
+    the index, and every snapshot is what it was."""
+    rng = random.Random(SEED + 1)
+    view = MarketView()
+    seq_of: dict[int, int] = {}                    # place in the fold order -> seq
+    for seq in range(1, 801):
+        before = view._counter
+        view.fold(seq, [_event(rng, seq * 10 + i) for i in range(rng.randint(1, 4))])
+        seq_of.update({place: seq for place in range(before + 1, view._counter + 1)})
+    state = {"buckets": {session: {slot: (seq_of[place], event)
+                                   for slot, (place, event) in bucket.items()}
+                         for session, bucket in view.buckets.items()},
+             "session_of": dict(view.session_of), "_counter": view._counter,
+             "seq": view.seq, "_rules": {}}
+    before = SimpleNamespace(buckets=state["buckets"], session_of=state["session_of"])
+    old = MarketView.__new__(MarketView)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    asks = [(s, k) for s in ("", "S1", "S2") for k in ("", "L1", "U2", "NOPE")]
+    for session, key in asks:                      # as its snapshots were
+        assert old.snapshot(session, key) == _filtered(before, session, key), (session, key)
+    for seq in range(801, 851):                    # and it goes on as a new one
+        events = [_event(rng, seq * 10 + i) for i in range(rng.randint(1, 4))]
+        old.fold(seq, events)
+        view.fold(seq, events)
+    for session, key in asks:                      # (same events; ties of a seq aside)
+        assert sorted(map(repr, old.snapshot(session, key))) == \
+            sorted(map(repr, view.snapshot(session, key))), (session, key)
