@@ -195,6 +195,28 @@ def day_text(day: int) -> str:
     return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
 
 
+def _client_ids_of(message: Any) -> list[str]:
+    """Return the client ids a message that is valid msgpack but not a valid
+    request says it carries (a `Request`'s, or a `Batch`'s up to `MAX_BATCH`,
+    each well formed), or ``[""]`` when it names none. O(requests)."""
+    try:
+        found = msgspec.msgpack.decode(message)
+    except (msgspec.DecodeError, RecursionError):        # deep nesting: no ids to tell
+        return [""]
+    if not isinstance(found, dict):
+        return [""]
+    if found.get("type") == "Request":
+        requests = [found]
+    elif found.get("type") == "Batch" and isinstance(found.get("requests"), list):
+        requests = found["requests"][:p.MAX_BATCH]
+    else:
+        return [""]
+    ids = [r.get("client_id") for r in requests if isinstance(r, dict)]
+    ids = [cid for cid in ids if isinstance(cid, str) and 0 < len(cid) <= p.MAX_CLIENT_ID
+           and cid.isascii() and cid.isprintable() and " " not in cid]
+    return list(dict.fromkeys(ids)) or [""]
+
+
 def wire_bytes(size: int) -> int:
     """The bytes a message of ``size`` takes on a CURVE connection (libzmq 4.3:
     a MESSAGE command of 33 bytes more, in a frame with a 2- or 9-byte header)."""
@@ -825,7 +847,10 @@ class Server:
         try:
             msg = client_decode(last)        # a Frame is a buffer: no memoryview, no copy
         except msgspec.ValidationError as exc:
-            self._reject(sock, rid, "invalid_message", user_id, port, detail=str(exc))
+            # answered under each client id it carries, so the sender stops resending
+            for client_id in _client_ids_of(last):
+                self._reject(sock, rid, "invalid_message", user_id, port, client_id=client_id,
+                             detail=str(exc))
             return
         except msgspec.DecodeError as exc:
             self._reject(sock, rid, "undecodable", user_id, port, detail=str(exc))

@@ -316,3 +316,32 @@ def test_a_message_of_many_frames_is_refused_while_a_good_broker_is_served(tmp_p
             sock.close()
         finally:
             context.destroy(linger=0)
+
+
+def test_an_invalid_request_is_refused_under_its_client_id(tmp_path):
+    """A request the server can read as msgpack but not as a valid command is
+    refused under each client id it carries, so its sender stops resending."""
+    from gateway.client import SessionRejectedError
+    with running(tmp_path), client(tmp_path, "b1", resend_after=0.2) as b1:
+        context = zmq.Context()
+        try:
+            sock = raw_dealer(tmp_path, "b1", "broker", context)
+            sock.send(p.encode(p.Logon(heartbeat_ms=5000)))
+            assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+            sock.send(request({"type": "RegisterParty", "name": 5}, cid="typed-1"))
+            reply = recv_until(sock, p.SessionRejected)
+            assert (reply.code, reply.client_id) == ("invalid_message", "typed-1")
+            sock.send(enc({"type": "Batch", "requests": [
+                {"type": "Request", "client_id": "typed-2", "cmd": {"type": "Tock"}},
+                {"type": "Request", "client_id": "typed-3",
+                 "cmd": {"type": "RegisterParty", "name": "A"}},
+                {"type": "Request", "client_id": 7, "cmd": {}}]}))
+            ids = [recv_until(sock, p.SessionRejected).client_id for _ in range(2)]
+            assert ids == ["typed-2", "typed-3"]
+        finally:
+            context.destroy(linger=0)
+        # the client library: the refusal answers the request, which is not resent
+        cid = b1.send(RegisterParty(name=123))             # the client does not check types
+        with pytest.raises(SessionRejectedError) as refused:
+            b1.result(cid)
+        assert refused.value.code == "invalid_message"
