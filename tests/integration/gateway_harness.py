@@ -54,14 +54,17 @@ def client(data_dir: Path, user: str, **kw: Any) -> Client:
 
 
 def raw_dealer(data_dir: Path, user: str, port: str, context: zmq.Context,
-               routing_id: bytes = b"") -> zmq.Socket:
+               routing_id: bytes = b"", **options: int) -> zmq.Socket:
     """A bare DEALER with ``user``'s CURVE key connected to ``port`` (for bad
-    input), with the ``routing_id`` it chooses, if any (any client may)."""
+    input), with the ``routing_id`` it chooses, if any (any client may), and
+    socket ``options`` set before it connects (``rcvbuf=65536``)."""
     key = ClientKey.load(data_dir / "clients" / f"{user}.json")
     sock = context.socket(zmq.DEALER)
     sock.linger = 0
     if routing_id:
         sock.routing_id = routing_id
+    for name, value in options.items():
+        setattr(sock, name, value)
     sock.curve_serverkey = key.server_public_key.encode()
     sock.curve_publickey = key.public_key.encode()
     sock.curve_secretkey = key.secret_key.encode()

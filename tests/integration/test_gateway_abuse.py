@@ -263,16 +263,8 @@ def test_a_broker_that_never_reads_is_queued_at_most_max_queued_bytes(tmp_path):
                  max_requests_per_second=0) as server, client(tmp_path, "b2") as b2:
         context = zmq.Context()
         try:
-            sock = context.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.rcvbuf = 65536                        # no autotuning of the reader's buffer
-            sock.rcvhwm = 1
-            sock.sndhwm = 0
-            key = ClientKey.load(tmp_path / "clients" / "b1.json")
-            sock.curve_serverkey = key.server_public_key.encode()
-            sock.curve_publickey = key.public_key.encode()
-            sock.curve_secretkey = key.secret_key.encode()
-            sock.connect(Endpoints.load(tmp_path).broker)
+            sock = raw_dealer(tmp_path, "b1", "broker", context, rcvbuf=65536, rcvhwm=1,
+                              sndhwm=0)        # rcvbuf: no autotuning of the reader's buffer
             sock.send(p.encode(p.Logon(heartbeat_ms=60000)))
             assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
             batch = p.encode(p.Batch(requests=[p.Request(client_id=f"t{i}", cmd=Tick())
@@ -322,15 +314,7 @@ def test_a_viewer_that_never_reads_is_queued_at_most_max_queued_bytes(tmp_path):
                               for i in range(first, first + 1000)], timeout=60)
         context = zmq.Context()
         try:
-            sock = context.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.rcvbuf = 65536
-            sock.rcvhwm = 1
-            key = ClientKey.load(tmp_path / "clients" / "viewer.json")
-            sock.curve_serverkey = key.server_public_key.encode()
-            sock.curve_publickey = key.public_key.encode()
-            sock.curve_secretkey = key.secret_key.encode()
-            sock.connect(Endpoints.load(tmp_path).data)
+            sock = raw_dealer(tmp_path, "viewer", "data", context, rcvbuf=65536, rcvhwm=1)
             request = p.encode(p.SnapshotRequest(session="S1"))
             sock.send(request)
             assert sock.poll(10000)
