@@ -414,8 +414,9 @@ class Book:
 
     def equilibrium(self, reference: int = 0, tick: int = 1,
                     top: int = MAX_PRICE) -> tuple[int, int, int]:
-        """Return ``(price, volume, imbalance)`` of the uncross: the price, a
-        multiple of ``tick`` below ``top``, that maximises the matched volume;
+        """Return ``(price, volume, imbalance)`` of the uncross: the price below
+        ``top``, a multiple of ``tick`` or a resting order's own (placed
+        before the tick was raised), that maximises the matched volume;
         ties go to the smallest imbalance, then to the price nearest
         ``reference`` (0: none), then to the lower price. The default ``top``
         keeps the price of market buys (``MAX_PRICE``) from being chosen;
