@@ -30,6 +30,10 @@ Reaction = Callable[["State", "Ctx", Any], None]
 
 HANDLERS: dict[type[Command], Handler] = {}
 TIMER_ACTIONS: dict[str, TimerAction] = {}
+# kind -> whether a timer of that kind can no longer do anything (`stale_when`)
+STALE_TIMERS: dict[str, Callable[["State", str, int], bool]] = {}
+COMPACT_TIMERS_FROM = 4096
+"""Timers held before `State.schedule` looks for stale ones to drop."""
 REACTIONS: dict[type[Event], list[Reaction]] = {}
 # Commands whose texts are ids looked up (refused when unknown) and that come
 # at full speed: not walked by `check_sizes` (~1 us a command).
@@ -42,6 +46,15 @@ def handles(command_type: type[Command]) -> Callable[[Handler], Handler]:
         if command_type in HANDLERS:
             raise KeyError(f"{command_type.__name__} has a handler already")
         HANDLERS[command_type] = fn
+        return fn
+    return register
+
+
+def stale_when(kind: str) -> Callable[[Callable], Callable]:
+    """Register a test of whether a timer of ``kind`` (its ``ref`` and ``arg``)
+    would do nothing if it fired, so that `State.schedule` may drop it early."""
+    def register(fn: Callable) -> Callable:
+        STALE_TIMERS[kind] = fn
         return fn
     return register
 
@@ -92,10 +105,26 @@ class State:
 
         Timers are never cancelled: an action checks that it is still
         relevant (the lot still open, the close time unchanged) and otherwise
-        does nothing.
+        does nothing. Once the heap has doubled since it was last looked at,
+        the timers of a kind with a `stale_when` test that would do nothing
+        are dropped (an order modified again and again left one each until
+        its expiry): O(n) every time n doubles, so O(1) amortised.
         """
         self._timer_order += 1
-        heapq.heappush(self.timers, (when, self._timer_order, kind, ref, arg))
+        timers = self.timers
+        heapq.heappush(timers, (when, self._timer_order, kind, ref, arg))
+        if len(timers) >= 2 * max(getattr(self, "timers_kept", 0), COMPACT_TIMERS_FROM // 2):
+            self.compact_timers()
+
+    def compact_timers(self) -> None:
+        """Drop the timers their kind's `stale_when` test says would do nothing;
+        the rest fire in the same order as before (each has its own order number)."""
+        timers = self.timers                 # in place: a firing loop holds this list
+        timers[:] = [timer for timer in timers
+                     if not (timer[2] in STALE_TIMERS and STALE_TIMERS[timer[2]](self, timer[3],
+                                                                                 timer[4]))]
+        heapq.heapify(timers)
+        self.timers_kept = len(timers)
 
 
 class Ctx:

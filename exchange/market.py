@@ -45,7 +45,7 @@ from exchange.commands import (CancelOrder, CloseInstrument, ConsumeUnits, Creat
                                IssueUnits, MassCancel, ModifyOrder, PlaceOrder,
                                HaltTrading, RecordUnitsPayment, ResumeTrading, SetOrderLimit,
                                SetPriceRules, StartCall, Uncross)
-from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
+from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to, stale_when
 from exchange.errors import (MAX_INT, Reject, a_time, non_negative, positive, published_reason,
                              register_reasons)
 from exchange.events import (CallUncrossed, CreditChanged, CreditReviewed, DepthChanged,
@@ -381,6 +381,8 @@ class _Run:
                 del offered[party]
         if self.inst.providers and key[0] in self.inst.providers:
             self.provider_touched(key[0])
+        if not order.qty and order.expires:           # it left the book: no expiry due
+            self.inst.expiring.pop(order.seq, None)
         if not order.qty and self.inst.max_orders:    # it left the book
             out = self.counted_out
             if out is None:
@@ -1164,6 +1166,12 @@ def close_instrument(state: State, ctx: Ctx, cmd: CloseInstrument) -> None:
     run.publish()
 
 
+@stale_when("book_expire")
+def _expiry_gone(state: State, instrument: str, seq: int) -> bool:
+    inst = state.books.get(instrument)
+    return inst is None or seq not in inst.expiring
+
+
 @on_timer("book_expire")
 def _expire(state: State, ctx: Ctx, instrument: str, seq: int) -> None:
     inst = state.books.get(instrument)
@@ -1276,6 +1284,8 @@ def _books_check(state: State) -> None:
                     state, inst, order.price, order.qty)
             assert order.tif in (GTC, POST_ONLY) or in_call, (inst.id, oid)
         assert offered == inst.offered, (inst.id, offered, inst.offered)
+        live_expiring = {order.seq: key for key, order in book.orders.items() if order.expires}
+        assert inst.expiring == live_expiring, (inst.id, inst.expiring, live_expiring)
         if inst.max_orders:                  # above it only after `SetOrderLimit` lowered it
             assert counts == inst.open_orders, (inst.id, counts, inst.open_orders)
         else:

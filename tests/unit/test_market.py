@@ -776,3 +776,36 @@ def test_the_operator_changes_the_order_limit_of_a_live_instrument():
     m.d.ok(CloseInstrument(session="S", instrument="U"))
     assert m.d.refused(SetOrderLimit(session="S", instrument="U", max_orders=1)).code == \
         "instrument_closed"
+
+
+def test_orders_modified_again_and_again_leave_no_timer_each_until_their_expiry():
+    from exchange.engine import COMPACT_TIMERS_FROM
+    mk = Market()
+    far = mk.d.ts + 30 * 24 * 3600 * SECOND
+    mk.order("b1", 1, "buy", 5, 100, tif="gtd", expires=far)
+    for n in range(3 * COMPACT_TIMERS_FROM):             # each re-place sets a new expiry timer
+        assert not rejected(mk.modify("b1", 1, 100 + n % 2, 5))
+    inst = mk.state.books["U"]
+    assert len(inst.expiring) == 1
+    assert len(mk.state.timers) <= COMPACT_TIMERS_FROM
+    events = mk.d.tick(far)                              # the live order still expires
+    assert [e.reason for e in of(events, OrderCancelled)] == ["expired"]
+
+
+def test_dropping_stale_timers_replays_the_same_with_and_without_snapshots():
+    from exchange.engine import COMPACT_TIMERS_FROM
+    first = Market()
+    log = first.d.log = []
+    far = first.d.ts + 30 * 24 * 3600 * SECOND
+    for oid in (1, 2):
+        first.order("b1", oid, "buy", 5, 100, tif="gtd", expires=far + oid)
+    for n in range(2 * COMPACT_TIMERS_FROM + 7):
+        first.modify("b1", 1 + n % 2, 100 + n % 3, 5)
+    first.d.tick(far + 5)
+    second = Market()
+    engine = second.d.engine
+    for index, (env, events) in enumerate(log):
+        if index % 2_000 == 1_999:
+            engine = Engine.restore(engine.snapshot())
+        assert encode(engine.apply(env)) == encode(events), index
+    assert engine.state.timers == first.state.timers
