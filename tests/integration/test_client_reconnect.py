@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
+import msgspec
 import pytest
 
 from exchange.commands import RegisterParty
@@ -102,9 +103,10 @@ def test_a_reload_refused_by_a_restarted_server_before_the_logon_is_asked_again(
 
 
 def _unreadable(c: Client) -> None:
-    """Send a request the server cannot read (a name that is no string): it
-    is refused `invalid_message` with no client id."""
-    c.send(RegisterParty(name=123))                          # type: ignore[arg-type]
+    """Send a request the server cannot read and whose client id is no string:
+    it is refused `invalid_message` with no client id."""
+    c._send(msgspec.msgpack.encode({"type": "Request", "client_id": 5,
+                                    "cmd": {"type": "RegisterParty", "name": "A"}}))
 
 
 @pytest.mark.parametrize("settled", [True, False], ids=["refused-before", "refused-meanwhile"])
