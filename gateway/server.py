@@ -847,8 +847,18 @@ class Server:
         try:
             msg = client_decode(last)        # a Frame is a buffer: no memoryview, no copy
         except msgspec.ValidationError as exc:
-            # answered under each client id it carries, so the sender stops resending
-            for client_id in _client_ids_of(last):
+            # answered under each client id it carries, so the sender stops resending;
+            # each answer counts in the turn and, for a broker, against its throttle
+            ids = _client_ids_of(last)
+            self.requests_left -= len(ids)
+            rate = self.config.max_requests_per_second
+            if port == "broker" and rate and self._throttled(user_id, len(ids)):
+                self._reject(sock, rid, "throttled", user_id, port,
+                             detail=f"{user_id!r} sent more than {rate:,} requests in a second, "
+                                    f"the most it may (max_requests_per_second); nothing was "
+                                    f"done")
+                return
+            for client_id in ids:
                 self._reject(sock, rid, "invalid_message", user_id, port, client_id=client_id,
                              detail=str(exc))
             return

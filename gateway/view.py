@@ -119,10 +119,10 @@ class _OneField:
         return (getattr(event, self.field),)
 
 
-def _unindex(keyed: dict[str, dict[Any, None]] | None, event: Any, slot: Any) -> None:
-    """Take ``slot``, which held ``event``, out of a session's index."""
+def _unindex(keyed: dict[str, dict[Any, None]] | None, about: str, slot: Any) -> None:
+    """Take ``slot``, indexed under ``about``, out of a session's index."""
     if keyed is not None:
-        index = keyed.get(key_of(event))
+        index = keyed.get(about)
         if index is not None:
             index.pop(slot, None)
 
@@ -203,7 +203,7 @@ class MarketView:
                 slot = (ended[0], key, getattr(event, ended[1]))
                 gone = bucket.pop(slot, None)
                 if gone is not None and session:
-                    _unindex(keyed_of.get(session), gone[1], slot)
+                    _unindex(keyed_of.get(session), key_of(gone[1]) if several else key, slot)
                 continue
             place += 1
             if slot_rest is None:
@@ -217,7 +217,8 @@ class MarketView:
                 gone = bucket.pop(slot, None)     # re-inserted last: keeps the fold order
                 if zero_field is not None and getattr(event, zero_field) == 0:
                     if gone is not None and session:
-                        _unindex(keyed_of.get(session), gone[1], slot)
+                        _unindex(keyed_of.get(session), key_of(gone[1]) if several else key,
+                                 slot)
                     continue
             bucket[slot] = (place, event)
             if gone is None and session:          # a new slot (a replaced one keeps its key)

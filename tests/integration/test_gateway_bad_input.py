@@ -345,3 +345,22 @@ def test_an_invalid_request_is_refused_under_its_client_id(tmp_path):
         with pytest.raises(SessionRejectedError) as refused:
             b1.result(cid)
         assert refused.value.code == "invalid_message"
+
+
+def test_refusals_under_client_ids_count_against_the_throttle(tmp_path):
+    """Each client id an invalid Batch carries makes an answer: they count
+    against the broker's throttle, so 800 ids in 8 KB cannot make the
+    server answer 800 times beyond the broker's rate."""
+    with running(tmp_path, max_requests_per_second=500):
+        context = zmq.Context()
+        try:
+            sock = raw_dealer(tmp_path, "b1", "broker", context)
+            sock.send(p.encode(p.Logon(heartbeat_ms=5000)))
+            assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+            sock.send(enc({"type": "Batch", "requests": [{"client_id": str(i)}
+                                                        for i in range(800)]}))   # 8 KB
+            first = recv_until(sock, p.SessionRejected)
+            assert (first.code, first.client_id) == ("throttled", "")
+            assert recv_message(sock, timeout=0.5) is None        # one answer, not 800
+        finally:
+            context.destroy(linger=0)
