@@ -667,7 +667,8 @@ class Client:
             got = list(session.notices)[before:]
             taken = [n for n in got if from_seq <= n.seq <= through]
             out.extend(taken)
-            keep = [n for n in session.notices if not any(n is t for t in taken)]
+            taken_ids = {id(n) for n in taken}        # O(1) a notice (was O(taken))
+            keep = [n for n in session.notices if id(n) not in taken_ids]
             session.notices.clear()
             session.notices.extend(keep)
             if not session.recap_done.more:
