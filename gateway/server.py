@@ -1700,9 +1700,7 @@ class Server:
             fd = body.get(SRCFD)
             peer = peers.get(rid)
             if peer is None or peer.fd != fd:    # a new connection (or its routing id reused)
-                self._forget_data_peer(peer)
-                peer = peers[rid] = DataPeer(rid, user_id, fd)
-                self.by_fd[("data", fd)] = peer
+                peer = self._data_peer(rid, user_id, fd)
             user = self.users.get(user_id)
             if user is None or user.revoked or body.get(KEY_PROPERTY) != user.public_key:
                 self._reject(sock, rid, "revoked", user_id, "data")
@@ -1728,6 +1726,17 @@ class Server:
                     self._journal_unreadable(sock, rid, user_id, "data", exc)
                 except JournalCorrupt as exc:
                     self._journal_damaged(sock, rid, user_id, "data", exc)
+
+    def _data_peer(self, rid: bytes, user_id: str, fd: int) -> DataPeer:
+        """Start tracking a data-socket connection. Another peer that held its
+        descriptor is gone (live connections' descriptors differ), even if its
+        disconnection was read before its last request made it a peer: it is
+        forgotten, so such peers never pile up. O(1)."""
+        self._forget_data_peer(self.sessions_of[self.data].get(rid))
+        self._forget_data_peer(self.by_fd.get(("data", fd)))
+        peer = self.sessions_of[self.data][rid] = DataPeer(rid, user_id, fd)
+        self.by_fd[("data", fd)] = peer
+        return peer
 
     def _forget_data_peer(self, peer: DataPeer | None) -> None:
         """A data-socket connection ended (or its routing id was reused)."""

@@ -391,3 +391,26 @@ def test_each_port_holds_at_most_max_connections_feed_included(tmp_path):
             for sock in subs:
                 sock.close()
             context.destroy(linger=0)
+
+
+def test_a_data_peer_whose_descriptor_is_reused_is_forgotten(tmp_path):
+    """A viewer that sends and closes at once may have its disconnection read
+    before its request, which then makes it a peer no disconnection will end:
+    a new connection on its descriptor forgets it, so such peers never pile up."""
+    from gateway.keys import initialise
+    from gateway.server import serve_in_thread, stop_thread
+    from tests.integration.gateway_harness import gateway_config
+    initialise(tmp_path)
+    server, thread = serve_in_thread(tmp_path, gateway_config())
+    try:
+        server.stop()                                  # its loop no longer runs: drive it
+        thread.join(timeout=10)
+        stale = server._data_peer(b"\0gone", "viewer", 41)
+        fresh = server._data_peer(b"\0next", "viewer", 41)
+        peers = server.sessions_of[server.data]
+        assert stale not in peers.values() and list(peers.values()) == [fresh]
+        assert server.by_fd[("data", 41)] is fresh
+        again = server._data_peer(b"\0next", "viewer", 42)    # its routing id on another fd
+        assert list(peers.values()) == [again] and ("data", 41) not in server.by_fd
+    finally:
+        stop_thread(server, thread)
