@@ -122,10 +122,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     ins = instrument.add_subparsers(dest="what", required=True)
 
     def book(action: str, text: str) -> argparse.ArgumentParser:
-        parser = ins.add_parser(action, help=text)
-        parser.add_argument("session")
-        parser.add_argument("instrument")
-        return parser
+        return _book_parser(ins, action, text)
     i_create = book("create", "open a book")
     i_create.add_argument("--kind", choices=("units", "patent"), default="units")
     i_create.add_argument("--lot", default="", help="the bid_ask lot a patent book trades")
@@ -165,9 +162,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     lps = lp.add_subparsers(dest="what", required=True)
 
     def provider(action: str, text: str) -> argparse.ArgumentParser:
-        parser = lps.add_parser(action, help=text)
-        parser.add_argument("session")
-        parser.add_argument("instrument")
+        parser = _book_parser(lps, action, text)
         parser.add_argument("paddle", type=int)
         return parser
     appoint = provider("appoint", "make a paddle a liquidity provider on a units book")
@@ -178,9 +173,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     appoint.add_argument("--presence", type=_percent_bp, required=True,
                          help="share of trading time it must quote, percent (e.g. 90 or 92.5)")
     provider("end", "end an appointment (its final report follows)")
-    lp_report = lps.add_parser("report", help="report every provider of a book so far")
-    lp_report.add_argument("session")
-    lp_report.add_argument("instrument")
+    lp_report = _book_parser(lps, "report", "report every provider of a book so far")
     lp_report.add_argument("--reset", action="store_true",
                            help="close the period: the next report counts from now")
 
@@ -383,6 +376,14 @@ def _op_commands(args: argparse.Namespace, now: int) -> list[Any]:
             return [c.CancelPanel(serial=args.serial, reason=args.reason)]
         return [c.PublishPriceRange(serial=args.serial)]
     raise ValueError(f"unknown op action {action}")
+
+
+def _book_parser(subparsers: Any, action: str, text: str) -> argparse.ArgumentParser:
+    """Add an action about one book: its SESSION and INSTRUMENT."""
+    parser = subparsers.add_parser(action, help=text)
+    parser.add_argument("session")
+    parser.add_argument("instrument")
+    return parser
 
 
 def _percent_bp(text: str) -> int:
