@@ -30,7 +30,8 @@ SETTINGS: dict[str, str] = {
     "send_hwm": "messages queued per connection; beyond it they are dropped (it resends)",
     "max_queued_bytes": "bytes sent to a connection and not yet acknowledged by its TCP peer "
                         "(a client that does not read); beyond, messages to it are dropped "
-                        "(it resends), one larger message alone excepted",
+                        "(it resends), one larger message alone excepted; a feed subscriber "
+                        "that far behind is hung up",
     "recv_hwm": "messages queued from one connection before ZeroMQ pushes back",
     "feed_hwm": "messages queued per feed subscriber; beyond it they are dropped",
     "max_batch": "messages, requests and entries handled per loop turn, per socket",

@@ -252,6 +252,24 @@ class DataPeer(Outflow):
         self.count_from(fd)
 
 
+class FeedPeer:
+    """A feed subscriber's connection: the feed's byte count and its TCP
+    peer's acknowledged bytes when counting (re)started (`Server._check_feed`)."""
+
+    __slots__ = ("fd", "base", "zero")
+
+    def __init__(self, fd: int, base: int) -> None:
+        self.fd = fd
+        self.base = base                  # Server.feed_bytes then
+        self.zero = tcp.bytes_acked(fd)   # None: the kernel cannot tell; not bounded
+
+
+def feed_wire_bytes(size: int) -> int:
+    """The bytes a message of ``size`` takes on a plain ZMTP 3 connection
+    (the feed's: a frame with a 2- or 9-byte header)."""
+    return size + (2 if size <= 255 else 9)
+
+
 class Conn(Outflow):
     """A logged-on connection on the broker or operator socket."""
 
@@ -400,6 +418,12 @@ class Server:
         self._snapshot_child: tuple[int, int, float, float] | None = None
         self.last_env_ns = 0
         self.last_feed_out = time.monotonic_ns()
+        # feed subscribers by descriptor, and the bytes published to each (all
+        # of them subscribe to everything): see _check_feed
+        self.feed_peers: dict[int, FeedPeer] = {}
+        self.feed_bytes = 0
+        self.feed_check_at = 0
+        self.feed_hung_up = 0
         self.last_housekeeping = 0
         self.last_keys_check = 0
 
@@ -792,13 +816,19 @@ class Server:
             fold = self.view.fold
             keep = self.ring.append
             seq = 0
+            sent = self.feed_bytes
             while pending and pending[0][0] <= durable:
                 seq, public, data = pending.popleft()
                 feed_send(data, NOBLOCK)
+                size = len(data)
+                sent += size + (2 if size <= 255 else 9)    # feed_wire_bytes, inlined
                 fold(seq, public)           # _published, inlined
                 keep(seq, data)
             self.last_public = seq
             self.last_feed_out = time.monotonic_ns()
+            self.feed_bytes = sent
+            if sent >= self.feed_check_at and self.feed_peers:
+                self._check_feed()
 
     def _queue(self, sock: zmq.Socket, rid: bytes, data: bytes) -> None:
         """Send ``data`` once everything applied so far is durable; while a
@@ -1494,8 +1524,9 @@ class Server:
                     conn.last_out = now
                     self._queue(sock, conn.rid, p.encode(p.Heartbeat()))
         if now - self.last_feed_out >= self.config.heartbeat_ms * NS_PER_MS:
-            self.feed.send(p.encode(p.FeedHeartbeat(seq=self.last_public, ts=time.time_ns())),
-                           zmq.NOBLOCK)
+            beat = p.encode(p.FeedHeartbeat(seq=self.last_public, ts=time.time_ns()))
+            self.feed.send(beat, zmq.NOBLOCK)
+            self.feed_bytes += feed_wire_bytes(len(beat))
             self.last_feed_out = now
         if now - self.last_keys_check >= self.config.keys_check_ms * NS_PER_MS:
             self.last_keys_check = now
@@ -1850,8 +1881,12 @@ class Server:
                     self._refuse_connection(port, fd)
                     continue
                 live.add(fd)
+                if port == "feed":
+                    self.feed_peers[fd] = FeedPeer(fd, self.feed_bytes)
             elif kind == DISCONNECTED:
                 self.connections[port].discard(fd)
+                if port == "feed":
+                    self.feed_peers.pop(fd, None)
             write, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
             if unwritten:
                 self.log.warning("connections_unlogged", port=port, count=unwritten)
@@ -1868,6 +1903,45 @@ class Server:
                     self._forget_data_peer(conn)
                 elif conn is not None:
                     self._end_session(port, conn.rid, "disconnected")
+
+    def _check_feed(self) -> None:
+        """Hang up every feed subscriber with more than `max_queued_bytes`
+        published since its counting began and not acknowledged by its TCP
+        peer, while its kernel still holds some unacknowledged (one that
+        does not read: ZeroMQ would queue it up to `feed_hwm` messages, and a
+        thousand such peers, gigabytes). It reconnects by itself and
+        recovers as after any gap. A peer whose kernel holds nothing
+        unacknowledged has everything on its way: counting starts anew (a
+        subscriber to less than everything is sent less than counted). Runs
+        once each quarter of `max_queued_bytes` published; O(subscribers)
+        system calls."""
+        cap = self.config.max_queued_bytes
+        sent = self.feed_bytes
+        self.feed_check_at = sent + max(cap // 4, 1 << 16)
+        feed_port = self.bound_ports["feed"]
+        for fd, peer in list(self.feed_peers.items()):
+            if peer.zero is None:
+                continue
+            acked = tcp.bytes_acked(fd)
+            if acked is None or acked < peer.zero:     # not its connection any more
+                peer.base, peer.zero = sent, acked
+                continue
+            if (sent - peer.base) - (acked - peer.zero) <= cap:
+                continue
+            if tcp.unacked(fd) == 0:
+                peer.base, peer.zero = sent, acked
+                continue
+            if tcp.local_port(fd) != feed_port or not tcp.hang_up(fd):
+                continue
+            del self.feed_peers[fd]
+            self.feed_hung_up += 1
+            write, unwritten = self.connection_lines.allow("feed", time.monotonic_ns())
+            if unwritten:
+                self.log.warning("connections_unlogged", port="feed", count=unwritten)
+            if write:
+                self.log.warning("slow_subscriber_hung_up", port="feed", fd=fd,
+                                 behind_bytes=(sent - peer.base) - (acked - peer.zero),
+                                 max_queued_bytes=cap, hung_up=self.feed_hung_up)
 
     def _refuse_connection(self, port: str, fd: int) -> None:
         """A connection beyond ``port``'s `max_connections`: hang it up (ZeroMQ

@@ -6,6 +6,7 @@ serving, and leaks nothing."""
 from __future__ import annotations
 
 import errno
+import time
 
 import zmq
 
@@ -414,3 +415,64 @@ def test_a_data_peer_whose_descriptor_is_reused_is_forgotten(tmp_path):
         assert list(peers.values()) == [again] and ("data", 41) not in server.by_fd
     finally:
         stop_thread(server, thread)
+
+
+def test_a_feed_subscriber_that_never_reads_is_hung_up_past_max_queued_bytes(tmp_path):
+    """The feed's queue is per subscriber and counted in messages
+    (`feed_hwm`, 100,000): anyone may subscribe, so a thousand subscribers
+    that never read could make ZeroMQ hold gigabytes. One with more than
+    `max_queued_bytes` published and not acknowledged by its TCP peer is hung
+    up (counted, logged) while a subscriber that reads is fed everything."""
+    import threading
+    from exchange.commands import PlaceOrder
+    from tests.integration.gateway_harness import build_market
+    cap = 256 << 10
+    with running(tmp_path, max_queued_bytes=cap, max_requests_per_second=0,
+                 max_message_bytes=1 << 20) as server, \
+            client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
+            client(tmp_path, "b2") as b2:
+        market = build_market(op, b1, b2)
+        seller = market.paddles["Seller"]
+        feed_port = int(server.endpoints["feed"].rsplit(":", 1)[1])
+        context = zmq.Context()
+        stop = threading.Event()
+        received: list[int] = []
+
+        def read(sock: zmq.Socket) -> None:
+            while not stop.is_set():
+                if sock.poll(50):
+                    message = p.feed_decoder.decode(sock.recv())
+                    if isinstance(message, p.Market):
+                        received.append(message.seq)
+        try:
+            slow = context.socket(zmq.SUB)
+            slow.linger = 0
+            slow.rcvbuf, slow.rcvhwm = 65536, 1         # no autotuning of its buffer
+            slow.reconnect_ivl = 60000                  # hung up, it stays away
+            reader = context.socket(zmq.SUB)
+            reader.linger = 0
+            for sock in (slow, reader):
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+                sock.connect(server.endpoints["feed"])
+            assert wait_for(lambda: len(server.feed_peers) == 2)
+            thread = threading.Thread(target=read, args=(reader,), daemon=True)
+            thread.start()
+            time.sleep(0.3)                             # both subscriptions arrive
+            for start in range(1, 8001, 1000):          # ~8,000 Market messages, ~1.5 MB
+                results = b1.request_batch([PlaceOrder(session="S1", instrument=market.instrument,
+                                             paddle=seller, order=i, side="sell", qty=1,
+                                             price=1_000_000 + i)
+                                  for i in range(start, start + 1000)], timeout=60)
+                if start == 1:
+                    first = results[0].seq
+            last = results[-1].seq
+            assert wait_for(lambda: server.feed_hung_up == 1, timeout=30)
+            assert wait_for(lambda: _established(feed_port) == 1)
+            assert wait_for(lambda: received and received[-1] == last, timeout=30)
+            published = [seq for seq in received if seq >= first]
+            assert published == list(range(first, last + 1))    # each order's, none missed
+            assert len(server.feed_peers) == 1 and server.failed is None
+        finally:
+            stop.set()
+            thread.join()
+            context.destroy(linger=0)
