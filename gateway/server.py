@@ -1887,13 +1887,9 @@ class Server:
                 self.connections[port].discard(fd)
                 if port == "feed":
                     self.feed_peers.pop(fd, None)
-            write, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
-            if unwritten:
-                self.log.warning("connections_unlogged", port=port, count=unwritten)
-            if write:
-                self.log.info("connection", port=port,
-                              what=zmq.Event(event["event"]).name.lower(), fd=event["value"],
-                              endpoint=event["endpoint"].decode(errors="replace"))
+            self._connection_line(self.log.info, "connection", port,
+                                  what=zmq.Event(event["event"]).name.lower(), fd=event["value"],
+                                  endpoint=event["endpoint"].decode(errors="replace"))
             if kind == DISCONNECTED and end_sessions:
                 # the session ends with its connection, at once: its routing id
                 # may come back with another peer, which must get none of its
@@ -1935,13 +1931,9 @@ class Server:
                 continue
             del self.feed_peers[fd]
             self.feed_hung_up += 1
-            write, unwritten = self.connection_lines.allow("feed", time.monotonic_ns())
-            if unwritten:
-                self.log.warning("connections_unlogged", port="feed", count=unwritten)
-            if write:
-                self.log.warning("slow_subscriber_hung_up", port="feed", fd=fd,
-                                 behind_bytes=(sent - peer.base) - (acked - peer.zero),
-                                 max_queued_bytes=cap, hung_up=self.feed_hung_up)
+            self._connection_line(self.log.warning, "slow_subscriber_hung_up", "feed", fd=fd,
+                                  behind_bytes=(sent - peer.base) - (acked - peer.zero),
+                                  max_queued_bytes=cap, hung_up=self.feed_hung_up)
 
     def _refuse_connection(self, port: str, fd: int) -> None:
         """A connection beyond ``port``'s `max_connections`: hang it up (ZeroMQ
@@ -1950,13 +1942,18 @@ class Server:
         if tcp.local_port(fd) != self.bound_ports[port] or not tcp.hang_up(fd):
             return
         self.connections_refused[port] += 1
-        write, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
+        self._connection_line(self.log.warning, "connection_refused", port, fd=fd,
+                              max_connections=self.max_connections,
+                              refused=self.connections_refused[port])
+
+    def _connection_line(self, write: Any, event: str, port: str, **fields: Any) -> None:
+        """Log a line about ``port``'s connections, at most so many a window
+        (`connection_lines`); the ones left out are counted in one line."""
+        allowed, unwritten = self.connection_lines.allow(port, time.monotonic_ns())
         if unwritten:
             self.log.warning("connections_unlogged", port=port, count=unwritten)
-        if write:
-            self.log.warning("connection_refused", port=port, fd=fd,
-                             max_connections=self.max_connections,
-                             refused=self.connections_refused[port])
+        if allowed:
+            write(event, port=port, **fields)
 
     # ------------------------------------------------------------------ shutdown
 
