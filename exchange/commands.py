@@ -826,7 +826,10 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # a hard end gets one from its original terms; a lot may not take an agreement
 # transfer's serial; a party whose approval is withdrawn loses its standing bids,
 # offers and re-award offers as a frozen one does; a relisted lot starts a round.
-RULES = 3
+# 4: a book sale cancelled in settlement gives the patent's unit back to the
+# seller, and a relisted patent's new book takes the unit from its old one (one
+# unit per patent).
+RULES = 4
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import msgspec
 
-from exchange import credit, fees, lots
+from exchange import credit, fees, lots, market
 from exchange.commands import (AnswerReaward, ConfirmReceipt, DeclareDefault, ExtendDueDate,
                                LiftFreeze, MarkStateTransfer, RaiseDispute, RecordAgreementTransfer,
                                RecordDelivery, RecordObjection, RecordPayment, ReleaseFunds,
@@ -575,7 +575,8 @@ def _complete(state: State, ctx: Ctx, s: Settlement, refund: int) -> None:
 
 def _cancel(state: State, ctx: Ctx, s: Settlement, reason: str) -> None:
     """Cancel the sale: refund the escrow, unsell the lot (its buyer's credit
-    released), withdraw a running publicity notice."""
+    released), withdraw a running publicity notice; since rules 4 a patent
+    sold on the book goes back to its seller."""
     refund = s.escrow
     s.escrow = 0
     s.refunded += refund
@@ -592,6 +593,8 @@ def _cancel(state: State, ctx: Ctx, s: Settlement, reason: str) -> None:
         s.publicity = "withdrawn"
         ctx.emit(PublicityEnded(settlement=s.id, session=s.session, serial=s.serial,
                                 outcome="withdrawn", objections=len(s.objections)))
+    if s.how == "book" and ctx.rules >= 4:       # the patent goes back to the seller
+        market.return_patent(state, s.instrument, s.buyer, s.seller)
     if s.holds_credit:
         lots.unsell(state, ctx, s.serial)
 
