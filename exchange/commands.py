@@ -42,7 +42,8 @@ class RegisterParty(Command, frozen=True):
     """Register a client (bidder or seller) of the sending broker.
 
     The party id is the envelope's sequence number. An operator may register
-    a party for a broker by naming it in ``broker``.
+    a party for a broker by naming it in ``broker``; naming none, a party the
+    operators hold (whose settlement steps any operator takes, rules 4).
     """
 
     name: str
@@ -828,7 +829,9 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # offers and re-award offers as a frozen one does; a relisted lot starts a round.
 # 4: a book sale cancelled in settlement gives the patent's unit back to the
 # seller, and a relisted patent's new book takes the unit from its old one (one
-# unit per patent).
+# unit per patent); an operator takes the seller's and buyer's settlement steps
+# (RecordDelivery, ConfirmReceipt, RaiseDispute) for a party the operators hold
+# (registered by an operator naming no broker).
 RULES = 4
 
 

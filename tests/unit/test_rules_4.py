@@ -63,3 +63,71 @@ def test_a_book_sale_refunded_in_a_dispute_gives_the_patent_back(rules):
     assert m.state.lots["L1"].status == "passed"
     owner = sale.buyer if rules == 3 else sale.seller
     assert units(m, "L1") == {"P1": {owner: 1}}
+
+
+# ---------------------------------------------------------------------------
+# settlement of parties the operators hold
+# ---------------------------------------------------------------------------
+
+def house_transfer(rules: int, *, seller_broker: str = "", buyer_broker: str = ""):
+    """An agreement transfer between parties an operator registered: for
+    itself (no broker named) unless a broker is given."""
+    from exchange.commands import RecordAgreementTransfer, RegisterParty, ReviewCredit
+    from tests.unit.auctionkit import USD, Market
+    m = Market()
+    m.d.rules = rules
+
+    def party(name: str, broker: str) -> int:
+        found = m.d.ok(RegisterParty(name=name, broker=broker), **OP)[0].party
+        m.d.ok(ReviewCredit(party=found, approved=True, credit_limit=10**12,
+                            agreement_version="v"), **OP)
+        return found
+
+    seller, buyer = party("Seller Inc", seller_broker), party("Buyer Ltd", buyer_broker)
+    sid = m.d.ok(RecordAgreementTransfer(session="S1", serial="AT1", title="t", seller=seller,
+                                         buyer=buyer, price=1_000 * USD), **OP)[-1].settlement
+    m.d.ok(RecordPayment(settlement=sid, amount=1_000 * USD), **OP)
+    return m, sid
+
+
+@pytest.mark.parametrize("rules", [3, 4])
+def test_an_operator_takes_the_steps_of_parties_the_operators_hold(rules):
+    from exchange.commands import ConfirmReceipt, RecordDelivery, ReleaseFunds
+    m, sid = house_transfer(rules)
+    delivered = m.d.send(RecordDelivery(settlement=sid, reference="doc"), actor="op2",
+                         role="operator")                  # any operator, not only the one
+    if rules == 3:
+        assert rejected(delivered) == "not_permitted"     # stuck with the money in escrow
+        assert m.state.settlements[sid].status == "paid"
+        return
+    assert rejected(delivered) is None
+    m.d.ok(ConfirmReceipt(settlement=sid), **OP)
+    m.d.ok(ReleaseFunds(settlement=sid), **OP)
+    assert m.state.settlements[sid].status == "completed"
+
+
+@pytest.mark.parametrize("rules", [3, 4])
+def test_an_operator_raises_a_dispute_for_a_buyer_the_operators_hold(rules):
+    m, sid = house_transfer(rules)
+    events = m.d.send(RaiseDispute(settlement=sid, reason="wrong patent"), **OP)
+    assert rejected(events) == ("not_permitted" if rules == 3 else None)
+
+
+@pytest.mark.parametrize("rules", [3, 4])
+def test_an_operator_takes_no_step_of_a_brokers_client(rules):
+    from exchange.commands import RecordDelivery
+    m, sid = house_transfer(rules, seller_broker="b1", buyer_broker="b2")
+    assert rejected(m.d.send(RecordDelivery(settlement=sid, reference="doc"), **OP)) == \
+        ("not_permitted" if rules == 3 else "not_the_seller")
+    m.d.ok(RecordDelivery(settlement=sid, reference="doc"), actor="b1", role="broker")
+    assert rejected(m.d.send(RaiseDispute(settlement=sid, reason="no"), **OP)) == \
+        ("not_permitted" if rules == 3 else "not_the_buyer")
+
+
+def test_a_party_an_operator_registered_for_itself_under_rules_3_is_its_own_under_rules_4():
+    from exchange.commands import RecordDelivery
+    m, sid = house_transfer(3)
+    m.d.rules = 4                                          # lotex upgraded meanwhile
+    assert rejected(m.d.send(RecordDelivery(settlement=sid, reference="doc"), actor="op2",
+                             role="operator")) == "not_the_seller"
+    m.d.ok(RecordDelivery(settlement=sid, reference="doc"), **OP)   # its broker's user id
