@@ -831,7 +831,8 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # seller, and a relisted patent's new book takes the unit from its old one (one
 # unit per patent); an operator takes the seller's and buyer's settlement steps
 # (RecordDelivery, ConfirmReceipt, RaiseDispute) for a party the operators hold
-# (registered by an operator naming no broker).
+# (registered by an operator naming no broker); a pricing panel still open when
+# its lot sells without opening is discarded ("the lot sold").
 RULES = 4
 
 

@@ -131,3 +131,53 @@ def test_a_party_an_operator_registered_for_itself_under_rules_3_is_its_own_unde
     assert rejected(m.d.send(RecordDelivery(settlement=sid, reference="doc"), actor="op2",
                              role="operator")) == "not_the_seller"
     m.d.ok(RecordDelivery(settlement=sid, reference="doc"), **OP)   # its broker's user id
+
+
+# ---------------------------------------------------------------------------
+# pricing panels
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rules", [3, 4])
+def test_a_panel_ends_when_its_lot_sells_at_the_ask_before_opening(rules):
+    from exchange import pricing
+    from exchange.commands import (BuyAtAsk, DrawPanel, PublishPriceRange, RecordValuation,
+                                   RegisterExpert)
+    from exchange.events import PanelDiscarded
+    from tests.unit.auctionkit import USD, Market
+    m = Market(check=rules >= 4)                        # rules 3 kept a panel on a sold lot
+    m.d.rules = rules
+    seller, a = m.seller(), m.bidder("A")
+    for i in range(3):
+        m.d.ok(RegisterExpert(name=f"E{i}"), **OP)
+    m.lot("L1", seller=seller, ask=5_000 * USD)          # opens at T0 + 1 h
+    m.d.ok(DrawPanel(serial="L1", size=3), **OP)
+    events = m.send(BuyAtAsk(serial="L1", paddle=a), a)
+    assert m.state.lots["L1"].status == "sold"
+    panel = pricing.pool(m.state).panels["L1"]
+    discarded = [e.reason for e in of(events, PanelDiscarded)]
+    assert (panel.open, discarded) == ((True, []) if rules == 3 else (False, ["the lot sold"]))
+    m.tick(T0 + 9 * DAY)
+    m.d.ok(DeclareDefault(settlement=1, next="relist"), **OP)
+    for expert in panel.experts:                         # the panel drawn before the sale
+        valued = m.d.send(RecordValuation(serial="L1", expert=expert, low=100, high=200), **OP)
+        assert rejected(valued) == (None if rules == 3 else "no_panel")
+    assert rejected(m.d.send(PublishPriceRange(serial="L1"), **OP)) == \
+        (None if rules == 3 else "no_panel")
+
+
+def test_a_panel_drawn_after_a_pass_ends_when_the_lot_is_sold_by_negotiation():
+    from exchange import pricing
+    from exchange.commands import DrawPanel, RecordNegotiatedSale, RegisterExpert
+    from exchange.events import PanelDiscarded
+    from tests.unit.auctionkit import HOUR, USD, Market
+    m = Market()
+    seller, a = m.seller(), m.bidder("A")
+    for i in range(3):
+        m.d.ok(RegisterExpert(name=f"E{i}"), **OP)
+    m.lot("L1", seller=seller, reserve=9_000 * USD, negotiation_window=HOUR)
+    m.tick(T0 + DAY)                                     # passed: no bids
+    assert m.state.lots["L1"].status == "passed"
+    m.d.ok(DrawPanel(serial="L1", size=3), **OP)
+    events = m.d.ok(RecordNegotiatedSale(serial="L1", paddle=a, amount=8_000 * USD), **OP)
+    assert one(events, PanelDiscarded).reason == "the lot sold"
+    assert not pricing.pool(m.state).panels["L1"].open
