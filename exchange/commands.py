@@ -832,7 +832,8 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # unit per patent); an operator takes the seller's and buyer's settlement steps
 # (RecordDelivery, ConfirmReceipt, RaiseDispute) for a party the operators hold
 # (registered by an operator naming no broker); a pricing panel still open when
-# its lot sells without opening is discarded ("the lot sold").
+# its lot sells without opening is discarded ("the lot sold"); a lot that is
+# not an English auction may not have a soft close (it never moved one).
 RULES = 4
 
 

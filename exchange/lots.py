@@ -497,7 +497,7 @@ def reaward(state: State, ctx: Ctx, serial: str, paddle: int, party: int, hammer
 # catalogue and lifecycle handlers
 # --------------------------------------------------------------------------
 
-def _validate_terms(terms: LotTerms, reserve: int) -> tuple[tuple[int, int], ...]:
+def _validate_terms(terms: LotTerms, reserve: int, rules: int) -> tuple[tuple[int, int], ...]:
     if not terms.title.strip():
         raise Reject("bad_field", "a lot needs a title")
     valid_currency(terms.currency)
@@ -533,6 +533,9 @@ def _validate_terms(terms: LotTerms, reserve: int) -> tuple[tuple[int, int], ...
         raise Reject("out_of_range", f"fee rates are basis points from 0 to {MAX_BP}")
     if bool(terms.soft_window) != bool(terms.soft_extend):
         raise Reject("bad_field", "a soft close needs both a window and an extension")
+    if terms.soft_window and terms.mechanism != "english" and rules >= 4:
+        raise Reject("bad_field", f"a {terms.mechanism} lot has no soft close: only an English "
+                                  f"auction's close moves on with a late bid")
     mechanism = MECHANISMS[terms.mechanism]
     if terms.ask:
         if not mechanism.ask_allowed:
@@ -557,7 +560,7 @@ def create_lot(state: State, ctx: Ctx, cmd: CreateLot) -> None:
     if not session.open:
         raise Reject("session_closed", f"session {cmd.session!r} is closed")
     own_party(state, ctx, cmd.seller)
-    table = _validate_terms(cmd.terms, cmd.reserve)
+    table = _validate_terms(cmd.terms, cmd.reserve, ctx.rules)
     lot = Lot(serial=cmd.serial, session=cmd.session, seller=cmd.seller,
               currency=cmd.terms.currency, mechanism=cmd.terms.mechanism, status="draft",
               terms=cmd.terms, reserve=cmd.reserve, ladder=Ladder(table))

@@ -181,3 +181,31 @@ def test_a_panel_drawn_after_a_pass_ends_when_the_lot_is_sold_by_negotiation():
     events = m.d.ok(RecordNegotiatedSale(serial="L1", paddle=a, amount=8_000 * USD), **OP)
     assert one(events, PanelDiscarded).reason == "the lot sold"
     assert not pricing.pool(m.state).panels["L1"].open
+
+
+# ---------------------------------------------------------------------------
+# soft close terms
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rules", [3, 4])
+@pytest.mark.parametrize("mechanism", ["sealed_first", "sealed_second", "reverse", "dutch",
+                                       "bid_ask", "english"])
+def test_only_an_english_lot_has_a_soft_close(rules, mechanism):
+    from exchange.commands import CreateLot
+    from tests.unit.auctionkit import HOUR, MINUTE, USD, Market
+    m = Market()
+    m.d.rules = rules
+    seller = m.seller(limit=10**12)
+    extra = dict(dutch_start=9_000 * USD, dutch_step=100 * USD, dutch_interval=MINUTE) \
+        if mechanism == "dutch" else {}
+    terms = m.terms(mechanism=mechanism, soft_window=10 * MINUTE, soft_extend=5 * MINUTE,
+                    hard_end=T0 + DAY + HOUR, starting_bid=0 if mechanism == "bid_ask" else 1_000 * USD,
+                    **extra)
+    events = m.d.send(CreateLot(serial="L1", session="S1", seller=seller, terms=terms),
+                      actor="seller-broker", role="broker")
+    if rules == 3 or mechanism == "english":
+        assert rejected(events) is None
+    else:
+        assert rejected(events) == "bad_field"
+        assert "no soft close" in events[-1].text
+        assert "L1" not in m.state.lots
