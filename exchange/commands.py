@@ -833,7 +833,8 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # (RecordDelivery, ConfirmReceipt, RaiseDispute) for a party the operators hold
 # (registered by an operator naming no broker); a pricing panel still open when
 # its lot sells without opening is discarded ("the lot sold"); a lot that is
-# not an English auction may not have a soft close (it never moved one).
+# not an English auction may not have a soft close (it never moved one); a
+# sealed lot sold at its Ask reveals its live bids as at a close.
 RULES = 4
 
 

@@ -191,6 +191,9 @@ class Mechanism:
     def withdraw_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int) -> None:
         raise Reject("wrong_mechanism", f"bids on {lot.mechanism} lot {lot.serial} cannot be withdrawn")
 
+    def on_ask_sale(self, state: State, ctx: Ctx, lot: Lot) -> None:
+        """The lot closes early, sold at its Ask (after `close`, before the award)."""
+
     def on_close(self, state: State, ctx: Ctx, lot: Lot, when: int) -> None:
         """Decide the lot at its close: call `award` or `pass_lot`."""
         close(ctx, lot, "passed")
@@ -423,6 +426,7 @@ def pass_lot(state: State, ctx: Ctx, lot: Lot, reason: str, when: int, *,
 def sell_at_ask(state: State, ctx: Ctx, lot: Lot, paddle: int, party: int) -> None:
     """Sell ``lot`` at once at its Ask to ``paddle`` (credit checked by the caller)."""
     close(ctx, lot, "sold")
+    MECHANISMS[lot.mechanism].on_ask_sale(state, ctx, lot)
     award_to_bidder(state, ctx, lot, paddle=paddle, party=party, hammer=lot.terms.ask, how="ask")
 
 

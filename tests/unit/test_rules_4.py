@@ -209,3 +209,47 @@ def test_only_an_english_lot_has_a_soft_close(rules, mechanism):
         assert rejected(events) == "bad_field"
         assert "no soft close" in events[-1].text
         assert "L1" not in m.state.lots
+
+
+# ---------------------------------------------------------------------------
+# a sealed lot sold at its Ask
+# ---------------------------------------------------------------------------
+
+def sealed_ask_sale(rules: int, buy_at_ask: bool):
+    from exchange.commands import BuyAtAsk, SetSettlementRules
+    from tests.unit.auctionkit import HOUR, USD, Market
+    m = Market()
+    m.d.rules = rules
+    seller, a, b, c = m.seller(), m.bidder("A"), m.bidder("B"), m.bidder("C")
+    m.d.ok(SetSettlementRules(session="S1", payment_term=HOUR, reaward_window=HOUR,
+                              publicity_period=HOUR), **OP)
+    m.lot("L1", seller=seller, mechanism="sealed_first", ask=5_000 * USD)
+    m.tick(T0 + HOUR)
+    m.bid("L1", b, 3_333 * USD)
+    m.bid("L1", c, 2_222 * USD)
+    if buy_at_ask:
+        events = m.send(BuyAtAsk(serial="L1", paddle=a), a)
+    else:
+        events = m.bid("L1", a, 6_000 * USD)               # at or above the Ask: buys at it
+    return m, events, a, b, c
+
+
+@pytest.mark.parametrize("rules", [3, 4])
+@pytest.mark.parametrize("buy_at_ask", [False, True])
+def test_a_sealed_lot_sold_at_its_ask_reveals_its_bids_as_at_a_close(rules, buy_at_ask):
+    from exchange.events import LotAwarded, LotClosed, ReawardOffered, SealedBidsRevealed
+    from tests.unit.auctionkit import HOUR, USD
+    m, events, a, b, c = sealed_ask_sale(rules, buy_at_ask)
+    assert one(events, LotAwarded).how == "ask" and one(events, LotClosed).outcome == "sold"
+    revealed = [[(bid.paddle, bid.amount) for bid in e.bids] for e in of(events, SealedBidsRevealed)]
+    if rules == 3:
+        assert revealed == []
+    else:
+        bids = [(b, 3_333 * USD), (c, 2_222 * USD)]
+        assert revealed == [bids if buy_at_ask else [(a, 6_000 * USD)] + bids]
+        names = [type(e).__name__ for e in events]
+        assert names.index("LotClosed") < names.index("SealedBidsRevealed") \
+            < names.index("LotAwarded")                  # as at a close
+    m.tick(T0 + 3 * HOUR)                                # overdue
+    offered = one(m.d.ok(DeclareDefault(settlement=1, next="reaward"), **OP), ReawardOffered)
+    assert (offered.paddle, offered.price) == (b, 3_333 * USD)   # revealed since rules 4
