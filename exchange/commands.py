@@ -834,7 +834,8 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # (registered by an operator naming no broker); a pricing panel still open when
 # its lot sells without opening is discarded ("the lot sold"); a lot that is
 # not an English auction may not have a soft close (it never moved one); a
-# sealed lot sold at its Ask reveals its live bids as at a close.
+# sealed lot sold at its Ask reveals its live bids as at a close; a seller's
+# AnswerOffer and LowerReserve are refused once the session is closed.
 RULES = 4
 
 

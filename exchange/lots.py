@@ -885,11 +885,21 @@ def withdraw_offer(state: State, ctx: Ctx, cmd: WithdrawOffer) -> None:
     _drop_offer(state, ctx, lot, _get_offer(lot, cmd.paddle), "withdrawn")
 
 
+def _session_negotiates(state: State, ctx: Ctx, lot: Lot) -> None:
+    """Since rules 4 the seller's side of a negotiation ends with the session,
+    as the bidders' does (`bidder`) and `RecordNegotiatedSale`: a closed
+    session makes no new sale (a re-award settles one it made)."""
+    if ctx.rules >= 4 and not state.sessions[lot.session].open:
+        raise Reject("session_closed", f"session {lot.session!r} is closed: lot {lot.serial} "
+                                       f"is no longer negotiated")
+
+
 @handles(AnswerOffer)
 def answer_offer(state: State, ctx: Ctx, cmd: AnswerOffer) -> None:
     ctx.require_role("broker", "operator")
     lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
+    _session_negotiates(state, ctx, lot)
     _negotiating(lot, ctx.ts)
     offer = _get_offer(lot, cmd.paddle)
     if cmd.action == "accept":
@@ -926,6 +936,7 @@ def lower_reserve(state: State, ctx: Ctx, cmd: LowerReserve) -> None:
     ctx.require_role("broker", "operator")
     lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
+    _session_negotiates(state, ctx, lot)
     _negotiating(lot, ctx.ts)
     non_negative(cmd.reserve, "reserve")
     if cmd.reserve >= lot.reserve:

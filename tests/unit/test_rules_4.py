@@ -212,7 +212,7 @@ def test_only_an_english_lot_has_a_soft_close(rules, mechanism):
 
 
 # ---------------------------------------------------------------------------
-# a sealed lot sold at its Ask
+# a sealed lot sold at its Ask; negotiation after the session closes
 # ---------------------------------------------------------------------------
 
 def sealed_ask_sale(rules: int, buy_at_ask: bool):
@@ -253,3 +253,25 @@ def test_a_sealed_lot_sold_at_its_ask_reveals_its_bids_as_at_a_close(rules, buy_
     m.tick(T0 + 3 * HOUR)                                # overdue
     offered = one(m.d.ok(DeclareDefault(settlement=1, next="reaward"), **OP), ReawardOffered)
     assert (offered.paddle, offered.price) == (b, 3_333 * USD)   # revealed since rules 4
+
+
+@pytest.mark.parametrize("rules", [3, 4])
+def test_the_seller_no_longer_negotiates_once_the_session_is_closed(rules):
+    from exchange.commands import AnswerOffer, CloseSession, LowerReserve, MakeOffer
+    from tests.unit.auctionkit import USD, Market
+    m = Market()
+    m.d.rules = rules
+    seller, a = m.seller(), m.bidder("A")
+    m.lot("L1", seller=seller, reserve=9_000 * USD, negotiation_window=DAY)
+    m.tick(T0 + DAY)                                     # passed: no bids
+    m.send(MakeOffer(serial="L1", paddle=a, amount=3_000 * USD), a)
+    m.d.ok(CloseSession(session="S1"), **OP)
+    seller_side = dict(actor="seller-broker", role="broker")
+    lowered = m.d.send(LowerReserve(serial="L1", reserve=8_000 * USD), **seller_side)
+    accepted = m.d.send(AnswerOffer(serial="L1", paddle=a, action="accept"), **seller_side)
+    if rules == 3:
+        assert (rejected(lowered), rejected(accepted)) == (None, None)
+        assert m.state.lots["L1"].status == "sold"       # a new sale in a closed session
+    else:
+        assert (rejected(lowered), rejected(accepted)) == ("session_closed", "session_closed")
+        assert m.state.lots["L1"].status == "passed"
