@@ -42,7 +42,8 @@ class RegisterParty(Command, frozen=True):
     """Register a client (bidder or seller) of the sending broker.
 
     The party id is the envelope's sequence number. An operator may register
-    a party for a broker by naming it in ``broker``.
+    a party for a broker by naming it in ``broker``; naming none, a party the
+    operators hold (whose settlement steps any operator takes, rules 4).
     """
 
     name: str
@@ -826,7 +827,16 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # a hard end gets one from its original terms; a lot may not take an agreement
 # transfer's serial; a party whose approval is withdrawn loses its standing bids,
 # offers and re-award offers as a frozen one does; a relisted lot starts a round.
-RULES = 3
+# 4: a book sale cancelled in settlement gives the patent's unit back to the
+# seller, and a relisted patent's new book takes the unit from its old one (one
+# unit per patent); an operator takes the seller's and buyer's settlement steps
+# (RecordDelivery, ConfirmReceipt, RaiseDispute) for a party the operators hold
+# (registered by an operator naming no broker); a pricing panel still open when
+# its lot sells without opening is discarded ("the lot sold"); a lot that is
+# not an English auction may not have a soft close (it never moved one); a
+# sealed lot sold at its Ask reveals its live bids as at a close; a seller's
+# AnswerOffer and LowerReserve are refused once the session is closed.
+RULES = 4
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

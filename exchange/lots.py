@@ -191,6 +191,9 @@ class Mechanism:
     def withdraw_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int) -> None:
         raise Reject("wrong_mechanism", f"bids on {lot.mechanism} lot {lot.serial} cannot be withdrawn")
 
+    def on_ask_sale(self, state: State, ctx: Ctx, lot: Lot) -> None:
+        """The lot closes early, sold at its Ask (after `close`, before the award)."""
+
     def on_close(self, state: State, ctx: Ctx, lot: Lot, when: int) -> None:
         """Decide the lot at its close: call `award` or `pass_lot`."""
         close(ctx, lot, "passed")
@@ -423,6 +426,7 @@ def pass_lot(state: State, ctx: Ctx, lot: Lot, reason: str, when: int, *,
 def sell_at_ask(state: State, ctx: Ctx, lot: Lot, paddle: int, party: int) -> None:
     """Sell ``lot`` at once at its Ask to ``paddle`` (credit checked by the caller)."""
     close(ctx, lot, "sold")
+    MECHANISMS[lot.mechanism].on_ask_sale(state, ctx, lot)
     award_to_bidder(state, ctx, lot, paddle=paddle, party=party, hammer=lot.terms.ask, how="ask")
 
 
@@ -497,7 +501,7 @@ def reaward(state: State, ctx: Ctx, serial: str, paddle: int, party: int, hammer
 # catalogue and lifecycle handlers
 # --------------------------------------------------------------------------
 
-def _validate_terms(terms: LotTerms, reserve: int) -> tuple[tuple[int, int], ...]:
+def _validate_terms(terms: LotTerms, reserve: int, rules: int) -> tuple[tuple[int, int], ...]:
     if not terms.title.strip():
         raise Reject("bad_field", "a lot needs a title")
     valid_currency(terms.currency)
@@ -533,6 +537,9 @@ def _validate_terms(terms: LotTerms, reserve: int) -> tuple[tuple[int, int], ...
         raise Reject("out_of_range", f"fee rates are basis points from 0 to {MAX_BP}")
     if bool(terms.soft_window) != bool(terms.soft_extend):
         raise Reject("bad_field", "a soft close needs both a window and an extension")
+    if terms.soft_window and terms.mechanism != "english" and rules >= 4:
+        raise Reject("bad_field", f"a {terms.mechanism} lot has no soft close: only an English "
+                                  f"auction's close moves on with a late bid")
     mechanism = MECHANISMS[terms.mechanism]
     if terms.ask:
         if not mechanism.ask_allowed:
@@ -557,7 +564,7 @@ def create_lot(state: State, ctx: Ctx, cmd: CreateLot) -> None:
     if not session.open:
         raise Reject("session_closed", f"session {cmd.session!r} is closed")
     own_party(state, ctx, cmd.seller)
-    table = _validate_terms(cmd.terms, cmd.reserve)
+    table = _validate_terms(cmd.terms, cmd.reserve, ctx.rules)
     lot = Lot(serial=cmd.serial, session=cmd.session, seller=cmd.seller,
               currency=cmd.terms.currency, mechanism=cmd.terms.mechanism, status="draft",
               terms=cmd.terms, reserve=cmd.reserve, ladder=Ladder(table))
@@ -878,11 +885,21 @@ def withdraw_offer(state: State, ctx: Ctx, cmd: WithdrawOffer) -> None:
     _drop_offer(state, ctx, lot, _get_offer(lot, cmd.paddle), "withdrawn")
 
 
+def _session_negotiates(state: State, ctx: Ctx, lot: Lot) -> None:
+    """Since rules 4 the seller's side of a negotiation ends with the session,
+    as the bidders' does (`bidder`) and `RecordNegotiatedSale`: a closed
+    session makes no new sale (a re-award settles one it made)."""
+    if ctx.rules >= 4 and not state.sessions[lot.session].open:
+        raise Reject("session_closed", f"session {lot.session!r} is closed: lot {lot.serial} "
+                                       f"is no longer negotiated")
+
+
 @handles(AnswerOffer)
 def answer_offer(state: State, ctx: Ctx, cmd: AnswerOffer) -> None:
     ctx.require_role("broker", "operator")
     lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
+    _session_negotiates(state, ctx, lot)
     _negotiating(lot, ctx.ts)
     offer = _get_offer(lot, cmd.paddle)
     if cmd.action == "accept":
@@ -919,6 +936,7 @@ def lower_reserve(state: State, ctx: Ctx, cmd: LowerReserve) -> None:
     ctx.require_role("broker", "operator")
     lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
+    _session_negotiates(state, ctx, lot)
     _negotiating(lot, ctx.ts)
     non_negative(cmd.reserve, "reserve")
     if cmd.reserve >= lot.reserve:

@@ -19,7 +19,9 @@ Rules kept here, around the pure book:
   commits the buyer's total due through `lots.award` instead.
 - Holdings: a sell needs units held and not offered already (no short
   sales); trades move units; `ConsumeUnits` uses them up. Issued units =
-  held + consumed, always.
+  held + consumed, always. A patent is one unit across its lot's books:
+  since rules 4 a sale cancelled in settlement gives it back to the seller
+  (`return_patent`), and the book of a relisted lot takes it from the old one.
 - Self-trade prevention per instrument, on the paddle (one party per paddle
   in a session). In a call period it applies on entry: an order that would
   cross one of its own is handled by the instrument's policy there, so the
@@ -725,6 +727,11 @@ def create_instrument(state: State, ctx: Ctx, cmd: CreateInstrument) -> None:
         if cmd.currency and cmd.currency != lot.currency:
             raise Reject("wrong_currency", f"lot {cmd.lot} is in {lot.currency}")
         currency = lot.currency
+        if ctx.rules >= 4:                   # the patent's one unit moves from its old books
+            for other in state.books.values():
+                if other.lot == cmd.lot and other.kind == "patent" and other.holdings:
+                    other.issued -= sum(other.holdings.values())
+                    other.holdings = {}
         holdings[lot.seller] = 1
         issued = 1
     else:
@@ -1186,6 +1193,19 @@ def _expire(state: State, ctx: Ctx, instrument: str, seq: int) -> None:
     run.publish()
 
 
+def return_patent(state: State, instrument: str, buyer: int, seller: int) -> None:
+    """Give a patent traded on ``instrument`` back to its ``seller`` (since
+    rules 4, when settlement cancels the sale): the book is closed, so only
+    the holding moves. O(1)."""
+    inst = state.books.get(instrument)
+    if inst is None or inst.kind != "patent" or not inst.holdings.get(buyer):
+        return
+    left = inst.holdings.pop(buyer) - 1
+    if left:
+        inst.holdings[buyer] = left
+    inst.holdings[seller] = inst.holdings.get(seller, 0) + 1
+
+
 def _close_lot_instrument(state: State, ctx: Ctx, serial: str) -> None:
     for inst in state.books.values():
         if inst.lot == serial and inst.phase != "closed":
@@ -1258,13 +1278,16 @@ def _on_lot_awarded(state: State, ctx: Ctx, event: LotAwarded) -> None:
 def _books_check(state: State) -> None:
     """Each book sound (never crossed outside a call period, no empty level,
     positive quantities, FIFO per level, totals agreeing); offered units and
-    buy commitments equal to the resting orders; units conserved."""
+    buy commitments equal to the resting orders; units conserved; one unit
+    of each patent across its lot's books, held by the lot's buyer once sold,
+    else by its seller (rules 4)."""
     committed: dict[tuple[str, str, int, int], int] = {}
     for (session, party), found in state.exposure.items():
         for key, amount in found.items.items():
             if isinstance(key, tuple) and len(key) == 3 and key[0] == "order":
                 committed[(session, key[1], party, key[2])] = amount
     expected: dict[tuple[str, str, int, int], int] = {}
+    patents: dict[str, list] = {}            # lot -> its patent instruments
     for inst in state.books.values():
         book = inst.book
         in_call = inst.phase == "call" or inst.halted_from == "call"
@@ -1298,4 +1321,12 @@ def _books_check(state: State) -> None:
             assert not book.orders, inst.id
         halted = inst.phase == "halted"
         assert bool(inst.halt_reason) == halted == bool(inst.halted_from), (inst.id, inst.phase)
+        if inst.kind == "patent":
+            assert not inst.consumed, inst.id
+            patents.setdefault(inst.lot, []).append(inst)
     assert committed == expected, (committed, expected)
+    for serial, books in patents.items():      # one unit a patent, held by its owner
+        lot = state.lots[serial]
+        owner = lot.sale.buyer if lot.status in ("sold", "settled") else lot.seller
+        held = [(inst.id, party, units) for inst in books for party, units in inst.holdings.items()]
+        assert len(held) == 1 and held[0][1:] == (owner, 1), (serial, lot.status, owner, held)

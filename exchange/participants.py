@@ -1,6 +1,9 @@
 """Participants: parties, credit reviews, sessions, paddles, display rates.
 
-A broker registers its clients (parties); an operator reviews each party's
+A broker registers its clients (parties); an operator may register one for
+a broker, or, naming none, for the exchange itself (a house or direct party
+the operators hold: its broker is the operator's user id, and since rules 4
+any operator takes its broker's steps in settlement). An operator reviews each party's
 credit and records its limit and the agreement version signed; only then can
 an operator issue the party a paddle in a session. Paddle numbers are issued
 per session in order from 101 and reveal nothing of the party. Identities
@@ -33,6 +36,7 @@ class Party(msgspec.Struct, kw_only=True):
     agreement_version: str = ""
     score: int = 0
     frozen: bool = False
+    house: bool = False          # the operators hold it (rules 4: registered by one for itself)
 
 
 class Session(msgspec.Struct, kw_only=True):
@@ -67,6 +71,13 @@ def get_session(state: State, session_id: str) -> Session:
     if session is None:
         raise Reject("unknown_session", f"no session {session_id!r}")
     return session
+
+
+def held_by_operators(party: Party, ctx: Ctx) -> bool:
+    """Whether ``party`` is one the operators hold, no broker: an operator
+    registered it for itself (since rules 4 any operator acts for it; one
+    registered so before, its broker being that operator's user id, by it)."""
+    return party.house or party.broker == ctx.actor
 
 
 def own_party(state: State, ctx: Ctx, party_id: int) -> Party:
@@ -134,7 +145,8 @@ def register_party(state: State, ctx: Ctx, cmd: RegisterParty) -> None:
         if ctx.role != "operator":
             raise Reject("not_permitted", "only an operator registers a party for another broker")
         broker = cmd.broker
-    party = Party(id=ctx.seq, name=cmd.name, country=cmd.country, broker=broker)
+    party = Party(id=ctx.seq, name=cmd.name, country=cmd.country, broker=broker,
+                  house=ctx.rules >= 4 and ctx.role == "operator" and broker == ctx.actor)
     state.parties[party.id] = party
     ctx.emit(PartyRegistered(to=private(broker), party=party.id, name=party.name,
                              country=party.country, broker=broker))

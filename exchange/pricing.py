@@ -13,7 +13,7 @@ tells the seller (and, once the lot is listed, the market) the panel's range.
   compute it in advance, yet it is a pure function of the journal, so an
   auditor recomputes it. One panel of a lot is open at a time; it ends with
   its range, a `CancelPanel`, or when the lot opens, is withdrawn or its
-  session closes. A retired expert keeps its seat on an open panel, but its
+  session closes, or (rules 4) sells without opening. A retired expert keeps its seat on an open panel, but its
   ranges stop counting.
 - `PublishPriceRange` closes the panel: low = the median of the experts'
   lows, high = the median of their highs (the lower median of an even
@@ -34,7 +34,7 @@ from exchange.commands import (CancelPanel, DrawPanel, PublishPriceRange, Record
                                RegisterExpert, RetireExpert)
 from exchange.engine import Ctx, State, handles, private, reacts_to
 from exchange.errors import MAX_INT, Reject, positive, published_reason, register_reasons
-from exchange.events import (ExpertRegistered, ExpertRetired, LotOpened, LotScheduled,
+from exchange.events import (ExpertRegistered, ExpertRetired, LotAwarded, LotOpened, LotScheduled,
                              LotWithdrawn, PanelDiscarded, PanelDrawn, PriceRangePublished,
                              SessionClosed, ValuationRecorded)
 from exchange.invariants import invariant
@@ -295,6 +295,17 @@ def _discard_on_opening(state: State, ctx: Ctx, event: LotOpened) -> None:
         _discard(ctx, state.lots[event.serial], panel, "the lot opened")
 
 
+@reacts_to(LotAwarded)
+def _discard_on_sale(state: State, ctx: Ctx, event: LotAwarded) -> None:
+    """Since rules 4, a panel still open when its lot sells (at the Ask before
+    it opened, by negotiation after a pass) ends without a range. O(1)."""
+    if ctx.rules < 4:
+        return
+    panel = pool(state).panels.get(event.serial)
+    if panel is not None and panel.open:
+        _discard(ctx, state.lots[event.serial], panel, "the lot sold")
+
+
 @reacts_to(LotWithdrawn)
 def _discard_on_withdrawal(state: State, ctx: Ctx, event: LotWithdrawn) -> None:
     panel = pool(state).panels.get(event.serial)
@@ -335,6 +346,7 @@ def _pricing_consistent(state) -> None:
         assert not (panel.published is not None and panel.discarded), serial
         if panel.open:
             assert all(found.experts[e].active for e in panel.valuations), serial
+            assert state.lots[serial].status not in ("sold", "settled"), serial    # rules 4
         if panel.published is not None:
             assert panel.published[0] <= panel.published[1], serial
             told = found.ranges[serial]

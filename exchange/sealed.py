@@ -4,7 +4,8 @@ Each paddle has at most one live bid, which it may replace (the replacement
 takes the time of its own placement) or withdraw until the close. Public
 events carry only the number of live bids (`SealedBidCounted`); the bidder
 alone sees its amount (`BidConfirmed`). At the close every live bid is
-revealed (`SealedBidsRevealed`, best first).
+revealed (`SealedBidsRevealed`, best first); since rules 4 a sale at the Ask,
+which closes the lot, reveals them too.
 
 The highest bid at or above both the starting bid and the secret reserve
 wins; equal highest bids go by the lot's tie-break policy ("earliest": the
@@ -88,6 +89,13 @@ class Sealed(Mechanism):
     def withdraw_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int) -> None:
         withdraw_live(state, ctx, lot, paddle, party)
         hold(state, ctx, lot, party, 0)
+
+    def on_ask_sale(self, state: State, ctx: Ctx, lot: Lot) -> None:
+        """Since rules 4 a sale at the Ask is the close: every live bid is
+        revealed as at any close (a re-award after a default offers the lot
+        at a revealed bid, never at a sealed one)."""
+        if ctx.rules >= 4:
+            reveal(ctx, lot, self.ranked(lot))
 
     def on_close(self, state: State, ctx: Ctx, lot: Lot, when: int) -> None:
         ranked = self.ranked(lot)

@@ -14,6 +14,7 @@ Escrow flow (``Settlement.status``)::
     awaiting_payment --RecordPayment (full; parts add up)--> paid
     paid --RecordDelivery (seller's broker)--> delivered
     delivered --ConfirmReceipt (buyer's broker)--> received
+    (since rules 4 an operator takes a broker's step for a party the operators hold)
     received --ReleaseFunds (operator)--> completed  (+ certificates)
     paid|delivered --RaiseDispute (buyer's broker)--> disputed
     disputed --ResolveDispute (operator): release | partial_refund --> completed
@@ -57,7 +58,7 @@ from __future__ import annotations
 
 import msgspec
 
-from exchange import credit, fees, lots
+from exchange import credit, fees, lots, market
 from exchange.commands import (AnswerReaward, ConfirmReceipt, DeclareDefault, ExtendDueDate,
                                LiftFreeze, MarkStateTransfer, RaiseDispute, RecordAgreementTransfer,
                                RecordDelivery, RecordObjection, RecordPayment, ReleaseFunds,
@@ -74,13 +75,16 @@ from exchange.events import (AgreementTransferRecorded, BuyerDefaulted, Certific
                              ReceiptConfirmed, SettlementCancelled, SettlementCompleted,
                              SettlementOpened, SettlementOverdue, SettlementRulesSet)
 from exchange.invariants import invariant
-from exchange.participants import audience, get_party, get_session, paddle_party, valid_currency
+from exchange.participants import (audience, get_party, get_session, held_by_operators,
+                                   paddle_party, valid_currency)
 
 register_reasons({
     "unknown_settlement": "no such settlement",
     "settlement_closed": "the settlement is completed or cancelled",
-    "not_the_buyer": "only the buyer's broker may take this step",
-    "not_the_seller": "only the seller's broker may take this step",
+    "not_the_buyer": "only the buyer's broker (an operator, for a party the operators hold) "
+                     "may take this step",
+    "not_the_seller": "only the seller's broker (an operator, for a party the operators hold) "
+                      "may take this step",
     "overpayment": "the payment exceeds what the buyer still owes",
     "not_paid": "the buyer has not paid in full yet",
     "already_paid": "the buyer has paid in full already",
@@ -282,16 +286,32 @@ def _still_open(s: Settlement) -> None:
         raise Reject("settlement_closed", f"settlement {s.id} is {s.status}")
 
 
+def _side_role(ctx: Ctx) -> None:
+    """The roles that take a side's step: its broker; since rules 4 also an
+    operator, for a party the operators hold (`_buyer_broker`, `_seller_broker`)."""
+    if ctx.rules >= 4:
+        ctx.require_role("broker", "operator")
+    else:
+        ctx.require_role("broker")
+
+
 def _buyer_broker(state: State, ctx: Ctx, s: Settlement) -> None:
-    if state.parties[s.buyer].broker != ctx.actor:
-        raise Reject("not_the_buyer", f"{ctx.actor!r} is not the broker of settlement "
-                                      f"{s.id}'s buyer")
+    _acts_for(state, ctx, s, s.buyer, "not_the_buyer", "buyer")
 
 
 def _seller_broker(state: State, ctx: Ctx, s: Settlement) -> None:
-    if state.parties[s.seller].broker != ctx.actor:
-        raise Reject("not_the_seller", f"{ctx.actor!r} is not the broker of settlement "
-                                       f"{s.id}'s seller")
+    _acts_for(state, ctx, s, s.seller, "not_the_seller", "seller")
+
+
+def _acts_for(state: State, ctx: Ctx, s: Settlement, party_id: int, code: str,
+              side: str) -> None:
+    party = state.parties[party_id]
+    if ctx.role == "operator":           # only since rules 4 (`_side_role`)
+        if not held_by_operators(party, ctx):
+            raise Reject(code, f"settlement {s.id}'s {side} is a client of broker "
+                               f"{party.broker!r}: its broker takes this step")
+    elif party.broker != ctx.actor:
+        raise Reject(code, f"{ctx.actor!r} is not the broker of settlement {s.id}'s {side}")
 
 
 def _publicity_clear(s: Settlement) -> None:
@@ -450,7 +470,7 @@ def record_payment(state: State, ctx: Ctx, cmd: RecordPayment) -> None:
 
 @handles(RecordDelivery)
 def record_delivery(state: State, ctx: Ctx, cmd: RecordDelivery) -> None:
-    ctx.require_role("broker")
+    _side_role(ctx)
     s = get_settlement(state, cmd.settlement, ctx)
     _seller_broker(state, ctx, s)
     _still_open(s)
@@ -471,7 +491,7 @@ def record_delivery(state: State, ctx: Ctx, cmd: RecordDelivery) -> None:
 
 @handles(ConfirmReceipt)
 def confirm_receipt(state: State, ctx: Ctx, cmd: ConfirmReceipt) -> None:
-    ctx.require_role("broker")
+    _side_role(ctx)
     s = get_settlement(state, cmd.settlement, ctx)
     _buyer_broker(state, ctx, s)
     _still_open(s)
@@ -488,7 +508,7 @@ def confirm_receipt(state: State, ctx: Ctx, cmd: ConfirmReceipt) -> None:
 
 @handles(RaiseDispute)
 def raise_dispute(state: State, ctx: Ctx, cmd: RaiseDispute) -> None:
-    ctx.require_role("broker")
+    _side_role(ctx)
     s = get_settlement(state, cmd.settlement, ctx)
     _buyer_broker(state, ctx, s)
     _still_open(s)
@@ -575,7 +595,8 @@ def _complete(state: State, ctx: Ctx, s: Settlement, refund: int) -> None:
 
 def _cancel(state: State, ctx: Ctx, s: Settlement, reason: str) -> None:
     """Cancel the sale: refund the escrow, unsell the lot (its buyer's credit
-    released), withdraw a running publicity notice."""
+    released), withdraw a running publicity notice; since rules 4 a patent
+    sold on the book goes back to its seller."""
     refund = s.escrow
     s.escrow = 0
     s.refunded += refund
@@ -592,6 +613,8 @@ def _cancel(state: State, ctx: Ctx, s: Settlement, reason: str) -> None:
         s.publicity = "withdrawn"
         ctx.emit(PublicityEnded(settlement=s.id, session=s.session, serial=s.serial,
                                 outcome="withdrawn", objections=len(s.objections)))
+    if s.how == "book" and ctx.rules >= 4:       # the patent goes back to the seller
+        market.return_patent(state, s.instrument, s.buyer, s.seller)
     if s.holds_credit:
         lots.unsell(state, ctx, s.serial)
 

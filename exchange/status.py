@@ -74,7 +74,7 @@ class CreditLine(msgspec.Struct, frozen=True, kw_only=True):
 
 class RoomAccess(msgspec.Struct, frozen=True, kw_only=True):
     """A party's signature of a lot's NDA, while the lot's data room is open
-    (published and unsold): ``nda`` the version it signed last, ``current``
+    (published and unsold, its session open): ``nda`` the version it signed last, ``current``
     whether it is the one the room requires (or the room requires none), and
     how many documents it ``opened``."""
 
@@ -123,7 +123,8 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
         for serial in found.lots:
             lot = state.lots[serial]
             room = rooms.get(serial)
-            if room is not None and room.ndas and lot.status in dataroom.OPEN_TO_SIGNERS:
+            if room is not None and room.ndas and lot.status in dataroom.OPEN_TO_SIGNERS \
+                    and found.open:                     # a room closes with its session
                 _room_access(found, serial, room, mine, access)
             if lot.status != "open" and lot.status != "choosing":
                 continue

@@ -51,11 +51,12 @@ def record_random(data_dir: Path, seed: int, commands: int, *, snapshot_every: i
             mechanism = MECHANISMS[n % len(MECHANISMS)]
             opens = T0 + rng.randrange(1, 600) * MINUTE
             closes = opens + rng.randrange(120, 3_000) * MINUTE
+            soft = n % 3 == 0 and mechanism == "english"     # the only one with a soft close
             terms = LotTerms(title=f"lot {n}", mechanism=mechanism, starting_bid=10_000,
                              increments="ebay2003", opens_at=opens, closes_at=closes,
                              hard_end=closes + 30 * MINUTE,
-                             soft_window=5 * MINUTE if n % 3 == 0 else 0,
-                             soft_extend=5 * MINUTE if n % 3 == 0 else 0,
+                             soft_window=5 * MINUTE if soft else 0,
+                             soft_extend=5 * MINUTE if soft else 0,
                              ask=900_000 if n % 4 == 1 and mechanism != "dutch" else 0,
                              buyer_premium_bp=1_000, seller_commission_bp=1_500,
                              negotiation_window=120 * MINUTE, display_currency="EUR",

@@ -477,3 +477,18 @@ def test_the_board_follows_a_sale_its_display_price_its_cancellation_and_its_set
     for step in (resale.pay, resale.deliver, resale.confirm, resale.release):
         board.apply(e for e in step() if not e.to)
     assert row.status == "settled"
+
+
+def test_a_reaward_goes_on_after_the_session_closes():
+    """A default usually comes after the session's close (payment is due days
+    after the sale): a re-award settles a sale the session made, at a bid made
+    in it, so it is offered and accepted after the close, unlike a negotiated
+    sale, a new one (`session_closed`)."""
+    from exchange.commands import CloseSession
+    m, sale, a, b, c, d = english()
+    m.d.ok(CloseSession(session="S1"), **OP)
+    overdue(sale)
+    offer = one(m.d.ok(DeclareDefault(settlement=sale.sid, reason="unpaid"), **OP), ReawardOffered)
+    assert offer.paddle == b
+    assert one(answer(m, b, True), LotAwarded).how == "reaward"
+    assert m.state.lots["L1"].status == "sold"

@@ -87,14 +87,15 @@ def test_every_out_of_order_step_is_refused_with_its_reason(status):
         assert sale.refused(cmd, actor, role) == code, (status, step)
 
 
-WRONG = {  # step -> [(actor, role, code)]
+WRONG = {  # step -> [(actor, role, code)]; an operator acts only for a party the operators hold
     "pay": [("broker-Alice", "broker", "not_permitted"), ("seller-broker", "broker", "not_permitted")],
-    "deliver": [("op", "operator", "not_permitted"), ("broker-Alice", "broker", "not_the_seller"),
-                (STRANGER, "broker", "unknown_settlement"), ("viewer", "viewer", "not_permitted")],
-    "confirm": [("op", "operator", "not_permitted"), ("seller-broker", "broker", "not_the_buyer"),
+    "deliver": [("op", "operator", "not_the_seller"), ("broker-Alice", "broker", "not_the_seller"),
+                (STRANGER, "broker", "unknown_settlement"), ("viewer", "viewer", "not_permitted"),
+                ("clock", "system", "not_permitted")],
+    "confirm": [("op", "operator", "not_the_buyer"), ("seller-broker", "broker", "not_the_buyer"),
                 (STRANGER, "broker", "unknown_settlement")],
     "dispute": [("seller-broker", "broker", "not_the_buyer"), (STRANGER, "broker", "unknown_settlement"),
-                ("op", "operator", "not_permitted")],
+                ("op", "operator", "not_the_buyer")],
     "release": [("seller-broker", "broker", "not_permitted"), ("broker-Alice", "broker", "not_permitted")],
     "resolve": [("broker-Alice", "broker", "not_permitted")],
     "default": [("seller-broker", "broker", "not_permitted"), ("clock", "system", "not_permitted")],

@@ -87,8 +87,10 @@ def test_status_lists_a_tender_offer_awaiting_the_buyers_choice():
 def test_status_lists_own_nda_signatures_while_the_room_is_open():
     import hashlib
 
-    from exchange.commands import AddDocument, OpenDocument, RequireNda, SignNda, WithdrawLot
+    from exchange.commands import (AddDocument, CloseSession, OpenDocument, RequireNda, SignNda,
+                                   WithdrawLot)
     from exchange.status import status_work
+    from tests.unit.auctionkit import HOUR, T0
     from tests.unit.auctionkit import Market as Auctions
 
     m = Auctions()
@@ -112,6 +114,10 @@ def test_status_lists_own_nda_signatures_while_the_room_is_open():
     assert c not in [x.paddle for x in mine]
     m.d.ok(WithdrawLot(serial="L2", reason="withdrawn"))  # its room closes
     assert [x.serial for x in broker_status(m.state, "b1").rooms] == ["L1", "L1"]
+    m.tick(T0 + HOUR)                                     # L1 opens
+    m.d.ok(CloseSession(session="S1"))                    # every room closes with the session
+    assert m.state.lots["L1"].status == "open"
+    assert broker_status(m.state, "b1").rooms == broker_status(m.state, "b2").rooms == []
 
 
 class _Books(dict):
