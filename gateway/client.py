@@ -1252,12 +1252,16 @@ class AsyncFeedClient:
             from_seq = reply.through + 1
 
     async def start(self, session: str = "", key: str = "", settle: float = 0.2) -> p.Snapshot:
-        try:
-            while True:
-                data = await asyncio.wait_for(self.sub.recv(), settle)
-                self.state.buffer.append(p.feed_decoder.decode(data))
-        except asyncio.TimeoutError:
-            pass
+        """As `FeedClient.start`: buffer what the feed sends for ``settle`` s
+        in all (however busy it is), then take the snapshot."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle
+        while (left := deadline - loop.time()) > 0:
+            try:
+                data = await asyncio.wait_for(self.sub.recv(), left)
+            except asyncio.TimeoutError:
+                break
+            self.state.buffer.append(p.feed_decoder.decode(data))
         snap = await self.snapshot(session, key)
         self.state.covered = snap.seq
         return snap
