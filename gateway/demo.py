@@ -47,7 +47,36 @@ ULR = "ULR-PRINT-2017"
 
 
 class DemoFailed(Exception):
-    """A command the demo relies on was refused."""
+    """A command the demo relies on was refused, or its exchange did not start."""
+
+
+class DemoRefused(DemoFailed):
+    """The demo's data directory is in use or holds an exchange already:
+    nothing was touched."""
+
+
+def demo_dir_refusal(data_dir: Any) -> str | None:
+    """Say why the demo must not run its exchange on ``data_dir``, or None: a
+    live server's ``endpoints.json`` is there, or a journal with records (an
+    exchange's, or an earlier demo's, whose session the demo would create
+    again)."""
+    from pathlib import Path
+
+    from gateway.client import server_gone
+
+    data = Path(data_dir)
+    if (data / "endpoints.json").exists() and server_gone(data) is None:
+        return (f"{data} is the data directory of a running lotex serve (its "
+                f"endpoints.json names it): the demo needs a new or empty directory")
+    journal = data / "journal"
+    try:
+        held = journal.is_dir() and any(entry.name != "LOCK" for entry in journal.iterdir())
+    except OSError as exc:
+        return f"cannot read {journal}: {exc}"
+    if held:
+        return (f"{data} already holds a journal (an exchange's, or an earlier demo's): the "
+                f"demo needs a new or empty directory")
+    return None
 
 
 class Venue:
@@ -714,12 +743,15 @@ class GatewayVenue(Venue):
         from gateway.keys import initialise
 
         self.data_dir = Path(data_dir)
+        refusal = demo_dir_refusal(self.data_dir)      # before anything is touched
+        if refusal:
+            raise DemoRefused(refusal)
         store, _ = initialise(self.data_dir)
         known = store.users()
         for user, role in DEMO_USERS:
             if user not in known:
                 store.add_user(user, role)
-        (self.data_dir / "endpoints.json").unlink(missing_ok=True)
+        (self.data_dir / "endpoints.json").unlink(missing_ok=True)   # a dead server's
         log = open(self.data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--data", str(self.data_dir),

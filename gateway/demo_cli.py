@@ -4,6 +4,7 @@ OTBA-style session through the real gateway with simulated brokers."""
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from gateway.demo import DemoSession, GatewayVenue, InProcessVenue
+    from gateway.client import ClientError
+    from gateway.demo import (DemoFailed, DemoRefused, DemoSession, GatewayVenue,
+                              InProcessVenue, demo_dir_refusal)
 
     console = Console()
     if not console.is_terminal:
@@ -41,13 +44,24 @@ def run_demo(args: argparse.Namespace) -> int:
         print_report(console, report)
         return 0
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="lotex-demo-"))
-    say(f"starting the exchange on {escape(str(data))}")
-    venue = GatewayVenue(str(data))
+    refusal = demo_dir_refusal(data)
+    if refusal:
+        print(f"lotex demo: {refusal}", file=sys.stderr)
+        return 2
     try:
-        say("exchange up; brokers and operator logged on over CURVE")
-        report = DemoSession(venue, seed=args.seed, say=say).run()
-    finally:
-        venue.close()
+        say(f"starting the exchange on {escape(str(data))}")
+        venue = GatewayVenue(str(data))
+        try:
+            say("exchange up; brokers and operator logged on over CURVE")
+            report = DemoSession(venue, seed=args.seed, say=say).run()
+        finally:
+            venue.close()
+    except DemoRefused as exc:
+        print(f"lotex demo: {exc}", file=sys.stderr)
+        return 2
+    except (DemoFailed, ClientError) as exc:
+        print(f"lotex demo: {exc}", file=sys.stderr)
+        return 1
     print_report(console, report)
     journal = data / "journal"
     console.print(f"journal: {journal}", markup=False)
