@@ -4,10 +4,13 @@ OTBA-style session through the real gateway with simulated brokers."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +27,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run the engine in this process, on simulated time, without "
                              "the gateway or a journal")
     parser.set_defaults(run=run_demo)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised where the demo is, so that it stops its server."""
+
+
+def _terminate_raises() -> Any:
+    """Make SIGTERM raise `Terminated` (in the main thread only); return the
+    handler it replaces, or None if it was not replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated()
+    return signal.signal(signal.SIGTERM, terminated)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -48,9 +66,10 @@ def run_demo(args: argparse.Namespace) -> int:
     if refusal:
         print(f"lotex demo: {refusal}", file=sys.stderr)
         return 2
+    previous = _terminate_raises()
     try:
         say(f"starting the exchange on {escape(str(data))}")
-        venue = GatewayVenue(str(data))
+        venue = GatewayVenue(str(data))        # stops its server itself if it fails
         try:
             say("exchange up; brokers and operator logged on over CURVE")
             report = DemoSession(venue, seed=args.seed, say=say).run()
@@ -62,6 +81,16 @@ def run_demo(args: argparse.Namespace) -> int:
     except (DemoFailed, ClientError) as exc:
         print(f"lotex demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("lotex demo: interrupted; the demo's exchange was stopped", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("lotex demo: terminated (SIGTERM); the demo's exchange was stopped",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print_report(console, report)
     journal = data / "journal"
     console.print(f"journal: {journal}", markup=False)

@@ -1,9 +1,10 @@
 """`lotex demo --data DIR` refuses, in one line and before touching it, a
-directory a live exchange serves or one that holds a journal already."""
+directory a live exchange serves or one that holds a journal already; and a
+demo stopped by a signal (SIGTERM, SIGINT while its exchange starts,
+SIGKILL) leaves no `lotex serve` of its own running."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -98,3 +99,27 @@ def test_a_directory_with_a_journal_is_refused(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "already holds a journal" in refused(data)
     assert not servers_of(data)
+
+
+@pytest.mark.parametrize("sig, when", [(signal.SIGTERM, "exchange up"),
+                                       (signal.SIGINT, "starting the exchange"),
+                                       (signal.SIGKILL, "exchange up")])
+def test_a_demo_stopped_by_a_signal_stops_its_exchange(tmp_path, sig, when):
+    proc = demo(tmp_path)
+    try:
+        until(proc, when)
+        if sig == signal.SIGINT:        # while the constructor waits for the server
+            deadline = time.monotonic() + 30
+            while not servers_of(tmp_path) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 128 + sig, err
+        assert "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("lotex demo: ")
+    assert gone(tmp_path)
