@@ -229,6 +229,20 @@ def _file_steps(args: argparse.Namespace, now: int) -> tuple[list[Any], list[str
     return steps, None if getattr(args, "fresh", False) else _ids(steps)
 
 
+def check_encodes(steps: list[Any]) -> None:
+    """Raise ValueError naming the first step whose command no message can
+    carry (an integer beyond 64 bits: a time too far off, an amount too
+    large), before anything is sent. A name a step uses counts as 0 here:
+    the exchange's numbers always fit."""
+    from gateway.client import ClientError, encode_request
+
+    for step in steps:
+        try:
+            encode_request("check", step.preview)
+        except ClientError as exc:
+            raise ValueError(f"{step.where}: {exc}" if step.where else str(exc)) from None
+
+
 def _ids(steps: list[Any]) -> list[str]:
     from gateway.console import client_ids
     return client_ids(steps)
@@ -561,6 +575,7 @@ def run_op(args: argparse.Namespace) -> int:
         return _with_client(args, "op", "operator", reload)
     try:
         steps, ids = _op_steps(args, time.time_ns())
+        check_encodes(steps)
     except (OSError, ValueError) as exc:
         print(f"lotex op: {exc}", file=sys.stderr)
         return 2
@@ -660,7 +675,7 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
     from rich.markup import escape
     from rich.table import Table
 
-    from gateway.client import SessionRejectedError
+    from gateway.client import ClientError, SessionRejectedError
     from gateway.console import humane_times
 
     table = Table()
@@ -683,12 +698,25 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
         try:
             result = _request_once(client, cmd, ids[index - 1] if ids else None)
         except SessionRejectedError as exc:
-            if exc.code != "duplicate_client_id":
-                raise
+            if exc.code == "duplicate_client_id":
+                table.add_row(str(index), type(cmd).__name__, "",
+                              "already sent today, with times relative to that sending: "
+                              "not sent again (if it was refused then, send this with "
+                              "--fresh)", "")
+                continue
             table.add_row(str(index), type(cmd).__name__, "",
-                          "already sent today, with times relative to that sending: "
-                          "not sent again (if it was refused then, send this with --fresh)",
-                          "")
+                          f"[red]refused by the gateway[/]: {escape(exc.code)}: "
+                          f"{escape(exc.text)}", "")
+            failed += 1
+            if not keep_going or client.session.fatal is not None:   # (revoked: all would be)
+                break
+            continue
+        except ClientError as exc:
+            table.add_row(str(index), type(cmd).__name__, "", f"[red]failed[/]: "
+                          f"{escape(str(exc))}", "")
+            failed += 1
+            if not keep_going:
+                break
             continue
         if results is not None:
             results.append(result)
@@ -828,6 +856,7 @@ def run_broker(args: argparse.Namespace) -> int:
             steps, ids = _inline(args, now), None
         else:
             steps, ids = [Step.plain(cmd) for cmd in _broker_commands(args, now)], None
+        check_encodes(steps)
     except (OSError, ValueError) as exc:
         print(f"lotex broker: {exc}", file=sys.stderr)
         return 2
