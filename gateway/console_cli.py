@@ -653,21 +653,25 @@ def _with_client(args: argparse.Namespace, prog: str, port: str,
               f"this console needs a key of role {port}", file=sys.stderr)
         return 2
     console = Console() if sys.stdout.isatty() else Console(width=160)
-    with Client(key, endpoint, timeout=args.timeout, notices=False) as client:
-        try:
-            client.connect()
-        except ClientError as exc:
-            print(f"lotex {prog}: {exc}", file=sys.stderr)
-            return 1
-        except (zmq.ZMQError, TypeError, ValueError) as exc:   # ClientSetupError among them
-            print(f"lotex {prog}: cannot use the key {key_path} or the endpoint: "
-                  f"{_reason(exc)}", file=sys.stderr)
-            return 2
-        try:
-            return body(client, console)
-        except ClientError as exc:
-            print(f"lotex {prog}: {exc}", file=sys.stderr)
-            return 1
+    try:
+        with Client(key, endpoint, timeout=args.timeout, notices=False) as client:
+            try:
+                client.connect()
+            except ClientError as exc:
+                print(f"lotex {prog}: {exc}", file=sys.stderr)
+                return 1
+            except (zmq.ZMQError, TypeError, ValueError) as exc:  # ClientSetupError among them
+                print(f"lotex {prog}: cannot use the key {key_path} or the endpoint: "
+                      f"{_reason(exc)}", file=sys.stderr)
+                return 2
+            try:
+                return body(client, console)
+            except ClientError as exc:
+                print(f"lotex {prog}: {exc}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:                  # Ctrl-C while it waits: one line, no traceback
+        print(f"lotex {prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def load_key(prog: str, path: Path) -> Any:
@@ -739,6 +743,12 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
         try:
             result = _request_once(client, cmd, ids[index - 1] if ids else None,
                                    retry_refused=not chosen)
+        except KeyboardInterrupt:               # the rows so far, then the one line
+            table.add_row(str(index), type(cmd).__name__, "",
+                          "[red]interrupted[/]: outcome unknown (`events` shows what acted)",
+                          "")
+            console.print(table)
+            raise
         except ResultTimeout as exc:            # it may have acted, or may yet act
             table.add_row(str(index), type(cmd).__name__, "",
                           f"[red]no answer in time[/]: outcome unknown (client id "

@@ -286,13 +286,17 @@ def run_watch(args: argparse.Namespace) -> int:
         print(f"lotex watch: {gone}", file=sys.stderr)
         return 1
     try:
-        feed = FeedClient(key, endpoints.feed, endpoints.data)
-    except (zmq.ZMQError, TypeError, ValueError) as exc:      # ClientSetupError among them
-        print(f"lotex watch: cannot use the key {key_path} or the endpoints: {_reason(exc)}",
-              file=sys.stderr)
-        return 2
-    with feed:
-        return _watch(args, feed)
+        try:
+            feed = FeedClient(key, endpoints.feed, endpoints.data)
+        except (zmq.ZMQError, TypeError, ValueError) as exc:  # ClientSetupError among them
+            print(f"lotex watch: cannot use the key {key_path} or the endpoints: "
+                  f"{_reason(exc)}", file=sys.stderr)
+            return 2
+        with feed:
+            return _watch(args, feed)
+    except KeyboardInterrupt:      # Ctrl-C while it waits for the snapshot: no traceback
+        print("lotex watch: interrupted", file=sys.stderr)    # (the live board's: exit 0)
+        return 130
 
 
 def _watch(args: argparse.Namespace, feed: Any) -> int:

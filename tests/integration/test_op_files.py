@@ -205,3 +205,25 @@ def test_a_command_no_message_can_carry_is_refused_before_anything_is_sent(tmp_p
         err = capsys.readouterr().err
         assert "command 2: cannot send CreateSession" in err and "Traceback" not in err
         assert server.next_seq == 1
+
+
+def test_ctrl_c_midway_keeps_the_table_of_what_was_done(tmp_path, capsys, monkeypatch):
+    from gateway.client import Client
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text(REFUSED_MIDWAY)
+    real_result = Client.result
+    calls = []
+
+    def interrupted_at_the_second(self: Client, cid: str, timeout: float | None = None) -> object:
+        calls.append(cid)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_result(self, cid, timeout)
+
+    with running(tmp_path):
+        monkeypatch.setattr(Client, "result", interrupted_at_the_second)
+        assert send(tmp_path, plan) == 130
+        out, err = capsys.readouterr()
+        assert out.count("│ accepted") == 1 and "interrupted: outcome unknown" in out
+        assert "lotex op: interrupted" in err and "Traceback" not in err
