@@ -810,11 +810,27 @@ class AsyncClient:
         return await self.logon()
 
     def _new_socket(self) -> None:
-        if self.socket is not None:
-            self.socket.close(linger=0)
-        self.socket = None
-        self.socket = _curve_socket(self.context, zmq.DEALER, self.key,  # type: ignore[assignment]
-                                    self.endpoint)
+        """Replace the socket with a new one; if none can be made (a
+        `ClientSetupError`, or a `zmq.ZMQError` such as too many open
+        files), the old one stays."""
+        fresh = _curve_socket(self.context, zmq.DEALER, self.key, self.endpoint)
+        old, self.socket = self.socket, fresh  # type: ignore[assignment]
+        if old is not None:
+            old.close(linger=0)
+
+    async def _renew(self) -> None:
+        """Go on with a new socket (the keeper, when a logon went unanswered:
+        a refused handshake never reconnects). The reader has ended before
+        its socket is closed; if no new socket can be made now, the old one
+        stays and the keeper tries again three heartbeats later."""
+        reader = self._tasks[0]
+        reader.cancel()
+        await asyncio.wait([reader])
+        try:
+            self._new_socket()
+        except (ClientSetupError, zmq.ZMQError):
+            pass
+        self._tasks[0] = asyncio.create_task(self._reader())
 
     async def logon(self) -> p.LogonAccepted:
         loop = asyncio.get_running_loop()
@@ -1017,9 +1033,7 @@ class AsyncClient:
             if now - session.last_in > 3 * hb:
                 session.last_in = now              # the server went quiet: log on again
                 if session.logged_on is None:      # ... on a new socket if that failed too
-                    self._tasks[0].cancel()
-                    self._new_socket()
-                    self._tasks[0] = asyncio.create_task(self._reader())
+                    await self._renew()
                 session.logged_on = None
                 await self._send(session.logon_message())
             else:
