@@ -1109,6 +1109,13 @@ class FeedClient:
         self.state = _FeedState()
         self.gaps_recovered = 0
         self.last_heartbeat = 0.0
+        self.last_message = time.monotonic()   # when the feed last sent anything (or start)
+
+    def silent_for(self) -> float:
+        """Return the seconds since the feed last sent anything, a Market
+        message or a heartbeat (or since `start`): a live server sends one at
+        least every ``heartbeat_ms`` of its config."""
+        return time.monotonic() - self.last_message
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any) -> "FeedClient":
@@ -1171,6 +1178,7 @@ class FeedClient:
                 self.state.buffer.append(p.feed_decoder.decode(self.sub.recv()))
         snap = self.snapshot(session, key)
         self.state.covered = snap.seq
+        self.last_message = time.monotonic()
         return snap
 
     def updates(self, timeout: float | None = None, max_messages: int | None = None
@@ -1188,6 +1196,7 @@ class FeedClient:
                 msg = state.buffer.pop(0)
             elif self.sub.poll(max(0, int((idle_until - time.monotonic()) * 1000)), zmq.POLLIN):
                 msg = p.feed_decoder.decode(self.sub.recv())
+                self.last_message = time.monotonic()
             else:
                 return
             gap = state.gap(msg)
