@@ -810,11 +810,27 @@ class AsyncClient:
         return await self.logon()
 
     def _new_socket(self) -> None:
-        if self.socket is not None:
-            self.socket.close(linger=0)
-        self.socket = None
-        self.socket = _curve_socket(self.context, zmq.DEALER, self.key,  # type: ignore[assignment]
-                                    self.endpoint)
+        """Replace the socket with a new one; if none can be made (a
+        `ClientSetupError`, or a `zmq.ZMQError` such as too many open
+        files), the old one stays."""
+        fresh = _curve_socket(self.context, zmq.DEALER, self.key, self.endpoint)
+        old, self.socket = self.socket, fresh  # type: ignore[assignment]
+        if old is not None:
+            old.close(linger=0)
+
+    async def _renew(self) -> None:
+        """Go on with a new socket (the keeper, when a logon went unanswered:
+        a refused handshake never reconnects). The reader has ended before
+        its socket is closed; if no new socket can be made now, the old one
+        stays and the keeper tries again three heartbeats later."""
+        reader = self._tasks[0]
+        reader.cancel()
+        await asyncio.wait([reader])
+        try:
+            self._new_socket()
+        except (ClientSetupError, zmq.ZMQError):
+            pass
+        self._tasks[0] = asyncio.create_task(self._reader())
 
     async def logon(self) -> p.LogonAccepted:
         loop = asyncio.get_running_loop()
@@ -1017,9 +1033,7 @@ class AsyncClient:
             if now - session.last_in > 3 * hb:
                 session.last_in = now              # the server went quiet: log on again
                 if session.logged_on is None:      # ... on a new socket if that failed too
-                    self._tasks[0].cancel()
-                    self._new_socket()
-                    self._tasks[0] = asyncio.create_task(self._reader())
+                    await self._renew()
                 session.logged_on = None
                 await self._send(session.logon_message())
             else:
@@ -1095,6 +1109,13 @@ class FeedClient:
         self.state = _FeedState()
         self.gaps_recovered = 0
         self.last_heartbeat = 0.0
+        self.last_message = time.monotonic()   # when the feed last sent anything (or start)
+
+    def silent_for(self) -> float:
+        """Return the seconds since the feed last sent anything, a Market
+        message or a heartbeat (or since `start`): a live server sends one at
+        least every ``heartbeat_ms`` of its config."""
+        return time.monotonic() - self.last_message
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any) -> "FeedClient":
@@ -1157,6 +1178,7 @@ class FeedClient:
                 self.state.buffer.append(p.feed_decoder.decode(self.sub.recv()))
         snap = self.snapshot(session, key)
         self.state.covered = snap.seq
+        self.last_message = time.monotonic()
         return snap
 
     def updates(self, timeout: float | None = None, max_messages: int | None = None
@@ -1174,6 +1196,7 @@ class FeedClient:
                 msg = state.buffer.pop(0)
             elif self.sub.poll(max(0, int((idle_until - time.monotonic()) * 1000)), zmq.POLLIN):
                 msg = p.feed_decoder.decode(self.sub.recv())
+                self.last_message = time.monotonic()
             else:
                 return
             gap = state.gap(msg)
@@ -1252,12 +1275,16 @@ class AsyncFeedClient:
             from_seq = reply.through + 1
 
     async def start(self, session: str = "", key: str = "", settle: float = 0.2) -> p.Snapshot:
-        try:
-            while True:
-                data = await asyncio.wait_for(self.sub.recv(), settle)
-                self.state.buffer.append(p.feed_decoder.decode(data))
-        except asyncio.TimeoutError:
-            pass
+        """As `FeedClient.start`: buffer what the feed sends for ``settle`` s
+        in all (however busy it is), then take the snapshot."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle
+        while (left := deadline - loop.time()) > 0:
+            try:
+                data = await asyncio.wait_for(self.sub.recv(), left)
+            except asyncio.TimeoutError:
+                break
+            self.state.buffer.append(p.feed_decoder.decode(data))
         snap = await self.snapshot(session, key)
         self.state.covered = snap.seq
         return snap

@@ -229,6 +229,39 @@ def _file_steps(args: argparse.Namespace, now: int) -> tuple[list[Any], list[str
     return steps, None if getattr(args, "fresh", False) else _ids(steps)
 
 
+def check_encodes(steps: list[Any]) -> None:
+    """Raise ValueError naming the first step whose command no message can
+    carry (an integer beyond 64 bits: a time too far off, an amount too
+    large), before anything is sent. A name a step uses counts as 0 here:
+    the exchange's numbers always fit."""
+    from gateway.client import ClientError, encode_request
+
+    for step in steps:
+        try:
+            encode_request("check", step.preview)
+        except ClientError as exc:
+            raise ValueError(f"{step.where}: {exc}" if step.where else str(exc)) from None
+
+
+def chosen_ids(args: argparse.Namespace, steps: list[Any], ids: list[str] | None
+               ) -> list[str] | None:
+    """Return ``ids``, or ``--client-id`` for the one command of an action
+    given on the command line; ValueError if it cannot be used."""
+    from gateway.protocol import MAX_CLIENT_ID
+
+    cid = getattr(args, "client_id", None)
+    if cid is None:
+        return ids
+    if ids is not None or len(steps) != 1:
+        raise ValueError("--client-id is the id of one command given on the command line; "
+                         "a file's commands take their ids from the file")
+    if not (0 < len(cid) <= MAX_CLIENT_ID and cid.isascii() and cid.isprintable()
+            and " " not in cid):
+        raise ValueError(f"--client-id {cid!r}: a client id is 1 to {MAX_CLIENT_ID} "
+                         f"printable ASCII characters, no spaces")
+    return [cid]
+
+
 def _ids(steps: list[Any]) -> list[str]:
     from gateway.console import client_ids
     return client_ids(steps)
@@ -252,6 +285,11 @@ def _add_connection(parser: argparse.ArgumentParser, user: str, role: str) -> No
     parser.add_argument("--endpoint", help=f"{role} endpoint (default: DIR/endpoints.json)")
     parser.add_argument("--timeout", type=_seconds, default=10.0,
                         help="seconds to wait for each answer (default 10)")
+    parser.add_argument("--client-id", metavar="ID",
+                        help="the client id of the one command sent (default: a new one); "
+                             "after a timeout, the same command with the id it printed acts "
+                             "at most once (not for send: a file's commands take theirs from "
+                             "the file)")
 
 
 def _seconds(text: str) -> float:
@@ -487,13 +525,13 @@ def _room_commands(args: argparse.Namespace) -> list[Any]:
 
 
 def _send_and_verify(client: Any, console: Any, steps: list[Any],
-                     args: argparse.Namespace) -> int:
+                     args: argparse.Namespace, ids: list[str] | None = None) -> int:
     """Send the steps; then, for ``room open --verify FILE``, check FILE against
     the digest and size released. 1 if refused or if FILE does not match."""
     from rich.markup import escape
 
     results: list[Any] = []
-    failed = _send_steps(client, console, steps, None, args, results)
+    failed = _send_steps(client, console, steps, ids, args, results)
     path = getattr(args, "verify", None)
     if failed or path is None:
         return failed
@@ -548,7 +586,20 @@ def _inline(args: argparse.Namespace, now: int) -> list[Any]:
     return [inline_step(args.type, args.fields, now)]
 
 
+def _no_client_id(args: argparse.Namespace, prog: str, action: str) -> bool:
+    """Tell whether ``--client-id`` was given to an action that sends no
+    command, after one line saying so."""
+    if getattr(args, "client_id", None) is None:
+        return False
+    print(f"lotex {prog}: --client-id is for an action that sends a command, not {action}",
+          file=sys.stderr)
+    return True
+
+
 def run_op(args: argparse.Namespace) -> int:
+    if args.op_command in ("events", "status", "reload") and \
+            _no_client_id(args, "op", args.op_command):
+        return 2
     if args.op_command == "events":
         return _events(args, "op", "operator")
     if args.op_command == "status":
@@ -561,12 +612,15 @@ def run_op(args: argparse.Namespace) -> int:
         return _with_client(args, "op", "operator", reload)
     try:
         steps, ids = _op_steps(args, time.time_ns())
+        check_encodes(steps)
+        ids = chosen_ids(args, steps, ids)
     except (OSError, ValueError) as exc:
         print(f"lotex op: {exc}", file=sys.stderr)
         return 2
     if args.op_command == "room":
         return _with_client(args, "op", "operator",
-                            lambda client, console: _send_and_verify(client, console, steps, args))
+                            lambda client, console: _send_and_verify(client, console, steps, args,
+                                                                     ids))
     return _with_client(args, "op", "operator",
                         lambda client, console: _send_steps(client, console, steps, ids, args))
 
@@ -599,21 +653,25 @@ def _with_client(args: argparse.Namespace, prog: str, port: str,
               f"this console needs a key of role {port}", file=sys.stderr)
         return 2
     console = Console() if sys.stdout.isatty() else Console(width=160)
-    with Client(key, endpoint, timeout=args.timeout, notices=False) as client:
-        try:
-            client.connect()
-        except ClientError as exc:
-            print(f"lotex {prog}: {exc}", file=sys.stderr)
-            return 1
-        except (zmq.ZMQError, TypeError, ValueError) as exc:   # ClientSetupError among them
-            print(f"lotex {prog}: cannot use the key {key_path} or the endpoint: "
-                  f"{_reason(exc)}", file=sys.stderr)
-            return 2
-        try:
-            return body(client, console)
-        except ClientError as exc:
-            print(f"lotex {prog}: {exc}", file=sys.stderr)
-            return 1
+    try:
+        with Client(key, endpoint, timeout=args.timeout, notices=False) as client:
+            try:
+                client.connect()
+            except ClientError as exc:
+                print(f"lotex {prog}: {exc}", file=sys.stderr)
+                return 1
+            except (zmq.ZMQError, TypeError, ValueError) as exc:  # ClientSetupError among them
+                print(f"lotex {prog}: cannot use the key {key_path} or the endpoint: "
+                      f"{_reason(exc)}", file=sys.stderr)
+                return 2
+            try:
+                return body(client, console)
+            except ClientError as exc:
+                print(f"lotex {prog}: {exc}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:                  # Ctrl-C while it waits: one line, no traceback
+        print(f"lotex {prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def load_key(prog: str, path: Path) -> Any:
@@ -660,7 +718,7 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
     from rich.markup import escape
     from rich.table import Table
 
-    from gateway.client import SessionRejectedError
+    from gateway.client import ClientError, ResultTimeout, SessionRejectedError
     from gateway.console import humane_times
 
     table = Table()
@@ -670,6 +728,8 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
     names: dict[str, int] = {}
     failed = 0
     keep_going = getattr(args, "keep_going", False)
+    chosen = bool(getattr(args, "client_id", None))     # the id is the user's: as given
+    unknown: tuple[int, str, str] | None = None
     for index, step in enumerate(steps, 1):
         try:
             cmd = step.command(names)
@@ -681,14 +741,49 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
                 break
             continue
         try:
-            result = _request_once(client, cmd, ids[index - 1] if ids else None)
-        except SessionRejectedError as exc:
-            if exc.code != "duplicate_client_id":
-                raise
+            result = _request_once(client, cmd, ids[index - 1] if ids else None,
+                                   retry_refused=not chosen)
+        except KeyboardInterrupt:               # the rows so far, then the one line
             table.add_row(str(index), type(cmd).__name__, "",
-                          "already sent today, with times relative to that sending: "
-                          "not sent again (if it was refused then, send this with --fresh)",
+                          "[red]interrupted[/]: outcome unknown (`events` shows what acted)",
                           "")
+            console.print(table)
+            raise
+        except ResultTimeout as exc:            # it may have acted, or may yet act
+            table.add_row(str(index), type(cmd).__name__, "",
+                          f"[red]no answer in time[/]: outcome unknown (client id "
+                          f"{escape(exc.client_id)})", "")
+            failed += 1
+            unknown = (index, type(cmd).__name__, exc.client_id)
+            break
+        except SessionRejectedError as exc:
+            if exc.code == "duplicate_client_id" and chosen:
+                table.add_row(str(index), type(cmd).__name__, "",
+                              f"[red]not sent[/]: client id {escape(exc.client_id)} was used "
+                              f"today for another command (or for this one with its "
+                              f"relative times resolved then); `events` shows what it did",
+                              "")
+                failed += 1
+                break
+            if exc.code == "duplicate_client_id":
+                table.add_row(str(index), type(cmd).__name__, "",
+                              "already sent today, with times relative to that sending: "
+                              "not sent again (if it was refused then, send this with "
+                              "--fresh)", "")
+                continue
+            table.add_row(str(index), type(cmd).__name__, "",
+                          f"[red]refused by the gateway[/]: {escape(exc.code)}: "
+                          f"{escape(exc.text)}", "")
+            failed += 1
+            if not keep_going or client.session.fatal is not None:   # (revoked: all would be)
+                break
+            continue
+        except ClientError as exc:
+            table.add_row(str(index), type(cmd).__name__, "", f"[red]failed[/]: "
+                          f"{escape(str(exc))}", "")
+            failed += 1
+            if not keep_going:
+                break
             continue
         if results is not None:
             results.append(result)
@@ -706,19 +801,43 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
         elif step.name:
             names[step.name] = step.named(result.events)
     console.print(table)
+    if unknown is not None:
+        print(_unknown_outcome(args, unknown, files=ids is not None and not chosen,
+                               alone=len(steps) == 1), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _unknown_outcome(args: argparse.Namespace, unknown: tuple[int, str, str], files: bool,
+                     alone: bool) -> str:
+    """Say that a command got no answer in time, so that it may have acted or
+    may act yet, and how to send it again without its acting twice."""
+    index, kind, cid = unknown
+    prog = getattr(args, "command", None) or "op"
+    what = f"command {index} ({kind}, client id {cid})" if not alone else \
+        f"{kind} (client id {cid})"
+    if files:
+        again = ("send the same files again: each command keeps its client id, so it "
+                 "acts at most once")
+    elif alone:
+        again = (f"run the same command again with --client-id {cid}: it acts at most once "
+                 f"(one with times relative to now differs when run again, and is refused)")
+    else:
+        again = "nothing sends it again"
+    return (f"lotex {prog}: no answer in time to {what}: it may have acted, or may act yet; "
+            f"{again}; `lotex {prog} events` (and `status`) show what acted")
 
 
 RETRIES = 20
 
 
-def _request_once(client: Any, cmd: Any, cid: str | None) -> Any:
+def _request_once(client: Any, cmd: Any, cid: str | None, retry_refused: bool = True) -> Any:
     """Send ``cmd`` under ``cid`` (None: a new id); a command of a file that
     was refused when sent before is tried again under ``cid-r1``, ``cid-r2``
-    ...: each sending walks the same ids, so it acts at most once."""
+    ...: each sending walks the same ids, so it acts at most once. An id the
+    user chose (``retry_refused`` False) is sent as it is."""
     result = client.request(cmd, cid)
     for attempt in range(1, RETRIES + 1):
-        if cid is None or not result.resent or result.accepted:
+        if cid is None or not retry_refused or not result.resent or result.accepted:
             break
         result = client.request(cmd, f"{cid}-r{attempt}")
     return result
@@ -815,6 +934,10 @@ def _broker_commands(args: argparse.Namespace, now: int) -> list[Any]:
 def run_broker(args: argparse.Namespace) -> int:
     from gateway.console import Step
 
+    if args.broker_command in ("events", "status") and \
+            _no_client_id(args, "broker", args.broker_command):
+        return 2
+
     if args.broker_command == "events":
         return _events(args, "broker", "broker")
     if args.broker_command == "status":
@@ -828,12 +951,15 @@ def run_broker(args: argparse.Namespace) -> int:
             steps, ids = _inline(args, now), None
         else:
             steps, ids = [Step.plain(cmd) for cmd in _broker_commands(args, now)], None
+        check_encodes(steps)
+        ids = chosen_ids(args, steps, ids)
     except (OSError, ValueError) as exc:
         print(f"lotex broker: {exc}", file=sys.stderr)
         return 2
     if args.broker_command == "room":
         return _with_client(args, "broker", "broker",
-                            lambda client, console: _send_and_verify(client, console, steps, args))
+                            lambda client, console: _send_and_verify(client, console, steps, args,
+                                                                     ids))
     return _with_client(args, "broker", "broker",
                         lambda client, console: _send_steps(client, console, steps, ids, args))
 

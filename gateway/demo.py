@@ -47,7 +47,54 @@ ULR = "ULR-PRINT-2017"
 
 
 class DemoFailed(Exception):
-    """A command the demo relies on was refused."""
+    """A command the demo relies on was refused, or its exchange did not start."""
+
+
+class DemoRefused(DemoFailed):
+    """The demo's data directory is in use or holds an exchange already:
+    nothing was touched."""
+
+
+def demo_dir_refusal(data_dir: Any) -> str | None:
+    """Say why the demo must not run its exchange on ``data_dir``, or None: a
+    live server's ``endpoints.json`` is there, or a journal with records (an
+    exchange's, or an earlier demo's, whose session the demo would create
+    again)."""
+    from pathlib import Path
+
+    from gateway.client import server_gone
+
+    data = Path(data_dir)
+    if (data / "endpoints.json").exists() and server_gone(data) is None:
+        return (f"{data} is the data directory of a running lotex serve (its "
+                f"endpoints.json names it): the demo needs a new or empty directory")
+    journal = data / "journal"
+    try:
+        held = journal.is_dir() and any(entry.name != "LOCK" for entry in journal.iterdir())
+    except OSError as exc:
+        return f"cannot read {journal}: {exc}"
+    if held:
+        return (f"{data} already holds a journal (an exchange's, or an earlier demo's): the "
+                f"demo needs a new or empty directory")
+    return None
+
+
+def _die_with_parent() -> None:
+    """In the demo's server child, before exec (Linux): be sent SIGTERM when
+    the demo ends, however it ends (SIGKILL included), so that no demo
+    exchange outlives its demo."""
+    import ctypes
+    import os
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:              # the demo ended before the prctl: end too
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Venue:
@@ -708,38 +755,54 @@ class GatewayVenue(Venue):
         import os
         import subprocess
         import sys
+        import threading
         import time
         from pathlib import Path
 
         from gateway.keys import initialise
 
         self.data_dir = Path(data_dir)
+        refusal = demo_dir_refusal(self.data_dir)      # before anything is touched
+        if refusal:
+            raise DemoRefused(refusal)
         store, _ = initialise(self.data_dir)
         known = store.users()
         for user, role in DEMO_USERS:
             if user not in known:
                 store.add_user(user, role)
-        (self.data_dir / "endpoints.json").unlink(missing_ok=True)
+        (self.data_dir / "endpoints.json").unlink(missing_ok=True)   # a dead server's
+        self.clients: dict[str, Any] = {}
+        self.feed: Any = None
+        self.process: Any = None
         log = open(self.data_dir / "server.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--data", str(self.data_dir),
-             "--random-ports", "--log-json"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=dict(os.environ))
-        log.close()
-        endpoints = self.data_dir / "endpoints.json"
-        deadline = time.monotonic() + timeout
-        while not endpoints.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise DemoFailed(f"the server did not start; see {self.data_dir / 'server.log'}")
-            time.sleep(0.05)
-        from gateway.client import Client, FeedClient
-        self.clients = {user: Client.from_data_dir(self.data_dir, user, timeout=timeout)
-                        for user, role in DEMO_USERS if role != "viewer"}
-        for client in self.clients.values():
-            client.connect()
-        self.feed = FeedClient.from_data_dir(self.data_dir, "demo-viewer", timeout=timeout)
-        self.feed.start()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "serve", "--data", str(self.data_dir),
+                 "--random-ports", "--log-json"],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=dict(os.environ),
+                # (the parent-death signal follows the thread that forks: main only)
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux")
+                and threading.current_thread() is threading.main_thread() else None)
+        finally:
+            log.close()
+        try:                         # whatever fails or interrupts from here stops the server
+            endpoints = self.data_dir / "endpoints.json"
+            deadline = time.monotonic() + timeout
+            while not endpoints.exists():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise DemoFailed(f"the server did not start; see "
+                                     f"{self.data_dir / 'server.log'}")
+                time.sleep(0.05)
+            from gateway.client import Client, FeedClient
+            for user, role in DEMO_USERS:
+                if role != "viewer":
+                    self.clients[user] = Client.from_data_dir(self.data_dir, user,
+                                                              timeout=timeout)
+            self.feed = FeedClient.from_data_dir(self.data_dir, "demo-viewer", timeout=timeout)
+            self.feed.start()
+        except BaseException:
+            self.close()
+            raise
         self._public: list[Event] = []
         self._operators: list[Event] = []
 
@@ -790,15 +853,19 @@ class GatewayVenue(Venue):
         return list(self._operators)
 
     def close(self) -> None:
+        """Close the clients and the feed, and stop the server (SIGTERM: a
+        clean stop); each step runs even if one before it fails."""
         import signal
-        for client in getattr(self, "clients", {}).values():
-            client.close()
-        if getattr(self, "feed", None) is not None:
-            self.feed.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except Exception:
-                self.process.kill()
-                self.process.wait()
+        try:
+            for client in getattr(self, "clients", {}).values():
+                client.close()
+            if getattr(self, "feed", None) is not None:
+                self.feed.close()
+        finally:
+            if getattr(self, "process", None) is not None and self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=15)
+                except Exception:
+                    self.process.kill()
+                    self.process.wait()

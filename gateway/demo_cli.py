@@ -4,9 +4,13 @@ OTBA-style session through the real gateway with simulated brokers."""
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,11 +29,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_demo)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: raised where the demo is, so that it stops its server."""
+
+
+def _terminate_raises() -> Any:
+    """Make SIGTERM raise `Terminated` (in the main thread only); return the
+    handler it replaces, or None if it was not replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated()
+    return signal.signal(signal.SIGTERM, terminated)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from gateway.demo import DemoSession, GatewayVenue, InProcessVenue
+    from gateway.client import ClientError
+    from gateway.demo import (DemoFailed, DemoRefused, DemoSession, GatewayVenue,
+                              InProcessVenue, demo_dir_refusal)
 
     console = Console()
     if not console.is_terminal:
@@ -41,13 +62,35 @@ def run_demo(args: argparse.Namespace) -> int:
         print_report(console, report)
         return 0
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="lotex-demo-"))
-    say(f"starting the exchange on {escape(str(data))}")
-    venue = GatewayVenue(str(data))
+    refusal = demo_dir_refusal(data)
+    if refusal:
+        print(f"lotex demo: {refusal}", file=sys.stderr)
+        return 2
+    previous = _terminate_raises()
     try:
-        say("exchange up; brokers and operator logged on over CURVE")
-        report = DemoSession(venue, seed=args.seed, say=say).run()
+        say(f"starting the exchange on {escape(str(data))}")
+        venue = GatewayVenue(str(data))        # stops its server itself if it fails
+        try:
+            say("exchange up; brokers and operator logged on over CURVE")
+            report = DemoSession(venue, seed=args.seed, say=say).run()
+        finally:
+            venue.close()
+    except DemoRefused as exc:
+        print(f"lotex demo: {exc}", file=sys.stderr)
+        return 2
+    except (DemoFailed, ClientError) as exc:
+        print(f"lotex demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lotex demo: interrupted; the demo's exchange was stopped", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("lotex demo: terminated (SIGTERM); the demo's exchange was stopped",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
     finally:
-        venue.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print_report(console, report)
     journal = data / "journal"
     console.print(f"journal: {journal}", markup=False)

@@ -286,13 +286,17 @@ def run_watch(args: argparse.Namespace) -> int:
         print(f"lotex watch: {gone}", file=sys.stderr)
         return 1
     try:
-        feed = FeedClient(key, endpoints.feed, endpoints.data)
-    except (zmq.ZMQError, TypeError, ValueError) as exc:      # ClientSetupError among them
-        print(f"lotex watch: cannot use the key {key_path} or the endpoints: {_reason(exc)}",
-              file=sys.stderr)
-        return 2
-    with feed:
-        return _watch(args, feed)
+        try:
+            feed = FeedClient(key, endpoints.feed, endpoints.data)
+        except (zmq.ZMQError, TypeError, ValueError) as exc:  # ClientSetupError among them
+            print(f"lotex watch: cannot use the key {key_path} or the endpoints: "
+                  f"{_reason(exc)}", file=sys.stderr)
+            return 2
+        with feed:
+            return _watch(args, feed)
+    except KeyboardInterrupt:      # Ctrl-C while it waits for the snapshot: no traceback
+        print("lotex watch: interrupted", file=sys.stderr)    # (the live board's: exit 0)
+        return 130
 
 
 def _watch(args: argparse.Namespace, feed: Any) -> int:
@@ -316,16 +320,53 @@ def _watch(args: argparse.Namespace, feed: Any) -> int:
         console.print(board.render(time.time_ns()))
         return 0
     stop_at = time.monotonic() + args.seconds if args.seconds else None
+    silent_after = SILENT_HEARTBEATS * _feed_heartbeat_s(args.data)
     try:
         with Live(board.render(time.time_ns()), console=console, refresh_per_second=4,
                   screen=False) as live:
             while stop_at is None or time.monotonic() < stop_at:
                 for market in feed.updates(timeout=0.25, max_messages=500):
                     board.apply(market.events, market.seq)
-                live.update(board.render(time.time_ns()))
+                live.update(_with_silence(board.render(time.time_ns()), feed.silent_for(),
+                                          silent_after))
     except KeyboardInterrupt:
         pass
     except ClientError as exc:        # a gap's replay unanswered or refused (revoked)
         print(f"lotex watch: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+SILENT_HEARTBEATS = 3
+"""Feed heartbeat intervals without a message after which the live board
+says the feed went silent."""
+
+
+def _feed_heartbeat_s(data: str) -> float:
+    """Return the feed's heartbeat interval in seconds: ``heartbeat_ms`` of
+    the data directory's config, as `lotex serve` reads it (1 s if it
+    cannot be read)."""
+    from gateway.config import Config, load
+
+    for name in ("config.toml", "config.json"):
+        try:
+            return load(Path(data) / name).heartbeat_ms / 1000
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, TypeError):
+            break
+    return Config().heartbeat_ms / 1000
+
+
+def _with_silence(view: Any, silent: float, limit: float) -> Any:
+    """Return the board, under it a line saying how long the feed has been
+    silent once that is over ``limit`` s: the server may be down, and the
+    board stale."""
+    if silent <= limit:
+        return view
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(view, Text(f"feed silent for {silent:.0f} s (the server sends at least a "
+                            f"heartbeat every {limit / SILENT_HEARTBEATS:g} s): it may be "
+                            f"down or unreachable; the board may be stale", style="bold red"))

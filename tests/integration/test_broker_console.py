@@ -242,7 +242,52 @@ def test_a_pricing_panel_from_the_operators_console(tmp_path, capsys):
 def test_a_number_beyond_64_bits_is_one_line_not_a_traceback(tmp_path, capsys):
     with running(tmp_path):
         assert main(["op", "--data", str(tmp_path), "do", "RetireExpert",
-                     f"expert={10**30}"]) == 1
+                     f"expert={10**30}"]) == 2          # a command that does not parse
         err = capsys.readouterr().err
         assert "cannot send RetireExpert" in err and "Traceback" not in err
         assert main(["op", "--data", str(tmp_path), "expert", "register", "Dr. Li"]) == 0
+
+
+def test_after_no_answer_in_time_the_same_command_with_its_client_id_acts_once(
+        tmp_path, capsys, monkeypatch):
+    import re
+
+    from gateway.client import Client, ResultTimeout
+
+    real_result = Client.result
+
+    def answer_lost(self: Client, cid: str, timeout: float | None = None) -> object:
+        self.poll(0.5)                              # it reaches the server and acts ...
+        raise ResultTimeout(cid)                    # ... but no answer comes in time
+
+    with running(tmp_path) as server:
+        monkeypatch.setattr(Client, "result", answer_lost)
+        assert broker(tmp_path, "b1", "register", "Acme Research") == 1
+        monkeypatch.setattr(Client, "result", real_result)
+        out, err = capsys.readouterr()
+        assert "no answer in time: outcome unknown" in out
+        line, = [line for line in err.splitlines() if line.startswith("lotex broker:")]
+        assert line.startswith("lotex broker: no answer in time to RegisterParty") and \
+            "may have acted" in line
+        cid = re.search(r"--client-id (\S+):", line).group(1)
+        entries = server.next_seq
+        assert broker(tmp_path, "b1", "--client-id", cid, "register", "Acme Research") == 0
+        assert "accepted (sent before)" in capsys.readouterr().out
+        assert server.next_seq == entries
+        assert [p.name for p in server.engine.state.parties.values()] == ["Acme Research"]
+
+
+def test_a_client_id_is_for_one_command_given_on_the_command_line(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[command]]\ntype = "RegisterParty"\nname = "A"\n')
+    with running(tmp_path) as server:
+        assert broker(tmp_path, "b1", "--client-id", "x-1", "send", str(plan)) == 2
+        assert "a file's commands take their ids from the file" in capsys.readouterr().err
+        assert broker(tmp_path, "b1", "--client-id", "x 1", "register", "A") == 2
+        assert "no spaces" in capsys.readouterr().err
+        assert broker(tmp_path, "b1", "--client-id", "x-1", "status") == 2
+        assert server.next_seq == 1
+        assert broker(tmp_path, "b1", "--client-id", "x-1", "register", "A") == 0
+        assert broker(tmp_path, "b1", "--client-id", "x-1", "register", "B") == 1
+        assert "client id x-1 was used today for another command" in capsys.readouterr().out
+        assert server.next_seq == 2

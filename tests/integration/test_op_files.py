@@ -158,3 +158,72 @@ def test_settlement_terms_take_human_durations_and_a_bad_file_names_itself(tmp_p
     broken.write_text("[[command\n")
     with pytest.raises(ValueError, match="broken.toml: "):
         load_steps(broken, now=0)
+
+
+REFUSED_MIDWAY = """
+[[command]]
+type = "CreateSession"
+session = "S1"
+name = "s"
+
+[[command]]
+type = "PostNotice"
+session = "S1"
+text = "first"
+
+[[command]]
+type = "Tick"
+
+[[command]]
+type = "PostNotice"
+session = "S1"
+text = "after the tick"
+"""
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_refusal_by_the_gateway_midway_keeps_the_table_of_what_was_done(
+        tmp_path, capsys, keep_going):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(REFUSED_MIDWAY)
+    with running(tmp_path) as server:
+        assert send(tmp_path, plan, keep_going=keep_going) == 1
+        out = capsys.readouterr().out
+        assert "refused by the gateway" in out and "not_permitted" in out
+        assert out.count("│ accepted") == (3 if keep_going else 2)
+        assert ("PostNotice" in out.split("not_permitted")[1]) is keep_going
+        assert server.next_seq == (4 if keep_going else 3)
+
+
+def test_a_command_no_message_can_carry_is_refused_before_anything_is_sent(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[command]]\ntype = "CreateSession"\nsession = "S1"\nname = "s"\n\n'
+                    '[[command]]\ntype = "CreateSession"\nsession = "S2"\nname = "t"\n'
+                    'ends_at = "+99999999999d"\n')
+    with running(tmp_path) as server:
+        assert send(tmp_path, plan) == 2
+        err = capsys.readouterr().err
+        assert "command 2: cannot send CreateSession" in err and "Traceback" not in err
+        assert server.next_seq == 1
+
+
+def test_ctrl_c_midway_keeps_the_table_of_what_was_done(tmp_path, capsys, monkeypatch):
+    from gateway.client import Client
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text(REFUSED_MIDWAY)
+    real_result = Client.result
+    calls = []
+
+    def interrupted_at_the_second(self: Client, cid: str, timeout: float | None = None) -> object:
+        calls.append(cid)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_result(self, cid, timeout)
+
+    with running(tmp_path):
+        monkeypatch.setattr(Client, "result", interrupted_at_the_second)
+        assert send(tmp_path, plan) == 130
+        out, err = capsys.readouterr()
+        assert out.count("│ accepted") == 1 and "interrupted: outcome unknown" in out
+        assert "lotex op: interrupted" in err and "Traceback" not in err
