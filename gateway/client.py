@@ -247,6 +247,10 @@ class _Session:
         self.status: p.Status | None = None
         self.logons = 0                   # LogonAccepted received (1 + times logged on again)
         self.logon_sent = 0.0             # when the Logon now awaiting its answer went out
+        # messages from the server this client cannot read (a newer server's
+        # message or event type): skipped, counted, the last one's error kept
+        self.undecodable = 0
+        self.undecodable_error = ""
 
     def logon_message(self) -> bytes:
         """Return a Logon and note that one is on its way."""
@@ -305,9 +309,15 @@ class _Session:
 
     def handle(self, data: bytes) -> str:
         """Absorb one server message; return what the driver must do:
-        "" nothing, "relogon" (log on again and resend everything pending)."""
+        "" nothing, "relogon" (log on again and resend everything pending).
+        One this client cannot decode is counted (`undecodable`) and skipped."""
         self.last_in = time.monotonic()
-        msg = p.server_decoder.decode(data)
+        try:
+            msg = p.server_decoder.decode(data)
+        except msgspec.DecodeError as exc:     # skipped: the session goes on (an answer
+            self.undecodable += 1              # in it stays pending and is resent)
+            self.undecodable_error = f"{exc} ({len(data)} bytes)"
+            return ""
         if type(msg) is p.Results:        # each answer as if it came alone
             for answer in msg.results:
                 self._absorb(answer)

@@ -55,3 +55,45 @@ def test_a_flooded_reader_lets_other_tasks_run():
     ran, reads = asyncio.run(scenario())
     assert reads > 20_000
     assert ran >= 20_000 // 64 - 1            # it ran every 64 messages
+
+
+class _Scripted:
+    """A socket that hands out ``messages`` in order, then stops the reader."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        self.messages = list(messages)
+
+    async def recv(self) -> bytes:
+        if not self.messages:
+            raise asyncio.CancelledError
+        return self.messages.pop(0)
+
+
+def test_a_message_the_client_cannot_decode_is_counted_and_skipped():
+    """A newer server's message type (or garbage) does not end the reader:
+    the messages after it are still handled, and it is counted."""
+    from gateway.client import _Session
+    from gateway.keys import ClientKey
+
+    async def scenario() -> _Session:
+        client = AsyncClient.__new__(AsyncClient)
+        key = ClientKey(user="b1", role="broker", public_key="", secret_key="",
+                        server_public_key="")
+        session = _Session(key, 1000, None, True, None)
+        client.session = session
+        client.socket = _Scripted([
+            b"\xc1 not msgpack",
+            p.msgspec.msgpack.encode({"type": "FutureMessage", "x": 1}),
+            p.encode(p.Notice(seq=7, ts=1, events=[]))])
+        client._logon_waiter = None
+        client._notice_event = asyncio.Event()
+        client._settle = lambda cids: None
+        try:
+            await client._reader()
+        except asyncio.CancelledError:
+            pass
+        return session
+
+    session = asyncio.run(scenario())
+    assert session.undecodable == 2 and "FutureMessage" in session.undecodable_error
+    assert [n.seq for n in session.notices] == [7]
