@@ -31,7 +31,8 @@ known: executions come from the public trades and the rest of each level
 change is a submission (growth) or a cancellation (shrink), with order id 0.
 Both write a call auction's trade (an uncross) once, as a cross row (type 6,
 order id 0; the full export after both orders' fills are applied, with no
-row per order).
+row per order), and a phase row after the level changes of the command
+that changed the phase (an uncross's trades, a close's cancellations).
 Either way the rebuilt levels are checked against the engine's own
 `DepthChanged` events at the end of every entry. O(events x N) with a
 sorted map per side.
@@ -84,6 +85,8 @@ class Instrument:
     depth: dict[tuple[str, int], int] = field(default_factory=dict)   # DepthChanged seen
     # a call auction's trade whose fills are being applied: [trade, qty, price, fills to come]
     cross: list[int] | None = None
+    # public: a phase row waiting for the level changes the engine published after it
+    phase_row: int = 0
 
     def level_change(self, side: str, price: int, delta: int) -> None:
         book = self.levels[side]
@@ -174,10 +177,14 @@ class OrderBookRebuilder:
                     self._public_level(inst, seq, ts, event)
                 inst.depth[(event.side, event.price)] = event.qty
                 continue
+            self._phase_row(inst, seq, ts)
             if name == "PhaseChanged":
                 self._flush(inst, seq, ts)
                 price = -1 if event.phase in ("call", "halted", "closed") else 1
-                self._emit(inst, seq, ts, 7, 0, 0, price, 0)
+                if self.private:
+                    self._emit(inst, seq, ts, 7, 0, 0, price, 0)
+                else:                      # after the levels the run changed before it
+                    inst.phase_row = price
             elif name == "TradeExecuted" and event.aggressor:
                 if not self.private:
                     resting = "sell" if event.aggressor == "buy" else "buy"
@@ -193,9 +200,19 @@ class OrderBookRebuilder:
                 self._private(inst, seq, ts, name, event)
         for instrument in touched:
             inst = self.instruments[instrument]
+            self._phase_row(inst, seq, ts)
             self._cross_row(inst, seq, ts)
             self._flush(inst, seq, ts)
             self._check(inst)
+
+    def _phase_row(self, inst: Instrument, seq: int, ts: int) -> None:
+        """Write the phase row kept back (public) until the engine's
+        `DepthChanged` after the `PhaseChanged` were applied: the levels a
+        run changed (an uncross's trades, a close's cancellations) come before
+        its phase row, as in the full export."""
+        if inst.phase_row:
+            price, inst.phase_row = inst.phase_row, 0
+            self._emit(inst, seq, ts, 7, 0, 0, price, 0)
 
     def _cross_row(self, inst: Instrument, seq: int, ts: int) -> None:
         """Write the call auction trade kept back (private) for its fills."""

@@ -21,7 +21,7 @@ from recorder.journal import read_journal
 from recorder.store import table_of
 from exchange.events import EVENT_TYPES
 from replay.journaling import open_recording
-from replay.lobster import BookMismatch, OrderBookRebuilder
+from replay.lobster import EMPTY_ASK, EMPTY_BID, BookMismatch, OrderBookRebuilder
 from replay.sample import record_sample
 from replay.source import Source
 from tests.integration.replay_fixture import record_random
@@ -188,11 +188,12 @@ def test_lobster_books_follow_random_streams(tmp_path, offset):
     assert len(full.instruments["U"].messages) > 500, f"seed {seed}"
     kinds = Counter(row[1] for row in full.instruments["U"].messages)
     assert kinds[1] and kinds[3] and kinds[4] and kinds[6] and kinds[7], (seed, kinds)
-    crosses = []                        # the same in both: cross trades
+    crosses, phases = [], []            # the same in both: cross trades, phase rows and books
     for rebuilder in (full, public):
         inst = rebuilder.instruments["U"]
         crosses.append([m[3:5] + m[6:] for m in inst.messages if m[1] == 6])
-    assert crosses[0] == crosses[1], f"seed {seed}"
+        phases.append([(m[4:], b) for m, b in zip(inst.messages, inst.books) if m[1] == 7])
+    assert crosses[0] == crosses[1] and phases[0] == phases[1], f"seed {seed}"
 
 
 def record_call_auction(data_dir) -> Source:
@@ -232,6 +233,17 @@ def test_a_call_auctions_trades_are_cross_rows_in_both_exports(tmp_path):
     assert [row[0] for row in crosses["full"]] == [6, 6]
     assert crosses["full"] == crosses["public"]
     assert sum(row[2] for row in crosses["full"]) == 10          # the auction's volume, once
+
+
+def test_a_phase_row_follows_the_book_changes_of_its_run(tmp_path):
+    """Write an uncross's phase row after its level changes, the matched book, in both exports."""
+    source = record_call_auction(tmp_path)
+    matched = (EMPTY_ASK, 0, 10_100, 4, EMPTY_ASK, 0, EMPTY_BID, 0)
+    for public in (False, True):
+        inst = kept_lobster(source, 2, public=public).instruments["U"]
+        rows = list(zip(inst.messages, inst.books))
+        assert rows[-1][0][1] == 7 and rows[-1][0][4] == 1, public     # resumption, last
+        assert rows[-1][1] == matched, public
 
 
 # --------------------------------------------------------------------------
