@@ -1,4 +1,4 @@
-"""Replay's times in a zone with daylight saving (`replay.comparables`)."""
+"""Replay's times in a zone with daylight saving: periods and chart axes (`replay.comparables`, `replay.chart`)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,23 @@ def test_a_night_that_turns_the_clocks_back_has_two_one_oclock_hours():
     days = activity(inst, "U", "day", NEW_YORK)
     assert [(r["period"], r["trades"], r["vwap"]) for r in days] == [("2026-11-01", 3, 1_500 // 7)]
 
+
+def test_a_charts_time_axis_runs_forward_when_the_clocks_turn_back():
+    """Place points on the axis in time order and label them in the viewer's zone."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    from replay.chart import _time_axis, _when
+    moments = (EDT_0130, EDT_0130 + 25 * 60 * NS, EST_0130 - 15 * 60 * NS, EST_0130)
+    xs = [mdates.date2num(_when(ts)) for ts in moments]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)
+    fig, ax = plt.subplots()
+    try:
+        _time_axis(ax.xaxis, NEW_YORK)
+        label = ax.xaxis.get_major_formatter()
+        assert [label(x) for x in xs] == ["11-01 01:30", "11-01 01:55", "11-01 01:15",
+                                          "11-01 01:30"]
+    finally:
+        plt.close(fig)
