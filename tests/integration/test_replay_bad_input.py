@@ -110,6 +110,8 @@ def test_currency_and_zone_are_checked(sample_dir, capsys):
     refused(capsys, history + ["--tz", ""], "time zone is empty")
     refused(capsys, ["replay", "state", str(sample_dir), "--seq", "5", "--tz", ""],
             "time zone is empty")
+    refused(capsys, history + ["--tz", "Europe"], "unknown time zone 'Europe'")
+    refused(capsys, history + ["--tz", "Europe/" + "x" * 5_000], "unknown time zone 'Europe/xxx")
     assert main(history + ["--currency", "CNY"]) == 0
     assert main(history + ["--currency", "USD"]) == 0
     refused(capsys, ["replay", "state", str(sample_dir), "--seq", "5", "--levels", "-1"],
