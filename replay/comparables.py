@@ -63,7 +63,7 @@ def comparables(source: Source, criterion: str, value: str, *, bucket: str = "da
     """Return the comparable lots and their books' activity (see the module doc)."""
     if not value.strip():
         raise ReplayError(f"give a {criterion} to compare with (it is empty)")
-    cat = Catalogue(PUBLIC).fold_all(source.entries(label="comparables"))
+    cat = Catalogue(PUBLIC, keep_series=True).fold_all(source.entries(label="comparables"))
     return select(cat, criterion, value, bucket=bucket, tz=tz)
 
 
