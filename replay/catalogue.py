@@ -201,6 +201,17 @@ def _bid_accepted(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
     info.leader = ev.leader
 
 
+def _bid_voided(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
+    """An English lot's standing bid voided (public): its new price and leader,
+    the starting bid again when none is left; a sealed one (private) changes
+    nothing public (its count follows as `SealedBidCounted`)."""
+    if ev.to:
+        return
+    info = cat.lot(ev.serial, ev.session)
+    info.leader = ev.leader
+    info.price = ev.price if ev.leader else (info.terms.starting_bid if info.terms else 0)
+
+
 def _sealed_count(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
     cat.lot(ev.serial, ev.session).bids = ev.bids
 
@@ -290,6 +301,7 @@ _FOLDS = {
     "LotScheduled": _lot_scheduled,
     "LotOpened": _lot_opened,
     "BidAccepted": _bid_accepted,
+    "BidVoided": _bid_voided,
     "SealedBidCounted": _sealed_count,
     "DutchPriceChanged": _dutch,
     "LotClosed": _lot_closed,
