@@ -58,6 +58,9 @@ def operator_viewer(key_file: str | os.PathLike, key_store: str | os.PathLike | 
         user, public, secret = key["user"], key["public_key"], key["secret_key"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise AccessDenied(f"cannot read the operator key file {key_file}: {exc}") from None
+    if not all(isinstance(value, str) for value in (user, public, secret)) or not user:
+        raise AccessDenied(f"{key_file} is not a client key file: its user, public_key and "
+                           f"secret_key must be strings")
     import zmq
     try:
         derived = zmq.curve_public(secret.encode()).decode()
@@ -75,9 +78,15 @@ def operator_viewer(key_file: str | os.PathLike, key_store: str | os.PathLike | 
         users = json.loads(users_file.read_text())["users"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise AccessDenied(f"cannot read the key store {users_file}: {exc}") from None
+    if not isinstance(users, dict):
+        raise AccessDenied(f"the key store {users_file} is damaged: its users are not a "
+                           f"table of user names")
     entry = users.get(user)
     if entry is None:
         raise AccessDenied(f"user {user!r} is not in the key store {users_file}")
+    if not isinstance(entry, dict):
+        raise AccessDenied(f"the key store {users_file} is damaged: the entry of {user!r} "
+                           f"is not a table")
     if entry.get("role") != "operator":
         raise AccessDenied(f"user {user!r} is a {entry.get('role')}, not an operator")
     if entry.get("public_key") != public:

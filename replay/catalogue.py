@@ -2,10 +2,12 @@
 
 `Catalogue.fold` takes the journal's entries in order and keeps, per lot,
 its public catalogue entry (terms and patents), status, outcome and sale,
-and per instrument its quotes and trades over time; with an operator viewer
-also the parties behind paddles and the private parts (reserve, parties of
-a sale). Results, comparables, history and charts read it. Each fold is
-O(events of the entry); the whole pass O(journal).
+and per instrument its phase and, with ``keep_series`` (comparables), its
+quotes and trades over time, a tuple each; with an operator viewer also the
+parties behind paddles and the private parts (reserve, parties of a sale).
+Results, comparables, history and charts read it. Each fold is O(events of
+the entry); the whole pass O(journal), in memory O(lots + instruments),
+plus O(quotes + trades) with ``keep_series``.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class LotInfo:
 
 @dataclass
 class InstrumentInfo:
-    """A continuous book: its quotes and trades in time order."""
+    """A continuous book: its quotes and trades in time order (kept only by a
+    `Catalogue` with ``keep_series``; else empty)."""
 
     id: str
     session: str
@@ -76,10 +79,13 @@ class InstrumentInfo:
 
 
 class Catalogue:
-    """Everything `fold` has seen, as seen by ``viewer``."""
+    """Everything `fold` has seen, as seen by ``viewer``; ``keep_series``: keep
+    every quote change and trade of every book (`InstrumentInfo.quotes`,
+    ``trades``), which only comparables read."""
 
-    def __init__(self, viewer: Viewer = PUBLIC) -> None:
+    def __init__(self, viewer: Viewer = PUBLIC, *, keep_series: bool = False) -> None:
         self.viewer = viewer
+        self.keep_series = keep_series
         self.rates: dict[tuple[str, str], tuple[int, int]] = {}
         self.sessions: dict[str, Any] = {}
         self.lots: dict[str, LotInfo] = {}
@@ -195,6 +201,17 @@ def _bid_accepted(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
     info.leader = ev.leader
 
 
+def _bid_voided(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
+    """An English lot's standing bid voided (public): its new price and leader,
+    the starting bid again when none is left; a sealed one (private) changes
+    nothing public (its count follows as `SealedBidCounted`)."""
+    if ev.to:
+        return
+    info = cat.lot(ev.serial, ev.session)
+    info.leader = ev.leader
+    info.price = ev.price if ev.leader else (info.terms.starting_bid if info.terms else 0)
+
+
 def _sealed_count(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
     cat.lot(ev.serial, ev.session).bids = ev.bids
 
@@ -264,13 +281,13 @@ def _phase(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
 
 
 def _quote(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
-    inst = cat.instruments.get(ev.instrument)
+    inst = cat.instruments.get(ev.instrument) if cat.keep_series else None
     if inst is not None:
         inst.quotes.append((ts, ev.bid, ev.bid_qty, ev.ask, ev.ask_qty, seq))
 
 
 def _trade(cat: Catalogue, ev: Any, ts: int, seq: int) -> None:
-    inst = cat.instruments.get(ev.instrument)
+    inst = cat.instruments.get(ev.instrument) if cat.keep_series else None
     if inst is not None:
         inst.trades.append((ts, ev.price, ev.qty, ev.buy_paddle, ev.sell_paddle, seq))
 
@@ -284,6 +301,7 @@ _FOLDS = {
     "LotScheduled": _lot_scheduled,
     "LotOpened": _lot_opened,
     "BidAccepted": _bid_accepted,
+    "BidVoided": _bid_voided,
     "SealedBidCounted": _sealed_count,
     "DutchPriceChanged": _dutch,
     "LotClosed": _lot_closed,

@@ -26,8 +26,18 @@ from replay.history import history_rows
 from replay.source import UTC, NS, ReplayError, Source
 
 
-def _when(ts: int, tz: datetime.tzinfo) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(ts // NS, tz).replace(tzinfo=None)
+def _when(ts: int) -> datetime.datetime:
+    """The moment as an aware UTC time: the axis runs on it (never backwards,
+    not even the night the clocks turn back); its ticks and labels are in the
+    viewer's zone (`_time_axis`)."""
+    return datetime.datetime.fromtimestamp(ts // NS, UTC)
+
+
+def _time_axis(axis: Any, tz: datetime.tzinfo) -> None:
+    """Place and label the time axis's ticks in ``tz``."""
+    import matplotlib.dates as mdates
+    axis.set_major_locator(mdates.AutoDateLocator(tz=tz))
+    axis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=tz))
 
 
 def _major(amount: int) -> float:
@@ -45,7 +55,6 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
     _, rows = history_rows(source, serial, viewer=viewer, tz=tz)   # streamed: points kept only
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     price_t: list[Any] = []
@@ -60,7 +69,7 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
     quote_ask: list[float] = []
     currency = ""
     for row in rows:
-        when = _when(row["ts"], tz)
+        when = _when(row["ts"])
         event = row["event"]
         amount = row.get("amount")
         currency = currency or (row.get("currency") or "")
@@ -125,7 +134,7 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
     ax.set_title(f"{serial}: price over time ({viewer.label})")
     ax.set_ylabel(f"price ({currency})" if currency else "price")
     ax.set_xlabel(f"time ({getattr(tz, 'key', None) or 'UTC'})")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+    _time_axis(ax.xaxis, tz)
     ax.grid(True, alpha=0.3)
     if points:
         ax.legend(loc="best", fontsize=8)

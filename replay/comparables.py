@@ -7,7 +7,8 @@ case), its family, its technology field, its jurisdiction, or its status
 the public prices (hammer and total for a sale; the standing price of a lot
 still open; no amount for a pass, as in the live feed). For lots traded on
 the continuous book: the bid-ask spread and the activity per period (hour,
-day or week in the viewer's zone): trades, volume, first, high, low, last
+day or week in the viewer's zone; a night that turns the clocks back has two
+01:00 hours, each labelled with its offset): trades, volume, first, high, low, last
 and volume-weighted average price (int division), best bid and ask at the
 end of the period, the narrowest spread seen. Public events only: this is
 what any buyer may see. O(journal + quotes and trades of the chosen books).
@@ -62,7 +63,7 @@ def comparables(source: Source, criterion: str, value: str, *, bucket: str = "da
     """Return the comparable lots and their books' activity (see the module doc)."""
     if not value.strip():
         raise ReplayError(f"give a {criterion} to compare with (it is empty)")
-    cat = Catalogue(PUBLIC).fold_all(source.entries(label="comparables"))
+    cat = Catalogue(PUBLIC, keep_series=True).fold_all(source.entries(label="comparables"))
     return select(cat, criterion, value, bucket=bucket, tz=tz)
 
 
@@ -95,17 +96,30 @@ def _lot_row(info: LotInfo, hits: list[str], tz: datetime.tzinfo) -> dict[str, A
     return row
 
 
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+SECOND = datetime.timedelta(seconds=1)
+
+
 def period_start(ts: int, bucket: str, tz: datetime.tzinfo) -> datetime.datetime:
-    """The start of the hour, day or ISO week (Monday) holding ``ts``, in ``tz``."""
+    """The start of the hour, day or ISO week (Monday) holding ``ts``, in ``tz``:
+    an hour keeps its offset (fold), so the two 01:00 hours of a night that
+    turns the clocks back are two hours; a day or week starts at its first
+    midnight."""
     moment = datetime.datetime.fromtimestamp(ts // NS, tz)
     if bucket == "hour":
         return moment.replace(minute=0, second=0, microsecond=0)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
     if bucket == "day":
         return day
     if bucket == "week":
         return day - datetime.timedelta(days=day.weekday())
     raise ValueError(f"unknown period {bucket!r}")
+
+
+def period_key(start: datetime.datetime) -> int:
+    """The period's start in s since the epoch: periods compare and sort by it
+    (aware times of one zone compare by the wall clock, ignoring the fold)."""
+    return (start - EPOCH) // SECOND
 
 
 def _label(start: datetime.datetime, bucket: str) -> str:
@@ -118,15 +132,16 @@ def _label(start: datetime.datetime, bucket: str) -> str:
 
 def activity(inst: InstrumentInfo, serial: str, bucket: str, tz: datetime.tzinfo) -> list[dict[str, Any]]:
     """One row per period with a quote change or a trade. O(quotes + trades)."""
-    rows: dict[datetime.datetime, dict[str, Any]] = {}
+    rows: dict[int, dict[str, Any]] = {}         # by the period's start, s since the epoch
 
     def row_at(ts: int) -> dict[str, Any]:
         start = period_start(ts, bucket, tz)
-        row = rows.get(start)
+        key = period_key(start)
+        row = rows.get(key)
         if row is None:
-            row = rows[start] = dict(serial=serial, instrument=inst.id,
-                                     period=_label(start, bucket), trades=0, volume=0,
-                                     notional=0, _key=start)
+            row = rows[key] = dict(serial=serial, instrument=inst.id,
+                                   period=_label(start, bucket), trades=0, volume=0,
+                                   notional=0)
         return row
 
     events: list[tuple[int, int, str, tuple]] = []
@@ -167,5 +182,5 @@ def activity(inst: InstrumentInfo, serial: str, bucket: str, tz: datetime.tzinfo
             row["min_spread"] = min(row.get("min_spread", carried), carried)
         carry_bid, carry_ask = row["bid"], row["ask"]
         row["vwap"] = row["notional"] // row["volume"] if row["volume"] else None
-        del row["notional"], row["_key"]
+        del row["notional"]
     return ordered

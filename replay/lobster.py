@@ -29,6 +29,10 @@ after it traded), partial and total cancellations, executions against
 resting orders, order ids. From public events only the level changes are
 known: executions come from the public trades and the rest of each level
 change is a submission (growth) or a cancellation (shrink), with order id 0.
+Both write a call auction's trade (an uncross) once, as a cross row (type 6,
+order id 0; the full export after both orders' fills are applied, with no
+row per order), and a phase row after the level changes of the command
+that changed the phase (an uncross's trades, a close's cancellations).
 Either way the rebuilt levels are checked against the engine's own
 `DepthChanged` events at the end of every entry. O(events x N) with a
 sorted map per side.
@@ -79,6 +83,10 @@ class Instrument:
     # the order being placed in the current entry, not yet resting
     incoming: tuple[tuple[int, int], _Order] | None = None
     depth: dict[tuple[str, int], int] = field(default_factory=dict)   # DepthChanged seen
+    # a call auction's trade whose fills are being applied: [trade, qty, price, fills to come]
+    cross: list[int] | None = None
+    # public: a phase row waiting for the level changes the engine published after it
+    phase_row: int = 0
 
     def level_change(self, side: str, price: int, delta: int) -> None:
         book = self.levels[side]
@@ -168,22 +176,50 @@ class OrderBookRebuilder:
                 if not self.private:
                     self._public_level(inst, seq, ts, event)
                 inst.depth[(event.side, event.price)] = event.qty
-            elif name == "PhaseChanged":
+                continue
+            self._phase_row(inst, seq, ts)
+            if name == "PhaseChanged":
                 self._flush(inst, seq, ts)
-                self._emit(inst, seq, ts, 7, 0, 0, -1 if event.phase in ("call", "halted", "closed") else 1, 0)
-            elif name == "TradeExecuted" and not self.private:
-                if event.aggressor:
+                price = -1 if event.phase in ("call", "halted", "closed") else 1
+                if self.private:
+                    self._emit(inst, seq, ts, 7, 0, 0, price, 0)
+                else:                      # after the levels the run changed before it
+                    inst.phase_row = price
+            elif name == "TradeExecuted" and event.aggressor:
+                if not self.private:
                     resting = "sell" if event.aggressor == "buy" else "buy"
                     inst.level_change(resting, event.price, -event.qty)
                     self._emit(inst, seq, ts, 4, 0, event.qty, event.price, SIDE[resting])
+            elif name == "TradeExecuted":  # a call auction's: one cross row
+                if self.private:           # once both orders' fills are applied
+                    self._cross_row(inst, seq, ts)
+                    inst.cross = [event.trade, event.qty, event.price, 2]
                 else:
                     self._emit(inst, seq, ts, 6, 0, event.qty, event.price, 0)
             elif self.private and event.to:
                 self._private(inst, seq, ts, name, event)
         for instrument in touched:
             inst = self.instruments[instrument]
+            self._phase_row(inst, seq, ts)
+            self._cross_row(inst, seq, ts)
             self._flush(inst, seq, ts)
             self._check(inst)
+
+    def _phase_row(self, inst: Instrument, seq: int, ts: int) -> None:
+        """Write the phase row kept back (public) until the engine's
+        `DepthChanged` after the `PhaseChanged` were applied: the levels a
+        run changed (an uncross's trades, a close's cancellations) come before
+        its phase row, as in the full export."""
+        if inst.phase_row:
+            price, inst.phase_row = inst.phase_row, 0
+            self._emit(inst, seq, ts, 7, 0, 0, price, 0)
+
+    def _cross_row(self, inst: Instrument, seq: int, ts: int) -> None:
+        """Write the call auction trade kept back (private) for its fills."""
+        if inst.cross is not None:
+            _, qty, price, _ = inst.cross
+            inst.cross = None
+            self._emit(inst, seq, ts, 6, 0, qty, price, 0)
 
     def _public_level(self, inst: Instrument, seq: int, ts: int, event: Any) -> None:
         now = inst.levels[event.side].get(event.price, 0)
@@ -214,6 +250,21 @@ class OrderBookRebuilder:
                 self._remove(inst, key, order, seq, ts)
                 inst.incoming = (key, _Order(oid=order.oid, side=order.side, price=event.price,
                                              qty=event.qty))
+        elif name == "OrderFilled" and event.role == "auction":
+            order = inst.orders.get(key)
+            if order is None:
+                raise BookMismatch(f"{inst.id}: fill of an order not resting {key} at seq {seq}")
+            order.qty -= event.qty         # no row of its own: the cross row says it
+            inst.level_change(order.side, order.price, -event.qty)
+            if order.qty <= 0:
+                del inst.orders[key]
+            cross = inst.cross
+            if cross is None or cross[0] != event.trade:
+                raise BookMismatch(f"{inst.id}: auction fill of trade {event.trade} without "
+                                   f"its trade at seq {seq}")
+            cross[3] -= 1
+            if not cross[3]:
+                self._cross_row(inst, seq, ts)
         elif name == "OrderFilled":
             mine = inst.incoming is not None and inst.incoming[0] == key
             if mine and event.role == "taker":

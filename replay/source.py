@@ -145,8 +145,9 @@ def zone(name: str | None) -> datetime.tzinfo:
                           "Europe/Zurich or Asia/Shanghai")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ReplayError(f"unknown time zone {name!r}; use an IANA name such as "
+    except (ZoneInfoNotFoundError, ValueError, OSError):   # OSError: a folder, a long name
+        shown = name if len(name) <= 40 else name[:36] + "..."
+        raise ReplayError(f"unknown time zone {shown!r}; use an IANA name such as "
                           f"Europe/Zurich or Asia/Shanghai") from None
 
 

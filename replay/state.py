@@ -12,7 +12,8 @@ then the journal after it.
 Per lot: status, mechanism, the public price (English: the standing price;
 Dutch: the clock; after a sale: the hammer), the leading paddle (English;
 after a sale the buyer), the number of bids this round as the public feed
-counted them (the live sealed bids while a sealed lot is open), the close.
+counted them (for a sealed or reverse lot the live bids, one a paddle, also
+after the close), the close.
 Sealed amounts stay hidden until the close for the public, and lots that
 never reached the public catalogue do not exist for it; an operator also
 sees the reserve, the leader's proxy maximum and the live sealed bids. Per book:
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange import market
+from exchange import lots, market
 from exchange.engine import Engine
 from replay.access import PUBLIC, Viewer
 from replay.source import ReplayError, Source, advance_clock, money
@@ -35,7 +36,6 @@ OPERATOR_LOT_COLUMNS = ["reserve", "leader_max", "live_bids"]
 BOOK_COLUMNS = ["session", "instrument", "kind", "lot", "phase", "currency", "bid", "bid_qty",
                 "ask", "ask_qty", "spread", "last_price", "trades", "bids", "asks"]
 MONEY = ("price", "reserve", "leader_max", "bid", "ask", "spread", "last_price")
-SEALED = ("sealed_first", "sealed_second", "reverse")     # one live bid or offer per paddle
 PRIVATE_STATUSES = ("draft", "vetted", "rejected")
 
 
@@ -117,11 +117,11 @@ def was_published(lot: Any) -> bool:
 
 
 def public_bid_count(lot: Any) -> int:
-    """The bid count the public feed gave: live sealed bids while open (a
-    revised sealed bid is still one), else the lot's count."""
-    if lot.mechanism in SEALED and lot.status in ("scheduled", "open"):
-        return len(lot.live)
-    return lot.bids
+    """The bid count the public feed gave (`lots.public_bids`, the rule of
+    `SealedBidCounted` and `LotClosed`): for sealed and reverse lots the live
+    bids, one a paddle, before and after the close (how often a paddle revised
+    or withdrew its sealed bid is its own business), else the lot's count."""
+    return lots.public_bids(lot)
 
 
 def _amount(amount: int, major: bool) -> str:

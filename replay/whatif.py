@@ -10,7 +10,9 @@ Two inputs:
   is set up again in a fresh engine with its own terms (starting bid,
   reserve, Ask, schedule, increments unless others are asked for) under the
   chosen rules, and the bids that were placed on it (accepted or not) are
-  sent again at their recorded times (sealed withdrawals too). These are
+  sent again at their recorded times (sealed withdrawals too), each paddle
+  a party of its own but the seller's, which bids as the lot's seller again
+  (and is refused again, ``own_lot``). These are
   private amounts (sealed bids, proxy maxima, secret reserves): only an
   operator may re-run a journal (``viewer``, see `replay.access`). The recorded
   price is the one the lot's auction gave (hammer at the close or at the
@@ -140,6 +142,9 @@ class _Lot:
     serial: str
     terms: Any = None
     reserve: int = 0
+    session: str = ""
+    seller: int = 0                 # the seller's party
+    seller_paddles: set[int] = field(default_factory=set)  # paddles of it that bid (refused)
     opened: Any = None              # the first LotOpened
     recorded: int | None = None
     how: str = ""
@@ -152,11 +157,15 @@ def _collect(source: Source) -> dict[str, _Lot]:
     """Each lot's first round: its terms, opening, operator extension, bids
     and outcome up to its relisting (a later round is another auction)."""
     lots: dict[str, _Lot] = {}
+    paddle_party: dict[tuple[str, int], int] = {}     # (session, paddle) -> party
     for _, entry in source.entries(label="reading bids"):
         env = entry.env
         cmd = env.cmd
         for event in entry.events:
             name = type(event).__name__
+            if name == "PaddleIssued":
+                paddle_party[(event.session, event.paddle)] = event.party
+                continue
             serial = getattr(event, "serial", None)
             if serial in lots and lots[serial].relisted:
                 continue
@@ -165,6 +174,7 @@ def _collect(source: Source) -> dict[str, _Lot]:
             elif name == "LotCreated":
                 lot = lots.setdefault(event.serial, _Lot(event.serial))
                 lot.terms, lot.reserve = event.terms, event.reserve
+                lot.session, lot.seller = event.session, event.seller
             elif name == "LotScheduled" and event.serial in lots:
                 lots[event.serial].terms = event.terms
             elif name == "LotExtended" and type(cmd) is ExtendLot and event.serial in lots:
@@ -180,10 +190,11 @@ def _collect(source: Source) -> dict[str, _Lot]:
         serial = getattr(cmd, "serial", None)
         if serial in lots and not lots[serial].relisted:
             lot = lots[serial]
-            if type(cmd) is PlaceBid and lot.opened is not None:
-                lot.bids.append((env.ts, "bid", cmd.paddle, cmd.amount))
-            elif type(cmd) is WithdrawBid and lot.opened is not None:
-                lot.bids.append((env.ts, "withdraw", cmd.paddle, 0))
+            if type(cmd) in (PlaceBid, WithdrawBid) and lot.opened is not None:
+                lot.bids.append((env.ts, "bid", cmd.paddle, cmd.amount) if type(cmd) is PlaceBid
+                                else (env.ts, "withdraw", cmd.paddle, 0))
+                if paddle_party.get((lot.session, cmd.paddle)) == lot.seller:
+                    lot.seller_paddles.add(cmd.paddle)
     return lots
 
 
@@ -259,9 +270,13 @@ def _rerun(lot: _Lot, rules: str, increments: str, soft_window: int | None,
     for _, _, paddle, _ in lot.bids:
         if paddle in paddles:
             continue
-        party = ok(RegisterParty(name=f"paddle {paddle}"), actor="whatif", role="broker")[0].party
-        ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
-                        currency=terms.currency, agreement_version="whatif"))
+        if paddle in lot.seller_paddles:      # the seller's own bids: refused again (own_lot)
+            party = seller
+        else:
+            party = ok(RegisterParty(name=f"paddle {paddle}"), actor="whatif",
+                       role="broker")[0].party
+            ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
+                            currency=terms.currency, agreement_version="whatif"))
         paddles[paddle] = ok(IssuePaddle(session="whatif", party=party))[0].paddle
     ok(CreateLot(serial=lot.serial, session="whatif", seller=seller, terms=terms,
                  reserve=lot.reserve), actor="whatif", role="broker")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import zmq
 
 from gateway.cli import main
 from gateway.keys import initialise
@@ -108,6 +110,8 @@ def test_currency_and_zone_are_checked(sample_dir, capsys):
     refused(capsys, history + ["--tz", ""], "time zone is empty")
     refused(capsys, ["replay", "state", str(sample_dir), "--seq", "5", "--tz", ""],
             "time zone is empty")
+    refused(capsys, history + ["--tz", "Europe"], "unknown time zone 'Europe'")
+    refused(capsys, history + ["--tz", "Europe/" + "x" * 5_000], "unknown time zone 'Europe/xxx")
     assert main(history + ["--currency", "CNY"]) == 0
     assert main(history + ["--currency", "USD"]) == 0
     refused(capsys, ["replay", "state", str(sample_dir), "--seq", "5", "--levels", "-1"],
@@ -170,3 +174,27 @@ def test_ctrl_c_stops_a_replay_command_with_one_line(sample_dir, capsys, monkeyp
     monkeypatch.setattr(history, "history_rows", interrupted)
     assert main(["replay", "history", str(sample_dir), "--lot", "OT-2026-001"]) == 130
     assert capsys.readouterr().err == "lotex replay history: interrupted\n"
+
+
+@pytest.mark.parametrize("user", [[], {}, 7, ""])
+def test_a_key_file_whose_user_is_not_a_name_is_refused(sample_dir, tmp_path, capsys, user):
+    """Refuse a real key pair whose user is not a name in one line."""
+    public, secret = zmq.curve_keypair()
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"user": user, "public_key": public.decode(),
+                               "secret_key": secret.decode()}))
+    refused(capsys, ["replay", "results", str(sample_dir), "--operator-key", str(key)],
+            "is not a client key file")
+
+
+@pytest.mark.parametrize("users, says", [('{"users": ["op"]}', "users are not a table"),
+                                         ('{"users": {"op": "operator"}}', "is not a table"),
+                                         ('{"users": {"op": []}}', "is not a table"),
+                                         ('["op"]', "cannot read the key store")])
+def test_a_damaged_key_store_is_refused(sample_dir, tmp_path, capsys, users, says):
+    """Refuse a key store whose users or entries are not tables in one line."""
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "users.json").write_text(users)
+    refused(capsys, ["replay", "results", str(sample_dir), "--operator-key",
+                     str(sample_dir / "clients" / "op.json"), "--key-store", str(tmp_path)],
+            says)

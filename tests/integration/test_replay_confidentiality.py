@@ -3,7 +3,7 @@
 - `replay state --at` past the journal's end fires no timer (no close, no
   reveal): only journaled clock commands make scheduled things happen.
 - a lot withdrawn while still a draft never existed for the public.
-- a revised sealed bid counts once, as the feed counted it.
+- a revised sealed bid counts once, as the feed counted it, also after the close.
 - `whatif` on a journal (private bids) needs the operator key.
 - a public CSV export never lands beside an earlier full one.
 - a full export needs the operator key, and only its owner can read it.
@@ -144,6 +144,17 @@ def test_public_bid_count_of_a_sealed_lot_is_the_feeds(cut, capsys):
     assert main(["replay", "state", str(cut), "--seq", str(source.last_seq), "--lot", "SEAL",
                  "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["bids"] == 2
+
+
+def test_public_bid_count_of_a_closed_sealed_lot_is_the_closes(tmp_path):
+    """Count a closed sealed lot's bids as LotClosed did, not its revisions."""
+    record_sealed(tmp_path, later_entry=True)
+    source = Source.open(tmp_path)
+    _, rows = hi.history(source, "SEAL")
+    assert [r for r in rows if r["event"] == "sealed bids"][-1]["detail"] == "2 live"
+    view = st.state_at(source, seq=source.last_seq)
+    assert (lot_rows(view)["SEAL"]["status"], lot_rows(view)["SEAL"]["bids"]) == ("sold", 2)
+    assert lot_rows(st.state_at(source, at=T0 + 2 * HOUR))["SEAL"]["bids"] == 2
 
 
 # --------------------------------------------------------------------------

@@ -10,6 +10,9 @@ from collections import Counter
 import pytest
 
 from exchange import market
+from exchange.commands import (CreateInstrument, CreateSession, IssuePaddle, IssueUnits,
+                               PlaceOrder, RegisterParty, ReviewCredit, StartCall, Uncross)
+from exchange.errors import MAX_INT
 from exchange.codec import decode_entry
 from gateway.cli import main
 from gateway.keys import initialise
@@ -17,12 +20,14 @@ from recorder import layout
 from recorder.journal import read_journal
 from recorder.store import table_of
 from exchange.events import EVENT_TYPES
-from replay.lobster import BookMismatch, OrderBookRebuilder
+from replay.journaling import open_recording
+from replay.lobster import EMPTY_ASK, EMPTY_BID, BookMismatch, OrderBookRebuilder
 from replay.sample import record_sample
 from replay.source import Source
 from tests.integration.replay_fixture import record_random
 
 SEED = int(os.environ.get("LOTEX_REPLAY_SEED", "20260302"))
+T0 = 1_772_409_600 * 10**9                # 2026-03-02T00:00:00Z
 TABLE = {t.__name__: table_of(t) for t in EVENT_TYPES}
 
 
@@ -182,7 +187,63 @@ def test_lobster_books_follow_random_streams(tmp_path, offset):
         assert list(rebuilder.instruments["U"].books[-1]) == expected, f"seed {seed}"
     assert len(full.instruments["U"].messages) > 500, f"seed {seed}"
     kinds = Counter(row[1] for row in full.instruments["U"].messages)
-    assert kinds[1] and kinds[3] and kinds[4] and kinds[7], (seed, kinds)
+    assert kinds[1] and kinds[3] and kinds[4] and kinds[6] and kinds[7], (seed, kinds)
+    crosses, phases = [], []            # the same in both: cross trades, phase rows and books
+    for rebuilder in (full, public):
+        inst = rebuilder.instruments["U"]
+        crosses.append([m[3:5] + m[6:] for m in inst.messages if m[1] == 6])
+        phases.append([(m[4:], b) for m, b in zip(inst.messages, inst.books) if m[1] == 7])
+    assert crosses[0] == crosses[1] and phases[0] == phases[1], f"seed {seed}"
+
+
+def record_call_auction(data_dir) -> Source:
+    """A units book in a call: 101 sells 10@1.00, 102 buys 6@1.02, 103 buys
+    8@1.01; the uncross trades 6 and 4 at one price, 103 keeps 4@1.01."""
+    d = open_recording(data_dir, start_ts=T0)
+    try:
+        d.ok(CreateSession(session="S", name="s", currency="USD"), ts=T0)
+        paddles = []
+        for i in range(3):
+            party = d.ok(RegisterParty(name=f"p{i}"), actor="b1", role="broker")[0].party
+            d.ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
+                              agreement_version="v"))
+            paddles.append(d.ok(IssuePaddle(session="S", party=party))[0].paddle)
+        d.ok(CreateInstrument(session="S", instrument="U", kind="units"))
+        d.ok(IssueUnits(session="S", instrument="U", paddle=paddles[0], qty=100))
+        d.ok(StartCall(session="S", instrument="U"))
+        for paddle, side, qty, price in ((paddles[0], "sell", 10, 100), (paddles[1], "buy", 6, 102),
+                                         (paddles[2], "buy", 8, 101)):
+            d.ok(PlaceOrder(session="S", instrument="U", paddle=paddle, order=1, side=side,
+                            qty=qty, price=price, tif="gtc"), actor="b1", role="broker")
+        d.ok(Uncross(session="S", instrument="U"))
+        d.commit()
+    finally:
+        d.journal.close()
+    return Source.open(data_dir)
+
+
+def test_a_call_auctions_trades_are_cross_rows_in_both_exports(tmp_path):
+    """Write each uncross trade once, as type 6, in the full and the public export."""
+    source = record_call_auction(tmp_path)
+    full, public = kept_lobster(source, 2, public=False), kept_lobster(source, 2, public=True)
+    crosses = {}
+    for name, rebuilder in (("full", full), ("public", public)):
+        messages = rebuilder.instruments["U"].messages
+        crosses[name] = [(m[1], m[2], m[3], m[5]) for m in messages if m[1] in (4, 6)]
+    assert [row[0] for row in crosses["full"]] == [6, 6]
+    assert crosses["full"] == crosses["public"]
+    assert sum(row[2] for row in crosses["full"]) == 10          # the auction's volume, once
+
+
+def test_a_phase_row_follows_the_book_changes_of_its_run(tmp_path):
+    """Write an uncross's phase row after its level changes, the matched book, in both exports."""
+    source = record_call_auction(tmp_path)
+    matched = (EMPTY_ASK, 0, 10_100, 4, EMPTY_ASK, 0, EMPTY_BID, 0)
+    for public in (False, True):
+        inst = kept_lobster(source, 2, public=public).instruments["U"]
+        rows = list(zip(inst.messages, inst.books))
+        assert rows[-1][0][1] == 7 and rows[-1][0][4] == 1, public     # resumption, last
+        assert rows[-1][1] == matched, public
 
 
 # --------------------------------------------------------------------------

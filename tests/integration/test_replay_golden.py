@@ -368,6 +368,19 @@ def test_comparables_activity_by_hour_in_a_zone(source):
     assert [r["period"] for r in found.activity] == ["2026-03-02T09:00+0800"]
 
 
+def test_only_comparables_keep_every_quote_and_trade_of_the_books(source):
+    """Keep each book's quotes and trades only in a catalogue asked to (comparables)."""
+    from replay.catalogue import Catalogue
+    bare = Catalogue().fold_all(source.entries())
+    kept = Catalogue(keep_series=True).fold_all(source.entries())
+    assert list(bare.instruments) == list(kept.instruments) == ["ULR-1", "PAT-BA"]
+    assert all(not i.quotes and not i.trades for i in bare.instruments.values())
+    assert [len(i.trades) for i in kept.instruments.values()] == [3, 1]
+    assert all(i.quotes for i in kept.instruments.values())
+    assert [i.phase for i in bare.instruments.values()] == \
+        [i.phase for i in kept.instruments.values()]
+
+
 def test_comparables_cli(sample, capsys):
     assert main(["replay", "comparables", sample.data_dir, "--field", "printing"]) == 0
     out = capsys.readouterr().out

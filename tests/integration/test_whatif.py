@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from exchange.commands import (CreateLot, CreateSession, IssuePaddle, LotTerms, PlaceBid,
+                               RegisterParty, ReviewCredit, ScheduleLot, VetLot)
+from exchange.errors import MAX_INT
 from gateway.cli import main
 from replay import whatif
 from replay.access import Viewer
+from replay.journaling import open_recording
+from replay.source import Source
 
 EBAY = Path(__file__).resolve().parent.parent / "data" / "ebay-auctions" / "auction.csv"
 OPERATOR = Viewer(operator=True, user="op")     # a journal's bids are private: operators only
+MINUTE = 60 * 10**9
+HOUR = 60 * MINUTE
+T0 = 1_772_409_600 * 10**9                       # 2026-03-02T00:00:00Z
 
 
 def test_english_with_ebay_increments_reproduces_at_least_94_percent(capsys):
@@ -93,3 +101,37 @@ def test_the_readme_sample_runs_whatif_with_its_own_operator_key(tmp_path, capsy
     assert str(key) in capsys.readouterr().out
     assert main(["whatif", str(data), "--rules", "vickrey", "--operator-key", str(key)]) == 0
     assert "reproduced" in capsys.readouterr().out
+
+
+def test_a_sellers_own_bid_is_refused_again_in_the_rerun(tmp_path):
+    """Re-run the seller's paddle as the seller: its bid is refused (own_lot) again."""
+    d = open_recording(tmp_path, start_ts=T0)
+    try:
+        d.ok(CreateSession(session="S", name="s", currency="USD"), ts=T0)
+        parties, paddles = [], []
+        for name in ("seller", "buyer"):
+            party = d.ok(RegisterParty(name=name), actor="b1", role="broker")[0].party
+            d.ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
+                              agreement_version="v"))
+            parties.append(party)
+            paddles.append(d.ok(IssuePaddle(session="S", party=party))[0].paddle)
+        opens = T0 + HOUR
+        d.ok(CreateLot(serial="L", session="S", seller=parties[0], terms=LotTerms(
+            title="t", mechanism="english", starting_bid=3_000_000, increments="otba",
+            opens_at=opens, closes_at=opens + HOUR, hard_end=opens + HOUR)),
+            actor="b1", role="broker")
+        d.ok(VetLot(serial="L", score=50, approved=True))
+        d.ok(ScheduleLot(serial="L"))
+        d.tick(opens)
+        d.ok(PlaceBid(serial="L", paddle=paddles[1], amount=5_000_000), actor="b1",
+             role="broker", ts=opens + MINUTE)
+        assert d.refused(PlaceBid(serial="L", paddle=paddles[0], amount=10_000_000),
+                         actor="b1", role="broker", ts=opens + 2 * MINUTE).code == "own_lot"
+        d.tick(opens + 2 * HOUR)
+        d.commit()
+    finally:
+        d.journal.close()
+    report = whatif.run_journal(Source.open(tmp_path), rules="english", viewer=OPERATOR)
+    row = report.rows[0]
+    assert (row["recorded"], row["price"], row["refused"]) == (3_000_000, 3_000_000, 1)
+    assert report.summary == "reproduced 1 of 1 closing prices"

@@ -366,6 +366,32 @@ def test_a_defaulter_s_standing_bids_are_voided_and_the_english_price_recomputed
     assert [bid.paddle for bid in revealed.bids] == [d]
 
 
+def test_the_replay_catalogue_follows_a_voided_english_bid():
+    """Take an English lot's new price and leader from a public BidVoided, as the board does."""
+    from exchange.codec import Entry
+    from replay.access import Viewer
+    from replay.catalogue import Catalogue
+    m, sale, a, b, c, d = english(log=True)
+    now = m.d.ts
+    later = dict(opens_at=now + HOUR, closes_at=now + 60 * DAY)
+    m.lot("L2", seller=sale.seller, **later)
+    m.lot("L3", seller=sale.seller, mechanism="sealed_first", **later)
+    m.lot("L4", seller=sale.seller, **later)                           # A alone
+    m.tick(now + 2 * HOUR)
+    for paddle, amount in ((b, 2_000), (c, 1_500), (a, 3_000)):
+        m.bid("L2", paddle, amount * USD)
+    m.bid("L3", a, 5_000 * USD)
+    m.bid("L4", a, 1_000 * USD)
+    overdue(sale)
+    m.d.ok(DeclareDefault(settlement=sale.sid), **OP)
+    for viewer in (Viewer(), Viewer(operator=True, user="op")):
+        cat = Catalogue(viewer).fold_all((None, Entry(env, events)) for env, events in m.d.log)
+        lots = cat.lots
+        assert (lots["L2"].leader, lots["L2"].price) == (b, 1_600 * USD), viewer
+        assert (lots["L4"].leader, lots["L4"].price) == (0, 1_000 * USD), viewer  # starting bid
+        assert (lots["L3"].leader, lots["L3"].bids) == (0, 0), viewer
+
+
 def test_a_runner_up_that_cannot_back_its_maximum_any_more_lapses_with_the_defaulter():
     """Only an English lot's leader holds credit: a runner-up may have spent
     its room elsewhere since it was outbid. When the defaulter's leading bid
