@@ -193,6 +193,9 @@ class Instrument(msgspec.Struct, kw_only=True):
     band_bp: int = 0             # how far from the reference an order may buy or sell
     open_orders: dict = {}       # paddle -> its resting orders, kept when max_orders
     providers: dict = {}         # paddle -> its `liquidity.Provider`, if it is one
+    # a sale of its patent was cancelled in settlement under rules 3, which
+    # left the unit with the buyer: the one-unit check skips its lot
+    unit_kept: bool = False
 
 
 # --------------------------------------------------------------------------
@@ -1324,8 +1327,11 @@ def _books_check(state: State) -> None:
         if inst.kind == "patent":
             assert not inst.consumed, inst.id
             patents.setdefault(inst.lot, []).append(inst)
+            assert inst.issued == sum(inst.holdings.values()), inst.id
     assert committed == expected, (committed, expected)
     for serial, books in patents.items():      # one unit a patent, held by its owner
+        if any(inst.unit_kept for inst in books):
+            continue                           # rules 3 kept it with a defaulter
         lot = state.lots[serial]
         owner = lot.sale.buyer if lot.status in ("sold", "settled") else lot.seller
         held = [(inst.id, party, units) for inst in books for party, units in inst.holdings.items()]

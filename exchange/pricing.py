@@ -76,6 +76,7 @@ class Panel(msgspec.Struct, kw_only=True):
     valuations: dict[int, tuple[int, int]] = {}
     published: tuple[int, int] | None = None
     discarded: bool = False
+    sold_open: bool = False      # its lot sold while it was open, under rules 3 (it stayed)
 
     @property
     def open(self) -> bool:
@@ -299,11 +300,12 @@ def _discard_on_opening(state: State, ctx: Ctx, event: LotOpened) -> None:
 def _discard_on_sale(state: State, ctx: Ctx, event: LotAwarded) -> None:
     """Since rules 4, a panel still open when its lot sells (at the Ask before
     it opened, by negotiation after a pass) ends without a range. O(1)."""
-    if ctx.rules < 4:
-        return
     panel = pool(state).panels.get(event.serial)
     if panel is not None and panel.open:
-        _discard(ctx, state.lots[event.serial], panel, "the lot sold")
+        if ctx.rules < 4:
+            panel.sold_open = True
+        else:
+            _discard(ctx, state.lots[event.serial], panel, "the lot sold")
 
 
 @reacts_to(LotWithdrawn)
@@ -346,7 +348,8 @@ def _pricing_consistent(state) -> None:
         assert not (panel.published is not None and panel.discarded), serial
         if panel.open:
             assert all(found.experts[e].active for e in panel.valuations), serial
-            assert state.lots[serial].status not in ("sold", "settled"), serial    # rules 4
+            assert panel.sold_open or state.lots[serial].status not in ("sold", "settled"), \
+                serial                                   # (rules 3 kept it: sold_open)
         if panel.published is not None:
             assert panel.published[0] <= panel.published[1], serial
             told = found.ranges[serial]

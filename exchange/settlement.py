@@ -613,8 +613,11 @@ def _cancel(state: State, ctx: Ctx, s: Settlement, reason: str) -> None:
         s.publicity = "withdrawn"
         ctx.emit(PublicityEnded(settlement=s.id, session=s.session, serial=s.serial,
                                 outcome="withdrawn", objections=len(s.objections)))
-    if s.how == "book" and ctx.rules >= 4:       # the patent goes back to the seller
-        market.return_patent(state, s.instrument, s.buyer, s.seller)
+    if s.how == "book":
+        if ctx.rules >= 4:                       # the patent goes back to the seller
+            market.return_patent(state, s.instrument, s.buyer, s.seller)
+        elif s.instrument in state.books:        # (rules 3 left it with the buyer)
+            state.books[s.instrument].unit_kept = True
     if s.holds_credit:
         lots.unsell(state, ctx, s.serial)
 
