@@ -1,8 +1,10 @@
 """A picture of a lot's price over time (matplotlib, Agg backend, PNG).
 
 Auction lots: the public price as a step line (starting bid or Dutch start
-at the opening, each standing price after a bid, each Dutch step), every
-accepted bid marked and labelled with its paddle, sealed bids marked where
+at the opening, each standing price after a bid or after a standing bid the
+exchange voided, each Dutch step), every accepted bid marked and labelled
+with its paddle, every voided bid marked at the new price and labelled with
+its paddle, sealed bids marked where
 they were revealed at the close, the award as a star. With an operator's
 view, each bid as made (proxy maximum, sealed amount) is marked as well.
 Continuous lots and units instruments: best bid and best ask as step lines
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import datetime
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from recorder.layout import private_opener
 from replay.access import PUBLIC, Viewer
@@ -44,6 +47,58 @@ def _major(amount: int) -> float:
     return amount / 100          # chart axis only
 
 
+@dataclass
+class Series:
+    """What a chart draws, from a lot's history rows: times as aware UTC
+    datetimes, amounts in major units (display only)."""
+
+    price_t: list[Any] = field(default_factory=list)     # the public price's steps
+    price_v: list[float] = field(default_factory=list)
+    bids: list[tuple[Any, float, Any]] = field(default_factory=list)     # (when, price, paddle)
+    voided: list[tuple[Any, float, Any]] = field(default_factory=list)   # (when, new price, paddle)
+    made: list[tuple[Any, float]] = field(default_factory=list)
+    revealed: list[tuple[Any, float, Any]] = field(default_factory=list)
+    awards: list[tuple[Any, float, Any]] = field(default_factory=list)
+    trades: list[tuple[Any, float]] = field(default_factory=list)
+    quote_t: list[Any] = field(default_factory=list)
+    quote_bid: list[float] = field(default_factory=list)
+    quote_ask: list[float] = field(default_factory=list)
+    currency: str = ""
+
+
+def series(rows: Iterable[dict[str, Any]]) -> Series:
+    """Fold `replay.history` rows into the points of a chart. O(rows)."""
+    s = Series()
+    for row in rows:
+        when = _when(row["ts"])
+        event = row["event"]
+        amount = row.get("amount")
+        s.currency = s.currency or (row.get("currency") or "")
+        if event in ("opened", "clock", "bid", "bid voided") and amount:
+            s.price_t.append(when)             # a book lot opens with no price
+            s.price_v.append(_major(amount))
+            if event == "bid":
+                s.bids.append((when, _major(amount), row.get("paddle")))
+            elif event == "bid voided":
+                s.voided.append((when, _major(amount), row.get("paddle")))
+        elif event == "bid as made (private)" and amount is not None:
+            s.made.append((when, _major(amount)))
+        elif event == "sealed bid revealed":
+            s.revealed.append((when, _major(amount), row.get("paddle")))
+        elif event == "awarded":
+            s.awards.append((when, _major(amount), row.get("paddle")))
+            s.price_t.append(when)
+            s.price_v.append(_major(amount))
+        elif event == "trade":
+            s.trades.append((when, _major(amount)))
+        elif event == "quote":
+            bid, ask = row["bid"], row["ask"]
+            s.quote_t.append(when)
+            s.quote_bid.append(_major(bid) if bid else float("nan"))
+            s.quote_ask.append(_major(ask) if ask else float("nan"))
+    return s
+
+
 def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer = PUBLIC,
          tz: datetime.tzinfo = UTC) -> int:
     """Draw ``serial``'s price history into the PNG ``out``; return the points drawn."""
@@ -57,42 +112,10 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    price_t: list[Any] = []
-    price_v: list[float] = []
-    bids: list[tuple[Any, float, Any]] = []
-    made: list[tuple[Any, float]] = []
-    revealed: list[tuple[Any, float, Any]] = []
-    awards: list[tuple[Any, float, Any]] = []
-    trades: list[tuple[Any, float]] = []
-    quote_t: list[Any] = []
-    quote_bid: list[float] = []
-    quote_ask: list[float] = []
-    currency = ""
-    for row in rows:
-        when = _when(row["ts"])
-        event = row["event"]
-        amount = row.get("amount")
-        currency = currency or (row.get("currency") or "")
-        if event in ("opened", "clock", "bid") and amount:  # a book lot opens with no price
-            price_t.append(when)
-            price_v.append(_major(amount))
-            if event == "bid":
-                bids.append((when, _major(amount), row.get("paddle")))
-        elif event == "bid as made (private)" and amount is not None:
-            made.append((when, _major(amount)))
-        elif event == "sealed bid revealed":
-            revealed.append((when, _major(amount), row.get("paddle")))
-        elif event == "awarded":
-            awards.append((when, _major(amount), row.get("paddle")))
-            price_t.append(when)
-            price_v.append(_major(amount))
-        elif event == "trade":
-            trades.append((when, _major(amount)))
-        elif event == "quote":
-            bid, ask = row["bid"], row["ask"]
-            quote_t.append(when)
-            quote_bid.append(_major(bid) if bid else float("nan"))
-            quote_ask.append(_major(ask) if ask else float("nan"))
+    s = series(rows)
+    price_t, price_v, bids, voided, made = s.price_t, s.price_v, s.bids, s.voided, s.made
+    revealed, awards, trades, currency = s.revealed, s.awards, s.trades, s.currency
+    quote_t, quote_bid, quote_ask = s.quote_t, s.quote_bid, s.quote_ask
 
     fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
     points = 0
@@ -106,6 +129,13 @@ def draw(source: Source, serial: str, out: str | os.PathLike, *, viewer: Viewer 
             ax.annotate(str(paddle), (when, value), textcoords="offset points", xytext=(3, 5),
                         fontsize=7)
         points += len(bids)
+    if voided:
+        ax.scatter([v[0] for v in voided], [v[1] for v in voided], marker="v",
+                   color="tab:red", zorder=3, label="bid voided (new price)")
+        for when, value, paddle in voided:
+            ax.annotate(str(paddle), (when, value), textcoords="offset points", xytext=(3, -10),
+                        fontsize=7)
+        points += len(voided)
     if made:
         ax.scatter([m[0] for m in made], [m[1] for m in made], facecolors="none",
                    edgecolors="tab:gray", zorder=3, label="bid as made (operator)")

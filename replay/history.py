@@ -7,7 +7,8 @@ amount also in the display currency at the display rate in force at that
 moment (the lot's ``display_currency``, or the one asked for).
 
 The public view has what the live feed showed: paddle numbers, standing
-prices, sealed-bid counts, revealed bids after the close, awards, trades
+prices (after a bid, and after an English bid the exchange voided),
+sealed-bid counts, revealed bids after the close, awards, trades
 and book levels. An operator's view adds every private event about the lot
 (proxy maxima, sealed amounts as bid, orders, offers, reserves, the parties
 of a sale) and the refused commands, each with the party behind the paddle.
@@ -227,6 +228,25 @@ def _bid_accepted(ev, env, cx) -> Row:
                        f"{'met' if ev.reserve_met else 'not met'}; {ev.bids} bids")
 
 
+def _bid_voided(ev, env, cx) -> Row:
+    """A standing bid the exchange voided. English (public): a price change
+    like a bid's, with the new standing price and leader recomputed from the
+    maxima left (the starting bid when none is left, as the board shows it).
+    Sealed (private): the bid is gone; nothing public changes but the count."""
+    if ev.to:
+        return dict(event="bid voided (private)", paddle=ev.paddle, detail=ev.reason)
+    if ev.leader:
+        amount, leader = ev.price, f"leader {ev.leader}"
+    else:
+        info = cx.cat.lots.get(ev.serial)
+        amount = info.terms.starting_bid if info is not None and info.terms is not None else None
+        leader = "no bid left: the starting bid"
+    return dict(event="bid voided", paddle=ev.paddle, amount=amount,
+                detail=f"standing price; {leader}; reserve "
+                       f"{'met' if ev.reserve_met else 'not met'}; paddle {ev.paddle}'s bid "
+                       f"voided: {ev.reason}")
+
+
 def _bid_confirmed(ev, env, cx) -> Row:
     return dict(event="bid as made (private)", paddle=ev.paddle, amount=ev.amount,
                 detail="leading" if ev.leading else "")
@@ -427,6 +447,7 @@ def _rejected(ev, env, cx) -> Row:
 _MAKERS: dict[str, Callable[..., Any]] = {
     "LotCreated": _created, "LotVetted": _vetted, "LotScheduled": _scheduled,
     "LotOpened": _opened, "BidAccepted": _bid_accepted, "BidConfirmed": _bid_confirmed,
+    "BidVoided": _bid_voided,
     "SealedBidCounted": _sealed_count, "BidWithdrawn": _withdrawn_bid, "LotExtended": _extended,
     "DutchPriceChanged": _dutch, "LotClosed": _closed, "SealedBidsRevealed": _revealed,
     "LotAwarded": _awarded, "LotSold": _sold, "LotPassed": _passed,

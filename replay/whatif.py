@@ -12,7 +12,17 @@ Two inputs:
   chosen rules, and the bids that were placed on it (accepted or not) are
   sent again at their recorded times (sealed withdrawals too), each paddle
   a party of its own but the seller's, which bids as the lot's seller again
-  (and is refused again, ``own_lot``). These are
+  (and is refused again, ``own_lot``). Every paddle has unlimited credit in
+  the re-run, so a bid or withdrawal the engine refused for a reason about
+  its sender rather than its price or timing (`BIDDER_REFUSALS`: another
+  broker's or an unknown paddle, a frozen or unapproved party, over its
+  credit limit, a wrong currency) is left out, not sent again, and counted
+  (``left_out``, with the reasons in the note); one refused for its amount or
+  time (below the minimum or increment, the lot closed or not open yet) is
+  sent again, as under other terms it may count. A standing bid the exchange
+  voided (its party frozen after a default or no longer approved, or a
+  runner-up that could no longer back its maximum) is voided again at its
+  recorded time (the note counts them). These are
   private amounts (sealed bids, proxy maxima, secret reserves): only an
   operator may re-run a journal (``viewer``, see `replay.access`). The recorded
   price is the one the lot's auction gave (hammer at the close or at the
@@ -47,11 +57,25 @@ from replay.access import PUBLIC, AccessDenied, Viewer
 from replay.source import ReplayError, Source
 
 COLUMNS = ["auction", "item", "bids", "recorded", "price", "difference", "reproduced",
-           "refused", "note"]
+           "refused", "left_out", "note"]
 MONEY = ("recorded", "price", "difference")
 MINUTE = 60 * 10**9
 RERUNNABLE = ("english", "sealed_first", "sealed_second")
 MAX_SOFT_MINUTES = 7 * 24 * 60          # a soft-close window or extension of a week at most
+# Refusals of a recorded bid or withdrawal that are about who sent it, not its
+# amount or time: no mechanism or terms would have accepted it, so a journal's
+# re-run leaves it out (every re-run paddle is its own approved party with
+# unlimited credit and would be accepted). ``own_lot`` is not here: the
+# seller's paddle bids as the seller again and is refused again.
+BIDDER_REFUSALS = frozenset((
+    "not_permitted",         # the sender's role may not bid
+    "unknown_paddle",        # an operator's bid with a paddle the session never issued
+    "not_your_paddle",       # another broker's paddle (or none)
+    "party_frozen",          # the party's credit frozen after a default
+    "party_not_approved",    # no credit review passed, or approval withdrawn
+    "over_credit_limit",     # more than the party could commit
+    "wrong_currency",        # a bid, or a credit limit, in another currency than the lot's
+))
 
 
 @dataclass
@@ -65,10 +89,11 @@ class Report:
         return f"reproduced {self.reproduced} of {self.total} closing prices"
 
     def add(self, auction: str, item: str, bids: int, recorded: int | None, price: int | None,
-            refused: int, note: str = "") -> None:
+            refused: int, note: str = "", left_out: int | None = None) -> None:
         same = recorded == price
         self.rows.append(dict(auction=auction, item=item, bids=bids, recorded=recorded,
-                              price=price, reproduced=same, refused=refused, note=note or None,
+                              price=price, reproduced=same, refused=refused, left_out=left_out,
+                              note=note or None,
                               difference=price - recorded if price is not None
                               and recorded is not None else None))
         self.total += 1
@@ -148,7 +173,9 @@ class _Lot:
     opened: Any = None              # the first LotOpened
     recorded: int | None = None
     how: str = ""
-    bids: list[tuple[int, str, int, int]] = field(default_factory=list)  # (ts, kind, paddle, amount)
+    # (ts, kind, paddle, amount): kind "bid", "withdraw" or "void" (the exchange voided it)
+    bids: list[tuple[int, str, int, int]] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)  # refusal code -> bids left out
     extended: tuple[int, int] | None = None   # (closes_at, hard_end) an operator moved it to
     relisted: bool = False          # its first round is over: nothing after counts
 
@@ -181,6 +208,8 @@ def _collect(source: Source) -> dict[str, _Lot]:
                 lots[event.serial].extended = (event.closes_at, event.hard_end)
             elif name == "LotOpened" and event.serial in lots and lots[event.serial].opened is None:
                 lots[event.serial].opened = event
+            elif name == "BidVoided" and serial in lots and lots[serial].opened is not None:
+                lots[serial].bids.append((env.ts, "void", event.paddle, 0))
             elif name == "LotAwarded" and event.serial in lots:
                 lot = lots[event.serial]
                 if not lot.how:
@@ -190,7 +219,12 @@ def _collect(source: Source) -> dict[str, _Lot]:
         serial = getattr(cmd, "serial", None)
         if serial in lots and not lots[serial].relisted:
             lot = lots[serial]
-            if type(cmd) in (PlaceBid, WithdrawBid) and lot.opened is not None:
+            refusal = next((event.code for event in entry.events
+                            if type(event) is CommandRejected), None)
+            if type(cmd) in (PlaceBid, WithdrawBid) and lot.opened is not None \
+                    and refusal in BIDDER_REFUSALS:
+                lot.left_out[refusal] = lot.left_out.get(refusal, 0) + 1
+            elif type(cmd) in (PlaceBid, WithdrawBid) and lot.opened is not None:
                 lot.bids.append((env.ts, "bid", cmd.paddle, cmd.amount) if type(cmd) is PlaceBid
                                 else (env.ts, "withdraw", cmd.paddle, 0))
                 if paddle_party.get((lot.session, cmd.paddle)) == lot.seller:
@@ -224,11 +258,18 @@ def run_journal(source: Source, *, rules: str, increments: str = "lot", limit: i
                                     note=f"skipped: {lot.terms.mechanism} bids do not carry over"))
             continue
         price, refused = _rerun(lot, rules, increments, soft_window, soft_extend, hard_extra)
+        left_out = sum(lot.left_out.values())
+        voided = sum(1 for bid in lot.bids if bid[1] == "void")
         report.add(lot.serial, lot.terms.title,
                    sum(1 for bid in lot.bids if bid[1] == "bid"), lot.recorded, price, refused,
+                   left_out=left_out,
                    note=f"recorded {lot.terms.mechanism}"
                         + (f", sold by {lot.how}" if lot.how and lot.recorded is None else "")
-                        + (", relisted: first round only" if lot.relisted else ""))
+                        + (", relisted: first round only" if lot.relisted else "")
+                        + (f", left out {left_out} refused for their sender ("
+                           + ", ".join(f"{code} {n}" for code, n in sorted(lot.left_out.items()))
+                           + ")" if left_out else "")
+                        + (f", {voided} voided again as recorded" if voided else ""))
     return report
 
 
@@ -267,6 +308,7 @@ def _rerun(lot: _Lot, rules: str, increments: str, soft_window: int | None,
     ok(ReviewCredit(party=seller, approved=True, credit_limit=MAX_INT, currency=terms.currency,
                     agreement_version="whatif"))
     paddles: dict[int, int] = {}
+    parties: dict[int, int] = {}            # recorded paddle -> its re-run party
     for _, _, paddle, _ in lot.bids:
         if paddle in paddles:
             continue
@@ -277,6 +319,7 @@ def _rerun(lot: _Lot, rules: str, increments: str, soft_window: int | None,
                        role="broker")[0].party
             ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
                             currency=terms.currency, agreement_version="whatif"))
+        parties[paddle] = party
         paddles[paddle] = ok(IssuePaddle(session="whatif", party=party))[0].paddle
     ok(CreateLot(serial=lot.serial, session="whatif", seller=seller, terms=terms,
                  reserve=lot.reserve), actor="whatif", role="broker")
@@ -284,6 +327,14 @@ def _rerun(lot: _Lot, rules: str, increments: str, soft_window: int | None,
     ok(ScheduleLot(serial=lot.serial))
     refused = 0
     for ts, kind, paddle, amount in lot.bids:
+        if kind == "void":                  # withdrawing the approval voids the party's bids
+            if paddle not in lot.seller_paddles:
+                party = parties[paddle]
+                ok(ReviewCredit(party=party, approved=False, currency=terms.currency),
+                   ts=max(ts, setup))
+                ok(ReviewCredit(party=party, approved=True, credit_limit=MAX_INT,
+                                currency=terms.currency, agreement_version="whatif"))
+            continue
         cmd = (PlaceBid(serial=lot.serial, paddle=paddles[paddle], amount=amount) if kind == "bid"
                else WithdrawBid(serial=lot.serial, paddle=paddles[paddle]))
         events = d.send(cmd, actor="whatif", role="broker", ts=max(ts, setup))

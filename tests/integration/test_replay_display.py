@@ -77,3 +77,66 @@ def test_comparables_json_rows_say_what_they_are(sample, capsys):
     assert [(r["kind_of_row"], r["serial"]) for r in rows] == [
         ("lot", "L-ENG"), ("lot", "L-SS"), ("lot", "L-BA"), ("activity", "L-BA")]
     assert rows[-1]["instrument"] == "PAT-BA" and "period" in rows[-1]
+
+
+def test_history_and_chart_follow_a_voided_english_bid(tmp_path):
+    """A public BidVoided changes the standing price and leader: history shows it
+    as a price row (paddles only), the chart's price line steps to it, down to
+    the starting bid when no bid is left."""
+    from exchange.commands import PlaceBid
+    from exchange.events import BidVoided
+    from replay import chart
+    from replay.access import Viewer
+    d = open_recording(tmp_path, start_ts=T0)
+    d.ok(CreateSession(session="S", name="s", currency="USD"), ts=T0)
+    parties, paddles = [], []
+    for name in ("seller", "Alice", "Bob"):
+        party = d.ok(RegisterParty(name=name), actor="b1", role="broker")[0].party
+        d.ok(ReviewCredit(party=party, approved=True, credit_limit=10**12, agreement_version="v"))
+        parties.append(party)
+        paddles.append(d.ok(IssuePaddle(session="S", party=party))[0].paddle)
+    _, a, b = paddles
+    opens = T0 + MINUTE
+    d.ok(CreateLot(serial="V", session="S", seller=parties[0], terms=LotTerms(
+        title="v", mechanism="english", starting_bid=3_000_000, opens_at=opens,
+        closes_at=opens + 60 * MINUTE, hard_end=opens + 60 * MINUTE)), actor="b1", role="broker")
+    d.ok(VetLot(serial="V", score=1, approved=True))
+    d.ok(ScheduleLot(serial="V"))
+    d.tick(opens)
+    d.ok(PlaceBid(serial="V", paddle=a, amount=5_000_000), actor="b1", role="broker",
+         ts=opens + MINUTE)
+    d.ok(PlaceBid(serial="V", paddle=b, amount=9_000_000), actor="b1", role="broker",
+         ts=opens + 2 * MINUTE)
+    voids = []
+    for minute, party in ((3, parties[2]), (4, parties[1])):     # Bob's, then Alice's approval
+        events = d.ok(ReviewCredit(party=party, approved=False, agreement_version="v"),
+                      ts=opens + minute * MINUTE)
+        voids += [e for e in events if type(e) is BidVoided]
+    assert [(e.paddle, e.leader, e.price) for e in voids] == [(b, a, 3_000_000), (a, 0, 0)]
+    d.tick(opens + 61 * MINUTE)
+    d.journal.close()
+    source = Source.open(tmp_path)
+    _, rows = hi.history(source, "V")
+    priced = [(r["event"], r.get("paddle"), r.get("amount")) for r in rows
+              if r["event"] in ("opened", "bid", "bid voided")]
+    bid_price = priced[2][2]
+    assert priced == [("opened", None, 3_000_000), ("bid", a, 3_000_000), ("bid", b, bid_price),
+                      ("bid voided", b, 3_000_000), ("bid voided", a, 3_000_000)]
+    assert bid_price > 5_000_000
+    details = [r["detail"] for r in rows if r["event"] == "bid voided"]
+    assert details == [f"standing price; leader {a}; reserve met; paddle {b}'s bid voided: "
+                       f"approval_withdrawn",
+                       f"standing price; no bid left: the starting bid; reserve not met; "
+                       f"paddle {a}'s bid voided: approval_withdrawn"]
+    assert not any("Alice" in str(r) or "Bob" in str(r) for r in rows)   # paddles only
+    _, op_rows = hi.history(source, "V", viewer=Viewer(operator=True, user="op"))
+    voided = [r for r in op_rows if r["event"] == "bid voided"]
+    assert [r["amount"] for r in voided] == [3_000_000, 3_000_000]
+    assert [r["party"].split(" (")[0] for r in voided] == ["Bob", "Alice"]  # operators only
+    # the chart: opening, two bids, two voids, as steps of the price line
+    points = chart.series(hi.history(source, "V")[1])
+    assert points.price_v == [30_000.0, 30_000.0, bid_price / 100, 30_000.0, 30_000.0]
+    assert [(v[1], v[2]) for v in points.voided] == [(30_000.0, b), (30_000.0, a)]
+    out = tmp_path / "v.png"
+    assert chart.draw(source, "V", out) == 5 + 2 + 2
+    assert out.stat().st_size > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exchange.commands import (CreateLot, CreateSession, IssuePaddle, LotTerms, PlaceBid,
-                               RegisterParty, ReviewCredit, ScheduleLot, VetLot)
+                               RegisterParty, ReviewCredit, ScheduleLot, VetLot, WithdrawBid)
 from exchange.errors import MAX_INT
 from gateway.cli import main
 from replay import whatif
@@ -91,6 +91,10 @@ def test_whatif_cli_errors(keyed_sample, tmp_path, capsys):
     assert main(["whatif", str(keyed_sample), "--rules", "vickrey", "--operator-key",
                  str(keyed_sample / "clients" / "op.json")]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "reproduced 3 of 5 closing prices"
+    assert main(["whatif", str(keyed_sample), "--rules", "english", "--format", "csv",
+                 "--operator-key", str(keyed_sample / "clients" / "op.json")]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "auction,item,bids,recorded,price,difference,reproduced,refused,left_out,note"
 
 
 def test_the_readme_sample_runs_whatif_with_its_own_operator_key(tmp_path, capsys):
@@ -135,3 +139,103 @@ def test_a_sellers_own_bid_is_refused_again_in_the_rerun(tmp_path):
     row = report.rows[0]
     assert (row["recorded"], row["price"], row["refused"]) == (3_000_000, 3_000_000, 1)
     assert report.summary == "reproduced 1 of 1 closing prices"
+
+
+def _record_lot(tmp_path, mechanism, bidders, play):
+    """Record one lot of ``mechanism`` (starting bid 30,000.00, OTBA increments,
+    open for an hour) with ``bidders`` {name: (broker, credit limit)}; ``play(d,
+    paddles, parties, opens)`` sends its bids. Return the journal's Source."""
+    d = open_recording(tmp_path, start_ts=T0)
+    try:
+        d.ok(CreateSession(session="S", name="s", currency="USD"), ts=T0)
+        parties, paddles = {}, {}
+        for name, (broker, limit) in {"seller": ("b1", MAX_INT), **bidders}.items():
+            party = d.ok(RegisterParty(name=name), actor=broker, role="broker")[0].party
+            d.ok(ReviewCredit(party=party, approved=True, credit_limit=limit,
+                              agreement_version="v"))
+            parties[name] = party
+            paddles[name] = d.ok(IssuePaddle(session="S", party=party))[0].paddle
+        opens = T0 + HOUR
+        d.ok(CreateLot(serial="L", session="S", seller=parties["seller"], terms=LotTerms(
+            title="t", mechanism=mechanism, starting_bid=3_000_000, increments="otba",
+            opens_at=opens, closes_at=opens + HOUR, hard_end=opens + HOUR)),
+            actor="b1", role="broker")
+        d.ok(VetLot(serial="L", score=50, approved=True))
+        d.ok(ScheduleLot(serial="L"))
+        d.tick(opens)
+        play(d, paddles, parties, opens)
+        d.tick(opens + 2 * HOUR)
+        d.commit()
+    finally:
+        d.journal.close()
+    return Source.open(tmp_path)
+
+
+def test_bids_refused_for_who_sent_them_are_left_out_of_the_rerun(tmp_path):
+    """Every re-run paddle is an approved party with unlimited credit: bids the
+    engine refused for their sender (another broker's paddle, an unknown paddle,
+    an unapproved party, over the credit limit) must not count in the re-run,
+    while one refused for its amount (below the increment) is sent again; a
+    standing bid voided when its party lost its approval is voided again."""
+    from exchange.events import BidVoided
+
+    def play(d, paddles, parties, opens):
+        def bid(name_or_paddle, amount, minutes, actor="b1", role="broker"):
+            paddle = paddles.get(name_or_paddle, name_or_paddle)
+            return d.send(PlaceBid(serial="L", paddle=paddle, amount=amount), actor=actor,
+                          role=role, ts=opens + minutes * MINUTE)
+
+        def code(events):
+            return next((e.code for e in events if type(e).__name__ == "CommandRejected"), None)
+
+        d.ok(ReviewCredit(party=parties["gone"], approved=False, agreement_version="v"))
+        assert code(bid("a", 5_000_000, 1)) is None                  # A leads at 30,000.00
+        assert code(bid("b", 9_000_000, 2)) == "not_your_paddle"     # b1 sends b2's paddle
+        assert code(bid("gone", 8_000_000, 3)) == "party_not_approved"
+        assert code(bid("poor", 7_000_000, 4)) == "over_credit_limit"
+        assert code(bid(999, 9_500_000, 5, actor="op", role="operator")) == "unknown_paddle"
+        assert code(bid("e", 5_100_000, 6)) == "below_increment"     # counts under Vickrey
+        assert code(bid("v", 6_000_000, 7)) is None                  # V leads
+        voided = d.ok(ReviewCredit(party=parties["v"], approved=False, agreement_version="v"),
+                      ts=opens + 8 * MINUTE)
+        assert [(e.paddle, e.leader, e.price) for e in voided if type(e) is BidVoided] == \
+            [(paddles["v"], paddles["a"], 3_000_000)]
+        assert code(bid("v", 10_000_000, 9)) == "party_not_approved"
+
+    bidders = {"a": ("b1", MAX_INT), "b": ("b2", MAX_INT), "gone": ("b1", MAX_INT),
+               "poor": ("b1", 1_000_000), "e": ("b1", MAX_INT), "v": ("b1", MAX_INT)}
+    source = _record_lot(tmp_path, "english", bidders, play)
+    report = whatif.run_journal(source, rules="english", viewer=OPERATOR)
+    row = report.rows[0]
+    # recorded: A alone after V's void, at the starting bid
+    assert (row["recorded"], row["price"]) == (3_000_000, 3_000_000)
+    assert (row["refused"], row["left_out"]) == (1, 5)
+    assert row["bids"] == 3                                 # re-sent: A, E and V's first
+    assert "left out 5 refused for their sender (not_your_paddle 1, over_credit_limit 1, " \
+           "party_not_approved 2, unknown_paddle 1)" in row["note"], row["note"]
+    assert "1 voided again as recorded" in row["note"], row["note"]
+    assert report.summary == "reproduced 1 of 1 closing prices"
+    # under Vickrey the below-increment bid counts: E's 51,000.00 wins at A's 50,000.00
+    vickrey = whatif.run_journal(source, rules="vickrey", viewer=OPERATOR).rows[0]
+    assert vickrey["price"] == 5_000_000
+    assert (vickrey["refused"], vickrey["left_out"]) == (0, 5)
+    assert whatif.run_journal(source, rules="vickrey", viewer=OPERATOR).rows == [vickrey]
+
+
+def test_a_withdrawal_with_another_brokers_paddle_does_not_withdraw_in_the_rerun(tmp_path):
+    """b2 tried to withdraw b1's client's sealed bid (not_your_paddle): the
+    re-run must not withdraw it."""
+    def play(d, paddles, parties, opens):
+        d.ok(PlaceBid(serial="L", paddle=paddles["x"], amount=5_000_000), actor="b1",
+             role="broker", ts=opens + MINUTE)
+        d.ok(PlaceBid(serial="L", paddle=paddles["y"], amount=4_000_000), actor="b2",
+             role="broker", ts=opens + 2 * MINUTE)
+        assert d.refused(WithdrawBid(serial="L", paddle=paddles["x"]), actor="b2",
+                         role="broker", ts=opens + 3 * MINUTE).code == "not_your_paddle"
+
+    source = _record_lot(tmp_path, "sealed_first", {"x": ("b1", MAX_INT), "y": ("b2", MAX_INT)},
+                         play)
+    row = whatif.run_journal(source, rules="first-price", viewer=OPERATOR).rows[0]
+    assert (row["recorded"], row["price"]) == (5_000_000, 5_000_000)
+    assert (row["refused"], row["left_out"]) == (0, 1)
+    assert "not_your_paddle 1" in row["note"]
