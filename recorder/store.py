@@ -384,6 +384,15 @@ def _bid_withdrawn(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
     return _bid(seq, n, ts, ev, ev.paddle, None, "withdrawn")
 
 
+@curates("BidVoided")
+def _bid_voided(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    """A standing bid the exchange voided: English (public) with the lot's new
+    standing price and leader, as a "standing" row has; sealed (private) with none."""
+    if ev.to:
+        return _bid(seq, n, ts, ev, ev.paddle, None, "voided")
+    return _bid(seq, n, ts, ev, ev.paddle, ev.price, "voided", ev.leader)
+
+
 @curates("OfferMade")
 def _offer_made(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
     return _bid(seq, n, ts, ev, ev.paddle, ev.amount, "offer")

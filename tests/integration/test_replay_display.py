@@ -4,6 +4,7 @@ JSON rows that say what they are."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -79,10 +80,11 @@ def test_comparables_json_rows_say_what_they_are(sample, capsys):
     assert rows[-1]["instrument"] == "PAT-BA" and "period" in rows[-1]
 
 
-def test_history_and_chart_follow_a_voided_english_bid(tmp_path):
+def test_history_chart_and_store_follow_a_voided_english_bid(tmp_path):
     """A public BidVoided changes the standing price and leader: history shows it
     as a price row (paddles only), the chart's price line steps to it, down to
-    the starting bid when no bid is left."""
+    the starting bid when no bid is left, and the analyst store's bids table
+    has a "voided" row for each, public store included."""
     from exchange.commands import PlaceBid
     from exchange.events import BidVoided
     from replay import chart
@@ -140,3 +142,11 @@ def test_history_and_chart_follow_a_voided_english_bid(tmp_path):
     out = tmp_path / "v.png"
     assert chart.draw(source, "V", out) == 5 + 2 + 2
     assert out.stat().st_size > 0
+    from recorder.store import Store
+    for public in (False, True):
+        path = tmp_path / f"store-{public}.sqlite"
+        with Store.open(path, public=public) as store:
+            store.update(tmp_path / "journal")
+        rows = sqlite3.connect(path).execute(
+            "SELECT paddle, amount, leader FROM bids WHERE kind = 'voided' ORDER BY seq").fetchall()
+        assert rows == [(b, 3_000_000, a), (a, 0, 0)]

@@ -63,7 +63,8 @@ def test_row_counts_equal_event_counts(journaled, tmp_path):
     assert count(db, "SELECT count(*) FROM patents") == sum(len(e.terms.patents) for e in scheduled)
     revealed = sum(len(e.bids) for _, ev in log for e in ev if type(e).__name__ == "SealedBidsRevealed")
     assert count(db, "SELECT count(*) FROM bids") == (types["BidAccepted"] + types["BidConfirmed"] + revealed
-                                                      + types["BidWithdrawn"] + types["OfferMade"])
+                                                      + types["BidWithdrawn"] + types["OfferMade"]
+                                                      + types["BidVoided"])
 
 
 def test_curated_rows_agree_with_the_events(journaled, tmp_path):
