@@ -32,7 +32,7 @@ from recorder.format import KIND_ENTRY, Record
 from recorder.journal import Journal
 from recorder.layout import private_file
 
-SCHEMA_VERSION = 2      # 2: an order's row is keyed by its paddle and acceptance too
+SCHEMA_VERSION = 3      # 2: an order's row is keyed by its paddle and acceptance too; 3: BidVoided rows in bids
 BATCH = 5000     # entries per transaction
 
 _json = msgspec.json.Encoder()
