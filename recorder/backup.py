@@ -15,9 +15,16 @@ keeps it so while the server goes on writing:
    longer change) and the live one up to where it is read; then the copy's
    journal is opened as a restart would open it, which cuts an unfinished
    last record (and anything read after one still being written), writes
-   the indexes, and is verified whole; it must reach at least the last entry
-   the journal held when the backup began, so every command acknowledged
-   before then is in it.
+   the indexes, and is verified whole. It must reach the last entry the
+   journal held when the backup began (so every command acknowledged before
+   then is in it) and the newest snapshot copied (so `lotex serve` starts on
+   it): every record up to either was whole in the source before the copy
+   read it, so a cut below them is damage to the source's journal, never a
+   write the copy caught half done. Such a journal, or one with a bad record
+   anywhere else, is refused (`SourceDamaged`: nothing is copied; `lotex
+   journal verify` names the record); the source is never changed, so what
+   the copy cut above them (records written after the copy passed) is still
+   there.
 
 The copy is made in a hidden directory beside the destination (inside it,
 if it is an existing empty directory such as a mount point) and moved into
@@ -43,7 +50,7 @@ from typing import NamedTuple
 
 from recorder import layout
 from recorder.format import HARD_MAX_RECORD
-from recorder.journal import Journal, fsync_dir, verify_journal
+from recorder.journal import Journal, JournalCorrupt, fsync_dir, verify_journal
 
 CONFIG_FILES = ("config.toml", "config.json")   # not endpoints.json: the live server's
 KEY_DIRS = ("keys", "clients")
@@ -54,12 +61,20 @@ class BackupError(Exception):
     """The backup cannot be made (the reason in a sentence)."""
 
 
+class SourceDamaged(BackupError):
+    """The source's journal is damaged: a bad record that a restart would
+    refuse, or one below what the journal held when the backup began or
+    below a snapshot (records known whole). Nothing was copied."""
+
+
 class BackupReport(NamedTuple):
     last_seq: int
     head_hash: str
     segments: int
     snapshots: int
     bytes: int
+    cut_bytes: int = 0        # cut from the copy's end: written while it was read
+    cut_records: int = 0      # ... the good records among them (still in the source)
 
 
 def _copy_file(source: Path, target: Path) -> int:
@@ -117,9 +132,7 @@ def backup(data: str | os.PathLike, dest: str | os.PathLike) -> BackupReport:
                              f"running, or one whose PID another process has now)"
                              if left else ""))
     # what the journal held before the copy began: at least this is in the copy
-    before = Journal.open_readonly(journal)
-    least = before.last_seq
-    before.close()
+    least = _journal_end(data, journal)
     if dest.exists():                # an empty directory (a mount point, a link): fill it
         partial = dest / f".partial-{os.getpid()}"
     else:
@@ -200,6 +213,29 @@ def _remove_stale_partials(dest: Path, data: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _damaged(data: Path, bad: JournalCorrupt | str) -> SourceDamaged:
+    return SourceDamaged(f"the journal of {data} is damaged ({bad}); nothing was copied: "
+                         f"`lotex journal verify {data}` names the bad record")
+
+
+def _journal_end(data: Path, journal: Path) -> int:
+    """The last seq of the source's journal as a reader sees it now. A bad
+    record that good ones follow is damage; read twice, so that a record
+    caught while the server was writing it is not taken for it. O(live
+    segment)."""
+    for attempt in (1, 2):
+        try:
+            before = Journal.open_readonly(journal)
+            try:
+                return before.last_seq
+            finally:
+                before.close()
+        except JournalCorrupt as bad:
+            if attempt == 2:
+                raise _damaged(data, bad) from None
+    raise AssertionError("unreachable")
+
+
 def _copy(data: Path, journal: Path, target: Path, least: int) -> BackupReport:
     size = 0
     for name in CONFIG_FILES:
@@ -216,15 +252,38 @@ def _copy(data: Path, journal: Path, target: Path, least: int) -> BackupReport:
     copy.mkdir(mode=0o700)
     for path in sorted(journal.glob("*.seg")):
         size += _copy_file(path, copy / path.name)
+    # Every record up to `whole` was whole in the source before the copy read
+    # it: up to `least` by the read before the copy began, up to the newest
+    # snapshot because one is written only once the journal holds its seq.
+    from recorder.recovery import snapshot_floor
+    newest = snapshot_floor(target)
+    whole = max(least, newest)
     # Recover the live segment's tail as a restart would. A record read while
     # the server was still writing it may sit before records written after:
-    # cut there too (what follows was written after the copy passed).
-    Journal.open(copy, max_record=HARD_MAX_RECORD, cut_damage=True).close()
-    for aside in copy.glob("*.cut"):              # never acknowledged before the copy
-        aside.unlink()
-    report = verify_journal(copy)
-    if report.last_seq < least:
+    # cut there too, but only above `whole` (what follows was written after
+    # the copy passed, and the source still holds it).
+    try:
+        recovered = Journal.open(copy, max_record=HARD_MAX_RECORD, cut_damage=True)
+        cut = recovered.cut
+        recovered.close()
+        report = verify_journal(copy)
+    except JournalCorrupt as bad:     # a closed segment's: they never change
+        raise _damaged(data, bad) from None
+    if report.last_seq < whole:
+        where = (f"a bad record at seq {report.last_seq + 1}" if cut is not None
+                 else f"it ends at seq {report.last_seq}")
+        if report.last_seq < newest:
+            raise _damaged(data, f"{where}, but a snapshot of seq {newest} shows the "
+                                 f"journal held every record up to it")
+        if cut is not None:
+            raise _damaged(data, f"{where}, but the journal held seq {least} whole when "
+                                 f"the backup began")
         raise BackupError(f"the copy's journal ends at seq {report.last_seq}, before the "
-                          f"{least} the journal held when the backup began: try again")
+                          f"{least} the journal held when the backup began (was it cut "
+                          f"meanwhile?): nothing was copied")
+    for aside in copy.glob("*.cut"):     # written after the copy passed: still in the source
+        aside.unlink()
     return BackupReport(last_seq=report.last_seq, head_hash=report.head_hash,
-                        segments=report.segments, snapshots=snapshots, bytes=size)
+                        segments=report.segments, snapshots=snapshots, bytes=size,
+                        cut_bytes=cut.bytes if cut is not None else 0,
+                        cut_records=cut.records if cut is not None else 0)

@@ -106,10 +106,13 @@ def _run(action: str, args: argparse.Namespace, body: Callable[[Path], int]) -> 
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    from recorder.backup import BackupError, backup
+    from recorder.backup import BackupError, SourceDamaged, backup
 
     try:
         report = backup(args.data, args.dest)
+    except SourceDamaged as exc:
+        print(f"lotex backup: {exc}", file=sys.stderr)
+        return 1
     except BackupError as exc:
         print(f"lotex backup: {exc}", file=sys.stderr)
         return 2
@@ -119,7 +122,9 @@ def run_backup(args: argparse.Namespace) -> int:
         return 1
     print(f"backed up {args.data} to {args.dest}: journal up to seq {report.last_seq} "
           f"({report.segments} segment{'' if report.segments == 1 else 's'}), "
-          f"{report.snapshots} snapshots, {report.bytes:,} bytes; head {report.head_hash}")
+          f"{report.snapshots} snapshots, {report.bytes:,} bytes; head {report.head_hash}"
+          + (f"; cut {report.cut_bytes:,} bytes at its end ({report.cut_records} good "
+             f"records), written while the copy read them" if report.cut_bytes else ""))
     return 0
 
 

@@ -171,6 +171,73 @@ def test_backup_cuts_a_record_it_read_half_written_before_records_written_after(
     assert not list(layout.journal_dir(tmp_path / "copy").glob("*.cut"))
 
 
+def _flip_in_last_record(data):
+    """Flip a byte in the payload of the last record of ``data``'s journal."""
+    live = sorted(layout.journal_dir(data).glob("*.seg"))[-1]
+    raw = bytearray(live.read_bytes())
+    raw[len(bytes(raw).rstrip(b"\0")) - 40] ^= 0xFF
+    live.write_bytes(bytes(raw))
+    return live
+
+
+def test_backup_refuses_a_damaged_record_a_snapshot_covers_and_copies_nothing(
+        tmp_path, capsys):
+    """A bad last record that a snapshot shows was whole is damage, not a
+    write the copy caught half done: serve refuses the journal, so does
+    backup, rather than cut it and leave a copy ending before its snapshot."""
+    from recorder.snapshots import write_snapshot
+
+    data = tmp_path / "data"
+    d, _ = make_data_dir(data)
+    write_snapshot(layout.snapshot_dir(data), d.seq, b"state at the last seq")
+    live = _flip_in_last_record(data)
+    damaged = live.read_bytes()
+    assert main(["backup", str(data), str(tmp_path / "copy")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lotex backup: the journal of ")
+    assert (f"is damaged (a bad record at seq {d.seq}, but a snapshot of seq {d.seq}"
+            in err and "nothing was copied" in err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]   # no copy, no partial
+    assert live.read_bytes() == damaged and not list(live.parent.glob("*.cut"))
+
+    # without the snapshot it reads as the unfinished last write of a crash:
+    # cut, as `lotex serve` would cut it, and said so
+    for snap in layout.snapshot_dir(data).iterdir():
+        snap.unlink()
+    assert main(["backup", str(data), str(tmp_path / "copy")]) == 0
+    out = capsys.readouterr().out
+    assert f"journal up to seq {d.seq - 1}" in out and "cut " in out and "bytes at its end" in out
+    assert main(["journal", "verify", str(tmp_path / "copy")]) == 0
+    assert live.read_bytes() == damaged                              # the source as it was
+
+
+def test_backup_refuses_a_bad_record_in_a_closed_segment_or_before_good_ones(
+        tmp_path, capsys):
+    data = tmp_path / "data"
+    make_data_dir(data)
+    first = sorted(layout.journal_dir(data).glob("*.seg"))[0]
+    raw = bytearray(first.read_bytes())
+    raw[64 + 40] ^= 0x01                                  # record 1, in a closed segment
+    first.write_bytes(bytes(raw))
+    assert main(["backup", str(data), str(tmp_path / "copy")]) == 1
+    err = capsys.readouterr().err
+    assert "is damaged (segment 00000000000000000001.seg: record 1 " in err
+    assert "try again" not in err and not (tmp_path / "copy").exists()
+
+    other = tmp_path / "other"
+    journal = Journal.open(layout.journal_dir(other))
+    core_session(JournaledDriver(journal), parties=3)
+    journal.close()
+    (live,) = layout.journal_dir(other).glob("*.seg")
+    raw = bytearray(live.read_bytes())
+    raw[64 + 40] ^= 0x01                                  # good records follow it
+    live.write_bytes(bytes(raw))
+    assert main(["backup", str(other), str(tmp_path / "copy")]) == 1
+    err = capsys.readouterr().err
+    assert "is damaged (" in err and "nothing was copied" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "other"]
+
+
 def test_a_failed_backup_leaves_nothing_and_the_live_endpoints_stay_behind(tmp_path,
                                                                           monkeypatch):
     from recorder import backup as bk
