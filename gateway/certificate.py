@@ -14,8 +14,8 @@ stated chain hash, and its entry carries exactly this certificate.
 
 `write_certificate(data_dir, settlement, out)` writes ``OUT.json`` and
 ``OUT.html`` (a self-contained page: inline style, no scripts, no external
-files). ``lotex op certificate SETTLEMENT --out FILE`` calls it (see
-`add_op_parser`). Reading is O(journal): one pass with the chain verified.
+files; the operators' copy, which names the parties, mode 0600). ``lotex op
+certificate SETTLEMENT --out FILE`` calls it (see `add_op_parser`). Reading is O(journal): one pass with the chain verified.
 """
 
 from __future__ import annotations
@@ -113,8 +113,13 @@ def write_certificate(data_dir: str | os.PathLike, settlement: int, out_path: st
         base = base.with_suffix("")
     json_path, html_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".html")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    html_path.write_text(render_html(document), encoding="utf-8")
+    # the operators' copy names the parties: readable by its owner only, as
+    # every operator view written to a file (an existing file is tightened)
+    opener = layout.private_opener if copy == "operator" else None
+    for path, text in ((json_path, json.dumps(document, indent=2, sort_keys=True) + "\n"),
+                       (html_path, render_html(document))):
+        with open(path, "w", encoding="utf-8", opener=opener) as out:
+            out.write(text)
     return json_path, html_path
 
 
@@ -324,7 +329,7 @@ def run_certificate(args: argparse.Namespace) -> int:
         return 2
     try:
         paths = write_certificate(data, args.settlement, args.out, kind=args.kind, copy=args.copy)
-    except (CertificateNotFound, JournalCorrupt, FileNotFoundError) as failed:
+    except (CertificateNotFound, JournalCorrupt, OSError) as failed:
         print(f"lotex op certificate: {failed}", file=sys.stderr)
         return 1
     print(" ".join(str(path) for path in paths))

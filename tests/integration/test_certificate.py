@@ -6,6 +6,8 @@ certificate or the journal fails the check."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,27 @@ def test_the_operator_copy_carries_identities(market, tmp_path):
     assert (cert["buyer_name"], cert["seller_name"]) == ("Alice Corp", "Acme Printing")
     assert "Alice Corp" in html_path.read_text()
     assert certificate.verify_certificate(json_path.read_text(), data).ok
+
+
+def test_the_operator_copy_is_written_readable_by_its_owner_only(market, tmp_path):
+    """It names the buyer and the seller; the public copy keeps the umask."""
+    data, run = market
+    old = os.umask(0o022)
+    try:
+        stale = tmp_path / "op.html"
+        stale.write_text("an earlier page")
+        stale.chmod(0o644)                         # an existing file is tightened
+        assert lotex(["op", "--data", str(data), "certificate", str(run["sid"]), "--copy",
+                      "operator", "--out", str(tmp_path / "op")]) == 0
+        assert lotex(["op", "--data", str(data), "certificate", str(run["sid"]),
+                      "--out", str(tmp_path / "public")]) == 0
+    finally:
+        os.umask(old)
+    for name in ("op.json", "op.html"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    assert "Alice Corp" in (tmp_path / "op.html").read_text()
+    for name in ("public.json", "public.html"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
 
 
 def test_verification_against_a_published_head(market, tmp_path):
