@@ -231,30 +231,45 @@ def verify_certificate(cert_json: str | bytes | dict | os.PathLike,
                        head_hash: str | None = None) -> Verification:
     """Check a certificate document (JSON text, bytes, a parsed dict or a
     path to the JSON file) against the journal: the chain verifies from the
-    start, the record at the certificate's seq has its chain hash, and that
-    record's entry holds an identical certificate event. With ``head_hash``
+    start, the record at the certificate's seq has its chain hash, that
+    record's entry holds an identical certificate event (every field of the
+    same JSON type and value: ``true`` is not ``1``), and the journal head
+    the document states (``head_seq``, ``head_hash``, shown on the page) is
+    a record of the journal with that chain hash. With ``head_hash``
     (and optionally ``head_seq``), also that the chain reaches that published
     head. O(journal)."""
     document = _load(cert_json)
     problems: list[str] = []
     try:
-        cert = document["certificate"]
-        seq = int(document["journal"]["seq"])
-        stated = str(document["journal"]["chain_hash"])
+        cert = _canonical(document["certificate"])
+        part = document["journal"]
+        seq, stated = part["seq"], part["chain_hash"]
+        if not (_is_int(seq) and isinstance(stated, str)):
+            raise TypeError(f"journal seq {seq!r} and chain_hash {stated!r}: "
+                            f"an integer and a string")
+        # the head it was written at is shown as part of the document: check it too
+        doc_head_seq, doc_head_hash = part.get("head_seq"), part.get("head_hash")
+        if (doc_head_seq, doc_head_hash) != (None, None) and not (
+                _is_int(doc_head_seq) and isinstance(doc_head_hash, str)):
+            raise TypeError(f"journal head_seq {doc_head_seq!r} and head_hash "
+                            f"{doc_head_hash!r}: an integer and a string")
         wanted = COPIES[document["copy"]]
     except (KeyError, TypeError, ValueError) as bad:
         return Verification(False, (f"not a certificate document: {bad!r}",), 0, "", 0, "")
     if document.get("format") != FORMAT:
         problems.append(f"unknown format {document.get('format')!r}")
-    if cert.get("seq") != seq:
-        problems.append(f"the certificate says seq {cert.get('seq')}, the journal part {seq}")
-    at_seq, head_found, last_seq, last = b"", False, 0, b""
+    if not _is_int(document["certificate"].get("seq")) or document["certificate"]["seq"] != seq:
+        problems.append(f"the certificate says seq {document['certificate'].get('seq')!r}, "
+                        f"the journal part {seq}")
+    at_seq, head_found, last_seq, last, at_doc_head = b"", False, 0, b"", b""
     try:
         for rec in _records(journal_dir):
             last_seq, last = rec.seq, rec.chain
             if head_hash is not None and rec.chain.hex() == head_hash and \
                     (head_seq is None or rec.seq == head_seq):
                 head_found = rec.seq >= seq
+            if rec.seq == doc_head_seq:
+                at_doc_head = rec.chain
             if rec.seq != seq:
                 continue
             at_seq = rec.chain
@@ -262,7 +277,7 @@ def verify_certificate(cert_json: str | bytes | dict | os.PathLike,
                 problems.append(f"record {seq} is not an entry")
                 continue
             same = [event for event in decode_entry(rec.payload).events
-                    if type(event) is wanted and _fields(event) == cert]
+                    if type(event) is wanted and _canonical(_fields(event)) == cert]
             if not same:
                 problems.append(f"the entry at seq {seq} holds no certificate equal to this one")
     except (JournalCorrupt, OSError) as broken:
@@ -271,9 +286,30 @@ def verify_certificate(cert_json: str | bytes | dict | os.PathLike,
         problems.append(f"the journal has no record {seq}")
     elif at_seq.hex() != stated:
         problems.append(f"chain hash at seq {seq} is {at_seq.hex()}, not {stated}")
+    if doc_head_seq is not None:
+        if doc_head_seq < seq or not at_doc_head:
+            problems.append(f"the journal head it states, seq {doc_head_seq}, is not a record "
+                            f"of the journal at or after seq {seq}")
+        elif at_doc_head.hex() != doc_head_hash:
+            problems.append(f"chain hash at the journal head it states, seq {doc_head_seq}, "
+                            f"is {at_doc_head.hex()}, not {doc_head_hash}")
     if head_hash is not None and not head_found:
         problems.append(f"the chain does not reach the published head {head_hash} after seq {seq}")
     return Verification(not problems, tuple(problems), seq, at_seq.hex(), last_seq, last.hex())
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int          # not a bool, a float or a string of digits
+
+
+def _canonical(fields: Any) -> str:
+    """The fields as canonical JSON: equal only if every value is equal and
+    of the same JSON type (true is not 1, 3300000.0 is not 3300000).
+    Raises TypeError for what JSON cannot hold, ValueError for NaN."""
+    if not isinstance(fields, dict):
+        raise TypeError(f"certificate fields {type(fields).__name__}, not an object")
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":"))
 
 
 def _fields(event: Any) -> dict[str, Any]:

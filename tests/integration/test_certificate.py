@@ -157,12 +157,27 @@ def test_verification_against_a_published_head(market, tmp_path):
     assert not result.ok and "published head" in result.problems[0]
 
 
-@pytest.mark.parametrize("tamper", ["price", "paddle", "chain_hash", "seq", "copy"])
+@pytest.mark.parametrize("tamper", ["price", "paddle", "chain_hash", "seq", "copy",
+                                    "settlement_true", "price_float", "seq_text",
+                                    "head_hash", "head_seq", "head_beyond"])
 def test_a_tampered_certificate_fails(market, tamper):
     data, run = market
     document = certificate.find_certificate(data, run["sid"])
+    assert document["certificate"]["settlement"] == 1        # so True == it in Python
     if tamper == "price":
         document["certificate"]["price"] += 1
+    elif tamper == "settlement_true":                 # the page would say "Settlement True"
+        document["certificate"]["settlement"] = True
+    elif tamper == "price_float":
+        document["certificate"]["price"] = float(document["certificate"]["price"])
+    elif tamper == "seq_text":
+        document["journal"]["seq"] = str(document["journal"]["seq"])
+    elif tamper == "head_hash":                       # shown as "Journal head when written"
+        document["journal"]["head_hash"] = "ab" * 32
+    elif tamper == "head_seq":
+        document["journal"]["head_seq"] -= 1
+    elif tamper == "head_beyond":
+        document["journal"]["head_seq"] += 1
     elif tamper == "paddle":
         document["certificate"]["buyer_paddle"] += 1
     elif tamper == "chain_hash":
@@ -173,6 +188,21 @@ def test_a_tampered_certificate_fails(market, tamper):
         document["copy"] = "operator"                 # claims to be the operators' copy
     result = certificate.verify_certificate(document, data)
     assert not result.ok and result.problems, tamper
+
+
+def test_a_certificate_written_at_an_earlier_head_still_verifies(market):
+    """The journal grows after a certificate is written: the head it states
+    is checked as a record of the journal, not as the journal's end."""
+    data, run = market
+    document = certificate.find_certificate(data, run["sid"])
+    seq = document["journal"]["seq"]
+    document["journal"]["head_seq"], document["journal"]["head_hash"] = seq, chain_at(data, seq)
+    assert certificate.verify_certificate(document, data).ok
+    del document["journal"]["head_seq"], document["journal"]["head_hash"]   # none stated
+    assert certificate.verify_certificate(document, data).ok
+    document["journal"]["head_seq"] = seq                                   # half of one
+    assert "not a certificate document" in certificate.verify_certificate(
+        document, data).problems[0]
 
 
 def test_a_tampered_journal_fails(market, tmp_path):
