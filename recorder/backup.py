@@ -7,7 +7,9 @@ keeps it so while the server goes on writing:
 
 1. the configuration and the key store (``config.toml`` or ``config.json``,
    ``keys/``, ``clients/``; not ``endpoints.json``, which names the running
-   server: clients pointed at the copy must not reach it);
+   server: clients pointed at the copy must not reach it), the key store
+   under the flock on ``keys/LOCK`` that `lotex keys` takes to change it, so
+   ``users.json`` and the key files are of one moment;
 2. the engine's and the gateway's snapshots: each was written after the
    journal held its sequence number, so the journal copied after them holds
    it too (a snapshot the server prunes meanwhile is skipped);
@@ -41,12 +43,15 @@ from its own data directory.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
 import shutil
 import stat
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from recorder import layout
 from recorder.format import HARD_MAX_RECORD
@@ -236,14 +241,49 @@ def _journal_end(data: Path, journal: Path) -> int:
     raise AssertionError("unreachable")
 
 
+KEY_STORE_LOCK = "LOCK"          # under keys/: `lotex keys` holds it while it writes
+_KEY_STORE_SCRATCH = shutil.ignore_patterns(KEY_STORE_LOCK, ".*.tmp")   # not the store's
+
+
+@contextmanager
+def _key_store_locked(data: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``DATA/keys/LOCK`` (made 0600 if missing),
+    the lock every key-store change (`lotex keys add|rotate|revoke`) takes
+    around its read-modify-write: a rotation writes the user's key file and
+    then ``users.json``, and a copy of the two taken between them would hold
+    a key pair its own store refuses. Blocks while such a change runs; no
+    lock if there is no ``keys/`` or it is on a read-only file system
+    (nothing writes there then)."""
+    keys, fd = data / "keys", -1
+    if keys.is_dir():
+        lock = keys / KEY_STORE_LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            try:                        # one we may only read locks as well
+                fd = os.open(lock, os.O_RDONLY)
+            except OSError:
+                if exc.errno != errno.EROFS:
+                    raise BackupError(f"cannot lock the key store ({lock}): "
+                                      f"{exc.strerror}") from None
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)                # releases the lock
+
+
 def _copy(data: Path, journal: Path, target: Path, least: int) -> BackupReport:
     size = 0
     for name in CONFIG_FILES:
         if (data / name).is_file():
             size += _copy_file(data / name, target / name)
-    for name in KEY_DIRS:
-        if (data / name).is_dir():
-            shutil.copytree(data / name, target / name)
+    with _key_store_locked(data):     # users.json and the key files of one moment
+        for name in KEY_DIRS:
+            if (data / name).is_dir():
+                shutil.copytree(data / name, target / name, ignore=_KEY_STORE_SCRATCH)
     snapshots = 0
     for name in (layout.SNAPSHOTS, layout.GATEWAY_SNAPSHOTS):
         count, copied = _copy_snapshots(data / name, target / name)

@@ -262,6 +262,46 @@ def test_a_failed_backup_leaves_nothing_and_the_live_endpoints_stay_behind(tmp_p
     assert not (tmp_path / "copy" / "endpoints.json").exists()
 
 
+def test_backup_copies_the_key_store_under_its_lock_so_keys_and_store_agree(
+        tmp_path, monkeypatch):
+    """`lotex keys rotate` writes the user's key file, then users.json, under
+    an exclusive flock on keys/LOCK: a rotation between the copies of keys/
+    and clients/ would leave a key file the copy's own store refuses."""
+    import fcntl
+    import shutil
+
+    from gateway.keys import KeyStore, initialise
+    from recorder import backup as bk
+
+    data = tmp_path / "data"
+    make_data_dir(data)
+    initialise(data)
+    (data / "keys" / ".users.json.4242.tmp").write_text("a killed write's")
+    real, tried = shutil.copytree, []
+
+    def copytree(source, target, **kw):
+        copied = real(source, target, **kw)
+        if source.name == "keys":          # a rotation now: it waits for the lock, if held
+            fd = os.open(data / "keys" / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                tried.append("waited")
+            else:
+                KeyStore(data).rotate("op")
+                tried.append("rotated in between")
+            finally:
+                os.close(fd)
+        return copied
+    monkeypatch.setattr(bk.shutil, "copytree", copytree)
+    bk.backup(data, tmp_path / "copy")
+    copy = tmp_path / "copy"
+    stored = KeyStore(copy).users()["op"].public_key
+    held = json.loads((copy / "clients" / "op.json").read_text())["public_key"]
+    assert (tried, held) == (["waited"], stored)
+    assert sorted(p.name for p in (copy / "keys").iterdir()) == ["server.json", "users.json"]
+
+
 def test_backup_into_an_existing_empty_directory_or_a_link_to_one(tmp_path):
     from recorder import backup as bk
 
