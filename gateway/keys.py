@@ -32,12 +32,14 @@ import fcntl
 import json
 import os
 import re
+import struct
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import zmq
+from zmq.utils import z85
 
 ROLES = ("broker", "operator", "viewer")
 # Matched with fullmatch: with match and "$", "evil\n" would pass ("$" matches
@@ -79,6 +81,62 @@ class ClientKey:
         data = json.loads(Path(path).read_text())
         return cls(**{k: data[k] for k in ("user", "role", "public_key", "secret_key",
                                           "server_public_key")})
+
+
+_USER_FIELDS: dict[str, tuple[type, ...]] = {
+    "role": (str,), "public_key": (str,), "clients": (list,),
+    "cancel_on_disconnect": (bool,), "revoked": (bool,), "created_ns": (int,),
+    "revoked_ns": (int,),
+}
+_REQUIRED_FIELDS = ("role", "public_key")
+
+
+def parse_users(data: object, where: object = "users.json") -> dict[str, User]:
+    """The users of a decoded ``users.json`` by id, every entry checked (see
+    `KeyStore.users`); raise `KeyStoreError` at the first bad one."""
+    def bad(why: str) -> KeyStoreError:
+        return KeyStoreError(f"the key store {where} is damaged: {why}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
+        raise bad('no table of users ("users")')
+    users: dict[str, User] = {}
+    for uid, fields in data["users"].items():
+        if not USER_ID.fullmatch(uid):
+            raise bad(f"user id {uid!r} is not 1-32 of a-z 0-9 _ . - starting with a letter")
+        if not isinstance(fields, dict):
+            raise bad(f"the entry of {uid!r} is not a table")
+        for name, value in fields.items():
+            kinds = _USER_FIELDS.get(name)
+            if kinds is None:
+                raise bad(f"the entry of {uid!r} has an unknown field {name!r}")
+            if not isinstance(value, kinds) or (int in kinds and isinstance(value, bool)):
+                raise bad(f"the entry of {uid!r} has a {name} of the wrong type")
+        missing = [name for name in _REQUIRED_FIELDS if name not in fields]
+        if missing:
+            raise bad(f"the entry of {uid!r} has no {' or '.join(missing)}")
+        if fields["role"] not in ROLES:
+            raise bad(f"the entry of {uid!r} has role {fields['role']!r}, not one of "
+                      f"{', '.join(ROLES)}")
+        if not all(isinstance(client, str) for client in fields.get("clients", ())):
+            raise bad(f"the clients of {uid!r} are not all text")
+        try:
+            key_bytes(fields["public_key"])
+        except ValueError as exc:
+            raise bad(f"the public key of {uid!r} is not a CURVE key ({exc})") from None
+        users[uid] = User(id=uid, **fields)
+    return users
+
+
+def key_bytes(public_key: str) -> bytes:
+    """A Z85 public key (40 characters) as its 32 bytes; ValueError if it is not one."""
+    try:
+        raw = z85.decode(public_key.encode("ascii"))
+    except (UnicodeEncodeError, ValueError, KeyError, IndexError, TypeError,
+            struct.error) as exc:
+        raise ValueError(f"{public_key!r} is not Z85 text: {exc}") from None
+    if len(raw) != 32:
+        raise ValueError(f"{public_key!r} is {len(raw)} bytes, not 32")
+    return raw
 
 
 def _write_atomic(path: Path, text: str, *, secret: bool = False) -> None:
@@ -178,11 +236,22 @@ class KeyStore:
     # -- users ---------------------------------------------------------------
 
     def users(self) -> dict[str, User]:
-        """Return every user, revoked ones included, by id."""
-        if not self.users_file.exists():
+        """Return every user, revoked ones included, by id. Raise
+        `KeyStoreError` (saying what is wrong, in a sentence) if ``users.json``
+        is not a store this module would write: not JSON, no table of users,
+        an entry with a field missing, unknown or of the wrong type, a role
+        not in ROLES, a public key that is not 40 characters of Z85 (32
+        bytes); OSError if it cannot be read. Nothing of a bad store is used."""
+        try:
+            text = self.users_file.read_text()
+        except FileNotFoundError:
             return {}
-        data = json.loads(self.users_file.read_text())
-        return {uid: User(id=uid, **fields) for uid, fields in data["users"].items()}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:          # JSONDecodeError, UnicodeDecodeError
+            raise KeyStoreError(f"the key store {self.users_file} is damaged: not JSON "
+                                f"({exc})") from None
+        return parse_users(data, self.users_file)
 
     def stamp(self) -> tuple[int, int, int]:
         """Return (mtime ns, size, inode) of ``users.json``: it changes on every

@@ -70,11 +70,11 @@ from gateway import logs
 from gateway import protocol as p
 from gateway import tcp
 from gateway.config import Config, load_or_create
-from gateway.keys import KeyStore, User
+from gateway.keys import KeyStore, KeyStoreError, User
 from gateway.tables import (ENTRY_MARK_EVERY, ID_JOIN, ID_MASK, ClientIds, FeedRing,
                             RecentResults, id_key)
 from gateway.view import MarketView
-from gateway.zap import KEY_PROPERTY, ZapHandler
+from gateway.zap import KEY_PROPERTY, ZapHandler, key_map
 from recorder import layout
 from recorder.format import HARD_MAX_RECORD, KIND_ENTRY
 from recorder.journal import Journal, JournalCorrupt, JournalFailed, RecordTooLarge
@@ -335,6 +335,12 @@ class Server:
         from recorder import recovery  # the one recovery path
 
         cfg = self.config
+        # the key store first: a damaged one (KeyStoreError) stops the start
+        # before anything is opened. Its stamp is taken before it is read: a
+        # change made in between is read again at the first check.
+        self.keys_stamp = self.keystore.stamp()
+        self.users: dict[str, User] = self.keystore.users()
+        self.keys_failed: tuple[int, int, int] | None = None   # stamp of a bad store logged
         descriptors = raise_descriptor_limit()
         self.journal_dir = layout.journal_dir(self.data_dir)
         self.snapshot_dir = layout.snapshot_dir(self.data_dir)
@@ -379,8 +385,6 @@ class Server:
         covered, ids_covered = self._restore_gateway_state()
         self._scan_journal(covered, ids_covered)
 
-        self.users: dict[str, User] = self.keystore.users()
-        self.keys_stamp = self.keystore.stamp()
         self.sessions: dict[str, dict[bytes, Conn]] = {"broker": {}, "operator": {}}
         self.by_fd: dict[tuple[str, int], Conn] = {}   # (port, the peer's socket) -> session
         # user -> [start of its second, events of resent results sent in it]
@@ -1573,18 +1577,31 @@ class Server:
         self.reloads_asked.clear()
 
     def _reload_keys(self, force: bool = False) -> None:
+        """Read ``users.json`` again if its stamp changed (or ``force``: an
+        operator's `Reload`). The whole store is checked and the ZAP key map
+        made before anything is replaced: a store that cannot be read or is
+        damaged changes nothing (the users read before stay in force) and is
+        logged as `keys_reload_failed` once per version of the file (stamp),
+        not at every check. It is tried again at every check (a read error
+        such as running out of descriptors passes; a damaged file costs a
+        read of it), so a mended file, or one readable again, is taken."""
         stamp = self.keystore.stamp()
         if stamp == self.keys_stamp and not force:
             return
         try:
             users = self.keystore.users()
-        except (OSError, ValueError, TypeError) as exc:
-            self.log.error("keys_reload_failed", error=str(exc))
+            by_key = key_map(users)
+        except (OSError, KeyStoreError, ValueError) as exc:
+            if stamp != self.keys_failed:
+                self.keys_failed = stamp
+                self.log.error("keys_reload_failed", error=str(exc),
+                               kept=sum(1 for u in self.users.values() if not u.revoked))
             return
         self.keys_stamp = stamp
+        self.keys_failed = None
         before = self.users
         self.users = users
-        self.zap.set_users(users)
+        self.zap.set_key_map(by_key)
         for port in ("broker", "operator"):
             sock = self.sockets[port]
             for conn in list(self.sessions[port].values()):

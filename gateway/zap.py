@@ -19,7 +19,7 @@ import zmq
 from zmq.utils import z85
 
 from gateway import logs
-from gateway.keys import User
+from gateway.keys import User, key_bytes
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 KEY_PROPERTY = "X-Public-Key"
@@ -29,6 +29,13 @@ def _key_metadata(public_key: str) -> bytes:
     """Encode the connection's metadata as ZMTP properties: the key, Z85."""
     name, value = KEY_PROPERTY.encode(), public_key.encode()
     return bytes((len(name),)) + name + len(value).to_bytes(4, "big") + value
+
+def key_map(users: dict[str, User]) -> dict[bytes, User]:
+    """The unrevoked users by public key (32 bytes), to answer ZAP requests
+    from; ValueError if a key is not a CURVE key. Made whole before it
+    replaces the handler's map, so a bad key changes nothing."""
+    return {key_bytes(user.public_key): user for user in users.values() if not user.revoked}
+
 
 # ZAP domain of each server socket -> roles it admits.
 DOMAIN_ROLES: dict[str, tuple[str, ...]] = {
@@ -53,11 +60,12 @@ class ZapHandler(threading.Thread):
         self.refusals = logs.LogBudget()       # per domain: a peer may retry without end
 
     def set_users(self, users: dict[str, User]) -> None:
-        """Replace the key map (safe from another thread: one reference swap)."""
-        by_key: dict[bytes, User] = {}
-        for user in users.values():
-            if not user.revoked:
-                by_key[z85.decode(user.public_key.encode())] = user
+        """Replace the key map (safe from another thread: one reference swap).
+        ValueError, and the map unchanged, if a key is not a CURVE key."""
+        self.set_key_map(key_map(users))
+
+    def set_key_map(self, by_key: dict[bytes, User]) -> None:
+        """Replace the key map with one `key_map` made (one reference swap)."""
         self._by_key = by_key
 
     def stop(self) -> None:

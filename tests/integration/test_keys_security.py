@@ -267,6 +267,114 @@ def test_concurrent_keys_changes_lose_nothing(tmp_path):
     assert not list((data / "keys").glob(".*.tmp")) and not list((data / "clients").glob(".*.tmp"))
 
 
+# --------------------------------------------------------------- a damaged store
+
+def _replace_users(data: Path, body: object) -> None:
+    """Write users.json as an editor that writes a new file and renames it."""
+    users_file = data / "keys" / "users.json"
+    tmp = users_file.with_name(".users.json.edit")
+    tmp.write_text(json.dumps(body))
+    os.replace(tmp, users_file)
+
+
+def _damaged(body: dict, how: str) -> object:
+    body = json.loads(json.dumps(body))
+    body["users"]["b1"]["revoked"] = True                # must not take effect either
+    if how == "bad public key":
+        body["users"]["b2"]["public_key"] = "not-a-z85-key"
+    elif how == "key of 28 bytes":
+        body["users"]["b2"]["public_key"] = body["users"]["b2"]["public_key"][:35]
+    elif how == "no users":
+        return {"version": 1}
+    elif how == "bad role":
+        body["users"]["b2"]["role"] = "admin"
+    elif how == "unknown field":
+        body["users"]["b2"]["is_admin"] = True
+    elif how == "not json":
+        return None
+    return body
+
+
+DAMAGE = ("bad public key", "key of 28 bytes", "no users", "bad role", "unknown field",
+          "not json")
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_store_is_refused_whole_and_the_running_server_keeps_its_users(
+        tmp_path, capsys, how):
+    """A bad edit of users.json: the server logs `keys_reload_failed` once for
+    that version of the file (not at each check or Reload), keeps every user
+    it had (b1, revoked in the same edit, still serves), and goes on
+    serving; the next good version is read."""
+    with running(tmp_path, keys_check_ms=20) as server, \
+            client(tmp_path, "op") as op, client(tmp_path, "b1") as b1:
+        assert b1.ok(RegisterParty(name="before")).accepted
+        users_file = tmp_path / "keys" / "users.json"
+        good = json.loads(users_file.read_text())
+        capsys.readouterr()
+        damaged = _damaged(good, how)
+        if damaged is None:
+            users_file.with_name(".users.json.edit").write_text('{"users": {"op": ')
+            os.replace(users_file.with_name(".users.json.edit"), users_file)
+        else:
+            _replace_users(tmp_path, damaged)
+        for _ in range(5):                    # each forces a reload: still one line
+            assert op.reload_keys() == 4      # the four users from before the edit
+        time.sleep(0.2)                       # ten checks of the file (none is asserted on)
+        assert b1.ok(RegisterParty(name="after the bad edit")).accepted
+        assert _connects(ClientKey.load(tmp_path / "clients" / "b2.json"),
+                         Endpoints.load(tmp_path).broker)
+        err = capsys.readouterr().err
+        assert err.count('"keys_reload_failed"') == 1, err
+        assert "keys_reloaded" not in err
+
+        _replace_users(tmp_path, _damaged(good, "bad role"))  # another bad version: logged
+        assert op.reload_keys() == 4
+        assert capsys.readouterr().err.count('"keys_reload_failed"') == 1
+
+        good["users"]["b1"]["revoked"] = True             # a good version is read
+        _replace_users(tmp_path, good)
+        assert op.reload_keys() == 3
+        assert server.users["b1"].revoked
+        with pytest.raises(SessionRejectedError):
+            b1.request(RegisterParty(name="revoked"), timeout=5.0)
+        assert server.failed is None
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_serve_refuses_a_damaged_store_in_one_line(tmp_path, how):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    damaged = _damaged(json.loads((tmp_path / "keys" / "users.json").read_text()), how)
+    if damaged is None:
+        (tmp_path / "keys" / "users.json").write_text('{"users": ')
+    else:
+        _replace_users(tmp_path, damaged)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data", str(tmp_path),
+         "--random-ports"], capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("lotex serve: cannot start: the key store "), done.stderr
+    assert "is damaged" in last and "users.json" in last
+    assert not (tmp_path / "endpoints.json").exists()
+
+
+def test_keys_commands_refuse_a_damaged_store_and_leave_it(tmp_path, capsys):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    _replace_users(tmp_path, _damaged(json.loads(
+        (tmp_path / "keys" / "users.json").read_text()), "bad public key"))
+    before = (tmp_path / "keys" / "users.json").read_bytes()
+    capsys.readouterr()
+    for args in (("list",), ("add", "carol", "--role", "viewer"), ("revoke", "b2"),
+                 ("rotate", "op")):
+        assert keys(tmp_path, *args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("lotex keys: the key store ") and "is damaged" in err, err
+    assert (tmp_path / "keys" / "users.json").read_bytes() == before
+
+
 # ---------------------------------------------------------------------- permissions
 
 PRIVATE_DIRS = ("", "journal", "snapshots", "gateway", "keys", "clients")
