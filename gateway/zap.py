@@ -5,9 +5,11 @@ public key may connect to a socket (identified by its ZAP domain). Without a
 running handler CURVE accepts any client key, so the server starts this thread
 before it binds a single socket. A known, unrevoked key whose role the domain
 admits is accepted and the connection's ``User-Id`` is set to the user id;
-every message from it carries that id (``zmq.Frame.get("User-Id")``) and the
-public key it authenticated with (``zmq.Frame.get(KEY_PROPERTY)``), so that a
-connection made with a key since replaced (`lotex keys rotate`) is known.
+every message from it carries that id (``zmq.Frame.get("User-Id")``), the
+public key it authenticated with (``zmq.Frame.get(KEY_PROPERTY)``) and the
+role the key store gave the user then (``zmq.Frame.get(ROLE_PROPERTY)``), so
+that a connection made with a key since replaced (`lotex keys rotate`), or
+under a role since changed in the key store, is known.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ from gateway.keys import User, key_bytes
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 KEY_PROPERTY = "X-Public-Key"
+ROLE_PROPERTY = "X-Role"
 
 
-def _key_metadata(public_key: str) -> bytes:
-    """Encode the connection's metadata as ZMTP properties: the key, Z85."""
-    name, value = KEY_PROPERTY.encode(), public_key.encode()
-    return bytes((len(name),)) + name + len(value).to_bytes(4, "big") + value
+def _key_metadata(public_key: str, role: str) -> bytes:
+    """Encode the connection's metadata as ZMTP properties: the key (Z85)
+    and the user's role."""
+    out = b""
+    for name, value in ((KEY_PROPERTY, public_key), (ROLE_PROPERTY, role)):
+        name_b, value_b = name.encode(), value.encode()
+        out += bytes((len(name_b),)) + name_b + len(value_b).to_bytes(4, "big") + value_b
+    return out
 
 def key_map(users: dict[str, User]) -> dict[bytes, User]:
     """The unrevoked users by public key (32 bytes), to answer ZAP requests
@@ -94,7 +101,8 @@ class ZapHandler(threading.Thread):
         roles = DOMAIN_ROLES.get(domain_s, ())
         if user is not None and user.role in roles:
             self.socket.send_multipart([version, request_id, b"200", b"OK",
-                                        user.id.encode(), _key_metadata(user.public_key)])
+                                        user.id.encode(),
+                                        _key_metadata(user.public_key, user.role)])
             self.log.info("auth_accepted", domain=domain_s, address=address.decode(),
                           user=user.id, role=user.role)
             return
