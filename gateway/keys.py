@@ -9,9 +9,17 @@ Layout under a data directory::
                            server's public key (secret; mode 0600); hand it
                            to the user and delete it here
 
-Every write replaces the file atomically (write, fsync, rename), so the server
-can reload ``users.json`` whenever its stamp changes: that is how a revocation
-or a key rotation takes effect without a restart (within the server's
+    keys/LOCK              taken (flock, exclusive) by every change of the store
+
+Every change (`initialise`, `create_server_keys`, `add_user`, `rotate`,
+`revoke`) holds an exclusive ``flock`` on ``keys/LOCK`` while it reads the
+store, changes it and writes it back, so two `lotex keys` runs at once are
+done one after the other and neither loses the other's change; the second
+waits for the first. Every write replaces the file atomically (temporary
+file, fsync, rename, fsync of the directory), so a reader (the server) never
+takes the lock and never sees a half-written file, and the server can reload
+``users.json`` whenever its stamp changes: that is how a revocation or a key
+rotation takes effect without a restart (within the server's
 ``keys_check_ms``, half a second by default). ``keys/`` and ``clients/`` are
 made readable by their owner only (0700). Keys are Z85 text, as ZeroMQ prints
 them.
@@ -19,14 +27,19 @@ them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import struct
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import zmq
+from zmq.utils import z85
 
 ROLES = ("broker", "operator", "viewer")
 # Matched with fullmatch: with match and "$", "evil\n" would pass ("$" matches
@@ -70,24 +83,94 @@ class ClientKey:
                                           "server_public_key")})
 
 
+_USER_FIELDS: dict[str, tuple[type, ...]] = {
+    "role": (str,), "public_key": (str,), "clients": (list,),
+    "cancel_on_disconnect": (bool,), "revoked": (bool,), "created_ns": (int,),
+    "revoked_ns": (int,),
+}
+_REQUIRED_FIELDS = ("role", "public_key")
+
+
+def parse_users(data: object, where: object = "users.json") -> dict[str, User]:
+    """The users of a decoded ``users.json`` by id, every entry checked (see
+    `KeyStore.users`); raise `KeyStoreError` at the first bad one."""
+    def bad(why: str) -> KeyStoreError:
+        return KeyStoreError(f"the key store {where} is damaged: {why}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
+        raise bad('no table of users ("users")')
+    users: dict[str, User] = {}
+    for uid, fields in data["users"].items():
+        if not USER_ID.fullmatch(uid):
+            raise bad(f"user id {uid!r} is not 1-32 of a-z 0-9 _ . - starting with a letter")
+        if not isinstance(fields, dict):
+            raise bad(f"the entry of {uid!r} is not a table")
+        for name, value in fields.items():
+            kinds = _USER_FIELDS.get(name)
+            if kinds is None:
+                raise bad(f"the entry of {uid!r} has an unknown field {name!r}")
+            if not isinstance(value, kinds) or (int in kinds and isinstance(value, bool)):
+                raise bad(f"the entry of {uid!r} has a {name} of the wrong type")
+        missing = [name for name in _REQUIRED_FIELDS if name not in fields]
+        if missing:
+            raise bad(f"the entry of {uid!r} has no {' or '.join(missing)}")
+        if fields["role"] not in ROLES:
+            raise bad(f"the entry of {uid!r} has role {fields['role']!r}, not one of "
+                      f"{', '.join(ROLES)}")
+        if not all(isinstance(client, str) for client in fields.get("clients", ())):
+            raise bad(f"the clients of {uid!r} are not all text")
+        try:
+            key_bytes(fields["public_key"])
+        except ValueError as exc:
+            raise bad(f"the public key of {uid!r} is not a CURVE key ({exc})") from None
+        users[uid] = User(id=uid, **fields)
+    return users
+
+
+def key_bytes(public_key: str) -> bytes:
+    """A Z85 public key (40 characters) as its 32 bytes; ValueError if it is not one."""
+    try:
+        raw = z85.decode(public_key.encode("ascii"))
+    except (UnicodeEncodeError, ValueError, KeyError, IndexError, TypeError,
+            struct.error) as exc:
+        raise ValueError(f"{public_key!r} is not Z85 text: {exc}") from None
+    if len(raw) != 32:
+        raise ValueError(f"{public_key!r} is {len(raw)} bytes, not 32")
+    return raw
+
+
 def _write_atomic(path: Path, text: str, *, secret: bool = False) -> None:
     """Replace ``path`` with ``text`` atomically (temp file, fsync, rename).
     A directory it creates is the owner's only (0700)."""
     os.makedirs(path.parent, mode=0o700, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(tmp, flags, 0o600 if secret else 0o644)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)         # a dead run's: O_EXCL below makes it with our mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
     try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
+        try:
+            data = memoryview(text.encode())
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)       # the rename itself survives a crash
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        os.close(dir_fd)
 
 
 class KeyStore:
-    """Server keys and users under ``data_dir``. Reading is cheap; every change
-    rewrites ``users.json`` atomically."""
+    """Server keys and users under ``data_dir``. Reading is cheap and takes no
+    lock; every change holds ``keys/LOCK`` (`locked`) and rewrites
+    ``users.json`` atomically."""
 
     def __init__(self, data_dir: str | os.PathLike) -> None:
         self.data_dir = Path(data_dir)
@@ -95,6 +178,35 @@ class KeyStore:
         self.clients_dir = self.data_dir / "clients"
         self.server_file = self.keys_dir / "server.json"
         self.users_file = self.keys_dir / "users.json"
+        self.lock_file = self.keys_dir / "LOCK"
+        self._lock_depth = 0
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's exclusive lock (``flock`` on ``keys/LOCK``) for the
+        block, waiting for another process's change to finish first. Every
+        read-modify-write of the store runs inside it and reads the store
+        after taking it. Re-entrant within this object (one process's nested
+        changes, as `initialise` makes); the lock goes with the process, so a
+        killed run leaves none held."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        os.makedirs(self.keys_dir, mode=0o700, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+        finally:
+            os.close(fd)               # releases the lock
 
     # -- server keys -------------------------------------------------------
 
@@ -105,15 +217,16 @@ class KeyStore:
         """Create the server key pair; return its public key. Refuses to replace
         an existing pair unless ``replace`` (every client key file then needs
         the new server key)."""
-        if self.server_file.exists() and not replace:
-            raise KeyStoreError(f"server keys exist already in {self.server_file}")
-        public, secret = zmq.curve_keypair()
-        _write_atomic(self.server_file, json.dumps(
-            {"public_key": public.decode(), "secret_key": secret.decode()}, indent=2) + "\n",
-            secret=True)
-        if not self.users_file.exists():
-            self._save({})
-        return public.decode()
+        with self.locked():
+            if self.server_file.exists() and not replace:
+                raise KeyStoreError(f"server keys exist already in {self.server_file}")
+            public, secret = zmq.curve_keypair()
+            _write_atomic(self.server_file, json.dumps(
+                {"public_key": public.decode(), "secret_key": secret.decode()}, indent=2)
+                + "\n", secret=True)
+            if not self.users_file.exists():
+                self._save({})
+            return public.decode()
 
     def server_keys(self) -> tuple[bytes, bytes]:
         """Return the server's (public, secret) key pair as Z85 bytes."""
@@ -123,11 +236,22 @@ class KeyStore:
     # -- users ---------------------------------------------------------------
 
     def users(self) -> dict[str, User]:
-        """Return every user, revoked ones included, by id."""
-        if not self.users_file.exists():
+        """Return every user, revoked ones included, by id. Raise
+        `KeyStoreError` (saying what is wrong, in a sentence) if ``users.json``
+        is not a store this module would write: not JSON, no table of users,
+        an entry with a field missing, unknown or of the wrong type, a role
+        not in ROLES, a public key that is not 40 characters of Z85 (32
+        bytes); OSError if it cannot be read. Nothing of a bad store is used."""
+        try:
+            text = self.users_file.read_text()
+        except FileNotFoundError:
             return {}
-        data = json.loads(self.users_file.read_text())
-        return {uid: User(id=uid, **fields) for uid, fields in data["users"].items()}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:          # JSONDecodeError, UnicodeDecodeError
+            raise KeyStoreError(f"the key store {self.users_file} is damaged: not JSON "
+                                f"({exc})") from None
+        return parse_users(data, self.users_file)
 
     def stamp(self) -> tuple[int, int, int]:
         """Return (mtime ns, size, inode) of ``users.json``: it changes on every
@@ -161,32 +285,34 @@ class KeyStore:
             raise KeyStoreError("only a broker acts for clients")
         if cancel_on_disconnect and role != "broker":
             raise KeyStoreError("cancel-on-disconnect applies to brokers only")
-        users = self.users()
-        if user_id in users:
-            raise KeyStoreError(f"user {user_id!r} exists already"
-                                + (" (revoked)" if users[user_id].revoked else ""))
-        user = User(id=user_id, role=role, public_key="", clients=list(clients),
-                    cancel_on_disconnect=cancel_on_disconnect, created_ns=time.time_ns())
-        path = self._new_key_pair(user)
-        users[user_id] = user
-        self._save(users)
-        return path
+        with self.locked():      # read after taking it: another run's change is in
+            users = self.users()
+            if user_id in users:
+                raise KeyStoreError(f"user {user_id!r} exists already"
+                                    + (" (revoked)" if users[user_id].revoked else ""))
+            user = User(id=user_id, role=role, public_key="", clients=list(clients),
+                        cancel_on_disconnect=cancel_on_disconnect, created_ns=time.time_ns())
+            path = self._new_key_pair(user)
+            users[user_id] = user
+            self._save(users)
+            return path
 
     def rotate(self, user_id: str) -> Path:
         """Give an active user a new key pair (same id, role, clients): replace
         its client key file and its public key in ``users.json``; return the
         file's path. The old key is refused from then on, as after a
         revocation (a running server re-reads ``users.json``)."""
-        users = self.users()
-        user = users.get(user_id)
-        if user is None:
-            raise KeyStoreError(f"no user {user_id!r}")
-        if user.revoked:
-            raise KeyStoreError(f"user {user_id!r} is revoked: a revoked user stays revoked "
-                                f"and gets no new key (add a user with another id)")
-        path = self._new_key_pair(user)
-        self._save(users)
-        return path
+        with self.locked():      # read after taking it: another run's change is in
+            users = self.users()
+            user = users.get(user_id)
+            if user is None:
+                raise KeyStoreError(f"no user {user_id!r}")
+            if user.revoked:
+                raise KeyStoreError(f"user {user_id!r} is revoked: a revoked user stays revoked "
+                                    f"and gets no new key (add a user with another id)")
+            path = self._new_key_pair(user)
+            self._save(users)
+            return path
 
     def _new_key_pair(self, user: User) -> Path:
         """Make a key pair for ``user``, set its public key and write its client
@@ -208,22 +334,23 @@ class KeyStore:
         """Revoke a user: its key is refused from now on, by a running server
         too. The last active operator is kept unless ``force``: an exchange
         without an operator cannot be run."""
-        users = self.users()
-        user = users.get(user_id)
-        if user is None:
-            raise KeyStoreError(f"no user {user_id!r}")
-        if user.revoked:
-            raise KeyStoreError(f"user {user_id!r} is revoked already")
-        if user.role == "operator" and not force and not any(
-                other.role == "operator" and not other.revoked and other.id != user_id
-                for other in users.values()):
-            raise KeyStoreError(f"{user_id!r} is the last active operator, and an exchange "
-                                f"without an operator cannot be run: add another operator "
-                                f"first, or revoke with --force")
-        user.revoked = True
-        user.revoked_ns = time.time_ns()
-        self._save(users)
-        return user
+        with self.locked():      # read after taking it: another run's change is in
+            users = self.users()
+            user = users.get(user_id)
+            if user is None:
+                raise KeyStoreError(f"no user {user_id!r}")
+            if user.revoked:
+                raise KeyStoreError(f"user {user_id!r} is revoked already")
+            if user.role == "operator" and not force and not any(
+                    other.role == "operator" and not other.revoked and other.id != user_id
+                    for other in users.values()):
+                raise KeyStoreError(f"{user_id!r} is the last active operator, and an exchange "
+                                    f"without an operator cannot be run: add another operator "
+                                    f"first, or revoke with --force")
+            user.revoked = True
+            user.revoked_ns = time.time_ns()
+            self._save(users)
+            return user
 
     def client_key_path(self, user_id: str) -> Path:
         return self.clients_dir / f"{user_id}.json"
@@ -239,11 +366,17 @@ DEFAULT_USERS = (
 
 def initialise(data_dir: str | os.PathLike) -> tuple[KeyStore, bool]:
     """Create server keys and the default users if the store is new; return the
-    store and whether it was created now."""
+    store and whether it was created now. Done under the store's lock: two
+    starts at once (`lotex serve`, `lotex keys init --defaults`) make one
+    key pair and one set of users, never a second server key that the first
+    one's client key files do not name."""
     store = KeyStore(data_dir)
     if store.exists():
         return store, False
-    store.create_server_keys()
-    for user_id, role, clients in DEFAULT_USERS:
-        store.add_user(user_id, role, clients=clients)
+    with store.locked():
+        if store.exists():                   # made meanwhile by another run
+            return store, False
+        store.create_server_keys()
+        for user_id, role, clients in DEFAULT_USERS:
+            store.add_user(user_id, role, clients=clients)
     return store, True

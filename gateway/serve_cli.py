@@ -119,9 +119,13 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
     """Say in a sentence why the server could not start, or None if unforeseen."""
     import zmq
 
+    from gateway.keys import KeyStoreError
     from recorder.journal import JournalCorrupt, JournalLocked
     from recorder.recovery import RecoveryError, ReplayDiverged
 
+    if isinstance(exc, KeyStoreError):
+        return (f"{exc}; nothing was started: mend {data / 'keys' / 'users.json'} (or put "
+                f"back a backup's) and start again")
     if isinstance(exc, ReplayDiverged):
         return (f"journal entry {exc.seq} replays to other events than it recorded: this "
                 f"lotex's engine rules differ from those of the lotex that wrote it (or the "

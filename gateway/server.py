@@ -70,11 +70,11 @@ from gateway import logs
 from gateway import protocol as p
 from gateway import tcp
 from gateway.config import Config, load_or_create
-from gateway.keys import KeyStore, User
+from gateway.keys import KeyStore, KeyStoreError, User
 from gateway.tables import (ENTRY_MARK_EVERY, ID_JOIN, ID_MASK, ClientIds, FeedRing,
                             RecentResults, id_key)
 from gateway.view import MarketView
-from gateway.zap import KEY_PROPERTY, ZapHandler
+from gateway.zap import KEY_PROPERTY, ROLE_PROPERTY, ZapHandler, key_map
 from recorder import layout
 from recorder.format import HARD_MAX_RECORD, KIND_ENTRY
 from recorder.journal import Journal, JournalCorrupt, JournalFailed, RecordTooLarge
@@ -293,6 +293,23 @@ class Conn(Outflow):
         self.count_from(fd)
 
 
+def stale_connection(user: User | None, frame: zmq.Frame) -> str | None:
+    """None if the connection ``frame`` came on was made with ``user``'s
+    current key under its current role; else why it is refused `revoked`
+    (the detail of the refusal, "" for the code's own text): the user is
+    unknown or revoked, its key was replaced (`lotex keys rotate`), or its
+    role in the key store changed since the handshake."""
+    if user is None or user.revoked:
+        return ""
+    if frame.get(KEY_PROPERTY) != user.public_key:
+        return ("the key this connection was made with was replaced: connect again with the "
+                "new one")
+    if frame.get(ROLE_PROPERTY) != user.role:
+        return (f"the user's role changed to {user.role} since this connection was made: "
+                f"connect again")
+    return None
+
+
 class ServerStopped(Exception):
     """The server stopped because its journal failed."""
 
@@ -335,6 +352,12 @@ class Server:
         from recorder import recovery  # the one recovery path
 
         cfg = self.config
+        # the key store first: a damaged one (KeyStoreError) stops the start
+        # before anything is opened. Its stamp is taken before it is read: a
+        # change made in between is read again at the first check.
+        self.keys_stamp = self.keystore.stamp()
+        self.users: dict[str, User] = self.keystore.users()
+        self.keys_failed: tuple[int, int, int] | None = None   # stamp of a bad store logged
         descriptors = raise_descriptor_limit()
         self.journal_dir = layout.journal_dir(self.data_dir)
         self.snapshot_dir = layout.snapshot_dir(self.data_dir)
@@ -379,8 +402,6 @@ class Server:
         covered, ids_covered = self._restore_gateway_state()
         self._scan_journal(covered, ids_covered)
 
-        self.users: dict[str, User] = self.keystore.users()
-        self.keys_stamp = self.keystore.stamp()
         self.sessions: dict[str, dict[bytes, Conn]] = {"broker": {}, "operator": {}}
         self.by_fd: dict[tuple[str, int], Conn] = {}   # (port, the peer's socket) -> session
         # user -> [start of its second, events of resent results sent in it]
@@ -742,10 +763,10 @@ class Server:
         del self.skipping[sock]
         self.multipart_refused[port] += 1
         user_id = last.get("User-Id")
-        user = self.users.get(user_id)
-        if user is None or user.revoked or last.get(KEY_PROPERTY) != user.public_key:
+        stale = stale_connection(self.users.get(user_id), last)
+        if stale is not None:
             self._end_session(port, rid, "revoked")
-            self._reject(sock, rid, "revoked", user_id, port)
+            self._reject(sock, rid, "revoked", user_id, port, detail=stale)
         else:
             self._reject(sock, rid, "undecodable", user_id, port,
                          detail=f"expected one frame per message, got {frames:,}")
@@ -863,12 +884,10 @@ class Server:
         routing id, its last frame and how many frames it had."""
         user_id = last.get("User-Id")
         user = self.users.get(user_id)
-        if user is None or user.revoked or last.get(KEY_PROPERTY) != user.public_key:
+        stale = stale_connection(user, last)
+        if stale is not None:
             self._end_session(port, rid, "revoked")
-            self._reject(sock, rid, "revoked", user_id, port,
-                         detail="" if user is None or user.revoked else
-                         "the key this connection was made with was replaced: connect "
-                         "again with the new one")
+            self._reject(sock, rid, "revoked", user_id, port, detail=stale)
             return
         if frames != 1:
             self._reject(sock, rid, "undecodable", user_id, port,
@@ -1573,26 +1592,49 @@ class Server:
         self.reloads_asked.clear()
 
     def _reload_keys(self, force: bool = False) -> None:
+        """Read ``users.json`` again if its stamp changed (or ``force``: an
+        operator's `Reload`). The whole store is checked and the ZAP key map
+        made before anything is replaced: a store that cannot be read or is
+        damaged changes nothing (the users read before stay in force) and is
+        logged as `keys_reload_failed` once per version of the file (stamp),
+        not at every check. It is tried again at every check (a read error
+        such as running out of descriptors passes; a damaged file costs a
+        read of it), so a mended file, or one readable again, is taken."""
         stamp = self.keystore.stamp()
         if stamp == self.keys_stamp and not force:
             return
         try:
             users = self.keystore.users()
-        except (OSError, ValueError, TypeError) as exc:
-            self.log.error("keys_reload_failed", error=str(exc))
+            by_key = key_map(users)
+        except (OSError, KeyStoreError, ValueError) as exc:
+            if stamp != self.keys_failed:
+                self.keys_failed = stamp
+                self.log.error("keys_reload_failed", error=str(exc),
+                               kept=sum(1 for u in self.users.values() if not u.revoked))
             return
         self.keys_stamp = stamp
+        self.keys_failed = None
         before = self.users
         self.users = users
-        self.zap.set_users(users)
+        self.zap.set_key_map(by_key)
+        # a session ends if its user is gone or revoked, its key was replaced,
+        # or its role is no longer the one it logged on with (a broker made a
+        # viewer keeps no broker session); its connection's next message is
+        # refused `revoked` (`stale_connection`), on the data socket too
         for port in ("broker", "operator"):
             sock = self.sockets[port]
             for conn in list(self.sessions[port].values()):
                 user, was = users.get(conn.user), before.get(conn.user)
-                if user is None or user.revoked or (was is not None
-                                                    and was.public_key != user.public_key):
-                    self._end_session(port, conn.rid, "revoked")
-                    self._queue(sock, conn.rid, p.encode(p.LoggedOut(reason="revoked")))
+                if user is None or user.revoked:
+                    why = "revoked"
+                elif was is not None and was.public_key != user.public_key:
+                    why = "key replaced"
+                elif user.role != conn.role:
+                    why = "role changed"
+                else:
+                    continue
+                self._end_session(port, conn.rid, why)
+                self._queue(sock, conn.rid, p.encode(p.LoggedOut(reason="revoked")))
         self.log.info("keys_reloaded", users=sum(1 for u in users.values() if not u.revoked))
 
     # ------------------------------------------------------------------ snapshots
@@ -1732,9 +1774,9 @@ class Server:
             peer = peers.get(rid)
             if peer is None or peer.fd != fd:    # a new connection (or its routing id reused)
                 peer = self._data_peer(rid, user_id, fd)
-            user = self.users.get(user_id)
-            if user is None or user.revoked or body.get(KEY_PROPERTY) != user.public_key:
-                self._reject(sock, rid, "revoked", user_id, "data")
+            stale = stale_connection(self.users.get(user_id), body)
+            if stale is not None:
+                self._reject(sock, rid, "revoked", user_id, "data", detail=stale)
                 continue
             try:
                 request = p.data_request_decoder.decode(body.buffer)

@@ -5,9 +5,11 @@ public key may connect to a socket (identified by its ZAP domain). Without a
 running handler CURVE accepts any client key, so the server starts this thread
 before it binds a single socket. A known, unrevoked key whose role the domain
 admits is accepted and the connection's ``User-Id`` is set to the user id;
-every message from it carries that id (``zmq.Frame.get("User-Id")``) and the
-public key it authenticated with (``zmq.Frame.get(KEY_PROPERTY)``), so that a
-connection made with a key since replaced (`lotex keys rotate`) is known.
+every message from it carries that id (``zmq.Frame.get("User-Id")``), the
+public key it authenticated with (``zmq.Frame.get(KEY_PROPERTY)``) and the
+role the key store gave the user then (``zmq.Frame.get(ROLE_PROPERTY)``), so
+that a connection made with a key since replaced (`lotex keys rotate`), or
+under a role since changed in the key store, is known.
 """
 
 from __future__ import annotations
@@ -19,16 +21,28 @@ import zmq
 from zmq.utils import z85
 
 from gateway import logs
-from gateway.keys import User
+from gateway.keys import User, key_bytes
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 KEY_PROPERTY = "X-Public-Key"
+ROLE_PROPERTY = "X-Role"
 
 
-def _key_metadata(public_key: str) -> bytes:
-    """Encode the connection's metadata as ZMTP properties: the key, Z85."""
-    name, value = KEY_PROPERTY.encode(), public_key.encode()
-    return bytes((len(name),)) + name + len(value).to_bytes(4, "big") + value
+def _key_metadata(public_key: str, role: str) -> bytes:
+    """Encode the connection's metadata as ZMTP properties: the key (Z85)
+    and the user's role."""
+    out = b""
+    for name, value in ((KEY_PROPERTY, public_key), (ROLE_PROPERTY, role)):
+        name_b, value_b = name.encode(), value.encode()
+        out += bytes((len(name_b),)) + name_b + len(value_b).to_bytes(4, "big") + value_b
+    return out
+
+def key_map(users: dict[str, User]) -> dict[bytes, User]:
+    """The unrevoked users by public key (32 bytes), to answer ZAP requests
+    from; ValueError if a key is not a CURVE key. Made whole before it
+    replaces the handler's map, so a bad key changes nothing."""
+    return {key_bytes(user.public_key): user for user in users.values() if not user.revoked}
+
 
 # ZAP domain of each server socket -> roles it admits.
 DOMAIN_ROLES: dict[str, tuple[str, ...]] = {
@@ -53,11 +67,12 @@ class ZapHandler(threading.Thread):
         self.refusals = logs.LogBudget()       # per domain: a peer may retry without end
 
     def set_users(self, users: dict[str, User]) -> None:
-        """Replace the key map (safe from another thread: one reference swap)."""
-        by_key: dict[bytes, User] = {}
-        for user in users.values():
-            if not user.revoked:
-                by_key[z85.decode(user.public_key.encode())] = user
+        """Replace the key map (safe from another thread: one reference swap).
+        ValueError, and the map unchanged, if a key is not a CURVE key."""
+        self.set_key_map(key_map(users))
+
+    def set_key_map(self, by_key: dict[bytes, User]) -> None:
+        """Replace the key map with one `key_map` made (one reference swap)."""
         self._by_key = by_key
 
     def stop(self) -> None:
@@ -86,7 +101,8 @@ class ZapHandler(threading.Thread):
         roles = DOMAIN_ROLES.get(domain_s, ())
         if user is not None and user.role in roles:
             self.socket.send_multipart([version, request_id, b"200", b"OK",
-                                        user.id.encode(), _key_metadata(user.public_key)])
+                                        user.id.encode(),
+                                        _key_metadata(user.public_key, user.role)])
             self.log.info("auth_accepted", domain=domain_s, address=address.decode(),
                           user=user.id, role=user.role)
             return

@@ -476,3 +476,85 @@ def test_a_feed_subscriber_that_never_reads_is_hung_up_past_max_queued_bytes(tmp
             stop.set()
             thread.join()
             context.destroy(linger=0)
+
+
+def _set_role(data, user: str, role: str) -> None:
+    """Change ``user``'s role in the key store, as an edit of users.json."""
+    import json
+    import os
+    users_file = data / "keys" / "users.json"
+    body = json.loads(users_file.read_text())
+    body["users"][user]["role"] = role
+    tmp = users_file.with_name(".users.json.edit")
+    tmp.write_text(json.dumps(body))
+    os.replace(tmp, users_file)
+
+
+def test_a_role_changed_in_the_key_store_ends_the_users_sessions_and_connections(exchange):
+    """b1 made a viewer in the key store: its open broker session ends
+    (LoggedOut `revoked`) and every further message of that connection, a
+    Logon again, a StatusRequest, a command, is refused `revoked`, nothing
+    acted on; its data-socket connection, made as a broker, is refused too.
+    A connection made after the change, under the new role, serves."""
+    data, server = exchange
+    context = zmq.Context()
+    try:
+        b1 = raw_dealer(data, "b1", "broker", context)
+        b1.send(p.encode(p.Logon(heartbeat_ms=60000)))
+        assert isinstance(recv_until(b1, p.LogonAccepted), p.LogonAccepted)
+        b1_data = raw_dealer(data, "b1", "data", context)
+        b1_data.send(p.encode(p.SnapshotRequest()))
+        assert isinstance(p.data_reply_decoder.decode(b1_data.recv()), p.Snapshot)
+        viewer = raw_dealer(data, "viewer", "data", context)   # its role is unchanged
+        seq = server.next_seq
+
+        _set_role(data, "b1", "viewer")
+        with client(data, "op") as op:
+            assert op.reload_keys() == 4
+        ended = recv_until(b1, p.LoggedOut, timeout=5)
+        assert ended is not None and ended.reason == "revoked"
+        for msg in (p.StatusRequest(),
+                    p.Request(client_id="demoted-1", cmd=RegisterParty(name="Evil Co")),
+                    p.Logon(heartbeat_ms=60000)):
+            b1.send(p.encode(msg))
+            refused = recv_until(b1, p.SessionRejected, timeout=5)
+            assert refused is not None and refused.code == "revoked", msg
+            assert "role changed to viewer" in refused.text
+        assert server.next_seq == seq                      # nothing was journaled
+        b1_data.send(p.encode(p.SnapshotRequest()))
+        answer = p.data_reply_decoder.decode(b1_data.recv())
+        assert isinstance(answer, p.SessionRejected) and answer.code == "revoked"
+        assert "role changed to viewer" in answer.text
+        viewer.send(p.encode(p.SnapshotRequest()))
+        assert isinstance(p.data_reply_decoder.decode(viewer.recv()), p.Snapshot)
+        again = raw_dealer(data, "b1", "data", context)      # as a viewer now
+        again.send(p.encode(p.SnapshotRequest()))
+        assert isinstance(p.data_reply_decoder.decode(again.recv()), p.Snapshot)
+        assert not any(conn.user == "b1" for conn in list(server.sessions["broker"].values()))
+    finally:
+        context.destroy(linger=0)
+
+
+def test_a_broker_made_an_operator_keeps_no_broker_session(exchange):
+    """A promotion ends the session too: a broker made an operator must log
+    on again on the operator socket (its broker connection is refused)."""
+    data, _ = exchange
+    context = zmq.Context()
+    try:
+        b2 = raw_dealer(data, "b2", "broker", context)
+        b2.send(p.encode(p.Logon(heartbeat_ms=60000)))
+        assert isinstance(recv_until(b2, p.LogonAccepted), p.LogonAccepted)
+        _set_role(data, "b2", "operator")
+        with client(data, "op") as op:
+            op.reload_keys()
+        ended = recv_until(b2, p.LoggedOut, timeout=5)
+        assert ended is not None and ended.reason == "revoked"
+        b2.send(p.encode(p.Logon(heartbeat_ms=60000)))
+        refused = recv_until(b2, p.SessionRejected, timeout=5)
+        assert refused is not None and refused.code == "revoked"
+        now_operator = raw_dealer(data, "b2", "operator", context)  # same key, new role
+        now_operator.send(p.encode(p.Logon(heartbeat_ms=60000)))
+        accepted = recv_until(now_operator, p.LogonAccepted, timeout=5)
+        assert accepted is not None and accepted.role == "operator"
+    finally:
+        context.destroy(linger=0)

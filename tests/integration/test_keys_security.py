@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import zmq
 
 from exchange.commands import CreateSession, RegisterParty
 from gateway.cli import main
@@ -165,6 +166,213 @@ def test_rotate_refuses_a_revoked_or_unknown_user(tmp_path, capsys):
     assert not (tmp_path / "clients" / "nobody.json").exists()
     # a revoked id stays revoked: it cannot be added again either
     assert keys(tmp_path, "add", "b2", "--role", "broker") == 1
+
+
+# ------------------------------------------------------------- concurrent changes
+
+def _lock_waiters(pid: int) -> bool:
+    """Whether process ``pid`` waits for a file lock (a blocked request is
+    listed with "->" in /proc/locks)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()          # "1: -> FLOCK ADVISORY WRITE PID dev:inode 0 EOF"
+        if "->" in fields and fields[fields.index("->") + 4:][:1] == [str(pid)]:
+            return True
+    return False
+
+
+def test_a_keys_change_waits_for_the_store_lock_and_reads_the_store_after_it(tmp_path):
+    """A second writer (here the test, holding ``keys/LOCK``, between its
+    read and its write) and `lotex keys revoke b1` at once: the revoke waits
+    for the lock, reads the store the first one wrote, and both changes stay
+    (without the lock the revoke's write, or the test's, is lost)."""
+    import fcntl
+    assert keys(tmp_path, "init", "--defaults") == 0
+    users_file = tmp_path / "keys" / "users.json"
+    fd = os.open(tmp_path / "keys" / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        body = json.loads(users_file.read_text())            # the first writer's read
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "keys", "--data", str(tmp_path),
+             "revoke", "b1"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # until it blocks on the lock (the fix) or is done (no lock: the race lost)
+        assert wait_for(lambda: proc.poll() is not None or _lock_waiters(proc.pid),
+                        timeout=60)
+        assert proc.poll() is None, "lotex keys revoke did not wait for keys/LOCK"
+        body["users"]["carol"] = dict(body["users"]["b2"],    # the first writer's change
+                                      public_key=zmq.curve_keypair()[0].decode())
+        tmp = users_file.with_name(".users.json.test.tmp")
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, users_file)
+    finally:
+        os.close(fd)                                          # releases the lock
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    proc.stderr.close()
+    users = KeyStore(tmp_path).users()
+    assert users["b1"].revoked and "carol" in users
+
+
+CONCURRENT_WRITER = """
+import sys, time
+from pathlib import Path
+from gateway.keys import KeyStore, initialise
+data, index, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+store, _ = initialise(data)           # every process may be the one that creates it
+for j in range(4):
+    store.add_user(f"u{index}-{j}", "broker")
+    if index == 0:
+        store.rotate("b1")
+    if index == 1 and j == 0:
+        store.revoke("b2")
+    if index == 2 and j == 0:
+        store.revoke("viewer")
+"""
+
+
+def test_concurrent_keys_changes_lose_nothing(tmp_path):
+    """Eight processes change one new store at once (each initialises it,
+    adds users; one rotates b1's key again and again, two revoke): every
+    change is in the store, every key file matches it, and every client key
+    file names the one server key."""
+    data, go = tmp_path / "data", tmp_path / "go"
+    writers = 8
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(data), str(i),
+                               str(go)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stderr=subprocess.PIPE)
+             for i in range(writers)]
+    try:
+        time.sleep(0.5)                        # (not an assert: most of them are waiting)
+        go.touch()
+        for proc in procs:
+            assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+    store = KeyStore(data)
+    users = store.users()
+    added = {f"u{i}-{j}" for i in range(writers) for j in range(4)}
+    assert added <= set(users), f"lost adds: {sorted(added - set(users))}"
+    assert users["b2"].revoked and users["viewer"].revoked and not users["b1"].revoked
+    server_public = store.server_keys()[0].decode()
+    for uid, user in users.items():
+        key = ClientKey.load(store.client_key_path(uid))
+        assert key.public_key == user.public_key, f"{uid}: the store lost its key file's key"
+        assert key.server_public_key == server_public
+    assert not list((data / "keys").glob(".*.tmp")) and not list((data / "clients").glob(".*.tmp"))
+
+
+# --------------------------------------------------------------- a damaged store
+
+def _replace_users(data: Path, body: object) -> None:
+    """Write users.json as an editor that writes a new file and renames it."""
+    users_file = data / "keys" / "users.json"
+    tmp = users_file.with_name(".users.json.edit")
+    tmp.write_text(json.dumps(body))
+    os.replace(tmp, users_file)
+
+
+def _damaged(body: dict, how: str) -> object:
+    body = json.loads(json.dumps(body))
+    body["users"]["b1"]["revoked"] = True                # must not take effect either
+    if how == "bad public key":
+        body["users"]["b2"]["public_key"] = "not-a-z85-key"
+    elif how == "key of 28 bytes":
+        body["users"]["b2"]["public_key"] = body["users"]["b2"]["public_key"][:35]
+    elif how == "no users":
+        return {"version": 1}
+    elif how == "bad role":
+        body["users"]["b2"]["role"] = "admin"
+    elif how == "unknown field":
+        body["users"]["b2"]["is_admin"] = True
+    elif how == "not json":
+        return None
+    return body
+
+
+DAMAGE = ("bad public key", "key of 28 bytes", "no users", "bad role", "unknown field",
+          "not json")
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_store_is_refused_whole_and_the_running_server_keeps_its_users(
+        tmp_path, capsys, how):
+    """A bad edit of users.json: the server logs `keys_reload_failed` once for
+    that version of the file (not at each check or Reload), keeps every user
+    it had (b1, revoked in the same edit, still serves), and goes on
+    serving; the next good version is read."""
+    with running(tmp_path, keys_check_ms=20) as server, \
+            client(tmp_path, "op") as op, client(tmp_path, "b1") as b1:
+        assert b1.ok(RegisterParty(name="before")).accepted
+        users_file = tmp_path / "keys" / "users.json"
+        good = json.loads(users_file.read_text())
+        capsys.readouterr()
+        damaged = _damaged(good, how)
+        if damaged is None:
+            users_file.with_name(".users.json.edit").write_text('{"users": {"op": ')
+            os.replace(users_file.with_name(".users.json.edit"), users_file)
+        else:
+            _replace_users(tmp_path, damaged)
+        for _ in range(5):                    # each forces a reload: still one line
+            assert op.reload_keys() == 4      # the four users from before the edit
+        time.sleep(0.2)                       # ten checks of the file (none is asserted on)
+        assert b1.ok(RegisterParty(name="after the bad edit")).accepted
+        assert _connects(ClientKey.load(tmp_path / "clients" / "b2.json"),
+                         Endpoints.load(tmp_path).broker)
+        err = capsys.readouterr().err
+        assert err.count('"keys_reload_failed"') == 1, err
+        assert "keys_reloaded" not in err
+
+        _replace_users(tmp_path, _damaged(good, "bad role"))  # another bad version: logged
+        assert op.reload_keys() == 4
+        assert capsys.readouterr().err.count('"keys_reload_failed"') == 1
+
+        good["users"]["b1"]["revoked"] = True             # a good version is read
+        _replace_users(tmp_path, good)
+        assert op.reload_keys() == 3
+        assert server.users["b1"].revoked
+        with pytest.raises(SessionRejectedError):
+            b1.request(RegisterParty(name="revoked"), timeout=5.0)
+        assert server.failed is None
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_serve_refuses_a_damaged_store_in_one_line(tmp_path, how):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    damaged = _damaged(json.loads((tmp_path / "keys" / "users.json").read_text()), how)
+    if damaged is None:
+        (tmp_path / "keys" / "users.json").write_text('{"users": ')
+    else:
+        _replace_users(tmp_path, damaged)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data", str(tmp_path),
+         "--random-ports"], capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("lotex serve: cannot start: the key store "), done.stderr
+    assert "is damaged" in last and "users.json" in last
+    assert not (tmp_path / "endpoints.json").exists()
+
+
+def test_keys_commands_refuse_a_damaged_store_and_leave_it(tmp_path, capsys):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    _replace_users(tmp_path, _damaged(json.loads(
+        (tmp_path / "keys" / "users.json").read_text()), "bad public key"))
+    before = (tmp_path / "keys" / "users.json").read_bytes()
+    capsys.readouterr()
+    for args in (("list",), ("add", "carol", "--role", "viewer"), ("revoke", "b2"),
+                 ("rotate", "op")):
+        assert keys(tmp_path, *args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("lotex keys: the key store ") and "is damaged" in err, err
+    assert (tmp_path / "keys" / "users.json").read_bytes() == before
 
 
 # ---------------------------------------------------------------------- permissions
