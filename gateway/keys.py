@@ -127,6 +127,18 @@ def parse_users(data: object, where: object = "users.json") -> dict[str, User]:
     return users
 
 
+def _active(users: dict[str, User], user_id: str, why_revoked: str) -> User:
+    """Return the user ``user_id`` of ``users``; KeyStoreError if there is
+    none or it is revoked (saying ``why_revoked`` after it, if given)."""
+    user = users.get(user_id)
+    if user is None:
+        raise KeyStoreError(f"no user {user_id!r}")
+    if user.revoked:
+        raise KeyStoreError(f"user {user_id!r} is revoked: {why_revoked}" if why_revoked
+                            else f"user {user_id!r} is revoked already")
+    return user
+
+
 def key_bytes(public_key: str) -> bytes:
     """A Z85 public key (40 characters) as its 32 bytes; ValueError if it is not one."""
     try:
@@ -304,12 +316,8 @@ class KeyStore:
         revocation (a running server re-reads ``users.json``)."""
         with self.locked():      # read after taking it: another run's change is in
             users = self.users()
-            user = users.get(user_id)
-            if user is None:
-                raise KeyStoreError(f"no user {user_id!r}")
-            if user.revoked:
-                raise KeyStoreError(f"user {user_id!r} is revoked: a revoked user stays revoked "
-                                    f"and gets no new key (add a user with another id)")
+            user = _active(users, user_id, "a revoked user stays revoked and gets no new key "
+                                           "(add a user with another id)")
             path = self._new_key_pair(user)
             self._save(users)
             return path
@@ -336,11 +344,7 @@ class KeyStore:
         without an operator cannot be run."""
         with self.locked():      # read after taking it: another run's change is in
             users = self.users()
-            user = users.get(user_id)
-            if user is None:
-                raise KeyStoreError(f"no user {user_id!r}")
-            if user.revoked:
-                raise KeyStoreError(f"user {user_id!r} is revoked already")
+            user = _active(users, user_id, "")
             if user.role == "operator" and not force and not any(
                     other.role == "operator" and not other.revoked and other.id != user_id
                     for other in users.values()):

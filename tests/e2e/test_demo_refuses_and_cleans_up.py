@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from exchange.commands import CreateSession
-from tests.e2e.test_serve_cpus import REPO, serve
+from tests.e2e.test_serve_cpus import REPO, serve, stop
 from tests.integration.gateway_harness import client
 
 
@@ -87,10 +87,7 @@ def test_a_live_exchange_directory_is_refused_untouched(tmp_path):
         with client(tmp_path, "op") as op:
             assert op.request(CreateSession(session="S", name="still serving")).accepted
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=60) == 0
-        assert proc.stdout is not None
-        proc.stdout.close()
+        stop(proc)
 
 
 def test_a_directory_with_a_journal_is_refused(tmp_path):

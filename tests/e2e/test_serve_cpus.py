@@ -34,6 +34,14 @@ def serve(data: Path, *args: str) -> subprocess.Popen:
     raise AssertionError("lotex serve did not get ready in time")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a `serve` process as an operator would (SIGTERM): it exits 0."""
+    proc.terminate()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
 def _task_cpus(pid: int, tid: int) -> list[int]:
     for line in (Path(f"/proc/{pid}/task/{tid}/status")).read_text().splitlines():
         if line.startswith("Cpus_allowed_list:"):
@@ -62,10 +70,7 @@ def test_engine_cpu_runs_the_engine_thread_alone_and_the_exchange_serves(tmp_pat
             result = op.request(CreateSession(session="S", name="pinned"))
             assert result.accepted
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=60) == 0
-        assert proc.stdout is not None
-        proc.stdout.close()
+        stop(proc)
 
 
 @pytest.mark.parametrize("config, args, reason", [

@@ -17,7 +17,7 @@ from exchange.commands import CreateSession
 from recorder import layout
 from recorder.journal import Journal
 from replay.journaling import RecordingDriver
-from tests.e2e.test_serve_cpus import REPO, serve
+from tests.e2e.test_serve_cpus import REPO, serve, stop
 from tests.integration.gateway_harness import client
 
 
@@ -47,10 +47,7 @@ def test_a_data_directory_in_use_or_a_port_held_is_refused_and_the_server_serves
         with client(first, "op") as op:
             assert op.request(CreateSession(session="S", name="still serving")).accepted
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=60) == 0
-        assert proc.stdout is not None
-        proc.stdout.close()
+        stop(proc)
 
 
 def test_a_damaged_journal_is_refused_with_where_to_look(tmp_path):
@@ -60,10 +57,7 @@ def test_a_damaged_journal_is_refused_with_where_to_look(tmp_path):
             for n in range(5):
                 assert op.request(CreateSession(session=f"S{n}", name="damage")).accepted
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=60) == 0
-        assert proc.stdout is not None
-        proc.stdout.close()
+        stop(proc)
     for snapshots in ("snapshots", "gateway"):        # make recovery read the journal
         for snap in (tmp_path / snapshots).glob("*.snap"):
             snap.unlink()
@@ -84,10 +78,7 @@ def test_a_snapshot_of_another_journal_is_refused(tmp_path):
                     assert op.request(CreateSession(session=f"{sessions}{n}",
                                                     name="mixed up")).accepted
         finally:
-            proc.terminate()
-            assert proc.wait(timeout=60) == 0
-            assert proc.stdout is not None
-            proc.stdout.close()
+            stop(proc)
     (snap,) = (tmp_path / "a" / "snapshots").glob("*.snap")
     target = tmp_path / "b" / "snapshots" / snap.name
     target.write_bytes(snap.read_bytes())      # b's own, overwritten by a's
