@@ -134,7 +134,10 @@ class MarketView:
         # bucket (session id, "" for the market) -> slot -> (place in the fold
         # order, event); a kept event's slot is its place
         self.buckets: dict[str, dict[Any, tuple[int, Any]]] = {"": {}}
-        self.session_of: dict[str, str] = {}     # lot serial / instrument -> session
+        self.session_of: dict[str, str] = {}     # lot serial / instrument -> first session
+        # a key seen in more sessions (a lot serial that is an instrument id of
+        # another session): key -> the other sessions, in first-seen order
+        self.also_in: dict[str, list[str]] = {}
         self._counter = 0                         # events folded in, ever
         self._ordered = True                      # (places, not seqs: see __setstate__)
         self.seq = 0                              # last journal seq folded in
@@ -167,11 +170,17 @@ class MarketView:
             self._counter += len(items)
             self._ordered = True
         self._keyed = {}
+        rebuild = "also_in" not in state          # pickled before keys in several sessions
+        if rebuild:
+            self.also_in = {}
         for session, bucket in self.buckets.items():
             if session:
                 keyed = self._keyed[session] = {}
                 for slot, (_, event) in bucket.items():
-                    keyed.setdefault(key_of(event), {})[slot] = None
+                    about = key_of(event)
+                    keyed.setdefault(about, {})[slot] = None
+                    if rebuild and about and self.session_of.get(about, session) != session:
+                        self._also(about, session)
 
     def fold(self, seq: int, events: Iterable[Any]) -> None:
         """Fold the public events of journal entry ``seq``. O(events)."""
@@ -192,8 +201,12 @@ class MarketView:
             key = getattr(event, key_field) if key_field else ""
             session = event.session if has_session else ""
             if session:
-                if key and key not in session_of:
-                    session_of[key] = session
+                if key:
+                    first = session_of.get(key)
+                    if first is None:
+                        session_of[key] = session
+                    elif first != session:
+                        self._also(key, session)
             elif key:
                 session = session_of.get(key, "")
             bucket = buckets.get(session)
@@ -233,6 +246,21 @@ class MarketView:
                     index[slot] = None
         self._counter = place
 
+    def _also(self, key: str, session: str) -> None:
+        """Remember that ``key`` is also about something of ``session``."""
+        others = self.also_in.get(key)
+        if others is None:
+            self.also_in[key] = [session]
+        elif session not in others:
+            others.append(session)
+
+    def sessions_of(self, key: str) -> list[str]:
+        """The sessions ``key`` is seen in, in first-seen order ([] if none)."""
+        first = self.session_of.get(key)
+        if first is None:
+            return []
+        return [first, *self.also_in.get(key, ())]
+
     def snapshot(self, session: str = "", key: str = "") -> list[Any]:
         """Return the events of a session (all sessions if ""), restricted to
         ``key`` if given, after the market-wide ones, in fold order; set
@@ -243,7 +271,7 @@ class MarketView:
         if session:
             sessions = [session]
         elif key and key in self.session_of:
-            sessions = [self.session_of[key]]
+            sessions = self.sessions_of(key)      # a serial may be another session's instrument
         else:
             sessions = [s for s in self.buckets if s]
         walked = len(chosen) + len(sessions)

@@ -26,7 +26,7 @@ def _filtered(view: MarketView, session: str, key: str) -> list:
     if session:
         buckets = [view.buckets.get(session, {})]
     elif key and key in view.session_of:
-        buckets = [view.buckets.get(view.session_of[key], {})]
+        buckets = [view.buckets.get(s, {}) for s in view.sessions_of(key)]   # each it is in
     else:
         buckets = [b for s, b in view.buckets.items() if s]
     for bucket in buckets:
@@ -138,9 +138,11 @@ def test_a_view_pickled_before_the_index_loads_in_the_same_order():
                          for session, bucket in view.buckets.items()},
              "session_of": dict(view.session_of), "_counter": view._counter,
              "seq": view.seq, "_rules": {}}
-    before = SimpleNamespace(buckets=state["buckets"], session_of=state["session_of"])
     old = MarketView.__new__(MarketView)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.also_in == view.also_in             # keys in several sessions: found again
+    before = SimpleNamespace(buckets=state["buckets"], session_of=state["session_of"],
+                             sessions_of=old.sessions_of)
     asks = [(s, k) for s in ("", "S1", "S2") for k in ("", "L1", "U2", "NOPE")]
     for session, key in asks:                      # as its snapshots were
         assert old.snapshot(session, key) == _filtered(before, session, key), (session, key)
@@ -151,3 +153,54 @@ def test_a_view_pickled_before_the_index_loads_in_the_same_order():
     for session, key in asks:                      # (same events; ties of a seq aside)
         assert sorted(map(repr, old.snapshot(session, key))) == \
             sorted(map(repr, view.snapshot(session, key))), (session, key)
+
+
+def _session(session: str) -> SessionCreated:
+    return SessionCreated(session=session, name=session, currency="USD", starts_at=0, ends_at=0)
+
+
+def _bid(serial: str, session: str, price: int) -> BidAccepted:
+    return BidAccepted(serial=serial, session=session, paddle=101, price=price, leader=101,
+                       reserve_met=False, bids=1, closes_at=0, display_currency="",
+                       display_price=0)
+
+
+def _boards(feed: list, cut: int, session: str = "", key: str = "") -> tuple:
+    """(a board that folded the whole feed, one that folded a snapshot taken
+    after the first ``cut`` entries and then the rest)."""
+    from gateway.board import Board
+    view, whole = MarketView(), Board(session=session)
+    for seq, events in feed[:cut]:
+        view.fold(seq, events)
+    mine = Board(session=session)
+    mine.apply(view.snapshot(session, key))
+    for seq, events in feed:
+        whole.apply(events)
+    for seq, events in feed[cut:]:
+        mine.apply(events)
+    return whole, mine
+
+
+def test_a_keyed_snapshot_of_a_key_used_in_two_sessions_holds_both():
+    """A lot serial of one session can be an instrument id of another: a
+    snapshot of that key holds what is about it in each session."""
+    feed = [(1, [_session("S1")]), (2, [_bid("X1", "S1", 5)]),
+            (3, [_session("S2")]),
+            (4, [TradeExecuted(session="S2", instrument="X1", trade=1, price=7, qty=2,
+                               currency="USD", buy_paddle=1, sell_paddle=2,
+                               aggressor="buy")]),
+            (5, [DepthChanged(session="S2", instrument="X1", side="buy", price=6, qty=3,
+                              orders=1)])]
+    view = MarketView()
+    for seq, events in feed:
+        view.fold(seq, events)
+    assert view.sessions_of("X1") == ["S1", "S2"]
+    kinds = [type(e).__name__ for e in view.snapshot(key="X1")]
+    assert kinds == ["SessionCreated", "BidAccepted", "SessionCreated", "TradeExecuted",
+                     "DepthChanged"]
+    for cut in range(len(feed) + 1):
+        whole, mine = _boards(feed, cut, key="X1")
+        assert mine.lots.get("X1") == whole.lots.get("X1")
+        assert mine.books.get("X1") == whole.books.get("X1")
+    copy = pickle.loads(pickle.dumps(view))
+    assert copy.snapshot(key="X1") == view.snapshot(key="X1")
