@@ -52,6 +52,11 @@ LAST_VALUE: dict[str, tuple[str, ...]] = {
     "DocumentAdded": ("name",),
     "NdaRequired": (),
     "PriceRangePublished": (),
+    # a lot's terms (a rescheduled lot's replace the earlier), an instrument's
+    # last call auction, a display rate per pair of currencies (market-wide)
+    "LotScheduled": (),
+    "CallUncrossed": (),
+    "DisplayRateSet": ("base", "quote"),
 }
 
 # Event types that end another type's last value and are not kept themselves:

@@ -204,3 +204,49 @@ def test_a_keyed_snapshot_of_a_key_used_in_two_sessions_holds_both():
         assert mine.books.get("X1") == whole.books.get("X1")
     copy = pickle.loads(pickle.dumps(view))
     assert copy.snapshot(key="X1") == view.snapshot(key="X1")
+
+
+def _public_feed(log: list) -> list:
+    feed = [(env.seq, [e for e in events if not e.to]) for env, events in log]
+    return [(seq, events) for seq, events in feed if events]
+
+
+def test_events_that_replace_one_another_are_kept_once():
+    """A display rate per pair of currencies, an instrument's last call
+    auction, a lot's terms: each change replaces the last, so a snapshot
+    stays as small as the state however often they change, and folding it
+    then the rest of the feed still gives the whole feed's state."""
+    from exchange.commands import (CreateInstrument, ScheduleLot, SetDisplayRate, StartCall,
+                                   Uncross)
+    from tests.unit.auctionkit import Market
+
+    m = Market(log=True)
+    m.lot("L1", seller=m.seller())
+    m.d.ok(CreateInstrument(session="S1", instrument="U1"))
+    for i in range(60):
+        m.d.ok(SetDisplayRate(base="USD", quote="EUR", num=90 + i % 7, den=100))
+        m.d.ok(SetDisplayRate(base="USD", quote="GBP", num=70 + i % 5, den=100))
+    for _ in range(40):
+        m.d.ok(StartCall(session="S1", instrument="U1"))
+        m.d.ok(Uncross(session="S1", instrument="U1"))
+    for _ in range(20):
+        m.d.send(ScheduleLot(serial="L1"))
+    feed = _public_feed(m.d.log)
+    view = MarketView()
+    for seq, events in feed:
+        view.fold(seq, events)
+    kinds = [type(e).__name__ for e in view.snapshot(key="L1")]
+    assert kinds.count("DisplayRateSet") == 2 and kinds.count("LotScheduled") == 1, kinds
+    kinds = [type(e).__name__ for e in view.snapshot(key="U1")]
+    assert kinds.count("CallUncrossed") == 1, kinds
+    assert len(view.snapshot()) < 20
+    rates = [e for e in view.snapshot() if type(e).__name__ == "DisplayRateSet"]
+    assert [(e.quote, e.num) for e in rates] == [("EUR", 90 + 59 % 7), ("GBP", 70 + 59 % 5)]
+    for cut in range(0, len(feed) + 1, 7):
+        for key in ("", "L1", "U1"):
+            whole, mine = _boards(feed, cut, key=key)
+            if key:                                # a key's snapshot: its state
+                assert mine.lots.get(key) == whole.lots.get(key), (cut, key)
+                assert mine.books.get(key) == whole.books.get(key), (cut, key)
+            else:
+                assert mine.lots == whole.lots and mine.books == whole.books, cut
