@@ -250,3 +250,63 @@ def test_events_that_replace_one_another_are_kept_once():
                 assert mine.books.get(key) == whole.books.get(key), (cut, key)
             else:
                 assert mine.lots == whole.lots and mine.books == whole.books, cut
+
+
+def _notice(session: str, serial: str, text: str) -> NoticePosted:
+    return NoticePosted(session=session, serial=serial, instrument="", text=text)
+
+
+def test_a_whole_market_snapshot_holds_the_open_sessions():
+    """A closed session leaves the whole-market snapshot (its SessionClosed
+    stays, so a board knows to ignore it) and the index; a snapshot naming
+    it, or one of its lots, still gives its final state. A whole-market board
+    drops a session at its close, so one that folded the whole feed and one
+    that joined by a snapshot agree at every cut, whatever comes later."""
+    from exchange.events import SessionClosed
+    feed = [(1, [_session("S1"), _session("S2")]),
+            (2, [_bid("L1", "S1", 5), _bid("L2", "S2", 6), _notice("S1", "L1", "a")]),
+            (3, [_notice("S2", "L2", "b"), _notice("S1", "", "c")]),
+            (4, [DisplayRateSet(base="USD", quote="EUR", num=9, den=10)]),
+            (5, [_bid("L1", "S1", 7), SessionClosed(session="S1"), _bid("L1", "S1", 8)]),
+            (6, [_bid("L1", "S1", 9), _notice("S1", "L1", "after"), _bid("L2", "S2", 10)]),
+            (7, [_session("S3"), _bid("L3", "S3", 1)] + [_notice("S3", "L3", str(n))
+                                                          for n in range(8)])]
+    view = MarketView()
+    for seq, events in feed:
+        view.fold(seq, events)
+    whole = view.snapshot()
+    assert {getattr(e, "session", "") for e in whole} == {"", "S1", "S2", "S3"}
+    assert [type(e).__name__ for e in whole if getattr(e, "session", "") == "S1"] == \
+        ["SessionClosed"]
+    assert "S1" not in view._keyed and list(view.closed) == ["S1"]
+    named = view.snapshot("S1")                      # its final state, by name
+    assert [e.price for e in named if type(e) is BidAccepted] == [9]
+    assert view.snapshot("S1", "L1") == [e for e in named if key_of(e) in ("", "L1")]
+    assert view.snapshot(key="L1") == view.snapshot("S1", "L1")
+    copy = pickle.loads(pickle.dumps(view))
+    for session, key in (("", ""), ("S1", ""), ("", "L1"), ("S2", "L2"), ("", "L2")):
+        assert copy.snapshot(session, key) == view.snapshot(session, key), (session, key)
+    assert "S1" not in copy._keyed
+    for cut in range(len(feed) + 1):
+        full, mine = _boards(feed, cut)
+        assert full == mine, cut
+        if cut >= 5:
+            assert "S1" not in full.sessions and "L1" not in full.lots
+        one, joined = _boards(feed, cut, session="S1")   # a board of S1 keeps it
+        assert one == joined and (cut < 2 or one.lots["L1"].session == "S1"), cut
+    assert [n[2] for n in full.notices] == ["b"] + [str(n) for n in range(3, 8)]
+
+
+def test_a_snapshot_answer_is_charged_for_its_encoding():
+    """The gateway charges a snapshot's encoded bytes to the turn's catch-up
+    budget, not only the events looked at."""
+    from gateway import protocol as p
+    from gateway.server import SNAPSHOT_BYTES_PER_UNIT, SNAPSHOT_EVENTS_PER_UNIT, Server
+    view = MarketView()
+    view.fold(1, [_session("S1")] + [_bid(f"L{n}", "S1", n) for n in range(400)])
+    server = SimpleNamespace(view=view, last_public=1, catch_up_left=100_000)
+    answer = Server._snapshot_answer(server, p.SnapshotRequest())
+    cost = 100_000 - server.catch_up_left
+    assert p.data_reply_decoder.decode(answer).events == view.snapshot()
+    assert cost == 1 + view.walked // SNAPSHOT_EVENTS_PER_UNIT \
+        + len(answer) // SNAPSHOT_BYTES_PER_UNIT and len(answer) // SNAPSHOT_BYTES_PER_UNIT > 400
