@@ -6,6 +6,11 @@ then every Market message above it); `Board.render(now)` draws the lots
 (status, current price, leading paddle, reserve met, time left) and the
 books (phase, best bid and ask, last trade) and the latest saleroom
 notices. Paddle numbers only: the feed carries nothing else.
+
+A board of the whole market (``session`` "") shows the open sessions: it
+drops a session's lots and books at its `SessionClosed` and ignores what is
+published about it later (settlement), as a whole-market snapshot holds the
+open sessions only; a board of one session keeps it to the end.
 """
 
 from __future__ import annotations
@@ -88,7 +93,8 @@ class BookRow:
 
 
 NOTICES_SHOWN = 5
-"""Saleroom notices the board shows, the latest last."""
+"""Saleroom notices the board shows, the latest last (it keeps as many of
+each session's, so that a session's closing leaves the others' shown)."""
 
 
 @dataclass
@@ -100,8 +106,9 @@ class Board:
     sessions: dict[str, str] = field(default_factory=dict)   # id -> name
     lots: dict[str, LotRow] = field(default_factory=dict)
     books: dict[str, BookRow] = field(default_factory=dict)
-    notices: list[tuple[str, str]] = field(default_factory=list)   # (about, text)
+    notices: list[tuple[str, str, str]] = field(default_factory=list)  # (session, about, text)
     seq: int = 0
+    closed: dict[str, None] = field(default_factory=dict)   # sessions dropped (whole market)
 
     def apply(self, events: Iterable[Any], seq: int = 0) -> None:
         """Fold public events. O(events)."""
@@ -111,6 +118,8 @@ class Board:
             session = getattr(event, "session", "")
             if self.session and session and session != self.session:
                 continue
+            if session in self.closed:
+                continue
             handler = getattr(self, "_on_" + type(event).__name__, None)
             if handler is not None:
                 handler(event)
@@ -119,6 +128,16 @@ class Board:
 
     def _on_SessionCreated(self, e: Any) -> None:
         self.sessions[e.session] = e.name
+
+    def _on_SessionClosed(self, e: Any) -> None:
+        if self.session:                          # the one session watched: kept to the end
+            return
+        gone = e.session
+        self.closed[gone] = None
+        self.sessions.pop(gone, None)
+        self.lots = {k: row for k, row in self.lots.items() if row.session != gone}
+        self.notices = [n for n in self.notices if n[0] != gone]
+        self.books = {k: row for k, row in self.books.items() if row.session != gone}
 
     def _lot(self, e: Any) -> LotRow:
         row = self.lots.get(e.serial)
@@ -223,8 +242,11 @@ class Board:
         self._lot(e).documents.pop(e.name, None)
 
     def _on_NoticePosted(self, e: Any) -> None:
-        self.notices.append((e.serial or e.instrument or e.session, e.text))
-        del self.notices[:-NOTICES_SHOWN]
+        notices = self.notices
+        notices.append((e.session, e.serial or e.instrument or e.session, e.text))
+        theirs = [i for i, n in enumerate(notices) if n[0] == e.session]
+        if len(theirs) > NOTICES_SHOWN:           # the session's oldest goes
+            del notices[theirs[0]]
 
     def _on_QuoteChanged(self, e: Any) -> None:
         row = self._book(e)
@@ -292,7 +314,7 @@ class Board:
             notices = Table(title="saleroom notices", expand=True)
             notices.add_column("about", justify="left")
             notices.add_column("notice", justify="left")
-            for about, text in self.notices:
+            for _, about, text in self.notices[-NOTICES_SHOWN:]:
                 notices.add_row(Text(about), Text(text))
             parts.append(notices)
         return Group(*parts)

@@ -257,7 +257,8 @@ def _register_watch(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--user", default="viewer", help="key for the snapshot service "
                         "(default viewer)")
     parser.add_argument("--key", help="client key file (overrides --user)")
-    parser.add_argument("--session", default="", help="only this session")
+    parser.add_argument("--session", default="", help="only this session (shown also once "
+                        "closed; without it, the open sessions)")
     parser.add_argument("--lot", default="", metavar="SERIAL",
                         help="also list this lot's data room: each document's version, "
                              "size and SHA-256 (to open one: lotex broker room open)")

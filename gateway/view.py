@@ -13,8 +13,10 @@ removes the value it ends (a document taken out of a data room) and is not
 kept itself.
 
 A snapshot of a session is its bucket plus the market bucket; of a lot or
-instrument (``key``), the events of the bucket about that key, plus the
-market bucket. Applying a snapshot's events in order and then every Market
+instrument (``key``), the events about that key of each bucket it is used
+in, plus the market bucket; of the whole market, the market bucket and the
+open sessions' (of a closed session, its `SessionClosed` only: a session
+closed keeps its bucket, for a snapshot naming it, but not its index). Applying a snapshot's events in order and then every Market
 message above its ``seq`` gives exactly what a subscriber that saw the whole
 feed would hold. Only public events enter the view, so nothing private can
 leave through it. Each bucket is also indexed by key, so a snapshot of one
@@ -52,6 +54,11 @@ LAST_VALUE: dict[str, tuple[str, ...]] = {
     "DocumentAdded": ("name",),
     "NdaRequired": (),
     "PriceRangePublished": (),
+    # a lot's terms (a rescheduled lot's replace the earlier), an instrument's
+    # last call auction, a display rate per pair of currencies (market-wide)
+    "LotScheduled": (),
+    "CallUncrossed": (),
+    "DisplayRateSet": ("base", "quote"),
 }
 
 # Event types that end another type's last value and are not kept themselves:
@@ -65,6 +72,12 @@ ENDS: dict[str, tuple[str, str]] = {
 DROP_WHEN_ZERO: dict[str, str] = {
     "DepthChanged": "qty",
 }
+
+
+# The event that closes a session: a whole-market snapshot leaves the session
+# out from then on (it holds this event of it only), and the session's index
+# by key is dropped (a snapshot of it, or of one of its keys, walks its bucket).
+CLOSES = "SessionClosed"
 
 
 def key_of(event: Any) -> str:
@@ -99,7 +112,8 @@ def _rule(kind: type) -> tuple:
     if zero_field not in fields:
         zero_field = None
     several = sum(1 for f in KEY_FIELDS if f in fields) > 1
-    return name, key_field, "session" in fields, slot_rest, zero_field, ENDS.get(name), several
+    return (name, key_field, "session" in fields, slot_rest, zero_field, ENDS.get(name), several,
+            name == CLOSES)
 
 
 def _NO_REST(event: Any) -> tuple:
@@ -134,7 +148,10 @@ class MarketView:
         # bucket (session id, "" for the market) -> slot -> (place in the fold
         # order, event); a kept event's slot is its place
         self.buckets: dict[str, dict[Any, tuple[int, Any]]] = {"": {}}
-        self.session_of: dict[str, str] = {}     # lot serial / instrument -> session
+        self.session_of: dict[str, str] = {}     # lot serial / instrument -> first session
+        # a key seen in more sessions (a lot serial that is an instrument id of
+        # another session): key -> the other sessions, in first-seen order
+        self.also_in: dict[str, list[str]] = {}
         self._counter = 0                         # events folded in, ever
         self._ordered = True                      # (places, not seqs: see __setstate__)
         self.seq = 0                              # last journal seq folded in
@@ -143,6 +160,8 @@ class MarketView:
         # nothing): session id -> key -> slots (a dict as an ordered set)
         self._keyed: dict[str, dict[str, dict[Any, None]]] = {}
         self.walked = 0                           # events the last snapshot looked at
+        # closed sessions -> (place, their SessionClosed), in closing order
+        self.closed: dict[str, tuple[int, Any]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -166,12 +185,20 @@ class MarketView:
                 bucket[slot] = (place, bucket[slot][1])
             self._counter += len(items)
             self._ordered = True
+        if "closed" not in state:                 # pickled before: sessions closed then stay open
+            self.closed = {}
         self._keyed = {}
+        rebuild = "also_in" not in state          # pickled before keys in several sessions
+        if rebuild:
+            self.also_in = {}
         for session, bucket in self.buckets.items():
             if session:
-                keyed = self._keyed[session] = {}
+                keyed = {} if session in self.closed else self._keyed.setdefault(session, {})
                 for slot, (_, event) in bucket.items():
-                    keyed.setdefault(key_of(event), {})[slot] = None
+                    about = key_of(event)
+                    keyed.setdefault(about, {})[slot] = None
+                    if rebuild and about and self.session_of.get(about, session) != session:
+                        self._also(about, session)
 
     def fold(self, seq: int, events: Iterable[Any]) -> None:
         """Fold the public events of journal entry ``seq``. O(events)."""
@@ -180,6 +207,7 @@ class MarketView:
         session_of = self.session_of
         buckets = self.buckets
         keyed_of = self._keyed
+        closed = self.closed
         place = self._counter
         for event in events:
             if event.to:
@@ -188,12 +216,16 @@ class MarketView:
             rule = rules.get(kind)
             if rule is None:
                 rule = rules[kind] = _rule(kind)
-            name, key_field, has_session, slot_rest, zero_field, ended, several = rule
+            name, key_field, has_session, slot_rest, zero_field, ended, several, closes = rule
             key = getattr(event, key_field) if key_field else ""
             session = event.session if has_session else ""
             if session:
-                if key and key not in session_of:
-                    session_of[key] = session
+                if key:
+                    first = session_of.get(key)
+                    if first is None:
+                        session_of[key] = session
+                    elif first != session:
+                        self._also(key, session)
             elif key:
                 session = session_of.get(key, "")
             bucket = buckets.get(session)
@@ -222,8 +254,14 @@ class MarketView:
                     continue
             bucket[slot] = (place, event)
             if gone is None and session:          # a new slot (a replaced one keeps its key)
+                if closes:                        # no index from now on
+                    closed[session] = (place, event)
+                    keyed_of.pop(session, None)
+                    continue
                 keyed = keyed_of.get(session)
                 if keyed is None:
+                    if session in closed:
+                        continue
                     keyed = keyed_of[session] = {}
                 about = key_of(event) if several else key
                 index = keyed.get(about)
@@ -233,19 +271,38 @@ class MarketView:
                     index[slot] = None
         self._counter = place
 
+    def _also(self, key: str, session: str) -> None:
+        """Remember that ``key`` is also about something of ``session``."""
+        others = self.also_in.get(key)
+        if others is None:
+            self.also_in[key] = [session]
+        elif session not in others:
+            others.append(session)
+
+    def sessions_of(self, key: str) -> list[str]:
+        """The sessions ``key`` is seen in, in first-seen order ([] if none)."""
+        first = self.session_of.get(key)
+        if first is None:
+            return []
+        return [first, *self.also_in.get(key, ())]
+
     def snapshot(self, session: str = "", key: str = "") -> list[Any]:
-        """Return the events of a session (all sessions if ""), restricted to
-        ``key`` if given, after the market-wide ones, in fold order; set
-        ``walked`` to the events and sessions it looked at. O(that, and its
-        log): with a key, only the key's events and the session's keyless
-        ones are looked at."""
+        """Return the events of a session (every open session if "", with the
+        `SessionClosed` of each closed one), restricted to ``key`` if given,
+        after the market-wide ones, in fold order; set ``walked`` to the
+        events and sessions it looked at. O(that, and its log): with a key,
+        only the key's events and the session's keyless ones are looked at
+        (the whole bucket of a closed session)."""
         chosen: list[tuple[int, Any]] = list(self.buckets[""].values())
+        closed = self.closed
         if session:
             sessions = [session]
         elif key and key in self.session_of:
-            sessions = [self.session_of[key]]
+            sessions = self.sessions_of(key)      # a serial may be another session's instrument
         else:
-            sessions = [s for s in self.buckets if s]
+            sessions = [s for s in self.buckets if s and s not in closed]
+            if not key:
+                chosen.extend(closed.values())
         walked = len(chosen) + len(sessions)
         for name in sessions:
             bucket = self.buckets.get(name)
@@ -255,7 +312,13 @@ class MarketView:
                 chosen.extend(bucket.values())
                 walked += len(bucket)
                 continue
-            keyed = self._keyed.get(name, {})
+            keyed = self._keyed.get(name)
+            if keyed is None:
+                if name in closed:                # no index: its whole bucket
+                    chosen.extend(item for item in bucket.values()
+                                  if key_of(item[1]) in ("", key))
+                    walked += len(bucket)
+                continue
             for about in ("", key):
                 slots = keyed.get(about)
                 if slots:

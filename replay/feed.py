@@ -14,7 +14,10 @@ answers the snapshot and replay requests of `gateway.client.FeedClient`
 (CURVE, the server's own keys, on a ROUTER) from what has been re-published
 so far, and `write_endpoints` writes an ``endpoints.json`` for it, so that
 ``lotex watch --data OUT --key DIR/clients/viewer.json`` watches history as
-if live. Bounded: ``to_seq``, ``limit`` and ``max_gap`` bound the run.
+if live. Started at ``from_seq`` N > 1, it first folds entries 1..N-1 into its
+view and ring (publishing nothing), so its snapshots and replays are those
+the live server gave when it published entry N, and the first message
+published has the ``prev`` the live one had. Bounded: ``to_seq``, ``limit`` and ``max_gap`` bound the run.
 As the gateway does, the service keeps the last `RING` messages sent
 (`gateway.tables.FeedRing`) and reads older ones back from the journal, so
 memory does not grow with the journal. O(entries read).
@@ -34,7 +37,7 @@ import zmq
 
 from gateway import protocol as p
 from gateway.config import Config
-from gateway.tables import FeedRing
+from gateway.tables import ENTRY_MARK_EVERY, FeedRing
 from gateway.view import MarketView
 from recorder.journal import Journal
 from replay.source import ReplayError, Source
@@ -151,8 +154,29 @@ class DataService:
 
     def replaying(self, source: Source, from_seq: int) -> None:
         """Messages published from now on are those of ``source`` from entry
-        ``from_seq`` on (where older ones are read back)."""
-        self._source, self._origin, self._journal = source, from_seq, None
+        ``from_seq`` on. The entries before it are folded in first, as the
+        live gateway had them when it published entry ``from_seq``, so that
+        snapshots and replays are answered as the live server's were: the
+        feed's history starts at entry 1 (older messages are read back from
+        the journal). O(entries before ``from_seq``)."""
+        self._source, self._origin, self._journal = source, 1, None
+        for _, entry in source.entries(1, label="catching up", upto_seq=from_seq - 1):
+            env = entry.env
+            if env.seq >= from_seq:
+                break
+            self.entry(env.seq)
+            public = [event for event in entry.events if not event.to]
+            if public:
+                market = p.Market(seq=env.seq, prev=self.last, ts=env.ts, events=public)
+                self.published(market, p.encode(market))
+
+    def entry(self, seq: int) -> None:
+        """Journal entry ``seq`` is about to be published (or not, without
+        public events): mark it every `ENTRY_MARK_EVERY` entries, as the
+        gateway does, so that a replay read back from the journal starts near
+        what it asks for. O(1)."""
+        if not seq % ENTRY_MARK_EVERY:
+            self.ring.mark_entry(seq, self.last)
 
     def published(self, market: p.Market, data: bytes) -> None:
         """Keep ``market``, published as ``data``, for replay requests."""
@@ -256,11 +280,14 @@ def replay(source: Source, publisher: Publisher, *, speed: float | None = 1.0,
     due = clock()
     wait = sleep or _wait(data)
     if data is not None:
-        data.replaying(source, from_seq)
+        data.replaying(source, from_seq)      # folds the entries before from_seq
+        prev = data.last                      # the Market message before, as live
     for _, entry in source.entries(from_seq, label="publishing", upto_seq=to_seq):
         env = entry.env
         if to_seq and env.seq > to_seq:
             break
+        if data is not None:
+            data.entry(env.seq)
         public = [event for event in entry.events if not event.to]
         if not public:
             continue

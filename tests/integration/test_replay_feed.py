@@ -244,3 +244,49 @@ def test_the_replay_service_keeps_a_ring_and_reads_older_messages_back(keyed_sam
     finally:
         data.close()
         publisher.close()
+
+
+def _run_with_service(data_dir, from_seq: int, context: zmq.Context) -> feed.DataService:
+    publisher = feed.Publisher("tcp://127.0.0.1:0", context)
+    data = feed.DataService(data_dir / "keys", "tcp://127.0.0.1:0", context, ring=4)
+    try:
+        feed.replay(Source.open(data_dir), publisher, speed=None, from_seq=from_seq, data=data)
+    finally:
+        publisher.close()
+    return data
+
+
+def test_a_feed_started_past_entry_1_answers_as_the_live_server(keyed_sample, monkeypatch):
+    """`replay feed --from-seq N` holds what was published before N, as the
+    live gateway did when it published N: the same snapshots (whole, of a
+    session, of a lot) and the same replays of messages before N, with the
+    entries marked as the gateway marks them (here every 8th)."""
+    monkeypatch.setattr(feed, "ENTRY_MARK_EVERY", 8)
+    public = public_entries(keyed_sample)
+    middle = public[len(public) // 2][0]
+    context = zmq.Context()
+    whole = _run_with_service(keyed_sample, 1, context)
+    later = _run_with_service(keyed_sample, middle, context)
+    try:
+        serial = next(e.serial for _, _, events in public for e in events
+                      if type(e).__name__ == "LotScheduled")
+        requests = [p.SnapshotRequest(), p.SnapshotRequest(session="S1"),
+                    p.SnapshotRequest(key=serial),
+                    p.ReplayRequest(from_seq=1, to_seq=middle - 1),
+                    p.ReplayRequest(from_seq=1, limit=5), p.ReplayRequest(from_seq=1),
+                    p.ReplayRequest(from_seq=public[3][0], to_seq=middle + 3)]
+        for request in requests:
+            assert later._answer(p.encode(request)) == whole._answer(p.encode(request)), request
+        early = p.data_reply_decoder.decode(later._answer(p.encode(requests[3])))
+        assert [m.seq for m in early.messages] == [s for s, _, _ in public if s < middle]
+        snap = p.data_reply_decoder.decode(later._answer(p.encode(requests[0])))
+        assert snap.seq == public[-1][0] and any(
+            type(e).__name__ == "SessionCreated" for e in snap.events)
+        assert list(later.ring.entry_seqs) == list(whole.ring.entry_seqs) != []
+        assert list(later.ring.entry_prevs) == list(whole.ring.entry_prevs)
+        for seq, prev in zip(later.ring.entry_seqs, later.ring.entry_prevs):
+            assert seq % 8 == 0 and prev == max((s for s, _, _ in public if s < seq), default=0)
+    finally:
+        whole.close()
+        later.close()
+        context.term()
