@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -42,6 +43,36 @@ RESERVED = {"seq", "n", "ts", "audience"}
 
 class StoreMismatch(Exception):
     """The store was projected from another journal (or a rewritten one)."""
+
+
+class NotAStore(StoreMismatch):
+    """The file is not an analyst store: a SQLite file with tables of its own
+    but no ``_meta``, or no SQLite file at all. Nothing in it is touched."""
+
+
+def check_store_file(path: str | os.PathLike) -> None:
+    """Refuse (`NotAStore`) an existing file that is not an analyst store: one
+    a store may not be written into. A missing or empty file, or a SQLite
+    file with no tables, is fine. Read only. O(tables)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        raise NotAStore(f"{path} exists and is not a SQLite file; choose another name") from None
+    if names and "_meta" not in names:
+        raise NotAStore(f"{path} exists and is not a lotex analyst store; choose another name")
+
+
+def own_table(name: str) -> bool:
+    """Is ``name`` a table of the store's own (or of `replay export`'s LOBSTER pair)?"""
+    return (name in ("_meta", "events", "commands", "rejections") or name in CURATED
+            or name.startswith(("ev_", "lobster_")))
 
 
 def snake(name: str) -> str:
@@ -474,6 +505,7 @@ class Store:
         sealed amounts) is its owner's only: made mode 0600, or tightened to
         it (SQLite's side files take the database's mode)."""
         path = Path(path)
+        check_store_file(path)          # never into (nor chmod) a file of something else
         if not public and not path.exists():
             private_file(path)
         db = sqlite_utils.Database(path)
@@ -548,9 +580,11 @@ class Store:
                 table.add_column(column, kind)
 
     def _drop_all(self) -> None:
+        """Drop the store's own tables (`own_table`), nothing else in the file."""
         with self.db.conn:
             for name in self.db.table_names():
-                self.db[name].drop()
+                if own_table(name):
+                    self.db[name].drop()
 
     # projection -------------------------------------------------------------
 
