@@ -33,7 +33,8 @@ from recorder.format import KIND_ENTRY, Record
 from recorder.journal import Journal
 from recorder.layout import private_file
 
-SCHEMA_VERSION = 3      # 2: an order's row is keyed by its paddle and acceptance too; 3: BidVoided rows in bids
+SCHEMA_VERSION = 4      # 2: an order's row is keyed by its paddle and acceptance too; 3: BidVoided rows in bids;
+                        # 4: a settlement's status is the engine's (awaiting_payment, paid, ...)
 BATCH = 5000     # entries per transaction
 
 _json = msgspec.json.Encoder()
@@ -330,7 +331,7 @@ def _settlement_opened(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
         seller_paddle=ev.seller_paddle, price=ev.price, premium=ev.premium, total=ev.total,
         commission=ev.commission, net=ev.net, currency=ev.currency, opened_seq=seq,
         opened_at=_get(ev, "opened_at", default=ts), due_at=ev.due_at, paid=0, outstanding=ev.total,
-        to_seller=0, to_venue=0, refunded=0, status="open", reason="", completed_at=0, last_seq=seq),
+        to_seller=0, to_venue=0, refunded=0, status="awaiting_payment", reason="", completed_at=0, last_seq=seq),
         ("settlement",))]
     for paddle in (ev.buyer_paddle, ev.seller_paddle):
         if paddle:
@@ -349,27 +350,39 @@ def _update_settlement_sql(columns: tuple[str, ...]) -> str:
     return f"UPDATE settlements SET {sets} WHERE settlement = ?"
 
 
+# A settlement's status is the engine's `exchange.settlement.Settlement.status`
+# (awaiting_payment, paid, delivered, received, disputed, completed, cancelled),
+# with "overdue" for awaiting_payment while its overdue flag is set: the
+# flag is cleared by a payment in full and by a later due date.
+
 @curates("PaymentRecorded")
 def _payment(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_settlement(ev, seq, paid=ev.paid, outstanding=ev.outstanding)]
+    return [("settlements", "UPDATE settlements SET paid = ?, outstanding = ?, "
+                            "status = CASE WHEN ? = 0 THEN 'paid' ELSE status END, last_seq = ? "
+                            "WHERE settlement = ?",
+             (ev.paid, ev.outstanding, ev.outstanding, seq, ev.settlement))]
 
 
 @curates("DueDateExtended")
 def _due_extended(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_settlement(ev, seq, due_at=ev.due_at)]
+    return [_update_settlement(ev, seq, due_at=ev.due_at, status="awaiting_payment")]   # overdue no more
 
 
-@curates("SettlementOverdue", "DeliveryRecorded", "ReceiptConfirmed", "DisputeRaised", "DisputeResolved")
+@curates("SettlementOverdue", "DeliveryRecorded", "ReceiptConfirmed", "DisputeRaised")
 def _settlement_step(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
     status = {"SettlementOverdue": "overdue", "DeliveryRecorded": "delivered", "ReceiptConfirmed": "received",
-              "DisputeRaised": "disputed", "DisputeResolved": "resolved"}[type(ev).__name__]
+              "DisputeRaised": "disputed"}[type(ev).__name__]
     return [_update_settlement(ev, seq, status=status)]
+
+
+@curates("DisputeResolved")
+def _dispute_resolved(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_settlement(ev, seq)]     # still disputed: completed or cancelled by the events after it
 
 
 @curates("FundsReleased")
 def _released(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_settlement(ev, seq, to_seller=ev.to_seller, to_venue=ev.to_venue, refunded=ev.refunded,
-                               status="released")]
+    return [_update_settlement(ev, seq, to_seller=ev.to_seller, to_venue=ev.to_venue, refunded=ev.refunded)]
 
 
 @curates("FundsRefunded")
