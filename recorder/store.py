@@ -34,7 +34,8 @@ from recorder.journal import Journal
 from recorder.layout import private_file
 
 SCHEMA_VERSION = 4      # 2: an order's row is keyed by its paddle and acceptance too; 3: BidVoided rows in bids;
-                        # 4: a settlement's status is the engine's (awaiting_payment, paid, ...)
+                        # 4: a settlement's status is the engine's (awaiting_payment, paid, ...);
+                        # a lot's row holds its latest round only
 BATCH = 5000     # entries per transaction
 
 _json = msgspec.json.Encoder()
@@ -263,13 +264,14 @@ def _paddle_issued(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
 def _lot_scheduled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
     terms = ev.terms
     patents = tuple(getattr(terms, "patents", ()))
-    ops = [_upsert("lots", dict(serial=ev.serial, session=ev.session, title=terms.title,
-                                mechanism=terms.mechanism, currency=terms.currency,
-                                starting_bid=terms.starting_bid, ask=terms.ask, opens_at=terms.opens_at,
-                                closes_at=terms.closes_at, hard_end=terms.hard_end,
-                                buyer_premium_bp=terms.buyer_premium_bp,
-                                seller_commission_bp=terms.seller_commission_bp, patent_count=len(patents),
-                                status="scheduled", scheduled_seq=seq, last_seq=seq), ("serial",)),
+    # a relist schedules the lot again: its new terms, no outcome of the round before
+    values = dict(serial=ev.serial, session=ev.session, title=terms.title, mechanism=terms.mechanism,
+                  currency=terms.currency, starting_bid=terms.starting_bid, ask=terms.ask,
+                  opens_at=terms.opens_at, closes_at=terms.closes_at, hard_end=terms.hard_end,
+                  buyer_premium_bp=terms.buyer_premium_bp, seller_commission_bp=terms.seller_commission_bp,
+                  patent_count=len(patents), status="scheduled", outcome=None, bids=None, winner_paddle=None,
+                  hammer=None, total=None, scheduled_seq=seq, last_seq=seq)
+    ops = [_upsert("lots", values, ("serial",)),
            ("patents", "DELETE FROM patents WHERE serial = ?", (ev.serial,))]
     for p in patents:
         ops.append(_insert("patents", dict(serial=ev.serial, number=p.number, title=p.title, family_id=p.family_id,

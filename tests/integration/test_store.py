@@ -302,3 +302,22 @@ def test_a_settlement_row_has_the_engines_status_after_every_step(tmp_path):
     check(m, sale, p)
     sale.op(DeclareDefault(settlement=sale.sid, reason="unpaid", next="relist"))
     assert p.rows("SELECT status FROM settlements") in ([("cancelled",)], [("defaulted",)])
+
+
+def test_a_relisted_lots_row_holds_its_new_round_only(tmp_path):
+    from exchange.commands import DeclareDefault, RelistLot
+    from tests.unit.auctionkit import DAY as UDAY, HOUR
+    from tests.unit.test_settlement_default import english, overdue
+
+    m, sale, a, *_ = english(log=True)
+    p = Projected(m, tmp_path)
+    columns = "SELECT status, outcome, bids, winner_paddle, hammer, total FROM lots WHERE serial = 'L1'"
+    assert p.rows(columns) == [("sold", "sold", 4, a, sale.s.price, sale.s.total)]
+    overdue(sale)
+    sale.op(DeclareDefault(settlement=sale.sid, reason="unpaid", next="relist"))
+    t = m.d.ts
+    sale.op(RelistLot(serial="L1", opens_at=t + HOUR, closes_at=t + UDAY))
+    assert p.rows(columns) == [("scheduled", None, None, None, None, None)]
+    m.tick(t + 2 * HOUR)
+    assert m.state.lots["L1"].status == "open" and m.state.lots["L1"].bids == 0
+    assert p.rows(columns) == [("open", None, None, None, None, None)]
