@@ -35,7 +35,7 @@ from recorder.layout import private_file
 
 SCHEMA_VERSION = 4      # 2: an order's row is keyed by its paddle and acceptance too; 3: BidVoided rows in bids;
                         # 4: a settlement's status is the engine's (awaiting_payment, paid, ...);
-                        # a lot's row holds its latest round only
+                        # a lot's row holds its latest round only, and its relists; defaulted kept
 BATCH = 5000     # entries per transaction
 
 _json = msgspec.json.Encoder()
@@ -151,7 +151,7 @@ CURATED: dict[str, dict[str, Any]] = {
                           "starting_bid": int, "ask": int, "opens_at": int, "closes_at": int, "hard_end": int,
                           "buyer_premium_bp": int, "seller_commission_bp": int, "patent_count": int,
                           "status": str, "outcome": str, "bids": int, "winner_paddle": int, "hammer": int,
-                          "total": int, "scheduled_seq": int, "last_seq": int}, pk="serial"),
+                          "total": int, "relists": int, "scheduled_seq": int, "last_seq": int}, pk="serial"),
     "patents": dict(columns={"serial": str, "number": str, "title": str, "family_id": str,
                              "jurisdiction": str, "status": str, "field": str, "priority_date": int,
                              "expiry_date": int}, pk=("serial", "number")),
@@ -272,6 +272,7 @@ def _lot_scheduled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
                   patent_count=len(patents), status="scheduled", outcome=None, bids=None, winner_paddle=None,
                   hammer=None, total=None, scheduled_seq=seq, last_seq=seq)
     ops = [_upsert("lots", values, ("serial",)),
+           ("lots", "UPDATE lots SET relists = 0 WHERE serial = ? AND relists IS NULL", (ev.serial,)),
            ("patents", "DELETE FROM patents WHERE serial = ?", (ev.serial,))]
     for p in patents:
         ops.append(_insert("patents", dict(serial=ev.serial, number=p.number, title=p.title, family_id=p.family_id,
@@ -319,10 +320,17 @@ def _lot_passed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
                         hammer=0, total=0)]
 
 
-@curates("LotWithdrawn", "LotSettled", "LotRelisted")
+@curates("LotWithdrawn", "LotSettled")
 def _lot_status(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    status = {"LotWithdrawn": "withdrawn", "LotSettled": "settled", "LotRelisted": "relisted"}[type(ev).__name__]
+    status = {"LotWithdrawn": "withdrawn", "LotSettled": "settled"}[type(ev).__name__]
     return [_update_lot(ev.serial, seq, status=status)]
+
+
+@curates("LotRelisted")
+def _lot_relisted(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    """One relist more; the LotScheduled after it (same command) gives the status."""
+    return [("lots", "UPDATE lots SET relists = COALESCE(relists, 0) + 1, last_seq = ? WHERE serial = ?",
+             (seq, ev.serial))]
 
 
 @curates("SettlementOpened")
@@ -400,12 +408,14 @@ def _completed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
 
 @curates("SettlementCancelled")
 def _cancelled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    if ev.reason == "default":          # after BuyerDefaulted: its reason stays
+        return [_update_settlement(ev, seq, status="defaulted")]
     return [_update_settlement(ev, seq, status="cancelled", reason=ev.reason)]
 
 
 @curates("BuyerDefaulted")
 def _defaulted(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_settlement(ev, seq, status="defaulted", reason=ev.reason)]
+    return [_update_settlement(ev, seq, status="defaulted", reason=ev.reason or "default")]
 
 
 def _bid(seq: int, n: int, ts: int, ev: Any, paddle: int, amount: int | None, kind: str,
