@@ -222,7 +222,7 @@ def run_dump(args: argparse.Namespace) -> int:
 def run_project(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from recorder.store import Store, StoreMismatch
+    from recorder.store import Store, StoreBusy, StoreMismatch
 
     def project(path: Path) -> int:
         from replay.progress import CountingJournal     # the bar of the other long commands
@@ -235,9 +235,13 @@ def run_project(args: argparse.Namespace) -> int:
                 finally:
                     journal.finish()
                 print(f"projected {added} entries into {db} (up to seq {store.last_seq})")
-        except StoreMismatch as exc:
+        except (StoreMismatch, StoreBusy) as exc:
             print(f"lotex journal project: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:       # the batch being written is rolled back
+            print(f"lotex journal project: interrupted; {db} holds what was projected before",
+                  file=sys.stderr)
+            return 130
         except (sqlite3.Error, OSError) as exc:
             if isinstance(exc, FileNotFoundError) and not path.is_dir():
                 raise

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -45,6 +46,13 @@ RESERVED = {"seq", "n", "ts", "audience"}
 
 class StoreMismatch(Exception):
     """The store was projected from another journal (or a rewritten one)."""
+
+
+class StoreBusy(Exception):
+    """Another process is projecting into the same store."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__(f"another projection of {path} is running; try again when it ends")
 
 
 class NotAStore(StoreMismatch):
@@ -522,6 +530,7 @@ class Store:
         self.public = public
         self.tables = {t.__name__: EventTable(t) for t in EVENT_TYPES}
         self.by_table = {t.name: t for t in self.tables.values()}
+        self._expected = 0          # the last seq this projection knows the store to hold
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, public: bool = False) -> "Store":
@@ -543,16 +552,40 @@ class Store:
                 kind = "public" if meta.get("public") == "1" else "full"
                 raise StoreMismatch(f"{path} is a {kind} store: a {'public' if public else 'full'} "
                                     f"one needs a file of its own (--db)")
-            if int(meta.get("schema_version", "0")) != SCHEMA_VERSION:
-                store._drop_all()
         if not public:
             try:
                 private_file(path)
             except OSError:
                 db.close()
                 raise
-        store._create()
+        try:
+            with store._immediate():
+                if int(store._meta().get("schema_version", SCHEMA_VERSION)) != SCHEMA_VERSION:
+                    store._drop_tables()          # an older schema: rebuilt from scratch
+                store._create_tables()
+        except BaseException:
+            db.close()
+            raise
         return store
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """One write transaction, begun IMMEDIATE: what it reads of the store
+        no other projection changes before it commits (`StoreBusy` if one
+        holds the store past SQLite's busy timeout, 5 s)."""
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(self.path) from None
+            raise
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
     # schema ---------------------------------------------------------------
 
@@ -565,33 +598,33 @@ class Store:
         self.db.conn.executemany('INSERT OR REPLACE INTO _meta (key, value) VALUES (?, ?)',
                                  [(k, str(v)) for k, v in values.items()])
 
-    def _create(self) -> None:
+    def _create_tables(self) -> None:
+        """Create the tables (in the caller's transaction)."""
         db = self.db
-        with db.conn:
-            if "_meta" not in db.table_names():
-                db["_meta"].create({"key": str, "value": str}, pk="key")
-                self._set_meta(schema_version=SCHEMA_VERSION, public=int(self.public), last_seq=0, chain="")
-            existing = set(db.table_names())
-            for table in self.tables.values():
-                self._ensure(table.name, table.columns, ("seq", "n"), existing)
-            self._ensure("events", {"seq": int, "n": int, "ts": int, "type": str, "public": int},
-                         ("seq", "n"), existing)
-            if not self.public:
-                self._ensure("commands", {"seq": int, "ts": int, "actor": str, "role": str, "client_id": str,
-                                          "type": str, "body": str, "rejected": int}, ("seq",), existing)
-                self._ensure("rejections", {"seq": int, "n": int, "ts": int, "actor": str, "command": str,
-                                            "code": str, "text": str}, ("seq", "n"), existing)
-            for name, spec in CURATED.items():
-                pk = spec["pk"] if isinstance(spec["pk"], tuple) else (spec["pk"],)
-                self._ensure(name, spec["columns"], pk, existing)
-            for name, column in (("events", "type"), ("bids", "serial"), ("awards", "serial"),
-                                 ("lots", "session"), ("orders", "instrument"), ("trades", "instrument")):
-                db[name].create_index([column], if_not_exists=True)
-            # the live orders alone (`_update_order`): a paddle reuses its order
-            # numbers, so the key's past orders pile up (quadratic without it:
-            # 28 s / 111 s / 408 s for 100 k / 200 k / 400 k entries)
-            db.execute("CREATE INDEX IF NOT EXISTS idx_orders_live ON orders "
-                       "(instrument, paddle, order_id) WHERE status IN ('open', 'partial')")
+        if "_meta" not in db.table_names():
+            db["_meta"].create({"key": str, "value": str}, pk="key")
+            self._set_meta(schema_version=SCHEMA_VERSION, public=int(self.public), last_seq=0, chain="")
+        existing = set(db.table_names())
+        for table in self.tables.values():
+            self._ensure(table.name, table.columns, ("seq", "n"), existing)
+        self._ensure("events", {"seq": int, "n": int, "ts": int, "type": str, "public": int},
+                     ("seq", "n"), existing)
+        if not self.public:
+            self._ensure("commands", {"seq": int, "ts": int, "actor": str, "role": str, "client_id": str,
+                                      "type": str, "body": str, "rejected": int}, ("seq",), existing)
+            self._ensure("rejections", {"seq": int, "n": int, "ts": int, "actor": str, "command": str,
+                                        "code": str, "text": str}, ("seq", "n"), existing)
+        for name, spec in CURATED.items():
+            pk = spec["pk"] if isinstance(spec["pk"], tuple) else (spec["pk"],)
+            self._ensure(name, spec["columns"], pk, existing)
+        for name, column in (("events", "type"), ("bids", "serial"), ("awards", "serial"),
+                             ("lots", "session"), ("orders", "instrument"), ("trades", "instrument")):
+            db[name].create_index([column], if_not_exists=True)
+        # the live orders alone (`_update_order`): a paddle reuses its order
+        # numbers, so the key's past orders pile up (quadratic without it:
+        # 28 s / 111 s / 408 s for 100 k / 200 k / 400 k entries)
+        db.execute("CREATE INDEX IF NOT EXISTS idx_orders_live ON orders "
+                   "(instrument, paddle, order_id) WHERE status IN ('open', 'partial')")
 
     def _ensure(self, name: str, columns: dict[str, type], pk: tuple[str, ...], existing: set[str]) -> None:
         """Create the table, or add the columns a newer schema has."""
@@ -604,12 +637,12 @@ class Store:
             if column not in have:
                 table.add_column(column, kind)
 
-    def _drop_all(self) -> None:
-        """Drop the store's own tables (`own_table`), nothing else in the file."""
-        with self.db.conn:
-            for name in self.db.table_names():
-                if own_table(name):
-                    self.db[name].drop()
+    def _drop_tables(self) -> None:
+        """Drop the store's own tables (`own_table`), nothing else in the file
+        (in the caller's transaction)."""
+        for name in self.db.table_names():
+            if own_table(name):
+                self.db[name].drop()
 
     # projection -------------------------------------------------------------
 
@@ -619,9 +652,16 @@ class Store:
 
     def update(self, journal: str | os.PathLike | Any) -> int:
         """Project the entries the store has not seen yet; return how many."""
+        self._expected = self.last_seq
+        return self._update(journal)
+
+    def _update(self, journal: str | os.PathLike | Any) -> int:
+        """Project what follows `_expected`, the last seq this projection knows of."""
         reader = Journal.open_readonly(journal) if isinstance(journal, (str, os.PathLike)) else journal
         meta = self._meta()
         last = int(meta.get("last_seq", "0"))
+        if last != self._expected:
+            raise StoreBusy(self.path)
         chain = meta.get("chain", "")
         records = iter(reader.read(last if last else 1))
         if last:
@@ -633,9 +673,11 @@ class Store:
 
     def rebuild(self, journal: str | os.PathLike | Any) -> int:
         """Drop everything and project the whole journal again."""
-        self._drop_all()
-        self._create()
-        return self.update(journal)
+        with self._immediate():
+            self._drop_tables()
+            self._create_tables()
+        self._expected = 0
+        return self._update(journal)
 
     def _project(self, records: Iterator[Record]) -> int:
         total = 0
@@ -690,7 +732,9 @@ class Store:
                 commands.append((seq, ts, env.actor, env.role, env.client_id, type(cmd).__name__,
                                  _json.encode(body).decode(), rejected))
         conn = self.db.conn
-        with conn:
+        with self._immediate():
+            if self.last_seq != self._expected:     # another projection wrote meanwhile
+                raise StoreBusy(self.path)
             for table_name, table_rows in rows.items():
                 if table_name == "events":
                     sql = 'INSERT INTO events (seq, n, ts, type, public) VALUES (?, ?, ?, ?, ?)'
@@ -707,6 +751,7 @@ class Store:
                 _run_in_order(conn, ops)
             last = batch[-1]
             self._set_meta(last_seq=last.seq, chain=last.chain.hex())
+        self._expected = last.seq
         return entries
 
     def close(self) -> None:

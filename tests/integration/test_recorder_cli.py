@@ -473,3 +473,31 @@ def test_repair_of_a_whole_journal_sets_aside_snapshots_beyond_its_end(tmp_path,
     out = capsys.readouterr().out
     assert f"moved snapshot {d.seq + 5:020d}.snap" in out and f"now ends at seq {d.seq}" in out
     assert _listed(layout.snapshot_dir(tmp_path)) == []
+
+
+def test_project_interrupted_says_so_in_a_line_and_keeps_what_it_committed(tmp_path, capsys, monkeypatch):
+    import recorder.store as store_module
+    d, _ = make_data_dir(tmp_path)
+    monkeypatch.setattr(store_module, "BATCH", 3)
+    write = store_module.Store._write
+    calls = []
+
+    def interrupted(self, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return write(self, batch)
+
+    monkeypatch.setattr(store_module.Store, "_write", interrupted)
+    store = tmp_path / "s.sqlite"
+    assert main(["journal", "project", str(tmp_path), "--db", str(store)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"lotex journal project: interrupted; {store} holds what was projected before"
+    assert not any("Traceback" in line for line in err)
+    db = sqlite3.connect(store)
+    assert db.execute("SELECT value FROM _meta WHERE key = 'last_seq'").fetchone() == ("3",)
+    assert db.execute("SELECT count(*) FROM commands").fetchone() == (3,)
+    db.close()
+    monkeypatch.setattr(store_module.Store, "_write", write)
+    assert main(["journal", "project", str(tmp_path), "--db", str(store)]) == 0
+    assert f"projected {d.seq - 3} entries" in capsys.readouterr().out

@@ -324,3 +324,36 @@ def test_a_relisted_lots_row_holds_its_new_round_only(tmp_path):
     assert p.rows(columns) == [("open", None, None, None, None, None)]
     assert p.rows("SELECT relists FROM lots") == [(1,)]
 
+
+
+@pytest.mark.parametrize("rebuild", [False, True])
+def test_a_second_projection_of_the_same_store_at_once_is_refused_in_a_line(journaled, tmp_path,
+                                                                            monkeypatch, rebuild):
+    import recorder.store as store_module
+    from recorder.store import StoreBusy
+    path, log = journaled
+    monkeypatch.setattr(store_module, "BATCH", 50)
+    db = tmp_path / "a.sqlite"
+    first, second = Store.open(db), Store.open(db)
+
+    class Racing:
+        """The journal, and the other projection running once the first batch is read."""
+        def __init__(self):
+            self.journal = Journal.open_readonly(path)
+
+        def read(self, from_seq=1, **kw):
+            for k, rec in enumerate(self.journal.read(from_seq, **kw)):
+                if k == 60:
+                    second.update(path)
+                yield rec
+
+    with pytest.raises(StoreBusy, match="another projection of .* is running"):
+        first.rebuild(Racing()) if rebuild else first.update(Racing())
+    first.close()
+    second.close()
+    with Store.open(db) as store:           # the other projection's store is whole
+        assert store.last_seq == log[-1][0].seq
+        assert store.update(path) == 0
+    with Store.open(tmp_path / "b.sqlite") as store:
+        store.update(path)
+    assert dump(db) == dump(tmp_path / "b.sqlite")
