@@ -229,6 +229,12 @@ def run_project(args: argparse.Namespace) -> int:
         db = args.db or path.parent / layout.STORE
         try:
             with Store.open(db, public=args.public) as store:
+                if not args.rebuild and any(t.startswith("lobster_") for t in store.db.table_names()):
+                    # `replay export` wrote them; projecting more would leave them stale
+                    print(f"lotex journal project: {db} holds the LOBSTER tables of `lotex replay "
+                          f"export`, which projecting would leave stale: export it again, project "
+                          f"into another --db, or --rebuild it (which drops them)", file=sys.stderr)
+                    return 2
                 journal = CountingJournal(Journal.open_readonly(path), "projecting")
                 try:
                     added = store.rebuild(journal) if args.rebuild else store.update(journal)
