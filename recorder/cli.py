@@ -222,22 +222,32 @@ def run_dump(args: argparse.Namespace) -> int:
 def run_project(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from recorder.store import Store, StoreMismatch
+    from recorder.store import Store, StoreBusy, StoreMismatch
 
     def project(path: Path) -> int:
         from replay.progress import CountingJournal     # the bar of the other long commands
         db = args.db or path.parent / layout.STORE
         try:
             with Store.open(db, public=args.public) as store:
+                if not args.rebuild and any(t.startswith("lobster_") for t in store.db.table_names()):
+                    # `replay export` wrote them; projecting more would leave them stale
+                    print(f"lotex journal project: {db} holds the LOBSTER tables of `lotex replay "
+                          f"export`, which projecting would leave stale: export it again, project "
+                          f"into another --db, or --rebuild it (which drops them)", file=sys.stderr)
+                    return 2
                 journal = CountingJournal(Journal.open_readonly(path), "projecting")
                 try:
                     added = store.rebuild(journal) if args.rebuild else store.update(journal)
                 finally:
                     journal.finish()
                 print(f"projected {added} entries into {db} (up to seq {store.last_seq})")
-        except StoreMismatch as exc:
+        except (StoreMismatch, StoreBusy) as exc:
             print(f"lotex journal project: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:       # the batch being written is rolled back
+            print(f"lotex journal project: interrupted; {db} holds what was projected before",
+                  file=sys.stderr)
+            return 130
         except (sqlite3.Error, OSError) as exc:
             if isinstance(exc, FileNotFoundError) and not path.is_dir():
                 raise

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -32,7 +34,9 @@ from recorder.format import KIND_ENTRY, Record
 from recorder.journal import Journal
 from recorder.layout import private_file
 
-SCHEMA_VERSION = 3      # 2: an order's row is keyed by its paddle and acceptance too; 3: BidVoided rows in bids
+SCHEMA_VERSION = 4      # 2: an order's row is keyed by its paddle and acceptance too; 3: BidVoided rows in bids;
+                        # 4: a settlement's status is the engine's (awaiting_payment, paid, ...);
+                        # a lot's row holds its latest round only, and its relists; defaulted kept
 BATCH = 5000     # entries per transaction
 
 _json = msgspec.json.Encoder()
@@ -42,6 +46,43 @@ RESERVED = {"seq", "n", "ts", "audience"}
 
 class StoreMismatch(Exception):
     """The store was projected from another journal (or a rewritten one)."""
+
+
+class StoreBusy(Exception):
+    """Another process is projecting into the same store."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__(f"another projection of {path} is running; try again when it ends")
+
+
+class NotAStore(StoreMismatch):
+    """The file is not an analyst store: a SQLite file with tables of its own
+    but no ``_meta``, or no SQLite file at all. Nothing in it is touched."""
+
+
+def check_store_file(path: str | os.PathLike) -> None:
+    """Refuse (`NotAStore`) an existing file that is not an analyst store: one
+    a store may not be written into. A missing or empty file, or a SQLite
+    file with no tables, is fine. Read only. O(tables)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        raise NotAStore(f"{path} exists and is not a SQLite file; choose another name") from None
+    if names and "_meta" not in names:
+        raise NotAStore(f"{path} exists and is not a lotex analyst store; choose another name")
+
+
+def own_table(name: str) -> bool:
+    """Is ``name`` a table of the store's own (or of `replay export`'s LOBSTER pair)?"""
+    return (name in ("_meta", "events", "commands", "rejections") or name in CURATED
+            or name.startswith(("ev_", "lobster_")))
 
 
 def snake(name: str) -> str:
@@ -118,7 +159,7 @@ CURATED: dict[str, dict[str, Any]] = {
                           "starting_bid": int, "ask": int, "opens_at": int, "closes_at": int, "hard_end": int,
                           "buyer_premium_bp": int, "seller_commission_bp": int, "patent_count": int,
                           "status": str, "outcome": str, "bids": int, "winner_paddle": int, "hammer": int,
-                          "total": int, "scheduled_seq": int, "last_seq": int}, pk="serial"),
+                          "total": int, "relists": int, "scheduled_seq": int, "last_seq": int}, pk="serial"),
     "patents": dict(columns={"serial": str, "number": str, "title": str, "family_id": str,
                              "jurisdiction": str, "status": str, "field": str, "priority_date": int,
                              "expiry_date": int}, pk=("serial", "number")),
@@ -231,13 +272,15 @@ def _paddle_issued(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
 def _lot_scheduled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
     terms = ev.terms
     patents = tuple(getattr(terms, "patents", ()))
-    ops = [_upsert("lots", dict(serial=ev.serial, session=ev.session, title=terms.title,
-                                mechanism=terms.mechanism, currency=terms.currency,
-                                starting_bid=terms.starting_bid, ask=terms.ask, opens_at=terms.opens_at,
-                                closes_at=terms.closes_at, hard_end=terms.hard_end,
-                                buyer_premium_bp=terms.buyer_premium_bp,
-                                seller_commission_bp=terms.seller_commission_bp, patent_count=len(patents),
-                                status="scheduled", scheduled_seq=seq, last_seq=seq), ("serial",)),
+    # a relist schedules the lot again: its new terms, no outcome of the round before
+    values = dict(serial=ev.serial, session=ev.session, title=terms.title, mechanism=terms.mechanism,
+                  currency=terms.currency, starting_bid=terms.starting_bid, ask=terms.ask,
+                  opens_at=terms.opens_at, closes_at=terms.closes_at, hard_end=terms.hard_end,
+                  buyer_premium_bp=terms.buyer_premium_bp, seller_commission_bp=terms.seller_commission_bp,
+                  patent_count=len(patents), status="scheduled", outcome=None, bids=None, winner_paddle=None,
+                  hammer=None, total=None, scheduled_seq=seq, last_seq=seq)
+    ops = [_upsert("lots", values, ("serial",)),
+           ("lots", "UPDATE lots SET relists = 0 WHERE serial = ? AND relists IS NULL", (ev.serial,)),
            ("patents", "DELETE FROM patents WHERE serial = ?", (ev.serial,))]
     for p in patents:
         ops.append(_insert("patents", dict(serial=ev.serial, number=p.number, title=p.title, family_id=p.family_id,
@@ -285,10 +328,17 @@ def _lot_passed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
                         hammer=0, total=0)]
 
 
-@curates("LotWithdrawn", "LotSettled", "LotRelisted")
+@curates("LotWithdrawn", "LotSettled")
 def _lot_status(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    status = {"LotWithdrawn": "withdrawn", "LotSettled": "settled", "LotRelisted": "relisted"}[type(ev).__name__]
+    status = {"LotWithdrawn": "withdrawn", "LotSettled": "settled"}[type(ev).__name__]
     return [_update_lot(ev.serial, seq, status=status)]
+
+
+@curates("LotRelisted")
+def _lot_relisted(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    """One relist more; the LotScheduled after it (same command) gives the status."""
+    return [("lots", "UPDATE lots SET relists = COALESCE(relists, 0) + 1, last_seq = ? WHERE serial = ?",
+             (seq, ev.serial))]
 
 
 @curates("SettlementOpened")
@@ -299,7 +349,7 @@ def _settlement_opened(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
         seller_paddle=ev.seller_paddle, price=ev.price, premium=ev.premium, total=ev.total,
         commission=ev.commission, net=ev.net, currency=ev.currency, opened_seq=seq,
         opened_at=_get(ev, "opened_at", default=ts), due_at=ev.due_at, paid=0, outstanding=ev.total,
-        to_seller=0, to_venue=0, refunded=0, status="open", reason="", completed_at=0, last_seq=seq),
+        to_seller=0, to_venue=0, refunded=0, status="awaiting_payment", reason="", completed_at=0, last_seq=seq),
         ("settlement",))]
     for paddle in (ev.buyer_paddle, ev.seller_paddle):
         if paddle:
@@ -318,27 +368,39 @@ def _update_settlement_sql(columns: tuple[str, ...]) -> str:
     return f"UPDATE settlements SET {sets} WHERE settlement = ?"
 
 
+# A settlement's status is the engine's `exchange.settlement.Settlement.status`
+# (awaiting_payment, paid, delivered, received, disputed, completed, cancelled),
+# with "overdue" for awaiting_payment while its overdue flag is set: the
+# flag is cleared by a payment in full and by a later due date.
+
 @curates("PaymentRecorded")
 def _payment(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_settlement(ev, seq, paid=ev.paid, outstanding=ev.outstanding)]
+    return [("settlements", "UPDATE settlements SET paid = ?, outstanding = ?, "
+                            "status = CASE WHEN ? = 0 THEN 'paid' ELSE status END, last_seq = ? "
+                            "WHERE settlement = ?",
+             (ev.paid, ev.outstanding, ev.outstanding, seq, ev.settlement))]
 
 
 @curates("DueDateExtended")
 def _due_extended(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_settlement(ev, seq, due_at=ev.due_at)]
+    return [_update_settlement(ev, seq, due_at=ev.due_at, status="awaiting_payment")]   # overdue no more
 
 
-@curates("SettlementOverdue", "DeliveryRecorded", "ReceiptConfirmed", "DisputeRaised", "DisputeResolved")
+@curates("SettlementOverdue", "DeliveryRecorded", "ReceiptConfirmed", "DisputeRaised")
 def _settlement_step(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
     status = {"SettlementOverdue": "overdue", "DeliveryRecorded": "delivered", "ReceiptConfirmed": "received",
-              "DisputeRaised": "disputed", "DisputeResolved": "resolved"}[type(ev).__name__]
+              "DisputeRaised": "disputed"}[type(ev).__name__]
     return [_update_settlement(ev, seq, status=status)]
+
+
+@curates("DisputeResolved")
+def _dispute_resolved(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    return [_update_settlement(ev, seq)]     # still disputed: completed or cancelled by the events after it
 
 
 @curates("FundsReleased")
 def _released(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_settlement(ev, seq, to_seller=ev.to_seller, to_venue=ev.to_venue, refunded=ev.refunded,
-                               status="released")]
+    return [_update_settlement(ev, seq, to_seller=ev.to_seller, to_venue=ev.to_venue, refunded=ev.refunded)]
 
 
 @curates("FundsRefunded")
@@ -354,12 +416,14 @@ def _completed(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
 
 @curates("SettlementCancelled")
 def _cancelled(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
+    if ev.reason == "default":          # after BuyerDefaulted: its reason stays
+        return [_update_settlement(ev, seq, status="defaulted")]
     return [_update_settlement(ev, seq, status="cancelled", reason=ev.reason)]
 
 
 @curates("BuyerDefaulted")
 def _defaulted(seq: int, n: int, ts: int, ev: Any) -> list[Op]:
-    return [_update_settlement(ev, seq, status="defaulted", reason=ev.reason)]
+    return [_update_settlement(ev, seq, status="defaulted", reason=ev.reason or "default")]
 
 
 def _bid(seq: int, n: int, ts: int, ev: Any, paddle: int, amount: int | None, kind: str,
@@ -466,6 +530,7 @@ class Store:
         self.public = public
         self.tables = {t.__name__: EventTable(t) for t in EVENT_TYPES}
         self.by_table = {t.name: t for t in self.tables.values()}
+        self._expected = 0          # the last seq this projection knows the store to hold
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, public: bool = False) -> "Store":
@@ -474,6 +539,7 @@ class Store:
         sealed amounts) is its owner's only: made mode 0600, or tightened to
         it (SQLite's side files take the database's mode)."""
         path = Path(path)
+        check_store_file(path)          # never into (nor chmod) a file of something else
         if not public and not path.exists():
             private_file(path)
         db = sqlite_utils.Database(path)
@@ -486,16 +552,40 @@ class Store:
                 kind = "public" if meta.get("public") == "1" else "full"
                 raise StoreMismatch(f"{path} is a {kind} store: a {'public' if public else 'full'} "
                                     f"one needs a file of its own (--db)")
-            if int(meta.get("schema_version", "0")) != SCHEMA_VERSION:
-                store._drop_all()
         if not public:
             try:
                 private_file(path)
             except OSError:
                 db.close()
                 raise
-        store._create()
+        try:
+            with store._immediate():
+                if int(store._meta().get("schema_version", SCHEMA_VERSION)) != SCHEMA_VERSION:
+                    store._drop_tables()          # an older schema: rebuilt from scratch
+                store._create_tables()
+        except BaseException:
+            db.close()
+            raise
         return store
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """One write transaction, begun IMMEDIATE: what it reads of the store
+        no other projection changes before it commits (`StoreBusy` if one
+        holds the store past SQLite's busy timeout, 5 s)."""
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(self.path) from None
+            raise
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
     # schema ---------------------------------------------------------------
 
@@ -508,33 +598,33 @@ class Store:
         self.db.conn.executemany('INSERT OR REPLACE INTO _meta (key, value) VALUES (?, ?)',
                                  [(k, str(v)) for k, v in values.items()])
 
-    def _create(self) -> None:
+    def _create_tables(self) -> None:
+        """Create the tables (in the caller's transaction)."""
         db = self.db
-        with db.conn:
-            if "_meta" not in db.table_names():
-                db["_meta"].create({"key": str, "value": str}, pk="key")
-                self._set_meta(schema_version=SCHEMA_VERSION, public=int(self.public), last_seq=0, chain="")
-            existing = set(db.table_names())
-            for table in self.tables.values():
-                self._ensure(table.name, table.columns, ("seq", "n"), existing)
-            self._ensure("events", {"seq": int, "n": int, "ts": int, "type": str, "public": int},
-                         ("seq", "n"), existing)
-            if not self.public:
-                self._ensure("commands", {"seq": int, "ts": int, "actor": str, "role": str, "client_id": str,
-                                          "type": str, "body": str, "rejected": int}, ("seq",), existing)
-                self._ensure("rejections", {"seq": int, "n": int, "ts": int, "actor": str, "command": str,
-                                            "code": str, "text": str}, ("seq", "n"), existing)
-            for name, spec in CURATED.items():
-                pk = spec["pk"] if isinstance(spec["pk"], tuple) else (spec["pk"],)
-                self._ensure(name, spec["columns"], pk, existing)
-            for name, column in (("events", "type"), ("bids", "serial"), ("awards", "serial"),
-                                 ("lots", "session"), ("orders", "instrument"), ("trades", "instrument")):
-                db[name].create_index([column], if_not_exists=True)
-            # the live orders alone (`_update_order`): a paddle reuses its order
-            # numbers, so the key's past orders pile up (quadratic without it:
-            # 28 s / 111 s / 408 s for 100 k / 200 k / 400 k entries)
-            db.execute("CREATE INDEX IF NOT EXISTS idx_orders_live ON orders "
-                       "(instrument, paddle, order_id) WHERE status IN ('open', 'partial')")
+        if "_meta" not in db.table_names():
+            db["_meta"].create({"key": str, "value": str}, pk="key")
+            self._set_meta(schema_version=SCHEMA_VERSION, public=int(self.public), last_seq=0, chain="")
+        existing = set(db.table_names())
+        for table in self.tables.values():
+            self._ensure(table.name, table.columns, ("seq", "n"), existing)
+        self._ensure("events", {"seq": int, "n": int, "ts": int, "type": str, "public": int},
+                     ("seq", "n"), existing)
+        if not self.public:
+            self._ensure("commands", {"seq": int, "ts": int, "actor": str, "role": str, "client_id": str,
+                                      "type": str, "body": str, "rejected": int}, ("seq",), existing)
+            self._ensure("rejections", {"seq": int, "n": int, "ts": int, "actor": str, "command": str,
+                                        "code": str, "text": str}, ("seq", "n"), existing)
+        for name, spec in CURATED.items():
+            pk = spec["pk"] if isinstance(spec["pk"], tuple) else (spec["pk"],)
+            self._ensure(name, spec["columns"], pk, existing)
+        for name, column in (("events", "type"), ("bids", "serial"), ("awards", "serial"),
+                             ("lots", "session"), ("orders", "instrument"), ("trades", "instrument")):
+            db[name].create_index([column], if_not_exists=True)
+        # the live orders alone (`_update_order`): a paddle reuses its order
+        # numbers, so the key's past orders pile up (quadratic without it:
+        # 28 s / 111 s / 408 s for 100 k / 200 k / 400 k entries)
+        db.execute("CREATE INDEX IF NOT EXISTS idx_orders_live ON orders "
+                   "(instrument, paddle, order_id) WHERE status IN ('open', 'partial')")
 
     def _ensure(self, name: str, columns: dict[str, type], pk: tuple[str, ...], existing: set[str]) -> None:
         """Create the table, or add the columns a newer schema has."""
@@ -547,9 +637,11 @@ class Store:
             if column not in have:
                 table.add_column(column, kind)
 
-    def _drop_all(self) -> None:
-        with self.db.conn:
-            for name in self.db.table_names():
+    def _drop_tables(self) -> None:
+        """Drop the store's own tables (`own_table`), nothing else in the file
+        (in the caller's transaction)."""
+        for name in self.db.table_names():
+            if own_table(name):
                 self.db[name].drop()
 
     # projection -------------------------------------------------------------
@@ -560,9 +652,16 @@ class Store:
 
     def update(self, journal: str | os.PathLike | Any) -> int:
         """Project the entries the store has not seen yet; return how many."""
+        self._expected = self.last_seq
+        return self._update(journal)
+
+    def _update(self, journal: str | os.PathLike | Any) -> int:
+        """Project what follows `_expected`, the last seq this projection knows of."""
         reader = Journal.open_readonly(journal) if isinstance(journal, (str, os.PathLike)) else journal
         meta = self._meta()
         last = int(meta.get("last_seq", "0"))
+        if last != self._expected:
+            raise StoreBusy(self.path)
         chain = meta.get("chain", "")
         records = iter(reader.read(last if last else 1))
         if last:
@@ -574,9 +673,11 @@ class Store:
 
     def rebuild(self, journal: str | os.PathLike | Any) -> int:
         """Drop everything and project the whole journal again."""
-        self._drop_all()
-        self._create()
-        return self.update(journal)
+        with self._immediate():
+            self._drop_tables()
+            self._create_tables()
+        self._expected = 0
+        return self._update(journal)
 
     def _project(self, records: Iterator[Record]) -> int:
         total = 0
@@ -631,7 +732,9 @@ class Store:
                 commands.append((seq, ts, env.actor, env.role, env.client_id, type(cmd).__name__,
                                  _json.encode(body).decode(), rejected))
         conn = self.db.conn
-        with conn:
+        with self._immediate():
+            if self.last_seq != self._expected:     # another projection wrote meanwhile
+                raise StoreBusy(self.path)
             for table_name, table_rows in rows.items():
                 if table_name == "events":
                     sql = 'INSERT INTO events (seq, n, ts, type, public) VALUES (?, ?, ?, ?, ?)'
@@ -648,6 +751,7 @@ class Store:
                 _run_in_order(conn, ops)
             last = batch[-1]
             self._set_meta(last_seq=last.seq, chain=last.chain.hex())
+        self._expected = last.seq
         return entries
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterator
 from exchange.codec import decode_entry
 from recorder.format import KIND_ENTRY, Record
 from recorder.layout import private_dir, private_opener
-from recorder.store import Store
+from recorder.store import NotAStore, Store, check_store_file
 from replay.lobster import MESSAGE_COLUMNS, OrderBookRebuilder, RowSink, book_columns
 from replay.progress import Progress
 from replay.source import ReplayError, Source
@@ -85,23 +85,16 @@ def check_levels(levels: int) -> None:
 
 
 def _check_target(path: Path) -> None:
-    """Refuse to overwrite a SQLite file that is not an analyst store."""
+    """Refuse to overwrite a SQLite file that is not an analyst store
+    (`recorder.store.check_store_file`, as `lotex journal project` does)."""
     if path.is_dir():
         raise ReplayError(f"{path} is a directory; give a file name for --sqlite")
     if not path.parent.is_dir():
         raise ReplayError(f"no directory {path.parent} to write {path.name} in")
-    if not path.exists():
-        return
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError:
-        raise ReplayError(f"{path} exists and is not a SQLite file; choose another name") from None
-    if names and "_meta" not in names:
-        raise ReplayError(f"{path} exists and is not a lotex analyst store; choose another name")
+        check_store_file(path)
+    except NotAStore as exc:
+        raise ReplayError(str(exc)) from None
 
 
 def _project(source: Source, db_path: Path, public: bool, lobster_levels: int,

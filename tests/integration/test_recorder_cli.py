@@ -93,7 +93,42 @@ def test_project_and_head_say_in_a_line_what_is_wrong(tmp_path, capsys):
     junk = tmp_path / "junk.db"
     junk.write_text("not a database")
     assert main(["journal", "project", str(tmp_path), "--db", str(junk)]) == 2
-    assert f"cannot use {junk} as an analyst store" in capsys.readouterr().err
+    assert f"{junk} exists and is not a SQLite file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rebuild", [False, True])
+def test_project_refuses_a_sqlite_file_that_is_not_a_store_and_leaves_it_alone(tmp_path, capsys, rebuild):
+    make_data_dir(tmp_path)
+    other = tmp_path / "mine.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE my_data (x)")
+    db.execute("INSERT INTO my_data VALUES (42)")
+    db.commit()
+    db.close()
+    os.chmod(other, 0o644)
+    args = ["journal", "project", str(tmp_path), "--db", str(other)] + (["--rebuild"] if rebuild else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == f"lotex journal project: {other} exists and is not a lotex analyst store; choose another name\n"
+    db = sqlite3.connect(other)
+    assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("my_data",)]
+    assert db.execute("SELECT x FROM my_data").fetchall() == [(42,)]
+    assert os.stat(other).st_mode & 0o777 == 0o644
+
+
+def test_a_rebuild_drops_the_stores_own_tables_only(tmp_path, capsys):
+    make_data_dir(tmp_path)
+    store = tmp_path / "store.sqlite"
+    assert main(["journal", "project", str(tmp_path), "--db", str(store)]) == 0
+    db = sqlite3.connect(store)
+    db.execute("CREATE TABLE my_notes (x)")              # an analyst's own table beside the store's
+    db.execute("INSERT INTO my_notes VALUES ('keep')")
+    db.commit()
+    db.close()
+    assert main(["journal", "project", str(tmp_path), "--db", str(store), "--rebuild"]) == 0
+    db = sqlite3.connect(store)
+    assert db.execute("SELECT x FROM my_notes").fetchall() == [("keep",)]
+    assert db.execute("SELECT count(*) FROM commands").fetchone()[0] > 0
 
 
 def test_head_of_a_damaged_live_segment_is_bad(tmp_path, capsys):
@@ -438,3 +473,31 @@ def test_repair_of_a_whole_journal_sets_aside_snapshots_beyond_its_end(tmp_path,
     out = capsys.readouterr().out
     assert f"moved snapshot {d.seq + 5:020d}.snap" in out and f"now ends at seq {d.seq}" in out
     assert _listed(layout.snapshot_dir(tmp_path)) == []
+
+
+def test_project_interrupted_says_so_in_a_line_and_keeps_what_it_committed(tmp_path, capsys, monkeypatch):
+    import recorder.store as store_module
+    d, _ = make_data_dir(tmp_path)
+    monkeypatch.setattr(store_module, "BATCH", 3)
+    write = store_module.Store._write
+    calls = []
+
+    def interrupted(self, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return write(self, batch)
+
+    monkeypatch.setattr(store_module.Store, "_write", interrupted)
+    store = tmp_path / "s.sqlite"
+    assert main(["journal", "project", str(tmp_path), "--db", str(store)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"lotex journal project: interrupted; {store} holds what was projected before"
+    assert not any("Traceback" in line for line in err)
+    db = sqlite3.connect(store)
+    assert db.execute("SELECT value FROM _meta WHERE key = 'last_seq'").fetchone() == ("3",)
+    assert db.execute("SELECT count(*) FROM commands").fetchone() == (3,)
+    db.close()
+    monkeypatch.setattr(store_module.Store, "_write", write)
+    assert main(["journal", "project", str(tmp_path), "--db", str(store)]) == 0
+    assert f"projected {d.seq - 3} entries" in capsys.readouterr().out

@@ -380,3 +380,20 @@ def test_an_interrupted_csv_export_leaves_nothing(random_dir, tmp_path, monkeypa
         assert out.is_dir() and not any(out.iterdir())
     else:
         assert not (tmp_path / "made").exists()
+
+
+def test_project_refuses_to_leave_an_exports_lobster_tables_stale(sample_dir, tmp_path, capsys):
+    """`journal project` into a `replay export --sqlite` file: the LOBSTER tables
+    would not follow the new entries; it is refused, --rebuild drops them."""
+    from replay import export as ex
+    db = tmp_path / "export.sqlite"
+    ex.to_sqlite(Source.open(sample_dir), db, lobster_levels=3)
+    before = sqlite3.connect(db).execute("SELECT count(*) FROM lobster_message").fetchone()[0]
+    assert before > 0
+    assert main(["journal", "project", str(sample_dir), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "LOBSTER tables of `lotex replay export`" in err
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM lobster_message").fetchone()[0] == before
+    assert main(["journal", "project", str(sample_dir), "--db", str(db), "--rebuild"]) == 0
+    names = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not any(n.startswith("lobster_") for n in names) and "events" in names

@@ -233,3 +233,127 @@ def test_a_full_store_and_its_side_files_are_its_owners_only(journaled, tmp_path
     with Store.open(tmp_path / "public.sqlite", public=True):
         pass
     assert stat.S_IMODE(os.stat(tmp_path / "public.sqlite").st_mode) == 0o644
+
+
+# -- settlements and lots as the engine has them ------------------------------------------------
+
+class Projected:
+    """A unit-test market's log journaled and projected, step by step (incremental)."""
+
+    def __init__(self, m, tmp_path) -> None:
+        from exchange.codec import Entry, encode_entry
+        from recorder.format import KIND_ENTRY
+        self.m, self.done = m, 0
+        self.path, self.db = tmp_path / "journal", tmp_path / "store.sqlite"
+        self._entry = lambda env, events: (env.ts, KIND_ENTRY, encode_entry(Entry(env, events)))
+
+    def rows(self, sql: str, *params) -> list:
+        journal = Journal.open(self.path)
+        for env, events in self.m.d.log[self.done:]:
+            journal.append(*self._entry(env, events))
+        journal.commit()
+        journal.close()
+        self.done = len(self.m.d.log)
+        with Store.open(self.db) as store:
+            store.update(self.path)
+        return sqlite3.connect(self.db).execute(sql, params).fetchall()
+
+
+def engine_status(s) -> str:
+    """The store's settlement status for the engine's settlement ``s``."""
+    if s.status == "awaiting_payment" and s.overdue:
+        return "overdue"
+    return s.status
+
+
+def test_a_settlement_row_has_the_engines_status_after_every_step(tmp_path):
+    from exchange.commands import DeclareDefault, ExtendDueDate
+    from tests.unit.auctionkit import DAY as UDAY, USD
+    from tests.unit.test_settlement_default import english, overdue
+
+    def check(m, sale, p):
+        assert p.rows("SELECT status, paid, outstanding, due_at FROM settlements WHERE settlement = ?",
+                      sale.sid) == [(engine_status(sale.s), sale.s.paid, sale.s.total - sale.s.paid,
+                                     sale.s.due_at)]
+
+    m, sale, *_ = english(log=True)                     # overdue, a part payment, then paid in full
+    p = Projected(m, tmp_path / "paid")
+    check(m, sale, p)
+    overdue(sale)
+    check(m, sale, p)
+    sale.pay(100 * USD)
+    check(m, sale, p)
+    sale.pay()
+    check(m, sale, p)
+    assert engine_status(sale.s) == "paid"
+    for step in (sale.deliver, sale.confirm, sale.release):
+        step()
+        check(m, sale, p)
+    assert engine_status(sale.s) == "completed"
+
+    m, sale, *_ = english(log=True)                     # overdue, then a later due date
+    p = Projected(m, tmp_path / "extended")
+    overdue(sale)
+    sale.op(ExtendDueDate(settlement=sale.sid, due_at=m.d.ts + 5 * UDAY))
+    check(m, sale, p)
+    assert engine_status(sale.s) == "awaiting_payment"
+    m.tick(sale.s.due_at)                               # overdue again at the new date
+    assert sale.s.overdue
+    check(m, sale, p)
+    sale.op(DeclareDefault(settlement=sale.sid, reason="unpaid", next="relist"))
+    assert p.rows("SELECT status, reason FROM settlements") == [("defaulted", "unpaid")]
+
+
+def test_a_relisted_lots_row_holds_its_new_round_only(tmp_path):
+    from exchange.commands import DeclareDefault, RelistLot
+    from tests.unit.auctionkit import DAY as UDAY, HOUR
+    from tests.unit.test_settlement_default import english, overdue
+
+    m, sale, a, *_ = english(log=True)
+    p = Projected(m, tmp_path)
+    columns = "SELECT status, outcome, bids, winner_paddle, hammer, total FROM lots WHERE serial = 'L1'"
+    assert p.rows(columns) == [("sold", "sold", 4, a, sale.s.price, sale.s.total)]
+    assert p.rows("SELECT relists FROM lots") == [(0,)]
+    overdue(sale)
+    sale.op(DeclareDefault(settlement=sale.sid, reason="unpaid", next="relist"))
+    t = m.d.ts
+    sale.op(RelistLot(serial="L1", opens_at=t + HOUR, closes_at=t + UDAY))
+    assert p.rows(columns) == [("scheduled", None, None, None, None, None)]
+    m.tick(t + 2 * HOUR)
+    assert m.state.lots["L1"].status == "open" and m.state.lots["L1"].bids == 0
+    assert p.rows(columns) == [("open", None, None, None, None, None)]
+    assert p.rows("SELECT relists FROM lots") == [(1,)]
+
+
+
+@pytest.mark.parametrize("rebuild", [False, True])
+def test_a_second_projection_of_the_same_store_at_once_is_refused_in_a_line(journaled, tmp_path,
+                                                                            monkeypatch, rebuild):
+    import recorder.store as store_module
+    from recorder.store import StoreBusy
+    path, log = journaled
+    monkeypatch.setattr(store_module, "BATCH", 50)
+    db = tmp_path / "a.sqlite"
+    first, second = Store.open(db), Store.open(db)
+
+    class Racing:
+        """The journal, and the other projection running once the first batch is read."""
+        def __init__(self):
+            self.journal = Journal.open_readonly(path)
+
+        def read(self, from_seq=1, **kw):
+            for k, rec in enumerate(self.journal.read(from_seq, **kw)):
+                if k == 60:
+                    second.update(path)
+                yield rec
+
+    with pytest.raises(StoreBusy, match="another projection of .* is running"):
+        first.rebuild(Racing()) if rebuild else first.update(Racing())
+    first.close()
+    second.close()
+    with Store.open(db) as store:           # the other projection's store is whole
+        assert store.last_seq == log[-1][0].seq
+        assert store.update(path) == 0
+    with Store.open(tmp_path / "b.sqlite") as store:
+        store.update(path)
+    assert dump(db) == dump(tmp_path / "b.sqlite")
