@@ -54,7 +54,7 @@ import time
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import msgspec
 import zmq
@@ -212,10 +212,59 @@ def _client_ids_of(message: Any) -> list[str]:
         requests = found["requests"][:p.MAX_BATCH]
     else:
         return [""]
-    ids = [r.get("client_id") for r in requests if isinstance(r, dict)]
-    ids = [cid for cid in ids if isinstance(cid, str) and 0 < len(cid) <= p.MAX_CLIENT_ID
-           and cid.isascii() and cid.isprintable() and " " not in cid]
-    return list(dict.fromkeys(ids)) or [""]
+    ids = [_client_id_in(r) for r in requests]
+    return list(dict.fromkeys(cid for cid in ids if cid)) or [""]
+
+
+def _client_id_in(request: Any) -> str:
+    """The well-formed client id a decoded request names, or ""."""
+    cid = request.get("client_id") if isinstance(request, dict) else None
+    if (isinstance(cid, str) and 0 < len(cid) <= p.MAX_CLIENT_ID and cid.isascii()
+            and cid.isprintable() and " " not in cid):
+        return cid
+    return ""
+
+
+class _LooseBatch(msgspec.Struct, frozen=True, tag="Batch", tag_field="type",
+                  forbid_unknown_fields=True):
+    """A Batch whose requests are read one at a time."""
+
+    requests: list[msgspec.Raw]
+
+
+class _Unmatched(NamedTuple):
+    """A request of a Batch that does not match the schema."""
+
+    client_id: str
+    detail: str
+
+
+_loose_batch_decode = msgspec.msgpack.Decoder(_LooseBatch).decode
+_request_decode = msgspec.msgpack.Decoder(p.Request).decode
+
+
+def _split_batch(message: Any) -> list[p.Request | _Unmatched] | None:
+    """Read a Batch of 1..`MAX_BATCH` requests that failed the schema one
+    request at a time: each request decoded, or the reason it does not match
+    with the client id it names ("" if none usable). None when the message
+    is not such a Batch (its own fields are wrong). O(requests)."""
+    try:
+        loose = _loose_batch_decode(message)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if not 1 <= len(loose.requests) <= p.MAX_BATCH:
+        return None
+    out: list[p.Request | _Unmatched] = []
+    for raw in loose.requests:
+        try:
+            out.append(_request_decode(raw))
+        except (msgspec.DecodeError, RecursionError) as exc:
+            try:
+                found = msgspec.msgpack.decode(raw)
+            except (msgspec.DecodeError, RecursionError):
+                found = None
+            out.append(_Unmatched(_client_id_in(found), str(exc)))
+    return out
 
 
 def wire_bytes(size: int) -> int:
@@ -890,6 +939,16 @@ class Server:
             self._end_session(port, rid, "revoked")
             self._reject(sock, rid, "revoked", user_id, port, detail=stale)
             return
+        conn = self.sessions[port].get(rid)
+        now = time.monotonic_ns()
+        if conn is not None:
+            if conn.fd != last.get(SRCFD) or conn.user != user_id:
+                # another peer holds the routing id now (a client may choose
+                # its own): the session was the earlier peer's, so end it
+                self._end_session(port, rid, "peer changed")
+                conn = None
+            else:
+                conn.last_in = now           # anything it sends, refused or not, is a sign of life
         if frames != 1:
             self._reject(sock, rid, "undecodable", user_id, port,
                          detail=f"expected one frame per message, got {frames}")
@@ -897,6 +956,11 @@ class Server:
         try:
             msg = client_decode(last)        # a Frame is a buffer: no memoryview, no copy
         except msgspec.ValidationError as exc:
+            if conn is not None:
+                split = _split_batch(last)
+                if split is not None:        # a Batch with requests that do not match the schema
+                    self._on_split_batch(sock, conn, user, split)
+                    return
             # answered under each client id it carries, so the sender stops resending;
             # each answer counts in the turn and, for a broker, against its throttle
             ids = _client_ids_of(last)
@@ -915,16 +979,6 @@ class Server:
         except msgspec.DecodeError as exc:
             self._reject(sock, rid, "undecodable", user_id, port, detail=str(exc))
             return
-        conn = self.sessions[port].get(rid)
-        now = time.monotonic_ns()
-        if conn is not None:
-            if conn.fd != last.get(SRCFD) or conn.user != user_id:
-                # another peer holds the routing id now (a client may choose
-                # its own): the session was the earlier peer's, so end it
-                self._end_session(port, rid, "peer changed")
-                conn = None
-            else:
-                conn.last_in = now
         kind = type(msg)
         if kind is p.Request:
             if conn is None:
@@ -1107,6 +1161,25 @@ class Server:
         self._queue(sock, conn.rid, p.encode(_ResultsOut(results=[msgspec.Raw(a)
                                                                    for a in answers])))
 
+    def _on_split_batch(self, sock: zmq.Socket, conn: Conn, user: User,
+                        requests: list[p.Request | _Unmatched]) -> None:
+        """Handle a Batch some of whose requests do not match the schema: each
+        of those is refused `invalid_message` alone in the Results, the others
+        are handled as in any Batch. O(requests)."""
+        answers = self.answers = []
+        try:
+            for request in requests:
+                if type(request) is _Unmatched:
+                    self.requests_left -= 1
+                    self._refuse_request(sock, conn, "invalid_message", request.client_id,
+                                         request.detail)
+                else:
+                    self._on_request(sock, conn, user, request)
+        finally:
+            self.answers = None
+        self._queue(sock, conn.rid, p.encode(_ResultsOut(results=[msgspec.Raw(a)
+                                                                   for a in answers])))
+
     def _on_request(self, sock: zmq.Socket, conn: Conn, user: User, msg: p.Request) -> None:
         self.requests_left -= 1
         cid = msg.client_id
@@ -1234,12 +1307,13 @@ class Server:
                        rules=RULES)
         try:
             events = self.engine.apply(env)
-        except Exception as exc:   # a bug in a handler: the state may be damaged
+            entry = encode_entry(Entry(env, events))
+        except Exception as exc:   # a bug in a handler, or events it cannot record (an
+            # integer beyond msgpack's 64 bits): the state may be damaged
             self.log.error("engine_error", seq=seq, command=type(cmd).__name__, actor=actor,
                            error=repr(exc), exc_info=exc)
             self._unapply(env, origin, "internal_error")
             return
-        entry = encode_entry(Entry(env, events))
         if len(entry) > MAX_ENTRY_BYTES:
             self.log.error("entry_too_large", seq=seq, command=type(cmd).__name__, actor=actor,
                            bytes=len(entry), events=len(events), limit=MAX_ENTRY_BYTES)

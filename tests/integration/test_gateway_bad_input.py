@@ -75,8 +75,13 @@ def corpus(paddle_b1: int, paddle_b2: int, lot: str, instrument: str
         ("empty batch", enc({"type": "Batch", "requests": []}), "session:bad_batch"),
         ("batch holding a wrong type", enc({"type": "Batch", "requests": [
             {"type": "Request", "client_id": "b-1", "cmd": {**bid, "amount": "6"}}]}),
-         "session:invalid_message"),
+         "batch:invalid_message"),
         ("batch holding a bare command", enc({"type": "Batch", "requests": [bid]}),
+         "batch:invalid_message"),
+        ("batch with a field of its own", enc({"type": "Batch", "atomic": True, "requests": [
+            {"type": "Request", "client_id": "b-2", "cmd": {**bid, "amount": "6"}}]}),
+         "session:invalid_message"),
+        ("batch whose requests are no list", enc({"type": "Batch", "requests": 5}),
          "session:invalid_message"),
         ("huge amount", request({**bid, "amount": 2**64 - 1}, "huge-1"), "business:out_of_range"),
         ("huge negative", request({**bid, "amount": -2**63}, "huge-2"), "business:non_positive"),
@@ -102,7 +107,12 @@ def corpus(paddle_b1: int, paddle_b2: int, lot: str, instrument: str
 
 def check_reply(sock: zmq.Socket, expected: str, name: str) -> None:
     kind, code = expected.split(":")
-    if kind == "session":
+    if kind == "batch":                       # each request refused alone, in one Results
+        reply = recv_until(sock, p.Results)
+        assert reply is not None and reply.results, (name, reply)
+        assert all(type(r) is p.SessionRejected and r.code == code
+                   for r in reply.results), (name, reply)
+    elif kind == "session":
         reply = recv_until(sock, p.SessionRejected)
         assert reply is not None and reply.code == code, (name, reply)
     else:
@@ -331,13 +341,26 @@ def test_an_invalid_request_is_refused_under_its_client_id(tmp_path):
             sock.send(request({"type": "RegisterParty", "name": 5}, cid="typed-1"))
             reply = recv_until(sock, p.SessionRejected)
             assert (reply.code, reply.client_id) == ("invalid_message", "typed-1")
+            # in a Batch, each request that does not match is refused alone and the
+            # others are done, as if each were sent alone
             sock.send(enc({"type": "Batch", "requests": [
                 {"type": "Request", "client_id": "typed-2", "cmd": {"type": "Tock"}},
                 {"type": "Request", "client_id": "typed-3",
                  "cmd": {"type": "RegisterParty", "name": "A"}},
                 {"type": "Request", "client_id": 7, "cmd": {}}]}))
-            ids = [recv_until(sock, p.SessionRejected).client_id for _ in range(2)]
-            assert ids == ["typed-2", "typed-3"]
+            answers = recv_until(sock, p.Results).results
+            assert [(type(a).__name__, a.client_id) for a in answers] == [
+                ("SessionRejected", "typed-2"), ("Result", "typed-3"), ("SessionRejected", "")]
+            assert answers[0].code == answers[2].code == "invalid_message"
+            assert answers[1].accepted
+            # a Batch whose own fields are wrong is refused under each id it carries
+            sock.send(enc({"type": "Batch", "requests": "no list", "client_id": "typed-4"}))
+            assert (recv_until(sock, p.SessionRejected).client_id) == ""
+            sock.send(enc({"type": "Batch", "extra": 1, "requests": [
+                {"type": "Request", "client_id": "typed-5",
+                 "cmd": {"type": "RegisterParty", "name": "B"}}]}))
+            reply = recv_until(sock, p.SessionRejected)
+            assert (reply.code, reply.client_id) == ("invalid_message", "typed-5")
         finally:
             context.destroy(linger=0)
         # the client library: the refusal answers the request, which is not resent
@@ -350,17 +373,57 @@ def test_an_invalid_request_is_refused_under_its_client_id(tmp_path):
 def test_refusals_under_client_ids_count_against_the_throttle(tmp_path):
     """Each client id an invalid Batch carries makes an answer: they count
     against the broker's throttle, so 800 ids in 8 KB cannot make the
-    server answer 800 times beyond the broker's rate."""
+    server answer 800 times beyond the broker's rate (a Batch whose own
+    fields are wrong: one `throttled`; one whose requests do not match: each
+    refused alone in its Results, `throttled` beyond the rate)."""
     with running(tmp_path, max_requests_per_second=500):
         context = zmq.Context()
         try:
             sock = raw_dealer(tmp_path, "b1", "broker", context)
             sock.send(p.encode(p.Logon(heartbeat_ms=5000)))
             assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
-            sock.send(enc({"type": "Batch", "requests": [{"client_id": str(i)}
-                                                        for i in range(800)]}))   # 8 KB
+            sock.send(enc({"type": "Batch", "extra": 0,
+                           "requests": [{"client_id": str(i)} for i in range(800)]}))   # 8 KB
             first = recv_until(sock, p.SessionRejected)
             assert (first.code, first.client_id) == ("throttled", "")
             assert recv_message(sock, timeout=0.5) is None        # one answer, not 800
+            sock.send(enc({"type": "Batch",
+                           "requests": [{"client_id": f"x{i}"} for i in range(800)]}))
+            answers = recv_until(sock, p.Results).results
+            codes = [a.code for a in answers]
+            done = codes.count("invalid_message")   # about a second's worth answered
+            assert len(codes) == 800 and set(codes) == {"invalid_message", "throttled"}
+            assert done < 600, done
+            assert recv_message(sock, timeout=0.5) is None
+        finally:
+            context.destroy(linger=0)
+
+
+def test_refused_messages_keep_a_session_alive(tmp_path):
+    """The server ends a session that has sent nothing for three heartbeat
+    intervals: a message it refuses (undecodable, invalid) is something sent,
+    so the session lives on (it once timed out, cancelling the broker's
+    orders if it asked for that)."""
+    import time
+    with running(tmp_path):
+        context = zmq.Context()
+        try:
+            sock = raw_dealer(tmp_path, "b1", "broker", context)
+            sock.send(p.encode(p.Logon(heartbeat_ms=200)))
+            assert isinstance(recv_until(sock, p.LogonAccepted), p.LogonAccepted)
+            seen = []
+            end = time.monotonic() + 2.0               # ten intervals
+            sent = 0
+            while time.monotonic() < end:
+                sent += 1
+                sock.send(request({"type": "RegisterParty", "name": 5}, cid="alive-1")
+                          if sent % 2 else b"\xc1")
+                while (message := recv_message(sock, timeout=0.1)) is not None:
+                    seen.append(message)
+            assert not [m for m in seen if type(m) is p.LoggedOut], seen
+            assert {m.code for m in seen if type(m) is p.SessionRejected} == {
+                "invalid_message", "undecodable"}
+            sock.send(request({"type": "RegisterParty", "name": "Alive"}, cid="alive-2"))
+            assert recv_until(sock, p.Result).accepted
         finally:
             context.destroy(linger=0)

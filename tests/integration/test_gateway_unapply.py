@@ -62,3 +62,30 @@ def test_a_failing_handler_is_refused_and_the_state_rebuilt(tmp_path, monkeypatc
         assert after.seq == before.seq + 1
         names = [p.name for p in server.engine.state.parties.values()]
         assert "Boom" not in names and names[-2:] == ["Before", "After"]
+
+
+def test_events_that_cannot_be_encoded_are_refused_and_the_exchange_goes_on(tmp_path,
+                                                                            monkeypatch):
+    """A handler whose event holds an integer beyond msgpack's 64 bits (a
+    display amount at a large rate once did) is taken back `internal_error`;
+    the engine thread lived on to serve the next command."""
+    from exchange import engine
+    from exchange.events import PartyRegistered
+    register = engine.HANDLERS[RegisterParty]
+
+    def overflowing(state, ctx, cmd):
+        register(state, ctx, cmd)
+        if cmd.name == "Huge":
+            ctx.emit(PartyRegistered(party=2**64, name="Huge", country="", broker="b1",
+                                     to=("b1",)))
+    monkeypatch.setitem(engine.HANDLERS, RegisterParty, overflowing)
+    with running(tmp_path) as server, client(tmp_path, "b1") as b1:
+        before = b1.ok(RegisterParty(name="Before"))
+        with pytest.raises(SessionRejectedError) as refused:
+            b1.request(RegisterParty(name="Huge"))
+        assert refused.value.code == "internal_error"
+        assert server.failed is None
+        after = b1.ok(RegisterParty(name="After"))
+        assert after.seq == before.seq + 1
+        names = [p.name for p in server.engine.state.parties.values()]
+        assert "Huge" not in names and names[-2:] == ["Before", "After"]
