@@ -324,7 +324,9 @@ def records_after(data: bytes, pos: int, next_seq: int, max_record: int) -> int:
 def _refuse_damage(data: bytes, path: Path, pos: int, next_seq: int, reason: str,
                    max_record: int) -> None:
     """Raise `JournalCorrupt` if a good record follows the bad bytes at
-    ``pos`` and no whole sector of zeros lies between. O(len(data) - pos)."""
+    ``pos``, unless a whole sector of zeros lies between or the bad record
+    starts a last write torn in its first sector (`_torn_first_sector`).
+    O(len(data) - pos)."""
     written = _written_end(data, pos)           # the zeros after: no record
     if written == pos:
         return
@@ -332,14 +334,59 @@ def _refuse_damage(data: bytes, path: Path, pos: int, next_seq: int, reason: str
     later = fmt.find_record(data, pos + 1, end, next_seq, FOLLOWING_SEQS, max_record)
     if later is None:
         return
-    first_sector = -(-pos // SECTOR) * SECTOR
-    for sector in range(first_sector, later[0] - SECTOR + 1, SECTOR):
-        if not any(data[sector:sector + SECTOR]):
-            return                     # an unwritten sector: the last write, torn
+    if _zero_sector_between(data, pos, later[0]):
+        return                         # an unwritten sector: the last write, torn
+    if _torn_first_sector(data, pos, later, end, max_record):
+        return
     raise JournalCorrupt(path.name, f"record {next_seq}",
                          f"{reason}, but good records follow it (seq {later[1]} at offset "
                          f"{later[0]}): damage to written records, not an unfinished write; "
                          f"nothing was cut", pos)
+
+
+def _zero_sector_between(data: bytes, pos: int, later: int) -> bool:
+    """Whether a whole sector of zeros lies between ``pos`` and ``later``. O(later - pos)."""
+    first_sector = -(-pos // SECTOR) * SECTOR
+    return any(not any(data[sector:sector + SECTOR])
+               for sector in range(first_sector, later - SECTOR + 1, SECTOR))
+
+
+TORN_SPAN_MIN = fmt.U32.size
+"""Zero bytes from a bad record's start to a sector boundary that show the
+sector unwritten: at least the record's CRC field (one corrupted byte cannot
+zero a span of them unless the others were zero already)."""
+
+
+def _zeros_to_sector_end(data: bytes, pos: int) -> bool:
+    """Whether every byte from ``pos`` to the next sector boundary is zero,
+    at least `TORN_SPAN_MIN` of them."""
+    boundary = (pos // SECTOR + 1) * SECTOR
+    return boundary - pos >= TORN_SPAN_MIN and not any(data[pos:boundary])
+
+
+def _torn_first_sector(data: bytes, pos: int, later: tuple[int, int], end: int,
+                       max_record: int) -> bool:
+    """Whether the bad record at ``pos`` starts a last write torn in its first
+    sector: every byte from ``pos`` to the next sector boundary is zero (that
+    sector as it was before the write: the valid prefix's end, then zeros), and
+    the good records from ``later`` on are the file's last, broken only where a
+    sector shows unwritten (zeros to a sector boundary, or a whole zero
+    sector): the rest of that one write. A flipped or overwritten byte in the
+    middle never zeroes the rest of a sector from a record's start, and a break
+    without an unwritten sector after it is damage. What the bytes cannot tell
+    from a torn write, a disk that lost an acknowledged sector's write, they
+    cannot tell for a whole zero sector either: ``durable_upto`` guards it.
+    O(breaks x (end - pos))."""
+    if not _zeros_to_sector_end(data, pos):
+        return False
+    found: tuple[int, int] | None = later
+    while found is not None:
+        run = fmt.scan(data, found[0], end, found[1], fmt.GENESIS, max_record)
+        found = fmt.find_record(data, run.pos + 1, end, run.next_seq, FOLLOWING_SEQS, max_record)
+        if found is not None and not (_zeros_to_sector_end(data, run.pos)
+                                      or _zero_sector_between(data, run.pos, found[0])):
+            return False
+    return True
 
 
 class _IndexMiss(Exception):
