@@ -231,6 +231,21 @@ class LiveScan(NamedTuple):
     reason: str = ""          # why the prefix ends where it does (a `recorder.format` reason)
 
 
+def _create_aside(path: Path, offset: int) -> tuple[int, Path]:
+    """Create the file for bytes cut from segment ``path`` at ``offset``:
+    ``NAME.seg.OFFSET.cut``, or ``NAME.seg.OFFSET.N.cut`` (N = 2, 3, ...)
+    if an earlier cut at that offset holds the name: never written over.
+    Return its descriptor and path."""
+    n = 1
+    while True:
+        suffix = f"{offset}.cut" if n == 1 else f"{offset}.{n}.cut"
+        aside = path.with_name(f"{path.name}.{suffix}")
+        try:
+            return os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), aside
+        except FileExistsError:
+            n += 1
+
+
 class Cut(NamedTuple):
     """What opening the journal moved aside from the live segment's end."""
 
@@ -239,7 +254,7 @@ class Cut(NamedTuple):
     bytes: int                # bytes moved aside (zeros at the very end not counted)
     records: int              # good records (by CRC) among them, in sequence
     last_seq: int             # the journal's last seq after the cut
-    aside: Path               # the NAME.seg.OFFSET.cut file holding them
+    aside: Path               # the NAME.seg.OFFSET[.N].cut file holding them
 
 
 def live_header(head: bytes, size: int, path: Path, first_seq: int, prev_chain: bytes) -> Segment | None:
@@ -482,8 +497,8 @@ class Journal:
         """Open (creating if needed) the journal at ``path`` for writing.
 
         Recovers the live segment: keeps the longest valid prefix, moves the
-        rest aside to ``NAME.seg.OFFSET.cut`` (a tail of zeros is simply cut
-        off; `cut` says what was moved), truncates and syncs. Raises
+        rest aside to ``NAME.seg.OFFSET.cut`` (numbered ``.N.cut`` if taken;
+        a tail of zeros is simply cut off; `cut` says what was moved), truncates and syncs. Raises
         `JournalCorrupt` for damage in a closed segment's header or footer,
         for a bad record of the live segment that good records follow (not a
         torn last write; with ``cut_damage`` it is cut like one, good records
@@ -651,8 +666,7 @@ class Journal:
         any. O(tail)."""
         aside = None
         if not _all_zero(tail, 0):
-            aside = path.with_name(f"{path.name}.{keep}.cut")
-            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd, aside = _create_aside(path, keep)
             try:
                 _write_all(fd, tail, 0)
                 os.fsync(fd)

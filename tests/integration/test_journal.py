@@ -96,6 +96,30 @@ def test_recovery_cuts_an_unfinished_record_and_keeps_it_aside(tmp_path):
     assert verify_journal(tmp_path / "j").count == 101
 
 
+def test_a_second_cut_at_the_same_offset_keeps_the_first_aside(tmp_path):
+    """The first commit after a restart torn again starts where the first
+    torn one did: its bytes go to a numbered file, the first cut's stay."""
+    journal = Journal.open(tmp_path / "j")
+    fill(journal, 10)
+    chain = journal.segments()[-1].chain
+    journal.close()
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    good_size = live.stat().st_size
+    asides = []
+    for payload in (b"first crash's order", b"second crash's order"):
+        record, _ = fmt.encode_record(11, 5, 1, payload, chain)
+        with open(live, "ab") as f:
+            f.write(record[:-9])
+        journal = Journal.open(tmp_path / "j")
+        assert journal.last_seq == 10 and journal.cut is not None
+        asides.append((journal.cut.aside, record[:-9]))
+        journal.close()
+    assert [path.name for path, _ in asides] == [f"{live.name}.{good_size}.cut",
+                                                 f"{live.name}.{good_size}.2.cut"]
+    for path, torn in asides:
+        assert path.read_bytes() == torn
+
+
 def test_read_only_view_never_truncates(tmp_path):
     journal = Journal.open(tmp_path / "j")
     fill(journal, 20)
