@@ -231,6 +231,17 @@ class LiveScan(NamedTuple):
     reason: str = ""          # why the prefix ends where it does (a `recorder.format` reason)
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an `OSError` that names no file as one naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
 def _create_aside(path: Path, offset: int) -> tuple[int, Path]:
     """Create the file for bytes cut from segment ``path`` at ``offset``:
     ``NAME.seg.OFFSET.cut``, or ``NAME.seg.OFFSET.N.cut`` (N = 2, 3, ...)
@@ -498,15 +509,16 @@ class Journal:
 
         Recovers the live segment: keeps the longest valid prefix, moves the
         rest aside to ``NAME.seg.OFFSET.cut`` (numbered ``.N.cut`` if taken;
-        a tail of zeros is simply cut off; `cut` says what was moved), truncates and syncs. Raises
-        `JournalCorrupt` for damage in a closed segment's header or footer,
-        for a bad record of the live segment that good records follow (not a
-        torn last write; with ``cut_damage`` it is cut like one, good records
-        after it included), for a journal that would end before
-        ``durable_upto`` (records known durable, e.g. by a snapshot of that
-        seq: their loss is damage, never a torn write; ignored with
-        ``cut_damage``), changing nothing, and `JournalLocked` if another
-        writer has the directory. ``preallocate``: bytes of zeros `reserve`
+        a tail of zeros is simply cut off; `cut` says what was moved),
+        truncates and syncs; an `OSError` there (a full disk) names its file
+        and leaves the segment as it was. Raises `JournalCorrupt` for damage
+        in a closed segment's header or footer, for a bad record of the live
+        segment that good records follow (not a torn last write; with
+        ``cut_damage`` it is cut like one, good records after it included),
+        for a journal that would end before ``durable_upto`` (records known
+        durable, e.g. by a snapshot of that seq: their loss is damage, never
+        a torn write; ignored with ``cut_damage``), changing nothing, and
+        `JournalLocked` if another writer has the directory. ``preallocate``: bytes of zeros `reserve`
         keeps ahead of the live segment's end (0: none).
         """
         if preallocate < 0:
@@ -663,22 +675,34 @@ class Journal:
     def _cut_tail(self, path: Path, tail: bytes, keep: int) -> Path | None:
         """Move the bytes after the valid prefix aside (unless they are all
         zeros: preallocated space) and truncate; return the aside file, if
-        any. O(tail)."""
+        any. The segment is cut only once the aside file is whole and durable
+        (its bytes and its name); one that cannot be written whole is
+        removed. Raises `OSError` naming the file it failed on. O(tail)."""
         aside = None
         if not _all_zero(tail, 0):
             fd, aside = _create_aside(path, keep)
             try:
-                _write_all(fd, tail, 0)
+                with _naming(aside):
+                    try:
+                        _write_all(fd, tail, 0)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                with _naming(self.path):
+                    fsync_dir(self.path)
+            except OSError:
+                try:
+                    aside.unlink()
+                except OSError:
+                    pass          # left behind: a later cut at this offset takes the next name
+                raise
+        with _naming(path):
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, keep)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, keep)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(self.path)
         return aside
 
     def _rewrite_header(self, seg: Segment) -> None:
