@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import time
@@ -120,7 +121,7 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
     import zmq
 
     from gateway.keys import KeyStoreError
-    from recorder.journal import JournalCorrupt, JournalLocked
+    from recorder.journal import JournalCorrupt, JournalFailed, JournalLocked
     from recorder.recovery import RecoveryError, ReplayDiverged
 
     if isinstance(exc, KeyStoreError):
@@ -143,7 +144,22 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
     if isinstance(exc, zmq.ZMQError):
         return (f"cannot listen ({exc}); another program holds the port: change the ports "
                 f"in {config_path} or use --random-ports")
+    if isinstance(exc, JournalFailed) and isinstance(exc.__cause__, OSError):
+        exc = exc.__cause__
+    if isinstance(exc, OSError):
+        return _file_failure(exc)
     return None
+
+
+def _file_failure(exc: OSError) -> str:
+    """Say which file failed how (a full disk, most likely), and that the
+    journal lost nothing acknowledged: recovery cuts nothing from it before
+    the cut bytes are durable in their ``.cut`` file."""
+    name = errno.errorcode.get(exc.errno, f"errno {exc.errno}") if exc.errno else "no errno"
+    where = f"{exc.filename}: " if exc.filename else ""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return (f"{where}{exc.strerror or exc} ({name}); the journal keeps every acknowledged "
+            f"entry: {'make room on its file system' if full else 'mend that'} and start again")
 
 
 # ---------------------------------------------------------------------------------

@@ -483,6 +483,8 @@ class Server:
         self.damage_logged: set[str] = set()
         # entries a restart would scan again: snapshot soon if they are many
         self.entries_since_snapshot = self.durable_seq - covered
+        self.snapshot_seq = covered          # what the last snapshot written covers
+        self.snapshot_tried_seq = covered    # ... and the last one begun, written or not
         self.entries_since_freeze = 0
         self.last_snapshot_wall = time.monotonic()
         # (pid, seq it covers, when forked, how long the loop paused for the fork in ms)
@@ -1722,12 +1724,14 @@ class Server:
         as Redis does, so the loop pauses for the fork (~2-4 ms for the
         bench's state) instead of the pickling (~22 ms there, growing with
         the state); pages the child touches are copied meanwhile. On shutdown
-        (``force``) it is done in place, after any child has finished."""
+        (``force``) it is done in place, after any child has finished. One
+        that failed is tried again a period after it, or at the clean stop."""
         if self._snapshot_child is not None and not self._reap_snapshot(block=force):
             return                        # the previous one is still being written
         if self.entries_since_snapshot == 0 or self.failed is not None:
             return
-        due = (force or self.entries_since_snapshot >= self.config.snapshot_every
+        entries_since_tried = self.engine.state.last_seq - self.snapshot_tried_seq
+        due = (force or entries_since_tried >= self.config.snapshot_every
                or time.monotonic() - self.last_snapshot_wall >= self.config.snapshot_seconds)
         if not due:
             return
@@ -1740,6 +1744,7 @@ class Server:
                                f"{self.durable_seq}")
         self._flush()                 # every Market message up to seq is in the ring
         self.entries_since_snapshot = 0
+        self.snapshot_tried_seq = seq
         started = self.last_snapshot_wall = time.monotonic()
         pid = -1
         if not force and hasattr(os, "fork"):
@@ -1754,7 +1759,9 @@ class Server:
                 written = self._write_snapshots()
             except OSError as exc:
                 self.log.error("snapshot_failed", seq=seq, error=str(exc))
+                self._snapshot_not_written(seq)
             else:
+                self.snapshot_seq = seq
                 self.log.info("snapshot_written", seq=seq, **written)
             return
         if pid == 0:                      # the child: no logging, no ZeroMQ, no return
@@ -1794,8 +1801,9 @@ class Server:
         while True:
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:         # reaped elsewhere: nothing to report
+            except ChildProcessError:         # reaped elsewhere: written or not, unknown
                 self._snapshot_child = None
+                self._snapshot_not_written(seq)
                 return True
             if done or not block:
                 break
@@ -1809,13 +1817,22 @@ class Server:
         self._snapshot_child = None
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
+            self.snapshot_seq = seq
             self.log.info("snapshot_written", seq=seq, pause_ms=pause_ms,
                           ms=round((time.monotonic() - started) * 1000, 1))
         else:
             self.log.error("snapshot_failed", seq=seq, exit_code=code,
                            error="could not write the files" if code == 1 else
                            "the snapshot process failed")
+            self._snapshot_not_written(seq)
         return True
+
+    def _snapshot_not_written(self, seq: int) -> None:
+        """Count again the entries a snapshot of ``seq`` that failed was to
+        cover (those after the last one written): the next period (the
+        entries or seconds of a period after the failed one) or the clean
+        stop tries again."""
+        self.entries_since_snapshot += seq - self.snapshot_seq
 
     # ------------------------------------------------------------------ data socket
 

@@ -231,6 +231,32 @@ class LiveScan(NamedTuple):
     reason: str = ""          # why the prefix ends where it does (a `recorder.format` reason)
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an `OSError` that names no file as one naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
+def _create_aside(path: Path, offset: int) -> tuple[int, Path]:
+    """Create the file for bytes cut from segment ``path`` at ``offset``:
+    ``NAME.seg.OFFSET.cut``, or ``NAME.seg.OFFSET.N.cut`` (N = 2, 3, ...)
+    if an earlier cut at that offset holds the name: never written over.
+    Return its descriptor and path."""
+    n = 1
+    while True:
+        suffix = f"{offset}.cut" if n == 1 else f"{offset}.{n}.cut"
+        aside = path.with_name(f"{path.name}.{suffix}")
+        try:
+            return os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), aside
+        except FileExistsError:
+            n += 1
+
+
 class Cut(NamedTuple):
     """What opening the journal moved aside from the live segment's end."""
 
@@ -239,7 +265,7 @@ class Cut(NamedTuple):
     bytes: int                # bytes moved aside (zeros at the very end not counted)
     records: int              # good records (by CRC) among them, in sequence
     last_seq: int             # the journal's last seq after the cut
-    aside: Path               # the NAME.seg.OFFSET.cut file holding them
+    aside: Path               # the NAME.seg.OFFSET[.N].cut file holding them
 
 
 def live_header(head: bytes, size: int, path: Path, first_seq: int, prev_chain: bytes) -> Segment | None:
@@ -324,7 +350,9 @@ def records_after(data: bytes, pos: int, next_seq: int, max_record: int) -> int:
 def _refuse_damage(data: bytes, path: Path, pos: int, next_seq: int, reason: str,
                    max_record: int) -> None:
     """Raise `JournalCorrupt` if a good record follows the bad bytes at
-    ``pos`` and no whole sector of zeros lies between. O(len(data) - pos)."""
+    ``pos``, unless a whole sector of zeros lies between or the bad record
+    starts a last write torn in its first sector (`_torn_first_sector`).
+    O(len(data) - pos)."""
     written = _written_end(data, pos)           # the zeros after: no record
     if written == pos:
         return
@@ -332,14 +360,59 @@ def _refuse_damage(data: bytes, path: Path, pos: int, next_seq: int, reason: str
     later = fmt.find_record(data, pos + 1, end, next_seq, FOLLOWING_SEQS, max_record)
     if later is None:
         return
-    first_sector = -(-pos // SECTOR) * SECTOR
-    for sector in range(first_sector, later[0] - SECTOR + 1, SECTOR):
-        if not any(data[sector:sector + SECTOR]):
-            return                     # an unwritten sector: the last write, torn
+    if _zero_sector_between(data, pos, later[0]):
+        return                         # an unwritten sector: the last write, torn
+    if _torn_first_sector(data, pos, later, end, max_record):
+        return
     raise JournalCorrupt(path.name, f"record {next_seq}",
                          f"{reason}, but good records follow it (seq {later[1]} at offset "
                          f"{later[0]}): damage to written records, not an unfinished write; "
                          f"nothing was cut", pos)
+
+
+def _zero_sector_between(data: bytes, pos: int, later: int) -> bool:
+    """Whether a whole sector of zeros lies between ``pos`` and ``later``. O(later - pos)."""
+    first_sector = -(-pos // SECTOR) * SECTOR
+    return any(not any(data[sector:sector + SECTOR])
+               for sector in range(first_sector, later - SECTOR + 1, SECTOR))
+
+
+TORN_SPAN_MIN = fmt.U32.size
+"""Zero bytes from a bad record's start to a sector boundary that show the
+sector unwritten: at least the record's CRC field (one corrupted byte cannot
+zero a span of them unless the others were zero already)."""
+
+
+def _zeros_to_sector_end(data: bytes, pos: int) -> bool:
+    """Whether every byte from ``pos`` to the next sector boundary is zero,
+    at least `TORN_SPAN_MIN` of them."""
+    boundary = (pos // SECTOR + 1) * SECTOR
+    return boundary - pos >= TORN_SPAN_MIN and not any(data[pos:boundary])
+
+
+def _torn_first_sector(data: bytes, pos: int, later: tuple[int, int], end: int,
+                       max_record: int) -> bool:
+    """Whether the bad record at ``pos`` starts a last write torn in its first
+    sector: every byte from ``pos`` to the next sector boundary is zero (that
+    sector as it was before the write: the valid prefix's end, then zeros), and
+    the good records from ``later`` on are the file's last, broken only where a
+    sector shows unwritten (zeros to a sector boundary, or a whole zero
+    sector): the rest of that one write. A flipped or overwritten byte in the
+    middle never zeroes the rest of a sector from a record's start, and a break
+    without an unwritten sector after it is damage. What the bytes cannot tell
+    from a torn write, a disk that lost an acknowledged sector's write, they
+    cannot tell for a whole zero sector either: ``durable_upto`` guards it.
+    O(breaks x (end - pos))."""
+    if not _zeros_to_sector_end(data, pos):
+        return False
+    found: tuple[int, int] | None = later
+    while found is not None:
+        run = fmt.scan(data, found[0], end, found[1], fmt.GENESIS, max_record)
+        found = fmt.find_record(data, run.pos + 1, end, run.next_seq, FOLLOWING_SEQS, max_record)
+        if found is not None and not (_zeros_to_sector_end(data, run.pos)
+                                      or _zero_sector_between(data, run.pos, found[0])):
+            return False
+    return True
 
 
 class _IndexMiss(Exception):
@@ -435,16 +508,17 @@ class Journal:
         """Open (creating if needed) the journal at ``path`` for writing.
 
         Recovers the live segment: keeps the longest valid prefix, moves the
-        rest aside to ``NAME.seg.OFFSET.cut`` (a tail of zeros is simply cut
-        off; `cut` says what was moved), truncates and syncs. Raises
-        `JournalCorrupt` for damage in a closed segment's header or footer,
-        for a bad record of the live segment that good records follow (not a
-        torn last write; with ``cut_damage`` it is cut like one, good records
-        after it included), for a journal that would end before
-        ``durable_upto`` (records known durable, e.g. by a snapshot of that
-        seq: their loss is damage, never a torn write; ignored with
-        ``cut_damage``), changing nothing, and `JournalLocked` if another
-        writer has the directory. ``preallocate``: bytes of zeros `reserve`
+        rest aside to ``NAME.seg.OFFSET.cut`` (numbered ``.N.cut`` if taken;
+        a tail of zeros is simply cut off; `cut` says what was moved),
+        truncates and syncs; an `OSError` there (a full disk) names its file
+        and leaves the segment as it was. Raises `JournalCorrupt` for damage
+        in a closed segment's header or footer, for a bad record of the live
+        segment that good records follow (not a torn last write; with
+        ``cut_damage`` it is cut like one, good records after it included),
+        for a journal that would end before ``durable_upto`` (records known
+        durable, e.g. by a snapshot of that seq: their loss is damage, never
+        a torn write; ignored with ``cut_damage``), changing nothing, and
+        `JournalLocked` if another writer has the directory. ``preallocate``: bytes of zeros `reserve`
         keeps ahead of the live segment's end (0: none).
         """
         if preallocate < 0:
@@ -601,23 +675,34 @@ class Journal:
     def _cut_tail(self, path: Path, tail: bytes, keep: int) -> Path | None:
         """Move the bytes after the valid prefix aside (unless they are all
         zeros: preallocated space) and truncate; return the aside file, if
-        any. O(tail)."""
+        any. The segment is cut only once the aside file is whole and durable
+        (its bytes and its name); one that cannot be written whole is
+        removed. Raises `OSError` naming the file it failed on. O(tail)."""
         aside = None
         if not _all_zero(tail, 0):
-            aside = path.with_name(f"{path.name}.{keep}.cut")
-            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd, aside = _create_aside(path, keep)
             try:
-                _write_all(fd, tail, 0)
+                with _naming(aside):
+                    try:
+                        _write_all(fd, tail, 0)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                with _naming(self.path):
+                    fsync_dir(self.path)
+            except OSError:
+                try:
+                    aside.unlink()
+                except OSError:
+                    pass          # left behind: a later cut at this offset takes the next name
+                raise
+        with _naming(path):
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, keep)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, keep)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(self.path)
         return aside
 
     def _rewrite_header(self, seg: Segment) -> None:

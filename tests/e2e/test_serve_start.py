@@ -1,7 +1,7 @@
 """`lotex serve` that cannot start says why in one line (exit 2), with no
 traceback and without hanging, and leaves a running server serving: the data
 directory in use by another server, a port held by another program, a
-damaged journal."""
+damaged journal, a file it cannot write."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import msgspec
 
 from exchange.commands import CreateSession
+from recorder import format as fmt
 from recorder import layout
 from recorder.journal import Journal
 from replay.journaling import RecordingDriver
@@ -21,11 +23,11 @@ from tests.e2e.test_serve_cpus import REPO, serve, stop
 from tests.integration.gateway_harness import client
 
 
-def refused(data: Path, *args: str) -> str:
+def refused(data: Path, *args: str, preexec_fn: Callable[[], None] | None = None) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data), *args],
         capture_output=True, text=True, timeout=60, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=preexec_fn)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     last = done.stderr.splitlines()[-1]
@@ -67,6 +69,33 @@ def test_a_damaged_journal_is_refused_with_where_to_look(tmp_path):
     segment.write_bytes(bytes(data))
     line = refused(tmp_path, "--random-ports")
     assert "the journal is damaged" in line and "lotex journal verify" in line
+
+
+def test_a_torn_tail_that_cannot_be_kept_aside_is_refused_and_nothing_is_cut(tmp_path):
+    """A restart on a full disk (here: files limited to 64 KiB) cannot write
+    the torn tail's .cut file: one line names the file and the error, the
+    partial .cut file is gone and the journal left as it was."""
+    import resource
+
+    proc = serve(tmp_path)
+    try:
+        with client(tmp_path, "op") as op:
+            assert op.request(CreateSession(session="S", name="before the crash")).accepted
+    finally:
+        stop(proc)
+    (segment,) = sorted((tmp_path / "journal").glob("*.seg"))
+    good_size = segment.stat().st_size
+    record, _ = fmt.encode_record(99, 5, fmt.KIND_ENTRY, b"x" * 200_000, bytes(32))
+    with open(segment, "ab") as f:                    # killed in a commit: preallocated zeros
+        f.write(record[:300] + bytes(128 << 10))
+    torn = segment.read_bytes()
+
+    def files_of_64k() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+    line = refused(tmp_path, "--random-ports", preexec_fn=files_of_64k)
+    assert f"{segment}.{good_size}.cut: File too large (EFBIG)" in line, line
+    assert "make room" in line
+    assert segment.read_bytes() == torn and not list(segment.parent.glob("*.cut"))
 
 
 def test_a_snapshot_of_another_journal_is_refused(tmp_path):

@@ -464,6 +464,56 @@ def test_shutdown_kills_a_snapshot_child_that_hangs_and_snapshots_in_place(
     assert sorted((tmp_path / "snapshots").glob("*.snap"))[-1].stem == f"{server.durable_seq:020d}"
 
 
+@pytest.mark.parametrize("where", ["child", "in place"])
+def test_a_snapshot_that_failed_is_written_at_the_clean_stop(tmp_path, monkeypatch, capsys,
+                                                             where):
+    """A periodic snapshot that fails (a full disk), in a forked child or in
+    place, leaves its entries to be snapshotted: the clean stop right after,
+    with no entry since, snapshots the journal's end."""
+    import errno
+    import json
+    import os
+
+    from gateway import server as server_module
+
+    parent = os.getpid()
+    write = server_module.Server._write_snapshots
+    failing = [True]
+
+    def full_disk_once(self):
+        if where == "child" and os.getpid() != parent or where == "in place" and failing[0]:
+            failing[0] = False
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        return write(self)
+    monkeypatch.setattr(server_module.Server, "_write_snapshots", full_disk_once)
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        if where == "in place":
+            forks.append(0)
+            raise OSError(errno.ENOMEM, "Cannot allocate memory (injected)")
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+    monkeypatch.setattr(server_module.os, "fork", counting_fork)
+    with running(tmp_path, snapshot_every=3) as server, client(tmp_path, "b1") as b1:
+        for i in range(3):
+            b1.ok(RegisterParty(name=f"Full disk {i}"))
+        # the try was made and failed: its entries are counted again
+        assert wait_for(lambda: forks and server.entries_since_snapshot == 3)
+        acked = server.durable_seq
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+              if line.startswith("{")]
+    failed = [e for e in logged if e["event"] == "snapshot_failed"]
+    assert len(failed) == 1 and failed[0]["seq"] == acked
+    assert [e["seq"] for e in logged if e["event"] == "snapshot_written"] == [acked]
+    for directory in ("snapshots", "gateway"):
+        assert [path.name for path in (tmp_path / directory).glob("*.snap")] == \
+            [f"{acked:020d}.snap"]
+
+
 @pytest.mark.parametrize("before", ["the feed ring", "entry marks"])
 def test_a_gateway_snapshot_written_before_entry_marks_is_scanned_instead(tmp_path, before):
     """A gateway snapshot that holds every Market seq and the last messages

@@ -96,6 +96,73 @@ def test_recovery_cuts_an_unfinished_record_and_keeps_it_aside(tmp_path):
     assert verify_journal(tmp_path / "j").count == 101
 
 
+def test_a_second_cut_at_the_same_offset_keeps_the_first_aside(tmp_path):
+    """The first commit after a restart torn again starts where the first
+    torn one did: its bytes go to a numbered file, the first cut's stay."""
+    journal = Journal.open(tmp_path / "j")
+    fill(journal, 10)
+    chain = journal.segments()[-1].chain
+    journal.close()
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    good_size = live.stat().st_size
+    asides = []
+    for payload in (b"first crash's order", b"second crash's order"):
+        record, _ = fmt.encode_record(11, 5, 1, payload, chain)
+        with open(live, "ab") as f:
+            f.write(record[:-9])
+        journal = Journal.open(tmp_path / "j")
+        assert journal.last_seq == 10 and journal.cut is not None
+        asides.append((journal.cut.aside, record[:-9]))
+        journal.close()
+    assert [path.name for path, _ in asides] == [f"{live.name}.{good_size}.cut",
+                                                 f"{live.name}.{good_size}.2.cut"]
+    for path, torn in asides:
+        assert path.read_bytes() == torn
+
+
+@pytest.mark.parametrize("failing", ["_write_all", "fsync_dir"])
+def test_a_cut_that_cannot_be_kept_aside_cuts_nothing(tmp_path, monkeypatch, failing):
+    """A full disk at a restart: the bytes to cut cannot be written whole to
+    their .cut file, or its name made durable. The error names the file,
+    the partial .cut file is removed and the segment left as it was; with
+    room again the next open cuts as usual."""
+    import errno
+
+    from recorder import journal as journal_module
+
+    journal = Journal.open(tmp_path / "j")
+    fill(journal, 10)
+    chain = journal.segments()[-1].chain
+    journal.close()
+    live = tmp_path / "j" / seg_files(tmp_path / "j")[-1]
+    good_size = live.stat().st_size
+    record, _ = fmt.encode_record(11, 5, 1, b"torn at the crash" * 40, chain)
+    with open(live, "ab") as f:
+        f.write(record[:-9])
+    torn = live.read_bytes()
+    real = getattr(journal_module, failing)
+
+    def disk_full(*args):
+        if failing == "_write_all":
+            fd, data, offset = args
+            os.pwrite(fd, data[:len(data) // 2], offset)    # what fitted
+        else:
+            real(*args)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(journal_module, failing, disk_full)
+    aside = tmp_path / "j" / f"{live.name}.{good_size}.cut"
+    with pytest.raises(OSError) as failed:
+        Journal.open(tmp_path / "j")
+    assert failed.value.errno == errno.ENOSPC
+    assert failed.value.filename == str(aside if failing == "_write_all" else tmp_path / "j")
+    assert live.read_bytes() == torn and not list(live.parent.glob("*.cut"))
+    monkeypatch.setattr(journal_module, failing, real)
+    journal = Journal.open(tmp_path / "j")
+    assert journal.last_seq == 10 and journal.cut.aside == aside
+    journal.close()
+    assert aside.read_bytes() == record[:-9] and live.stat().st_size == good_size
+
+
 def test_read_only_view_never_truncates(tmp_path):
     journal = Journal.open(tmp_path / "j")
     fill(journal, 20)

@@ -279,6 +279,91 @@ def test_a_torn_write_with_a_later_sector_written_is_still_cut(tmp_path):
     assert list(live.parent.glob("*.cut"))
 
 
+def torn_last_commit(path: Path, landed: set[int]) -> tuple[bytes, list[Record], int]:
+    """Commit 40 records, then tear a last commit of 12 more as a crash
+    during its fdatasync may: of the sectors it wrote, only those numbered
+    in ``landed`` (counted from the one holding its start, 0) reach the file,
+    the others keep their old bytes (the valid prefix's end, then
+    preallocated zeros). Return the file's bytes, the records kept and where
+    the last commit starts."""
+    journal = Journal.open(path, preallocate=1 << 16)
+    journal.reserve()
+    for i in range(40):
+        journal.append(i, fmt.KIND_ENTRY, b"acknowledged %d " % i + b"a" * 27)
+    journal.commit()
+    journal.reserve()
+    (live,) = seg_paths(path)
+    durable, start = live.read_bytes(), journal.segments()[-1].size
+    assert start % 512 >= 64, "the last commit starts after the first bytes of a sector"
+    for i in range(12):
+        journal.append(100 + i, fmt.KIND_ENTRY, b"unacknowledged %d " % i + b"u" * 70)
+    journal.commit()
+    written = live.read_bytes()
+    journal._release()                     # the crash: no close
+    first = start // 512
+    torn = bytearray(durable)
+    for n in landed:
+        at = (first + n) * 512
+        torn[at:at + 512] = written[at:at + 512]
+    assert written[start:].rstrip(b"\0") != bytes(torn[start:]).rstrip(b"\0")
+    live.write_bytes(bytes(torn))
+    kept = list(Journal.open_readonly(path).read())[:40]
+    return bytes(torn), kept, start
+
+
+@pytest.mark.parametrize("landed", [{1}, {1, 2}, {1, 3}])
+def test_a_last_commit_torn_in_its_first_sector_is_cut(tmp_path, landed):
+    """The sector holding the start of the last commit never reached the disk
+    (zeros from there to its end) while later ones did: the records in those
+    were never acknowledged (one fdatasync covered them all): cut, as for
+    any unfinished write."""
+    torn, kept, start = torn_last_commit(tmp_path / "j", landed)
+    journal = Journal.open(tmp_path / "j")
+    assert list(journal.read()) == kept and journal.last_seq == 40
+    cut = journal.cut
+    journal.close()
+    assert cut is not None and cut.offset == start and cut.records >= 1
+    assert cut.aside.read_bytes().rstrip(b"\0") == torn[start:].rstrip(b"\0")
+
+
+def test_damage_after_a_torn_looking_first_sector_is_still_refused(tmp_path):
+    """Zeros to a sector's end from a record's start, then good records with
+    a flipped byte among them: the break at the flip shows no unwritten
+    sector, so this is damage to written records, not one torn write."""
+    torn, kept, start = torn_last_commit(tmp_path / "j", {1, 2, 3})
+    (live,) = seg_paths(tmp_path / "j")
+    later = (start // 512 + 2) * 512 + 100              # inside a record of the third sector
+    assert later < len(torn[:later + 1].rstrip(b"\0"))
+    damaged = bytearray(torn)
+    damaged[later] ^= 0x01
+    live.write_bytes(bytes(damaged))
+    with pytest.raises(JournalCorrupt, match="record 41 .*good records follow it"):
+        Journal.open(tmp_path / "j")
+    assert live.read_bytes() == bytes(damaged) and not list(live.parent.glob("*.cut"))
+
+
+def test_a_record_start_zeroed_to_a_sector_end_by_less_than_its_crc_is_refused(tmp_path):
+    """Fewer zero bytes than a CRC field before the boundary are what one
+    corrupted byte could leave: not taken for an unwritten sector."""
+    records = write_journal(tmp_path / "j", segment_bytes=1 << 30)
+    (live,) = seg_paths(tmp_path / "j")
+    clean = live.read_bytes()
+    spans = record_spans(clean)
+    short = [(start, end) for start, end in spans[:-3] if 0 < -start % 512 < fmt.U32.size]
+    long = [(start, end) for start, end in spans[:-3]
+            if fmt.U32.size <= -start % 512 and end > (start // 512 + 1) * 512]
+    assert short and long
+    for (start, _), refused in ((short[0], True), (long[0], False)):
+        damaged = bytearray(clean)
+        damaged[start:(start // 512 + 1) * 512] = bytes(-start % 512)
+        if refused:
+            with pytest.raises(JournalCorrupt, match="good records follow it"):
+                scan_live(bytes(damaged), live, 1, fmt.GENESIS, 1 << 20)
+        else:
+            found = scan_live(bytes(damaged), live, 1, fmt.GENESIS, 1 << 20)
+            assert found.cut == start and found.segment.last_seq < records[-1].seq
+
+
 def test_a_zeroed_sector_is_never_cut_below_what_is_known_durable(tmp_path):
     """A zeroed sector mid-segment looks like a torn last write; but records
     up to ``durable_upto`` (a snapshot's seq) were durable: refuse, change
