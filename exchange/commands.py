@@ -836,7 +836,10 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # not an English auction may not have a soft close (it never moved one); a
 # sealed lot sold at its Ask reveals its live bids as at a close; a seller's
 # AnswerOffer and LowerReserve are refused once the session is closed.
-RULES = 4
+# 5: a display amount (``display_*`` of BidAccepted, DutchPriceChanged,
+# LotAwarded) above MAX_DISPLAY (2**63 - 1) is not given, as without a rate (a
+# LotAwarded whose total is too large gives neither display amount).
+RULES = 5
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -69,7 +69,7 @@ class Dutch(Mechanism):
             lot.clock = max(terms.dutch_start - step * terms.dutch_step, lot.floor)
         else:
             lot.clock = max(lot.clock - terms.dutch_step, lot.floor)
-        quote, shown = display(state, lot, lot.clock)
+        quote, shown = display(state, ctx, lot, lot.clock)
         ctx.emit(DutchPriceChanged(serial=lot.serial, session=lot.session, price=lot.clock,
                                    at_floor=lot.clock == lot.floor, display_currency=quote,
                                    display_price=shown))

@@ -100,7 +100,7 @@ class English(Mechanism):
         ctx.emit(BidConfirmed(to=audience(state, party), serial=lot.serial, session=lot.session,
                               paddle=paddle, amount=amount, leading=paddle == lot.leader))
         extend_close(state, ctx, lot)
-        quote, shown = display(state, lot, lot.price)
+        quote, shown = display(state, ctx, lot, lot.price)
         ctx.emit(BidAccepted(serial=lot.serial, session=lot.session, paddle=paddle,
                              price=lot.price, leader=lot.leader, reserve_met=reserve_met(lot),
                              bids=lot.bids, closes_at=lot.closes_at, display_currency=quote,

@@ -12,6 +12,11 @@ from __future__ import annotations
 # such numbers well inside an int64 / float-free range for clients.
 MAX_INT = 10**15
 MAX_TIME = 2**63 - 1
+# Largest amount an event's ``display_*`` field carries (rules 5): the largest
+# value a signed 64-bit integer holds, what the journal's MessagePack and the
+# analyst store's SQLite keep. An amount converted at a display rate above it
+# is not given, as when no rate is set.
+MAX_DISPLAY = 2**63 - 1
 # Longest text and longest list in any field of a command (but the hot ones,
 # whose strings are ids looked up): a party's name, a lot's title or patents.
 # Unbounded, 1,000 parties with 60 KB names held 57 MB of state for good.

@@ -53,8 +53,8 @@ from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, L
                              OfferAnswered, OfferMade, OfferWithdrawn, ReserveLowered)
 from exchange.increments import Ladder, resolve
 from exchange.invariants import invariant
-from exchange.participants import (audience, display_amount, get_party, get_session, own_party,
-                                   paddle_party, valid_currency)
+from exchange.participants import (audience, display_amount, display_limit, get_party,
+                                   get_session, own_party, paddle_party, valid_currency)
 
 register_reasons({
     "unknown_lot": "no such lot",
@@ -290,12 +290,13 @@ def total_due(lot: Lot, amount: int) -> int:
     return fees.total_due(amount, lot.terms.buyer_premium_bp)
 
 
-def display(state: State, lot: Lot, amount: int) -> tuple[str, int]:
-    """Return (display currency, amount in it), or ("", 0) when no rate is set."""
+def display(state: State, ctx: Ctx, lot: Lot, amount: int) -> tuple[str, int]:
+    """Return (display currency, amount in it), or ("", 0) when no rate is set
+    or (rules 5) the amount in it is above `MAX_DISPLAY`."""
     quote = lot.terms.display_currency
     if not quote:
         return "", 0
-    shown = display_amount(state, amount, lot.currency, quote)
+    shown = display_amount(state, amount, lot.currency, quote, display_limit(ctx))
     return ("", 0) if shown is None else (quote, shown)
 
 
@@ -358,8 +359,10 @@ def award(state: State, ctx: Ctx, lot: Lot, *, paddle: int, buyer: int, seller: 
     lot.negotiation_ends = 0
     lot.offers = {}
     hold(state, ctx, lot, buyer, amounts.total)
-    quote, shown_hammer = display(state, lot, hammer)
-    _, shown_total = display(state, lot, amounts.total)
+    quote, shown_hammer = display(state, ctx, lot, hammer)
+    quote_total, shown_total = display(state, ctx, lot, amounts.total)
+    if quote_total != quote:             # rules 5: a total too large to show shows neither
+        quote, shown_hammer = "", 0
     ctx.emit(LotAwarded(serial=lot.serial, session=lot.session, mechanism=lot.mechanism,
                         how=how, paddle=paddle, hammer=hammer, premium=amounts.premium,
                         total=amounts.total, commission=amounts.commission, net=amounts.net,

@@ -17,7 +17,7 @@ import msgspec
 from exchange.commands import (CloseSession, CreateSession, IssuePaddle, RegisterParty,
                                ReviewCredit, SetDisplayRate)
 from exchange.engine import Ctx, State, handles, on_timer, private
-from exchange.errors import Reject, a_time, non_negative, positive
+from exchange.errors import MAX_DISPLAY, Reject, a_time, non_negative, positive
 from exchange.events import (DisplayRateSet, PaddleIssued, PartyRegistered, CreditReviewed,
                              SessionClosed, SessionCreated)
 
@@ -256,12 +256,23 @@ def set_display_rate(state: State, ctx: Ctx, cmd: SetDisplayRate) -> None:
     ctx.emit(DisplayRateSet(base=cmd.base, quote=cmd.quote, num=cmd.num, den=cmd.den))
 
 
-def display_amount(state: State, amount: int, base: str, quote: str) -> int | None:
+def display_amount(state: State, amount: int, base: str, quote: str,
+                   limit: int | None = None) -> int | None:
     """Return ``amount`` (minor units of ``base``) in minor units of ``quote`` at the
-    operator's display rate, rounded half up, or None when no rate is set.
+    operator's display rate, rounded half up, or None when no rate is set, or
+    when the converted amount is above ``limit`` (None: no limit).
     Both currencies are taken to have two decimal places of minor units."""
     rate = state.rates.get((base, quote))
     if rate is None:
         return None
     num, den = rate
-    return (amount * num * 2 + den) // (2 * den)
+    shown = (amount * num * 2 + den) // (2 * den)
+    return None if limit is not None and shown > limit else shown
+
+
+def display_limit(ctx: Ctx) -> int | None:
+    """The largest display amount an event of ``ctx`` may carry: since rules 5
+    `MAX_DISPLAY` (a signed 64-bit integer's largest); before it none, so that
+    a journal written then replays as written (MessagePack took amounts up to
+    2**64 - 1 as unsigned; an entry with a larger one could not be journaled)."""
+    return MAX_DISPLAY if ctx.rules >= 5 else None

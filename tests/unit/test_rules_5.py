@@ -1,0 +1,132 @@
+"""The changes of the engine's rules 5 (`exchange.commands.RULES`): each
+applies to envelopes made under rules 5, and an envelope of rules 4 (a
+journal written before) still replays as it did."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from exchange.codec import Entry, encode_entry
+from exchange.commands import Envelope, PlaceBid, SetDisplayRate, Tick
+from exchange.errors import MAX_DISPLAY, MAX_INT
+from exchange.events import BidAccepted, DutchPriceChanged, LotAwarded
+from tests.unit.auctionkit import DAY, HOUR, MINUTE, T0, USD, Market, of, one
+from tests.unit.test_market import rejected
+
+OP = dict(actor="op", role="operator")
+
+
+def encodes(m: Market, events: list) -> bool:
+    """Whether the journal can keep an entry with ``events``."""
+    env = Envelope(seq=m.d.seq, ts=m.d.ts, actor="op", role="operator", cmd=Tick(),
+                   client_id="", rules=m.d.rules)
+    try:
+        encode_entry(Entry(env, events))
+    except (OverflowError, msgspec.EncodeError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# display amounts
+# ---------------------------------------------------------------------------
+
+def vnd_market(rules: int) -> Market:
+    """A market showing USD in VND at 25,000 (the cent and the xu, 1/100 dong)."""
+    m = Market()
+    m.d.rules = rules
+    m.d.ok(SetDisplayRate(base="USD", quote="VND", num=25_000, den=1), **OP)
+    return m
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_an_english_display_price_too_large_for_64_bits_is_not_given(rules):
+    m = Market()
+    m.d.rules = rules
+    m.d.ok(SetDisplayRate(base="USD", quote="CNY", num=MAX_INT, den=1), **OP)
+    seller, a = m.seller(), m.bidder("A", limit=MAX_INT)
+    m.lot("L1", seller=seller, starting_bid=10**9, display_currency="CNY")
+    m.tick(T0 + 2 * HOUR)
+    events = m.bid("L1", a, 10**12)
+    accepted = one(events, BidAccepted)
+    if rules == 4:                                   # 10**24: no journal keeps it
+        assert (accepted.display_currency, accepted.display_price) == ("CNY", 10**9 * MAX_INT)
+        assert not encodes(m, events)
+    else:                                            # not given, as without a rate
+        assert (accepted.display_currency, accepted.display_price) == ("", 0)
+        assert encodes(m, events)
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_a_large_lot_at_a_realistic_rate_shows_what_fits_and_no_more(rules):
+    m = vnd_market(rules)
+    seller, a = m.seller(), m.bidder("A", limit=MAX_INT)
+    start = MAX_DISPLAY // 25_000 - 10 * USD         # ~$3.7 trillion: its VND fits, just
+    m.lot("L1", seller=seller, starting_bid=start, display_currency="VND",
+          increments="custom", custom_increments=((0, 100 * USD),), buyer_premium_bp=1000)
+    m.tick(T0 + 2 * HOUR)
+    first = one(m.bid("L1", a, start), BidAccepted)
+    assert (first.display_currency, first.display_price) == ("VND", start * 25_000)
+    b = m.bidder("B", limit=MAX_INT)
+    events = m.bid("L1", b, start + 100 * USD)       # the price passes 2**63 - 1 in VND
+    accepted = one(events, BidAccepted)
+    assert accepted.price == start + 100 * USD
+    if rules == 4:
+        assert accepted.display_price == accepted.price * 25_000 > MAX_DISPLAY
+    else:
+        assert (accepted.display_currency, accepted.display_price) == ("", 0)
+    award = one(m.tick(T0 + DAY), LotAwarded)
+    assert award.total > award.hammer
+    if rules == 4:
+        assert (award.display_hammer, award.display_total) == \
+            (award.hammer * 25_000, award.total * 25_000)
+    else:
+        assert (award.display_currency, award.display_hammer, award.display_total) == ("", 0, 0)
+
+
+def test_an_award_whose_total_alone_is_too_large_to_show_shows_neither():
+    m = vnd_market(5)
+    seller, a = m.seller(), m.bidder("A", limit=MAX_INT)
+    start = MAX_DISPLAY // 25_000 - 10 * USD         # the hammer fits, with 10 % on it not
+    m.lot("L1", seller=seller, starting_bid=start, display_currency="VND", buyer_premium_bp=1000)
+    m.tick(T0 + 2 * HOUR)
+    m.bid("L1", a, start)
+    award = one(m.tick(T0 + DAY), LotAwarded)
+    assert award.hammer * 25_000 <= MAX_DISPLAY < award.total * 25_000
+    assert (award.display_currency, award.display_hammer, award.display_total) == ("", 0, 0)
+
+
+def test_a_display_amount_of_exactly_the_bound_is_given():
+    from exchange.participants import display_amount
+    num, amount = 7 * 7 * 73 * 127 * 337, 92_737 * 649_657     # 2**63 - 1 = num * amount
+    assert num * amount == MAX_DISPLAY
+    m = Market()
+    m.d.ok(SetDisplayRate(base="USD", quote="XAU", num=num, den=1), **OP)
+    seller, a = m.seller(), m.bidder("A", limit=MAX_INT)
+    m.lot("L1", seller=seller, starting_bid=amount, display_currency="XAU")
+    m.tick(T0 + 2 * HOUR)
+    accepted = one(m.bid("L1", a, amount), BidAccepted)
+    assert (accepted.display_currency, accepted.display_price) == ("XAU", MAX_DISPLAY)
+    state = m.state
+    assert display_amount(state, amount + 1, "USD", "XAU", MAX_DISPLAY) is None
+    assert display_amount(state, amount + 1, "USD", "XAU") == MAX_DISPLAY + num   # no limit
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_a_dutch_clock_too_large_to_show_is_published_without_its_display(rules):
+    m = vnd_market(rules)
+    seller = m.seller()
+    top = MAX_DISPLAY // 25_000 + 1_500 * USD        # too large in VND for two steps
+    m.lot("L1", seller=seller, mechanism="dutch", starting_bid=1_000 * USD,
+          display_currency="VND", dutch_start=top, dutch_step=1_000 * USD,
+          dutch_interval=10 * MINUTE)
+    m.tick(T0 + HOUR)                                # opens at the top: no step yet
+    first = one(m.tick(T0 + HOUR + 10 * MINUTE), DutchPriceChanged)
+    second = one(m.tick(T0 + HOUR + 20 * MINUTE), DutchPriceChanged)
+    assert first.price == top - 1_000 * USD and second.price == top - 2_000 * USD
+    assert (second.display_currency, second.display_price) == ("VND", second.price * 25_000)
+    if rules == 4:
+        assert first.display_price == first.price * 25_000 > MAX_DISPLAY
+    else:
+        assert (first.display_currency, first.display_price) == ("", 0)
