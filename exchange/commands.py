@@ -838,7 +838,9 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # AnswerOffer and LowerReserve are refused once the session is closed.
 # 5: a display amount (``display_*`` of BidAccepted, DutchPriceChanged,
 # LotAwarded) above MAX_DISPLAY (2**63 - 1) is not given, as without a rate (a
-# LotAwarded whose total is too large gives neither display amount).
+# LotAwarded whose total is too large gives neither display amount); a
+# ReviewCredit may not change the currency of a party's credit while the party
+# has commitments (open_commitments).
 RULES = 5
 
 

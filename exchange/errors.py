@@ -47,6 +47,8 @@ REASONS: dict[str, str] = {
     "over_credit_limit": "the commitment would exceed the bidder's credit limit",
     "wrong_currency": "the amount's currency is not the lot's currency",
     "bad_rate": "a display rate must have a positive numerator and denominator",
+    "open_commitments": "the party has commitments in its credit's currency, which cannot "
+                        "change until they are released",
 }
 
 

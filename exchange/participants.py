@@ -160,6 +160,8 @@ def review_credit(state: State, ctx: Ctx, cmd: ReviewCredit) -> None:
     valid_currency(cmd.currency)
     if cmd.approved and not cmd.agreement_version:
         raise Reject("bad_field", "an approval needs the version of the agreement the party signed")
+    if cmd.currency != party.currency and ctx.rules >= 5:
+        _no_commitments(state, party, cmd.currency)
     party.reviewed = True
     party.approved = cmd.approved
     party.credit_limit = cmd.credit_limit if cmd.approved else 0
@@ -169,6 +171,25 @@ def review_credit(state: State, ctx: Ctx, cmd: ReviewCredit) -> None:
     ctx.emit(CreditReviewed(to=private(party.broker), party=party.id, approved=party.approved,
                             credit_limit=party.credit_limit, currency=party.currency,
                             agreement_version=party.agreement_version, score=party.score))
+
+
+def _no_commitments(state: State, party: Party, currency: str) -> None:
+    """Since rules 5, refuse to change the currency of a party's credit while
+    it has commitments in any session (bids and offers it backs, resting buy
+    orders, lots won and units bought but not yet paid for): they are in the
+    old currency, and would be summed against a limit in the new one.
+    O(sessions)."""
+    exposures = state.exposure
+    held = [session for session in state.sessions
+            if (found := exposures.get((session, party.id))) is not None and found.items]
+    if held:
+        raise Reject("open_commitments",
+                     f"party {party.id} has commitments in {party.currency} in session"
+                     f"{'s' if len(held) > 1 else ''} {', '.join(repr(s) for s in held[:5])}"
+                     f"{' and more' if len(held) > 5 else ''}: its credit cannot change to "
+                     f"{currency} until they are released; cancel its resting buy orders, "
+                     f"let its bids end or withdraw its approval in {party.currency} (which "
+                     f"voids them), and have what it bought paid for, then review it again")
 
 
 @handles(CreateSession)

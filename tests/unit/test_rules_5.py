@@ -130,3 +130,104 @@ def test_a_dutch_clock_too_large_to_show_is_published_without_its_display(rules)
         assert first.display_price == first.price * 25_000 > MAX_DISPLAY
     else:
         assert (first.display_currency, first.display_price) == ("", 0)
+
+
+# ---------------------------------------------------------------------------
+# the currency of a party's credit
+# ---------------------------------------------------------------------------
+
+def review(party: int, currency: str, limit: int = 10_000 * USD):
+    from exchange.commands import ReviewCredit
+    return ReviewCredit(party=party, approved=True, credit_limit=limit, currency=currency,
+                        agreement_version="BRA-2026")
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_a_leading_bidder_keeps_its_credit_currency(rules):
+    m = Market()
+    m.d.rules = rules
+    seller, a = m.seller(), m.bidder("A", limit=10_000 * USD)
+    m.lot("U1", seller=seller)
+    m.lot("E1", seller=seller, currency="EUR")
+    m.tick(T0 + 2 * HOUR)
+    m.bid("U1", a, 9_000 * USD)                          # holds $9,000
+    party = m.parties[a]
+    if rules == 4:                                       # $9,000 counted against EUR 10,000
+        m.d.ok(review(party, "EUR"), **OP)
+        assert m.state.parties[party].currency == "EUR" and m.exposure(a) == 9_000 * USD
+        assert rejected(m.send(PlaceBid(serial="E1", paddle=a, amount=5_000 * USD), a)) == \
+            "over_credit_limit"
+        return
+    refused = m.unchanged(review(party, "EUR"), **OP)
+    assert refused.code == "open_commitments"
+    assert "USD" in refused.text and "'S1'" in refused.text and "EUR" in refused.text
+    assert m.state.parties[party].currency == "USD"
+    m.d.ok(review(party, "USD", 20_000 * USD), **OP)     # the same currency: reviewed as ever
+    assert m.state.parties[party].credit_limit == 20_000 * USD
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_a_resting_buy_order_keeps_the_credit_currency(rules):
+    from exchange import credit
+    from tests.unit.test_market import Market as Book
+    mk = Book(parties=2, limit=10_000)
+    mk.d.rules = rules
+    p1 = mk.party["b1"]
+    assert rejected(mk.order("b1", 1, "buy", 50, 100)) is None   # commits 5,000 USD
+    events = mk.d.send(review(p1, "JPY", 10_000), **OP)
+    if rules == 4:                      # the USD buy rests and fills under a JPY limit
+        assert rejected(events) is None and mk.state.parties[p1].currency == "JPY"
+        mk.order("b2", 1, "sell", 50, 100)
+        assert credit.committed(mk.state, "S", p1, ("bought", "U")) == 5_000
+        return
+    assert rejected(events) == "open_commitments"
+    assert mk.state.parties[p1].currency == "USD"
+    assert rejected(mk.cancel("b1", 1)) is None          # released: the currency may change
+    mk.d.ok(review(p1, "JPY", 10_000), **OP)
+    assert mk.state.parties[p1].currency == "JPY"
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_units_bought_and_not_paid_for_keep_the_credit_currency(rules):
+    from exchange.commands import RecordUnitsPayment
+    from tests.unit.test_market import Market as Book
+    mk = Book(parties=2, limit=10_000)
+    mk.d.rules = rules
+    p1 = mk.party["b1"]
+    mk.order("b2", 1, "sell", 50, 100)
+    mk.order("b1", 1, "buy", 50, 100)                    # traded: owes 5,000 USD
+    assert mk.exposure("b1") == 5_000
+    events = mk.d.send(review(p1, "JPY", 10_000), **OP)
+    assert rejected(events) == (None if rules == 4 else "open_commitments")
+    if rules == 5:
+        mk.d.ok(RecordUnitsPayment(session="S", instrument="U", paddle=mk.paddle["b1"],
+                                   amount=5_000), **OP)
+        mk.d.ok(review(p1, "JPY", 10_000), **OP)         # paid: nothing left in USD
+        assert mk.state.parties[p1].currency == "JPY"
+
+
+def test_a_lot_won_and_not_settled_keeps_the_credit_currency_in_a_closed_session():
+    from exchange.commands import CloseSession
+    m = Market()
+    seller, a = m.seller(), m.bidder("A")
+    m.lot("L1", seller=seller)
+    m.tick(T0 + 2 * HOUR)
+    m.bid("L1", a, 2_000 * USD)
+    m.tick(T0 + DAY)                                     # won: the total is held till settled
+    m.d.ok(CloseSession(session="S1"), **OP)
+    assert m.exposure(a) > 0
+    assert m.unchanged(review(m.parties[a], "EUR"), **OP).code == "open_commitments"
+
+
+def test_a_party_without_commitments_changes_its_credit_currency():
+    m = Market()
+    seller, a = m.seller(), m.bidder("A")
+    m.lot("L1", seller=seller)
+    m.tick(T0 + 2 * HOUR)
+    m.bid("L1", a, 2_000 * USD)
+    b = m.bidder("B")
+    m.bid("L1", b, 3_000 * USD)                          # outbid: a holds nothing now
+    assert m.exposure(a) == 0
+    m.d.ok(review(m.parties[a], "EUR"), **OP)
+    assert m.state.parties[m.parties[a]].currency == "EUR"
+    assert m.unchanged(review(m.parties[b], "EUR"), **OP).code == "open_commitments"
