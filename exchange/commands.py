@@ -840,7 +840,9 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # LotAwarded) above MAX_DISPLAY (2**63 - 1) is not given, as without a rate (a
 # LotAwarded whose total is too large gives neither display amount); a
 # ReviewCredit may not change the currency of a party's credit while the party
-# has commitments (open_commitments).
+# has commitments (open_commitments); a lot whose mechanism applies no tie-break
+# policy (English, Dutch, a tender of the buyer's choice, a book) may not have
+# tie_break "lottery", which it ignored.
 RULES = 5
 
 

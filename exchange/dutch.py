@@ -39,6 +39,9 @@ def lowest_price(lot: Lot) -> int:
 class Dutch(Mechanism):
     name = "dutch"
 
+    def ties(self, terms) -> str:
+        return "the first bidder to accept the clock takes the lot"
+
     def validate_terms(self, terms, reserve: int) -> None:
         positive(terms.dutch_start, "Dutch start price")
         positive(terms.dutch_step, "Dutch step")

@@ -58,6 +58,9 @@ class English(Mechanism):
     def validate_terms(self, terms, reserve: int) -> None:
         positive(terms.starting_bid, "starting bid")
 
+    def ties(self, terms) -> str:
+        return "equal maxima go to the earlier bid (eBay's proxy rule)"
+
     def place_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int,
                   amount: int) -> None:
         ask = lot.terms.ask

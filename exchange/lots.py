@@ -175,6 +175,12 @@ class Mechanism:
     def validate_terms(self, terms: LotTerms, reserve: int) -> None:
         """Reject terms this mechanism cannot run."""
 
+    def ties(self, terms: LotTerms) -> str:
+        """How the mechanism decides between equal bids when it applies no
+        tie-break policy of the lot's ("" when it applies ``terms.tie_break``):
+        since rules 5 a lot whose policy would be ignored is refused."""
+        return "the book trades in price and time order"
+
     def on_schedule_check(self, state: State, lot: Lot) -> None:
         """Reject scheduling (validate only; no change)."""
 
@@ -544,6 +550,11 @@ def _validate_terms(terms: LotTerms, reserve: int, rules: int) -> tuple[tuple[in
         raise Reject("bad_field", f"a {terms.mechanism} lot has no soft close: only an English "
                                   f"auction's close moves on with a late bid")
     mechanism = MECHANISMS[terms.mechanism]
+    if terms.tie_break != "earliest" and rules >= 5:
+        decided = mechanism.ties(terms)
+        if decided:
+            raise Reject("bad_field", f"a {terms.mechanism} lot has no {terms.tie_break} "
+                                      f"tie-break: {decided}; leave tie_break \"earliest\"")
     if terms.ask:
         if not mechanism.ask_allowed:
             raise Reject("bad_field", f"a {terms.mechanism} lot has no Ask")

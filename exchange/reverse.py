@@ -30,6 +30,11 @@ from exchange.sealed import record_live, reveal, withdraw_live
 class Reverse(Mechanism):
     name = "reverse"
 
+    def ties(self, terms) -> str:
+        if terms.reverse_choice == "buyer":
+            return "the buyer chooses among the offers"
+        return ""                            # equal lowest offers: the lot's policy
+
     def validate_terms(self, terms, reserve: int) -> None:
         positive(terms.starting_bid, "budget")
         if reserve > terms.starting_bid:

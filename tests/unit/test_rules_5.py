@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from exchange.codec import Entry, encode_entry
-from exchange.commands import Envelope, PlaceBid, SetDisplayRate, Tick
+from exchange.commands import (CreateLot, Envelope, PlaceBid, ScheduleLot, SetDisplayRate, Tick,
+                               VetLot)
 from exchange.errors import MAX_DISPLAY, MAX_INT
 from exchange.events import BidAccepted, DutchPriceChanged, LotAwarded
 from tests.unit.auctionkit import DAY, HOUR, MINUTE, T0, USD, Market, of, one
@@ -231,3 +232,56 @@ def test_a_party_without_commitments_changes_its_credit_currency():
     m.d.ok(review(m.parties[a], "EUR"), **OP)
     assert m.state.parties[m.parties[a]].currency == "EUR"
     assert m.unchanged(review(m.parties[b], "EUR"), **OP).code == "open_commitments"
+
+
+# ---------------------------------------------------------------------------
+# tie-break policies
+# ---------------------------------------------------------------------------
+
+def lottery_lot(rules: int, mechanism: str, **fields):
+    m = Market()
+    m.d.rules = rules
+    seller = m.seller(limit=10**12)
+    if mechanism == "dutch":
+        fields.update(dutch_start=9_000 * USD, dutch_step=100 * USD, dutch_interval=MINUTE)
+    if mechanism == "reverse":
+        fields.setdefault("choice_window", DAY)
+    terms = m.terms(mechanism=mechanism, tie_break="lottery",
+                    starting_bid=0 if mechanism == "bid_ask" else 1_000 * USD, **fields)
+    events = m.d.send(CreateLot(serial="L1", session="S1", seller=seller, terms=terms),
+                      actor="seller-broker", role="broker")
+    return m, events
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+@pytest.mark.parametrize("mechanism,fields", [
+    ("english", {}), ("dutch", {}), ("bid_ask", {}), ("reverse", {"reverse_choice": "buyer"}),
+    ("sealed_first", {}), ("sealed_second", {}), ("reverse", {"reverse_choice": "lowest"})])
+def test_a_lottery_is_taken_only_where_the_mechanism_draws_one(rules, mechanism, fields):
+    m, events = lottery_lot(rules, mechanism, **fields)
+    applies = mechanism.startswith("sealed") or fields.get("reverse_choice") == "lowest"
+    if rules == 4 or applies:
+        assert rejected(events) is None
+    else:
+        assert rejected(events) == "bad_field"
+        assert "lottery" in events[-1].text and "L1" not in m.state.lots
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_an_english_tie_is_never_drawn_by_lottery(rules):
+    m = Market()
+    m.d.rules = rules
+    seller, a, b = m.seller(), m.bidder("A"), m.bidder("B")
+    events = m.d.send(CreateLot(serial="L1", session="S1", seller=seller,
+                                terms=m.terms(tie_break="lottery")),
+                      actor="seller-broker", role="broker")
+    if rules == 5:
+        assert rejected(events) == "bad_field"
+        return
+    m.d.ok(VetLot(serial="L1", score=80, approved=True))
+    m.d.ok(ScheduleLot(serial="L1"))
+    m.tick(T0 + 2 * HOUR)
+    m.bid("L1", a, 5_000 * USD)
+    m.bid("L1", b, 5_000 * USD)
+    award = one(m.tick(T0 + DAY), LotAwarded)
+    assert (award.paddle, award.tie_break) == (a, "earliest")   # the lottery ignored
