@@ -815,6 +815,10 @@ def buy_at_ask(state: State, ctx: Ctx, cmd: BuyAtAsk) -> None:
 
 @handles(ChooseOffer)
 def choose_offer(state: State, ctx: Ctx, cmd: ChooseOffer) -> None:
+    """The buyer of a tender in ``choosing`` picks an offer: the tender's own
+    award among offers made before its close, so, unlike a negotiation after
+    a pass, it is taken after the session closed too, until ``choose_by``
+    (whose timer, due first, passes the lot)."""
     ctx.require_role("broker", "operator")
     lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)
