@@ -8,8 +8,9 @@ switch on them, so add new ones but never rename one.
 from __future__ import annotations
 
 # Largest amount, quantity or time the engine accepts: 10**15 minor units is a
-# quadrillion cents, far above any patent deal, and keeps every product of two
-# such numbers well inside an int64 / float-free range for clients.
+# quadrillion cents, far above any patent deal, and keeps sums of thousands of
+# such numbers inside an int64 for clients; a product of two (an amount at a
+# display rate) is not, hence `MAX_DISPLAY`.
 MAX_INT = 10**15
 MAX_TIME = 2**63 - 1
 # Largest amount an event's ``display_*`` field carries (rules 5): the largest

@@ -179,7 +179,7 @@ class Mechanism:
         """How the mechanism decides between equal bids when it applies no
         tie-break policy of the lot's ("" when it applies ``terms.tie_break``):
         since rules 5 a lot whose policy would be ignored is refused."""
-        return "the book trades in price and time order"
+        return f"a {self.name} lot breaks no tie by policy"
 
     def on_schedule_check(self, state: State, lot: Lot) -> None:
         """Reject scheduling (validate only; no change)."""
@@ -235,6 +235,9 @@ class _BidAsk(Mechanism):
     """Catalogue and lifecycle only: the continuous book trades the lot."""
 
     name = "bid_ask"
+
+    def ties(self, terms: LotTerms) -> str:
+        return "its book trades in price and time order"
 
 
 register_mechanism(_BidAsk())
