@@ -836,7 +836,14 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # not an English auction may not have a soft close (it never moved one); a
 # sealed lot sold at its Ask reveals its live bids as at a close; a seller's
 # AnswerOffer and LowerReserve are refused once the session is closed.
-RULES = 4
+# 5: a display amount (``display_*`` of BidAccepted, DutchPriceChanged,
+# LotAwarded) above MAX_DISPLAY (2**63 - 1) is not given, as without a rate (a
+# LotAwarded whose total is too large gives neither display amount); a
+# ReviewCredit may not change the currency of a party's credit while the party
+# has commitments (open_commitments); a lot whose mechanism applies no tie-break
+# policy (English, Dutch, a tender of the buyer's choice, a book) may not have
+# tie_break "lottery", which it ignored.
+RULES = 5
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

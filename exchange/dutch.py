@@ -39,6 +39,9 @@ def lowest_price(lot: Lot) -> int:
 class Dutch(Mechanism):
     name = "dutch"
 
+    def ties(self, terms) -> str:
+        return "the first bidder to accept the clock takes the lot"
+
     def validate_terms(self, terms, reserve: int) -> None:
         positive(terms.dutch_start, "Dutch start price")
         positive(terms.dutch_step, "Dutch step")
@@ -69,7 +72,7 @@ class Dutch(Mechanism):
             lot.clock = max(terms.dutch_start - step * terms.dutch_step, lot.floor)
         else:
             lot.clock = max(lot.clock - terms.dutch_step, lot.floor)
-        quote, shown = display(state, lot, lot.clock)
+        quote, shown = display(state, ctx, lot, lot.clock)
         ctx.emit(DutchPriceChanged(serial=lot.serial, session=lot.session, price=lot.clock,
                                    at_floor=lot.clock == lot.floor, display_currency=quote,
                                    display_price=shown))

@@ -58,6 +58,9 @@ class English(Mechanism):
     def validate_terms(self, terms, reserve: int) -> None:
         positive(terms.starting_bid, "starting bid")
 
+    def ties(self, terms) -> str:
+        return "equal maxima go to the earlier bid (eBay's proxy rule)"
+
     def place_bid(self, state: State, ctx: Ctx, lot: Lot, paddle: int, party: int,
                   amount: int) -> None:
         ask = lot.terms.ask
@@ -100,7 +103,7 @@ class English(Mechanism):
         ctx.emit(BidConfirmed(to=audience(state, party), serial=lot.serial, session=lot.session,
                               paddle=paddle, amount=amount, leading=paddle == lot.leader))
         extend_close(state, ctx, lot)
-        quote, shown = display(state, lot, lot.price)
+        quote, shown = display(state, ctx, lot, lot.price)
         ctx.emit(BidAccepted(serial=lot.serial, session=lot.session, paddle=paddle,
                              price=lot.price, leader=lot.leader, reserve_met=reserve_met(lot),
                              bids=lot.bids, closes_at=lot.closes_at, display_currency=quote,

@@ -8,10 +8,16 @@ switch on them, so add new ones but never rename one.
 from __future__ import annotations
 
 # Largest amount, quantity or time the engine accepts: 10**15 minor units is a
-# quadrillion cents, far above any patent deal, and keeps every product of two
-# such numbers well inside an int64 / float-free range for clients.
+# quadrillion cents, far above any patent deal, and keeps sums of thousands of
+# such numbers inside an int64 for clients; a product of two (an amount at a
+# display rate) is not, hence `MAX_DISPLAY`.
 MAX_INT = 10**15
 MAX_TIME = 2**63 - 1
+# Largest amount an event's ``display_*`` field carries (rules 5): the largest
+# value a signed 64-bit integer holds, what the journal's MessagePack and the
+# analyst store's SQLite keep. An amount converted at a display rate above it
+# is not given, as when no rate is set.
+MAX_DISPLAY = 2**63 - 1
 # Longest text and longest list in any field of a command (but the hot ones,
 # whose strings are ids looked up): a party's name, a lot's title or patents.
 # Unbounded, 1,000 parties with 60 KB names held 57 MB of state for good.
@@ -42,6 +48,8 @@ REASONS: dict[str, str] = {
     "over_credit_limit": "the commitment would exceed the bidder's credit limit",
     "wrong_currency": "the amount's currency is not the lot's currency",
     "bad_rate": "a display rate must have a positive numerator and denominator",
+    "open_commitments": "the party has commitments in its credit's currency, which cannot "
+                        "change until they are released",
 }
 
 

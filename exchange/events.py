@@ -95,7 +95,8 @@ class CreditChanged(Event, frozen=True):
 # only; reserves, proxy maxima, sealed amounts before the close, offers in a
 # negotiation and party ids are private (the party's broker and operators).
 # Money is in minor units of ``currency``; ``display_*`` fields repeat an
-# amount in ``display_currency`` at the operator's rate (0 and "" when unset).
+# amount in ``display_currency`` at the operator's rate (0 and "" when unset,
+# or since rules 5 when the amount in it is above ``errors.MAX_DISPLAY``).
 
 from exchange.commands import LotTerms  # noqa: E402  (catalogue terms are shared)
 

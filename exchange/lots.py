@@ -53,8 +53,8 @@ from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, L
                              OfferAnswered, OfferMade, OfferWithdrawn, ReserveLowered)
 from exchange.increments import Ladder, resolve
 from exchange.invariants import invariant
-from exchange.participants import (audience, display_amount, get_party, get_session, own_party,
-                                   paddle_party, valid_currency)
+from exchange.participants import (audience, display_amount, display_limit, get_party,
+                                   get_session, own_party, paddle_party, valid_currency)
 
 register_reasons({
     "unknown_lot": "no such lot",
@@ -175,6 +175,12 @@ class Mechanism:
     def validate_terms(self, terms: LotTerms, reserve: int) -> None:
         """Reject terms this mechanism cannot run."""
 
+    def ties(self, terms: LotTerms) -> str:
+        """How the mechanism decides between equal bids when it applies no
+        tie-break policy of the lot's ("" when it applies ``terms.tie_break``):
+        since rules 5 a lot whose policy would be ignored is refused."""
+        return f"a {self.name} lot breaks no tie by policy"
+
     def on_schedule_check(self, state: State, lot: Lot) -> None:
         """Reject scheduling (validate only; no change)."""
 
@@ -229,6 +235,9 @@ class _BidAsk(Mechanism):
     """Catalogue and lifecycle only: the continuous book trades the lot."""
 
     name = "bid_ask"
+
+    def ties(self, terms: LotTerms) -> str:
+        return "its book trades in price and time order"
 
 
 register_mechanism(_BidAsk())
@@ -290,12 +299,13 @@ def total_due(lot: Lot, amount: int) -> int:
     return fees.total_due(amount, lot.terms.buyer_premium_bp)
 
 
-def display(state: State, lot: Lot, amount: int) -> tuple[str, int]:
-    """Return (display currency, amount in it), or ("", 0) when no rate is set."""
+def display(state: State, ctx: Ctx, lot: Lot, amount: int) -> tuple[str, int]:
+    """Return (display currency, amount in it), or ("", 0) when no rate is set
+    or (rules 5) the amount in it is above `MAX_DISPLAY`."""
     quote = lot.terms.display_currency
     if not quote:
         return "", 0
-    shown = display_amount(state, amount, lot.currency, quote)
+    shown = display_amount(state, amount, lot.currency, quote, display_limit(ctx))
     return ("", 0) if shown is None else (quote, shown)
 
 
@@ -358,8 +368,10 @@ def award(state: State, ctx: Ctx, lot: Lot, *, paddle: int, buyer: int, seller: 
     lot.negotiation_ends = 0
     lot.offers = {}
     hold(state, ctx, lot, buyer, amounts.total)
-    quote, shown_hammer = display(state, lot, hammer)
-    _, shown_total = display(state, lot, amounts.total)
+    quote, shown_hammer = display(state, ctx, lot, hammer)
+    quote_total, shown_total = display(state, ctx, lot, amounts.total)
+    if quote_total != quote:             # rules 5: a total too large to show shows neither
+        quote, shown_hammer = "", 0
     ctx.emit(LotAwarded(serial=lot.serial, session=lot.session, mechanism=lot.mechanism,
                         how=how, paddle=paddle, hammer=hammer, premium=amounts.premium,
                         total=amounts.total, commission=amounts.commission, net=amounts.net,
@@ -541,6 +553,11 @@ def _validate_terms(terms: LotTerms, reserve: int, rules: int) -> tuple[tuple[in
         raise Reject("bad_field", f"a {terms.mechanism} lot has no soft close: only an English "
                                   f"auction's close moves on with a late bid")
     mechanism = MECHANISMS[terms.mechanism]
+    if terms.tie_break != "earliest" and rules >= 5:
+        decided = mechanism.ties(terms)
+        if decided:
+            raise Reject("bad_field", f"a {terms.mechanism} lot has no {terms.tie_break} "
+                                      f"tie-break: {decided}; leave tie_break \"earliest\"")
     if terms.ask:
         if not mechanism.ask_allowed:
             raise Reject("bad_field", f"a {terms.mechanism} lot has no Ask")
@@ -801,6 +818,10 @@ def buy_at_ask(state: State, ctx: Ctx, cmd: BuyAtAsk) -> None:
 
 @handles(ChooseOffer)
 def choose_offer(state: State, ctx: Ctx, cmd: ChooseOffer) -> None:
+    """The buyer of a tender in ``choosing`` picks an offer: the tender's own
+    award among offers made before its close, so, unlike a negotiation after
+    a pass, it is taken after the session closed too, until ``choose_by``
+    (whose timer, due first, passes the lot)."""
     ctx.require_role("broker", "operator")
     lot = visible_lot(state, ctx, cmd.serial)
     own_party(state, ctx, lot.seller)

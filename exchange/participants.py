@@ -17,7 +17,7 @@ import msgspec
 from exchange.commands import (CloseSession, CreateSession, IssuePaddle, RegisterParty,
                                ReviewCredit, SetDisplayRate)
 from exchange.engine import Ctx, State, handles, on_timer, private
-from exchange.errors import Reject, a_time, non_negative, positive
+from exchange.errors import MAX_DISPLAY, Reject, a_time, non_negative, positive
 from exchange.events import (DisplayRateSet, PaddleIssued, PartyRegistered, CreditReviewed,
                              SessionClosed, SessionCreated)
 
@@ -160,6 +160,8 @@ def review_credit(state: State, ctx: Ctx, cmd: ReviewCredit) -> None:
     valid_currency(cmd.currency)
     if cmd.approved and not cmd.agreement_version:
         raise Reject("bad_field", "an approval needs the version of the agreement the party signed")
+    if cmd.currency != party.currency and ctx.rules >= 5:
+        _no_commitments(state, party, cmd.currency)
     party.reviewed = True
     party.approved = cmd.approved
     party.credit_limit = cmd.credit_limit if cmd.approved else 0
@@ -169,6 +171,25 @@ def review_credit(state: State, ctx: Ctx, cmd: ReviewCredit) -> None:
     ctx.emit(CreditReviewed(to=private(party.broker), party=party.id, approved=party.approved,
                             credit_limit=party.credit_limit, currency=party.currency,
                             agreement_version=party.agreement_version, score=party.score))
+
+
+def _no_commitments(state: State, party: Party, currency: str) -> None:
+    """Since rules 5, refuse to change the currency of a party's credit while
+    it has commitments in any session (bids and offers it backs, resting buy
+    orders, lots won and units bought but not yet paid for): they are in the
+    old currency, and would be summed against a limit in the new one.
+    O(sessions)."""
+    exposures = state.exposure
+    held = [session for session in state.sessions
+            if (found := exposures.get((session, party.id))) is not None and found.items]
+    if held:
+        raise Reject("open_commitments",
+                     f"party {party.id} has commitments in {party.currency} in session"
+                     f"{'s' if len(held) > 1 else ''} {', '.join(repr(s) for s in held[:5])}"
+                     f"{' and more' if len(held) > 5 else ''}: its credit cannot change to "
+                     f"{currency} until they are released; cancel its resting buy orders, "
+                     f"let its bids end or withdraw its approval in {party.currency} (which "
+                     f"voids them), and have what it bought paid for, then review it again")
 
 
 @handles(CreateSession)
@@ -256,12 +277,23 @@ def set_display_rate(state: State, ctx: Ctx, cmd: SetDisplayRate) -> None:
     ctx.emit(DisplayRateSet(base=cmd.base, quote=cmd.quote, num=cmd.num, den=cmd.den))
 
 
-def display_amount(state: State, amount: int, base: str, quote: str) -> int | None:
+def display_amount(state: State, amount: int, base: str, quote: str,
+                   limit: int | None = None) -> int | None:
     """Return ``amount`` (minor units of ``base``) in minor units of ``quote`` at the
-    operator's display rate, rounded half up, or None when no rate is set.
+    operator's display rate, rounded half up, or None when no rate is set, or
+    when the converted amount is above ``limit`` (None: no limit).
     Both currencies are taken to have two decimal places of minor units."""
     rate = state.rates.get((base, quote))
     if rate is None:
         return None
     num, den = rate
-    return (amount * num * 2 + den) // (2 * den)
+    shown = (amount * num * 2 + den) // (2 * den)
+    return None if limit is not None and shown > limit else shown
+
+
+def display_limit(ctx: Ctx) -> int | None:
+    """The largest display amount an event of ``ctx`` may carry: since rules 5
+    `MAX_DISPLAY` (a signed 64-bit integer's largest); before it none, so that
+    a journal written then replays as written (MessagePack took amounts up to
+    2**64 - 1 as unsigned; an entry with a larger one could not be journaled)."""
+    return MAX_DISPLAY if ctx.rules >= 5 else None

@@ -11,8 +11,11 @@ only the count. At the close every offer is revealed (lowest first).
 ``reverse_choice = "lowest"``: the lowest offer at or below the ceiling wins
 at its own price (ties by the lot's tie-break policy). ``"buyer"``: the lot
 waits in status ``choosing`` for `ChooseOffer` until ``closes_at +
-choice_window`` and passes if none comes. The award: the owner pays the
-offer plus premium; the winning paddle's party receives it less commission.
+choice_window`` and passes if none comes; the choice is the tender's award
+among offers made before its close, so it is taken after the session closed
+too (which does not strand the lot: its timer passes it). The award: the
+owner pays the offer plus premium; the winning paddle's party receives it
+less commission.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ from exchange.sealed import record_live, reveal, withdraw_live
 
 class Reverse(Mechanism):
     name = "reverse"
+
+    def ties(self, terms) -> str:
+        if terms.reverse_choice == "buyer":
+            return "the buyer chooses among the offers"
+        return ""                            # equal lowest offers: the lot's policy
 
     def validate_terms(self, terms, reserve: int) -> None:
         positive(terms.starting_bid, "budget")

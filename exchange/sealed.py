@@ -67,6 +67,9 @@ class Sealed(Mechanism):
         self.name = name
         self.second_price = second_price
 
+    def ties(self, terms) -> str:
+        return ""                            # equal top bids: the lot's policy
+
     def validate_terms(self, terms, reserve: int) -> None:
         positive(terms.starting_bid, "starting bid")
 

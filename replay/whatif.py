@@ -290,7 +290,8 @@ def _rerun(lot: _Lot, rules: str, increments: str, soft_window: int | None,
         increments=lot.terms.increments if increments == "lot" else increments,
         opens_at=opened.opens_at, closes_at=closes, hard_end=hard_end,
         soft_window=soft_window if soft else 0, soft_extend=soft_extend if soft else 0,
-        negotiation_window=0)
+        negotiation_window=0,      # an English auction has no tie-break policy (rules 5)
+        tie_break=lot.terms.tie_break if ebay.MECHANISM[rules] != "english" else "earliest")
     setup = opened.opens_at - MINUTE
     d = Driver(start_ts=setup)
 

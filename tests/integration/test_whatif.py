@@ -141,7 +141,7 @@ def test_a_sellers_own_bid_is_refused_again_in_the_rerun(tmp_path):
     assert report.summary == "reproduced 1 of 1 closing prices"
 
 
-def _record_lot(tmp_path, mechanism, bidders, play):
+def _record_lot(tmp_path, mechanism, bidders, play, **terms):
     """Record one lot of ``mechanism`` (starting bid 30,000.00, OTBA increments,
     open for an hour) with ``bidders`` {name: (broker, credit limit)}; ``play(d,
     paddles, parties, opens)`` sends its bids. Return the journal's Source."""
@@ -158,7 +158,7 @@ def _record_lot(tmp_path, mechanism, bidders, play):
         opens = T0 + HOUR
         d.ok(CreateLot(serial="L", session="S", seller=parties["seller"], terms=LotTerms(
             title="t", mechanism=mechanism, starting_bid=3_000_000, increments="otba",
-            opens_at=opens, closes_at=opens + HOUR, hard_end=opens + HOUR)),
+            opens_at=opens, closes_at=opens + HOUR, hard_end=opens + HOUR, **terms)),
             actor="b1", role="broker")
         d.ok(VetLot(serial="L", score=50, approved=True))
         d.ok(ScheduleLot(serial="L"))
@@ -239,3 +239,20 @@ def test_a_withdrawal_with_another_brokers_paddle_does_not_withdraw_in_the_rerun
     assert (row["recorded"], row["price"]) == (5_000_000, 5_000_000)
     assert (row["refused"], row["left_out"]) == (0, 1)
     assert "not_your_paddle 1" in row["note"]
+
+
+def test_a_sealed_lot_drawn_by_lottery_re_runs_as_an_english_auction(tmp_path):
+    """An English lot may not have a lottery tie-break (rules 5): the re-run of
+    a sealed lot that had one takes "earliest", what English applies anyway."""
+    def play(d, paddles, parties, opens):
+        for n, name in enumerate(("x", "y")):
+            d.ok(PlaceBid(serial="L", paddle=paddles[name], amount=5_000_000), actor="b1",
+                 role="broker", ts=opens + (n + 1) * MINUTE)
+
+    source = _record_lot(tmp_path, "sealed_first", {"x": ("b1", MAX_INT), "y": ("b1", MAX_INT)},
+                         play, tie_break="lottery")
+    for rules in ("english", "english-soft-close"):         # ran, not refused its CreateLot
+        row = whatif.run_journal(source, rules=rules, viewer=OPERATOR).rows[0]
+        assert (row["recorded"], row["price"]) == (5_000_000, 3_000_000), (rules, row)
+    row = whatif.run_journal(source, rules="first-price", viewer=OPERATOR).rows[0]
+    assert (row["recorded"], row["price"], row["refused"]) == (5_000_000, 5_000_000, 0)

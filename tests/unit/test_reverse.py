@@ -96,6 +96,42 @@ def test_no_choice_within_the_window_passes():
     assert m.state.exposure[("S1", owner)].total == 0
 
 
+def test_a_tender_open_when_its_session_closes_is_still_chosen_until_its_decision_time():
+    """The buyer's choice is the tender's own award among the offers made
+    before its close, not a negotiation: a tender open when the session
+    closes ends at its own close, as every open lot does, and its buyer may
+    choose until `decision_by` (then it passes "no_choice"), session closed
+    or not. Refusing it would leave such a tender no way to be awarded."""
+    from exchange.commands import CloseSession
+    m, owner, (a, b, _) = tender(choice="buyer")
+    m.bid("T1", a, 39_000 * USD)
+    m.bid("T1", b, 35_000 * USD)
+    m.d.ok(CloseSession(session="S1"))                # the tender is open: it runs on
+    assert m.state.lots["T1"].status == "open"
+    assert m.refused("T1", b, 30_000 * USD).code == "session_closed"   # no new offers
+    closed = one(m.tick(T0 + DAY), LotClosed)
+    assert (closed.outcome, closed.decision_by) == ("choosing", T0 + 2 * DAY)
+    ev = m.d.send(ChooseOffer(serial="T1", paddle=a), actor="seeker-broker", role="broker",
+                  ts=T0 + 2 * DAY - 1)               # the last nanosecond of the window
+    award = one(ev, LotAwarded)
+    assert (award.paddle, award.hammer, award.how) == (a, 39_000 * USD, "auction")
+    assert m.state.exposure[("S1", owner)].total == 39_000 * USD * 105 // 100
+
+
+def test_a_tender_choosing_in_a_closed_session_passes_at_its_decision_time():
+    from exchange.commands import CloseSession
+    m, owner, (a, _, _) = tender(choice="buyer")
+    m.bid("T1", a, 39_000 * USD)
+    m.tick(T0 + DAY)                                  # choosing
+    m.d.ok(CloseSession(session="S1"))
+    assert m.state.lots["T1"].status == "choosing"    # not stranded: its timer runs
+    ev = m.d.send(ChooseOffer(serial="T1", paddle=a), actor="seeker-broker", role="broker",
+                  ts=T0 + 2 * DAY)                    # too late: the window ended first
+    assert one(ev, LotPassed).reason == "no_choice"
+    assert one(ev, CommandRejected).code == "bad_status"
+    assert m.state.exposure[("S1", owner)].total == 0
+
+
 def test_scheduling_needs_the_buyer_approved_and_within_credit():
     m, owner, _ = tender(owner_limit=10_000 * USD, schedule=False)
     m.d.ok(VetLot(serial="T1", score=1, approved=True))

@@ -22,6 +22,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, ChooseOffer
                                LowerReserve, MakeOffer, PlaceBid, RecordNegotiatedSale, RelistLot,
                                ScheduleLot, VetLot, WithdrawBid, WithdrawLot, WithdrawOffer)
 from exchange.events import LotAwarded
+from exchange.lots import MECHANISMS as MECHANISM_OF
 from tests.unit.auctionkit import (DAY, HOUR, MINUTE, T0, USD, Market, bid_amount,
                                    mechanism_terms)
 
@@ -67,6 +68,8 @@ class Stress:
             fields.update(starting_bid=20 * start, reverse_choice=rng.choice(("lowest", "buyer")),
                           choice_window=DAY)
             reserve = rng.choice((0, 10 * start, 15 * start))
+        if MECHANISM_OF[mechanism].ties(self.m.terms(**fields)):
+            fields["tie_break"] = "earliest"    # a lottery it would not apply is refused
         self.serials.append(serial)
         broker = f"seller-broker-{self.sellers.index(seller)}"
         cmd = CreateLot(serial=serial, session="S1", seller=seller,

@@ -84,6 +84,7 @@ from exchange.commands import (AcceptCounter, AnswerOffer, AnswerReaward, BuyAtA
                                WithdrawBid,
                                WithdrawLot, WithdrawOffer)
 from exchange.driver import Driver
+from exchange.lots import MECHANISMS as MECHANISM_OF
 from exchange.events import (OPERATORS, BidAccepted, BidVoided, CommandRejected, CreditChanged,
                              DepthChanged, DutchPriceChanged, FundsRefunded, FundsReleased,
                              IndicativePrice, InstrumentCreated, LotAwarded, LotClosed,
@@ -527,6 +528,8 @@ class Everything:
             fields.update(starting_bid=5 * start, reverse_choice=rng.choice(("lowest", "buyer")),
                           choice_window=DAY)
             reserve = rng.choice((0, 3 * start, 4 * start))
+        if MECHANISM_OF[mechanism].ties(self.terms(**fields)):
+            fields["tie_break"] = "earliest"    # a lottery it would not apply is refused
         if mechanism == "bid_ask":
             reserve = 0
         actor, role = (self.broker_of(seller.id), "broker") if rng.random() < 0.85 \
