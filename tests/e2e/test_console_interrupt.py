@@ -31,8 +31,9 @@ def _waiting(pid: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("argv", [["op", "session", "create", "S1", "--name", "s"],
-                                  ["broker", "events"],
+@pytest.mark.parametrize("argv", [["op", "--timeout", "300",    # no answer-timeout on a busy host
+                                   "session", "create", "S1", "--name", "s"],
+                                  ["broker", "--timeout", "300", "events"],
                                   ["watch", "--once"]])
 def test_ctrl_c_while_waiting_is_one_line_and_exit_130(tmp_path, argv):
     server = serve(tmp_path)
@@ -55,5 +56,7 @@ def test_ctrl_c_while_waiting_is_one_line_and_exit_130(tmp_path, argv):
         assert server.stdout is not None
         server.stdout.close()
     assert "Traceback" not in err, err
-    assert (console.returncode, err.strip().splitlines()) == \
-        (130, [f"lotex {argv[0]}: interrupted"]), err
+    # 130, or death by SIGINT, which a shell shows as 130 too: once on a loaded
+    # host the interpreter ended by the signal after `lotex watch` returned 130
+    assert console.returncode in (130, -signal.SIGINT), (console.returncode, err)
+    assert err.strip().splitlines() == [f"lotex {argv[0]}: interrupted"], err
