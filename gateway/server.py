@@ -1585,6 +1585,23 @@ class Server:
                 if not conns:
                     del table[key]
 
+    def _sessions_with_orders_of(self, broker: str) -> list[str]:
+        """The sessions whose books hold resting orders and in which ``broker``
+        has a paddle: where its cancel on disconnect has something to cancel
+        (not every session that ever had a book: a closed one's would be an
+        empty journal entry each time). O(books + paddles of those sessions)."""
+        state = self.engine.state
+        out: dict[str, None] = {}
+        for inst in state.books.values():
+            session = getattr(inst, "session", "")
+            if not session or session in out or not inst.book.orders:
+                continue
+            found = state.sessions.get(session)
+            if found is not None and any(state.parties[party].broker == broker
+                                         for party in found.paddles.values()):
+                out[session] = None
+        return list(out)
+
     def _end_session(self, port: str, rid: bytes, reason: str) -> None:
         """End a session; apply cancel-on-disconnect (book orders only)."""
         if port not in self.sessions:
@@ -1597,11 +1614,9 @@ class Server:
         if conn.cod and self.failed is None:
             if any(c.cod for c in self.user_conns.get(conn.user, [])):
                 return   # another connection of the user still wants its orders kept
-            sessions = dict.fromkeys(getattr(inst, "session", "")
-                                     for inst in self.engine.state.books.values())
+            sessions = self._sessions_with_orders_of(conn.user)
             for session in sessions:
-                if session:
-                    self._apply(MassCancel(session=session), conn.user, conn.role, "", None)
+                self._apply(MassCancel(session=session), conn.user, conn.role, "", None)
             self.log.info("cancel_on_disconnect", user=conn.user, reason=reason,
                           sessions=len(sessions))
 

@@ -634,3 +634,32 @@ def test_recaps_share_a_budget_per_turn_and_say_more(exchange, monkeypatch):
         again = b2.recap(1)                          # many answers of 3 entries
         assert [n.seq for n in again if n.seq < last] == sorted({n.seq for n in whole})
 
+
+
+def test_cancel_on_disconnect_journals_only_where_it_has_orders_to_cancel(exchange):
+    """A cancel on disconnect sends `MassCancel` only in sessions whose books
+    hold orders and where the broker has a paddle: not one entry for every
+    session that ever had a book (closed ones: empty entries, more with every
+    session the exchange ever ran, each pushing results out of the resend
+    memory)."""
+    from exchange.commands import CloseSession, CreateInstrument, CreateSession, IssuePaddle
+    data, server = exchange
+    with client(data, "op") as op, client(data, "b1") as b1, client(data, "b2") as b2:
+        market = build_market(op, b1, b2)
+        for session in ("S2", "S3"):                  # S2 closed; S3: b1's orders only
+            op.ok(CreateSession(session=session, name=session))
+            op.ok(CreateInstrument(session=session, instrument=f"U-{session}", kind="units"))
+        op.ok(CloseSession(session="S2"))
+        paddle = op.ok(IssuePaddle(session="S3", party=market.parties["Acme"])).events[0].paddle
+        b1.ok(PlaceOrder(session="S3", instrument="U-S3", paddle=paddle, order=1, side="buy",
+                         qty=1, price=100))
+        b2_cod = client(data, "b2", cancel_on_disconnect=True, heartbeat_ms=100)
+        placed = b2_cod.ok(PlaceOrder(session="S1", instrument=market.instrument,
+                                      paddle=market.paddles["Borealis"], order=1, side="buy",
+                                      qty=5, price=700))
+        b2_cod.drop()
+        b2_cod.close()
+        assert wait_for(lambda: not server.engine.state.books[market.instrument].book.orders)
+        after = b1.ok(RegisterParty(name="After"))
+        assert after.seq == placed.seq + 2             # one MassCancel, for S1
+        assert len(server.engine.state.books["U-S3"].book.orders) == 1
