@@ -65,6 +65,7 @@ class ZapHandler(threading.Thread):
         self.socket.bind(ZAP_ENDPOINT)
         self.log = logs.get(component="zap")
         self.refusals = logs.LogBudget()       # per domain: a peer may retry without end
+        self.acceptances = logs.LogBudget()    # per domain and user: it may reconnect without end
 
     def set_users(self, users: dict[str, User]) -> None:
         """Replace the key map (safe from another thread: one reference swap).
@@ -103,8 +104,13 @@ class ZapHandler(threading.Thread):
             self.socket.send_multipart([version, request_id, b"200", b"OK",
                                         user.id.encode(),
                                         _key_metadata(user.public_key, user.role)])
-            self.log.info("auth_accepted", domain=domain_s, address=address.decode(),
-                          user=user.id, role=user.role)
+            write, unwritten = self.acceptances.allow((domain_s, user.id), time.monotonic_ns())
+            if unwritten:
+                self.log.info("auth_accepted_unlogged", domain=domain_s, user=user.id,
+                              count=unwritten)
+            if write:
+                self.log.info("auth_accepted", domain=domain_s, address=address.decode(),
+                              user=user.id, role=user.role)
             return
         reason = ("unknown or revoked key" if user is None
                   else f"role {user.role} not admitted on {domain_s}")

@@ -558,3 +558,20 @@ def test_a_broker_made_an_operator_keeps_no_broker_session(exchange):
         assert accepted is not None and accepted.role == "operator"
     finally:
         context.destroy(linger=0)
+
+
+def test_accepted_handshakes_log_a_bounded_number_of_lines(tmp_path, capsys):
+    """A user whose key is good, reconnecting without end (a viewer key is
+    handed out widely), logs at most the budget's handshakes a window."""
+    from gateway.logs import LogBudget
+    with running(tmp_path) as server:
+        server.zap.acceptances = LogBudget(3, 10**12)
+        capsys.readouterr()
+        seen = []
+        for _ in range(8):
+            with client(tmp_path, "b1") as b1:
+                assert b1.ok(RegisterParty(name="Acme")).accepted
+            seen.append(capsys.readouterr().err)
+    text = "".join(seen)
+    assert text.count('"auth_accepted"') == 3
+    assert text.count('"logon"') == 8                    # logons are a session's own line
