@@ -215,6 +215,12 @@ MAX_UNCLAIMED = 100_000
 """Results kept for requests nobody has asked the result of yet (`send` and
 forget): beyond this many the oldest are dropped."""
 
+MAX_UNCLAIMED_NOTICES = 100_000
+"""Notices kept for a program that has not taken them (`Client.notices`):
+beyond this many the oldest are dropped and counted in
+``session.notices_dropped`` (a `Client.recap` from the first one not taken
+gets them back from the journal)."""
+
 
 class _Session:
     """What both clients share: pending requests, results, notices, timers.
@@ -235,6 +241,7 @@ class _Session:
         # resolves each waiter as its answer comes (None: not kept)
         self.answered: list[str] | None = None
         self.notices: deque[p.Notice] = deque()
+        self.notices_dropped = 0
         self.logged_on: p.LogonAccepted | None = None
         self.logon_error: SessionRejectedError | None = None
         self.last_in = time.monotonic()
@@ -336,7 +343,11 @@ class _Session:
                 if self.answered is not None:
                     self.answered.append(msg.client_id)
         elif kind is p.Notice:
-            self.notices.append(msg)
+            notices = self.notices
+            if len(notices) >= MAX_UNCLAIMED_NOTICES:   # never taken: oldest first
+                notices.popleft()
+                self.notices_dropped += 1
+            notices.append(msg)
         elif kind is p.LogonAccepted:
             self.logged_on = msg
             self.logged_out = None
@@ -407,7 +418,10 @@ class Client:
     does not fire). ``keepalive=False`` leaves heartbeats to the calls: then
     a client idle for three intervals is logged out by the server and logs
     on again at its next call, resending what was pending. Calls from
-    several threads are serialised by a lock."""
+    several threads are serialised by a lock. Notices (``notices=True``) are
+    kept until `notices` takes them, at most `MAX_UNCLAIMED_NOTICES` (then
+    the oldest go, counted in ``session.notices_dropped``): a program that
+    never takes them passes ``notices=False``."""
 
     def __init__(self, key: ClientKey | str | os.PathLike, endpoint: str, *,
                  heartbeat_ms: int = 1000, cancel_on_disconnect: bool | None = None,
@@ -661,7 +675,7 @@ class Client:
         while True:
             session.recap_done = None
             session.errors.pop("", None)   # an earlier refusal, of another message
-            before = len(session.notices)
+            before, dropped = len(session.notices), session.notices_dropped
             asked = p.encode(p.Recap(from_seq=from_seq, limit=limit))
             self._send(asked)
             logons = session.logons
@@ -674,7 +688,12 @@ class Client:
                 if not self._pump(deadline):
                     raise ClientError("no answer to Recap in time")
             through = session.recap_done.through
-            got = list(session.notices)[before:]
+            lost = session.notices_dropped - dropped
+            if lost > before:           # some of this recap's own notices were dropped
+                raise ClientError(f"{session.notices_dropped:,} notices were dropped unread "
+                                  f"(more than {MAX_UNCLAIMED_NOTICES:,} kept): take them "
+                                  f"with notices() and recap again")
+            got = list(session.notices)[before - lost:]
             taken = [n for n in got if from_seq <= n.seq <= through]
             out.extend(taken)
             taken_ids = {id(n) for n in taken}        # O(1) a notice (was O(taken))

@@ -190,3 +190,13 @@ def test_a_batch_and_a_send_of_an_id_already_pending_keep_the_order_last_sent():
     session.sent("a", CMD, time.monotonic() + 100)        # "a" sent again, later
     assert list(session.pending) == ["b", "c", "a"]
     assert session.resendable(time.monotonic() + 50, resend_after=2.0) == ["b", "c"]
+
+
+def test_notices_never_taken_are_kept_to_a_bound_and_the_dropped_counted(monkeypatch):
+    import gateway.client as gc
+    monkeypatch.setattr(gc, "MAX_UNCLAIMED_NOTICES", 5)
+    session = _Session(KEY, 1000, None, True, None)
+    for seq in range(1, 13):
+        session._absorb(p.Notice(seq=seq, ts=seq, events=[]))
+    assert [n.seq for n in session.notices] == [8, 9, 10, 11, 12]
+    assert session.notices_dropped == 7
