@@ -803,8 +803,9 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
         if result.resent:
             status += " (sent before)"
         table.add_row(str(index), type(cmd).__name__, str(result.seq), status,
-                      escape(", ".join(_describe(e) for e in result.events
-                                       if type(e).__name__ != "CommandRejected")))
+                      escape(humane_times(", ".join(
+                          _describe(e) for e in result.events
+                          if type(e).__name__ != "CommandRejected"))))
         if not result.accepted:
             failed += 1
             if not keep_going:
@@ -874,19 +875,27 @@ def _request_once(client: Any, cmd: Any, cid: str | None, retry_refused: bool = 
 
 DESCRIBED = ("settlement", "paddle", "party", "serial", "instrument", "amount", "paid",
              "outstanding", "status", "name", "version", "nda", "location", "digest", "ndas",
-             "readers", "opened", "expert", "round", "experts", "low", "high", "valuations")
+             "readers", "opened", "expert", "round", "experts", "low", "high", "valuations",
+             "price", "leader", "leading", "reserve_met", "closes_at", "side", "qty", "leaves",
+             "outcome", "reason")
+"""Fields an event's row shows when set: its ids, amounts, and where a bid
+or an order stands (the standing price and leader, whether the bidder's
+own bid leads, the reserve met, the close; what filled and what is left)."""
+
+SHOWN_WHEN_FALSE = ("leading", "reserve_met")
+"""Flags a bidder needs to see false too: an outbid bid, a reserve not met."""
 
 
 def _describe(event: Any) -> str:
-    """Name an event with the ids (and settlement amounts) it carries:
-    PaddleIssued(paddle=101, party=4), PaymentRecorded(settlement=12, amount=...)."""
+    """Name an event with the ids, amounts and standing it carries:
+    PaddleIssued(paddle=101, party=4), BidConfirmed(paddle=102, serial=WS-001,
+    amount=28000000, leading=False)."""
     ids = [f"{field}={value}" for field in DESCRIBED
-           if (value := getattr(event, field, None)) not in (None, "", 0)]
+           if (value := getattr(event, field, None)) not in (None, "", 0)
+           or (field in SHOWN_WHEN_FALSE and value is False)]
     if not ids and getattr(event, "session", ""):
         ids = [f"session={event.session}"]
     return f"{type(event).__name__}({', '.join(ids)})" if ids else type(event).__name__
-
-
 
 
 # ---------------------------------------------------------------------------------

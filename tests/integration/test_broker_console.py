@@ -17,6 +17,13 @@ def broker(data: Path, user: str, *argv: str) -> int:
     return main(["broker", "--data", str(data), "--user", user, *argv])
 
 
+def events_column(out: str) -> str:
+    """Return the events column of a console's result table, its wrapped
+    lines joined and its spaces taken out."""
+    return "".join("".join(line.split("│")[-2].split()) for line in out.splitlines()
+                   if line.startswith("│"))
+
+
 def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
     with running(tmp_path) as server:
         assert main(["op", "--data", str(tmp_path), "send", str(EXAMPLE)]) == 0
@@ -24,10 +31,17 @@ def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
         state = server.engine.state
 
         assert broker(tmp_path, "b1", "bid", "WS-001", str(ACME), "30000000") == 0
-        assert "BidAccepted(paddle=101, serial=WS-001)" in capsys.readouterr().out
+        events = events_column(capsys.readouterr().out)
+        assert "BidAccepted(paddle=101,serial=WS-001,price=25000000,leader=101,reserve_met=False" \
+            in events and "BidConfirmed(paddle=101,serial=WS-001,amount=30000000,leading=True" \
+            in events
+        # outbid at once by 101's proxy: the row says so
         assert broker(tmp_path, "b2", "bid", "WS-001", str(PHOTONICS), "28000000") == 0
-        capsys.readouterr()
+        events = events_column(capsys.readouterr().out)
         assert state.lots["WS-001"].leader == ACME
+        assert f"BidAccepted(paddle=102,serial=WS-001,price={state.lots['WS-001'].price}," \
+               f"leader=101,reserve_met=" in events
+        assert "BidConfirmed(paddle=102,serial=WS-001,amount=28000000,leading=False" in events
 
         # a paddle of another broker's client: refused, with the engine's reason
         assert broker(tmp_path, "b1", "bid", "WS-002", str(PHOTONICS), "10000000") == 1
@@ -37,7 +51,10 @@ def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
                       "sell", "100", "1500") == 0
         assert broker(tmp_path, "b1", "order", "WS-2026", "ULR-LENS", str(ACME), "7", "buy",
                       "40", "1600") == 0
-        assert "TradeExecuted(instrument=ULR-LENS)" in capsys.readouterr().out
+        events = events_column(capsys.readouterr().out)
+        assert "TradeExecuted(instrument=ULR-LENS,price=1500,qty=40)" in events
+        assert "OrderFilled(paddle=101,party=4,instrument=ULR-LENS,price=1500,side=buy,qty=40)" \
+            in events
         assert broker(tmp_path, "b2", "cancel", "WS-2026", "ULR-LENS", str(NORDLICHT),
                       "1") == 0
         assert "OrderCancelled" in capsys.readouterr().out
