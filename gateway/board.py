@@ -259,7 +259,9 @@ class Board:
     # -- rendering --------------------------------------------------------------------
 
     def render(self, now: int) -> Group:
-        """Render the tables. Texts from users (titles, serials, notices, reasons)
+        """Render the tables, time left counted to ``now`` (ns UTC: the feed's
+        time, `gateway.client.FeedClient.feed_time`, so that a replayed feed
+        shows its own). Texts from users (titles, serials, notices, reasons)
         go in as `Text`, never as console markup."""
         title = f"lotex board  feed seq {self.seq}"
         if self.session:

@@ -1110,6 +1110,27 @@ def _feed_sockets(context: zmq.Context, key: ClientKey, feed_endpoint: str,
     return sub, data
 
 
+class FeedClock:
+    """The feed's own clock: the latest feed message's ``ts`` (a `Market`'s
+    or a `FeedHeartbeat`'s, ns UTC), advanced by the wall time since it
+    came. A live feed's time is the server's; a replayed feed's, the
+    replay's (however long ago it was recorded)."""
+
+    def __init__(self) -> None:
+        self.ts = 0                 # the latest message's ts; 0: none came yet
+        self.heard_at = 0           # time.monotonic_ns() when it came
+
+    def heard(self, ts: int, at: int) -> None:
+        """Note a feed message of time ``ts`` that came at monotonic ``at`` ns."""
+        if ts:
+            self.ts, self.heard_at = ts, at
+
+    def now(self, at: int) -> int:
+        """Return the feed's time at monotonic ``at`` ns; the wall clock's
+        before any message with a time came."""
+        return self.ts + max(0, at - self.heard_at) if self.ts else time.time_ns()
+
+
 class FeedClient:
     """The market-data feed with exact recovery: subscribe, take a snapshot,
     drop what it covers, ask a replay for every gap. Synchronous.
@@ -1139,6 +1160,18 @@ class FeedClient:
         self.gaps_recovered = 0
         self.last_heartbeat = 0.0
         self.last_message = time.monotonic()   # when the feed last sent anything (or start)
+        self.clock = FeedClock()
+
+    def feed_time(self) -> int:
+        """Return the feed's time now, ns UTC (`FeedClock`): what a lot's
+        time left counts down against, live or replayed."""
+        return self.clock.now(time.monotonic_ns())
+
+    def _heard(self, data: bytes) -> p.Market | p.FeedHeartbeat:
+        """Decode a message the feed sent now, and set the feed's clock by it."""
+        msg = p.feed_decoder.decode(data)
+        self.clock.heard(msg.ts, time.monotonic_ns())
+        return msg
 
     def silent_for(self) -> float:
         """Return the seconds since the feed last sent anything, a Market
@@ -1204,7 +1237,7 @@ class FeedClient:
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
             if self.sub.poll(int((deadline - time.monotonic()) * 1000) + 1, zmq.POLLIN):
-                self.state.buffer.append(p.feed_decoder.decode(self.sub.recv()))
+                self.state.buffer.append(self._heard(self.sub.recv()))
         snap = self.snapshot(session, key)
         self.state.covered = snap.seq
         self.last_message = time.monotonic()
@@ -1224,7 +1257,7 @@ class FeedClient:
             if state.buffer:
                 msg = state.buffer.pop(0)
             elif self.sub.poll(max(0, int((idle_until - time.monotonic()) * 1000)), zmq.POLLIN):
-                msg = p.feed_decoder.decode(self.sub.recv())
+                msg = self._heard(self.sub.recv())
                 self.last_message = time.monotonic()
             else:
                 return

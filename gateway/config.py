@@ -152,11 +152,25 @@ def load_or_create(data_dir: str | os.PathLike) -> tuple[Config, Path, bool]:
     return config, path, True
 
 
+PRIVATE_DIRS: dict[str, tuple[str, ...]] = {
+    "journal": (), "snapshots": (), "gateway": (), "clients": (),
+    "keys": ("users.json",)}
+"""The directories of a data directory that are their owner's only, with
+their files; each with the files in it that hold nothing secret (the
+users' public keys), left as made."""
+
+
 def private_data_dir(data_dir: str | os.PathLike) -> Path:
-    """Make ``data_dir`` readable by its owner only (`recorder.layout.private_dir`):
-    its journal and snapshots hold sealed bids, reserves and identities."""
-    from recorder.layout import private_dir
-    return private_dir(data_dir)
+    """Make ``data_dir`` readable by its owner only (`recorder.layout.private_dir`),
+    and its `PRIVATE_DIRS` with what is in them, an existing loose one
+    tightened (a restore's 0755 and 0644: `recorder.layout.private_tree`):
+    the journal, snapshots and secret keys hold sealed bids, reserves and
+    identities."""
+    from recorder.layout import private_dir, private_tree
+    path = private_dir(data_dir)
+    for name, public in PRIVATE_DIRS.items():
+        private_tree(path / name, public)
+    return path
 
 
 def as_dict(config: Config) -> dict:

@@ -338,17 +338,17 @@ def _watch(args: argparse.Namespace, feed: Any) -> int:
         return 1
     board.apply(snap.events, snap.seq)
     if args.once:
-        console.print(board.render(time.time_ns()))
+        console.print(board.render(feed.feed_time()))
         return 0
     stop_at = time.monotonic() + args.seconds if args.seconds else None
     silent_after = SILENT_HEARTBEATS * _feed_heartbeat_s(args.data)
     try:
-        with Live(board.render(time.time_ns()), console=console, refresh_per_second=4,
+        with Live(board.render(feed.feed_time()), console=console, refresh_per_second=4,
                   screen=False) as live:
             while stop_at is None or time.monotonic() < stop_at:
                 for market in feed.updates(timeout=0.25, max_messages=500):
                     board.apply(market.events, market.seq)
-                live.update(_with_silence(board.render(time.time_ns()), feed.silent_for(),
+                live.update(_with_silence(board.render(feed.feed_time()), feed.silent_for(),
                                           silent_after))
     except KeyboardInterrupt:
         pass

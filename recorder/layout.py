@@ -13,7 +13,8 @@
 
 Whatever holds private data (the journal, snapshots, a full analyst store or
 export: sealed bids, reserves, identities) is its owner's only: files 0600
-(`private_opener`), directories 0700 (`private_dir`), whatever the umask.
+(`private_opener`), directories 0700 (`private_dir`), whatever the umask;
+`private_tree` tightens an existing tree so (a restore's loose modes).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Container
 
 JOURNAL = "journal"
 SNAPSHOTS = "snapshots"
@@ -87,3 +89,36 @@ def private_dir(path: str | os.PathLike) -> Path:
     if mode & 0o077:
         os.chmod(path, mode & 0o700)
     return path
+
+
+def private_tree(path: str | os.PathLike, public: Container[str] = ()) -> None:
+    """Take the group's and others' permissions off the directory ``path``
+    and every directory and file under it (0755 -> 0700, 0644 -> 0600), but
+    the files named in ``public`` (paths relative to ``path``). Symlinks are
+    neither followed nor changed, so nothing outside is touched; a missing
+    ``path`` stays missing. O(entries)."""
+    if not os.path.lexists(path):
+        return
+    for top, _, names, top_fd in os.fwalk(path, follow_symlinks=False):
+        _tighten(top_fd)
+        for name in names:
+            if os.path.relpath(os.path.join(top, name), path) in public:
+                continue
+            info = os.stat(name, dir_fd=top_fd, follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o077:
+                continue
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=top_fd)
+            try:
+                _tighten(fd)
+            finally:
+                os.close(fd)
+
+
+def _tighten(fd: int) -> None:
+    """Take the group's and others' permissions off the regular file or
+    directory open as ``fd``."""
+    info = os.fstat(fd)
+    mode = stat.S_IMODE(info.st_mode)
+    if (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)) and mode & 0o077:
+        os.fchmod(fd, mode & 0o700)

@@ -17,6 +17,13 @@ def broker(data: Path, user: str, *argv: str) -> int:
     return main(["broker", "--data", str(data), "--user", user, *argv])
 
 
+def events_column(out: str) -> str:
+    """Return the events column of a console's result table, its wrapped
+    lines joined and its spaces taken out."""
+    return "".join("".join(line.split("│")[-2].split()) for line in out.splitlines()
+                   if line.startswith("│"))
+
+
 def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
     with running(tmp_path) as server:
         assert main(["op", "--data", str(tmp_path), "send", str(EXAMPLE)]) == 0
@@ -24,10 +31,17 @@ def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
         state = server.engine.state
 
         assert broker(tmp_path, "b1", "bid", "WS-001", str(ACME), "30000000") == 0
-        assert "BidAccepted(paddle=101, serial=WS-001)" in capsys.readouterr().out
+        events = events_column(capsys.readouterr().out)
+        assert "BidAccepted(paddle=101,serial=WS-001,price=25000000,leader=101,reserve_met=False" \
+            in events and "BidConfirmed(paddle=101,serial=WS-001,amount=30000000,leading=True" \
+            in events
+        # outbid at once by 101's proxy: the row says so
         assert broker(tmp_path, "b2", "bid", "WS-001", str(PHOTONICS), "28000000") == 0
-        capsys.readouterr()
+        events = events_column(capsys.readouterr().out)
         assert state.lots["WS-001"].leader == ACME
+        assert f"BidAccepted(paddle=102,serial=WS-001,price={state.lots['WS-001'].price}," \
+               f"leader=101,reserve_met=" in events
+        assert "BidConfirmed(paddle=102,serial=WS-001,amount=28000000,leading=False" in events
 
         # a paddle of another broker's client: refused, with the engine's reason
         assert broker(tmp_path, "b1", "bid", "WS-002", str(PHOTONICS), "10000000") == 1
@@ -37,7 +51,10 @@ def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
                       "sell", "100", "1500") == 0
         assert broker(tmp_path, "b1", "order", "WS-2026", "ULR-LENS", str(ACME), "7", "buy",
                       "40", "1600") == 0
-        assert "TradeExecuted(instrument=ULR-LENS)" in capsys.readouterr().out
+        events = events_column(capsys.readouterr().out)
+        assert "TradeExecuted(instrument=ULR-LENS,price=1500,qty=40)" in events
+        assert "OrderFilled(paddle=101,party=4,instrument=ULR-LENS,price=1500,side=buy,qty=40)" \
+            in events
         assert broker(tmp_path, "b2", "cancel", "WS-2026", "ULR-LENS", str(NORDLICHT),
                       "1") == 0
         assert "OrderCancelled" in capsys.readouterr().out
@@ -291,3 +308,72 @@ def test_a_client_id_is_for_one_command_given_on_the_command_line(tmp_path, caps
         assert broker(tmp_path, "b1", "--client-id", "x-1", "register", "B") == 1
         assert "client id x-1 was used today for another command" in capsys.readouterr().out
         assert server.next_seq == 2
+
+
+LOT_NOT_YET_OPEN = """
+[[command]]
+type = "CreateLot"
+serial = "WS-011"
+session = "WS-2026"
+seller = 3
+[command.terms]
+title = "Retry lot"
+mechanism = "english"
+starting_bid = 1_000_000
+opens_at = "+1h"
+closes_at = "+2h"
+patents = [ { number = "US2222222", title = "y" } ]
+[[command]]
+type = "VetLot"
+serial = "WS-011"
+score = 70
+approved = true
+[[command]]
+type = "ScheduleLot"
+serial = "WS-011"
+"""
+
+BID = '[[command]]\ntype = "PlaceBid"\nserial = "WS-011"\npaddle = 101\namount = 1000000\n'
+
+
+def test_a_bid_file_sent_until_its_lot_opens_acts_once_it_may(tmp_path, capsys):
+    lot, bid = tmp_path / "lot.toml", tmp_path / "bid.toml"
+    lot.write_text(LOT_NOT_YET_OPEN)
+    bid.write_text(BID)
+    with running(tmp_path) as server:
+        assert main(["op", "--data", str(tmp_path), "send", str(EXAMPLE), str(lot)]) == 0
+        for _ in range(25):                     # more sendings than the old bound of 21
+            assert broker(tmp_path, "b1", "send", str(bid)) == 1
+            assert "lot_not_open" in capsys.readouterr().out
+        assert main(["op", "--data", str(tmp_path), "lot", "open", "WS-011", "--closes",
+                     "+20m"]) == 0
+        capsys.readouterr()
+        assert broker(tmp_path, "b1", "send", str(bid)) == 0
+        out = capsys.readouterr().out
+        assert "accepted" in out and "sent before" not in out
+        assert broker(tmp_path, "b1", "send", str(bid)) == 0       # acted: never twice
+        assert "accepted (sent before)" in capsys.readouterr().out
+        assert server.engine.state.lots["WS-011"].bids == 1
+
+
+def test_a_file_command_refused_at_every_sending_it_may_have_says_to_send_it_fresh(
+        tmp_path, capsys, monkeypatch):
+    from gateway import console_cli
+    monkeypatch.setattr(console_cli, "RETRIES", 2)
+    lot, bid = tmp_path / "lot.toml", tmp_path / "bid.toml"
+    lot.write_text(LOT_NOT_YET_OPEN)
+    bid.write_text(BID)
+    with running(tmp_path) as server:
+        assert main(["op", "--data", str(tmp_path), "send", str(EXAMPLE), str(lot)]) == 0
+        for _ in range(3):
+            assert broker(tmp_path, "b1", "send", str(bid)) == 1
+        capsys.readouterr()
+        assert main(["op", "--data", str(tmp_path), "lot", "open", "WS-011", "--closes",
+                     "+20m"]) == 0
+        entries = server.next_seq
+        assert broker(tmp_path, "b1", "send", str(bid)) == 1
+        out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+        assert "refused at each of its 3 sendings today" in out and "--fresh" in out
+        assert server.next_seq == entries
+        assert broker(tmp_path, "b1", "send", "--fresh", str(bid)) == 0
+        assert server.engine.state.lots["WS-011"].bids == 1

@@ -433,6 +433,40 @@ def test_serve_makes_its_data_directory_journal_and_snapshots_private(tmp_path, 
         assert mode(data) == 0o700
 
 
+def test_serve_tightens_what_a_restore_left_loose_but_never_follows_a_symlink_out(
+        tmp_path, loose_umask):
+    data = tmp_path / "data"
+    with serving(data):
+        with client(data, "op") as op:
+            assert op.request(CreateSession(session="S1", name="restored")).accepted
+    # its shutdown snapshots the engine and the gateway
+    secret = [*(data / "journal").iterdir(), *(data / "snapshots").glob("*.snap"),
+              *(data / "gateway").glob("*.snap"), data / "keys" / "server.json",
+              *(data / "clients").glob("*.json")]
+    for name in PRIVATE_DIRS[1:]:               # as a copy that does not keep modes leaves them
+        os.chmod(data / name, 0o755)
+    for path in secret:
+        os.chmod(path, 0o644)
+    outside_file, outside_dir = tmp_path / "notes.txt", tmp_path / "shared"
+    outside_file.write_text("not the exchange's")
+    outside_dir.mkdir()
+    (outside_dir / "readme.txt").write_text("not the exchange's")
+    os.chmod(outside_file, 0o644)
+    os.chmod(outside_dir, 0o755)
+    os.chmod(outside_dir / "readme.txt", 0o644)
+    (data / "clients" / "notes.txt").symlink_to(outside_file)
+    (data / "clients" / "shared").symlink_to(outside_dir)
+
+    with serving(data):
+        for name in PRIVATE_DIRS:
+            assert mode(data / name) == 0o700, name
+        for path in secret:
+            assert mode(path) == 0o600, path
+    assert mode(data / "keys" / "users.json") == 0o644          # public keys, as written
+    assert mode(outside_file) == 0o644 and mode(outside_dir) == 0o755
+    assert mode(outside_dir / "readme.txt") == 0o644
+
+
 def test_private_data_dir_creates_or_tightens(tmp_path, loose_umask):
     made = private_data_dir(tmp_path / "a" / "b")
     assert mode(made) == 0o700

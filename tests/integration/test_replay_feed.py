@@ -290,3 +290,37 @@ def test_a_feed_started_past_entry_1_answers_as_the_live_server(keyed_sample, mo
         whole.close()
         later.close()
         context.term()
+
+
+def test_lotex_watch_counts_a_replayed_feeds_time_left_by_the_replays_clock(keyed_sample,
+                                                                            tmp_path, capsys):
+    """Recorded in March 2026: by today's clock every lot would have 0 s left."""
+    publisher = feed.Publisher("tcp://127.0.0.1:0")
+    data = feed.DataService(keyed_sample / "keys", "tcp://127.0.0.1:0", publisher.context)
+    feed.write_endpoints(tmp_path, publisher.endpoint, data.endpoint, data.public_key)
+    result: dict = {}
+    watched = threading.Event()
+
+    def serve():
+        try:
+            if publisher.wait_for_subscriber(10):     # up to 10 min after L-BA opened (1 day)
+                feed.replay(Source.open(keyed_sample), publisher, speed=None, to_seq=48,
+                            data=data)
+            while not watched.is_set():
+                data.serve(0.05)
+        except BaseException as exc:  # noqa: BLE001  (reported to the test thread)
+            result["error"] = exc
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        assert main(["watch", "--data", str(tmp_path), "--key",
+                     str(keyed_sample / "clients" / "viewer.json"), "--seconds", "2"]) == 0
+    finally:
+        watched.set()
+        thread.join(15)
+        data.close()
+        publisher.close()
+    assert "error" not in result, result.get("error")
+    row, = [line for line in capsys.readouterr().out.splitlines() if "L-BA" in line]
+    assert " 23h 4" in row or " 23h 50m" in row, row
