@@ -99,7 +99,7 @@ COST_JOURNAL = 8
 COST_JOURNAL_START = 256
 READ_BACK_SKIP = COST_JOURNAL_START // COST_JOURNAL   # a resend read back further ahead starts anew
 STATUS_ITEMS_PER_UNIT = 8       # a status: ~0.08 us a paddle, book or resting order walked
-STATUS_ITEMS_PER_REQUEST = 10   # ... and against a broker's throttle, 10 items of its answer one request
+STATUS_ITEMS_PER_REQUEST = 10   # ... and against a broker's throttle, 10 of them one request
 SNAPSHOT_EVENTS_PER_UNIT = 4    # a Snapshot answer: 0.18-0.3 us an event (20,000 in 3.6-6 ms)
 SNAPSHOT_BYTES_PER_UNIT = 64    # ... and encoding it: ~14 ns a byte (18 MB in 256 ms)
 # A Logon or Logout counts as this many requests in a turn's `max_batch`:
@@ -1093,20 +1093,16 @@ class Server:
                          detail="the exchange cannot answer this now: ask again shortly")
             return
         rate = self.config.max_requests_per_second
-        throttles = conn.role == "broker" and rate
-        if throttles and self._throttled(conn.user):
+        requests = min(1 + work // STATUS_ITEMS_PER_REQUEST, rate)   # never beyond a second's
+        if conn.role == "broker" and rate and self._throttled(conn.user, requests):
+            # no count in the text: it would tell the broker what every broker holds
             self._reject(sock, conn.rid, "throttled", conn.user, conn.port, client_id=msg.ref,
-                         detail="a status counts as 1 request and 1 more for each 10 items of "
-                                "its answer, more than the broker may send now: ask again later")
+                         detail="a status counts as 1 request and 1 more for each 10 paddles, "
+                                "lots, bids, orders and holders it looks through, more than "
+                                "the broker may send now: ask again later")
             return
         self.catch_up_left -= cost
         status = broker_status(state, broker, msg.session)
-        if throttles:
-            # charged by what the broker is told, never by what others hold (a charge,
-            # or a refusal, by the whole walk would tell it how much others have)
-            items = (len(status.orders) + len(status.bids) + len(status.holdings)
-                     + len(status.credit) + len(status.rooms))
-            self._charge(conn.user, min(items // STATUS_ITEMS_PER_REQUEST, rate))
         self._queue(sock, conn.rid, p.encode(p.Status(
             seq=self.next_seq - 1, session=msg.session, broker=broker, ref=msg.ref,
             orders=status.orders, bids=status.bids, holdings=status.holdings,
@@ -1294,16 +1290,6 @@ class Server:
             return True
         self.allowance[user_id] = due
         return False
-
-    def _charge(self, user_id: str, cost: int) -> None:
-        """Count ``cost`` requests of the broker already served: its allowance
-        goes down (to at most a second's worth behind), so what follows waits. O(1)."""
-        if cost <= 0:
-            return
-        rate = self.config.max_requests_per_second
-        now = time.monotonic_ns() * rate
-        due = max(self.allowance.get(user_id, 0), now) + NS_PER_SECOND * cost
-        self.allowance[user_id] = min(due, now + 2 * NS_PER_SECOND * rate)
 
     # ------------------------------------------------------------------ apply
 
