@@ -68,18 +68,47 @@ _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 
 # a nanosecond time since the epoch in a text: 19 digits, from 2017 on (amounts
 # stop at 16 digits, ids and sequence numbers long before)
-_NS_TIME = re.compile(r"(?<![\d.])(?:1[5-9]\d{17}|[2-8]\d{18}|9[01]\d{17})(?!\d)")
+_NS_TIME = re.compile(r"(?<![\w.\-])(?:1[5-9]\d{17}|[2-8]\d{18}|9[01]\d{17})(?![\w\-])")
 
 
 def humane_times(text: str) -> str:
     """Show the nanosecond times in ``text`` (reject texts, event fields) as
     UTC ISO 8601: 1764526800500000000 -> 2025-11-30T18:20:00.5Z."""
-    def iso(match: re.Match[str]) -> str:
-        ns = int(match.group(0))
-        moment = datetime.datetime.fromtimestamp(ns // 10**9, datetime.timezone.utc)
-        fraction = f".{ns % 10**9:09d}".rstrip("0") if ns % 10**9 else ""
-        return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
-    return _NS_TIME.sub(iso, text)
+    return _NS_TIME.sub(lambda match: _iso(int(match.group(0))), text)
+
+
+SHOWN_AS_TIMES = TIME_FIELDS | {"ts", "expires_at", "decision_by", "delivered_at",
+                                "completed_at", "issued_at", "opened_at", "paid_at",
+                                "received_at", "sold_at", "negotiation_ends", "until", "since"}
+"""Fields of commands and events that hold a nanosecond time."""
+
+
+def _iso(ns: int) -> str:
+    moment = datetime.datetime.fromtimestamp(ns // 10**9, datetime.timezone.utc)
+    fraction = f".{ns % 10**9:09d}".rstrip("0") if ns % 10**9 else ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def field_text(name: str, value: Any) -> str:
+    """Show one field: a time field's nanoseconds as UTC ISO 8601 (when in
+    the range of times), a struct as Type(field=value, ...), a list as
+    [...]; anything else as it is, so an id or a name that holds a long
+    number is never taken for a time."""
+    if isinstance(value, msgspec.Struct):
+        return struct_text(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(field_text(name, item) for item in value) + "]"
+    if (name in SHOWN_AS_TIMES and type(value) is int
+            and _NS_TIME.fullmatch(str(value)) is not None):
+        return _iso(value)
+    return str(value)
+
+
+def struct_text(value: msgspec.Struct, skip: tuple[str, ...] = ("to",)) -> str:
+    """Show an event or a command: Type(field=value, ...) by `field_text`."""
+    fields = ", ".join(f"{name}={field_text(name, getattr(value, name))}"
+                       for name in value.__struct_fields__ if name not in skip)
+    return f"{type(value).__name__}({fields})"
 
 
 def parse_duration(text: str) -> int:

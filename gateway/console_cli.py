@@ -803,9 +803,8 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
         if result.resent:
             status += " (sent before)"
         table.add_row(str(index), type(cmd).__name__, str(result.seq), status,
-                      escape(humane_times(", ".join(
-                          _describe(e) for e in result.events
-                          if type(e).__name__ != "CommandRejected"))))
+                      escape(", ".join(_describe(e) for e in result.events
+                                       if type(e).__name__ != "CommandRejected")))
         if not result.accepted:
             failed += 1
             if not keep_going:
@@ -890,7 +889,9 @@ def _describe(event: Any) -> str:
     """Name an event with the ids, amounts and standing it carries:
     PaddleIssued(paddle=101, party=4), BidConfirmed(paddle=102, serial=WS-001,
     amount=28000000, leading=False)."""
-    ids = [f"{field}={value}" for field in DESCRIBED
+    from gateway.console import field_text
+
+    ids = [f"{field}={field_text(field, value)}" for field in DESCRIBED
            if (value := getattr(event, field, None)) not in (None, "", 0)
            or (field in SHOWN_WHEN_FALSE and value is False)]
     if not ids and getattr(event, "session", ""):
@@ -1012,7 +1013,7 @@ def _print_status(client: Any, console: Any, session: str, broker: str = "") -> 
     from rich.markup import escape
     from rich.table import Table
 
-    from gateway.console import humane_times
+    from gateway.console import field_text
 
     status = client.status(session=session, broker=broker)
     parts = (("resting orders", ("session", "instrument", "paddle", "order", "side", "price",
@@ -1030,7 +1031,7 @@ def _print_status(client: Any, console: Any, session: str, broker: str = "") -> 
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(escape(humane_times(str(getattr(row, column))))
+            table.add_row(*(escape(field_text(column, getattr(row, column)))
                             for column in columns))
         console.print(table)
     return 0
@@ -1040,11 +1041,10 @@ def _print_events(client: Any, console: Any, from_seq: int) -> int:
     """Print the user's private events of the journal from ``from_seq`` on."""
     import datetime
 
-    import msgspec
     from rich.markup import escape
     from rich.table import Table
 
-    from gateway.console import humane_times
+    from gateway.console import struct_text
 
     table = Table()
     for column in ("seq", "time (UTC)"):
@@ -1053,9 +1053,7 @@ def _print_events(client: Any, console: Any, from_seq: int) -> int:
     for notice in client.recap(from_seq):
         moment = datetime.datetime.fromtimestamp(notice.ts / 1e9, datetime.timezone.utc)
         for event in notice.events:
-            fields = ", ".join(f"{name}={value}" for name, value
-                               in msgspec.structs.asdict(event).items() if name != "to")
             table.add_row(str(notice.seq), moment.strftime("%Y-%m-%d %H:%M:%S"),
-                          escape(humane_times(f"{type(event).__name__}({fields})")))
+                          escape(struct_text(event)))
     console.print(table)
     return 0

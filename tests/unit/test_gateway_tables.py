@@ -114,6 +114,30 @@ def test_nanosecond_times_in_texts_print_as_utc_iso_times():
     # amounts (at most 16 digits), ids and decimals stay as they are
     assert humane_times("amount 1000000000000000, seq 17, 1.764526800500000000") == \
         "amount 1000000000000000, seq 17, 1.764526800500000000"
+    # an id holding such a number is no time
+    assert humane_times("lot LOT-1764526800000000000 (1764526800000000000_b)") == \
+        "lot LOT-1764526800000000000 (1764526800000000000_b)"
+
+
+def test_an_events_row_shows_its_time_fields_as_times_and_nothing_else():
+    """A name or id holding a 19-digit number stays as written (the whole row
+    once went through the text's time finder: LOT-2025-11-30T18:20:00Z, an id
+    that does not exist); the time fields, nested ones too, read as times."""
+    from exchange.commands import LotTerms
+    from exchange.events import BidAccepted, LotScheduled, PartyRegistered
+    from gateway.console import struct_text
+    from gateway.console_cli import _describe
+    assert _describe(PartyRegistered(party=4, name="Fund 1764526800500000000", country="",
+                                     broker="b1")) == \
+        "PartyRegistered(party=4, name=Fund 1764526800500000000)"
+    assert _describe(BidAccepted(serial="LOT-1764526800000000000", session="S", paddle=7,
+                                 price=5, leader=7, reserve_met=True,
+                                 closes_at=1764526800500000000, bids=1)) == \
+        ("BidAccepted(paddle=7, serial=LOT-1764526800000000000, price=5, leader=7, "
+         "reserve_met=True, closes_at=2025-11-30T18:20:00.5Z)")
+    terms = LotTerms(title="T 1764526800000000000", currency="USD", opens_at=1764526800000000000)
+    text = struct_text(LotScheduled(serial="L", session="S", terms=terms))
+    assert "title=T 1764526800000000000" in text and "opens_at=2025-11-30T18:20:00Z" in text
 
 
 def test_a_past_days_client_ids_are_freed_a_bounded_number_at_a_time():
