@@ -285,3 +285,65 @@ def test_an_english_tie_is_never_drawn_by_lottery(rules):
     m.bid("L1", b, 5_000 * USD)
     award = one(m.tick(T0 + DAY), LotAwarded)
     assert (award.paddle, award.tie_break) == (a, "earliest")   # the lottery ignored
+
+
+# ---------------------------------------------------------------------------
+# the certificate of a non-public agreement transfer
+# ---------------------------------------------------------------------------
+
+def agreement(rules: int, *, state_institution: bool = False):
+    """An agreement transfer between two brokers' clients; returns the market
+    and its SettlementOpened."""
+    from exchange.commands import Patent, RecordAgreementTransfer
+    from exchange.events import SettlementOpened
+    m = Market()
+    m.d.rules = rules
+    seller, buyer = m.seller(), m.party("Buyer Co", "broker-b")
+    events = m.d.ok(RecordAgreementTransfer(
+        session="S1", serial="AG-1", title="Secret licence deal", seller=seller, buyer=buyer,
+        price=7_777_700, patents=(Patent(number="US9999999", title="x"),),
+        state_institution=state_institution), **OP)
+    return m, one(events, SettlementOpened)
+
+
+def complete(m: Market, sid: int, total: int) -> list:
+    """Pay, deliver, confirm and release settlement ``sid``: the release's events."""
+    from exchange.commands import ConfirmReceipt, RecordDelivery, RecordPayment, ReleaseFunds
+    m.d.ok(RecordPayment(settlement=sid, amount=total), **OP)
+    m.d.ok(RecordDelivery(settlement=sid, reference="DOC"), actor="seller-broker", role="broker")
+    m.d.ok(ConfirmReceipt(settlement=sid), actor="broker-b", role="broker")
+    return m.d.ok(ReleaseFunds(settlement=sid), **OP)
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_a_non_public_agreement_transfer_certificate_stays_with_its_parties(rules):
+    from exchange.commands import ConfirmReceipt
+    from exchange.events import OPERATORS, CertificateIssued, CertificateRecorded
+    m, opened = agreement(rules)
+    assert opened.to == ("broker-b", "seller-broker", OPERATORS)
+    events = complete(m, opened.settlement, opened.total)
+    issued, recorded = one(events, CertificateIssued), one(events, CertificateRecorded)
+    assert (issued.kind, issued.how, issued.serial, issued.price) == \
+        ("transaction", "agreement", "AG-1", 7_777_700)
+    assert recorded.to == (OPERATORS,)                   # the operators' copy, as ever
+    if rules == 4:                                       # its terms went to the public feed
+        assert issued.to == ()
+    else:                                                # as private as the rest of it
+        assert issued.to == opened.to
+        assert all(event.to for event in events)
+    # a third broker is still told it does not exist
+    assert rejected(m.d.send(ConfirmReceipt(settlement=opened.settlement), actor="broker-other",
+                             role="broker")) == "unknown_settlement"
+
+
+@pytest.mark.parametrize("published", ["state_institution", "marked"])
+def test_a_published_agreement_transfer_certificate_is_public(published):
+    from exchange.commands import MarkStateTransfer
+    from exchange.events import CertificateIssued, PublicityStarted
+    m, opened = agreement(5, state_institution=published == "state_institution")
+    if published == "marked":
+        one(m.d.ok(MarkStateTransfer(settlement=opened.settlement), **OP), PublicityStarted)
+    no_objection = one(m.tick(T0 + 20 * DAY), CertificateIssued)
+    assert (no_objection.kind, no_objection.to) == ("no_objection", ())
+    issued = one(complete(m, opened.settlement, opened.total), CertificateIssued)
+    assert (issued.kind, issued.to) == ("transaction", ())
