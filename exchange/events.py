@@ -345,8 +345,9 @@ class OfferAnswered(Event, frozen=True):
 
 
 class OfferWithdrawn(Event, frozen=True):
-    """An offer ended without a sale: "withdrawn", "declined", "expired" or
-    "superseded" (same audience as `OfferMade`)."""
+    """An offer ended without a sale: "withdrawn", "declined", "expired",
+    "superseded", "party_frozen", "approval_withdrawn" or (rules 5)
+    "session_closed" (same audience as `OfferMade`)."""
 
     serial: str
     session: str
