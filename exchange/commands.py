@@ -842,7 +842,11 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # ReviewCredit may not change the currency of a party's credit while the party
 # has commitments (open_commitments); a lot whose mechanism applies no tie-break
 # policy (English, Dutch, a tender of the buyer's choice, a book) may not have
-# tie_break "lottery", which it ignored.
+# tie_break "lottery", which it ignored; the transaction certificate of an
+# agreement transfer whose publicity never started (not a state-institution
+# transfer, not marked as one) goes to its settlement's audience, not the public;
+# closing a session drops the negotiation offers standing on its passed lots
+# (OfferWithdrawn "session_closed"), releasing their credit.
 RULES = 5
 
 

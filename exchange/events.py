@@ -345,8 +345,9 @@ class OfferAnswered(Event, frozen=True):
 
 
 class OfferWithdrawn(Event, frozen=True):
-    """An offer ended without a sale: "withdrawn", "declined", "expired" or
-    "superseded" (same audience as `OfferMade`)."""
+    """An offer ended without a sale: "withdrawn", "declined", "expired",
+    "superseded", "party_frozen", "approval_withdrawn" or (rules 5)
+    "session_closed" (same audience as `OfferMade`)."""
 
     serial: str
     session: str
@@ -810,7 +811,9 @@ class UnitsConsumed(Event, frozen=True):
 # Audiences: a settlement's life is private to the buyer's and the seller's
 # brokers and the operators, with paddles (0: the party holds none in the
 # session), never party ids. Public: the settlement rules, the transaction
-# and no-objection certificates and the publicity notices, paddles only.
+# and no-objection certificates and the publicity notices, paddles only (since
+# rules 5 a non-public agreement transfer's certificate is private as its
+# settlement is).
 # Operators alone get the certificates with identities (`CertificateRecorded`).
 # Money in minor units of ``currency``; times int ns UTC.
 
@@ -1057,7 +1060,8 @@ class ObjectionResolved(Event, frozen=True):
 
 
 class CertificateIssued(Event, frozen=True):
-    """A certificate (public, paddles only). ``kind``: "transaction" (the
+    """A certificate (public, paddles only; since rules 5 a non-public
+    agreement transfer's goes to its settlement's audience). ``kind``: "transaction" (the
     settlement completed) or "no_objection" (publicity ended without one).
     ``seq``: the journal sequence number it is recorded at; the journal's
     chain hash at ``seq`` proves it (see `gateway.certificate`). Dates 0

@@ -1073,10 +1073,19 @@ def withdraw(state: State, ctx: Ctx, lot: Lot, reason: str) -> None:
 def _on_session_closed(state: State, ctx: Ctx, event: SessionClosed) -> None:
     """A closed session opens no lot: withdraw the ones scheduled but not yet
     open (releasing what they hold, a tender's ceiling among it), reason
-    "session closed". Open lots end at their own close. O(lots)."""
+    "session closed". Open lots end at their own close. Since rules 5 the
+    offers standing on its passed lots are dropped (reason "session_closed",
+    their credit released): no one may withdraw, answer or accept them any
+    more. A re-award offer after a default is settlement's, not a lot offer,
+    and goes on. O(lots)."""
     for lot in list(state.lots.values()):
-        if lot.session == event.session and lot.status == "scheduled":
+        if lot.session != event.session:
+            continue
+        if lot.status == "scheduled":
             withdraw(state, ctx, lot, "session closed")
+        elif lot.status == "passed" and lot.offers and ctx.rules >= 5:
+            for offer in list(lot.offers.values()):
+                _drop_offer(state, ctx, lot, offer, "session_closed")
 
 
 @reacts_to(PartyFrozen)

@@ -188,6 +188,7 @@ def _no_commitments(state: State, party: Party, currency: str) -> None:
                      f"{'s' if len(held) > 1 else ''} {', '.join(repr(s) for s in held[:5])}"
                      f"{' and more' if len(held) > 5 else ''}: its credit cannot change to "
                      f"{currency} until they are released; cancel its resting buy orders, "
+                     f"withdraw its offers on passed lots (a session's close drops them), "
                      f"let its bids end or withdraw its approval in {party.currency} (which "
                      f"voids them), and have what it bought paid for, then review it again")
 

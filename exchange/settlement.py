@@ -624,6 +624,9 @@ def _cancel(state: State, ctx: Ctx, s: Settlement, reason: str) -> None:
 
 def _certificates(state: State, ctx: Ctx, s: Settlement, kind: str) -> None:
     """Issue a certificate: public with paddles, the operators' copy with identities.
+    Since rules 5 the paddles' copy of a non-public agreement transfer (one whose
+    publicity never started: not a state-institution transfer, not marked as
+    one) goes to the settlement's own audience, as its every other event does.
     It records ``ctx.seq``; the journal's chain hash there is added outside the engine."""
     common = dict(kind=kind, settlement=s.id, session=s.session, serial=s.serial, title=s.title,
                   how=s.how, patents=s.patents, buyer_paddle=s.buyer_paddle,
@@ -634,11 +637,19 @@ def _certificates(state: State, ctx: Ctx, s: Settlement, kind: str) -> None:
                   seq=ctx.seq)
     buyer = state.parties[s.buyer]
     seller = state.parties[s.seller]
-    ctx.emit(CertificateIssued(**common))
+    ctx.emit(CertificateIssued(to=_certificate_audience(state, ctx, s), **common))
     ctx.emit(CertificateRecorded(to=private(), buyer=buyer.id, buyer_name=buyer.name,
                                  buyer_country=buyer.country, seller=seller.id,
                                  seller_name=seller.name, seller_country=seller.country,
                                  **common))
+
+
+def _certificate_audience(state: State, ctx: Ctx, s: Settlement) -> tuple[str, ...]:
+    """Public, but since rules 5 a non-public agreement transfer's (see
+    `_certificates`): the buyer's and the seller's brokers and the operators."""
+    if ctx.rules >= 5 and s.how == "agreement" and not s.publicity:
+        return _audience(state, s)
+    return ()
 
 
 # --------------------------------------------------------------------------

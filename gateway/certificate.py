@@ -12,9 +12,17 @@ published head hash can check a certificate with `verify_certificate`: the
 chain is intact from the start to the head, the record at ``seq`` has the
 stated chain hash, and its entry carries exactly this certificate.
 
+Since rules 5 a non-public agreement transfer's `CertificateIssued` is
+private to its parties' brokers and the operators, as the rest of its
+settlement is: it has no public copy. Its paddles-only copy is the
+``parties`` copy (any certificate has one); the ``public`` copy is only ever
+a certificate the engine published (`find_certificate` refuses the others,
+`verify_certificate` fails a document that calls one public).
+
 `write_certificate(data_dir, settlement, out)` writes ``OUT.json`` and
 ``OUT.html`` (a self-contained page: inline style, no scripts, no external
-files; the operators' copy, which names the parties, mode 0600). ``lotex op
+files; the operators' copy, which names the parties, and the parties' copy,
+mode 0600). ``lotex op
 certificate SETTLEMENT --out FILE`` calls it (see `add_op_parser`). Reading is O(journal): one pass with the chain verified.
 """
 
@@ -38,7 +46,11 @@ from recorder.format import KIND_ENTRY
 from recorder.journal import Journal, JournalCorrupt
 
 FORMAT = "lotex-certificate/1"
-COPIES = {"public": CertificateIssued, "operator": CertificateRecorded}
+COPIES = {"public": CertificateIssued, "parties": CertificateIssued,
+          "operator": CertificateRecorded}
+"""Copies of a certificate by name: the event each is, "public" only a public one."""
+_COPY_NAMES = {"public": "Public copy", "parties": "Copy for the parties, not public",
+               "operator": "Operator copy"}
 KINDS = ("transaction", "no_objection")
 NS = 10**9
 
@@ -72,12 +84,15 @@ def find_certificate(journal_dir: str | os.PathLike, settlement: int, *,
     """Return the certificate document of ``settlement`` from the journal at
     ``journal_dir`` (a data or journal directory): the certificate's fields
     and, under "journal", its seq, the chain hash there and the journal's
-    head. Raises `CertificateNotFound`, or `JournalCorrupt` if the chain is
+    head. The ``public`` copy is of a public certificate only: that of a
+    non-public agreement transfer (rules 5) is refused, naming the copies it
+    has. Raises `CertificateNotFound`, or `JournalCorrupt` if the chain is
     broken. O(journal)."""
     if copy not in COPIES:
         raise ValueError(f"copy must be one of {sorted(COPIES)}, not {copy!r}")
     wanted = COPIES[copy]
     found: dict[str, Any] | None = None
+    private = False                # a certificate of it that is not public
     head_seq, head = 0, b""
     for rec in _records(journal_dir):
         head_seq, head = rec.seq, rec.chain
@@ -85,13 +100,27 @@ def find_certificate(journal_dir: str | os.PathLike, settlement: int, *,
             continue
         for event in decode_entry(rec.payload).events:
             if type(event) is wanted and event.settlement == settlement and event.kind == kind:
+                if not _copy_of(copy, event):
+                    private = True
+                    continue
                 found = _document(event, copy, rec.seq, rec.chain.hex())
                 break
     if found is None:
+        if private:
+            raise CertificateNotFound(
+                f"the {kind} certificate of settlement {settlement} is not public (a non-public "
+                f"agreement transfer): write --copy parties (paddles only, for the parties' "
+                f"brokers) or --copy operator")
         raise CertificateNotFound(f"no {kind} certificate of settlement {settlement} in the journal")
     found["journal"]["head_seq"] = head_seq
     found["journal"]["head_hash"] = head.hex()
     return found
+
+
+def _copy_of(copy: str, event: Any) -> bool:
+    """Whether ``event`` (of the copy's type) may be the ``copy``: the public
+    copy is a public event (``to`` empty), the others any."""
+    return copy != "public" or not event.to
 
 
 def _document(event: Any, copy: str, seq: int, chain_hash: str) -> dict[str, Any]:
@@ -113,9 +142,10 @@ def write_certificate(data_dir: str | os.PathLike, settlement: int, out_path: st
         base = base.with_suffix("")
     json_path, html_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".html")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    # the operators' copy names the parties: readable by its owner only, as
+    # the operators' copy names the parties, the parties' copy may be of a
+    # transfer the public is not told of: readable by its owner only, as
     # every operator view written to a file (an existing file is tightened)
-    opener = layout.private_opener if copy == "operator" else None
+    opener = None if copy == "public" else layout.private_opener
     for path, text in ((json_path, json.dumps(document, indent=2, sort_keys=True) + "\n"),
                        (html_path, render_html(document))):
         with open(path, "w", encoding="utf-8", opener=opener) as out:
@@ -199,7 +229,7 @@ code {{ font-family: monospace; word-break: break-all; }}
 <h1>{esc(title)}</h1>
 <p>Settlement <strong>{cert['settlement']}</strong> of session <strong>{esc(cert['session'])}</strong>,
 lot <strong>{esc(cert['serial'])}</strong>: {esc(cert['title'])}
-({esc(_HOW.get(cert['how'], cert['how']))}). {esc(document['copy'].capitalize())} copy.</p>
+({esc(_HOW.get(cert['how'], cert['how']))}). {esc(_COPY_NAMES.get(document['copy'], document['copy']))}.</p>
 <h2>Parties</h2>
 <table>{rows(parties)}</table>
 <h2>Patents</h2>
@@ -278,6 +308,9 @@ def verify_certificate(cert_json: str | bytes | dict | os.PathLike,
                 continue
             same = [event for event in decode_entry(rec.payload).events
                     if type(event) is wanted and _canonical(_fields(event)) == cert]
+            if same and not any(_copy_of(document["copy"], event) for event in same):
+                problems.append(f"the certificate at seq {seq} is not public: this is no "
+                                f"public copy")
             if not same:
                 problems.append(f"the entry at seq {seq} holds no certificate equal to this one")
     except (JournalCorrupt, OSError) as broken:
@@ -340,7 +373,9 @@ def add_op_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.html")
     parser.add_argument("--kind", choices=KINDS, default="transaction")
     parser.add_argument("--copy", choices=sorted(COPIES), default="public",
-                        help="public (paddles only) or operator (with identities)")
+                        help="public (paddles only; a published certificate), parties "
+                             "(paddles only, also of a non-public transfer) or operator "
+                             "(with identities)")
     parser.add_argument("--verify", type=Path, metavar="FILE.json",
                         help="check a certificate against the journal instead")
     parser.add_argument("--head-hash", help="with --verify: the published head hash")

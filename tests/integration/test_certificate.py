@@ -262,3 +262,77 @@ def test_lotex_op_certificate_writes_and_verifies(market, tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     assert lotex(["op", "--data", str(data), "certificate", "--verify", str(tmp_path / "bad.json")]) == 1
     assert lotex(["op", "--data", str(data), "certificate", "999", "--out", str(out)]) == 1
+
+
+def run_private_transfer(data: Path) -> dict:
+    """A non-public agreement transfer completed under rules 5, journaled."""
+    journal = Journal.open(layout.journal_dir(data), durability="none")
+    d = JournaledDriver(journal, start_ts=T0)
+    d.ok(CreateSession(session="S1", name="Spring patents", currency="USD"))
+    parties = []
+    for name, broker in (("Acme Printing", "seller-broker"), ("Alice Corp", "broker-a")):
+        party = d.ok(RegisterParty(name=name, country="US"), actor=broker, role="broker")[0].party
+        d.ok(ReviewCredit(party=party, approved=True, credit_limit=10**9,
+                          agreement_version="BRA-2026"))
+        parties.append(party)
+    opened = [e for e in d.ok(RecordAgreementTransfer(
+        session="S1", serial="AG-1", title="Secret licence deal", seller=parties[0],
+        buyer=parties[1], price=7_777_700, patents=(Patent(number="US9999999", title="x"),)))
+        if isinstance(e, SettlementOpened)][0]
+    sid = opened.settlement
+    d.ok(RecordPayment(settlement=sid, amount=opened.total), ts=T0 + DAY)
+    d.ok(RecordDelivery(settlement=sid, reference="DOC"), actor="seller-broker", role="broker",
+         ts=T0 + 2 * DAY)
+    d.ok(ConfirmReceipt(settlement=sid), actor="broker-a", role="broker", ts=T0 + 3 * DAY)
+    released = d.ok(ReleaseFunds(settlement=sid), ts=T0 + 4 * DAY)
+    journal.commit()
+    journal.close()
+    return dict(sid=sid, released=released, log=d.log)
+
+
+def test_a_private_certificate_has_no_public_copy_and_reaches_no_public_tool(tmp_path, capsys):
+    """Rules 5: the certificate of a non-public agreement transfer is private.
+    The operator writes the operators' and the parties' copies (0600, both
+    verify); the public copy is refused, and a parties' copy relabelled public
+    fails verification; the public analyst store and the snapshot service's
+    public view never hold it."""
+    import sqlite3
+    from gateway.view import MarketView
+    from recorder.store import Store
+    data = tmp_path / "data"
+    run = run_private_transfer(data)
+    issued = [e for e in run["released"] if isinstance(e, CertificateIssued)][0]
+    assert issued.to and issued.how == "agreement"
+    with pytest.raises(certificate.CertificateNotFound, match="not public"):
+        certificate.find_certificate(data, run["sid"])
+    assert lotex(["op", "--data", str(data), "certificate", str(run["sid"]),
+                  "--out", str(tmp_path / "public")]) == 1
+    assert "--copy parties" in capsys.readouterr().err
+    assert not (tmp_path / "public.json").exists()
+    for copy in ("parties", "operator"):
+        json_path, html_path = certificate.write_certificate(data, run["sid"], tmp_path / copy,
+                                                             copy=copy)
+        for path in (json_path, html_path):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        document = json.loads(json_path.read_text())
+        assert document["certificate"]["price"] == 7_777_700
+        assert certificate.verify_certificate(document, data).ok, copy
+    page = (tmp_path / "parties.html").read_text()
+    assert "not public" in page and "Acme Printing" not in page
+    document = json.loads((tmp_path / "parties.json").read_text())
+    document["copy"] = "public"                      # claims the feed published it
+    result = certificate.verify_certificate(document, data)
+    assert not result.ok and "not public" in " ".join(result.problems)
+    with Store.open(tmp_path / "pub.sqlite", public=True) as store:
+        store.update(data)
+    db = sqlite3.connect(tmp_path / "pub.sqlite")
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "ev_certificate_issued" not in tables or \
+        db.execute("SELECT count(*) FROM ev_certificate_issued").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM events WHERE type = 'CertificateIssued'").fetchone()[0] == 0
+    view = MarketView()
+    for env, events in run["log"]:
+        view.fold(env.seq, events)
+    held = view.snapshot("S1") + view.snapshot("", "AG-1") + view.snapshot()
+    assert not any(isinstance(e, CertificateIssued) for e in held)
+    assert not any("AG-1" in repr(e) for e in held)

@@ -285,3 +285,156 @@ def test_an_english_tie_is_never_drawn_by_lottery(rules):
     m.bid("L1", b, 5_000 * USD)
     award = one(m.tick(T0 + DAY), LotAwarded)
     assert (award.paddle, award.tie_break) == (a, "earliest")   # the lottery ignored
+
+
+# ---------------------------------------------------------------------------
+# the certificate of a non-public agreement transfer
+# ---------------------------------------------------------------------------
+
+def agreement(rules: int, *, state_institution: bool = False):
+    """An agreement transfer between two brokers' clients; returns the market
+    and its SettlementOpened."""
+    from exchange.commands import Patent, RecordAgreementTransfer
+    from exchange.events import SettlementOpened
+    m = Market()
+    m.d.rules = rules
+    seller, buyer = m.seller(), m.party("Buyer Co", "broker-b")
+    events = m.d.ok(RecordAgreementTransfer(
+        session="S1", serial="AG-1", title="Secret licence deal", seller=seller, buyer=buyer,
+        price=7_777_700, patents=(Patent(number="US9999999", title="x"),),
+        state_institution=state_institution), **OP)
+    return m, one(events, SettlementOpened)
+
+
+def complete(m: Market, sid: int, total: int) -> list:
+    """Pay, deliver, confirm and release settlement ``sid``: the release's events."""
+    from exchange.commands import ConfirmReceipt, RecordDelivery, RecordPayment, ReleaseFunds
+    m.d.ok(RecordPayment(settlement=sid, amount=total), **OP)
+    m.d.ok(RecordDelivery(settlement=sid, reference="DOC"), actor="seller-broker", role="broker")
+    m.d.ok(ConfirmReceipt(settlement=sid), actor="broker-b", role="broker")
+    return m.d.ok(ReleaseFunds(settlement=sid), **OP)
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_a_non_public_agreement_transfer_certificate_stays_with_its_parties(rules):
+    from exchange.commands import ConfirmReceipt
+    from exchange.events import OPERATORS, CertificateIssued, CertificateRecorded
+    m, opened = agreement(rules)
+    assert opened.to == ("broker-b", "seller-broker", OPERATORS)
+    events = complete(m, opened.settlement, opened.total)
+    issued, recorded = one(events, CertificateIssued), one(events, CertificateRecorded)
+    assert (issued.kind, issued.how, issued.serial, issued.price) == \
+        ("transaction", "agreement", "AG-1", 7_777_700)
+    assert recorded.to == (OPERATORS,)                   # the operators' copy, as ever
+    if rules == 4:                                       # its terms went to the public feed
+        assert issued.to == ()
+    else:                                                # as private as the rest of it
+        assert issued.to == opened.to
+        assert all(event.to for event in events)
+    # a third broker is still told it does not exist
+    assert rejected(m.d.send(ConfirmReceipt(settlement=opened.settlement), actor="broker-other",
+                             role="broker")) == "unknown_settlement"
+
+
+@pytest.mark.parametrize("published", ["state_institution", "marked"])
+def test_a_published_agreement_transfer_certificate_is_public(published):
+    from exchange.commands import MarkStateTransfer
+    from exchange.events import CertificateIssued, PublicityStarted
+    m, opened = agreement(5, state_institution=published == "state_institution")
+    if published == "marked":
+        one(m.d.ok(MarkStateTransfer(settlement=opened.settlement), **OP), PublicityStarted)
+    no_objection = one(m.tick(T0 + 20 * DAY), CertificateIssued)
+    assert (no_objection.kind, no_objection.to) == ("no_objection", ())
+    issued = one(complete(m, opened.settlement, opened.total), CertificateIssued)
+    assert (issued.kind, issued.to) == ("transaction", ())
+
+
+# ---------------------------------------------------------------------------
+# negotiation offers standing when the session closes
+# ---------------------------------------------------------------------------
+
+def passed_with_offer(rules: int):
+    """Lot L1 passed (reserve not met) with a 10-day negotiation window and
+    Alice's offer of $3,000 standing on it; returns the market, Alice's paddle
+    and the OfferMade."""
+    from exchange.commands import MakeOffer
+    from exchange.events import OfferMade
+    m = Market()
+    m.d.rules = rules
+    seller, a = m.seller(), m.bidder("Alice")
+    m.lot("L1", seller=seller, reserve=5_000 * USD, negotiation_window=10 * DAY)
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 2_000 * USD)
+    m.tick(T0 + DAY)                                     # passes: reserve not met
+    assert m.state.lots["L1"].status == "passed"
+    made = one(m.send(MakeOffer(serial="L1", paddle=a, amount=3_000 * USD), a), OfferMade)
+    assert m.exposure(a) == 3_000 * USD
+    return m, a, made
+
+
+@pytest.mark.parametrize("rules", [4, 5])
+def test_closing_the_session_drops_the_offers_nobody_may_answer_any_more(rules):
+    from exchange.commands import AnswerOffer, CloseSession, WithdrawOffer
+    from exchange.events import CreditChanged, NegotiationEnded, OfferWithdrawn
+    m, a, made = passed_with_offer(rules)
+    events = m.d.ok(CloseSession(session="S1"), **OP)
+    # neither side may act on the offer once the session is closed, under either rules
+    assert rejected(m.send(WithdrawOffer(serial="L1", paddle=a), a)) == "session_closed"
+    assert rejected(m.d.send(AnswerOffer(serial="L1", paddle=a, action="decline"),
+                             actor="seller-broker", role="broker")) == "session_closed"
+    if rules == 4:                  # yet it held Alice's credit until the window's end
+        assert not of(events, OfferWithdrawn) and m.exposure(a) == 3_000 * USD
+        m.tick(T0 + 8 * DAY)
+        assert m.exposure(a) == 3_000 * USD and list(m.state.lots["L1"].offers) == [a]
+        ended = m.tick(T0 + 11 * DAY)
+        assert one(ended, OfferWithdrawn).reason == "expired" and m.exposure(a) == 0
+        return
+    dropped = one(events, OfferWithdrawn)
+    assert (dropped.serial, dropped.paddle, dropped.reason) == ("L1", a, "session_closed")
+    assert dropped.to == made.to                         # the bidder's and seller's brokers
+    assert one(events, CreditChanged).exposure == 0 and m.exposure(a) == 0
+    assert m.state.lots["L1"].offers == {}
+    m.d.ok(review(m.parties[a], "EUR"), **OP)            # nothing left to hold it in USD
+    ended = m.tick(T0 + 11 * DAY)                        # the window ends with no offer left
+    assert not of(ended, OfferWithdrawn) and one(ended, NegotiationEnded).serial == "L1"
+
+
+def test_closing_a_session_leaves_the_offers_of_another_session():
+    from exchange.commands import CloseSession, CreateSession
+    from exchange.events import OfferWithdrawn
+    m, a, _ = passed_with_offer(5)
+    m.d.ok(CreateSession(session="S2", name="Other", currency="USD"), **OP)
+    events = m.d.ok(CloseSession(session="S2"), **OP)
+    assert not of(events, OfferWithdrawn)
+    assert list(m.state.lots["L1"].offers) == [a] and m.exposure(a) == 3_000 * USD
+
+
+def test_a_reaward_offer_standing_at_the_close_is_not_dropped():
+    """Settlement goes on after the close: a re-award after a default is not
+    a negotiation offer, and is still offered and accepted; only the
+    negotiation offer on another passed lot is dropped."""
+    from exchange.commands import AnswerReaward, CloseSession, DeclareDefault, MakeOffer
+    from exchange.events import (LotAwarded, OfferWithdrawn, ReawardEnded, ReawardOffered,
+                                 SettlementOpened)
+    m = Market()
+    seller = m.seller()
+    a, b, c = m.bidder("Alice"), m.bidder("Bob"), m.bidder("Carol")
+    m.lot("L1", seller=seller)
+    m.lot("L2", seller=seller, reserve=5_000 * USD, negotiation_window=10 * DAY)
+    m.tick(T0 + HOUR)
+    m.bid("L1", b, 2_000 * USD)
+    m.bid("L1", a, 3_000 * USD)
+    m.bid("L2", c, 2_000 * USD)
+    closed = m.tick(T0 + DAY)                            # L1 to Alice, L2 passes
+    sid = one(closed, SettlementOpened).settlement
+    m.send(MakeOffer(serial="L2", paddle=c, amount=3_000 * USD), c)
+    m.tick(T0 + 9 * DAY)                                 # Alice's payment is overdue
+    offered = one(m.d.ok(DeclareDefault(settlement=sid, reason="unpaid"), **OP), ReawardOffered)
+    assert (offered.serial, offered.paddle) == ("L1", b)
+    assert m.state.lots["L1"].status == "passed"         # unsold, offered to the runner-up
+    events = m.d.ok(CloseSession(session="S1"), **OP)
+    dropped = one(events, OfferWithdrawn)
+    assert (dropped.serial, dropped.paddle, dropped.reason) == ("L2", c, "session_closed")
+    assert not of(events, ReawardEnded)
+    award = one(m.send(AnswerReaward(serial="L1", paddle=b, accept=True), b), LotAwarded)
+    assert (award.how, award.paddle, award.hammer) == ("reaward", b, 2_000 * USD)
