@@ -103,6 +103,9 @@ def _run(action: str, args: argparse.Namespace, body: Callable[[Path], int]) -> 
     except JournalCorrupt as bad:
         print(f"BAD {bad}", file=sys.stderr)
         return 1
+    except OSError as exc:          # permissions, an I/O error: nothing said of the journal
+        print(f"lotex journal {action}: cannot read the journal: {exc}", file=sys.stderr)
+        return 2
 
 
 def run_backup(args: argparse.Namespace) -> int:
@@ -150,6 +153,10 @@ def run_repair(args: argparse.Namespace) -> int:
     except JournalCorrupt as bad:
         print(f"damaged: {bad}")
         before = None
+    except OSError as exc:
+        print(f"lotex journal repair: cannot read the journal: {exc}; nothing was cut",
+              file=sys.stderr)
+        return 2
     try:
         journal = Journal.open(path, cut_damage=True)    # holds the lock: no server meanwhile
     except JournalLocked as exc:
@@ -158,6 +165,11 @@ def run_repair(args: argparse.Namespace) -> int:
     except JournalCorrupt as bad:
         print(f"lotex journal repair: cannot repair: {bad}", file=sys.stderr)
         return 1
+    except OSError as exc:          # a full disk, a read-only file system, permissions
+        print(f"lotex journal repair: cannot repair: {exc}; nothing was cut (a segment is "
+              f"cut only once the bytes it loses are copied aside whole): mend that and run "
+              f"it again", file=sys.stderr)
+        return 2
     try:
         cut, last = journal.cut, journal.last_seq
         if cut is not None:
@@ -165,7 +177,13 @@ def run_repair(args: argparse.Namespace) -> int:
                   f"aside to {cut.aside}")
         # snapshots of seqs the journal no longer holds would outrank new ones
         in_data = path == layout.journal_dir(path.parent)
-        moved = set_aside_snapshots(path.parent, last) if in_data else []
+        try:
+            moved = set_aside_snapshots(path.parent, last) if in_data else []
+        except OSError as exc:
+            print(f"lotex journal repair: the journal ends at seq {last}, but the snapshots "
+                  f"beyond its end could not be moved aside: {exc}; `lotex serve` will not "
+                  f"start until they are: mend that and run it again", file=sys.stderr)
+            return 2
         for aside in moved:
             print(f"moved snapshot {aside.name} (beyond the journal's end) aside to "
                   f"{aside.parent}")

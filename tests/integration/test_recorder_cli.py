@@ -475,6 +475,66 @@ def test_repair_of_a_whole_journal_sets_aside_snapshots_beyond_its_end(tmp_path,
     assert _listed(layout.snapshot_dir(tmp_path)) == []
 
 
+def test_repair_on_a_full_disk_says_so_in_a_line_and_cuts_nothing(tmp_path, capsys,
+                                                                    monkeypatch):
+    import errno
+
+    import recorder.journal as journal_module
+    d, _ = make_data_dir(tmp_path)
+    live = sorted(layout.journal_dir(tmp_path).glob("*.seg"))[-1]
+    with open(live, "ab") as f:
+        f.write(b"torn at the crash" * 20)
+    torn = live.read_bytes()
+
+    def disk_full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(journal_module, "_write_all", disk_full)
+    assert main(["journal", "repair", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "cannot repair" in err and "No space left on device" in err and "nothing was cut" in err
+    assert live.read_bytes() == torn and not list(live.parent.glob("*.cut"))
+    monkeypatch.undo()
+    assert main(["journal", "repair", str(tmp_path)]) == 0
+    assert f"the journal now ends at seq {d.seq}" in capsys.readouterr().out
+
+
+def test_repair_that_cannot_move_snapshots_aside_says_so_and_a_rerun_does(tmp_path, capsys,
+                                                                          monkeypatch):
+    import errno
+
+    import recorder.recovery as recovery_module
+    from recorder.snapshots import _listed, write_snapshot
+    d, _ = make_data_dir(tmp_path)
+    write_snapshot(layout.snapshot_dir(tmp_path), d.seq + 5, b"stale")
+
+    def read_only(*args):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "snapshots"))
+    monkeypatch.setattr(recovery_module, "set_aside_snapshots", read_only)
+    assert main(["journal", "repair", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"ends at seq {d.seq}" in err and "could not be moved aside" in err
+    monkeypatch.undo()
+    assert main(["journal", "repair", str(tmp_path)]) == 0
+    assert _listed(layout.snapshot_dir(tmp_path)) == []
+
+
+def test_verify_of_an_unreadable_journal_says_so_in_a_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import recorder.cli as cli_module
+    make_data_dir(tmp_path)
+
+    def unreadable(path):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+    monkeypatch.setattr(cli_module, "verify_journal", unreadable)
+    assert main(["journal", "verify", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lotex journal verify: cannot read the journal: [Errno 5]")
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_project_interrupted_says_so_in_a_line_and_keeps_what_it_committed(tmp_path, capsys, monkeypatch):
     import recorder.store as store_module
     d, _ = make_data_dir(tmp_path)
