@@ -205,26 +205,30 @@ def _sessions(state: State, session: str) -> list:
     return [found] if found is not None else []
 
 
-def status_work(state: State, session: str = "") -> int:
-    """Return a bound of the items `broker_status` walks for ``session`` (""),
-    whoever the broker: paddles, lots and their live bids and NDA signers,
-    every book (those of other sessions too are looked at), the session's
-    books' resting orders and holders; 0 for a session that does not exist
-    (nothing is walked for it). O(sessions + lots + books)."""
+def status_work(state: State, session: str = "", broker: str = "") -> int:
+    """Return a bound of the items `broker_status` walks for ``broker`` in
+    ``session`` (""): paddles and lots; for each lot (its data room) and
+    each open lot (its bids) the broker's own paddles (the walk takes the
+    smaller of them and the room's signers or the lot's bids, so a bound by
+    those would tell the broker how many others signed or bid); every book
+    (those of other sessions too are looked at), the session's books'
+    resting orders and holders; 0 for a session that does not exist (nothing is walked for it).
+    O(sessions + paddles + lots + books)."""
     if session and session not in state.sessions:
         return 0
     lots = state.lots
-    rooms = dataroom.rooms(state)
+    parties = state.parties
     work = 0
     for found in _sessions(state, session):
         work += len(found.paddles) + len(found.lots)
+        mine = sum(1 for party in found.paddles.values() if parties[party].broker == broker)
+        if not mine:
+            continue
+        work += mine * len(found.lots)                   # a data room, had it one
         for serial in found.lots:
             lot = lots[serial]
             if lot.status == "open" or lot.status == "choosing":
-                work += len(lot.maxes) + len(lot.live)
-            room = rooms.get(serial)
-            if room is not None:
-                work += len(room.ndas)
+                work += mine
     for inst in state.books.values():
         work += 1
         if not session or inst.session == session:

@@ -472,7 +472,7 @@ class Server:
         self.catch_up_left = CATCH_UP_PER_TURN   # this turn's (see CATCH_UP_PER_TURN)
         self.requests_left = 0            # of the socket being drained (see `_drain`)
         self.reloads_asked: list[tuple[zmq.Socket, bytes]] = []   # this turn's Reloads
-        self.status_work: dict[str, int] = {}    # this turn's bound of a status, by session
+        self.status_work: dict[tuple[str, str], int] = {}  # this turn's bounds of a status
         # a socket in the middle of a message of several frames: [routing id, frames so far]
         self.skipping: dict[zmq.Socket, list[Any]] = {}
         self.frames_left = FRAMES_PER_TURN        # of the socket being read, this turn
@@ -1083,9 +1083,10 @@ class Server:
             return
         self.requests_left -= 1
         state = self.engine.state
-        work = self.status_work.get(msg.session)     # a bound, once a turn a session
+        asked = (msg.session, broker)
+        work = self.status_work.get(asked)           # a bound, once a turn a session and broker
         if work is None:
-            work = self.status_work[msg.session] = status_work(state, msg.session)
+            work = self.status_work[asked] = status_work(state, msg.session, broker)
         cost = COST_RECENT + work // STATUS_ITEMS_PER_UNIT
         if cost > self.catch_up_left and self.catch_up_left < CATCH_UP_PER_TURN:
             self._reject(sock, conn.rid, "busy", conn.user, conn.port,   # (alone in a turn: yes)
@@ -1098,8 +1099,8 @@ class Server:
             # no count in the text: it would tell the broker what every broker holds
             self._reject(sock, conn.rid, "throttled", conn.user, conn.port, client_id=msg.ref,
                          detail="a status counts as 1 request and 1 more for each 10 paddles, "
-                                "lots, bids, orders and holders it looks through, more than "
-                                "the broker may send now: ask again later")
+                                "lots, orders and holders it looks through, more than the "
+                                "broker may send now: ask again later")
             return
         self.catch_up_left -= cost
         status = broker_status(state, broker, msg.session)

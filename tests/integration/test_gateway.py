@@ -237,8 +237,8 @@ def test_a_throttled_status_tells_no_count_of_what_others_hold(tmp_path):
                 assert refused.value.code == "throttled"
                 texts.append(refused.value.text)
     assert texts == [("a status counts as 1 request and 1 more for each 10 paddles, lots, "
-                      "bids, orders and holders it looks through, more than the broker may "
-                      "send now: ask again later")] * 2
+                      "orders and holders it looks through, more than the broker may send "
+                      "now: ask again later")] * 2
 
 
 def test_keys_outside_their_socket_or_unknown_are_refused(exchange, tmp_path_factory):

@@ -101,10 +101,11 @@ def test_status_lists_own_nda_signatures_while_the_room_is_open():
     m.lot("L2", seller=seller)
     m.d.ok(AddDocument(serial="L1", name="claims.pdf", digest=hashlib.sha256(b"x").hexdigest(),
                        size=1, location="vdr://L1/claims.pdf"))
-    before = status_work(m.state)
+    before = status_work(m.state, "", "b1")
     for paddle, lot in ((a, "L1"), (b, "L1"), (d, "L1"), (a, "L2")):
         m.send(SignNda(serial=lot, party=m.parties[paddle], nda="N1"), paddle)
-    assert status_work(m.state) == before + 4            # each signer counted once
+    # charged by its own paddles once a room, never by others' signatures
+    assert status_work(m.state, "", "b1") == before
     m.send(OpenDocument(serial="L1", party=m.parties[a], name="claims.pdf"), a)
     m.d.ok(RequireNda(serial="L1", nda="N2"))
     mine = broker_status(m.state, "b1").rooms
@@ -146,3 +147,36 @@ def test_a_status_of_a_session_that_does_not_exist_walks_nothing():
     assert broker_status(mk.state, "b1", "NO-SUCH-SESSION").credit == []
     assert books.walks == 0
     assert status_work(mk.state, "S") >= len(books) == 51 and books.walks == 1
+
+
+def test_a_status_bound_tells_no_count_of_others_bids_or_signatures():
+    """The bound a broker's status is charged by (its throttle) counted
+    every live bid of each open lot and every NDA signer: asking, a broker
+    learned in tens how many sealed bids others had made. Now it counts the
+    broker's own paddles for each open lot and room, which bound the walk."""
+    import hashlib
+
+    from exchange.commands import AddDocument, SignNda
+    from exchange.status import status_work
+    from tests.unit.auctionkit import HOUR, T0, USD
+    from tests.unit.auctionkit import Market as Auctions
+
+    m = Auctions()
+    seller = m.seller()
+    mine = [m.bidder(f"Mine{i}", broker="b1") for i in range(3)]
+    others = [m.bidder(f"Other{i}", broker="b2") for i in range(40)]
+    m.lot("L1", seller=seller, mechanism="sealed_first", starting_bid=1_000 * USD)
+    m.d.ok(AddDocument(serial="L1", name="claims.pdf", digest=hashlib.sha256(b"x").hexdigest(),
+                       size=1, location="vdr://L1/claims.pdf"))
+    m.tick(T0 + HOUR)
+    assert m.state.lots["L1"].status == "open"
+    m.bid("L1", mine[0], 2_000 * USD)
+    before = status_work(m.state, "S1", "b1")
+    for n, paddle in enumerate(others):
+        m.bid("L1", paddle, (2_000 + n) * USD)
+        m.send(SignNda(serial="L1", party=m.parties[paddle], nda="N1"), paddle)
+    assert len(m.state.lots["L1"].live) == 41
+    assert status_work(m.state, "S1", "b1") == before
+    assert status_work(m.state, "S1", "b2") > before      # b2's own 40 paddles
+    assert [b.paddle for b in broker_status(m.state, "b1").bids] == [mine[0]]
+
