@@ -1241,6 +1241,7 @@ class FeedClient:
         snap = self.snapshot(session, key)
         self.state.covered = snap.seq
         self.last_message = time.monotonic()
+        self.clock.heard(snap.ts, time.monotonic_ns())   # a finished replay sends no more
         return snap
 
     def updates(self, timeout: float | None = None, max_messages: int | None = None

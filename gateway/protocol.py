@@ -232,6 +232,7 @@ class Snapshot(Message, frozen=True):
     session: str
     key: str
     events: list[AnyEvent]  # type: ignore[valid-type]
+    ts: int = 0   # the feed's time when it was taken (a FeedHeartbeat's then), ns UTC
 
 
 class ReplayRequest(Message, frozen=True):

@@ -1860,7 +1860,7 @@ class Server:
         view = self.view
         events = view.snapshot(request.session, request.key)
         data = p.encode(p.Snapshot(seq=self.last_public, session=request.session,
-                                   key=request.key, events=events))
+                                   key=request.key, events=events, ts=time.time_ns()))
         self.catch_up_left -= (1 + view.walked // SNAPSHOT_EVENTS_PER_UNIT
                                + len(data) // SNAPSHOT_BYTES_PER_UNIT)
         return data

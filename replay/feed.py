@@ -147,6 +147,7 @@ class DataService:
         self.view = MarketView()
         self.ring = FeedRing(ring, min(1024, ring))   # the last messages, each as sent
         self.last = 0                            # seq of the last message published
+        self.last_ts = 0                         # ... and its ts
         self.answered = 0
         self._source: Source | None = None
         self._origin = 1
@@ -183,6 +184,7 @@ class DataService:
         self.view.fold(market.seq, market.events)
         self.ring.append(market.seq, data)
         self.last = market.seq
+        self.last_ts = market.ts              # the replay's time: its snapshots carry it
 
     def serve(self, timeout_s: float) -> None:
         """Answer requests for up to ``timeout_s`` seconds (returns at once on 0)."""
@@ -206,7 +208,8 @@ class DataService:
         last = self.last
         if type(request) is p.SnapshotRequest:
             return p.encode(p.Snapshot(seq=last, session=request.session, key=request.key,
-                                       events=self.view.snapshot(request.session, request.key)))
+                                       events=self.view.snapshot(request.session, request.key),
+                                       ts=self.last_ts))
         if request.from_seq < 1 or not 1 <= request.limit <= 10000 \
                 or (request.to_seq and request.to_seq < request.from_seq):
             return p.encode(p.SessionRejected(code="bad_request",

@@ -88,9 +88,11 @@ def test_the_operator_limits_resting_orders_on_a_live_instrument(exchange):
         assert not third.accepted and third.code == "too_many_orders"
         feed = FeedClient.from_data_dir(data, "viewer")
         try:
+            asked = time.time_ns()
             snap = feed.start(session="S1", key=market.instrument)
             limits = [e for e in snap.events if type(e).__name__ == "OrderLimitSet"]
             assert [e.max_orders for e in limits] == [2]
+            assert asked <= snap.ts <= time.time_ns()       # a live feed's time: the server's
         finally:
             feed.close()
         b2.ok(MassCancel(session="S1"))

@@ -324,3 +324,46 @@ def test_lotex_watch_counts_a_replayed_feeds_time_left_by_the_replays_clock(keye
     assert "error" not in result, result.get("error")
     row, = [line for line in capsys.readouterr().out.splitlines() if "L-BA" in line]
     assert " 23h 4" in row or " 23h 50m" in row, row
+
+
+def test_lotex_watch_once_after_a_replay_ended_counts_by_the_replays_clock(keyed_sample,
+                                                                           tmp_path, capsys):
+    """A board taken once the replay has sent its last message hears no more
+    feed messages: its time left came from today's clock (0 s for every lot
+    recorded in March 2026). The snapshot carries the feed's time."""
+    publisher = feed.Publisher("tcp://127.0.0.1:0")
+    data = feed.DataService(keyed_sample / "keys", "tcp://127.0.0.1:0", publisher.context)
+    feed.write_endpoints(tmp_path, publisher.endpoint, data.endpoint, data.public_key)
+    first = publisher.context.socket(zmq.SUB)        # the subscriber the replay waits for
+    first.subscribe(b"")
+    first.connect(publisher.endpoint)
+    result: dict = {}
+    replayed, watched = threading.Event(), threading.Event()
+
+    def serve():
+        try:
+            if publisher.wait_for_subscriber(10):
+                feed.replay(Source.open(keyed_sample), publisher, speed=None, to_seq=48,
+                            data=data)
+            replayed.set()
+            while not watched.is_set():
+                data.serve(0.05)
+        except BaseException as exc:  # noqa: BLE001  (reported to the test thread)
+            result["error"] = exc
+            replayed.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        assert replayed.wait(30)
+        assert main(["watch", "--data", str(tmp_path), "--key",
+                     str(keyed_sample / "clients" / "viewer.json"), "--once"]) == 0
+    finally:
+        watched.set()
+        thread.join(15)
+        first.close(linger=0)
+        data.close()
+        publisher.close()
+    assert "error" not in result, result.get("error")
+    row, = [line for line in capsys.readouterr().out.splitlines() if "L-BA" in line]
+    assert " 23h 50m" in row or " 23h 49m" in row, row
