@@ -22,7 +22,10 @@ Layout, chosen by profiling the mixed workload of the benchmark:
   in the deque, where matching skips it; a level whose dead entries
   outnumber its live ones by `_COMPACT_SLACK` is compacted, so the deque
   stays within a constant factor of the live count (amortised O(1)).
-- ``orders`` maps a caller-chosen hashable key to its live `Order`.
+- ``orders`` maps a caller-chosen hashable key to its live `Order`;
+  ``owned`` maps each owner to its live orders by key, oldest first, so
+  what one owner has resting is found without walking the others' (about
+  0.1 us more per order placed and per order gone).
 - `Order` and `Level` are msgspec Structs with ``gc=False``: 80 bytes per
   order, created in C, and they hold no reference cycles (an order knows
   its price, not its level), so the collector need not track them.
@@ -63,6 +66,7 @@ ANY_PRICE = MAX_PRICE + 1
 """`Book.equilibrium`'s ``top`` that lets every limit price be chosen."""
 
 _COMPACT_SLACK = 16
+_NONE_OWNED: dict = {}
 
 
 class Order(msgspec.Struct, gc=False):
@@ -93,12 +97,14 @@ class Book:
     """One instrument's book. Every method states its cost; L is the number
     of levels on a side, k the number of orders an operation walks."""
 
-    __slots__ = ("levels", "keys", "orders", "seq", "fills", "cancelled", "stp_stopped")
+    __slots__ = ("levels", "keys", "orders", "owned", "seq", "fills", "cancelled",
+                 "stp_stopped")
 
     def __init__(self) -> None:
         self.levels: tuple[dict[int, Level], dict[int, Level]] = ({}, {})
         self.keys: tuple[list[int], list[int]] = ([], [])
         self.orders: dict[Hashable, Order] = {}
+        self.owned: dict[Hashable, dict[Hashable, Order]] = {}
         self.seq = 0
         self.fills: list[tuple[Order, int]] = []
         self.cancelled: list[tuple[Order, int]] = []
@@ -230,6 +236,23 @@ class Book:
     def __len__(self) -> int:
         return len(self.orders)
 
+    def owned_by(self, owner: Hashable) -> dict[Hashable, Order]:
+        """Return ``owner``'s live orders by key, oldest first (do not change
+        it). O(1)."""
+        return self.owned.get(owner, _NONE_OWNED)
+
+    def index_owners(self) -> None:
+        """Build ``owned`` from ``orders`` (a book unpickled from before it
+        was kept). O(orders)."""
+        owned: dict[Hashable, dict[Hashable, Order]] = {}
+        for key, order in self.orders.items():
+            mine = owned.get(order.owner)
+            if mine is None:
+                owned[order.owner] = {key: order}
+            else:
+                mine[key] = order
+        self.owned = owned
+
     # ------------------------------------------------------------------ changes
 
     def add(self, key: Hashable, side: int, price: int, qty: int, owner: Hashable = None,
@@ -254,6 +277,11 @@ class Book:
             level.qty += qty
             level.n += 1
         self.orders[key] = order
+        mine = self.owned.get(owner)
+        if mine is None:
+            self.owned[owner] = {key: order}
+        else:
+            mine[key] = order
         return order
 
     def cancel(self, key: Hashable) -> int:
@@ -263,6 +291,11 @@ class Book:
         order = self.orders.pop(key, None)
         if order is None:
             return 0
+        mine = self.owned[order.owner]
+        if len(mine) == 1:
+            del self.owned[order.owner]
+        else:
+            del mine[key]
         qty = order.qty
         order.qty = 0
         side = order.side
@@ -334,6 +367,7 @@ class Book:
         keys = self.keys[opposite]
         levels = self.levels[opposite]
         orders = self.orders
+        owned = self.owned
         fills = self.fills
         limit = -price if side == BUY else price
         while keys and keys[-1] >= limit:
@@ -351,6 +385,11 @@ class Book:
                         queue.popleft()
                         o.qty = 0
                         del orders[o.key]
+                        mine = owned[owner]
+                        if len(mine) == 1:
+                            del owned[owner]
+                        else:
+                            del mine[o.key]
                         level.qty -= oq
                         level.n -= 1
                         self.cancelled.append((o, oq))
@@ -367,6 +406,11 @@ class Book:
                     queue.popleft()
                     o.qty = 0
                     del orders[o.key]
+                    mine = owned[o.owner]
+                    if len(mine) == 1:
+                        del owned[o.owner]
+                    else:
+                        del mine[o.key]
                     fills.append((o, oq))
                     level.qty -= oq
                     level.n -= 1
@@ -497,6 +541,11 @@ class Book:
                     level.queue.popleft()
                     level.n -= 1
                     del orders[o.key]
+                    mine = self.owned[o.owner]
+                    if len(mine) == 1:
+                        del self.owned[o.owner]
+                    else:
+                        del mine[o.key]
                     if not level.n:
                         del self.levels[o.side][self.keys[o.side].pop()]
             left -= take
@@ -519,7 +568,8 @@ class Book:
         """Raise AssertionError unless the book is sound: not crossed (unless
         allowed, as in a call period), no empty level, positive quantities,
         FIFO by arrival within each level, sorted level keys, and the order
-        map, level totals and counts agreeing. O(number of orders)."""
+        map, level totals and counts agreeing, and each owner's index holding
+        its orders in the order map's order. O(number of orders)."""
         seen = 0
         for side in (BUY, SELL):
             keys = self.keys[side]
@@ -542,6 +592,14 @@ class Book:
                     assert self.orders.get(o.key) is o, f"order {o.key!r} not in the order map"
                 seen += len(live)
         assert seen == len(self.orders), f"{len(self.orders)} mapped orders, {seen} in levels"
+        by_owner: dict[Hashable, list[tuple[Hashable, Order]]] = {}
+        for key, o in self.orders.items():
+            by_owner.setdefault(o.owner, []).append((key, o))
+        assert self.owned.keys() == by_owner.keys(), "owners indexed are not the order map's"
+        for owner, mine in self.owned.items():
+            assert [(key, id(o)) for key, o in mine.items()] == \
+                [(key, id(o)) for key, o in by_owner.get(owner, ())], \
+                f"owner {owner!r}'s orders indexed unlike the order map's (or out of its order)"
         if not allow_crossed:
             assert not self.crossed(), f"book crossed: bid {self.best_bid()} >= ask {self.best_ask()}"
 

@@ -233,6 +233,8 @@ class Engine:
         for inst in state.books.values():
             if isinstance(inst.gone, dict):     # snapshots from before GoneOrders
                 inst.gone = GoneOrders(inst.gone.items())
+            if not hasattr(inst.book, "owned"):  # snapshots from before the owners' index
+                inst.book.index_owners()
         return cls(state)
 
 

@@ -103,9 +103,10 @@ def _tif(order) -> tuple[str, bool]:
 
 
 def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
-    """Return ``broker``'s resting orders, live bids, holdings and credit, in
-    one session or ("") all. O(paddles and lots of those sessions + their
-    books + the books' resting orders); `status_work` counts that."""
+    """Return ``broker``'s resting orders (by paddle, oldest first), live
+    bids, holdings and credit, in one session or ("") all. O(paddles and
+    lots of those sessions + the books + the broker's paddles and orders in
+    them); `status_work` counts that."""
     orders: list[OpenOrder] = []
     bids: list[OpenBid] = []
     holdings: list[Holding] = []
@@ -148,8 +149,9 @@ def broker_status(state: State, broker: str, session: str = "") -> BrokerStatus:
         mine = mine_in.get(inst.session)
         if mine is None:
             continue
-        for (paddle, oid), order in inst.book.orders.items():
-            if paddle in mine:
+        book = inst.book
+        for paddle in mine:                              # (the book's owners are paddles)
+            for (_, oid), order in book.owned_by(paddle).items():
                 tif, post_only = _tif(order)
                 orders.append(OpenOrder(session=inst.session, instrument=inst.id, paddle=paddle,
                                         order=oid, side="sell" if order.side == SELL else "buy",
@@ -207,30 +209,35 @@ def _sessions(state: State, session: str) -> list:
 
 def status_work(state: State, session: str = "", broker: str = "") -> int:
     """Return a bound of the items `broker_status` walks for ``broker`` in
-    ``session`` (""): paddles and lots; for each lot (its data room) and
-    each open lot (its bids) the broker's own paddles (the walk takes the
-    smaller of them and the room's signers or the lot's bids, so a bound by
-    those would tell the broker how many others signed or bid); every book
-    (those of other sessions too are looked at), the session's books'
-    resting orders and holders; 0 for a session that does not exist (nothing is walked for it).
-    O(sessions + paddles + lots + books)."""
+    ``session`` (""): paddles and lots; the broker's own paddles once for
+    each lot (its data room), each open lot (its bids) and each book (its
+    orders and holders), and the broker's resting orders. Nothing others
+    bid, signed or rest counts (the walk takes the smaller of the two
+    sides, so a bound by those would tell the broker how many others have);
+    every book of the exchange counts 1 (each is looked at); 0 for a session
+    that does not exist (nothing is walked for it). O(sessions + paddles +
+    lots + books x the broker's paddles)."""
     if session and session not in state.sessions:
         return 0
     lots = state.lots
     parties = state.parties
-    work = 0
+    work = len(state.books)
+    mine_in: dict[str, list[int]] = {}
     for found in _sessions(state, session):
         work += len(found.paddles) + len(found.lots)
-        mine = sum(1 for party in found.paddles.values() if parties[party].broker == broker)
+        mine = [paddle for paddle, party in found.paddles.items()
+                if parties[party].broker == broker]
         if not mine:
             continue
-        work += mine * len(found.lots)                   # a data room, had it one
+        mine_in[found.id] = mine
+        work += len(mine) * len(found.lots)              # a data room, had it one
         for serial in found.lots:
             lot = lots[serial]
             if lot.status == "open" or lot.status == "choosing":
-                work += mine
-    for inst in state.books.values():
-        work += 1
-        if not session or inst.session == session:
-            work += len(inst.book.orders) + len(inst.holdings)
+                work += len(mine)
+    for inst in state.books.values() if mine_in else ():
+        mine = mine_in.get(inst.session)
+        if mine is not None:
+            book = inst.book
+            work += len(mine) + sum(len(book.owned_by(paddle)) for paddle in mine)
     return work
