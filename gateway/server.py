@@ -1062,8 +1062,8 @@ class Server:
     def _status(self, sock: zmq.Socket, conn: Conn, msg: p.StatusRequest) -> None:
         """Answer a broker's status (`exchange.status.broker_status`) as of every
         entry applied so far, sent once they are durable. It shares the turn's
-        catch-up budget (a look through N paddles, books and resting orders
-        costs N / STATUS_ITEMS_PER_UNIT, charged before; one alone in a turn is
+        catch-up budget (a look through N items, `status_work`, costs
+        N / STATUS_ITEMS_PER_UNIT, charged before; one alone in a turn is
         answered whatever its cost) and counts against a broker's throttle as
         1 + N / STATUS_ITEMS_PER_REQUEST requests: polling it cannot hold the
         engine thread."""
@@ -1099,7 +1099,7 @@ class Server:
             # no count in the text: it would tell the broker what every broker holds
             self._reject(sock, conn.rid, "throttled", conn.user, conn.port, client_id=msg.ref,
                          detail="a status counts as 1 request and 1 more for each 10 paddles, "
-                                "lots, orders and holders it looks through, more than the "
+                                "lots, books and orders it looks through, more than the "
                                 "broker may send now: ask again later")
             return
         self.catch_up_left -= cost

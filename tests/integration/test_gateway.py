@@ -218,10 +218,9 @@ def test_a_status_over_a_deep_book_counts_against_the_brokers_throttle(tmp_path)
 def test_a_throttled_status_tells_no_count_of_what_others_hold(tmp_path):
     """The refusal of a status over the throttle reads the same whatever
     other brokers hold: a count in it would tell b2 when another's client
-    signs an NDA or submits a draft lot (+1). The charge itself still follows
-    the walk (a broker polling a status over others' deep books must not hold
-    the engine thread), which tells b2 the walk's size only in tens, by how
-    often it may ask."""
+    signs an NDA or submits a draft lot (+1). The charge follows b2's own
+    part of the walk (its paddles and orders), so how often b2 may ask tells
+    it nothing of b1's orders either."""
     texts = []
     with running(tmp_path, max_requests_per_second=30) as _:
         with client(tmp_path, "op") as op, client(tmp_path, "b1") as b1, \
@@ -239,7 +238,7 @@ def test_a_throttled_status_tells_no_count_of_what_others_hold(tmp_path):
                 assert refused.value.code == "throttled"
                 texts.append(refused.value.text)
     assert texts == [("a status counts as 1 request and 1 more for each 10 paddles, lots, "
-                      "orders and holders it looks through, more than the broker may send "
+                      "books and orders it looks through, more than the broker may send "
                       "now: ask again later")] * 2
 
 
