@@ -149,6 +149,9 @@ FRAMES_PER_TURN = 2048
 # (`tcp.bytes_acked`) only once that many are counted, then at most this often
 # while the peer stays behind.
 QUEUE_CHECK_NS = 10 * NS_PER_MS
+CLOCK_BEHIND_NS = NS_PER_SECOND
+"""How far the host's clock may read behind the exchange's last time before
+the log says it was set back (then at most once a minute while it is)."""
 HANDSHAKE_MS = 5000             # an unfinished CURVE handshake is dropped after this (libzmq: 30 s)
 client_decode = p.client_decoder.decode
 NOBLOCK = int(zmq.NOBLOCK)      # plain ints: enum.Flag arithmetic is Python code
@@ -435,7 +438,8 @@ class Server:
             raise RuntimeError(f"recovered engine at seq {self.engine.state.last_seq} but the "
                                f"journal ends at {self.journal.last_seq}")
         self.next_seq = self.journal.last_seq + 1
-        self.last_ts = self.engine.state.now
+        self.last_ts = self.engine.state.now      # the latest time given out: entries, feed
+        self.clock_behind_logged = 0               # monotonic ns of the last such line
         self.durable_seq = self.journal.last_seq
 
         # gateway state rebuilt from the journal: feed, view, client ids, recent results
@@ -1303,7 +1307,12 @@ class Server:
         notices of the other listening connections. O(events x audience)."""
         if not now:
             now = time.time_ns()
-        ts = now if now > self.last_ts else self.last_ts
+        if now > self.last_ts:
+            ts = now
+        else:
+            ts = self.last_ts
+            if ts - now > CLOCK_BEHIND_NS:
+                self._clock_behind(now)
         if ts // NS_PER_DAY > self.today:
             self._roll_day(ts // NS_PER_DAY)
         seq = self.next_seq
@@ -1383,6 +1392,29 @@ class Server:
                                p.encode(p.Notice(seq=seq, ts=ts, events=evs))))
         if public:
             self.pub_pending.append((seq, public, self._market(seq, ts, public)))
+
+    def _clock_behind(self, now: int) -> None:
+        """Say (at most once a minute) that the host's clock reads behind the
+        exchange's time: set back. The exchange's time never runs back, so it
+        stands still until the host's clock catches up; timers are times of
+        day (UTC), so a lot closes when the clock reaches its close."""
+        clock = time.monotonic_ns()
+        if self.clock_behind_logged and clock - self.clock_behind_logged < 60 * NS_PER_SECOND:
+            return
+        self.clock_behind_logged = clock
+        self.log.warning("clock_behind", behind_ms=(self.last_ts - now) // NS_PER_MS,
+                         exchange_ts=self.last_ts, host_ts=now)
+
+    def _feed_time(self) -> int:
+        """Return the exchange's time now for a message that is no entry (a
+        feed heartbeat, a snapshot): the host's clock, never behind a time
+        given out before, and the next entry's time never behind it (a clock
+        set back must not run a watcher's board back)."""
+        now = time.time_ns()
+        if now > self.last_ts:
+            self.last_ts = now
+            return now
+        return self.last_ts
 
     def _market(self, seq: int, ts: int, public: list[Any]) -> bytes:
         """Encode the Market message of entry ``seq``, chained to the previous one."""
@@ -1637,7 +1669,7 @@ class Server:
                     conn.last_out = now
                     self._queue(sock, conn.rid, p.encode(p.Heartbeat()))
         if now - self.last_feed_out >= self.config.heartbeat_ms * NS_PER_MS:
-            beat = p.encode(p.FeedHeartbeat(seq=self.last_public, ts=time.time_ns()))
+            beat = p.encode(p.FeedHeartbeat(seq=self.last_public, ts=self._feed_time()))
             self.feed.send(beat, zmq.NOBLOCK)
             self.feed_bytes += feed_wire_bytes(len(beat))
             self.last_feed_out = now
@@ -1860,7 +1892,7 @@ class Server:
         view = self.view
         events = view.snapshot(request.session, request.key)
         data = p.encode(p.Snapshot(seq=self.last_public, session=request.session,
-                                   key=request.key, events=events, ts=time.time_ns()))
+                                   key=request.key, events=events, ts=self._feed_time()))
         self.catch_up_left -= (1 + view.walked // SNAPSHOT_EVENTS_PER_UNIT
                                + len(data) // SNAPSHOT_BYTES_PER_UNIT)
         return data
