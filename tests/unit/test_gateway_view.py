@@ -304,7 +304,8 @@ def test_a_snapshot_answer_is_charged_for_its_encoding():
     from gateway.server import SNAPSHOT_BYTES_PER_UNIT, SNAPSHOT_EVENTS_PER_UNIT, Server
     view = MarketView()
     view.fold(1, [_session("S1")] + [_bid(f"L{n}", "S1", n) for n in range(400)])
-    server = SimpleNamespace(view=view, last_public=1, catch_up_left=100_000)
+    server = SimpleNamespace(view=view, last_public=1, catch_up_left=100_000,
+                             _feed_time=lambda: 1)
     answer = Server._snapshot_answer(server, p.SnapshotRequest())
     cost = 100_000 - server.catch_up_left
     assert p.data_reply_decoder.decode(answer).events == view.snapshot()
