@@ -167,6 +167,7 @@ class Step:
     key: str                                     # digest of the command as written
     name: str = ""
     uses: tuple[tuple[str, str], ...] = ()      # (field, name)
+    relative: bool = False                       # a time given from now ("now", "+10m")
 
     @classmethod
     def plain(cls, cmd: Any) -> "Step":
@@ -184,6 +185,16 @@ class Step:
                                  f"that names it was not accepted")
             fields[field] = names[name]
         return msgspec.convert(fields, AnyCommand)
+
+    def client_id(self, cid: str, names: dict[str, int]) -> str:
+        """Return ``cid`` (of `client_ids`) with the numbers this step's names
+        stand for in its digest: the same line for another party is another
+        command."""
+        if not self.uses or not cid.startswith("cmd-"):
+            return cid
+        numbers = json.dumps([[field, names[name]] for field, name in self.uses])
+        digest = hashlib.sha256(f"{self.key} {numbers}".encode()).hexdigest()
+        return f"cmd-{digest[:32]}-{cid.rsplit('-', 1)[1]}"
 
     def named(self, events: list[Any]) -> int:
         """Return the number this step's command created, from its result's events."""
@@ -249,14 +260,26 @@ def _step(where: str, item: Any, now: int, names: set[str]) -> Step:
             raise ValueError(f"as = {name!r}: named twice")
         names.add(name)
     return Step(where=where, fields=fields, preview=preview, key=key, name=name,
-                uses=tuple(sorted(uses)))
+                uses=tuple(sorted(uses)), relative=_relative(item))
+
+
+def _relative(value: Any) -> bool:
+    """Tell whether a command tree gives a time from now ("now", "+10m")."""
+    if isinstance(value, dict):
+        return any((isinstance(item, str) and key in TIME_FIELDS
+                    and (item.strip() == "now" or item.strip().startswith("+")))
+                   or _relative(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_relative(item) for item in value)
+    return False
 
 
 def client_ids(steps: list[Step]) -> list[str]:
     """Give each step a client id that is a function of the command as
     written (and how many identical ones came before it in this sending), so
     that sending a file again, even after mending one of its commands, acts
-    only on the commands not sent before."""
+    only on the commands not sent before. A step that uses names takes the
+    numbers they stand for into its id when sent (`Step.client_id`)."""
     seen: dict[str, int] = {}
     ids = []
     for step in steps:

@@ -741,9 +741,11 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
             if not keep_going:
                 break
             continue
+        cid = ids[index - 1] if ids else None
+        if cid is not None and not chosen:
+            cid = step.client_id(cid, names)
         try:
-            result = _request_once(client, cmd, ids[index - 1] if ids else None,
-                                   retry_refused=not chosen)
+            result = _request_once(client, cmd, cid, retry_refused=not chosen)
         except KeyboardInterrupt:               # the rows so far, then the one line
             table.add_row(str(index), type(cmd).__name__, "",
                           "[red]interrupted[/]: outcome unknown (`events` shows what acted)",
@@ -776,11 +778,20 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
                               "")
                 failed += 1
                 break
-            if exc.code == "duplicate_client_id":
+            if exc.code == "duplicate_client_id" and step.relative:
                 table.add_row(str(index), type(cmd).__name__, "",
                               "already sent today, with times relative to that sending: "
                               "not sent again (if it was refused then, send this with "
                               "--fresh)", "")
+                continue
+            if exc.code == "duplicate_client_id":   # no time from now: not this command
+                table.add_row(str(index), type(cmd).__name__, "",
+                              f"[red]not sent[/]: client id {escape(exc.client_id)} was used "
+                              f"today for a different command (send this with --fresh); "
+                              f"`events` shows what it did", "")
+                failed += 1
+                if not keep_going:
+                    break
                 continue
             table.add_row(str(index), type(cmd).__name__, "",
                           f"[red]refused by the gateway[/]: {escape(exc.code)}: "

@@ -227,3 +227,68 @@ def test_ctrl_c_midway_keeps_the_table_of_what_was_done(tmp_path, capsys, monkey
         out, err = capsys.readouterr()
         assert out.count("│ accepted") == 1 and "interrupted: outcome unknown" in out
         assert "lotex op: interrupted" in err and "Traceback" not in err
+
+
+TEMPLATE = """
+[[command]]
+type = "CreateSession"
+session = "TM-1"
+name = "Template"
+
+[[command]]
+type = "RegisterParty"
+name = "{name}"
+broker = "b1"
+as = "bidder"
+
+[[command]]
+type = "ReviewCredit"
+party = "@bidder"
+approved = true
+credit_limit = 100_000_000
+agreement_version = "BRA"
+
+[[command]]
+type = "IssuePaddle"
+session = "TM-1"
+party = "@bidder"
+as = "paddle"
+"""
+
+
+def test_a_template_sent_again_for_another_party_acts_for_it_and_each_at_most_once(
+        tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    with running(tmp_path) as server:
+        for name in ("Foo Labs", "Bar Optics"):       # the same file, another party
+            plan.write_text(TEMPLATE.format(name=name))
+            assert send(tmp_path, plan) == 0
+            assert "already sent" not in capsys.readouterr().out
+        state = server.engine.state
+        parties = {p.name: p.id for p in state.parties.values()}
+        assert set(parties) == {"Foo Labs", "Bar Optics"}
+        assert all(p.approved for p in state.parties.values())
+        assert sorted(state.sessions["TM-1"].paddles.values()) == sorted(parties.values())
+        entries = server.next_seq
+        for name in ("Foo Labs", "Bar Optics", "Foo Labs"):   # resent unchanged: nothing acts
+            plan.write_text(TEMPLATE.format(name=name))
+            assert send(tmp_path, plan) == 0
+            assert capsys.readouterr().out.count("(sent before)") == 4
+        assert server.next_seq == entries
+
+
+def test_a_client_id_used_for_another_command_is_a_failure_that_says_so(tmp_path, capsys):
+    from exchange.commands import PostNotice
+    from gateway.console import client_ids
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[command]]\ntype = "CreateSession"\nsession = "S1"\nname = "s"\n')
+    (cid,) = client_ids(load_steps(plan, now=0))
+    with running(tmp_path) as server:
+        with client(tmp_path, "op") as op:
+            assert not op.request(PostNotice(session="S9", text="x"), cid).accepted
+        assert send(tmp_path, plan) == 1
+        out = capsys.readouterr().out
+        assert "already sent" not in out
+        assert "not sent" in out and "used today for a different command" in out
+        assert "S1" not in server.engine.state.sessions
