@@ -18,7 +18,8 @@ maps, each with its ``type``::
     terms = { title = "Printing portfolio", currency = "USD", starting_bid = 3000000,
               opens_at = "now", closes_at = "+10m" }
 
-JSON: a list of such maps, or ``{"command": [...]}``. Time fields may be
+JSON: a list of such maps, or ``{"command": [...]}`` (or ``"commands"``,
+and no other key). Time fields may be
 given as "now", "+90s", "+10m", "+2h", "+3d" (from the moment the file is
 sent) or an ISO 8601 date-time; duration fields as "30s", "5m", "2h", "1d".
 Money stays an integer of minor units.
@@ -220,10 +221,20 @@ def load_steps(path: str | Path, now: int, names: set[str] | None = None) -> lis
         if "type" in raw:                         # one command alone
             raw = [raw]
         else:
-            raw = raw.get("command", raw.get("commands"))
-            if raw is None:
+            lists = [key for key in ("command", "commands") if key in raw]
+            others = sorted(key for key in raw if key not in ("command", "commands"))
+            if len(lists) > 1:
+                raise ValueError(f"{path}: give one list of commands, under \"command\" or "
+                                 f"\"commands\", not both")
+            if others and lists:
+                raise ValueError(f"{path}: unknown top-level key"
+                                 f"{'s' if len(others) > 1 else ''} "
+                                 f"{', '.join(map(repr, others))}: a file holds its list of "
+                                 f"commands (under \"{lists[0]}\") and nothing else")
+            if not lists:
                 raise ValueError(f"{path}: expected one command (with its \"type\"), a list "
                                  f"of commands, or a list under \"command\"")
+            raw = raw[lists[0]]
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a list of commands")
     steps = []

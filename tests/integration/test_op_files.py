@@ -292,3 +292,20 @@ def test_a_client_id_used_for_another_command_is_a_failure_that_says_so(tmp_path
         assert "already sent" not in out
         assert "not sent" in out and "used today for a different command" in out
         assert "S1" not in server.engine.state.sessions
+
+
+@pytest.mark.parametrize("body, reason", [
+    ('[[command]]\ntype = "CreateSession"\nsession = "A"\nname = "a"\n'
+     '[[commands]]\ntype = "CreateSession"\nsession = "B"\nname = "b"\n',
+     "give one list of commands, under \"command\" or \"commands\", not both"),
+    ('title = "spring"\n[[command]]\ntype = "CreateSession"\nsession = "A"\nname = "a"\n',
+     "unknown top-level key 'title'"),
+    ('[[commands]]\ntype = "CreateSession"\nsession = "A"\nname = "a"\n[[comand]]\ntype = "x"\n',
+     "unknown top-level key 'comand'"),
+])
+def test_a_file_with_other_top_level_keys_than_its_list_of_commands_is_refused(tmp_path, body,
+                                                                               reason):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(body)
+    with pytest.raises(ValueError, match=reason):
+        load_steps(plan, now=0)
