@@ -21,7 +21,8 @@ maps, each with its ``type``::
 JSON: a list of such maps, or ``{"command": [...]}`` (or ``"commands"``,
 and no other key). Time fields may be
 given as "now", "+90s", "+10m", "+2h", "+3d" (from the moment the file is
-sent) or an ISO 8601 date-time; duration fields as "30s", "5m", "2h", "1d".
+sent), an ISO 8601 date-time or ns since the epoch (all digits); duration
+fields as "30s", "5m", "2h", "1d".
 Money stays an integer of minor units.
 
 Party and paddle numbers are the exchange's to give, so a file may name
@@ -121,12 +122,15 @@ def parse_duration(text: str) -> int:
 
 
 def parse_time(text: str, now: int) -> int:
-    """'now', '+10m' or an ISO 8601 date-time (UTC if no zone) -> int ns UTC."""
+    """'now', '+10m', an ISO 8601 date-time (UTC if no zone) or ns since the
+    epoch (all digits: never an ISO basic date) -> int ns UTC."""
     text = text.strip()
     if text == "now":
         return now
     if text.startswith("+"):
         return now + parse_duration(text[1:])
+    if text.isascii() and text.isdigit():
+        return int(text)
     moment = datetime.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)

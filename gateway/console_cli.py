@@ -22,7 +22,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "op", help="the operator's console over the gateway",
         description="Send operator commands through the gateway. Money is in minor units "
-                    "(cents); times are 'now', '+10m', '+2h' or ISO 8601 (UTC).")
+                    "(cents); times are 'now', '+10m', '+2h', ISO 8601 (UTC) or ns UTC.")
     _add_connection(parser, "op", "operator")
     sub = parser.add_subparsers(dest="op_command", metavar="ACTION", required=True)
     _add_send(sub)
@@ -919,7 +919,7 @@ def register_broker(subparsers: argparse._SubParsersAction) -> None:
         "broker", help="the broker's console over the gateway",
         description="Send a broker's commands through the gateway, for the paddles of its "
                     "own clients, and read its private events. Money is in minor units "
-                    "(cents); times are 'now', '+10m', '+2h' or ISO 8601 (UTC).")
+                    "(cents); times are 'now', '+10m', '+2h', ISO 8601 (UTC) or ns UTC.")
     _add_connection(parser, "b1", "broker")
     sub = parser.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
     _add_send(sub)
