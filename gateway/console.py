@@ -131,11 +131,21 @@ def parse_time(text: str, now: int) -> int:
         return now + parse_duration(text[1:])
     if text.isascii() and text.isdigit():
         return int(text)
+    fraction = 0
+    match = _FRACTION.search(text)
+    if match:                                    # every digit, to the ns, exactly
+        if len(match.group(1)) > 9:
+            raise ValueError(f"{text!r} has more than nine decimals of a second")
+        fraction = int(match.group(1).ljust(9, "0"))
+        text = text[:match.start()] + text[match.end():]
     moment = datetime.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000 + fraction
+
+
+_FRACTION = re.compile(r"(?:(?<=\d\d:\d\d:\d\d)|(?<=[Tt ]\d{6}))[.,](\d+)")
 
 
 def resolve_times(value: Any, now: int) -> Any:
