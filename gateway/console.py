@@ -1,7 +1,8 @@
 """The operator's console helpers: command files and human times.
 
-A command file is TOML or JSON in the engine's own schema: a list of command
-maps, each with its ``type``::
+A command file is TOML (named ``*.toml``, in any case) or JSON, UTF-8 (a BOM
+is allowed), in the engine's own schema: a list of command maps, each with
+its ``type``::
 
     # lots.toml
     [[command]]
@@ -148,20 +149,26 @@ def parse_time(text: str, now: int) -> int:
 _FRACTION = re.compile(r"(?:(?<=\d\d:\d\d:\d\d)|(?<=[Tt ]\d{6}))[.,](\d+)")
 
 
-def resolve_times(value: Any, now: int) -> Any:
-    """Replace human times and durations in a decoded command tree by ns ints."""
+def resolve_times(value: Any, now: int, where: str = "$") -> Any:
+    """Replace human times and durations in a decoded command tree by ns ints;
+    a bad one's ValueError names its field as msgspec does (at `$.terms.closes_at`)."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            if isinstance(item, str) and key in TIME_FIELDS:
-                out[key] = parse_time(item, now)
-            elif isinstance(item, str) and key in DURATION_FIELDS:
-                out[key] = parse_duration(item)
-            else:
-                out[key] = resolve_times(item, now)
+            try:
+                if isinstance(item, str) and key in TIME_FIELDS:
+                    out[key] = parse_time(item, now)
+                    continue
+                if isinstance(item, str) and key in DURATION_FIELDS:
+                    out[key] = parse_duration(item)
+                    continue
+            except ValueError as exc:
+                raise ValueError(f"{exc} - at `{where}.{key}`") from None
+            out[key] = resolve_times(item, now, f"{where}.{key}")
         return out
     if isinstance(value, list):
-        return [resolve_times(item, now) for item in value]
+        return [resolve_times(item, now, f"{where}[{index}]")
+                for index, item in enumerate(value)]
     return value
 
 
@@ -226,9 +233,12 @@ def load_steps(path: str | Path, now: int, names: set[str] | None = None) -> lis
     ``names``, of files read before it; the file's own names are added)."""
     names = set() if names is None else names
     path = Path(path)
-    text = path.read_text()
     try:
-        raw: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        text = path.read_bytes().decode("utf-8-sig")   # a BOM (Notepad) is no statement
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc}): save it as UTF-8") from None
+    try:
+        raw: Any = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except ValueError as exc:                     # TOMLDecodeError and JSONDecodeError
         raise ValueError(f"{path}: {exc}") from None
     if isinstance(raw, dict):
@@ -266,6 +276,7 @@ def _step(where: str, item: Any, now: int, names: set[str]) -> Step:
         raise ValueError("expected a map of fields with its \"type\"")
     key = hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
     fields = resolve_times(item, now)
+    named = "as" in fields
     name = fields.pop("as", "")
     uses = []
     for field in REFERENCE_FIELDS:
@@ -275,11 +286,11 @@ def _step(where: str, item: Any, now: int, names: set[str]) -> Step:
                 raise ValueError(f"{value} is not named by an earlier command (as = ...)")
             uses.append((field, value[1:]))
     preview = msgspec.convert({**fields, **{field: 0 for field, _ in uses}}, AnyCommand)
-    if name:
+    if named:
         if type(preview).__name__ not in NAMES_WHAT:
             raise ValueError(f"only {' and '.join(NAMES_WHAT)} may name what they create "
                              f"(as = {name!r})")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValueError(f"as = {name!r}: a name is 1-64 letters, digits, '_', '.' or '-'")
         if name in names:
             raise ValueError(f"as = {name!r}: named twice")

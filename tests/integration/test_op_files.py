@@ -309,3 +309,51 @@ def test_a_file_with_other_top_level_keys_than_its_list_of_commands_is_refused(t
     plan.write_text(body)
     with pytest.raises(ValueError, match=reason):
         load_steps(plan, now=0)
+
+
+def test_files_are_read_as_people_save_them(tmp_path):
+    from exchange.commands import CreateSession
+    body = '[[command]]\ntype = "CreateSession"\nsession = "S"\nname = "München"\n'
+    wanted = [CreateSession(session="S", name="München")]
+    bom = tmp_path / "notepad.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + body.encode())          # UTF-8 with a BOM
+    upper = tmp_path / "Winter.TOML"
+    upper.write_text(body, encoding="utf-8")
+    bom_json = tmp_path / "notepad.JSON"
+    bom_json.write_bytes(b"\xef\xbb\xbf" + b'[{"type": "CreateSession", "session": "S", '
+                         b'"name": "M\\u00fcnchen"}]')
+    for path in (bom, upper, bom_json):
+        assert [step.preview for step in load_steps(path, now=0)] == wanted
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(body.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.toml: not UTF-8 text .*byte 0xfc"):
+        load_steps(latin1, now=0)
+
+
+def test_a_bad_time_deep_in_a_command_names_its_field(tmp_path):
+    import json
+    patents = [{"number": f"US{k}", "title": "p",
+                "priority_date": "2015-02-30" if k == 537 else "2015-02-01"} for k in range(1000)]
+    plan = tmp_path / "lots.json"
+    plan.write_text(json.dumps([{"type": "CreateLot", "serial": "X", "session": "S",
+                                 "seller": 3, "terms": {"title": "t", "patents": patents}},
+                                {"type": "SetSettlementRules", "session": "S",
+                                 "payment_term": "2 days"}]))
+    with pytest.raises(ValueError, match=r"lots.json: command 1: day is out of range for "
+                                         r"month - at `\$\.terms\.patents\[537\]\."
+                                         r"priority_date`"):
+        load_steps(plan, now=0)
+    plan.write_text(json.dumps([{"type": "SetSettlementRules", "session": "S",
+                                 "payment_term": "2 days"}]))
+    with pytest.raises(ValueError, match=r"command 1: '2 days' is not a duration .* - at "
+                                         r"`\$\.payment_term`"):
+        load_steps(plan, now=0)
+
+
+@pytest.mark.parametrize("name", [0, "", False, ["a"], "a\n"])
+def test_a_name_that_is_not_one_is_refused(tmp_path, name):
+    import json
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"type": "RegisterParty", "name": "A", "as": name}]))
+    with pytest.raises(ValueError, match="a name is 1-64"):
+        load_steps(plan, now=0)
