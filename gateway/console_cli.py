@@ -883,14 +883,16 @@ def _request_once(client: Any, cmd: Any, cid: str | None, retry_refused: bool = 
     return result
 
 
-DESCRIBED = ("settlement", "paddle", "party", "serial", "instrument", "amount", "paid",
-             "outstanding", "status", "name", "version", "nda", "location", "digest", "ndas",
-             "readers", "opened", "expert", "round", "experts", "low", "high", "valuations",
-             "price", "leader", "leading", "reserve_met", "closes_at", "side", "qty", "leaves",
-             "outcome", "reason")
-"""Fields an event's row shows when set: its ids, amounts, and where a bid
-or an order stands (the standing price and leader, whether the bidder's
-own bid leads, the reserve met, the close; what filled and what is left)."""
+DESCRIBED = ("settlement", "paddle", "party", "serial", "instrument", "amount", "hammer",
+             "premium", "total", "commission", "net", "to_seller", "to_venue", "refunded",
+             "credit_limit", "paid", "outstanding", "status", "name", "version", "nda",
+             "location", "digest", "ndas", "readers", "opened", "expert", "round", "experts",
+             "low", "high", "valuations", "price", "leader", "leading", "reserve_met",
+             "closes_at", "side", "qty", "leaves", "outcome", "reason", "currency")
+"""Fields an event's row shows when set: its ids, amounts (of a sale, a
+release, a credit review), where a bid or an order stands (the standing
+price and leader, whether the bidder's own bid leads, the reserve met, the
+close; what filled and what is left), and the currency of its amounts."""
 
 SHOWN_WHEN_FALSE = ("leading", "reserve_met")
 """Flags a bidder needs to see false too: an outbid bid, a reserve not met."""

@@ -140,7 +140,7 @@ def test_names_carry_from_one_file_to_the_next_of_the_same_sending(tmp_path, cap
     with running(tmp_path) as server:
         assert send(tmp_path, first, second) == 0
         (party,) = server.engine.state.parties.values()
-        assert f"CreditReviewed(party={party.id})" in capsys.readouterr().out
+        assert f"CreditReviewed(party={party.id}, currency=USD)" in capsys.readouterr().out
 
 
 def test_settlement_terms_take_human_durations_and_a_bad_file_names_itself(tmp_path):

@@ -31,3 +31,23 @@ def test_times_are_read_exactly(text, ns):
 def test_more_than_nine_decimals_of_a_second_are_refused():
     with pytest.raises(ValueError, match="more than nine decimals"):
         parse_time("2026-01-01T12:00:00.1234567891Z", now=0)
+
+
+def test_a_sale_release_and_credit_review_show_their_amounts_and_currency():
+    from exchange.events import CreditReviewed, FundsReleased, LotSold
+    from gateway.console_cli import _describe
+
+    sold = LotSold(serial="JP-L1", session="S", mechanism="english", how="negotiated",
+                   paddle=101, buyer=4, seller=3, hammer=3_000_000, premium=300_000,
+                   total=3_300_000, commission=150_000, net=2_850_000, currency="JPY",
+                   buyer_premium_bp=1000, seller_commission_bp=500, tie_break="none")
+    assert _describe(sold) == ("LotSold(paddle=101, serial=JP-L1, hammer=3000000, "
+                               "premium=300000, total=3300000, commission=150000, "
+                               "net=2850000, currency=JPY)")
+    released = FundsReleased(settlement=2, to_seller=2_850_000, to_venue=450_000, refunded=0,
+                             currency="JPY")
+    assert _describe(released) == ("FundsReleased(settlement=2, to_seller=2850000, "
+                                   "to_venue=450000, currency=JPY)")
+    review = CreditReviewed(party=4, approved=True, credit_limit=10**8, currency="EUR",
+                            agreement_version="BRA", score=0)
+    assert _describe(review) == "CreditReviewed(party=4, credit_limit=100000000, currency=EUR)"
