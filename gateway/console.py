@@ -1,7 +1,8 @@
 """The operator's console helpers: command files and human times.
 
-A command file is TOML or JSON in the engine's own schema: a list of command
-maps, each with its ``type``::
+A command file is TOML (named ``*.toml``, in any case) or JSON, UTF-8 (a BOM
+is allowed), in the engine's own schema: a list of command maps, each with
+its ``type``::
 
     # lots.toml
     [[command]]
@@ -18,9 +19,11 @@ maps, each with its ``type``::
     terms = { title = "Printing portfolio", currency = "USD", starting_bid = 3000000,
               opens_at = "now", closes_at = "+10m" }
 
-JSON: a list of such maps, or ``{"command": [...]}``. Time fields may be
+JSON: a list of such maps, or ``{"command": [...]}`` (or ``"commands"``,
+and no other key). Time fields may be
 given as "now", "+90s", "+10m", "+2h", "+3d" (from the moment the file is
-sent) or an ISO 8601 date-time; duration fields as "30s", "5m", "2h", "1d".
+sent), an ISO 8601 date-time or ns since the epoch (all digits); duration
+fields as "30s", "5m", "2h", "1d".
 Money stays an integer of minor units.
 
 Party and paddle numbers are the exchange's to give, so a file may name
@@ -120,33 +123,52 @@ def parse_duration(text: str) -> int:
 
 
 def parse_time(text: str, now: int) -> int:
-    """'now', '+10m' or an ISO 8601 date-time (UTC if no zone) -> int ns UTC."""
+    """'now', '+10m', an ISO 8601 date-time (UTC if no zone) or ns since the
+    epoch (all digits: never an ISO basic date) -> int ns UTC."""
     text = text.strip()
     if text == "now":
         return now
     if text.startswith("+"):
         return now + parse_duration(text[1:])
+    if text.isascii() and text.isdigit():
+        return int(text)
+    fraction = 0
+    match = _FRACTION.search(text)
+    if match:                                    # every digit, to the ns, exactly
+        if len(match.group(1)) > 9:
+            raise ValueError(f"{text!r} has more than nine decimals of a second")
+        fraction = int(match.group(1).ljust(9, "0"))
+        text = text[:match.start()] + text[match.end():]
     moment = datetime.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000 + fraction
 
 
-def resolve_times(value: Any, now: int) -> Any:
-    """Replace human times and durations in a decoded command tree by ns ints."""
+_FRACTION = re.compile(r"(?:(?<=\d\d:\d\d:\d\d)|(?<=[Tt ]\d{6}))[.,](\d+)")
+
+
+def resolve_times(value: Any, now: int, where: str = "$") -> Any:
+    """Replace human times and durations in a decoded command tree by ns ints;
+    a bad one's ValueError names its field as msgspec does (at `$.terms.closes_at`)."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            if isinstance(item, str) and key in TIME_FIELDS:
-                out[key] = parse_time(item, now)
-            elif isinstance(item, str) and key in DURATION_FIELDS:
-                out[key] = parse_duration(item)
-            else:
-                out[key] = resolve_times(item, now)
+            try:
+                if isinstance(item, str) and key in TIME_FIELDS:
+                    out[key] = parse_time(item, now)
+                    continue
+                if isinstance(item, str) and key in DURATION_FIELDS:
+                    out[key] = parse_duration(item)
+                    continue
+            except ValueError as exc:
+                raise ValueError(f"{exc} - at `{where}.{key}`") from None
+            out[key] = resolve_times(item, now, f"{where}.{key}")
         return out
     if isinstance(value, list):
-        return [resolve_times(item, now) for item in value]
+        return [resolve_times(item, now, f"{where}[{index}]")
+                for index, item in enumerate(value)]
     return value
 
 
@@ -167,6 +189,7 @@ class Step:
     key: str                                     # digest of the command as written
     name: str = ""
     uses: tuple[tuple[str, str], ...] = ()      # (field, name)
+    relative: bool = False                       # a time given from now ("now", "+10m")
 
     @classmethod
     def plain(cls, cmd: Any) -> "Step":
@@ -185,6 +208,16 @@ class Step:
             fields[field] = names[name]
         return msgspec.convert(fields, AnyCommand)
 
+    def client_id(self, cid: str, names: dict[str, int]) -> str:
+        """Return ``cid`` (of `client_ids`) with the numbers this step's names
+        stand for in its digest: the same line for another party is another
+        command."""
+        if not self.uses or not cid.startswith("cmd-"):
+            return cid
+        numbers = json.dumps([[field, names[name]] for field, name in self.uses])
+        digest = hashlib.sha256(f"{self.key} {numbers}".encode()).hexdigest()
+        return f"cmd-{digest[:32]}-{cid.rsplit('-', 1)[1]}"
+
     def named(self, events: list[Any]) -> int:
         """Return the number this step's command created, from its result's events."""
         event_type, field = NAMES_WHAT[self.fields["type"]]
@@ -200,19 +233,32 @@ def load_steps(path: str | Path, now: int, names: set[str] | None = None) -> lis
     ``names``, of files read before it; the file's own names are added)."""
     names = set() if names is None else names
     path = Path(path)
-    text = path.read_text()
     try:
-        raw: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        text = path.read_bytes().decode("utf-8-sig")   # a BOM (Notepad) is no statement
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc}): save it as UTF-8") from None
+    try:
+        raw: Any = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except ValueError as exc:                     # TOMLDecodeError and JSONDecodeError
         raise ValueError(f"{path}: {exc}") from None
     if isinstance(raw, dict):
         if "type" in raw:                         # one command alone
             raw = [raw]
         else:
-            raw = raw.get("command", raw.get("commands"))
-            if raw is None:
+            lists = [key for key in ("command", "commands") if key in raw]
+            others = sorted(key for key in raw if key not in ("command", "commands"))
+            if len(lists) > 1:
+                raise ValueError(f"{path}: give one list of commands, under \"command\" or "
+                                 f"\"commands\", not both")
+            if others and lists:
+                raise ValueError(f"{path}: unknown top-level key"
+                                 f"{'s' if len(others) > 1 else ''} "
+                                 f"{', '.join(map(repr, others))}: a file holds its list of "
+                                 f"commands (under \"{lists[0]}\") and nothing else")
+            if not lists:
                 raise ValueError(f"{path}: expected one command (with its \"type\"), a list "
                                  f"of commands, or a list under \"command\"")
+            raw = raw[lists[0]]
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a list of commands")
     steps = []
@@ -230,6 +276,7 @@ def _step(where: str, item: Any, now: int, names: set[str]) -> Step:
         raise ValueError("expected a map of fields with its \"type\"")
     key = hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
     fields = resolve_times(item, now)
+    named = "as" in fields
     name = fields.pop("as", "")
     uses = []
     for field in REFERENCE_FIELDS:
@@ -239,24 +286,36 @@ def _step(where: str, item: Any, now: int, names: set[str]) -> Step:
                 raise ValueError(f"{value} is not named by an earlier command (as = ...)")
             uses.append((field, value[1:]))
     preview = msgspec.convert({**fields, **{field: 0 for field, _ in uses}}, AnyCommand)
-    if name:
+    if named:
         if type(preview).__name__ not in NAMES_WHAT:
             raise ValueError(f"only {' and '.join(NAMES_WHAT)} may name what they create "
                              f"(as = {name!r})")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValueError(f"as = {name!r}: a name is 1-64 letters, digits, '_', '.' or '-'")
         if name in names:
             raise ValueError(f"as = {name!r}: named twice")
         names.add(name)
     return Step(where=where, fields=fields, preview=preview, key=key, name=name,
-                uses=tuple(sorted(uses)))
+                uses=tuple(sorted(uses)), relative=_relative(item))
+
+
+def _relative(value: Any) -> bool:
+    """Tell whether a command tree gives a time from now ("now", "+10m")."""
+    if isinstance(value, dict):
+        return any((isinstance(item, str) and key in TIME_FIELDS
+                    and (item.strip() == "now" or item.strip().startswith("+")))
+                   or _relative(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_relative(item) for item in value)
+    return False
 
 
 def client_ids(steps: list[Step]) -> list[str]:
     """Give each step a client id that is a function of the command as
     written (and how many identical ones came before it in this sending), so
     that sending a file again, even after mending one of its commands, acts
-    only on the commands not sent before."""
+    only on the commands not sent before. A step that uses names takes the
+    numbers they stand for into its id when sent (`Step.client_id`)."""
     seen: dict[str, int] = {}
     ids = []
     for step in steps:

@@ -22,7 +22,7 @@ def register_op(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "op", help="the operator's console over the gateway",
         description="Send operator commands through the gateway. Money is in minor units "
-                    "(cents); times are 'now', '+10m', '+2h' or ISO 8601 (UTC).")
+                    "(cents); times are 'now', '+10m', '+2h', ISO 8601 (UTC) or ns UTC.")
     _add_connection(parser, "op", "operator")
     sub = parser.add_subparsers(dest="op_command", metavar="ACTION", required=True)
     _add_send(sub)
@@ -741,9 +741,11 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
             if not keep_going:
                 break
             continue
+        cid = ids[index - 1] if ids else None
+        if cid is not None and not chosen:
+            cid = step.client_id(cid, names)
         try:
-            result = _request_once(client, cmd, ids[index - 1] if ids else None,
-                                   retry_refused=not chosen)
+            result = _request_once(client, cmd, cid, retry_refused=not chosen)
         except KeyboardInterrupt:               # the rows so far, then the one line
             table.add_row(str(index), type(cmd).__name__, "",
                           "[red]interrupted[/]: outcome unknown (`events` shows what acted)",
@@ -776,11 +778,20 @@ def _send_steps(client: Any, console: Any, steps: list[Any], ids: list[str] | No
                               "")
                 failed += 1
                 break
-            if exc.code == "duplicate_client_id":
+            if exc.code == "duplicate_client_id" and step.relative:
                 table.add_row(str(index), type(cmd).__name__, "",
                               "already sent today, with times relative to that sending: "
                               "not sent again (if it was refused then, send this with "
                               "--fresh)", "")
+                continue
+            if exc.code == "duplicate_client_id":   # no time from now: not this command
+                table.add_row(str(index), type(cmd).__name__, "",
+                              f"[red]not sent[/]: client id {escape(exc.client_id)} was used "
+                              f"today for a different command (send this with --fresh); "
+                              f"`events` shows what it did", "")
+                failed += 1
+                if not keep_going:
+                    break
                 continue
             table.add_row(str(index), type(cmd).__name__, "",
                           f"[red]refused by the gateway[/]: {escape(exc.code)}: "
@@ -872,14 +883,16 @@ def _request_once(client: Any, cmd: Any, cid: str | None, retry_refused: bool = 
     return result
 
 
-DESCRIBED = ("settlement", "paddle", "party", "serial", "instrument", "amount", "paid",
-             "outstanding", "status", "name", "version", "nda", "location", "digest", "ndas",
-             "readers", "opened", "expert", "round", "experts", "low", "high", "valuations",
-             "price", "leader", "leading", "reserve_met", "closes_at", "side", "qty", "leaves",
-             "outcome", "reason")
-"""Fields an event's row shows when set: its ids, amounts, and where a bid
-or an order stands (the standing price and leader, whether the bidder's
-own bid leads, the reserve met, the close; what filled and what is left)."""
+DESCRIBED = ("settlement", "paddle", "party", "serial", "instrument", "amount", "hammer",
+             "premium", "total", "commission", "net", "to_seller", "to_venue", "refunded",
+             "credit_limit", "paid", "outstanding", "status", "name", "version", "nda",
+             "location", "digest", "ndas", "readers", "opened", "expert", "round", "experts",
+             "low", "high", "valuations", "price", "leader", "leading", "reserve_met",
+             "closes_at", "side", "qty", "leaves", "outcome", "reason", "currency")
+"""Fields an event's row shows when set: its ids, amounts (of a sale, a
+release, a credit review), where a bid or an order stands (the standing
+price and leader, whether the bidder's own bid leads, the reserve met, the
+close; what filled and what is left), and the currency of its amounts."""
 
 SHOWN_WHEN_FALSE = ("leading", "reserve_met")
 """Flags a bidder needs to see false too: an outbid bid, a reserve not met."""
@@ -908,7 +921,7 @@ def register_broker(subparsers: argparse._SubParsersAction) -> None:
         "broker", help="the broker's console over the gateway",
         description="Send a broker's commands through the gateway, for the paddles of its "
                     "own clients, and read its private events. Money is in minor units "
-                    "(cents); times are 'now', '+10m', '+2h' or ISO 8601 (UTC).")
+                    "(cents); times are 'now', '+10m', '+2h', ISO 8601 (UTC) or ns UTC.")
     _add_connection(parser, "b1", "broker")
     sub = parser.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
     _add_send(sub)

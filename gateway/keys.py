@@ -241,9 +241,29 @@ class KeyStore:
             return public.decode()
 
     def server_keys(self) -> tuple[bytes, bytes]:
-        """Return the server's (public, secret) key pair as Z85 bytes."""
-        data = json.loads(self.server_file.read_text())
-        return data["public_key"].encode(), data["secret_key"].encode()
+        """Return the server's (public, secret) key pair as Z85 bytes. Raise
+        `KeyStoreError` naming ``server.json`` if it is not a key pair this
+        module would write; OSError if it cannot be read."""
+        text = self.server_file.read_text()
+        try:
+            data = json.loads(text)
+        except ValueError as exc:          # JSONDecodeError, UnicodeDecodeError
+            raise KeyStoreError(f"the key store {self.server_file} is damaged: not JSON "
+                                f"({exc})") from None
+        pair = []
+        for name in ("public_key", "secret_key"):
+            value = data.get(name) if isinstance(data, dict) else None
+            if not isinstance(value, str):
+                raise KeyStoreError(f"the key store {self.server_file} is damaged: no "
+                                    f"{name} (text)")
+            try:
+                key_bytes(value)
+            except ValueError as exc:       # a secret is never printed, even a damaged one
+                why = f" ({exc})" if name == "public_key" else ""
+                raise KeyStoreError(f"the key store {self.server_file} is damaged: its "
+                                    f"{name} is not a CURVE key{why}") from None
+            pair.append(value.encode())
+        return pair[0], pair[1]
 
     # -- users ---------------------------------------------------------------
 

@@ -258,6 +258,9 @@ def run_keys(args: argparse.Namespace) -> int:
     except KeyStoreError as exc:
         print(f"lotex keys: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:                    # a file of the store that cannot be read or written
+        print(f"lotex keys: {exc}", file=sys.stderr)
+        return 1
 
 
 # ---------------------------------------------------------------------------------

@@ -52,9 +52,9 @@ def test_a_broker_works_its_clients_paddles_from_the_console(tmp_path, capsys):
         assert broker(tmp_path, "b1", "order", "WS-2026", "ULR-LENS", str(ACME), "7", "buy",
                       "40", "1600") == 0
         events = events_column(capsys.readouterr().out)
-        assert "TradeExecuted(instrument=ULR-LENS,price=1500,qty=40)" in events
-        assert "OrderFilled(paddle=101,party=4,instrument=ULR-LENS,price=1500,side=buy,qty=40)" \
-            in events
+        assert "TradeExecuted(instrument=ULR-LENS,price=1500,qty=40,currency=USD)" in events
+        assert "OrderFilled(paddle=101,party=4,instrument=ULR-LENS,price=1500,side=buy,qty=40," \
+            "currency=USD)" in events
         assert broker(tmp_path, "b2", "cancel", "WS-2026", "ULR-LENS", str(NORDLICHT),
                       "1") == 0
         assert "OrderCancelled" in capsys.readouterr().out

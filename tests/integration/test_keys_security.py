@@ -375,6 +375,44 @@ def test_keys_commands_refuse_a_damaged_store_and_leave_it(tmp_path, capsys):
     assert (tmp_path / "keys" / "users.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("server_json", [
+    '{"public_key": "abc"',                                  # a half copy
+    "{}", "[]", '{"public_key": "abc", "secret_key": "def"}',
+    '{"public_key": 5, "secret_key": null}',
+    '{"public_key": "%s", "secret_key": "Sup3rSecretButDamaged"}',
+])
+def test_keys_commands_refuse_a_damaged_server_key_file_in_a_line(tmp_path, capsys,
+                                                                  server_json):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    server_file = tmp_path / "keys" / "server.json"
+    if "%s" in server_json:                     # a good public key, a damaged secret
+        server_json %= json.loads(server_file.read_text())["public_key"]
+    server_file.write_text(server_json)
+    with pytest.raises(KeyStoreError, match="server.json is damaged"):
+        KeyStore(tmp_path).server_keys()
+    capsys.readouterr()
+    for args in (("add", "carol", "--role", "viewer"), ("rotate", "b1")):
+        assert keys(tmp_path, *args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"lotex keys: the key store {server_file} is damaged"), err
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+        assert "Sup3rSecret" not in err
+    assert "carol" not in KeyStore(tmp_path).users()
+
+
+def test_keys_commands_say_in_a_line_which_file_they_cannot_read(tmp_path, capsys):
+    assert keys(tmp_path, "init", "--defaults") == 0
+    users_file = tmp_path / "keys" / "users.json"
+    users_file.unlink()
+    users_file.mkdir()                          # read: IsADirectoryError
+    capsys.readouterr()
+    for args in (("list",), ("add", "carol", "--role", "viewer"), ("revoke", "b2")):
+        assert keys(tmp_path, *args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("lotex keys: ") and str(users_file) in err, err
+        assert len(err.splitlines()) == 1
+
+
 # ---------------------------------------------------------------------- permissions
 
 PRIVATE_DIRS = ("", "journal", "snapshots", "gateway", "keys", "clients")

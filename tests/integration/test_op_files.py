@@ -140,7 +140,7 @@ def test_names_carry_from_one_file_to_the_next_of_the_same_sending(tmp_path, cap
     with running(tmp_path) as server:
         assert send(tmp_path, first, second) == 0
         (party,) = server.engine.state.parties.values()
-        assert f"CreditReviewed(party={party.id})" in capsys.readouterr().out
+        assert f"CreditReviewed(party={party.id}, currency=USD)" in capsys.readouterr().out
 
 
 def test_settlement_terms_take_human_durations_and_a_bad_file_names_itself(tmp_path):
@@ -227,3 +227,133 @@ def test_ctrl_c_midway_keeps_the_table_of_what_was_done(tmp_path, capsys, monkey
         out, err = capsys.readouterr()
         assert out.count("│ accepted") == 1 and "interrupted: outcome unknown" in out
         assert "lotex op: interrupted" in err and "Traceback" not in err
+
+
+TEMPLATE = """
+[[command]]
+type = "CreateSession"
+session = "TM-1"
+name = "Template"
+
+[[command]]
+type = "RegisterParty"
+name = "{name}"
+broker = "b1"
+as = "bidder"
+
+[[command]]
+type = "ReviewCredit"
+party = "@bidder"
+approved = true
+credit_limit = 100_000_000
+agreement_version = "BRA"
+
+[[command]]
+type = "IssuePaddle"
+session = "TM-1"
+party = "@bidder"
+as = "paddle"
+"""
+
+
+def test_a_template_sent_again_for_another_party_acts_for_it_and_each_at_most_once(
+        tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    with running(tmp_path) as server:
+        for name in ("Foo Labs", "Bar Optics"):       # the same file, another party
+            plan.write_text(TEMPLATE.format(name=name))
+            assert send(tmp_path, plan) == 0
+            assert "already sent" not in capsys.readouterr().out
+        state = server.engine.state
+        parties = {p.name: p.id for p in state.parties.values()}
+        assert set(parties) == {"Foo Labs", "Bar Optics"}
+        assert all(p.approved for p in state.parties.values())
+        assert sorted(state.sessions["TM-1"].paddles.values()) == sorted(parties.values())
+        entries = server.next_seq
+        for name in ("Foo Labs", "Bar Optics", "Foo Labs"):   # resent unchanged: nothing acts
+            plan.write_text(TEMPLATE.format(name=name))
+            assert send(tmp_path, plan) == 0
+            assert capsys.readouterr().out.count("(sent before)") == 4
+        assert server.next_seq == entries
+
+
+def test_a_client_id_used_for_another_command_is_a_failure_that_says_so(tmp_path, capsys):
+    from exchange.commands import PostNotice
+    from gateway.console import client_ids
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[command]]\ntype = "CreateSession"\nsession = "S1"\nname = "s"\n')
+    (cid,) = client_ids(load_steps(plan, now=0))
+    with running(tmp_path) as server:
+        with client(tmp_path, "op") as op:
+            assert not op.request(PostNotice(session="S9", text="x"), cid).accepted
+        assert send(tmp_path, plan) == 1
+        out = capsys.readouterr().out
+        assert "already sent" not in out
+        assert "not sent" in out and "used today for a different command" in out
+        assert "S1" not in server.engine.state.sessions
+
+
+@pytest.mark.parametrize("body, reason", [
+    ('[[command]]\ntype = "CreateSession"\nsession = "A"\nname = "a"\n'
+     '[[commands]]\ntype = "CreateSession"\nsession = "B"\nname = "b"\n',
+     "give one list of commands, under \"command\" or \"commands\", not both"),
+    ('title = "spring"\n[[command]]\ntype = "CreateSession"\nsession = "A"\nname = "a"\n',
+     "unknown top-level key 'title'"),
+    ('[[commands]]\ntype = "CreateSession"\nsession = "A"\nname = "a"\n[[comand]]\ntype = "x"\n',
+     "unknown top-level key 'comand'"),
+])
+def test_a_file_with_other_top_level_keys_than_its_list_of_commands_is_refused(tmp_path, body,
+                                                                               reason):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(body)
+    with pytest.raises(ValueError, match=reason):
+        load_steps(plan, now=0)
+
+
+def test_files_are_read_as_people_save_them(tmp_path):
+    from exchange.commands import CreateSession
+    body = '[[command]]\ntype = "CreateSession"\nsession = "S"\nname = "München"\n'
+    wanted = [CreateSession(session="S", name="München")]
+    bom = tmp_path / "notepad.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + body.encode())          # UTF-8 with a BOM
+    upper = tmp_path / "Winter.TOML"
+    upper.write_text(body, encoding="utf-8")
+    bom_json = tmp_path / "notepad.JSON"
+    bom_json.write_bytes(b"\xef\xbb\xbf" + b'[{"type": "CreateSession", "session": "S", '
+                         b'"name": "M\\u00fcnchen"}]')
+    for path in (bom, upper, bom_json):
+        assert [step.preview for step in load_steps(path, now=0)] == wanted
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(body.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.toml: not UTF-8 text .*byte 0xfc"):
+        load_steps(latin1, now=0)
+
+
+def test_a_bad_time_deep_in_a_command_names_its_field(tmp_path):
+    import json
+    patents = [{"number": f"US{k}", "title": "p",
+                "priority_date": "2015-02-30" if k == 537 else "2015-02-01"} for k in range(1000)]
+    plan = tmp_path / "lots.json"
+    plan.write_text(json.dumps([{"type": "CreateLot", "serial": "X", "session": "S",
+                                 "seller": 3, "terms": {"title": "t", "patents": patents}},
+                                {"type": "SetSettlementRules", "session": "S",
+                                 "payment_term": "2 days"}]))
+    with pytest.raises(ValueError, match=r"lots.json: command 1: day is out of range for "
+                                         r"month - at `\$\.terms\.patents\[537\]\."
+                                         r"priority_date`"):
+        load_steps(plan, now=0)
+    plan.write_text(json.dumps([{"type": "SetSettlementRules", "session": "S",
+                                 "payment_term": "2 days"}]))
+    with pytest.raises(ValueError, match=r"command 1: '2 days' is not a duration .* - at "
+                                         r"`\$\.payment_term`"):
+        load_steps(plan, now=0)
+
+
+@pytest.mark.parametrize("name", [0, "", False, ["a"], "a\n"])
+def test_a_name_that_is_not_one_is_refused(tmp_path, name):
+    import json
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"type": "RegisterParty", "name": "A", "as": name}]))
+    with pytest.raises(ValueError, match="a name is 1-64"):
+        load_steps(plan, now=0)
