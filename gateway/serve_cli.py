@@ -125,7 +125,7 @@ def _start_failure(exc: Exception, data: Path, config_path: Path) -> str | None:
     from recorder.recovery import RecoveryError, ReplayDiverged
 
     if isinstance(exc, KeyStoreError):
-        return (f"{exc}; nothing was started: mend {data / 'keys' / 'users.json'} (or put "
+        return (f"{exc}; nothing was started: mend that file of {data / 'keys'} (or put "
                 f"back a backup's) and start again")
     if isinstance(exc, ReplayDiverged):
         return (f"journal entry {exc.seq} replays to other events than it recorded: this "

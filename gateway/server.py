@@ -504,6 +504,8 @@ class Server:
         self.last_housekeeping = 0
         self.last_keys_check = 0
 
+        # read before any thread or socket starts: a damaged file stops nothing half-made
+        server_public, server_secret = self.keystore.server_keys()
         self.context = zmq.Context()
         if self.cpus is not None:
             for cpu in sorted(self.cpus[1]):   # ZeroMQ's threads start with the first socket
@@ -516,7 +518,6 @@ class Server:
         finally:
             if self.cpus is not None:
                 os.sched_setaffinity(0, starter)
-        server_public, server_secret = self.keystore.server_keys()
         self.sockets: dict[str, zmq.Socket] = {}
         self.bound_ports: dict[str, int] = {}
         # each port's accepted TCP connections (descriptors), at most max_connections

@@ -361,6 +361,23 @@ def test_serve_refuses_a_damaged_store_in_one_line(tmp_path, how):
     assert not (tmp_path / "endpoints.json").exists()
 
 
+def test_serve_refuses_a_damaged_server_key_file_in_one_line(tmp_path):
+    """A damaged keys/server.json stopped the start with a traceback (the
+    sockets' shutdown ran before they were made)."""
+    assert keys(tmp_path, "init", "--defaults") == 0
+    (tmp_path / "keys" / "server.json").write_text("{")
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data", str(tmp_path),
+         "--random-ports"], capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("lotex serve: cannot start: the key store "), done.stderr
+    assert "server.json is damaged" in last and "mend that file" in last
+    assert not (tmp_path / "endpoints.json").exists()
+
+
 def test_keys_commands_refuse_a_damaged_store_and_leave_it(tmp_path, capsys):
     assert keys(tmp_path, "init", "--defaults") == 0
     _replace_users(tmp_path, _damaged(json.loads(
