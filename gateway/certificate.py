@@ -153,21 +153,11 @@ def write_certificate(data_dir: str | os.PathLike, settlement: int, out_path: st
     return json_path, html_path
 
 
-MINOR_DIGITS = {**dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW",
-                                  "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF",
-                                  "XPF"), 0),
-                **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-                "CLF": 4, "UYW": 4}
-"""Decimals of a currency's minor unit (ISO 4217) where not two."""
-
-
 def money(amount: int, currency: str) -> str:
-    """Minor units with the currency's decimals (ISO 4217): 3300000, "USD" ->
-    "33,000.00 USD"; 3000000, "JPY" -> "3,000,000 JPY"."""
+    """Minor units with two decimals: 3300000, "USD" -> "33,000.00 USD"."""
     sign = "-" if amount < 0 else ""
-    digits = MINOR_DIGITS.get(currency, 2)
-    whole, part = divmod(abs(amount), 10**digits)
-    return f"{sign}{whole:,}{f'.{part:0{digits}d}' if digits else ''} {currency}"
+    whole, cents = divmod(abs(amount), 100)
+    return f"{sign}{whole:,}.{cents:02d} {currency}"
 
 
 def when(ts: int) -> str:

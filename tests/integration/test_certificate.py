@@ -336,15 +336,3 @@ def test_a_private_certificate_has_no_public_copy_and_reaches_no_public_tool(tmp
     held = view.snapshot("S1") + view.snapshot("", "AG-1") + view.snapshot()
     assert not any(isinstance(e, CertificateIssued) for e in held)
     assert not any("AG-1" in repr(e) for e in held)
-
-
-@pytest.mark.parametrize("amount, currency, shown", [
-    (3_300_000, "USD", "33,000.00 USD"),
-    (3_000_000, "JPY", "3,000,000 JPY"),        # the yen has no minor unit
-    (3_000_000, "KRW", "3,000,000 KRW"),
-    (3_300_005, "KWD", "3,300.005 KWD"),        # three decimals
-    (1_234_567, "CLF", "123.4567 CLF"),
-    (-5, "EUR", "-0.05 EUR"),
-])
-def test_amounts_are_shown_with_their_currencys_decimals(amount, currency, shown):
-    assert certificate.money(amount, currency) == shown
