@@ -154,7 +154,8 @@ def write_certificate(data_dir: str | os.PathLike, settlement: int, out_path: st
 
 
 def money(amount: int, currency: str) -> str:
-    """Minor units with two decimals: 3300000, "USD" -> "33,000.00 USD"."""
+    """Minor units with two decimals, as every amount of lotex (hundredths of
+    the unit in every currency, PROTOCOL.md): 3300000, "USD" -> "33,000.00 USD"."""
     sign = "-" if amount < 0 else ""
     whole, cents = divmod(abs(amount), 100)
     return f"{sign}{whole:,}.{cents:02d} {currency}"
