@@ -235,6 +235,9 @@ class _Session:
         self.ids = ids or ClientIds()
         # cid -> (command, last sent), in the order last sent (`sent` keeps it)
         self.pending: dict[str, tuple[Any, float]] = {}
+        # cid -> copies sent since the last logon and not answered yet: a
+        # refusal of one copy is not the answer while another may still act
+        self.copies: dict[str, int] = {}
         self.results: dict[str, p.Result] = {}
         self.errors: dict[str, SessionRejectedError] = {}
         # client ids whose result or refusal came in, for a driver that
@@ -278,6 +281,14 @@ class _Session:
         pending = self.pending
         pending.pop(cid, None)
         pending[cid] = (cmd, now)
+        self.copies[cid] = self.copies.get(cid, 0) + 1
+
+    def copy_answered(self, cid: str) -> int:
+        """Note that a copy of ``cid`` was answered; return how many are still out."""
+        left = self.copies.pop(cid, 0) - 1
+        if left > 0:
+            self.copies[cid] = left
+        return max(left, 0)
 
     def resendable(self, now: float, resend_after: float) -> list[str]:
         """Return the pending client ids due for a resend: none while logged
@@ -334,6 +345,7 @@ class _Session:
     def _absorb(self, msg: Any) -> str:
         kind = type(msg)
         if kind is p.Result:
+            self.copy_answered(msg.client_id)
             if msg.client_id in self.pending:      # later copies (resends) are dropped
                 del self.pending[msg.client_id]
                 results = self.results
@@ -349,6 +361,7 @@ class _Session:
                 self.notices_dropped += 1
             notices.append(msg)
         elif kind is p.LogonAccepted:
+            self.copies.clear()           # copies sent before it: lost or refused; resent now
             self.logged_on = msg
             self.logged_out = None
             self.logons += 1
@@ -363,7 +376,13 @@ class _Session:
             if msg.code == "not_logged_on":
                 self.logged_on = None
                 return "" if self.logon_awaited() else "relogon"
-            if msg.code == "busy" and msg.client_id in self.pending:
+            cid = msg.client_id
+            if cid in self.copies or cid in self.results:
+                # a copy's refusal says nothing was done by that copy: another
+                # copy's Result (come, or on its way) says what the command did
+                if self.copy_answered(cid) or cid not in self.pending:
+                    return ""
+            if msg.code == "busy" and cid in self.pending:
                 return ""          # still pending: resent after resend_after, same id
             if msg.client_id:
                 self.pending.pop(msg.client_id, None)
@@ -388,12 +407,15 @@ class _Session:
         return ""
 
     def take(self, cid: str) -> p.Result | None:
+        """Return the result of ``cid`` if it came, else raise its refusal if
+        one came: a result wins over a refusal of another copy."""
         if self.fatal is not None:
             raise self.fatal
+        found = self.results.pop(cid, None)
         error = self.errors.pop(cid, None)
-        if error is not None:
+        if found is None and error is not None:
             raise error
-        return self.results.pop(cid, None)
+        return found
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -1009,11 +1031,12 @@ class AsyncClient:
                 continue                    # sent with no waiter: kept for a later send
             if future.done():               # cancelled by its caller
                 del waiters[cid]
+            elif cid in results:                # (a result wins over a refusal)
+                future.set_result(results.pop(cid))
+                errors.pop(cid, None)
+                del waiters[cid]
             elif cid in errors:
                 future.set_exception(errors.pop(cid))
-                del waiters[cid]
-            elif cid in results:
-                future.set_result(results.pop(cid))
                 del waiters[cid]
 
     async def _reader(self) -> None:
