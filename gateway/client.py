@@ -52,6 +52,28 @@ def encode_request(cid: str, cmd: Any) -> bytes:
         raise ClientError(f"cannot send {type(cmd).__name__}: {exc}") from None
 
 
+CURVE_OVERHEAD = 33
+"""Bytes CURVE adds to each message on the wire (its MESSAGE command, nonce
+and MAC): the server's ``max_message_bytes`` counts them."""
+
+
+class MessageTooLarge(ClientError, ValueError):
+    """A message larger than the server takes (``max_message_bytes`` of its
+    `LogonAccepted`, CURVE's bytes included), sent nowhere: the server would
+    drop the connection. ``code`` "message_too_large", ``size`` and ``limit``
+    in bytes."""
+
+    code = "message_too_large"
+
+    def __init__(self, what: str, size: int, limit: int, advice: str) -> None:
+        super().__init__(f"{what} is {size:,} bytes (encrypted); the server takes at most "
+                         f"{limit:,} in one message (its max_message_bytes): not sent "
+                         f"({advice}; the exchange's operator can raise max_message_bytes in "
+                         f"the server's config.toml, read when lotex serve starts)")
+        self.size = size
+        self.limit = limit
+
+
 class SessionRejectedError(ClientError):
     """A `SessionRejected` answer: ``code`` (see protocol.SESSION_REJECTS) and ``text``."""
 
@@ -211,6 +233,8 @@ those of a `Reload`. Others of no client id (a Request or Batch the server
 could not read) are about another message."""
 RELOAD_REFUSALS = ("not_permitted",)
 
+REQUEST_TOO_LARGE = "a command goes whole in one message, a lot with all its patents"
+
 MAX_UNCLAIMED = 100_000
 """Results kept for requests nobody has asked the result of yet (`send` and
 forget): beyond this many the oldest are dropped."""
@@ -246,6 +270,7 @@ class _Session:
         self.notices: deque[p.Notice] = deque()
         self.notices_dropped = 0
         self.logged_on: p.LogonAccepted | None = None
+        self.max_message_bytes = 0        # the last LogonAccepted's (0: none yet)
         self.logon_error: SessionRejectedError | None = None
         self.last_in = time.monotonic()
         self.last_out = 0.0
@@ -316,14 +341,18 @@ class _Session:
                                               for cid, cmd in zip(ids, cmds)]))
         except (OverflowError, TypeError, ValueError, msgspec.EncodeError) as exc:
             raise ClientError(f"cannot send this batch: {exc}") from None
-        limit = self.logged_on.max_message_bytes if self.logged_on is not None else 0
-        if limit and len(data) > limit:
-            raise ValueError(f"the batch is {len(data)} bytes; the server takes at most "
-                             f"{limit} per message (send fewer commands at a time)")
+        self.check_size(data, "the batch", "send fewer commands at a time")
         now = time.monotonic()
         for cid, cmd in zip(ids, cmds):
             self.sent(cid, cmd, now)
         return ids, data
+
+    def check_size(self, data: bytes, what: str, advice: str) -> None:
+        """Raise `MessageTooLarge` if ``data`` is more than the server takes in
+        one message."""
+        limit = self.max_message_bytes
+        if limit and len(data) + CURVE_OVERHEAD > limit:
+            raise MessageTooLarge(what, len(data) + CURVE_OVERHEAD, limit, advice)
 
     def handle(self, data: bytes) -> str:
         """Absorb one server message; return what the driver must do:
@@ -363,6 +392,7 @@ class _Session:
         elif kind is p.LogonAccepted:
             self.copies.clear()           # copies sent before it: lost or refused; resent now
             self.logged_on = msg
+            self.max_message_bytes = msg.max_message_bytes
             self.logged_out = None
             self.logons += 1
             self.logon_sent = 0.0
@@ -565,9 +595,11 @@ class Client:
 
     @_locked
     def send(self, cmd: Any, client_id: str | None = None) -> str:
-        """Send a command without waiting; return its client id."""
+        """Send a command without waiting; return its client id. One larger
+        than the server takes in a message is `MessageTooLarge`, not sent."""
         cid = client_id or self.session.ids.next()
         data = encode_request(cid, cmd)          # before it is pending: never resent if not
+        self.session.check_size(data, f"{type(cmd).__name__} {cid!r}", REQUEST_TOO_LARGE)
         self.session.sent(cid, cmd, time.monotonic())
         self._send(data)
         return cid
@@ -927,9 +959,11 @@ class AsyncClient:
         await self.close()
 
     async def send(self, cmd: Any, client_id: str | None = None) -> asyncio.Future:
-        """Send a command; return a future of its `Result`."""
+        """Send a command; return a future of its `Result`. One larger than
+        the server takes in a message is `MessageTooLarge`, not sent."""
         cid = client_id or self.session.ids.next()
         data = encode_request(cid, cmd)          # before it is pending: never resent if not
+        self.session.check_size(data, f"{type(cmd).__name__} {cid!r}", REQUEST_TOO_LARGE)
         future = self._waiters.get(cid)
         if future is None or future.done():     # (done: cancelled by its caller)
             future = self._waiters[cid] = asyncio.get_running_loop().create_future()

@@ -8,7 +8,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from exchange.commands import RegisterParty
+import pytest
+
+from exchange.commands import CreateLot, LotTerms, Patent, RegisterParty
+from gateway import protocol as p
+from gateway.client import CURVE_OVERHEAD, MessageTooLarge
 from tests.integration.gateway_harness import client, running
 
 
@@ -28,5 +32,40 @@ def test_a_throttled_copy_and_an_accepted_resend_report_the_result(tmp_path: Pat
                      if (found := server._original(seq)) is not None
                      and getattr(found[0], "name", "") == "Acme"]
             assert acted == [result.seq]
+        finally:
+            b1.close()
+
+
+def _sized(cid: str, size: int) -> RegisterParty:
+    """A RegisterParty whose Request under ``cid`` is ``size`` bytes."""
+    base = len(p.encode(p.Request(client_id=cid, cmd=RegisterParty(name=""))))
+    name = "n" * (size - base)
+    while len(p.encode(p.Request(client_id=cid, cmd=RegisterParty(name=name)))) > size:
+        name = name[:-1]
+    return RegisterParty(name=name)
+
+
+def test_a_command_larger_than_a_message_is_refused_by_the_client(tmp_path: Path):
+    with running(tmp_path):
+        b1 = client(tmp_path, "b1", cancel_on_disconnect=True, resend_after=0.5, timeout=5)
+        try:
+            limit = b1.session.logged_on.max_message_bytes
+            assert limit == 16384                                  # the harness's
+            patents = tuple(Patent(number=f"US{7000000 + i}", title=f"Method number {i}")
+                            for i in range(400))
+            big = CreateLot(serial="BIG-1", session="S1", seller=1,
+                            terms=LotTerms(title="Large portfolio", patents=patents))
+            with pytest.raises(MessageTooLarge) as refused:
+                b1.request(big)
+            assert refused.value.code == "message_too_large"
+            assert refused.value.limit == limit and refused.value.size > limit
+            assert f"{limit:,}" in str(refused.value) and "max_message_bytes" in str(refused.value)
+            assert not b1.session.pending
+            # the largest the server takes goes through, on the same session
+            largest = limit - CURVE_OVERHEAD
+            assert b1.request(_sized("fits-1", largest), "fits-1").seq
+            with pytest.raises(MessageTooLarge):
+                b1.send(_sized("over-1", largest + 1), "over-1")
+            assert b1.session.logons == 1                  # never dropped and logged on again
         finally:
             b1.close()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from exchange.commands import CancelOrder
+from exchange.commands import CancelOrder, RegisterParty
 from gateway import protocol as p
 from gateway.client import AsyncClient, SessionRejectedError, _Session
 from gateway.keys import ClientKey
@@ -126,3 +126,63 @@ def test_a_result_and_a_refusal_both_kept_give_the_result():
     session.errors["c-1"] = SessionRejectedError("busy", "later", "c-1")
     assert session.take("c-1").seq == 9
     assert not session.errors
+
+
+def _big(n: int) -> RegisterParty:
+    return RegisterParty(name="n" * n)
+
+
+def test_a_request_larger_than_a_message_is_refused_before_it_is_pending():
+    from gateway.client import Client, MessageTooLarge
+    c = Client(KEY, "tcp://127.0.0.1:9")
+    try:
+        c.session._absorb(LOGGED_ON.__class__(**{**_fields(LOGGED_ON), "max_message_bytes": 4096}))
+        c.socket = _SyncSocket()                                  # type: ignore[assignment]
+        with pytest.raises(MessageTooLarge) as refused:
+            c.send(_big(5000))
+        assert refused.value.code == "message_too_large" and refused.value.limit == 4096
+        assert "max_message_bytes" in str(refused.value) and "4,096" in str(refused.value)
+        # CURVE adds 33 bytes to each message on the wire: the server counts them
+        with pytest.raises(MessageTooLarge):
+            c.send(_big(4096 - 60))
+        assert not c.session.pending and not c.socket.sent
+        c.send(_big(100))
+        assert len(c.session.pending) == 1 and len(c.socket.sent) == 1
+    finally:
+        c.socket = None
+        c.close()
+
+
+def test_async_a_request_larger_than_a_message_is_refused_before_it_is_pending():
+    from gateway.client import MessageTooLarge
+
+    async def scenario() -> None:
+        client = AsyncClient(KEY, "tcp://127.0.0.1:9")
+        sock = _Socket()
+        client.socket = sock                              # type: ignore[assignment]
+        client.session._absorb(LOGGED_ON.__class__(**{**_fields(LOGGED_ON),
+                                                      "max_message_bytes": 4096}))
+        try:
+            with pytest.raises(MessageTooLarge):
+                await client.send(_big(5000), "c-1")
+            assert not client.session.pending and not sock.sent and not client._waiters
+        finally:
+            client.socket = None
+            client.context.term()
+
+    asyncio.run(scenario())
+
+
+def _fields(msg: object) -> dict:
+    return {f: getattr(msg, f) for f in msg.__struct_fields__}
+
+
+class _SyncSocket:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes, flags: int = 0) -> None:
+        self.sent.append(data)
+
+    def close(self, linger: int = 0) -> None:
+        pass
