@@ -521,15 +521,17 @@ class Client:
             self.socket = _curve_socket(self.context, zmq.DEALER, self.key, self.endpoint)
         accepted = self.logon()
         if self._keepalive and self._keeper is None:
-            self._keeper = threading.Thread(target=self._keep, name="lotex-client-keeper",
-                                            daemon=True)
+            self._stopping = threading.Event()     # its own: an earlier one stays stopped
+            self._keeper = threading.Thread(target=self._keep, args=(self._stopping,),
+                                            name="lotex-client-keeper", daemon=True)
             self._keeper.start()
         return accepted
 
-    def _keep(self) -> None:
-        """The keeper thread: pump the socket when no call is using it."""
+    def _keep(self, stopping: threading.Event) -> None:
+        """The keeper thread: pump the socket when no call is using it, until
+        ``stopping`` is set."""
         interval = self.session.heartbeat_ms / 2000
-        while not self._stopping.wait(interval):
+        while not stopping.wait(interval):
             if not self._lock.acquire(blocking=False):
                 continue                   # a call is pumping the socket itself
             try:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zmq
 
 from exchange.commands import CreateLot, LotTerms, Patent, RegisterParty
 from gateway import protocol as p
@@ -69,3 +70,21 @@ def test_a_command_larger_than_a_message_is_refused_by_the_client(tmp_path: Path
             assert b1.session.logons == 1                  # never dropped and logged on again
         finally:
             b1.close()
+
+
+@pytest.mark.parametrize("how", ["drop", "close"])
+def test_a_client_connected_again_keeps_its_session_alive_while_idle(tmp_path: Path, how):
+    with running(tmp_path):
+        b1 = client(tmp_path, "b1", heartbeat_ms=200, cancel_on_disconnect=True,
+                    context=zmq.Context() if how == "close" else None)
+        try:
+            getattr(b1, how)()              # the connection breaks, or the program closes it
+            b1.connect()                    # ... and it connects again
+            assert b1._keeper is not None and b1._keeper.is_alive()
+            time.sleep(1.5)                 # idle for over three heartbeats
+            b1.poll(0.3)
+            assert b1.session.logged_out is None and b1.session.logons == 2
+        finally:
+            b1.close()
+            if how == "close":
+                b1.context.term()
