@@ -725,9 +725,10 @@ class Client:
         and again if the client logs on again meanwhile (a Recap that reached
         the server before the Logon was refused). Live notices received
         meanwhile are kept for `notices`; duplicates with them share their
-        ``seq``."""
+        ``seq``. Each ``seq`` is returned once."""
         session = self.session
         out: list[p.Notice] = []
+        seen: set[int] = set()      # seqs taken: a live copy read meanwhile stays for notices
         while True:
             session.recap_done = None
             session.errors.pop("", None)   # an earlier refusal, of another message
@@ -750,7 +751,11 @@ class Client:
                                   f"(more than {MAX_UNCLAIMED_NOTICES:,} kept): take them "
                                   f"with notices() and recap again")
             got = list(session.notices)[before - lost:]
-            taken = [n for n in got if from_seq <= n.seq <= through]
+            taken = []
+            for n in got:
+                if from_seq <= n.seq <= through and n.seq not in seen:
+                    seen.add(n.seq)
+                    taken.append(n)
             out.extend(taken)
             taken_ids = {id(n) for n in taken}        # O(1) a notice (was O(taken))
             keep = [n for n in session.notices if id(n) not in taken_ids]

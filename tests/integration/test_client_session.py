@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from exchange.commands import CreateLot, LotTerms, Patent, RegisterParty
+from exchange.commands import CreateLot, LotTerms, Patent, PlaceOrder, RegisterParty
 from gateway import protocol as p
 from gateway.client import CURVE_OVERHEAD, MessageTooLarge
-from tests.integration.gateway_harness import client, running
+from tests.integration.gateway_harness import build_market, client, running
 
 
 def test_a_throttled_copy_and_an_accepted_resend_report_the_result(tmp_path: Path):
@@ -88,3 +88,25 @@ def test_a_client_connected_again_keeps_its_session_alive_while_idle(tmp_path: P
             b1.close()
             if how == "close":
                 b1.context.term()
+
+
+def test_a_recap_returns_each_seq_once_and_leaves_the_live_copy_to_notices(tmp_path: Path):
+    with running(tmp_path):
+        op, b2 = client(tmp_path, "op"), client(tmp_path, "b2")
+        b1 = client(tmp_path, "b1", keepalive=False)          # reads only when called
+        try:
+            m = build_market(op, b1, b2)
+            b1.notices()
+            b1.ok(PlaceOrder(session="S1", instrument=m.instrument, paddle=m.paddles["Seller"],
+                             order=1, side="sell", qty=10, price=100))
+            trade = b2.ok(PlaceOrder(session="S1", instrument=m.instrument,
+                                     paddle=m.paddles["Borealis"], order=1, side="buy", qty=10,
+                                     price=100))
+            time.sleep(0.3)                 # b1's live notice of the fill waits in its socket
+            recapped = b1.recap(from_seq=trade.seq)
+            assert [n.seq for n in recapped] == [trade.seq]
+            later = [n.seq for n in b1.notices()]
+            assert later.count(trade.seq) == 1                          # the live copy
+        finally:
+            for c in (b1, b2, op):
+                c.close()
