@@ -870,7 +870,8 @@ class AsyncClient:
         self._waiters: dict[str, asyncio.Future] = {}
         self._logon_waiter: asyncio.Future | None = None
         self._tasks: list[asyncio.Task] = []
-        self._notice_event = asyncio.Event()
+        self._notice_event = asyncio.Event()     # set when notices come, and at close
+        self._closed = False
 
     @classmethod
     async def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any
@@ -937,6 +938,8 @@ class AsyncClient:
         """Log out (best effort), close the socket, and fail every request
         still waiting with `ClientError`."""
         closed = ClientError("the client was closed")
+        self._closed = True
+        self._notice_event.set()             # ends `notices`
         for future in self._waiters.values():
             if not future.done():
                 future.set_exception(closed)
@@ -1037,10 +1040,15 @@ class AsyncClient:
         return found
 
     async def notices(self) -> AsyncIterator[p.Notice]:
-        """Yield private notices as they come."""
+        """Yield private notices as they come; end once the client is closed,
+        or raise the session's fatal error (revoked) after the last one."""
         while True:
             while self.session.notices:
                 yield self.session.notices.popleft()
+            if self.session.fatal is not None:
+                raise self.session.fatal
+            if self._closed:
+                return
             self._notice_event.clear()
             await self._notice_event.wait()
 
@@ -1064,6 +1072,7 @@ class AsyncClient:
                 if not future.done():
                     future.set_exception(session.fatal)
             waiters.clear()
+            self._notice_event.set()         # `notices` raises it
             return
         errors, results = session.errors, session.results
         for cid in cids:

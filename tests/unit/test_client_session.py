@@ -98,6 +98,9 @@ class _Socket:
     async def recv(self) -> bytes:
         return await self.inbox.get()
 
+    def close(self, linger: int = 0) -> None:
+        pass
+
 
 def test_async_a_refused_copy_then_an_accepted_resend_resolves_with_the_result():
     async def scenario() -> p.Result:
@@ -186,3 +189,35 @@ class _SyncSocket:
 
     def close(self, linger: int = 0) -> None:
         pass
+
+
+def test_async_notices_end_at_close_and_raise_at_revocation():
+    async def consume(client: AsyncClient) -> list[int]:
+        return [n.seq async for n in client.notices()]
+
+    async def scenario(revoke: bool) -> object:
+        client = AsyncClient(KEY, "tcp://127.0.0.1:9")
+        sock = _Socket()
+        client.socket = sock                              # type: ignore[assignment]
+        client.session.logged_on = LOGGED_ON
+        client._tasks = [asyncio.create_task(client._reader())]
+        consumer = asyncio.create_task(consume(client))
+        sock.inbox.put_nowait(p.encode(p.Notice(seq=4, ts=1, events=[])))
+        await asyncio.sleep(0.05)
+        if revoke:
+            sock.inbox.put_nowait(p.encode(p.SessionRejected(code="revoked", text="gone")))
+            await asyncio.sleep(0.05)
+        else:
+            await client.close()
+        done, _ = await asyncio.wait([consumer], timeout=2)
+        try:
+            return consumer.result() if done else "still waiting"
+        except SessionRejectedError as exc:
+            return exc.code
+        finally:
+            consumer.cancel()
+            if revoke:
+                await client.close()
+
+    assert asyncio.run(scenario(revoke=False)) == [4]
+    assert asyncio.run(scenario(revoke=True)) == "revoked"
