@@ -52,6 +52,28 @@ def encode_request(cid: str, cmd: Any) -> bytes:
         raise ClientError(f"cannot send {type(cmd).__name__}: {exc}") from None
 
 
+CURVE_OVERHEAD = 33
+"""Bytes CURVE adds to each message on the wire (its MESSAGE command, nonce
+and MAC): the server's ``max_message_bytes`` counts them."""
+
+
+class MessageTooLarge(ClientError, ValueError):
+    """A message larger than the server takes (``max_message_bytes`` of its
+    `LogonAccepted`, CURVE's bytes included), sent nowhere: the server would
+    drop the connection. ``code`` "message_too_large", ``size`` and ``limit``
+    in bytes."""
+
+    code = "message_too_large"
+
+    def __init__(self, what: str, size: int, limit: int, advice: str) -> None:
+        super().__init__(f"{what} is {size:,} bytes (encrypted); the server takes at most "
+                         f"{limit:,} in one message (its max_message_bytes): not sent "
+                         f"({advice}; the exchange's operator can raise max_message_bytes in "
+                         f"the server's config.toml, read when lotex serve starts)")
+        self.size = size
+        self.limit = limit
+
+
 class SessionRejectedError(ClientError):
     """A `SessionRejected` answer: ``code`` (see protocol.SESSION_REJECTS) and ``text``."""
 
@@ -211,6 +233,8 @@ those of a `Reload`. Others of no client id (a Request or Batch the server
 could not read) are about another message."""
 RELOAD_REFUSALS = ("not_permitted",)
 
+REQUEST_TOO_LARGE = "a command goes whole in one message, a lot with all its patents"
+
 MAX_UNCLAIMED = 100_000
 """Results kept for requests nobody has asked the result of yet (`send` and
 forget): beyond this many the oldest are dropped."""
@@ -235,6 +259,9 @@ class _Session:
         self.ids = ids or ClientIds()
         # cid -> (command, last sent), in the order last sent (`sent` keeps it)
         self.pending: dict[str, tuple[Any, float]] = {}
+        # cid -> copies sent since the last logon and not answered yet: a
+        # refusal of one copy is not the answer while another may still act
+        self.copies: dict[str, int] = {}
         self.results: dict[str, p.Result] = {}
         self.errors: dict[str, SessionRejectedError] = {}
         # client ids whose result or refusal came in, for a driver that
@@ -243,6 +270,7 @@ class _Session:
         self.notices: deque[p.Notice] = deque()
         self.notices_dropped = 0
         self.logged_on: p.LogonAccepted | None = None
+        self.max_message_bytes = 0        # the last LogonAccepted's (0: none yet)
         self.logon_error: SessionRejectedError | None = None
         self.last_in = time.monotonic()
         self.last_out = 0.0
@@ -278,6 +306,14 @@ class _Session:
         pending = self.pending
         pending.pop(cid, None)
         pending[cid] = (cmd, now)
+        self.copies[cid] = self.copies.get(cid, 0) + 1
+
+    def copy_answered(self, cid: str) -> int:
+        """Note that a copy of ``cid`` was answered; return how many are still out."""
+        left = self.copies.pop(cid, 0) - 1
+        if left > 0:
+            self.copies[cid] = left
+        return max(left, 0)
 
     def resendable(self, now: float, resend_after: float) -> list[str]:
         """Return the pending client ids due for a resend: none while logged
@@ -305,14 +341,18 @@ class _Session:
                                               for cid, cmd in zip(ids, cmds)]))
         except (OverflowError, TypeError, ValueError, msgspec.EncodeError) as exc:
             raise ClientError(f"cannot send this batch: {exc}") from None
-        limit = self.logged_on.max_message_bytes if self.logged_on is not None else 0
-        if limit and len(data) > limit:
-            raise ValueError(f"the batch is {len(data)} bytes; the server takes at most "
-                             f"{limit} per message (send fewer commands at a time)")
+        self.check_size(data, "the batch", "send fewer commands at a time")
         now = time.monotonic()
         for cid, cmd in zip(ids, cmds):
             self.sent(cid, cmd, now)
         return ids, data
+
+    def check_size(self, data: bytes, what: str, advice: str) -> None:
+        """Raise `MessageTooLarge` if ``data`` is more than the server takes in
+        one message."""
+        limit = self.max_message_bytes
+        if limit and len(data) + CURVE_OVERHEAD > limit:
+            raise MessageTooLarge(what, len(data) + CURVE_OVERHEAD, limit, advice)
 
     def handle(self, data: bytes) -> str:
         """Absorb one server message; return what the driver must do:
@@ -334,6 +374,7 @@ class _Session:
     def _absorb(self, msg: Any) -> str:
         kind = type(msg)
         if kind is p.Result:
+            self.copy_answered(msg.client_id)
             if msg.client_id in self.pending:      # later copies (resends) are dropped
                 del self.pending[msg.client_id]
                 results = self.results
@@ -349,7 +390,9 @@ class _Session:
                 self.notices_dropped += 1
             notices.append(msg)
         elif kind is p.LogonAccepted:
+            self.copies.clear()           # copies sent before it: lost or refused; resent now
             self.logged_on = msg
+            self.max_message_bytes = msg.max_message_bytes
             self.logged_out = None
             self.logons += 1
             self.logon_sent = 0.0
@@ -363,7 +406,13 @@ class _Session:
             if msg.code == "not_logged_on":
                 self.logged_on = None
                 return "" if self.logon_awaited() else "relogon"
-            if msg.code == "busy" and msg.client_id in self.pending:
+            cid = msg.client_id
+            if cid in self.copies or cid in self.results:
+                # a copy's refusal says nothing was done by that copy: another
+                # copy's Result (come, or on its way) says what the command did
+                if self.copy_answered(cid) or cid not in self.pending:
+                    return ""
+            if msg.code == "busy" and cid in self.pending:
                 return ""          # still pending: resent after resend_after, same id
             if msg.client_id:
                 self.pending.pop(msg.client_id, None)
@@ -388,12 +437,15 @@ class _Session:
         return ""
 
     def take(self, cid: str) -> p.Result | None:
+        """Return the result of ``cid`` if it came, else raise its refusal if
+        one came: a result wins over a refusal of another copy."""
         if self.fatal is not None:
             raise self.fatal
+        found = self.results.pop(cid, None)
         error = self.errors.pop(cid, None)
-        if error is not None:
+        if found is None and error is not None:
             raise error
-        return self.results.pop(cid, None)
+        return found
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -469,15 +521,17 @@ class Client:
             self.socket = _curve_socket(self.context, zmq.DEALER, self.key, self.endpoint)
         accepted = self.logon()
         if self._keepalive and self._keeper is None:
-            self._keeper = threading.Thread(target=self._keep, name="lotex-client-keeper",
-                                            daemon=True)
+            self._stopping = threading.Event()     # its own: an earlier one stays stopped
+            self._keeper = threading.Thread(target=self._keep, args=(self._stopping,),
+                                            name="lotex-client-keeper", daemon=True)
             self._keeper.start()
         return accepted
 
-    def _keep(self) -> None:
-        """The keeper thread: pump the socket when no call is using it."""
+    def _keep(self, stopping: threading.Event) -> None:
+        """The keeper thread: pump the socket when no call is using it, until
+        ``stopping`` is set."""
         interval = self.session.heartbeat_ms / 2000
-        while not self._stopping.wait(interval):
+        while not stopping.wait(interval):
             if not self._lock.acquire(blocking=False):
                 continue                   # a call is pumping the socket itself
             try:
@@ -543,9 +597,11 @@ class Client:
 
     @_locked
     def send(self, cmd: Any, client_id: str | None = None) -> str:
-        """Send a command without waiting; return its client id."""
+        """Send a command without waiting; return its client id. One larger
+        than the server takes in a message is `MessageTooLarge`, not sent."""
         cid = client_id or self.session.ids.next()
         data = encode_request(cid, cmd)          # before it is pending: never resent if not
+        self.session.check_size(data, f"{type(cmd).__name__} {cid!r}", REQUEST_TOO_LARGE)
         self.session.sent(cid, cmd, time.monotonic())
         self._send(data)
         return cid
@@ -669,9 +725,10 @@ class Client:
         and again if the client logs on again meanwhile (a Recap that reached
         the server before the Logon was refused). Live notices received
         meanwhile are kept for `notices`; duplicates with them share their
-        ``seq``."""
+        ``seq``. Each ``seq`` is returned once."""
         session = self.session
         out: list[p.Notice] = []
+        seen: set[int] = set()      # seqs taken: a live copy read meanwhile stays for notices
         while True:
             session.recap_done = None
             session.errors.pop("", None)   # an earlier refusal, of another message
@@ -694,7 +751,11 @@ class Client:
                                   f"(more than {MAX_UNCLAIMED_NOTICES:,} kept): take them "
                                   f"with notices() and recap again")
             got = list(session.notices)[before - lost:]
-            taken = [n for n in got if from_seq <= n.seq <= through]
+            taken = []
+            for n in got:
+                if from_seq <= n.seq <= through and n.seq not in seen:
+                    seen.add(n.seq)
+                    taken.append(n)
             out.extend(taken)
             taken_ids = {id(n) for n in taken}        # O(1) a notice (was O(taken))
             keep = [n for n in session.notices if id(n) not in taken_ids]
@@ -809,7 +870,8 @@ class AsyncClient:
         self._waiters: dict[str, asyncio.Future] = {}
         self._logon_waiter: asyncio.Future | None = None
         self._tasks: list[asyncio.Task] = []
-        self._notice_event = asyncio.Event()
+        self._notice_event = asyncio.Event()     # set when notices come, and at close
+        self._closed = False
 
     @classmethod
     async def from_data_dir(cls, data_dir: str | os.PathLike, user: str, **kw: Any
@@ -876,6 +938,8 @@ class AsyncClient:
         """Log out (best effort), close the socket, and fail every request
         still waiting with `ClientError`."""
         closed = ClientError("the client was closed")
+        self._closed = True
+        self._notice_event.set()             # ends `notices`
         for future in self._waiters.values():
             if not future.done():
                 future.set_exception(closed)
@@ -905,9 +969,11 @@ class AsyncClient:
         await self.close()
 
     async def send(self, cmd: Any, client_id: str | None = None) -> asyncio.Future:
-        """Send a command; return a future of its `Result`."""
+        """Send a command; return a future of its `Result`. One larger than
+        the server takes in a message is `MessageTooLarge`, not sent."""
         cid = client_id or self.session.ids.next()
         data = encode_request(cid, cmd)          # before it is pending: never resent if not
+        self.session.check_size(data, f"{type(cmd).__name__} {cid!r}", REQUEST_TOO_LARGE)
         future = self._waiters.get(cid)
         if future is None or future.done():     # (done: cancelled by its caller)
             future = self._waiters[cid] = asyncio.get_running_loop().create_future()
@@ -974,10 +1040,15 @@ class AsyncClient:
         return found
 
     async def notices(self) -> AsyncIterator[p.Notice]:
-        """Yield private notices as they come."""
+        """Yield private notices as they come; end once the client is closed,
+        or raise the session's fatal error (revoked) after the last one."""
         while True:
             while self.session.notices:
                 yield self.session.notices.popleft()
+            if self.session.fatal is not None:
+                raise self.session.fatal
+            if self._closed:
+                return
             self._notice_event.clear()
             await self._notice_event.wait()
 
@@ -1001,6 +1072,7 @@ class AsyncClient:
                 if not future.done():
                     future.set_exception(session.fatal)
             waiters.clear()
+            self._notice_event.set()         # `notices` raises it
             return
         errors, results = session.errors, session.results
         for cid in cids:
@@ -1009,11 +1081,12 @@ class AsyncClient:
                 continue                    # sent with no waiter: kept for a later send
             if future.done():               # cancelled by its caller
                 del waiters[cid]
+            elif cid in results:                # (a result wins over a refusal)
+                future.set_result(results.pop(cid))
+                errors.pop(cid, None)
+                del waiters[cid]
             elif cid in errors:
                 future.set_exception(errors.pop(cid))
-                del waiters[cid]
-            elif cid in results:
-                future.set_result(results.pop(cid))
                 del waiters[cid]
 
     async def _reader(self) -> None:
