@@ -847,7 +847,10 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # transfer, not marked as one) goes to its settlement's audience, not the public;
 # closing a session drops the negotiation offers standing on its passed lots
 # (OfferWithdrawn "session_closed"), releasing their credit.
-RULES = 5
+# 6: when one clock command fires several timers, the reactions to each run
+# before the next fires (a lot passed at its close closes its book before an
+# order on it expires later).
+RULES = 6
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
