@@ -849,7 +849,9 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # (OfferWithdrawn "session_closed"), releasing their credit.
 # 6: when one clock command fires several timers, the reactions to each run
 # before the next fires (a lot passed at its close closes its book before an
-# order on it expires later).
+# order on it expires later), and liquidity providers' time is counted up to
+# when the timer was due (a session's scheduled end, an order's expiry), not
+# to the clock command that fired it.
 RULES = 6
 
 
