@@ -851,7 +851,10 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # before the next fires (a lot passed at its close closes its book before an
 # order on it expires later), and liquidity providers' time is counted up to
 # when the timer was due (a session's scheduled end, an order's expiry), not
-# to the clock command that fired it.
+# to the clock command that fired it; a lot's windows (``negotiation_window``,
+# ``choice_window``, ``soft_*``, ``dutch_interval``) may be up to MAX_DURATION
+# (ten years, as settlement terms) rather than MAX_INT ns (~11.6 days), and a
+# window's end is at most MAX_TIME.
 RULES = 6
 
 

@@ -113,3 +113,89 @@ def test_an_order_expired_late_counts_liquidity_to_its_expiry(rules):
     report = one(d.ok(ReportLiquidity(session="S1", instrument="U"), **OP), LiquidityReport)
     assert report.trading_ns == 3 * HOUR
     assert report.quoting_ns == (3 * HOUR if rules == 5 else HOUR)
+
+
+# ---------------------------------------------------------------------------
+# a lot's windows up to ten years
+# ---------------------------------------------------------------------------
+
+def create(m: Market, serial: str, **fields) -> list:
+    from exchange.commands import CreateLot
+    return m.d.send(CreateLot(serial=serial, session="S1", seller=m.seller(),
+                              terms=m.terms(**fields)), actor="seller-broker", role="broker")
+
+
+WINDOWS = [
+    ("negotiation_window", {}),
+    ("choice_window", {"mechanism": "reverse", "reverse_choice": "buyer"}),
+    ("soft_window", {"soft_extend": 20 * MINUTE}),
+    ("soft_extend", {"soft_window": 20 * MINUTE}),
+    ("dutch_interval", {"mechanism": "dutch", "dutch_start": 9_000 * USD, "dutch_step": USD}),
+]
+
+
+@pytest.mark.parametrize("rules", [5, 6])
+@pytest.mark.parametrize("field,fields", WINDOWS)
+def test_a_lot_window_may_be_longer_than_eleven_days(rules, field, fields):
+    from exchange.errors import MAX_DURATION, MAX_INT
+    m = Market()
+    m.d.rules = rules
+    events = create(m, "L1", **{field: 14 * DAY}, **fields)
+    if rules == 5:                                       # held to 10**15 ns, ~11.6 days
+        assert rejected(events) == "out_of_range" and "1000000000000000" in events[-1].text
+        assert rejected(create(m, "L2", **{field: MAX_INT}, **fields)) is None
+        return
+    assert rejected(events) is None and getattr(m.state.lots["L1"].terms, field) == 14 * DAY
+    assert rejected(create(m, "L2", **{field: MAX_DURATION}, **fields)) is None
+    refused = create(m, "L3", **{field: MAX_DURATION + 1}, **fields)
+    assert rejected(refused) == "out_of_range" and "L3" not in m.state.lots
+    assert rejected(create(m, "L4", **{field: -1}, **fields)) == "negative"
+
+
+@pytest.mark.parametrize("rules", [5, 6])
+def test_a_bad_dutch_interval_is_refused_as_before(rules):
+    m = Market()
+    m.d.rules = rules
+    dutch = dict(mechanism="dutch", dutch_start=9_000 * USD, dutch_step=USD)
+    events = create(m, "L1", dutch_interval=0, **dutch)
+    assert rejected(events) == "non_positive" and "Dutch interval" in events[-1].text
+    events = create(m, "L2", dutch_step=-1, dutch_interval=-1, mechanism="dutch",
+                    dutch_start=9_000 * USD)
+    assert rejected(events) == "negative" and "Dutch step" in events[-1].text   # first named
+
+
+def test_a_two_week_negotiation_window_runs_its_course():
+    from exchange.commands import MakeOffer
+    from exchange.events import NegotiationEnded, OfferMade
+    m = Market()
+    seller, a = m.seller(), m.bidder("Alice")
+    m.lot("L1", seller=seller, reserve=5_000 * USD, negotiation_window=14 * DAY)
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 2_000 * USD)
+    passed = one(m.tick(T0 + DAY), LotPassed)
+    assert passed.negotiation_ends == T0 + 15 * DAY
+    one(m.send(MakeOffer(serial="L1", paddle=a, amount=3_000 * USD), a, ts=T0 + 13 * DAY),
+        OfferMade)
+    assert not of(m.tick(T0 + 15 * DAY - 1), NegotiationEnded)
+    one(m.tick(T0 + 15 * DAY), NegotiationEnded)
+
+
+@pytest.mark.parametrize("rules", [5, 6])
+def test_a_window_ends_no_later_than_the_last_time(rules):
+    from exchange.errors import MAX_INT, MAX_TIME
+    from exchange.events import LotClosed
+    m = Market()
+    m.d.rules = rules
+    seller, a = m.seller(limit=10**12), m.bidder("Alice")
+    close = MAX_TIME - DAY                               # late in 2262
+    m.lot("L1", seller=seller, reserve=5_000 * USD, negotiation_window=MAX_INT,
+          closes_at=close)
+    m.lot("T1", seller=seller, mechanism="reverse", reverse_choice="buyer",
+          choice_window=MAX_INT, closes_at=close)
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 2_000 * USD)
+    m.bid("T1", a, 500 * USD)
+    events = m.tick(close)
+    ends = (close + MAX_INT if rules == 5 else MAX_TIME)  # past 2**63 - 1 under rules 5
+    assert one(events, LotPassed).negotiation_ends == ends
+    assert [c.decision_by for c in of(events, LotClosed) if c.serial == "T1"] == [ends]
