@@ -854,7 +854,8 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # to the clock command that fired it; a lot's windows (``negotiation_window``,
 # ``choice_window``, ``soft_*``, ``dutch_interval``) may be up to MAX_DURATION
 # (ten years, as settlement terms) rather than MAX_INT ns (~11.6 days), and a
-# window's end is at most MAX_TIME.
+# window's end is at most MAX_TIME; a lot that passes after its session
+# closed opens no negotiation window (negotiation_ends 0, no NegotiationEnded).
 RULES = 6
 
 

@@ -423,11 +423,14 @@ def window_end(ctx: Ctx, when: int, window: int) -> int:
 def pass_lot(state: State, ctx: Ctx, lot: Lot, reason: str, when: int, *,
              highest_bid: int = 0, highest_paddle: int = 0) -> None:
     """Record that ``lot`` did not sell: release its commitments, open the
-    negotiation window (not for reverse tenders and book lots), publish the
-    pass without amounts and tell the seller the highest bid and the reserve."""
+    negotiation window (not for reverse tenders and book lots, nor since
+    rules 6 once the session is closed, where no one may negotiate), publish
+    the pass without amounts and tell the seller the highest bid and the reserve."""
     release_all(state, ctx, lot)
     lot.status = "passed"
     window = lot.terms.negotiation_window
+    if ctx.rules >= 6 and not state.sessions[lot.session].open:
+        window = 0
     if window and lot.mechanism not in ("reverse", "bid_ask"):
         lot.negotiation_ends = window_end(ctx, when, window)
         state.schedule(lot.negotiation_ends, "lot_negotiation_end", lot.serial, lot.round)

@@ -199,3 +199,40 @@ def test_a_window_ends_no_later_than_the_last_time(rules):
     ends = (close + MAX_INT if rules == 5 else MAX_TIME)  # past 2**63 - 1 under rules 5
     assert one(events, LotPassed).negotiation_ends == ends
     assert [c.decision_by for c in of(events, LotClosed) if c.serial == "T1"] == [ends]
+
+
+# ---------------------------------------------------------------------------
+# no negotiation window after the session's close
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rules", [5, 6])
+def test_a_lot_passing_after_the_session_closed_opens_no_window(rules):
+    from exchange.commands import CloseSession, MakeOffer
+    from exchange.events import NegotiationEnded
+    m = Market()
+    m.d.rules = rules
+    seller, a = m.seller(), m.bidder("Acme")
+    m.lot("L1", seller=seller, reserve=5_000 * USD, negotiation_window=2 * DAY)
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 2_000 * USD)
+    m.d.ok(CloseSession(session="S1"), **OP, ts=T0 + 2 * HOUR)
+    passed = one(m.tick(T0 + DAY), LotPassed)            # at its own close, after the session's
+    offer = m.send(MakeOffer(serial="L1", paddle=a, amount=4_000 * USD), a, ts=T0 + DAY + HOUR)
+    assert rejected(offer) == "session_closed"           # under either rules
+    ended = m.tick(T0 + 3 * DAY)
+    if rules == 5:                                       # a window no one could use
+        assert passed.negotiation_ends == T0 + 3 * DAY and one(ended, NegotiationEnded)
+        return
+    assert passed.negotiation_ends == 0 and m.state.lots["L1"].negotiation_ends == 0
+    assert not of(ended, NegotiationEnded)
+
+
+def test_a_lot_passing_as_its_session_ends_keeps_its_window():
+    """A lot closing at the session's end passes before the session closes
+    (its window opens; the close drops what is offered in it, rules 5)."""
+    m = Market(ends_at=T0 + DAY)
+    seller, a = m.seller(), m.bidder("Acme")
+    m.lot("L1", seller=seller, reserve=5_000 * USD, negotiation_window=2 * DAY)
+    m.tick(T0 + HOUR)
+    m.bid("L1", a, 2_000 * USD)
+    assert one(m.tick(T0 + DAY), LotPassed).negotiation_ends == T0 + 3 * DAY
