@@ -120,7 +120,8 @@ class LotTerms(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """A lot's public catalogue entry and rules. Everything here is public once
     the lot is scheduled; the reserve is NOT here (see `CreateLot.reserve`).
 
-    Money in minor units of ``currency``; times int ns UTC; rates in basis
+    Money in minor units of ``currency`` ("": the session's, filled in when the
+    lot is created; rules 5 refused it); times int ns UTC; rates in basis
     points (1 bp = 0.01 %). ``increments`` names a table of
     `exchange.increments` ("otba", "ebay2003", "custom" = ``custom_increments``,
     pairs of (band floor, increment) ascending from 0). ``hard_end`` 0 means
@@ -136,7 +137,7 @@ class LotTerms(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     title: str
     patents: tuple[Patent, ...] = ()
-    currency: str = "USD"
+    currency: str = ""
     mechanism: Mechanism = "english"
     starting_bid: int = 0
     ask: int = 0
@@ -855,7 +856,9 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # ``choice_window``, ``soft_*``, ``dutch_interval``) may be up to MAX_DURATION
 # (ten years, as settlement terms) rather than MAX_INT ns (~11.6 days), and a
 # window's end is at most MAX_TIME; a lot that passes after its session
-# closed opens no negotiation window (negotiation_ends 0, no NegotiationEnded).
+# closed opens no negotiation window (negotiation_ends 0, no NegotiationEnded);
+# a lot's ``currency`` "" (now LotTerms' default, "USD" before) means its
+# session's, written into its terms when it is created (rules 5 refused "").
 RULES = 6
 
 

@@ -595,10 +595,13 @@ def create_lot(state: State, ctx: Ctx, cmd: CreateLot) -> None:
     if not session.open:
         raise Reject("session_closed", f"session {cmd.session!r} is closed")
     own_party(state, ctx, cmd.seller)
-    table = _validate_terms(cmd.terms, cmd.reserve, ctx.rules)
+    terms = cmd.terms
+    if not terms.currency and ctx.rules >= 6:    # the session's, in its events and state
+        terms = msgspec.structs.replace(terms, currency=session.currency)
+    table = _validate_terms(terms, cmd.reserve, ctx.rules)
     lot = Lot(serial=cmd.serial, session=cmd.session, seller=cmd.seller,
-              currency=cmd.terms.currency, mechanism=cmd.terms.mechanism, status="draft",
-              terms=cmd.terms, reserve=cmd.reserve, ladder=Ladder(table))
+              currency=terms.currency, mechanism=terms.mechanism, status="draft",
+              terms=terms, reserve=cmd.reserve, ladder=Ladder(table))
     state.lots[lot.serial] = lot
     session.lots.append(lot.serial)
     ctx.emit(LotCreated(to=seller_audience(state, lot), serial=lot.serial, session=lot.session,

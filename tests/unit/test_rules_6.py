@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from exchange.commands import CreateInstrument, PlaceOrder
+from exchange.commands import CreateInstrument, PlaceOrder, ScheduleLot, VetLot
 from exchange.driver import Driver
 from exchange.engine import Engine
 from exchange.events import LotPassed, OrderCancelled, PhaseChanged
@@ -236,3 +236,65 @@ def test_a_lot_passing_as_its_session_ends_keeps_its_window():
     m.tick(T0 + HOUR)
     m.bid("L1", a, 2_000 * USD)
     assert one(m.tick(T0 + DAY), LotPassed).negotiation_ends == T0 + 3 * DAY
+
+
+# ---------------------------------------------------------------------------
+# a lot without a currency is in its session's
+# ---------------------------------------------------------------------------
+
+def eur_session(rules: int) -> tuple[Market, int, int]:
+    """Session "E1" in EUR beside the USD one, a seller and a bidder approved
+    in EUR with a paddle in it. Returns the market, the seller and the paddle."""
+    from exchange.commands import CreateSession, IssuePaddle
+    m = Market()
+    m.d.rules = rules
+    m.d.ok(CreateSession(session="E1", name="Euro session", currency="EUR"), **OP)
+    seller = m.seller()
+    bidder = m.party("Eve", "broker-eve", currency="EUR")
+    paddle = m.d.ok(IssuePaddle(session="E1", party=bidder), **OP)[0].paddle
+    m.brokers[paddle], m.parties[paddle] = "broker-eve", bidder
+    return m, seller, paddle
+
+
+def euro_lot(m: Market, seller: int, serial: str = "EL-1", **fields) -> list:
+    from exchange.commands import CreateLot, LotTerms
+    terms = LotTerms(title="No currency given", starting_bid=1_000 * USD, opens_at=T0 + HOUR,
+                     closes_at=T0 + DAY, **fields)
+    return m.d.send(CreateLot(serial=serial, session="E1", seller=seller, terms=terms),
+                    actor="seller-broker", role="broker")
+
+
+@pytest.mark.parametrize("rules", [5, 6])
+def test_a_lot_without_a_currency_is_in_its_sessions(rules):
+    from exchange.commands import LotTerms
+    from exchange.events import BidAccepted, LotCreated, LotScheduled
+    assert LotTerms(title="x").currency == ""
+    m, seller, paddle = eur_session(rules)
+    events = euro_lot(m, seller)
+    if rules == 5:                                       # "" was refused; USD was the default
+        assert rejected(events) == "bad_field" and "ISO 4217" in events[-1].text
+        assert "EL-1" not in m.state.lots
+        return
+    created = one(events, LotCreated)
+    assert created.terms.currency == "EUR"               # the real code, in events and state
+    lot = m.state.lots["EL-1"]
+    assert lot.currency == lot.terms.currency == "EUR"
+    m.d.ok(VetLot(serial="EL-1", score=80, approved=True), **OP)
+    assert one(m.d.ok(ScheduleLot(serial="EL-1"), **OP), LotScheduled).terms.currency == "EUR"
+    m.tick(T0 + 2 * HOUR)
+    assert one(m.bid("EL-1", paddle, 2_000 * USD), BidAccepted).price == 1_000 * USD
+
+
+@pytest.mark.parametrize("rules", [5, 6])
+def test_a_lot_naming_its_currency_keeps_it(rules):
+    from exchange.events import LotCreated
+    from exchange.commands import PlaceBid
+    m, seller, paddle = eur_session(rules)
+    created = one(euro_lot(m, seller, currency="USD"), LotCreated)
+    assert created.terms.currency == m.state.lots["EL-1"].currency == "USD"
+    one(euro_lot(m, seller, "EL-2", currency="EUR"), LotCreated)
+    m.d.ok(VetLot(serial="EL-1", score=80, approved=True), **OP)
+    m.d.ok(ScheduleLot(serial="EL-1"), **OP)
+    m.tick(T0 + 2 * HOUR)                                # a EUR bidder on a USD lot, as ever
+    assert rejected(m.send(PlaceBid(serial="EL-1", paddle=paddle, amount=2_000 * USD),
+                           paddle)) == "wrong_currency"
