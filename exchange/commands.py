@@ -858,7 +858,9 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # window's end is at most MAX_TIME; a lot that passes after its session
 # closed opens no negotiation window (negotiation_ends 0, no NegotiationEnded);
 # a lot's ``currency`` "" (now LotTerms' default, "USD" before) means its
-# session's, written into its terms when it is created (rules 5 refused "").
+# session's, written into its terms when it is created (rules 5 refused "");
+# a currency must be an active ISO 4217 code (participants.ISO_4217), not
+# only three capital letters.
 RULES = 6
 
 

@@ -525,9 +525,9 @@ def reaward(state: State, ctx: Ctx, serial: str, paddle: int, party: int, hammer
 def _validate_terms(terms: LotTerms, reserve: int, rules: int) -> tuple[tuple[int, int], ...]:
     if not terms.title.strip():
         raise Reject("bad_field", "a lot needs a title")
-    valid_currency(terms.currency)
+    valid_currency(terms.currency, rules)
     if terms.display_currency:
-        valid_currency(terms.display_currency)
+        valid_currency(terms.display_currency, rules)
     if terms.mechanism not in MECHANISMS:
         raise Reject("bad_field", f"unknown mechanism {terms.mechanism!r}")
     if terms.tie_break not in ("earliest", "lottery"):

@@ -415,7 +415,7 @@ def record_agreement_transfer(state: State, ctx: Ctx, cmd: RecordAgreementTransf
     if buyer.frozen:
         raise Reject("party_frozen", f"the buyer's (party {buyer.id}) credit is frozen")
     positive(cmd.price, "price")
-    currency = valid_currency(cmd.currency or session.currency)
+    currency = valid_currency(cmd.currency or session.currency, ctx.rules)
     for bp, what in ((cmd.buyer_premium_bp, "buyer's premium"),
                      (cmd.seller_commission_bp, "seller commission")):
         if not 0 <= bp <= lots.MAX_BP:

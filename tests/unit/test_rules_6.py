@@ -298,3 +298,77 @@ def test_a_lot_naming_its_currency_keeps_it(rules):
     m.tick(T0 + 2 * HOUR)                                # a EUR bidder on a USD lot, as ever
     assert rejected(m.send(PlaceBid(serial="EL-1", paddle=paddle, amount=2_000 * USD),
                            paddle)) == "wrong_currency"
+
+
+# ---------------------------------------------------------------------------
+# currencies: ISO 4217's active codes
+# ---------------------------------------------------------------------------
+
+def with_currency(m: Market, kind: str, code: str):
+    """A command of ``kind`` naming currency ``code``."""
+    from exchange.commands import (CreateLot, CreateSession, RecordAgreementTransfer,
+                                   ReviewCredit, SetDisplayRate)
+    if kind == "CreateSession":
+        return CreateSession(session="S-" + code, name="x", currency=code)
+    if kind == "ReviewCredit":
+        return ReviewCredit(party=m.seller(), approved=True, credit_limit=10, currency=code,
+                            agreement_version="BRA-2026")
+    if kind == "SetDisplayRate.base":
+        return SetDisplayRate(base=code, quote="EUR", num=1, den=1)
+    if kind == "SetDisplayRate.quote":
+        return SetDisplayRate(base="USD", quote=code, num=1, den=1)
+    if kind == "CreateLot.currency":
+        return CreateLot(serial="L-" + code, session="S1", seller=m.seller(),
+                         terms=m.terms(currency=code))
+    if kind == "CreateLot.display_currency":
+        return CreateLot(serial="L-" + code, session="S1", seller=m.seller(),
+                         terms=m.terms(display_currency=code))
+    if kind == "CreateInstrument":
+        return CreateInstrument(session="S1", instrument="U-" + code, currency=code)
+    return RecordAgreementTransfer(session="S1", serial="AG-" + code, title="x",
+                                   seller=m.seller(), buyer=m.party("B", "broker-b"), price=10,
+                                   currency=code)
+
+
+KINDS = ["CreateSession", "ReviewCredit", "SetDisplayRate.base", "SetDisplayRate.quote",
+         "CreateLot.currency", "CreateLot.display_currency", "CreateInstrument",
+         "RecordAgreementTransfer"]
+
+
+@pytest.mark.parametrize("rules", [5, 6])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("code", ["UDS", "ZZZ", "HRK"])
+def test_a_currency_not_in_iso_4217_is_refused(rules, kind, code):
+    m = Market()
+    m.d.rules = rules
+    events = m.d.send(with_currency(m, kind, code), **OP)
+    if rules == 5:                                       # three capitals were enough
+        assert rejected(events) is None
+        return
+    assert rejected(events) == "bad_field"
+    assert events[-1].text == f"currency {code!r} is not an active ISO 4217 code"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("code", ["USD", "EUR", "CNY", "JPY", "GBP", "VND", "XAU", "CHF"])
+def test_the_currencies_in_use_are_iso_4217_codes(kind, code):
+    m = Market()
+    assert rejected(m.d.send(with_currency(m, kind, code), **OP)) is None
+
+
+@pytest.mark.parametrize("rules", [5, 6])
+def test_a_currency_of_the_wrong_shape_is_refused_as_before(rules):
+    from exchange.commands import CreateSession
+    m = Market()
+    m.d.rules = rules
+    events = m.d.send(CreateSession(session="S2", name="x", currency="usd"), **OP)
+    assert rejected(events) == "bad_field"
+    assert events[-1].text == "currency 'usd' is not a three-letter ISO 4217 code"
+
+
+def test_the_iso_4217_list_is_three_capitals_each():
+    from exchange.participants import ISO_4217
+    assert len(ISO_4217) == 178                       # changing it changes the rules
+    assert all(len(code) == 3 and code.isascii() and code.isupper() for code in ISO_4217)
+    assert {"XCG", "ZWG", "SLE", "VES", "XXX"} <= ISO_4217
+    assert not {"HRK", "BGN", "ANG", "ZWL", "DEM", "UDS"} & ISO_4217
