@@ -120,7 +120,8 @@ class LotTerms(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """A lot's public catalogue entry and rules. Everything here is public once
     the lot is scheduled; the reserve is NOT here (see `CreateLot.reserve`).
 
-    Money in minor units of ``currency``; times int ns UTC; rates in basis
+    Money in minor units of ``currency`` ("": the session's, filled in when the
+    lot is created; rules 5 refused it); times int ns UTC; rates in basis
     points (1 bp = 0.01 %). ``increments`` names a table of
     `exchange.increments` ("otba", "ebay2003", "custom" = ``custom_increments``,
     pairs of (band floor, increment) ascending from 0). ``hard_end`` 0 means
@@ -136,7 +137,7 @@ class LotTerms(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     title: str
     patents: tuple[Patent, ...] = ()
-    currency: str = "USD"
+    currency: str = ""
     mechanism: Mechanism = "english"
     starting_bid: int = 0
     ask: int = 0
@@ -847,7 +848,20 @@ AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]
 # transfer, not marked as one) goes to its settlement's audience, not the public;
 # closing a session drops the negotiation offers standing on its passed lots
 # (OfferWithdrawn "session_closed"), releasing their credit.
-RULES = 5
+# 6: when one clock command fires several timers, the reactions to each run
+# before the next fires (a lot passed at its close closes its book before an
+# order on it expires later), and liquidity providers' time is counted up to
+# when the timer was due (a session's scheduled end, an order's expiry), not
+# to the clock command that fired it; a lot's windows (``negotiation_window``,
+# ``choice_window``, ``soft_*``, ``dutch_interval``) may be up to MAX_DURATION
+# (ten years, as settlement terms) rather than MAX_INT ns (~11.6 days), and a
+# window's end is at most MAX_TIME; a lot that passes after its session
+# closed opens no negotiation window (negotiation_ends 0, no NegotiationEnded);
+# a lot's ``currency`` "" (now LotTerms' default, "USD" before) means its
+# session's, written into its terms when it is created (rules 5 refused "");
+# a currency must be an active ISO 4217 code (participants.ISO_4217), not
+# only three capital letters.
+RULES = 6
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -17,7 +17,7 @@ bid is O(1) (plus one timer insertion, O(log timers)).
 from __future__ import annotations
 
 from exchange.engine import Ctx, State, on_timer
-from exchange.errors import Reject, positive
+from exchange.errors import Reject, above_zero, positive
 from exchange.events import BidConfirmed, DutchPriceChanged
 from exchange.lots import (Bid, Lot, Mechanism, award_to_bidder, check_credit, close, display,
                            pass_lot, register_mechanism, total_due)
@@ -45,7 +45,7 @@ class Dutch(Mechanism):
     def validate_terms(self, terms, reserve: int) -> None:
         positive(terms.dutch_start, "Dutch start price")
         positive(terms.dutch_step, "Dutch step")
-        positive(terms.dutch_interval, "Dutch interval")
+        above_zero(terms.dutch_interval, "Dutch interval")    # at most: lots._validate_terms
         if terms.dutch_start < max(reserve, terms.starting_bid):
             raise Reject("bad_field", "the Dutch clock must start at or above the reserve "
                                       "and the starting bid")

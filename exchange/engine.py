@@ -2,10 +2,11 @@
 
 One `Engine` owns one `State`. `Engine.apply` takes a sequenced `Envelope`,
 first fires every scheduled action due at or before the envelope's time
-(closings, soft-close ends, Dutch steps, expiries, due dates), then runs the
-command's handler. A handler validates everything before it changes
-anything and raises `Reject` to refuse; the engine then emits a
-`CommandRejected` to the sender alone and keeps the state unchanged.
+(closings, soft-close ends, Dutch steps, expiries, due dates; since rules 6
+each with its reactions before the next), then runs the command's handler.
+A handler validates everything before it changes anything and raises
+`Reject` to refuse; the engine then emits a `CommandRejected` to the sender
+alone and keeps the state unchanged.
 
 Mechanism modules register handlers with `@handles(CommandType)`, timer
 actions with `@on_timer("kind")` and reactions to events with
@@ -130,7 +131,7 @@ class State:
 class Ctx:
     """What a handler knows of the command at hand, and where its events go."""
 
-    __slots__ = ("seq", "ts", "actor", "role", "client_id", "rules", "out")
+    __slots__ = ("seq", "ts", "actor", "role", "client_id", "rules", "out", "due")
 
     def __init__(self, env: Envelope, out: list[Event]) -> None:
         self.seq = env.seq
@@ -140,6 +141,9 @@ class Ctx:
         self.client_id = env.client_id
         self.rules = env.rules        # the rules version to apply (`commands.RULES`)
         self.out = out
+        # since rules 6, while a timer and the reactions to it run: the time it was
+        # due (at or before ``ts``); else 0
+        self.due = 0
 
     def emit(self, event: Event) -> None:
         self.out.append(event)
@@ -175,7 +179,7 @@ class Engine:
         timers = state.timers
         if timers and timers[0][0] <= state.now:
             self._fire_due(ctx)
-            if REACTIONS and out:
+            if REACTIONS and out and ctx.rules < 6:
                 self._react(ctx, 0)   # reactions to what the timers did come before the command
         start = len(out)
         cmd = env.cmd
@@ -203,11 +207,23 @@ class Engine:
         return out
 
     def _fire_due(self, ctx: Ctx) -> None:
+        """Fire every timer due by now, in time order. Since rules 6 the
+        reactions to what each one emitted run before the next one fires (a
+        lot passed at its close closes its book before a later expiry), with
+        ``ctx.due`` set to its time; before, they ran after the last one."""
         timers = self.state.timers
         now = self.state.now
+        out = ctx.out
+        each = ctx.rules >= 6
         while timers and timers[0][0] <= now:
             when, _, kind, ref, arg = heapq.heappop(timers)
+            start = len(out)
+            if each:
+                ctx.due = when
             TIMER_ACTIONS[kind](self.state, ctx, ref, arg)
+            if each and REACTIONS and len(out) > start:
+                self._react(ctx, start)
+        ctx.due = 0
 
     def _react(self, ctx: Ctx, index: int) -> None:
         """Run the reactions to ``ctx.out[index:]`` and to what they emit in turn."""

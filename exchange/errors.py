@@ -13,6 +13,10 @@ from __future__ import annotations
 # display rate) is not, hence `MAX_DISPLAY`.
 MAX_INT = 10**15
 MAX_TIME = 2**63 - 1
+# Longest duration the engine accepts (ten years, in ns): a settlement term,
+# and since rules 6 a lot's windows (negotiation, choice, soft close, Dutch
+# interval), which before were held to `MAX_INT` ns (about 11.6 days).
+MAX_DURATION = 3_650 * 86_400 * 10**9
 # Largest amount an event's ``display_*`` field carries (rules 5): the largest
 # value a signed 64-bit integer holds, what the journal's MessagePack and the
 # analyst store's SQLite keep. An amount converted at a display rate above it
@@ -111,10 +115,16 @@ def register_reasons(reasons: dict[str, str]) -> None:
         REASONS[code] = text
 
 
-def positive(value: int, what: str = "amount") -> int:
-    """Return `value` if it is a positive engine integer, else reject."""
+def above_zero(value: int, what: str = "amount") -> int:
+    """Return `value` if it is greater than zero, else reject (no upper bound)."""
     if value <= 0:
         raise Reject("non_positive", f"{what} must be greater than zero, got {value}")
+    return value
+
+
+def positive(value: int, what: str = "amount") -> int:
+    """Return `value` if it is a positive engine integer, else reject."""
+    above_zero(value, what)
     if value > MAX_INT:
         raise Reject("out_of_range", f"{what} {value} is above the maximum {MAX_INT}")
     return value
@@ -126,6 +136,15 @@ def non_negative(value: int, what: str = "value") -> int:
         raise Reject("negative", f"{what} must not be negative, got {value}")
     if value > MAX_INT:
         raise Reject("out_of_range", f"{what} {value} is above the maximum {MAX_INT}")
+    return value
+
+
+def a_duration(value: int, what: str = "duration") -> int:
+    """Return `value` if it is a duration from 0 to `MAX_DURATION` ns, else reject."""
+    if value < 0:
+        raise Reject("negative", f"{what} must not be negative, got {value}")
+    if value > MAX_DURATION:
+        raise Reject("out_of_range", f"{what} {value} ns is above the maximum {MAX_DURATION}")
     return value
 
 

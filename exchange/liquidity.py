@@ -11,11 +11,12 @@ fill ``min_qty`` from its own orders, best first.
 The engine measures the time exactly from the journal's clock: between two
 commands nothing changes, so after each command that touches a provider's
 orders (or changes the book's phase) it adds the time since the last such
-command to the provider's trading time (if the book traded continuously)
-and quoting time (if the quote met the obligation), then looks at the book
-again. `ReportLiquidity` reports every provider of a book so far (``reset``:
-and starts a new period); `EndLiquidityProvider`, or the book closing,
-reports for the last time (``final``). The reports and the appointment are
+command (since rules 6, for a timer's change, up to when it was due) to the
+provider's trading time (if the book traded continuously) and quoting time
+(if the quote met the obligation), then looks at the book again.
+`ReportLiquidity` reports every provider of a book so far (``reset``: and
+starts a new period); `EndLiquidityProvider`, or the book closing, reports
+for the last time (``final``). The reports and the appointment are
 private to the provider's broker and the operators: the market learns
 nothing of who provides liquidity.
 
@@ -138,18 +139,21 @@ def refresh(state: State, ctx: Ctx, inst: market.Instrument,
             touched: dict[int, None] | None) -> None:
     """After a command changed ``inst``: count for the providers whose orders
     it ``touched`` (None: every provider, for a change of phase); a closed
-    book reports every provider for the last time and forgets them."""
+    book reports every provider for the last time and forgets them. Since
+    rules 6 what a timer changed counts up to when it was due (a session's
+    end, an expiry), not to the later clock command that fired it."""
     providers = inst.providers
+    now = ctx.due or ctx.ts
     if inst.phase == "closed":
         for provider in providers.values():
-            _count(inst, provider, ctx.ts)
+            _count(inst, provider, now)
             _report(state, ctx, inst, provider, final=True)
         inst.providers = {}
         return
     for paddle in (providers if touched is None else touched):
         provider = providers.get(paddle)
         if provider is not None:
-            _count(inst, provider, ctx.ts)
+            _count(inst, provider, now)
 
 
 def _report(state: State, ctx: Ctx, inst: market.Instrument, provider: Provider,

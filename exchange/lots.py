@@ -44,8 +44,8 @@ from exchange.commands import (AcceptCounter, AnswerOffer, BuyAtAsk, ChooseOffer
                                PostNotice, RecordNegotiatedSale, RelistLot, ScheduleLot, VetLot,
                                WithdrawBid, WithdrawLot, WithdrawOffer)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
-from exchange.errors import (Reject, a_time, non_negative, positive, published_reason,
-                             register_reasons)
+from exchange.errors import (MAX_TIME, Reject, a_duration, a_time, non_negative, positive,
+                             published_reason, register_reasons)
 from exchange.events import (CreditChanged, LotAwarded, LotClosed, LotCreated, LotExtended,
                              LotOpened, PartyFrozen, SessionClosed, CreditReviewed,
                              LotPassed, LotPassedDetail, LotRelisted, LotScheduled, LotSettled,
@@ -414,16 +414,25 @@ def close(ctx: Ctx, lot: Lot, outcome: str, decision_by: int = 0) -> None:
                        bids=public_bids(lot), decision_by=decision_by))
 
 
+def window_end(ctx: Ctx, when: int, window: int) -> int:
+    """Return the end of a ``window`` ns long from ``when``: since rules 6 no
+    later than `MAX_TIME` (a close late in 2262 and a ten-year window)."""
+    return min(when + window, MAX_TIME) if ctx.rules >= 6 else when + window
+
+
 def pass_lot(state: State, ctx: Ctx, lot: Lot, reason: str, when: int, *,
              highest_bid: int = 0, highest_paddle: int = 0) -> None:
     """Record that ``lot`` did not sell: release its commitments, open the
-    negotiation window (not for reverse tenders and book lots), publish the
-    pass without amounts and tell the seller the highest bid and the reserve."""
+    negotiation window (not for reverse tenders and book lots, nor since
+    rules 6 once the session is closed, where no one may negotiate), publish
+    the pass without amounts and tell the seller the highest bid and the reserve."""
     release_all(state, ctx, lot)
     lot.status = "passed"
     window = lot.terms.negotiation_window
+    if ctx.rules >= 6 and not state.sessions[lot.session].open:
+        window = 0
     if window and lot.mechanism not in ("reverse", "bid_ask"):
-        lot.negotiation_ends = when + window
+        lot.negotiation_ends = window_end(ctx, when, window)
         state.schedule(lot.negotiation_ends, "lot_negotiation_end", lot.serial, lot.round)
     else:
         lot.negotiation_ends = 0
@@ -516,9 +525,9 @@ def reaward(state: State, ctx: Ctx, serial: str, paddle: int, party: int, hammer
 def _validate_terms(terms: LotTerms, reserve: int, rules: int) -> tuple[tuple[int, int], ...]:
     if not terms.title.strip():
         raise Reject("bad_field", "a lot needs a title")
-    valid_currency(terms.currency)
+    valid_currency(terms.currency, rules)
     if terms.display_currency:
-        valid_currency(terms.display_currency)
+        valid_currency(terms.display_currency, rules)
     if terms.mechanism not in MECHANISMS:
         raise Reject("bad_field", f"unknown mechanism {terms.mechanism!r}")
     if terms.tie_break not in ("earliest", "lottery"):
@@ -532,16 +541,21 @@ def _validate_terms(terms: LotTerms, reserve: int, rules: int) -> tuple[tuple[in
             raise Reject("bad_field", f"patent status {patent.status!r} is not granted or pending")
         a_time(patent.priority_date, "priority date")
         a_time(patent.expiry_date, "expiry date")
-    for value, what in ((terms.starting_bid, "starting bid"), (terms.ask, "Ask"),
-                        (reserve, "reserve"), (terms.soft_window, "soft-close window"),
-                        (terms.soft_extend, "soft-close extension"),
-                        (terms.dutch_start, "Dutch start"), (terms.dutch_step, "Dutch step"),
-                        (terms.dutch_interval, "Dutch interval"),
-                        (terms.choice_window, "choice window"),
-                        (terms.negotiation_window, "negotiation window"),
-                        (terms.buyer_premium_bp, "buyer's premium"),
-                        (terms.seller_commission_bp, "seller commission")):
-        non_negative(value, what)
+    # durations: since rules 6 up to MAX_DURATION; before, MAX_INT ns (~11.6 days)
+    duration = a_duration if rules >= 6 else non_negative
+    for value, what, check in ((terms.starting_bid, "starting bid", non_negative),
+                               (terms.ask, "Ask", non_negative),
+                               (reserve, "reserve", non_negative),
+                               (terms.soft_window, "soft-close window", duration),
+                               (terms.soft_extend, "soft-close extension", duration),
+                               (terms.dutch_start, "Dutch start", non_negative),
+                               (terms.dutch_step, "Dutch step", non_negative),
+                               (terms.dutch_interval, "Dutch interval", duration),
+                               (terms.choice_window, "choice window", duration),
+                               (terms.negotiation_window, "negotiation window", duration),
+                               (terms.buyer_premium_bp, "buyer's premium", non_negative),
+                               (terms.seller_commission_bp, "seller commission", non_negative)):
+        check(value, what)
     for value, what in ((terms.opens_at, "opens_at"), (terms.closes_at, "closes_at"),
                         (terms.hard_end, "hard_end")):
         a_time(value, what)
@@ -581,10 +595,13 @@ def create_lot(state: State, ctx: Ctx, cmd: CreateLot) -> None:
     if not session.open:
         raise Reject("session_closed", f"session {cmd.session!r} is closed")
     own_party(state, ctx, cmd.seller)
-    table = _validate_terms(cmd.terms, cmd.reserve, ctx.rules)
+    terms = cmd.terms
+    if not terms.currency and ctx.rules >= 6:    # the session's, in its events and state
+        terms = msgspec.structs.replace(terms, currency=session.currency)
+    table = _validate_terms(terms, cmd.reserve, ctx.rules)
     lot = Lot(serial=cmd.serial, session=cmd.session, seller=cmd.seller,
-              currency=cmd.terms.currency, mechanism=cmd.terms.mechanism, status="draft",
-              terms=cmd.terms, reserve=cmd.reserve, ladder=Ladder(table))
+              currency=terms.currency, mechanism=terms.mechanism, status="draft",
+              terms=terms, reserve=cmd.reserve, ladder=Ladder(table))
     state.lots[lot.serial] = lot
     session.lots.append(lot.serial)
     ctx.emit(LotCreated(to=seller_audience(state, lot), serial=lot.serial, session=lot.session,

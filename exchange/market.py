@@ -740,7 +740,7 @@ def create_instrument(state: State, ctx: Ctx, cmd: CreateInstrument) -> None:
     else:
         if cmd.lot:
             raise Reject("bad_field", "a units instrument names no lot")
-        currency = valid_currency(cmd.currency or session.currency)
+        currency = valid_currency(cmd.currency or session.currency, ctx.rules)
     inst = Instrument(id=cmd.instrument, session=cmd.session, kind=cmd.kind, lot=cmd.lot,
                       currency=currency, stp=cmd.stp, phase="call" if cmd.call else "continuous",
                       reference=cmd.reference, issued=issued, book=Book(), holdings=holdings,

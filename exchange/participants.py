@@ -52,10 +52,30 @@ class Session(msgspec.Struct, kw_only=True):
     lots: list[str] = []               # serials, in the order added
 
 
-def valid_currency(code: str) -> str:
-    """Return an ISO-4217-shaped code (three capital letters) or reject."""
+# ISO 4217's active codes (list one, 2026: currencies, funds, precious metals,
+# XTS and XXX; HRK, BGN, CUC, SLL, ZWL and ANG withdrawn, XCG, ZWG and XAD in).
+# Fixed with the engine's rules 6: a change of the list is a change of rules.
+ISO_4217 = frozenset("""
+    AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BHD BIF BMD BND BOB BOV
+    BRL BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP
+    CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF
+    GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR
+    KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT
+    MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN
+    PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE
+    SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX
+    USD USN UYI UYU UYW UZS VED VES VND VUV WST XAD XAF XAG XAU XBA XBB XBC
+    XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG
+""".split())
+
+
+def valid_currency(code: str, rules: int) -> str:
+    """Return a currency code, or reject one that is not three capital letters
+    or (rules 6) not an active ISO 4217 code (`ISO_4217`)."""
     if len(code) != 3 or not code.isascii() or not code.isalpha() or not code.isupper():
         raise Reject("bad_field", f"currency {code!r} is not a three-letter ISO 4217 code")
+    if rules >= 6 and code not in ISO_4217:
+        raise Reject("bad_field", f"currency {code!r} is not an active ISO 4217 code")
     return code
 
 
@@ -157,7 +177,7 @@ def review_credit(state: State, ctx: Ctx, cmd: ReviewCredit) -> None:
     ctx.require_role("operator")
     party = get_party(state, cmd.party)
     non_negative(cmd.credit_limit, "credit limit")
-    valid_currency(cmd.currency)
+    valid_currency(cmd.currency, ctx.rules)
     if cmd.approved and not cmd.agreement_version:
         raise Reject("bad_field", "an approval needs the version of the agreement the party signed")
     if cmd.currency != party.currency and ctx.rules >= 5:
@@ -200,7 +220,7 @@ def create_session(state: State, ctx: Ctx, cmd: CreateSession) -> None:
         raise Reject("bad_field", "a session needs an id")
     if cmd.session in state.sessions:
         raise Reject("session_exists", f"session {cmd.session!r} exists already")
-    valid_currency(cmd.currency)
+    valid_currency(cmd.currency, ctx.rules)
     a_time(cmd.starts_at, "starts_at")
     a_time(cmd.ends_at, "ends_at")
     if cmd.ends_at and cmd.ends_at < cmd.starts_at:
@@ -268,8 +288,8 @@ def issue_paddle(state: State, ctx: Ctx, cmd: IssuePaddle) -> None:
 @handles(SetDisplayRate)
 def set_display_rate(state: State, ctx: Ctx, cmd: SetDisplayRate) -> None:
     ctx.require_role("operator")
-    valid_currency(cmd.base)
-    valid_currency(cmd.quote)
+    valid_currency(cmd.base, ctx.rules)
+    valid_currency(cmd.quote, ctx.rules)
     if cmd.num <= 0 or cmd.den <= 0:
         raise Reject("bad_rate", f"rate {cmd.num}/{cmd.den} must have positive terms")
     positive(cmd.num, "rate numerator")

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from exchange import credit
 from exchange.engine import Ctx, State, on_timer
-from exchange.errors import Reject, positive
+from exchange.errors import Reject, above_zero, positive
 from exchange.lots import (Bid, Lot, Mechanism, award, break_tie, ceiling, close, hold,
-                           pass_lot, register_mechanism, total_due)
+                           pass_lot, register_mechanism, total_due, window_end)
 from exchange.events import BidVoided, SealedBidCounted
 from exchange.participants import audience, get_party
 from exchange.sealed import record_live, reveal, withdraw_live
@@ -43,7 +43,7 @@ class Reverse(Mechanism):
         if reserve > terms.starting_bid:
             raise Reject("bad_field", "a tender's ceiling (reserve) cannot exceed its budget")
         if terms.reverse_choice == "buyer":
-            positive(terms.choice_window, "choice window")
+            above_zero(terms.choice_window, "choice window")  # at most: lots._validate_terms
 
     def on_schedule_check(self, state: State, lot: Lot) -> None:
         owner = get_party(state, lot.seller)
@@ -78,7 +78,7 @@ class Reverse(Mechanism):
             return
         if lot.terms.reverse_choice == "buyer":
             lot.status = "choosing"
-            lot.choose_by = when + lot.terms.choice_window
+            lot.choose_by = window_end(ctx, when, lot.terms.choice_window)
             state.schedule(lot.choose_by, "reverse_choice_end", lot.serial, lot.round)
             close(ctx, lot, "choosing", decision_by=lot.choose_by)
             reveal(ctx, lot, ranked)

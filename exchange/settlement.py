@@ -64,7 +64,7 @@ from exchange.commands import (AnswerReaward, ConfirmReceipt, DeclareDefault, Ex
                                RecordDelivery, RecordObjection, RecordPayment, ReleaseFunds,
                                ResolveDispute, ResolveObjection, SetSettlementRules)
 from exchange.engine import Ctx, State, handles, on_timer, private, reacts_to
-from exchange.errors import MAX_TIME, Reject, a_time, positive, register_reasons
+from exchange.errors import MAX_DURATION, MAX_TIME, Reject, a_time, positive, register_reasons
 from exchange.events import (AgreementTransferRecorded, BuyerDefaulted, CertificateIssued,
                              CertificateRecorded, DeliveryRecorded, DisputeRaised, DisputeResolved,
                              DueDateExtended, FreezeLifted, FundsRefunded, FundsReleased,
@@ -110,8 +110,6 @@ register_reasons({
 })
 
 DAY = 86_400 * 10**9
-MAX_DURATION = 3_650 * DAY
-"""Longest term the engine accepts (ten years, in ns)."""
 
 OPEN = ("awaiting_payment", "paid", "delivered", "received", "disputed")
 CLOSED = ("completed", "cancelled")
@@ -417,7 +415,7 @@ def record_agreement_transfer(state: State, ctx: Ctx, cmd: RecordAgreementTransf
     if buyer.frozen:
         raise Reject("party_frozen", f"the buyer's (party {buyer.id}) credit is frozen")
     positive(cmd.price, "price")
-    currency = valid_currency(cmd.currency or session.currency)
+    currency = valid_currency(cmd.currency or session.currency, ctx.rules)
     for bp, what in ((cmd.buyer_premium_bp, "buyer's premium"),
                      (cmd.seller_commission_bp, "seller commission")):
         if not 0 <= bp <= lots.MAX_BP:

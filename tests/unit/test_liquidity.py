@@ -136,10 +136,10 @@ def test_an_expiring_order_stops_quoting_when_the_clock_says_so():
     start = mk.d.ts
     mk.order("b1", 1, "buy", 5, 100, tif="gtd", expires=start + 20 * S)
     mk.order("b1", 2, "sell", 5, 101)
-    mk.d.tick(start + 25 * S)                    # the expiry fires at this command's time
-    mk.d.tick(start + 40 * S)
+    mk.d.tick(start + 25 * S)                    # fires the expiry, due at 20 s (rules 6;
+    mk.d.tick(start + 40 * S)                    # rules 5 counted to 25 s: test_rules_6)
     found = one(report(mk), LiquidityReport)
-    assert (found.trading_ns, found.quoting_ns) == (40 * S, 25 * S)
+    assert (found.trading_ns, found.quoting_ns) == (40 * S, 20 * S)
 
 
 def test_reset_starts_a_new_period_and_end_reports_for_the_last_time():
